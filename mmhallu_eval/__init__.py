@@ -1,0 +1,42 @@
+"""mmhallu-eval: hallucination benchmarks for multimodal LLMs.
+
+The public API for task plugins lives here; it imports no torch, so scoring saved answers stays light.
+"""
+from .data import image_digest, load_hf_dataset, open_image, resolve_image
+from .files import atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, require_fields
+from .metrics import binary_metrics, bootstrap_ci, safe_div
+from .registry import get_task, include_path, task, task_names
+from .task import Aggregate, Parser, TaskError, TaskSpec, single_image_request
+from .types import GenerationConfig, ImageLike, Request, Response, Sample, user_message
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Aggregate",
+    "GenerationConfig",
+    "ImageLike",
+    "Parser",
+    "Request",
+    "Response",
+    "Sample",
+    "TaskError",
+    "TaskSpec",
+    "atomic_write_json",
+    "atomic_write_jsonl",
+    "binary_metrics",
+    "bootstrap_ci",
+    "get_task",
+    "image_digest",
+    "include_path",
+    "iter_jsonl",
+    "load_hf_dataset",
+    "open_image",
+    "read_json",
+    "require_fields",
+    "resolve_image",
+    "safe_div",
+    "single_image_request",
+    "task",
+    "task_names",
+    "user_message",
+]

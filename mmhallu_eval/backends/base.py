@@ -1,0 +1,86 @@
+"""The backend interface (one abstract method) and the name → class table with lazy imports."""
+from __future__ import annotations
+
+import abc
+import difflib
+import hashlib
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from ..types import Request, Response
+
+#: backend name → "module:Class"; modules are imported only when that backend is used.
+BACKENDS: dict[str, str] = {
+    "transformers": "mmhallu_eval.backends.transformers_backend:TransformersBackend",
+}
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+
+
+class BackendError(Exception):
+    """A backend could not be created or used; the message tells the user what to do."""
+
+
+class Backend(abc.ABC):
+    """Turns requests into responses. Batching, caching, retries and progress live in wrappers."""
+
+    name: str = "base"
+    #: preferred number of requests per generate() call; None = give it everything at once.
+    default_batch_size: int | None = 8
+
+    @abc.abstractmethod
+    def generate(self, requests: list[Request]) -> list[Response]:
+        """Responses in the order of `requests`; a failed item carries `error` instead of raising."""
+
+    def fingerprint(self) -> str:
+        """Identifies the weights (+ adapter) so cached responses are never reused across models."""
+        return "unknown"
+
+    def describe(self) -> dict[str, Any]:
+        """What goes into manifest.json about the model (never secrets)."""
+        return {"backend": self.name}
+
+    def close(self) -> None:
+        pass
+
+
+def create_backend(name: str, **kwargs: Any) -> Backend:
+    if name not in BACKENDS:
+        close = difflib.get_close_matches(name, list(BACKENDS), n=2)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise BackendError(f"unknown backend {name!r}.{hint} Available: {', '.join(BACKENDS)}.")
+    module_name, cls_name = BACKENDS[name].split(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    return cls(**kwargs)
+
+
+def _file_digest(path: Path, head: int = 1 << 22) -> str:
+    """Full hash for small files; size + first/last 4 MiB for large weight shards (multi-GB models)."""
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with path.open("rb") as fh:
+        if size <= 2 * head:
+            h.update(fh.read())
+        else:
+            h.update(fh.read(head))
+            fh.seek(size - head)
+            h.update(fh.read(head))
+    return h.hexdigest()
+
+
+def model_fingerprint(model: str, revision: str | None = None, adapter: str | None = None) -> str:
+    """Content fingerprint of a local model folder, or `hub-id@revision` for a hub id."""
+    parts: dict[str, Any] = {}
+    path = Path(model)
+    if path.is_dir():
+        for f in sorted(path.rglob("*")):
+            if f.is_file() and (f.suffix in _WEIGHT_SUFFIXES or f.suffix in (".json", ".model", ".txt", ".jinja")):
+                parts[str(f.relative_to(path))] = _file_digest(f)
+    else:
+        parts["hub"] = f"{model}@{revision or 'main'}"
+    if adapter:
+        apath = Path(adapter)
+        parts["adapter"] = {str(f.relative_to(apath)): _file_digest(f) for f in sorted(apath.rglob("*")) if f.is_file()}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]

@@ -1,0 +1,83 @@
+"""The wrapper every backend runs in: cache lookup, missing-image checks, batching, per-item fallback on
+failure, progress bar, and timing of the backend's own work (to measure harness overhead)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+from tqdm.auto import tqdm
+
+from ..cache import ResponseCache, request_key
+from ..data import image_missing
+from ..types import Request, Response
+from .base import Backend
+
+
+@dataclass
+class GenerationStats:
+    requested: int = 0
+    cached: int = 0
+    generated: int = 0
+    failed: int = 0
+    backend_seconds: float = 0.0
+
+
+def _first_missing_image(request: Request) -> str | None:
+    for im in request.images:
+        missing = image_missing(im)
+        if missing:
+            return missing
+    return None
+
+
+def generate_cached(
+    backend: Backend,
+    requests: list[Request],
+    cache: ResponseCache,
+    batch_size: int | None = None,
+    desc: str = "generate",
+    show_progress: bool = True,
+) -> tuple[dict[str, Response], GenerationStats]:
+    """Responses by request id. Finished batches are committed to the cache before the next starts."""
+    stats = GenerationStats(requested=len(requests))
+    fingerprint = backend.fingerprint()
+    keys = {r.id: request_key(fingerprint, r) for r in requests}
+    hits = cache.get_many(keys.values())
+    results: dict[str, Response] = {}
+    todo: list[Request] = []
+    for r in requests:
+        missing = _first_missing_image(r)
+        if missing:
+            results[r.id] = Response(id=r.id, error=f"missing_image: {missing}")
+            stats.failed += 1
+        elif keys[r.id] in hits:
+            results[r.id] = replace(hits[keys[r.id]], id=r.id)
+            stats.cached += 1
+        else:
+            todo.append(r)
+    size = batch_size or backend.default_batch_size or max(len(todo), 1)
+    with tqdm(total=len(requests), initial=len(requests) - len(todo), desc=desc, disable=not show_progress, unit="req") as bar:
+        for start in range(0, len(todo), size):
+            batch = todo[start : start + size]
+            t0 = time.perf_counter()
+            responses = _generate_with_fallback(backend, batch)
+            stats.backend_seconds += time.perf_counter() - t0
+            cache.put_many((keys[resp.id], resp) for resp in responses)
+            for resp in responses:
+                results[resp.id] = resp
+                if resp.error:
+                    stats.failed += 1
+                else:
+                    stats.generated += 1
+            bar.update(len(batch))
+    return results, stats
+
+
+def _generate_with_fallback(backend: Backend, batch: list[Request]) -> list[Response]:
+    """A failing batch is retried item by item so one bad sample cannot sink its neighbours."""
+    try:
+        return backend.generate(batch)
+    except Exception as exc:
+        if len(batch) == 1:
+            return [Response(id=batch[0].id, error=f"generation_error: {type(exc).__name__}: {exc}")]
+    return [resp for r in batch for resp in _generate_with_fallback(backend, [r])]

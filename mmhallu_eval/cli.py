@@ -1,0 +1,240 @@
+"""The `mmhallu` command line. Heavy modules (torch, backends) are imported inside the commands that need them."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .registry import get_task, include_path, task_names
+from .task import TaskError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Measure hallucination in multimodal LLMs.")
+score_app = typer.Typer(no_args_is_help=True, help="Score answers saved by any tool, without loading a model.")
+world_app = typer.Typer(no_args_is_help=True, help="Build offline models and fixtures (tests, the embedded default).")
+app.add_typer(score_app, name="score")
+app.add_typer(world_app, name="world")
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .backends.base import BackendError
+    from .rundir import RunDirError
+
+    return (TaskError, BackendError, RunDirError)
+
+
+def parse_task_args(items: list[str]) -> dict[str, dict[str, str]]:
+    """`pope.data=PATH` → {"pope": {"data": "PATH"}}."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        task, dot, opt = key.partition(".")
+        if not sep or not dot or not task or not opt:
+            fail(f"--task-arg {item!r}: expected TASK.KEY=VALUE, e.g. pope.data=coco_pope_random.json")
+        out.setdefault(task, {})[opt] = value
+    return out
+
+
+def parse_parsers(value: str | None, tasks: list[str]) -> dict[str, str]:
+    """`strict` (for every task) or `pope=strict,mme=mme-official`."""
+    if not value:
+        return {}
+    if "=" not in value:
+        return {t: value for t in tasks}
+    out = {}
+    for part in value.split(","):
+        task, _, name = part.partition("=")
+        out[task.strip()] = name.strip()
+    return out
+
+
+@app.command("tasks")
+def tasks_cmd(include: list[Path] = typer.Option([], "--include-path", help="Folder with user task plugins.")) -> None:
+    """List the registered tasks with version, default parser and data source."""
+    try:
+        for path in include:
+            include_path(path)
+        rows = [get_task(name) for name in task_names()]
+    except TaskError as exc:
+        fail(str(exc))
+    width = max((len(s.name) for s in rows), default=4)
+    typer.echo(f"{'task'.ljust(width)}  version  parser (others)                      data source")
+    for s in rows:
+        others = ", ".join(p for p in sorted(s.parsers) if p != s.default_parser)
+        parser_col = f"{s.default_parser} ({others})" if others else s.default_parser
+        typer.echo(f"{s.name.ljust(width)}  {s.version.ljust(7)}  {parser_col.ljust(35)}  {s.data_source}")
+
+
+@app.command("run")
+def run_cmd(
+    model: str = typer.Option(..., help="Local model folder or hub id."),
+    tasks: str = typer.Option(..., help="Comma-separated task names, e.g. pope,chair."),
+    out: Path = typer.Option(..., help="Run folder to write (manifest, <task>/result.json, cache)."),
+    backend: str = typer.Option("transformers", help="Inference backend."),
+    limit: Optional[int] = typer.Option(None, help="Evaluate only the first N samples of each task."),
+    batch_size: Optional[int] = typer.Option(None, help="Requests per generate call (default: the backend's)."),
+    max_new_tokens: Optional[int] = typer.Option(None, help="Override the tasks' max_new_tokens."),
+    parser: Optional[str] = typer.Option(None, help="Parser for all tasks, or TASK=PARSER,..."),
+    task_arg: list[str] = typer.Option([], "--task-arg", help="Task option TASK.KEY=VALUE (repeatable)."),
+    include: list[Path] = typer.Option([], "--include-path", help="Folder with user task plugins."),
+    dtype: str = typer.Option("auto", help="auto (bf16 on CUDA, else fp32), float32, bfloat16, float16."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
+    revision: Optional[str] = typer.Option(None, help="Model revision for hub ids."),
+    adapter: Optional[str] = typer.Option(None, help="PEFT adapter folder to evaluate on top of --model."),
+    resume: bool = typer.Option(False, help="Continue in a folder that holds a different run, reusing its cache."),
+    overwrite: bool = typer.Option(False, help="Replace whatever the output folder holds."),
+    no_progress: bool = typer.Option(False, help="Hide progress bars."),
+) -> None:
+    """Evaluate a model on one or more tasks; re-running the same command resumes from the cache."""
+    from .runner import RunConfig, run
+
+    task_list = [t.strip() for t in tasks.split(",") if t.strip()]
+    config = RunConfig(
+        model=model,
+        tasks=task_list,
+        out=out,
+        backend=backend,
+        limit=limit,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        parsers=parse_parsers(parser, task_list),
+        task_args=parse_task_args(task_arg),
+        backend_args={"dtype": dtype, "device": device, "revision": revision, "adapter": adapter},
+        include_paths=[str(p) for p in include],
+        resume=resume,
+        overwrite=overwrite,
+        show_progress=not no_progress,
+    )
+    try:
+        results = run(config)
+    except _user_errors() as exc:
+        fail(str(exc))
+    for name, result in results.items():
+        typer.echo(f"{name}: {_headline(result)}")
+    typer.echo(f"results in {out}")
+
+
+def _headline(result: dict[str, Any]) -> str:
+    keys = [k for k, v in result["metrics"].items() if isinstance(v, float)][:5]
+    parts = [f"{k}={result['metrics'][k]:.4f}" for k in keys]
+    if result["errors"].get("total"):
+        parts.append(f"errors={result['errors']['total']}")
+    return ", ".join(parts) + f" (n={result['n']}, parser={result['parser']})"
+
+
+def _score_saved(task: str, options: dict[str, str], answers: Path, out: Path, parser: str | None, allow_missing: bool) -> None:
+    from .files import atomic_write_json, atomic_write_jsonl
+    from .scoring import build_result, match_answers, score_texts
+
+    try:
+        spec = get_task(task)
+        chosen = spec.parser(parser)
+        samples = spec.load(options)
+        match = match_answers(samples, answers)
+    except TaskError as exc:
+        fail(str(exc))
+    problems = match.problems()
+    for p in problems:
+        typer.secho(f"{answers}: {p}", fg=typer.colors.YELLOW, err=True)
+    if problems and not allow_missing:
+        fail("answers do not match the questions (see above); fix the file or pass --allow-missing to score what matches")
+    records = score_texts(spec, chosen, samples, match.texts)
+    extra = {"answers_file": str(answers), "missing_answers": len(match.missing), "unknown_answers": len(match.unknown), "duplicate_answers": len(match.duplicates)}
+    result = build_result(spec, chosen, records, extra=extra)
+    atomic_write_json(out, result)
+    atomic_write_jsonl(out.with_name(out.stem + ".samples.jsonl"), records)
+    typer.echo(f"{task}: {_headline(result)}")
+    typer.echo(f"wrote {out}")
+
+
+@score_app.command("pope")
+def score_pope(
+    data: str = typer.Option(..., help="POPE question file(s)/folder, or merged JSONL with category."),
+    answers: Path = typer.Option(..., help="JSONL answers with question_id and text (LLaVA format)."),
+    out: Path = typer.Option(..., help="result.json to write (samples go to <out stem>.samples.jsonl)."),
+    labels: Optional[str] = typer.Option(None, help="Folder of official question files giving labels to a merged JSONL."),
+    parser: Optional[str] = typer.Option(None, help="pope-official (default), pope-opera or strict."),
+    allow_missing: bool = typer.Option(False, help="Score the answers that match even if some are missing/unknown."),
+) -> None:
+    """Score saved POPE answers exactly as the official script does (or with another named parser)."""
+    options = {"data": data, "prompt_suffix": ""}
+    if labels:
+        options["labels"] = labels
+    _score_saved("pope", options, answers, out, parser, allow_missing)
+
+
+@world_app.command("tiny-model")
+def tiny_model_cmd(
+    out: Path = typer.Option(..., help="Folder to save the model and processor to."),
+    arch: str = typer.Option("llava", help="llava or idefics3."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Build a tiny random-weight VLM with a locally trained tokenizer (offline, seconds)."""
+    from .world.tiny_models import build_tiny_model
+
+    try:
+        build_tiny_model(arch, out, seed=seed)  # type: ignore[arg-type]
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(f"wrote {arch} tiny model to {out}")
+
+
+@world_app.command("pope-fixture")
+def pope_fixture_cmd(
+    out: Path = typer.Option(..., help="Folder for images/ and *_pope_<split>.json."),
+    n_images: int = typer.Option(8),
+    seed: int = typer.Option(0),
+) -> None:
+    """Generate shape images and POPE question files for them."""
+    from .world.fixtures import build_pope_fixture
+
+    build_pope_fixture(out, n_images=n_images, seed=seed)
+    typer.echo(f"wrote POPE fixture to {out}")
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Path = typer.Option(Path("reports/demo"), help="Folder for the demo's assets and run."),
+    limit: Optional[int] = typer.Option(None, help="Evaluate only the first N questions per task."),
+) -> None:
+    """The embedded default: a tiny model evaluated on a generated POPE fixture, no downloads."""
+    from .runner import RunConfig, run
+    from .world.fixtures import build_pope_fixture
+    from .world.tiny_models import build_tiny_model
+
+    assets = out / "assets"
+    model_dir, data_dir = assets / "tiny-llava", assets / "pope-fixture"
+    if not (model_dir / "config.json").exists():
+        typer.echo(f"building tiny LLaVA model in {model_dir}")
+        build_tiny_model("llava", model_dir)
+    if not (data_dir / "shapes_pope_random.json").exists():
+        typer.echo(f"generating POPE fixture in {data_dir}")
+        build_pope_fixture(data_dir, n_images=24)
+    config = RunConfig(
+        model=str(model_dir),
+        tasks=["pope"],
+        out=out / "run",
+        limit=limit,
+        max_new_tokens=8,
+        task_args={"pope": {"data": str(data_dir), "images": str(data_dir / "images")}},
+        backend_args={"dtype": "float32", "device": "cpu"},
+    )
+    try:
+        results = run(config)
+    except _user_errors() as exc:
+        fail(str(exc))
+    typer.echo(f"pope: {_headline(results['pope'])}")
+    typer.echo(f"results in {out / 'run'} (random weights: the numbers exercise the pipeline, not a model)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Image and dataset access shared by task loaders: local image folders, in-memory images, HF datasets."""
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from .files import sha256_file
+from .task import TaskError
+from .types import ImageLike
+
+
+def resolve_image(name: str, folder: str | Path | None) -> str:
+    """Path of image `name` inside `folder` (or `name` itself when absolute/folder is None).
+
+    Missing files are not an error here: the runner records them per sample so the run goes on.
+    """
+    p = Path(name)
+    if folder is None or p.is_absolute():
+        return str(p)
+    return str(Path(folder) / p)
+
+
+def open_image(image: ImageLike) -> Image.Image:
+    """Load an image as RGB; a missing or unreadable file raises FileNotFoundError/OSError naming the path."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    path = Path(image)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing image: {path}")
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+@lru_cache(maxsize=65536)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    return sha256_file(path)
+
+
+def image_digest(image: ImageLike) -> str:
+    """Content hash of an image, used in cache keys and to detect train/eval overlap."""
+    if isinstance(image, Image.Image):
+        h = hashlib.sha256(f"{image.mode}:{image.size}".encode())
+        h.update(image.tobytes())
+        return h.hexdigest()
+    path = Path(image)
+    if not path.is_file():
+        return f"missing:{path}"
+    st = path.stat()
+    return _file_digest(str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
+def image_missing(image: ImageLike) -> str | None:
+    """The path of a missing image file, or None when the image is available."""
+    if isinstance(image, Image.Image):
+        return None
+    return None if Path(image).is_file() else str(image)
+
+
+def load_hf_dataset(name: str, split: str | None = None, **kwargs: Any) -> Any:
+    """Load a dataset from the HF hub (or its local cache); offline failures get an actionable message."""
+    try:
+        import datasets
+    except ImportError as exc:  # pragma: no cover - datasets is a core dependency
+        raise TaskError("the `datasets` package is needed to load hub datasets: pip install datasets") from exc
+    try:
+        return datasets.load_dataset(name, split=split, **kwargs)
+    except Exception as exc:
+        raise TaskError(
+            f"could not load the HF dataset {name!r} (split={split!r}): {type(exc).__name__}: {exc}. "
+            "Without network access, download it elsewhere and point the task at local files instead."
+        ) from exc

@@ -1,0 +1,82 @@
+"""Pure metric functions over per-sample values. Corpus metrics aggregate counts, never average ratios."""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+BOOTSTRAP_SEED = 20240101
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def safe_div(num: float, den: float) -> float | None:
+    """num/den, or None when den is 0 (reported as null instead of crashing)."""
+    return None if den == 0 else num / den
+
+
+def binary_counts(pred: Sequence[int | None], label: Sequence[int]) -> dict[str, int]:
+    """tp/fp/tn/fn with 1 = positive class; a None (or -1) prediction (unread answer) is in no cell."""
+    p = pred if isinstance(pred, np.ndarray) else np.asarray([-1 if v is None else v for v in pred], dtype=np.int64)
+    y = np.asarray(label, dtype=np.int64)
+    return {
+        "tp": int(((p == 1) & (y == 1)).sum()),
+        "fp": int(((p == 1) & (y == 0)).sum()),
+        "tn": int(((p == 0) & (y == 0)).sum()),
+        "fn": int(((p == 0) & (y == 1)).sum()),
+    }
+
+
+def binary_metrics(pred: Sequence[int | None], label: Sequence[int]) -> dict[str, Any]:
+    """Accuracy, precision, recall, F1 and the share of *predicted* positives, from counts.
+
+    Unread answers (None) count as wrong: they lower accuracy and recall (a missed positive)
+    but are not positive predictions. With no None values this is the textbook definition.
+    """
+    c = binary_counts(pred, label)
+    tp, fp, tn, fn = c["tp"], c["fp"], c["tn"], c["fn"]
+    n = len(label)
+    positives = int(np.sum(np.asarray(label, dtype=np.int64) == 1))
+    precision = safe_div(tp, tp + fp)
+    recall = safe_div(tp, positives)
+    f1 = None
+    if precision is not None and recall is not None and precision + recall > 0:
+        f1 = 2 * precision * recall / (precision + recall)
+    return {
+        "accuracy": safe_div(tp + tn, n),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "yes_ratio": safe_div(tp + fp, n),
+        **c,
+        "n": n,
+        "unparsed": n - (tp + fp + tn + fn),
+    }
+
+
+def bootstrap_ci(
+    n: int,
+    statistic: Callable[[np.ndarray], dict[str, float | None]],
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = 0.95,
+) -> dict[str, list[float] | None]:
+    """Percentile bootstrap CIs for every metric `statistic(indices)` returns.
+
+    `statistic` receives an index array of length n (a resample of the units) so that corpus
+    metrics are recomputed from resampled counts. Fixed seed → reproducible intervals.
+    """
+    if n == 0:
+        return {}
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {}
+    for _ in range(resamples):
+        idx = rng.integers(0, n, size=n)
+        for key, value in statistic(idx).items():
+            if value is not None:
+                draws.setdefault(key, []).append(float(value))
+    alpha = (1 - level) / 2
+    out: dict[str, list[float] | None] = {}
+    for key, values in draws.items():
+        arr = np.asarray(values)
+        out[key] = [float(np.quantile(arr, alpha)), float(np.quantile(arr, 1 - alpha))]
+    return out

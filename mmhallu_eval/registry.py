@@ -1,0 +1,96 @@
+"""Task registration: `@task` decorators, the `mmhallu_eval.tasks` entry-point group and
+user folders given with `--include-path`. Discovery is lazy so that importing the package stays cheap."""
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import pkgutil
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Callable
+
+from .task import TaskError, TaskSpec
+
+ENTRY_POINT_GROUP = "mmhallu_eval.tasks"
+_FACTORIES: dict[str, Callable[[], TaskSpec]] = {}
+_ORIGINS: dict[str, str] = {}
+_loaded_builtin = False
+_scanned_paths: set[Path] = set()
+
+
+def task(name: str) -> Callable[[Callable[[], TaskSpec]], Callable[[], TaskSpec]]:
+    """Register a factory returning the `TaskSpec` of task `name`."""
+
+    def decorator(factory: Callable[[], TaskSpec]) -> Callable[[], TaskSpec]:
+        origin = getattr(factory, "__module__", "?")
+        if name in _FACTORIES and _ORIGINS.get(name) != origin:
+            raise TaskError(f"task {name!r} is registered twice: by {_ORIGINS[name]} and by {origin}")
+        _FACTORIES[name] = factory
+        _ORIGINS[name] = origin
+        return factory
+
+    return decorator
+
+
+def _load_builtin() -> None:
+    global _loaded_builtin
+    if _loaded_builtin:
+        return
+    _loaded_builtin = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as exc:  # a broken third-party plugin must not hide the others
+            print(f"warning: task plugin {ep.name!r} ({ep.value}) failed to load: {exc}", file=sys.stderr)
+    try:
+        mmhallu_tasks = importlib.import_module("mmhallu_tasks")
+    except ImportError:
+        return
+    for mod in pkgutil.iter_modules(mmhallu_tasks.__path__):
+        if mod.ispkg:
+            try:
+                importlib.import_module(f"mmhallu_tasks.{mod.name}.task")
+            except ModuleNotFoundError:
+                continue
+
+
+def include_path(path: str | Path) -> None:
+    """Import every `task.py` (or top-level `*.py`) under `path` so its `@task` registrations run."""
+    root = Path(path).resolve()
+    if not root.is_dir():
+        raise TaskError(f"--include-path {path}: not a directory")
+    if root in _scanned_paths:
+        return
+    _scanned_paths.add(root)
+    files = sorted(root.glob("*/task.py")) + sorted(p for p in root.glob("*.py") if not p.name.startswith("_"))
+    for file in files:
+        mod_name = f"mmhallu_user_tasks.{file.parent.name}_{file.stem}_{abs(hash(str(file))) % 10**8}"
+        spec = importlib.util.spec_from_file_location(mod_name, file)
+        if spec is None or spec.loader is None:
+            continue
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise TaskError(f"task file {file} failed to import: {exc}") from exc
+
+
+def task_names() -> list[str]:
+    _load_builtin()
+    return sorted(_FACTORIES)
+
+
+def get_task(name: str) -> TaskSpec:
+    """The spec of task `name`; unknown names fail with a did-you-mean."""
+    _load_builtin()
+    if name not in _FACTORIES:
+        close = difflib.get_close_matches(name, list(_FACTORIES), n=3, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise TaskError(f"unknown task {name!r}.{hint} Known tasks: {', '.join(sorted(_FACTORIES)) or 'none'}.")
+    spec = _FACTORIES[name]()
+    if spec.name != name:
+        raise TaskError(f"task registered as {name!r} returns a spec named {spec.name!r}")
+    return spec

@@ -1,0 +1,132 @@
+"""`mmhallu run`: load samples → build requests → cached batched generation → score → write, task by task."""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .backends import Backend, create_backend
+from .backends.cached import generate_cached
+from .cache import ResponseCache
+from .registry import get_task, include_path
+from .rundir import RunDir, now_iso
+from .scoring import build_result, image_names, make_record
+from .task import TaskError, TaskSpec
+from .types import Sample
+
+
+@dataclass
+class RunConfig:
+    model: str
+    tasks: list[str]
+    out: Path
+    backend: str = "transformers"
+    limit: int | None = None
+    batch_size: int | None = None
+    max_new_tokens: int | None = None
+    parsers: dict[str, str] = field(default_factory=dict)
+    task_args: dict[str, dict[str, str]] = field(default_factory=dict)
+    backend_args: dict[str, Any] = field(default_factory=dict)
+    include_paths: list[str] = field(default_factory=list)
+    resume: bool = False
+    overwrite: bool = False
+    show_progress: bool = True
+
+    def identity(self, model_fingerprint: str) -> dict[str, Any]:
+        """What makes two runs the same run (batch size and progress do not change results)."""
+        return {
+            "model": self.model,
+            "model_fingerprint": model_fingerprint,
+            "backend": self.backend,
+            "backend_args": {k: v for k, v in self.backend_args.items() if k not in ("batch_size",)},
+            "tasks": self.tasks,
+            "limit": self.limit,
+            "max_new_tokens": self.max_new_tokens,
+            "parsers": self.parsers,
+            "task_args": self.task_args,
+        }
+
+
+def samples_hash(samples: list[Sample]) -> str:
+    """Identifies the evaluated set (ids, prompts, targets, image names) for manifests and compare."""
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(json.dumps([s.id, s.prompt, s.target, image_names(s)], default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def load_task_samples(spec: TaskSpec, options: dict[str, str], limit: int | None) -> list[Sample]:
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        raise TaskError(
+            f"task {spec.name!r} has no option(s) {', '.join(unknown)}; known: {', '.join(sorted(spec.options)) or 'none'}"
+        )
+    samples = spec.load(options)
+    ids = [s.id for s in samples]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise TaskError(f"task {spec.name!r}: sample id {dup!r} occurs more than once in the data")
+    return samples[:limit] if limit else samples
+
+
+def run(config: RunConfig, backend: Backend | None = None) -> dict[str, dict[str, Any]]:
+    """Evaluate every task; each task's files are written as soon as it finishes."""
+    for path in config.include_paths:
+        include_path(path)
+    specs = [get_task(name) for name in config.tasks]
+    parsers = {spec.name: spec.parser(config.parsers.get(spec.name)) for spec in specs}
+    own_backend = backend is None
+    if backend is None:
+        backend = create_backend(config.backend, model=config.model, **config.backend_args)
+    rundir = RunDir(config.out)
+    manifest = rundir.prepare(config.identity(backend.fingerprint()), config.resume, config.overwrite)
+    manifest["model"] = backend.describe()
+    cache = ResponseCache(rundir.cache_path)
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        for spec in specs:
+            results[spec.name] = _run_task(spec, parsers[spec.name], config, backend, cache, rundir, manifest)
+    finally:
+        cache.close()
+        if own_backend:
+            backend.close()
+    manifest["finished"] = now_iso()
+    rundir.write_manifest(manifest)
+    return results
+
+
+def _run_task(spec, parser, config: RunConfig, backend: Backend, cache: ResponseCache, rundir: RunDir, manifest) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    samples = load_task_samples(spec, config.task_args.get(spec.name, {}), config.limit)
+    generation = spec.generation.with_overrides(max_new_tokens=config.max_new_tokens)
+    requests = [spec.build_request(s, generation) for s in samples]
+    responses, stats = generate_cached(
+        backend, requests, cache, config.batch_size, desc=spec.name, show_progress=config.show_progress
+    )
+    records = [make_record(spec, parser, s, responses[s.id]) for s in samples]
+    result = build_result(spec, parser, records, extra={"generation": generation.to_dict()})
+    rundir.write_task(spec.name, records, result)
+    if spec.export is not None:
+        spec.export(records, rundir.task_dir(spec.name))
+    total = time.perf_counter() - t0
+    manifest["tasks"][spec.name] = {
+        "task_version": spec.version,
+        "parser": parser.name,
+        "parser_version": parser.version,
+        "generation": generation.to_dict(),
+        "n_samples": len(samples),
+        "samples_hash": samples_hash(samples),
+        "stats": {**asdict(stats), "total_seconds": round(total, 3), "backend_seconds": round(stats.backend_seconds, 3)},
+        "finished": now_iso(),
+    }
+    rundir.write_manifest(manifest)
+    print(
+        f"[{spec.name}] {len(samples)} samples: {stats.generated} generated, {stats.cached} cached, "
+        f"{stats.failed} failed → {rundir.task_dir(spec.name) / 'result.json'}",
+        file=sys.stderr,
+    )
+    return result

@@ -1,0 +1,124 @@
+"""Turning responses into records and records into result.json; shared by `run` and `score`."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .files import iter_jsonl
+from .task import Parser, TaskError, TaskSpec
+from .types import Response, Sample
+
+SCHEMA_VERSION = 1
+
+
+def image_names(sample: Sample) -> list[str]:
+    return [str(im) if isinstance(im, (str, Path)) else f"<embedded {im.size[0]}x{im.size[1]}>" for im in sample.images]
+
+
+def make_record(spec: TaskSpec, parser: Parser, sample: Sample, response: Response) -> dict[str, Any]:
+    """One samples.jsonl line. Failed generations keep their error and no score."""
+    record: dict[str, Any] = {
+        "id": sample.id,
+        "group": sample.group,
+        "prompt": sample.prompt,
+        "images": image_names(sample),
+        "response": response.text,
+        "target": sample.target,
+        "parsed": None,
+        "correct": None,
+        "error": response.error,
+        "metadata": sample.metadata,
+    }
+    if response.error is None:
+        record.update(spec.score_sample(sample, response.text, parser))
+    return record
+
+
+def error_kind(message: str) -> str:
+    return message.split(":", 1)[0].strip().replace(" ", "_") if message else "error"
+
+
+def build_result(spec: TaskSpec, parser: Parser, records: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """result.json (schema_version 1): metrics over the answered samples, errors counted by kind."""
+    ok = [r for r in records if r.get("error") is None]
+    failed = [r for r in records if r.get("error") is not None]
+    agg = spec.aggregate(ok)
+    errors: dict[str, Any] = {"total": len(failed)}
+    errors.update(Counter(error_kind(r["error"]) for r in failed))
+    if failed:
+        errors["first_ids"] = [r["id"] for r in failed[:10]]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "task": spec.name,
+        "task_version": spec.version,
+        "parser": parser.name,
+        "parser_version": parser.version,
+        "n": len(records),
+        "n_scored": len(ok),
+        "metrics": agg.metrics,
+        "groups": agg.groups,
+        "ci": agg.ci,
+        "errors": errors,
+        **agg.extra,
+        **(extra or {}),
+    }
+
+
+@dataclass
+class AnswerMatch:
+    """Answers of a saved file matched to samples, with what did not match."""
+
+    texts: dict[str, str]
+    missing: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        out = []
+        for label, ids in (("missing answers", self.missing), ("duplicate answer ids", self.duplicates), ("answer ids not in the data", self.unknown)):
+            if ids:
+                out.append(f"{len(ids)} {label} (first: {', '.join(map(str, ids[:5]))})")
+        return out
+
+
+def match_answers(samples: list[Sample], answers: Path | str, text_field: str = "text") -> AnswerMatch:
+    """Match JSONL answers (`question_id` or `id`, plus `text`) to samples.
+
+    A row matches a sample by its namespaced id, or by the source question_id when that is unique.
+    """
+    by_id = {s.id: s for s in samples}
+    qid_counts = Counter(str(s.metadata.get("question_id")) for s in samples)
+    by_qid = {str(s.metadata.get("question_id")): s for s in samples if qid_counts[str(s.metadata.get("question_id"))] == 1}
+    texts: dict[str, str] = {}
+    seen: Counter[str] = Counter()
+    match = AnswerMatch(texts)
+    for lineno, row in iter_jsonl(answers):
+        key = row.get("question_id", row.get("id"))
+        if key is None:
+            raise TaskError(f"{answers}:{lineno}: no 'question_id' or 'id' field")
+        if text_field not in row:
+            raise TaskError(f"{answers}:{lineno}: no {text_field!r} field with the model's answer")
+        key = str(key)
+        sample = by_id.get(key) or by_qid.get(key)
+        if sample is None:
+            if qid_counts.get(key, 0) > 1:
+                raise TaskError(
+                    f"{answers}:{lineno}: question_id {key} is ambiguous across splits; use namespaced ids like "
+                    f"'{next(s.id for s in samples if str(s.metadata.get('question_id')) == key)}' or score one split at a time"
+                )
+            match.unknown.append(key)
+            continue
+        seen[sample.id] += 1
+        if seen[sample.id] > 1:
+            match.duplicates.append(key)
+            continue
+        texts[sample.id] = str(row[text_field])
+    match.missing = [s.id for s in samples if s.id not in texts]
+    return match
+
+
+def score_texts(spec: TaskSpec, parser: Parser, samples: Iterable[Sample], texts: dict[str, str]) -> list[dict[str, Any]]:
+    """Records for samples that have a text; samples without one are left out (reported by the caller)."""
+    return [make_record(spec, parser, s, Response(id=s.id, text=texts[s.id])) for s in samples if s.id in texts]

@@ -1,0 +1,89 @@
+"""The contract a benchmark plugin fulfils: a `TaskSpec` plus named, versioned parsers."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .types import GenerationConfig, Request, Sample, user_message
+
+
+class TaskError(Exception):
+    """Bad task input (data file, option, answers). The message says what and where."""
+
+
+@dataclass(frozen=True)
+class Parser:
+    """A named, versioned map from model text to a label; the name is written into every result."""
+
+    name: str
+    version: str
+    fn: Callable[[str], Any]
+    description: str = ""
+
+    def __call__(self, text: str) -> Any:
+        return self.fn(text)
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@dataclass
+class Aggregate:
+    """What a task's aggregator returns; the runner adds the bookkeeping fields of result.json."""
+
+    metrics: dict[str, Any]
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ci: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: Loader signature: task options (strings from the CLI, e.g. data=..., images=...) → samples.
+Loader = Callable[[dict[str, str]], list[Sample]]
+#: Scorer signature: (sample, response text, parser) → JSON-able record fields.
+Scorer = Callable[[Sample, str, Parser], dict[str, Any]]
+#: Aggregator signature: (records of the successfully answered samples) → Aggregate.
+Aggregator = Callable[[list[dict[str, Any]]], Aggregate]
+
+
+def single_image_request(sample: Sample, generation: GenerationConfig) -> Request:
+    """Default prompt builder: one user turn with the sample's images then its prompt text."""
+    return Request(
+        id=sample.id,
+        messages=user_message(sample.prompt, n_images=len(sample.images)),
+        images=list(sample.images),
+        generation=generation,
+    )
+
+
+@dataclass
+class TaskSpec:
+    """Everything the runner needs to evaluate one benchmark.
+
+    `options` documents the task options a user can pass (`--task-arg NAME.KEY=VALUE`).
+    `aggregate` sees only records without errors; the runner counts errors separately.
+    """
+
+    name: str
+    version: str
+    description: str
+    data_source: str
+    load: Loader
+    score_sample: Scorer
+    aggregate: Aggregator
+    parsers: dict[str, Parser]
+    default_parser: str
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    build_request: Callable[[Sample, GenerationConfig], Request] = single_image_request
+    options: dict[str, str] = field(default_factory=dict)
+    #: Optional hook run after the records are written, e.g. to export an official-format file.
+    export: Callable[[list[dict[str, Any]], Any], None] | None = None
+
+    def parser(self, name: str | None) -> Parser:
+        """Resolve a parser name (None → the task default) or fail with the valid choices."""
+        name = name or self.default_parser
+        if name not in self.parsers:
+            raise TaskError(
+                f"task {self.name!r} has no parser {name!r}; choose one of: {', '.join(sorted(self.parsers))}"
+            )
+        return self.parsers[name]

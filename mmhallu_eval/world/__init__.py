@@ -1,0 +1,1 @@
+"""Offline builders for tests and the embedded default: tiny VLMs and generated benchmark fixtures."""

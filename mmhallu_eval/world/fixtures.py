@@ -1,0 +1,76 @@
+"""Generated benchmark fixtures in the official file formats (images drawn with PIL, no downloads).
+
+The POPE fixture follows POPE's layout: per image up to 3 present objects ("yes") and as many absent
+ones ("no"), written as coco_pope_<split>.json question files next to an images/ folder.
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond")
+COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 200, 30)}
+
+
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int], fill: tuple[int, int, int]) -> None:
+    x0, y0, x1, y1 = box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    if shape == "circle":
+        draw.ellipse(box, fill=fill)
+    elif shape == "square":
+        draw.rectangle(box, fill=fill)
+    elif shape == "triangle":
+        draw.polygon([(cx, y0), (x1, y1), (x0, y1)], fill=fill)
+    elif shape == "diamond":
+        draw.polygon([(cx, y0), (x1, cy), (cx, y1), (x0, cy)], fill=fill)
+    elif shape == "cross":
+        w = (x1 - x0) / 3
+        draw.rectangle((x0 + w, y0, x1 - w, y1), fill=fill)
+        draw.rectangle((x0, y0 + w, x1, y1 - w), fill=fill)
+    elif shape == "star":
+        pts = []
+        import math
+
+        for i in range(10):
+            r = (x1 - x0) / 2 if i % 2 == 0 else (x1 - x0) / 5
+            a = math.pi / 2 + i * math.pi / 5
+            pts.append((cx + r * math.cos(a), cy - r * math.sin(a)))
+        draw.polygon(pts, fill=fill)
+    else:
+        raise ValueError(f"unknown shape {shape!r}")
+
+
+def build_pope_fixture(out: str | Path, n_images: int = 8, seed: int = 0, size: int = 64) -> Path:
+    """Images with 1–3 shapes and POPE question files for the random/popular/adversarial splits."""
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    scenes: list[tuple[str, list[str]]] = []
+    for i in range(n_images):
+        name = f"shapes_{i:06d}.png"
+        objects = rng.sample(SHAPES, rng.randint(1, 3))
+        im = Image.new("RGB", (size, size), (245, 245, 245))
+        draw = ImageDraw.Draw(im)
+        cell = size // 2
+        for k, shape in enumerate(objects):
+            x, y = (k % 2) * cell, (k // 2) * cell
+            draw_shape(draw, shape, (x + 4, y + 4, x + cell - 4, y + cell - 4), rng.choice(list(COLORS.values())))
+        im.save(out / "images" / name)
+        scenes.append((name, objects))
+    freq = {s: sum(s in objs for _, objs in scenes) for s in SHAPES}
+    for split in ("random", "popular", "adversarial"):
+        rows, qid = [], 1
+        for name, objects in scenes:
+            absent = [s for s in SHAPES if s not in objects]
+            if split == "random":
+                negatives = rng.sample(absent, min(len(objects), len(absent)))
+            else:  # popular: most frequent overall; adversarial uses the same order on this tiny fixture
+                negatives = sorted(absent, key=lambda s: (-freq[s], s))[: len(objects)]
+            for obj, label in [(o, "yes") for o in objects] + [(o, "no") for o in negatives]:
+                rows.append({"question_id": qid, "image": name, "text": f"Is there a {obj} in the image?", "label": label})
+                qid += 1
+        (out / f"shapes_pope_{split}.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out

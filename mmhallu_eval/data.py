@@ -61,11 +61,22 @@ def image_missing(image: ImageLike) -> str | None:
 
 
 def load_hf_dataset(name: str, split: str | None = None, **kwargs: Any) -> Any:
-    """Load a dataset from the HF hub (or its local cache); offline failures get an actionable message."""
+    """Load a hub dataset (or its local cache), or a folder written by `Dataset.save_to_disk`.
+
+    Offline failures get an actionable message instead of a stack of HTTP errors.
+    """
     try:
         import datasets
     except ImportError as exc:  # pragma: no cover - datasets is a core dependency
         raise TaskError("the `datasets` package is needed to load hub datasets: pip install datasets") from exc
+    local = Path(name)
+    if local.is_dir() and any((local / f).exists() for f in ("dataset_info.json", "dataset_dict.json")):
+        ds = datasets.load_from_disk(name)
+        if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise TaskError(f"{name}: no split {split!r} (has {', '.join(ds)})")
+            ds = ds[split]
+        return ds
     try:
         return datasets.load_dataset(name, split=split, **kwargs)
     except Exception as exc:

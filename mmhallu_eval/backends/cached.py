@@ -19,6 +19,8 @@ class GenerationStats:
     cached: int = 0
     generated: int = 0
     failed: int = 0
+    #: requests answered by an identical request of the same call (e.g. one question in two POPE splits)
+    shared: int = 0
     backend_seconds: float = 0.0
 
 
@@ -45,6 +47,7 @@ def generate_cached(
     hits = cache.get_many(keys.values())
     results: dict[str, Response] = {}
     todo: list[Request] = []
+    twins: dict[str, list[Request]] = {}
     for r in requests:
         missing = _first_missing_image(r)
         if missing:
@@ -53,10 +56,15 @@ def generate_cached(
         elif keys[r.id] in hits:
             results[r.id] = replace(hits[keys[r.id]], id=r.id)
             stats.cached += 1
+        elif keys[r.id] in twins:
+            twins[keys[r.id]].append(r)
+            stats.shared += 1
         else:
+            twins[keys[r.id]] = []
             todo.append(r)
     size = batch_size or backend.default_batch_size or max(len(todo), 1)
-    with tqdm(total=len(requests), initial=len(requests) - len(todo), desc=desc, disable=not show_progress, unit="req") as bar:
+    pending = len(todo) + stats.shared
+    with tqdm(total=len(requests), initial=len(requests) - pending, desc=desc, disable=not show_progress, unit="req") as bar:
         for start in range(0, len(todo), size):
             batch = todo[start : start + size]
             t0 = time.perf_counter()
@@ -64,12 +72,14 @@ def generate_cached(
             stats.backend_seconds += time.perf_counter() - t0
             cache.put_many((keys[resp.id], resp) for resp in responses)
             for resp in responses:
+                for twin in twins[keys[resp.id]]:
+                    results[twin.id] = replace(resp, id=twin.id)
                 results[resp.id] = resp
                 if resp.error:
-                    stats.failed += 1
+                    stats.failed += 1 + len(twins[keys[resp.id]])
                 else:
                     stats.generated += 1
-            bar.update(len(batch))
+            bar.update(sum(1 + len(twins[keys[r.id]]) for r in batch))
     return results, stats
 
 

@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny models and generated data are built once per session, offline."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+NLTK_DATA = SHARED / "nltk_data"
+if NLTK_DATA.is_dir():
+    os.environ.setdefault("NLTK_DATA", str(NLTK_DATA))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def shared_benchmarks() -> Path:
+    path = SHARED / "benchmarks"
+    if not path.is_dir():
+        pytest.skip("../shared/benchmarks is not present beside this checkout")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llava(tmp_path_factory) -> Path:
+    from mmhallu_eval.world.tiny_models import build_tiny_model
+
+    return build_tiny_model("llava", tmp_path_factory.mktemp("models") / "tiny-llava")
+
+
+@pytest.fixture(scope="session")
+def tiny_idefics3(tmp_path_factory) -> Path:
+    from mmhallu_eval.world.tiny_models import build_tiny_model
+
+    return build_tiny_model("idefics3", tmp_path_factory.mktemp("models") / "tiny-idefics3")
+
+
+@pytest.fixture(scope="session")
+def pope_fixture(tmp_path_factory) -> Path:
+    from mmhallu_eval.world.fixtures import build_pope_fixture
+
+    return build_pope_fixture(tmp_path_factory.mktemp("data") / "pope", n_images=12)

@@ -1,0 +1,155 @@
+"""`mmhallu run` end to end with the tiny LLaVA on generated POPE data, including resume after kill -9."""
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
+
+
+def run_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        *CLI, "run", "--model", str(model), "--tasks", "pope", "--out", str(out),
+        "--task-arg", f"pope.data={data}", "--task-arg", f"pope.images={data / 'images'}",
+        "--device", "cpu", "--dtype", "float32", "--no-progress", *extra,
+    ]
+
+
+def manifest(out: Path) -> dict:
+    return json.loads((out / "manifest.json").read_text())
+
+
+def test_run_writes_layout_and_rerun_generates_nothing(tiny_llava, pope_fixture, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(run_args(tiny_llava, pope_fixture, out, "--max-new-tokens", "6", "--limit", "40"), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("manifest.json", "cache.sqlite", "pope/samples.jsonl", "pope/result.json"):
+        assert (out / name).is_file(), name
+    result = json.loads((out / "pope/result.json").read_text())
+    assert result["schema_version"] == 1 and result["task"] == "pope" and result["parser"] == "pope-official"
+    assert result["n"] == 40 and result["metrics"]["n"] == 40
+    assert result["metrics"]["tp"] + result["metrics"]["fp"] + result["metrics"]["tn"] + result["metrics"]["fn"] == 40
+    samples = [json.loads(l) for l in (out / "pope/samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 40 and {"id", "prompt", "response", "parsed", "correct", "metadata"} <= set(samples[0])
+    m = manifest(out)
+    assert m["tasks"]["pope"]["stats"]["generated"] + m["tasks"]["pope"]["stats"]["shared"] == 40
+    assert m["model"]["architecture"] == "LlavaForConditionalGeneration"
+    assert m["versions"]["transformers"] and m["tasks"]["pope"]["samples_hash"]
+    first = (out / "pope/result.json").read_text()
+    proc = subprocess.run(run_args(tiny_llava, pope_fixture, out, "--max-new-tokens", "6", "--limit", "40"), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert manifest(out)["tasks"]["pope"]["stats"]["generated"] == 0
+    assert manifest(out)["tasks"]["pope"]["stats"]["cached"] == 40
+    assert (out / "pope/result.json").read_text() == first
+
+
+def _cached_rows(db: Path) -> int:
+    try:
+        with sqlite3.connect(db, timeout=1) as conn:
+            return conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_kill_mid_run_then_resume_matches_uninterrupted(tiny_llava, pope_fixture, tmp_path):
+    args = ("--max-new-tokens", "48", "--batch-size", "1")
+    # The same question on the same image appears in several splits: it is generated once.
+    total = len({
+        (q["image"], q["text"]) for f in pope_fixture.glob("*_pope_*.json") for q in map(json.loads, f.read_text().splitlines())
+    })
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(run_args(tiny_llava, pope_fixture, killed, *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    done_at_kill = 0
+    while time.time() < deadline:
+        done_at_kill = _cached_rows(killed / "cache.sqlite")
+        if done_at_kill >= 10:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_at_kill = _cached_rows(killed / "cache.sqlite")
+    assert 0 < done_at_kill < total, "the run should have been killed part-way"
+    assert not (killed / "pope/result.json").exists()
+    # Same command again: resumes without repeating the finished generations.
+    resumed = subprocess.run(run_args(tiny_llava, pope_fixture, killed, *args), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    stats = manifest(killed)["tasks"]["pope"]["stats"]
+    assert stats["generated"] == total - done_at_kill and _cached_rows(killed / "cache.sqlite") == total
+    clean = tmp_path / "clean"
+    ref = subprocess.run(run_args(tiny_llava, pope_fixture, clean, *args), capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr
+    assert (killed / "pope/result.json").read_text() == (clean / "pope/result.json").read_text()
+    assert (killed / "pope/samples.jsonl").read_text() == (clean / "pope/samples.jsonl").read_text()
+
+
+def test_missing_image_is_recorded_and_run_goes_on(tiny_llava, pope_fixture, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(pope_fixture, data)
+    victim = sorted((data / "images").iterdir())[0]
+    victim.unlink()
+    out = tmp_path / "run"
+    proc = subprocess.run(run_args(tiny_llava, data, out, "--max-new-tokens", "4"), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "pope/result.json").read_text())
+    n_missing = sum(
+        1 for f in data.glob("*_pope_*.json") for l in f.read_text().splitlines() if json.loads(l)["image"] == victim.name
+    )
+    assert n_missing > 0
+    assert result["errors"]["total"] == n_missing and result["errors"]["missing_image"] == n_missing
+    assert result["n_scored"] == result["n"] - n_missing
+    bad = [json.loads(l) for l in (out / "pope/samples.jsonl").read_text().splitlines() if json.loads(l)["error"]]
+    assert len(bad) == n_missing and str(victim) in bad[0]["error"]
+
+
+def test_different_run_in_same_folder_is_refused(tiny_llava, pope_fixture, tmp_path):
+    out = tmp_path / "run"
+    base = run_args(tiny_llava, pope_fixture, out, "--max-new-tokens", "4", "--limit", "8")
+    assert subprocess.run(base, capture_output=True, text=True).returncode == 0
+    before = (out / "pope/result.json").read_text()
+    other = run_args(tiny_llava, pope_fixture, out, "--max-new-tokens", "5", "--limit", "8")
+    proc = subprocess.run(other, capture_output=True, text=True)
+    assert proc.returncode == 2 and "already holds a different run" in proc.stderr and "--overwrite" in proc.stderr
+    assert (out / "pope/result.json").read_text() == before
+    proc = subprocess.run(other + ["--resume"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert manifest(out)["config"]["max_new_tokens"] == 5 and len(manifest(out)["history"]) == 1
+    proc = subprocess.run(base + ["--overwrite"], capture_output=True, text=True)
+    assert proc.returncode == 0 and manifest(out)["history"] == []
+    assert manifest(out)["tasks"]["pope"]["stats"]["cached"] == 0
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (("--tasks", "pop"), "unknown task 'pop'. Did you mean: pope?"),
+        (("--backend", "transformer"), "unknown backend 'transformer'. Did you mean: transformers?"),
+        (("--parser", "pope-oficial"), "has no parser 'pope-oficial'"),
+        (("--model", "/nonexistent/model"), "model path /nonexistent/model does not exist"),
+    ],
+)
+def test_bad_input_fails_clearly(tiny_llava, pope_fixture, tmp_path, change, message):
+    args = run_args(tiny_llava, pope_fixture, tmp_path / "run")
+    if change[0] in args:
+        args[args.index(change[0]) + 1] = change[1]
+    else:
+        args += list(change)
+    proc = subprocess.run(args, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+
+
+def test_non_run_folder_is_refused(tiny_llava, pope_fixture, tmp_path):
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    proc = subprocess.run(run_args(tiny_llava, pope_fixture, out), capture_output=True, text=True)
+    assert proc.returncode == 2 and "not a run folder" in proc.stderr
+    assert (out / "notes.txt").read_text() == "keep me"

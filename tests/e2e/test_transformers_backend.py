@@ -1,0 +1,42 @@
+"""The transformers backend on tiny LLaVA and Idefics3 models built offline."""
+import pytest
+
+from mmhallu_eval import GenerationConfig, get_task
+from mmhallu_eval.backends import BackendError, create_backend
+
+
+@pytest.fixture(scope="module")
+def pope_requests(pope_fixture):
+    spec = get_task("pope")
+    samples = spec.load({"data": str(pope_fixture), "images": str(pope_fixture / "images")})
+    # mixed prompt lengths so that left padding is exercised inside each batch
+    samples = samples[:12] + [s for s in samples if s.group == "random"][:12]
+    for i, s in enumerate(samples):
+        s.prompt = s.prompt + " Please answer." * (i % 3)
+    return [spec.build_request(s, GenerationConfig(max_new_tokens=12)) for s in samples]
+
+
+@pytest.mark.parametrize("arch", ["tiny_llava", "tiny_idefics3"])
+def test_greedy_outputs_identical_for_batch_1_and_8(arch, request, pope_requests):
+    backend = create_backend("transformers", model=str(request.getfixturevalue(arch)), device="cpu", dtype="auto")
+    single = [backend.generate([r])[0] for r in pope_requests]
+    batched = [resp for i in range(0, len(pope_requests), 8) for resp in backend.generate(pope_requests[i : i + 8])]
+    assert [r.id for r in batched] == [r.id for r in pope_requests]
+    assert [r.text for r in single] == [r.text for r in batched]
+    assert all(r.error is None and r.n_output_tokens and r.n_output_tokens <= 12 for r in batched)
+    assert len({r.text for r in batched}) > 1, "different images/prompts should give different outputs"
+
+
+def test_describe_and_fingerprint(tiny_llava):
+    backend = create_backend("transformers", model=str(tiny_llava), device="auto", dtype="auto")
+    info = backend.describe()
+    assert info["device"] == "cpu" and info["dtype"] == "float32"  # auto without CUDA
+    assert info["model_fingerprint"] == backend.fingerprint() and len(backend.fingerprint()) == 32
+
+
+def test_missing_model_folder_is_clear(tmp_path):
+    with pytest.raises(BackendError, match="does not exist"):
+        create_backend("transformers", model=str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BackendError, match="could not load"):
+        create_backend("transformers", model=str(tmp_path / "empty"))

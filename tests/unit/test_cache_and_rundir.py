@@ -1,0 +1,38 @@
+from PIL import Image
+
+from mmhallu_eval.cache import ResponseCache, request_key
+from mmhallu_eval.rundir import redact_argv
+from mmhallu_eval.types import GenerationConfig, Request, Response, user_message
+
+
+def _req(image, text="Is there a cat?", max_new_tokens=8):
+    return Request(id="x", messages=user_message(text), images=[image], generation=GenerationConfig(max_new_tokens=max_new_tokens))
+
+
+def test_request_key_depends_on_model_text_image_content_and_generation(tmp_path):
+    a = tmp_path / "a.png"
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(a)
+    k = request_key("m1", _req(a))
+    assert k == request_key("m1", _req(a))
+    assert k != request_key("m2", _req(a))
+    assert k != request_key("m1", _req(a, text="Is there a dog?"))
+    assert k != request_key("m1", _req(a, max_new_tokens=9))
+    b = tmp_path / "b.png"
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(b)
+    assert k == request_key("m1", _req(b)), "same pixels under another name is the same request"
+    Image.new("RGB", (8, 8), (0, 255, 0)).save(a)
+    assert k != request_key("m1", _req(a)), "changed file content must not hit the old entry"
+
+
+def test_cache_roundtrip_keeps_only_successes(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    cache.put_many([("k1", Response(id="a", text="Yes", n_output_tokens=2)), ("k2", Response(id="b", error="boom"))])
+    got = cache.get_many(["k1", "k2"])
+    assert list(got) == ["k1"] and got["k1"].text == "Yes" and got["k1"].cached
+    cache.close()
+    assert len(ResponseCache(tmp_path / "c.sqlite")) == 1
+
+
+def test_secrets_are_redacted_from_command_line():
+    argv = ["mmhallu", "run", "--judge-api-key", "sk-123", "--api-token=abc", "--judge-api-key-env", "MY_KEY", "--model", "m"]
+    assert redact_argv(argv) == ["mmhallu", "run", "--judge-api-key", "***", "--api-token=***", "--judge-api-key-env", "MY_KEY", "--model", "m"]

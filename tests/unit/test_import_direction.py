@@ -1,0 +1,83 @@
+"""Imports point one way (see README "Architecture"): a module may import only modules of a lower layer."""
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PKG = ROOT / "mmhallu_eval"
+
+LAYERS = {
+    "types": 0,
+    "task": 1,
+    "files": 2, "registry": 2, "metrics": 2,
+    "data": 3,
+    "cache": 4, "scoring": 4,
+    "backends": 5,
+    "rundir": 6,
+    "runner": 7, "world": 7,
+    "report": 8, "train": 8,
+    "cli": 9,
+    "__init__": 10,
+}
+
+
+def _module_key(path: Path) -> str:
+    rel = path.relative_to(PKG)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 0 and node.module and node.module.startswith("mmhallu_eval."):
+                found.add(node.module.split(".")[1])
+            elif node.level == 1 and path.parent == PKG and node.module:
+                found.add(node.module.split(".")[0])
+            elif node.level == 2 and node.module:
+                found.add(node.module.split(".")[0])
+            elif node.level == 1 and path.parent != PKG:
+                found.add(_module_key(path))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("mmhallu_eval."):
+                    found.add(alias.name.split(".")[1])
+                if alias.name.startswith("mmhallu_tasks"):
+                    found.add("mmhallu_tasks")
+    return found
+
+
+def test_core_modules_import_only_lower_layers():
+    bad = []
+    for path in PKG.rglob("*.py"):
+        key = _module_key(path)
+        assert key in LAYERS, f"{path.relative_to(ROOT)}: add module {key!r} to the layer table"
+        for imported in _imports(path):
+            if imported == key:
+                continue
+            if imported == "mmhallu_tasks":
+                bad.append(f"{path.relative_to(ROOT)} imports the task plugins")
+            elif LAYERS.get(imported, 99) >= LAYERS[key]:
+                bad.append(f"{path.relative_to(ROOT)} (layer {LAYERS[key]}) imports {imported} (layer {LAYERS.get(imported)})")
+    assert not bad, "\n".join(bad)
+
+
+def test_task_plugins_use_only_the_public_api():
+    bad = []
+    for path in (ROOT / "tasks").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.startswith("mmhallu_eval."):
+                bad.append(f"{path.relative_to(ROOT)}: from {node.module} import ...")
+            if isinstance(node, ast.Import):
+                bad += [f"{path.relative_to(ROOT)}: import {a.name}" for a in node.names if a.name.startswith("mmhallu_eval.")]
+    assert not bad, "task plugins must import from `mmhallu_eval` only:\n" + "\n".join(bad)
+
+
+def test_scoring_path_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, mmhallu_eval.cli, mmhallu_eval.scoring, mmhallu_tasks.pope.task; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

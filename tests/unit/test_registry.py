@@ -1,0 +1,70 @@
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from mmhallu_eval import TaskError, get_task, include_path, task_names
+
+
+def test_builtin_pope_registered_with_parsers():
+    assert "pope" in task_names()
+    spec = get_task("pope")
+    assert spec.default_parser == "pope-official"
+    assert {"pope-official", "pope-opera", "strict"} <= set(spec.parsers)
+    assert spec.parser(None).name == "pope-official"
+    with pytest.raises(TaskError, match="choose one of"):
+        spec.parser("nope")
+
+
+def test_unknown_task_did_you_mean():
+    with pytest.raises(TaskError, match=r"unknown task 'poppe'\. Did you mean: pope\?"):
+        get_task("poppe")
+    with pytest.raises(TaskError, match="Known tasks:"):
+        get_task("zzzzzz")
+
+
+USER_TASK = textwrap.dedent(
+    '''
+    from mmhallu_eval import Aggregate, Parser, Sample, TaskSpec, task
+
+    def load(options):
+        return [Sample(id=str(i), prompt=f"say {i}", target=str(i)) for i in range(int(options.get("n", "3")))]
+
+    @task("echo_count")
+    def echo_count():
+        return TaskSpec(
+            name="echo_count", version="2", description="user task", data_source="generated",
+            load=load,
+            score_sample=lambda s, text, p: {"parsed": p(text), "correct": p(text) == s.target},
+            aggregate=lambda recs: Aggregate(metrics={"accuracy": sum(r["correct"] for r in recs) / max(len(recs), 1)}),
+            parsers={"identity": Parser("identity", "1", str.strip)}, default_parser="identity",
+            options={"n": "how many samples"},
+        )
+    '''
+)
+
+
+def test_include_path_registers_user_task(tmp_path):
+    (tmp_path / "echo").mkdir()
+    (tmp_path / "echo" / "task.py").write_text(USER_TASK)
+    include_path(tmp_path)
+    spec = get_task("echo_count")
+    assert spec.version == "2" and len(spec.load({"n": "4"})) == 4
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmhallu_eval.cli", "tasks", "--include-path", str(tmp_path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "echo_count" in proc.stdout and "generated" in proc.stdout and "pope-official" in proc.stdout
+
+
+def test_include_path_must_exist(tmp_path):
+    with pytest.raises(TaskError, match="not a directory"):
+        include_path(tmp_path / "missing")
+
+
+def test_entry_point_is_declared():
+    from importlib.metadata import entry_points
+
+    names = {ep.name: ep.value for ep in entry_points(group="mmhallu_eval.tasks")}
+    assert names.get("pope") == "mmhallu_tasks.pope.task"

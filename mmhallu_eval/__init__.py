@@ -5,6 +5,7 @@ The public API for task plugins lives here; it imports no torch, so scoring save
 from .data import image_digest, load_hf_dataset, open_image, resolve_image
 from .files import atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, require_fields
 from .metrics import binary_metrics, bootstrap_ci, safe_div
+from .paired import group_units, keep_whole_units, unit_accuracy
 from .registry import get_task, include_path, task, task_names
 from .task import Aggregate, Parser, TaskError, TaskSpec, single_image_request
 from .types import GenerationConfig, ImageLike, Request, Response, Sample, user_message
@@ -26,6 +27,8 @@ __all__ = [
     "binary_metrics",
     "bootstrap_ci",
     "get_task",
+    "group_units",
+    "keep_whole_units",
     "image_digest",
     "include_path",
     "iter_jsonl",
@@ -38,5 +41,6 @@ __all__ = [
     "single_image_request",
     "task",
     "task_names",
+    "unit_accuracy",
     "user_message",
 ]

@@ -127,25 +127,35 @@ def _headline(result: dict[str, Any]) -> str:
     return ", ".join(parts) + f" (n={result['n']}, parser={result['parser']})"
 
 
-def _score_saved(task: str, options: dict[str, str], answers: Path, out: Path, parser: str | None, allow_missing: bool) -> None:
+def _score_saved(
+    task: str, options: dict[str, str], answers: Path, out: Path, parser: str | None, allow_missing: bool = False
+) -> None:
+    """Score a saved answers file and write result.json + <stem>.samples.jsonl beside it."""
     from .files import atomic_write_json, atomic_write_jsonl
     from .scoring import build_result, match_answers, score_texts
 
+    extra: dict[str, Any] = {"answers_file": str(answers)}
     try:
         spec = get_task(task)
         chosen = spec.parser(parser)
-        samples = spec.load(options)
-        match = match_answers(samples, answers)
+        if spec.read_answers is not None:
+            samples, texts, notes = spec.read_answers(answers, options)
+            for note in notes:
+                typer.secho(f"{answers}: {note}", fg=typer.colors.YELLOW, err=True)
+        else:
+            samples = spec.load(options)
+            match = match_answers(samples, answers)
+            texts = match.texts
+            problems = match.problems()
+            for p in problems:
+                typer.secho(f"{answers}: {p}", fg=typer.colors.YELLOW, err=True)
+            if problems and not allow_missing:
+                fail("answers do not match the questions (see above); fix the file or pass --allow-missing to score what matches")
+            extra.update(missing_answers=len(match.missing), unknown_answers=len(match.unknown), duplicate_answers=len(match.duplicates))
+        records = score_texts(spec, chosen, samples, texts)
+        result = build_result(spec, chosen, records, extra=extra)
     except TaskError as exc:
         fail(str(exc))
-    problems = match.problems()
-    for p in problems:
-        typer.secho(f"{answers}: {p}", fg=typer.colors.YELLOW, err=True)
-    if problems and not allow_missing:
-        fail("answers do not match the questions (see above); fix the file or pass --allow-missing to score what matches")
-    records = score_texts(spec, chosen, samples, match.texts)
-    extra = {"answers_file": str(answers), "missing_answers": len(match.missing), "unknown_answers": len(match.unknown), "duplicate_answers": len(match.duplicates)}
-    result = build_result(spec, chosen, records, extra=extra)
     atomic_write_json(out, result)
     atomic_write_jsonl(out.with_name(out.stem + ".samples.jsonl"), records)
     typer.echo(f"{task}: {_headline(result)}")
@@ -166,6 +176,16 @@ def score_pope(
     if labels:
         options["labels"] = labels
     _score_saved("pope", options, answers, out, parser, allow_missing)
+
+
+@score_app.command("mme")
+def score_mme(
+    answers: Path = typer.Option(..., help="Folder of official 4-column files <subtask>.txt (image, question, gt, prediction)."),
+    out: Path = typer.Option(..., help="result.json to write."),
+    parser: Optional[str] = typer.Option(None, help="mme-official (default) or strict."),
+) -> None:
+    """Score MME results in the official format, as eval_tool/calculation.py does."""
+    _score_saved("mme", {}, answers, out, parser)
 
 
 @world_app.command("tiny-model")

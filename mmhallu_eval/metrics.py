@@ -59,18 +59,27 @@ def bootstrap_ci(
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
     level: float = 0.95,
+    strata: Sequence[Any] | None = None,
 ) -> dict[str, list[float] | None]:
     """Percentile bootstrap CIs for every metric `statistic(indices)` returns.
 
     `statistic` receives an index array of length n (a resample of the units) so that corpus
-    metrics are recomputed from resampled counts. Fixed seed → reproducible intervals.
+    metrics are recomputed from resampled counts. With `strata` (a label per unit) units are resampled
+    within each stratum, e.g. images within each MME subtask. Fixed seed → reproducible intervals.
     """
     if n == 0:
         return {}
     rng = np.random.default_rng(seed)
+    groups = None
+    if strata is not None:
+        labels = np.asarray(strata)
+        groups = [np.flatnonzero(labels == v) for v in dict.fromkeys(labels.tolist())]
     draws: dict[str, list[float]] = {}
     for _ in range(resamples):
-        idx = rng.integers(0, n, size=n)
+        if groups is None:
+            idx = rng.integers(0, n, size=n)
+        else:
+            idx = np.concatenate([g[rng.integers(0, len(g), size=len(g))] for g in groups])
         for key, value in statistic(idx).items():
             if value is not None:
                 draws.setdefault(key, []).append(float(value))

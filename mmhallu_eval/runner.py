@@ -12,6 +12,7 @@ from typing import Any
 from .backends import Backend, create_backend
 from .backends.cached import generate_cached
 from .cache import ResponseCache
+from .paired import keep_whole_units
 from .registry import get_task, include_path
 from .rundir import RunDir, now_iso
 from .scoring import build_result, image_names, make_record
@@ -70,7 +71,11 @@ def load_task_samples(spec: TaskSpec, options: dict[str, str], limit: int | None
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise TaskError(f"task {spec.name!r}: sample id {dup!r} occurs more than once in the data")
-    return samples[:limit] if limit else samples
+    if not limit:
+        return samples
+    if spec.limit_unit is not None:
+        return keep_whole_units(samples, spec.limit_unit, limit)
+    return samples[:limit]
 
 
 def run(config: RunConfig, backend: Backend | None = None) -> dict[str, dict[str, Any]]:

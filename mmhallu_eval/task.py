@@ -76,6 +76,11 @@ class TaskSpec:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     build_request: Callable[[Sample, GenerationConfig], Request] = single_image_request
     options: dict[str, str] = field(default_factory=dict)
+    #: Reads a saved-answers file whose rows carry the questions too (MME result lists, FINER rows):
+    #: (path, options) → (samples, {sample id: answer text}, problems). None → match against `load`.
+    read_answers: Callable[[Any, dict[str, str]], tuple[list[Sample], dict[str, str], list[str]]] | None = None
+    #: Samples that must stay together under `--limit` (e.g. the two questions of an MME image).
+    limit_unit: Callable[[Sample], Any] | None = None
     #: Optional hook run after the records are written, e.g. to export an official-format file.
     export: Callable[[list[dict[str, Any]], Any], None] | None = None
 

@@ -42,3 +42,10 @@ def pope_fixture(tmp_path_factory) -> Path:
     from mmhallu_eval.world.fixtures import build_pope_fixture
 
     return build_pope_fixture(tmp_path_factory.mktemp("data") / "pope", n_images=12)
+
+
+@pytest.fixture(scope="session")
+def mme_fixture(tmp_path_factory) -> Path:
+    from mmhallu_eval.world.fixtures import build_mme_fixture
+
+    return build_mme_fixture(tmp_path_factory.mktemp("data") / "mme", n_images=6)

@@ -74,3 +74,38 @@ def build_pope_fixture(out: str | Path, n_images: int = 8, seed: int = 0, size: 
                 qid += 1
         (out / f"shapes_pope_{split}.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return out
+
+
+def _shape_scene(rng: random.Random, size: int, n_max: int = 3) -> tuple[Image.Image, list[tuple[str, str]]]:
+    objects = [(shape, rng.choice(list(COLORS))) for shape in rng.sample(SHAPES, rng.randint(1, n_max))]
+    im = Image.new("RGB", (size, size), (245, 245, 245))
+    draw = ImageDraw.Draw(im)
+    cell = size // 2
+    for k, (shape, color) in enumerate(objects):
+        x, y = (k % 2) * cell, (k // 2) * cell
+        draw_shape(draw, shape, (x + 4, y + 4, x + cell - 4, y + cell - 4), COLORS[color])
+    return im, objects
+
+
+def build_mme_fixture(out: str | Path, n_images: int = 6, seed: int = 0, size: int = 64) -> Path:
+    """MME's flat lists (`<subtask>.txt`: image, question, Yes/No) for existence and color, two questions per
+    image (one Yes, one No), with images under `<subtask>/images/`."""
+    out = Path(out)
+    rng = random.Random(seed)
+    for subtask in ("existence", "color"):
+        (out / subtask / "images").mkdir(parents=True, exist_ok=True)
+        lines = []
+        for i in range(n_images):
+            name = f"{i:012d}.png"
+            im, objects = _shape_scene(rng, size)
+            im.save(out / subtask / "images" / name)
+            shape, color = objects[0]
+            if subtask == "existence":
+                absent = next(s for s in SHAPES if s not in {o for o, _ in objects})
+                qa = [(f"Is there a {shape} in this image?", "Yes"), (f"Is there a {absent} in this image?", "No")]
+            else:
+                other = next(c for c in COLORS if c != color)
+                qa = [(f"Is there a {color} {shape} in this image?", "Yes"), (f"Is there a {other} {shape} in this image?", "No")]
+            lines += [f"{name}\t{q} Please answer yes or no.\t{a}\n" for q, a in qa]
+        (out / f"{subtask}.txt").write_text("".join(lines))
+    return out

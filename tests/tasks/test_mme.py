@@ -1,0 +1,135 @@
+"""MME: the official calculator's parsing and scoring, on real result files and on a quirk fixture."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmhallu_tasks.mme.loaders import COGNITION, PERCEPTION
+from mmhallu_tasks.mme.parsers import mme_official
+
+CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
+
+
+@pytest.mark.parametrize(
+    "text,label",
+    [
+        ("Yes", "yes"), ("no", "no"), ("YES.", "yes"), ("Not really", "no"), ("There is no dog", "other"),
+        ("nope", "no"), ("Noo", "no"), ("yess", "yes"), ("The answer is yes", "other"), ("", "other"),
+        (" no", "no"), ("  yes", "other"), ("   no", "other"),  # only the first 4 characters are read
+        ("I don't know", "other"), ("Yes, there is", "yes"), ("No, there isn't", "no"), ("know", "no"),
+    ],
+)
+def test_mme_official_parser(text, label):
+    assert mme_official(text) == label
+
+
+def official_calculation(folder: Path) -> dict:
+    """eval_tool/calculation.py restated: consecutive lines pair up; lines keep their newline when parsed."""
+    def parse(pred):
+        if pred in ["yes", "no"]:
+            return pred
+        p = pred[:4]
+        return "yes" if "yes" in p else "no" if "no" in p else "other"
+
+    scores = {}
+    for name in PERCEPTION + COGNITION:
+        lines = open(folder / f"{name}.txt").readlines()
+        chunks = [lines[i : i + 2] for i in range(0, len(lines), 2)]
+        correct = plus = 0
+        for chunk in chunks:
+            assert len(chunk) == 2
+            right = 0
+            for line in chunk:
+                _, _, gt, pred = line.split("\t")
+                if parse(pred.lower()) == gt.lower():
+                    right += 1
+            correct += right
+            plus += right == 2
+        scores[name] = 100 * correct / len(lines) + 100 * plus / len(chunks)
+    return scores
+
+
+@pytest.mark.parametrize("results", ["llava-1.5-13b/results", "example_results_LaVIN"])
+def test_score_mme_matches_official_calculation(shared_benchmarks, tmp_path, results):
+    folder = shared_benchmarks / "mme" / results
+    out = tmp_path / "r.json"
+    proc = subprocess.run([*CLI, "score", "mme", "--answers", str(folder), "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    expected = official_calculation(folder)
+    for name, score in expected.items():
+        assert result["groups"][name]["score"] == pytest.approx(score, abs=1e-9), name
+    assert result["metrics"]["perception"] == pytest.approx(sum(expected[n] for n in PERCEPTION))
+    assert result["metrics"]["cognition"] == pytest.approx(sum(expected[n] for n in COGNITION))
+    assert result["parser"] == "mme-official"
+    if results.startswith("llava"):
+        assert round(result["metrics"]["perception"], 1) == 1531.3  # the LLaVA-1.5-13B paper figure
+        assert result["groups"]["artwork"]["other"] == 11
+
+
+def _write(folder: Path, name: str, lines: list[str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.txt").write_text("".join(l + "\n" for l in lines))
+
+
+def test_quirk_fixture_hand_worked(tmp_path):
+    folder = tmp_path / "res"
+    _write(folder, "existence", [
+        "a.jpg\tIs there a dog?\tYes\tYes",
+        "a.jpg\tIs there a cat?\tNo\tNot really",        # → no: right
+        "b.jpg\tIs there a dog?\tYes\tThere is a dog",   # → other: wrong
+        "b.jpg\tIs there a cat?\tNo\tNo",
+    ])
+    _write(folder, "code_reasoning", ["c.png\tq1\tNo\tno", "d.png\tq1\tYes\tyes", "c.png\tq2\tYes\tYes, it is", "d.png\tq2\tNo\tyes"])
+    out = tmp_path / "r.json"
+    proc = subprocess.run([*CLI, "score", "mme", "--answers", str(folder), "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "12 subtask file(s) missing, scored the rest" in proc.stderr
+    r = json.loads(out.read_text())
+    ex = r["groups"]["existence"]
+    assert (ex["acc"], ex["acc_plus"], ex["other"], ex["n_images"]) == (0.75, 0.5, 1, 2)
+    assert ex["score"] == pytest.approx(125.0)
+    cr = r["groups"]["code_reasoning"]  # paired by image, not by line order: c right twice, d once
+    assert (cr["acc"], cr["acc_plus"]) == (0.75, 0.5)
+    assert r["metrics"]["perception"] == pytest.approx(125.0) and r["metrics"]["cognition"] == pytest.approx(125.0)
+    assert r["metrics"]["total"] == pytest.approx(250.0)
+    assert r["subtasks_missing"] and "color" in r["subtasks_missing"]
+
+
+@pytest.mark.parametrize(
+    "name,lines,message",
+    [
+        ("existence", ["a.jpg\tq\tYes\tyes", "a.jpg\tq2\tNo\tno", "b.jpg\tq\tYes\tyes"], "MME existence image b.jpg: expected 2 questions, found 1"),
+        ("existence", ["a.jpg\tq\tMaybe\tyes", "a.jpg\tq2\tNo\tno"], "existence.txt:1: ground truth must be Yes or No"),
+        ("existence", ["a.jpg\tq\tYes", "a.jpg\tq2\tNo\tno"], "existence.txt:1: expected 4 tab-separated fields, found 3"),
+        ("existance", ["a.jpg\tq\tYes\tyes", "a.jpg\tq2\tNo\tno"], "unknown MME subtask 'existance'"),
+    ],
+)
+def test_bad_result_files_fail_clearly(tmp_path, name, lines, message):
+    folder = tmp_path / "res"
+    _write(folder, name, lines)
+    proc = subprocess.run([*CLI, "score", "mme", "--answers", str(folder), "--out", str(tmp_path / "r.json")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+
+
+def test_run_mme_end_to_end_writes_official_results(tiny_llava, mme_fixture, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [*CLI, "run", "--model", str(tiny_llava), "--tasks", "mme", "--out", str(out), "--task-arg", f"mme.data={mme_fixture}",
+         "--max-new-tokens", "4", "--no-progress", "--limit", "7"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "mme/result.json").read_text())
+    assert result["n"] == 8, "--limit keeps whole images: 7 questions → 4 images"
+    assert set(result["groups"]) == {"existence"}
+    official = (out / "mme/official_results/existence.txt").read_text().splitlines()
+    assert len(official) == 8 and all(len(l.split("\t")) == 4 for l in official)
+    # the official files written by the run score to the same result
+    rescored = tmp_path / "rescored.json"
+    proc = subprocess.run([*CLI, "score", "mme", "--answers", str(out / "mme/official_results"), "--out", str(rescored)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(rescored.read_text())["groups"]["existence"]["score"] == pytest.approx(result["groups"]["existence"]["score"])

@@ -188,6 +188,20 @@ def score_mme(
     _score_saved("mme", {}, answers, out, parser)
 
 
+@score_app.command("finer")
+def score_finer(
+    answers: Path = typer.Option(..., help="Rows with the dataset columns + text + setting (JSONL/CSV), or a folder of <setting> files."),
+    out: Path = typer.Option(..., help="result.json to write."),
+    dataset: str = typer.Option("comprecap", help="comprecap or docci (names the task in result.json)."),
+    parser: Optional[str] = typer.Option(None, help="finer-official (default) or letter-strict."),
+    settings: Optional[str] = typer.Option(None, help="Score only these settings (comma-separated)."),
+) -> None:
+    """Score FINER answers with the official first-letter rule and paired accuracy."""
+    if dataset not in ("comprecap", "docci"):
+        fail(f"--dataset {dataset!r}: use comprecap or docci")
+    _score_saved(f"finer_{dataset}", {"settings": settings} if settings else {}, answers, out, parser)
+
+
 @world_app.command("tiny-model")
 def tiny_model_cmd(
     out: Path = typer.Option(..., help="Folder to save the model and processor to."),

@@ -49,3 +49,10 @@ def mme_fixture(tmp_path_factory) -> Path:
     from mmhallu_eval.world.fixtures import build_mme_fixture
 
     return build_mme_fixture(tmp_path_factory.mktemp("data") / "mme", n_images=6)
+
+
+@pytest.fixture(scope="session")
+def finer_fixture(tmp_path_factory) -> Path:
+    from mmhallu_eval.world.fixtures import build_finer_fixture
+
+    return build_finer_fixture(tmp_path_factory.mktemp("data") / "finer", n_images=4)

@@ -109,3 +109,34 @@ def build_mme_fixture(out: str | Path, n_images: int = 6, seed: int = 0, size: i
             lines += [f"{name}\t{q} Please answer yes or no.\t{a}\n" for q, a in qa]
         (out / f"{subtask}.txt").write_text("".join(lines))
     return out
+
+
+def build_finer_fixture(out: str | Path, n_images: int = 4, seed: int = 0, size: int = 64) -> Path:
+    """FINER-style rows (`<setting>.jsonl`: image_filename, qtype, question, choice1..5, gt_index) in
+    positive / one-slot-negative pairs for multi_obj and multi_attr, with images under images/."""
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    rows: dict[str, list[dict]] = {"multi_obj": [], "multi_attr": []}
+    for i in range(n_images):
+        name = f"finer_{i:04d}.png"
+        im, objects = _shape_scene(rng, size, n_max=2)
+        im.save(out / "images" / name)
+        shape, color = objects[0]
+        absent = [s for s in SHAPES if s not in {o for o, _ in objects}]
+        other_colors = [c for c in COLORS if c != color]
+        for setting, pos_q, neg_q, right, wrong_pool in (
+            ("multi_obj", f"Is there a {shape} in the image?", f"Is there a {absent[0]} in the image?", shape, absent),
+            ("multi_attr", f"Is there a {color} {shape}?", f"Is there a {other_colors[0]} {shape}?", color, other_colors),
+        ):
+            for polarity, question in (("pos", pos_q), ("neg", neg_q)):
+                answer = f"Yes, there is a {right}." if polarity == "pos" else f"No, but I can see a {right}."
+                distractors = [f"Yes, there is a {w}." for w in wrong_pool[:3]] + ["No, there is nothing there."]
+                gt = rng.randrange(5)
+                choices = distractors[:gt] + [answer] + distractors[gt:4]
+                row = {"image_filename": name, "qtype": f"{setting.split('_')[1]}1_{polarity}", "question": question, "gt_index": gt}
+                row.update({f"choice{k + 1}": c for k, c in enumerate(choices)})
+                rows[setting].append(row)
+    for setting, items in rows.items():
+        (out / f"{setting}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
+    return out

@@ -56,3 +56,16 @@ def finer_fixture(tmp_path_factory) -> Path:
     from mmhallu_eval.world.fixtures import build_finer_fixture
 
     return build_finer_fixture(tmp_path_factory.mktemp("data") / "finer", n_images=4)
+
+
+@pytest.fixture(scope="session")
+def coco_fixture(tmp_path_factory) -> Path:
+    from mmhallu_eval.world.fixtures import build_coco_fixture
+
+    return build_coco_fixture(tmp_path_factory.mktemp("data") / "coco", n_images=6)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Task caches (e.g. CHAIR ground truth) go to a per-session folder, never to the user's home."""
+    monkeypatch.setenv("MMHALLU_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))

@@ -140,3 +140,43 @@ def build_finer_fixture(out: str | Path, n_images: int = 4, seed: int = 0, size:
     for setting, items in rows.items():
         (out / f"{setting}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
     return out
+
+
+COCO_FIXTURE_CATEGORIES = [(1, "person"), (2, "bicycle"), (3, "car"), (17, "cat"), (18, "dog"), (62, "chair"), (67, "dining table"), (70, "toilet")]
+
+
+def build_coco_fixture(out: str | Path, n_images: int = 6, seed: int = 0, size: int = 64, split: str = "val2014") -> Path:
+    """COCO-format `instances_<split>.json` and `captions_<split>.json` (5 captions per image) over generated
+    images named like COCO's (`COCO_<split>_<id:012d>.jpg`), for the CHAIR task and POPE-style builders.
+    Each object is a coloured box labelled with a COCO category; one image has no instances."""
+    out = Path(out)
+    img_dir = out / split
+    img_dir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    images, instances, captions = [], [], []
+    ann_id = 1
+    for k in range(n_images):
+        image_id = 100 + k * 7
+        name = f"COCO_{split}_{image_id:012d}.jpg"
+        im = Image.new("RGB", (size, size), (250, 250, 250))
+        draw = ImageDraw.Draw(im)
+        cats = [] if k == n_images - 1 else rng.sample(COCO_FIXTURE_CATEGORIES, rng.randint(1, 3))
+        for j, (cat_id, _) in enumerate(cats):
+            x0, y0 = 4 + 20 * j, 4 + 10 * j
+            box = [x0, y0, 18, 18]
+            draw.rectangle((x0, y0, x0 + 18, y0 + 18), fill=tuple(rng.randrange(256) for _ in range(3)))
+            instances.append({
+                "id": ann_id, "image_id": image_id, "category_id": cat_id, "bbox": box, "area": 324.0, "iscrowd": 0,
+                "segmentation": [[x0, y0, x0 + 18, y0, x0 + 18, y0 + 18, x0, y0 + 18]],
+            })
+            ann_id += 1
+        im.save(img_dir / name, quality=95)
+        images.append({"id": image_id, "file_name": name, "width": size, "height": size})
+        names = [n for _, n in cats] or ["wall"]
+        for c in range(5):
+            captions.append({"id": image_id * 10 + c, "image_id": image_id, "caption": f"A picture {c} with a {' and a '.join(names)}."})
+    categories = [{"id": i, "name": n, "supercategory": "thing"} for i, n in COCO_FIXTURE_CATEGORIES]
+    info = {"description": "mmhallu-eval generated COCO-style fixture"}
+    (out / f"instances_{split}.json").write_text(json.dumps({"info": info, "images": images, "annotations": instances, "categories": categories}))
+    (out / f"captions_{split}.json").write_text(json.dumps({"info": info, "images": images, "annotations": captions}))
+    return out

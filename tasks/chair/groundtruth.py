@@ -1,0 +1,106 @@
+"""Ground-truth objects per image, as the original CHAIR builds them: COCO instance categories (read with
+pycocotools) ∪ objects found in the image's reference captions by the same normalisation.
+
+Built only for the images asked for and cached as JSON beside nothing the user owns
+(`~/.cache/mmhallu-eval/chair/`), keyed by the annotation files' hashes and the synonym list."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+from mmhallu_eval import TaskError, atomic_write_json, read_json
+
+from .normalize import Normalizer
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MMHALLU_CACHE", Path.home() / ".cache" / "mmhallu-eval")) / "chair"
+
+
+def annotation_files(folder: Path, kind: str) -> list[Path]:
+    files = sorted(folder.glob(f"{kind}_*.json"))
+    if not files:
+        raise TaskError(f"{folder}: no {kind}_*.json (COCO annotations, e.g. {kind}_val2014.json); run scripts/prepare_coco.py")
+    return files
+
+
+def _load_coco(path: Path):
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(path))
+
+
+def _fingerprint(files: list[Path], synonyms_key: str) -> str:
+    h = hashlib.sha256(synonyms_key.encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def images_with_instances(folder: Path) -> dict[int, str]:
+    """image_id → file_name for every image that has at least one instance annotation."""
+    out: dict[int, str] = {}
+    for path in annotation_files(folder, "instances"):
+        coco = _load_coco(path)
+        for img_id in coco.getImgIds():
+            if coco.getAnnIds(imgIds=[img_id]):
+                out[img_id] = coco.imgs[img_id]["file_name"]
+    return out
+
+
+def build_ground_truth(folder: Path, image_ids: Iterable[int], normalizer: Normalizer, synonyms_key: str) -> dict[int, list[str]]:
+    """Ground-truth categories for `image_ids`, from a JSON cache when the same files were used before."""
+    wanted = sorted(set(int(i) for i in image_ids))
+    files = annotation_files(folder, "instances") + annotation_files(folder, "captions")
+    cache_file = cache_dir() / f"gt_{_fingerprint(files, synonyms_key)}.json"
+    cached: dict[str, list[str]] = read_json(cache_file) if cache_file.exists() else {}
+    todo = [i for i in wanted if str(i) not in cached]
+    if todo:
+        found: dict[int, set[str]] = {i: set() for i in todo}
+        todo_set = set(todo)
+        to_category = normalizer.vocab.to_category
+        for path in annotation_files(folder, "instances"):
+            coco = _load_coco(path)
+            names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
+            for ann in coco.loadAnns(coco.getAnnIds(imgIds=[i for i in todo if i in coco.imgs])):
+                name = names[ann["category_id"]]
+                if name not in to_category:
+                    raise TaskError(f"{path}: category {name!r} is not in the CHAIR synonyms list; pass a synonyms file that has it")
+                found[ann["image_id"]].add(to_category[name])
+        for path in annotation_files(folder, "captions"):
+            coco = _load_coco(path)
+            for ann in coco.loadAnns(coco.getAnnIds(imgIds=[i for i in todo if i in coco.imgs])):
+                if ann["image_id"] in todo_set:
+                    found[ann["image_id"]].update(normalizer.caption_words(ann["caption"]).categories)
+        cached.update({str(i): sorted(v) for i, v in found.items()})
+        atomic_write_json(cache_file, cached)
+    return {i: cached[str(i)] for i in wanted}
+
+
+def load_gt_json(path: Path, normalizer: Normalizer) -> dict[int, list[str]]:
+    """A JSON mapping image_id → COCO category names (or synonyms, mapped to their category)."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise TaskError(f"{path}: expected a JSON object image_id → list of object names")
+    out: dict[int, list[str]] = {}
+    for key, names in data.items():
+        try:
+            image_id = int(key)
+        except ValueError:
+            raise TaskError(f"{path}: image id {key!r} is not an integer") from None
+        unknown = [n for n in names if n not in normalizer.vocab.to_category]
+        if unknown:
+            raise TaskError(f"{path}: image {key}: unknown object name(s) {', '.join(map(repr, unknown))}")
+        out[image_id] = sorted({normalizer.vocab.to_category[n] for n in names})
+    return out
+
+
+def dump_json(path: Path, gt: dict[int, list[str]]) -> None:
+    path.write_text(json.dumps({str(k): v for k, v in sorted(gt.items())}, indent=1))

@@ -1,0 +1,180 @@
+"""CHAIR's caption normalisation (OPERA `chair.py`): lower-case, NLTK word_tokenize + pos_tag, WordNet lemmas,
+two-word phrase merging, the toilet-seat rule, synonym → COCO category.
+
+The result is identical to the official script; it is faster because every piece of per-token work is
+memoised (sentence tokenisation, tagger predictions keyed on their full feature context, lemmas) and the
+vocabulary sets are built once instead of once per word.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from mmhallu_eval import TaskError
+
+NLTK_RESOURCES = {
+    "punkt_tab": "tokenizers/punkt_tab/english/",
+    "averaged_perceptron_tagger_eng": "taggers/averaged_perceptron_tagger_eng/",
+    "wordnet": "corpora/wordnet",
+}
+DEFAULT_SYNONYMS = Path(__file__).with_name("synonyms.txt")
+COCO_DOUBLE_WORDS = (
+    "motor bike", "motor cycle", "air plane", "traffic light", "street light", "traffic signal", "stop light",
+    "fire hydrant", "stop sign", "parking meter", "suit case", "sports ball", "baseball bat", "baseball glove",
+    "tennis racket", "wine glass", "hot dog", "cell phone", "mobile phone", "teddy bear", "hair drier",
+    "potted plant", "bow tie", "laptop computer", "stove top oven", "home plate", "train track",
+)
+ANIMAL_WORDS = ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "animal", "cub")
+VEHICLE_WORDS = ("jet", "train")
+
+
+def check_nltk() -> None:
+    """Fail with instructions when an NLTK resource CHAIR needs is missing."""
+    import nltk
+
+    missing = []
+    for name, path in NLTK_RESOURCES.items():
+        try:
+            nltk.data.find(path)
+        except LookupError:
+            try:
+                nltk.data.find(path.rstrip("/") + ".zip")
+            except LookupError:
+                missing.append(name)
+    if missing:
+        raise TaskError(
+            f"CHAIR needs the NLTK resource(s) {', '.join(missing)}: run `mmhallu setup nltk` (downloads them) "
+            "or set NLTK_DATA to a folder that has them"
+        )
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Synonym table and phrase rules. Lines are split on ", " exactly, keeping the list's quirks
+    (the double space in "scooter,  motor bike" makes " motor bike" unmatchable, as in the original)."""
+
+    objects: frozenset[str]
+    to_category: dict[str, str]
+    double_words: dict[str, str]
+
+    @classmethod
+    def from_text(cls, text: str) -> "Vocabulary":
+        to_category: dict[str, str] = {}
+        objects: set[str] = set()
+        for line in text.splitlines():
+            names = line.strip().split(", ")
+            objects.update(names)
+            for name in names:
+                to_category[name] = names[0]
+        double = {w: w for w in COCO_DOUBLE_WORDS}
+        for animal in ANIMAL_WORDS:
+            double[f"baby {animal}"] = animal
+            double[f"adult {animal}"] = animal
+        for vehicle in VEHICLE_WORDS:
+            double[f"passenger {vehicle}"] = vehicle
+        double["bow tie"] = "tie"
+        double["toilet seat"] = "toilet"
+        double["wine glas"] = "wine glass"
+        return cls(frozenset(objects), to_category, double)
+
+    @classmethod
+    def from_file(cls, path: str | Path | None = None) -> "Vocabulary":
+        path = Path(path) if path else DEFAULT_SYNONYMS
+        if not path.is_file():
+            raise TaskError(f"{path}: CHAIR synonyms file not found")
+        return cls.from_text(path.read_text(encoding="utf-8"))
+
+    def categories(self) -> set[str]:
+        return set(self.to_category.values())
+
+
+@dataclass
+class CaptionWords:
+    words: list[str]  # object words as written (after lemmatisation and phrase merging)
+    categories: list[str]  # their COCO categories, one per mention
+    n_tokens: int  # tokens after phrase merging (OPERA's "Len" counts these)
+
+
+class Normalizer:
+    """Caption → object mentions, exactly as OPERA's `CHAIR.caption_to_words`."""
+
+    def __init__(self, vocab: Vocabulary):
+        check_nltk()
+        import nltk
+        from nltk.corpus import wordnet
+        from nltk.stem import WordNetLemmatizer
+        from nltk.tag import _get_tagger
+        from nltk.tokenize import NLTKWordTokenizer
+
+        self.vocab = vocab
+        self._nltk = nltk
+        self._tagger = _get_tagger("eng")
+        self._word_tokenizer = NLTKWordTokenizer()
+        self._wnl = WordNetLemmatizer()
+        self._pos = {"J": wordnet.ADJ, "V": wordnet.VERB, "N": wordnet.NOUN, "R": wordnet.ADV}
+        self._predictions: dict[tuple[str, ...], str] = {}
+        self._lemmas: dict[tuple[str, str], str] = {}
+        self._sentences: dict[str, list[str]] = {}
+
+    def tokenize(self, text: str) -> list[str]:
+        """nltk.word_tokenize: Punkt sentences, then NLTKWordTokenizer per sentence (memoised)."""
+        out: list[str] = []
+        for sent in self._nltk.sent_tokenize(text):
+            tokens = self._sentences.get(sent)
+            if tokens is None:
+                tokens = self._sentences[sent] = self._word_tokenizer.tokenize(sent)
+            out.extend(tokens)
+        return out
+
+    def tag(self, tokens: list[str]) -> list[str]:
+        """PerceptronTagger.tag with each prediction memoised on everything its features read."""
+        tagger = self._tagger
+        prev, prev2 = tagger.START
+        context = tagger.START + [tagger.normalize(w) for w in tokens] + tagger.END
+        tags = []
+        for i, word in enumerate(tokens):
+            tag = tagger.tagdict.get(word)
+            if not tag:
+                key = (word, prev, prev2, *context[i : i + 5])
+                tag = self._predictions.get(key)
+                if tag is None:
+                    features = tagger._get_features(i, word, context, prev, prev2)
+                    tag = self._predictions[key] = tagger.model.predict(features)[0]
+            tags.append(tag)
+            prev2, prev = prev, tag
+        return tags
+
+    def lemma(self, word: str, tag: str) -> str:
+        pos = self._pos.get(tag[:1], "n")
+        key = (word, pos)
+        lemma = self._lemmas.get(key)
+        if lemma is None:
+            lemma = self._lemmas[key] = self._wnl.lemmatize(word, pos=pos)
+        return lemma
+
+    def caption_words(self, caption: str) -> CaptionWords:
+        tokens = self.tokenize(caption.lower())
+        lemmas = [self.lemma(w, t) for w, t in zip(tokens, self.tag(tokens))]
+        merged: list[str] = []
+        double = self.vocab.double_words
+        i = 0
+        while i < len(lemmas):
+            pair = " ".join(lemmas[i : i + 2])
+            if pair in double:
+                merged.append(double[pair])
+                i += 2
+            else:
+                merged.append(lemmas[i])
+                i += 1
+        words = merged
+        if "toilet" in words and "seat" in words:
+            words = [w for w in words if w != "seat"]
+        objects = self.vocab.objects
+        words = [w for w in words if w in objects]
+        return CaptionWords(words, [self.vocab.to_category[w] for w in words], len(merged))
+
+
+@lru_cache(maxsize=4)
+def normalizer_for(synonyms_path: str | None = None) -> Normalizer:
+    return Normalizer(Vocabulary.from_file(synonyms_path))

@@ -1,0 +1,153 @@
+"""CHAIR (Rohrbach et al., 2018) as OPERA evaluates it: detailed captions of COCO val2014 images, object
+mentions checked against the image's ground-truth objects."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from mmhallu_eval import Aggregate, GenerationConfig, Parser, Sample, TaskError, TaskSpec, atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, resolve_image, task
+
+from .groundtruth import build_ground_truth, images_with_instances, load_gt_json
+from .normalize import DEFAULT_SYNONYMS, normalizer_for
+from .scorer import chair_metrics, score_caption
+
+PROMPT = "Please describe this image in detail."
+COCO_NAME = "COCO_val2014_{:012d}.jpg"
+
+
+def _read_ids(path: str) -> list[int]:
+    p = Path(path)
+    text = p.read_text(encoding="utf-8") if p.is_file() else ""
+    if not text:
+        raise TaskError(f"{path}: image id list not found or empty")
+    try:
+        data = json.loads(text)
+        ids = data if isinstance(data, list) else data.get("image_ids", [])
+    except json.JSONDecodeError:
+        ids = [line.strip() for line in text.splitlines() if line.strip()]
+    try:
+        return [int(i) for i in ids]
+    except ValueError:
+        raise TaskError(f"{path}: image ids must be integers") from None
+
+
+def _ground_truth(options: dict[str, str], ids: list[int]) -> dict[int, list[str]]:
+    normalizer = normalizer_for(options.get("synonyms"))
+    if options.get("gt"):
+        gt = load_gt_json(Path(options["gt"]), normalizer)
+    elif options.get("coco_annotations"):
+        gt = build_ground_truth(Path(options["coco_annotations"]), ids, normalizer, options.get("synonyms") or str(DEFAULT_SYNONYMS))
+    else:
+        raise TaskError("CHAIR needs ground truth: --task-arg chair.coco_annotations=DIR (COCO instances/captions JSON) or chair.gt=GT.json")
+    missing = [i for i in ids if i not in gt]
+    if missing:
+        raise TaskError(
+            f"{len(missing)} image id(s) have no ground truth (first: {', '.join(map(str, missing[:10]))}); "
+            "the OPERA script would count all their objects as hallucinated"
+        )
+    return gt
+
+
+def load_samples(options: dict[str, str]) -> list[Sample]:
+    coco = Path(options["coco_annotations"]) if options.get("coco_annotations") else None
+    file_names: dict[int, str] = images_with_instances(coco) if coco else {}
+    if options.get("image_ids"):
+        ids = _read_ids(options["image_ids"])
+    else:
+        pool = sorted(file_names) if file_names else sorted(int(k) for k in (read_json(options["gt"]) if options.get("gt") else {}))
+        if not pool:
+            raise TaskError("CHAIR needs chair.coco_annotations=DIR (or chair.gt=GT.json / chair.image_ids=FILE) to choose images")
+        n = int(options.get("n_images", "500"))
+        ids = sorted(random.Random(int(options.get("seed", "0"))).sample(pool, min(n, len(pool))))
+    gt = _ground_truth(options, ids)
+    prompt = options.get("prompt", PROMPT)
+    samples = []
+    for image_id in ids:
+        name = file_names.get(image_id, COCO_NAME.format(image_id))
+        samples.append(
+            Sample(
+                id=str(image_id),
+                prompt=prompt,
+                images=[resolve_image(name, options.get("images"))],
+                target=gt[image_id],
+                metadata={"image_id": image_id, "file_name": name, "synonyms": options.get("synonyms")},
+            )
+        )
+    return samples
+
+
+def score_sample(sample: Sample, text: str, parser: Parser) -> dict[str, Any]:
+    result = score_caption(normalizer_for(sample.metadata.get("synonyms")), text, sample.target)
+    return {"parsed": result, "correct": not result["hallucinated"]}
+
+
+def aggregate(records: list[dict[str, Any]]) -> Aggregate:
+    metrics, ci = chair_metrics([r["parsed"] for r in records])
+    return Aggregate(metrics=metrics, ci=ci)
+
+
+def export(records: list[dict[str, Any]], task_dir: Path) -> None:
+    """The chosen image ids (reusable with chair.image_ids=) and the captions in OPERA's input format."""
+    ids = [r["metadata"]["image_id"] for r in records]
+    atomic_write_json(Path(task_dir) / "image_ids.json", ids)
+    atomic_write_jsonl(
+        Path(task_dir) / "captions.jsonl",
+        [{"image_id": r["metadata"]["image_id"], "caption": r["response"]} for r in records if not r.get("error")],
+    )
+
+
+def read_answers(path: Any, options: dict[str, str]) -> tuple[list[Sample], dict[str, str], list[str]]:
+    """OPERA-style caption files: JSONL (or a JSON list) of {image_id, caption}."""
+    path = Path(path)
+    id_key, cap_key = options.get("image_id_key", "image_id"), options.get("caption_key", "caption")
+    rows = list(enumerate(read_json(path), start=1)) if path.suffix == ".json" else list(iter_jsonl(path))
+    for lineno, row in rows:
+        if id_key not in row or cap_key not in row:
+            raise TaskError(f"{path}:{lineno}: needs {id_key!r} and {cap_key!r}")
+    ids = [int(row[id_key]) for _, row in rows]
+    gt = _ground_truth(options, sorted(set(ids)))
+    samples, texts = [], {}
+    seen: dict[int, int] = {}
+    for (lineno, row), image_id in zip(rows, ids):
+        seen[image_id] = seen.get(image_id, 0) + 1
+        sid = str(image_id) if seen[image_id] == 1 else f"{image_id}#{seen[image_id]}"
+        samples.append(Sample(id=sid, prompt="", target=gt[image_id], metadata={"image_id": image_id, "line": lineno, "synonyms": options.get("synonyms")}))
+        texts[sid] = str(row[cap_key])
+    return samples, texts, []
+
+
+@task("chair")
+def chair() -> TaskSpec:
+    return TaskSpec(
+        name="chair",
+        version="1",
+        description="CHAIR_s / CHAIR_i object hallucination in detailed captions of COCO val2014 (OPERA protocol)",
+        data_source="COCO val2014 images + instances/captions annotations (chair.coco_annotations)",
+        load=load_samples,
+        score_sample=score_sample,
+        aggregate=aggregate,
+        parsers={
+            "chair-opera": Parser(
+                "chair-opera", "1", lambda text: normalizer_for(None).caption_words(text).categories,
+                "OPERA chair.py: NLTK tokenize + POS-tagged WordNet lemmas, phrase merge, synonym map",
+            )
+        },
+        default_parser="chair-opera",
+        generation=GenerationConfig(max_new_tokens=512),
+        options={
+            "coco_annotations": "folder with instances_*.json and captions_*.json (COCO 2014); picks images and ground truth",
+            "images": "folder with the images (e.g. COCO val2014)",
+            "gt": "JSON image_id → object names, instead of building ground truth from COCO files",
+            "image_ids": "file with the image ids to caption (JSON list or one per line), e.g. a previous run's chair/image_ids.json",
+            "n_images": "how many images to sample (default 500)",
+            "seed": "sampling seed (default 0)",
+            "prompt": f"captioning prompt (default {PROMPT!r})",
+            "synonyms": "CHAIR synonyms file (default: the original 80-category list)",
+            "image_id_key": "image id field of a captions file for `mmhallu score chair` (default image_id)",
+            "caption_key": "caption field of a captions file for `mmhallu score chair` (default caption)",
+        },
+        read_answers=read_answers,
+        export=export,
+    )

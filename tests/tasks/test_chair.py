@@ -1,0 +1,171 @@
+"""CHAIR: the OPERA chair.py normalisation and metrics, reproduced exactly; ground truth with pycocotools."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmhallu_tasks.chair.normalize import Normalizer, Vocabulary, normalizer_for
+
+CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+# Figures printed by OPERA's chair.py (CHAIRs, CHAIRi, Recall, Len = 0.01·tokens/caption) on the shared
+# caption logs with shared/benchmarks/chair/opera_captions/gt_objects.json as its ground truth.
+OFFICIAL = {
+    "instructblip/beam5.jsonl": (0.556, 0.15788146279949558, 0.75, 1.05304),
+    "instructblip/greedy.jsonl": (0.588, 0.236782647989155, 0.6944444444444444, 1.09268),
+    "instructblip/ours.jsonl": (0.464, 0.14194112503643252, 0.7319121447028424, 0.9257000000000001),
+    "llava-1.5/beam5.jsonl": (0.488, 0.13875724065297526, 0.8031496062992126, 0.9569200000000001),
+    "llava-1.5/greedy.jsonl": (0.45, 0.12727752838658568, 0.8038057742782152, 0.96872),
+    "llava-1.5/ours.jsonl": (0.446, 0.1275663837941418, 0.7952755905511811, 0.92714),
+    "minigpt4/beam5.jsonl": (0.306, 0.09523809523809523, 0.6299212598425197, 0.7338000000000001),
+    "minigpt4/greedy.jsonl": (0.318, 0.09855862874951304, 0.6299212598425197, 0.84666),
+    "minigpt4/ours.jsonl": (0.262, 0.09526135808500244, 0.6148293963254593, 0.63368),
+    "shikra/beam5.jsonl": (0.504, 0.13298743855816494, 0.786745406824147, 0.95166),
+    "shikra/greedy.jsonl": (0.558, 0.15396909962706445, 0.7821522309711286, 1.0158),
+    "shikra/ours.jsonl": (0.362, 0.12077478161792632, 0.6948818897637795, 0.73698),
+}
+
+# caption → (object words as matched, their categories, tokens after phrase merging)
+TRICKY = [
+    ("A man riding a motor bike next to two dogs.", ["man", "dog"], ["person", "dog"], 10),  # " motor bike" quirk
+    ("A toilet seat and a chair in the bathroom, the seat is up.", ["toilet", "chair"], ["toilet", "chair"], 14),
+    ("There is a toilet and a seat.", ["toilet"], ["toilet"], 8),  # toilet + seat → every seat dropped
+    ("Two baby elephants and an adult giraffe.", ["elephant", "giraffe"], ["elephant", "giraffe"], 6),
+    ("A passenger jet flies over a passenger train.", ["jet", "train"], ["airplane", "train"], 7),
+    ("Wine glasses on a dining table with hot dogs.", ["wine glass", "table", "hot dog"], ["wine glass", "dining table", "hot dog"], 8),
+    ("A teddy bear sits on a couch near a sofa.", ["teddy bear", "couch", "sofa"], ["teddy bear", "couch", "couch"], 10),
+    ("The kitten plays with a laptop computer and a cell phone.", ["kitten", "laptop computer", "cell phone"], ["cat", "laptop", "cell phone"], 10),
+    ("A bow tie and a bowl.", ["tie", "bowl"], ["tie", "bowl"], 6),
+    ("People are walking, and a man rides a bicycle.", ["people", "man", "bicycle"], ["person", "person", "bicycle"], 11),
+    ("A cupcake and a cheesecake.", ["cupcake"], ["cake"], 6),  # "  cheesecake" (double space) never matches
+]
+
+
+@pytest.fixture(scope="module")
+def normalizer() -> Normalizer:
+    return normalizer_for(None)
+
+
+@pytest.mark.parametrize("caption,words,categories,n_tokens", TRICKY)
+def test_tricky_captions(normalizer, caption, words, categories, n_tokens):
+    got = normalizer.caption_words(caption)
+    assert (got.words, got.categories, got.n_tokens) == (words, categories, n_tokens)
+
+
+def test_synonym_quirks_kept():
+    vocab = Vocabulary.from_file(None)
+    assert " motor bike" in vocab.objects and "motor bike" not in vocab.objects
+    assert vocab.to_category["sofa"] == "couch" and vocab.to_category["bow"] == "tie"
+    assert len(vocab.categories() - {""}) == 80
+
+
+def test_per_caption_identical_to_official(normalizer, shared_benchmarks):
+    reference = json.loads((FIXTURES / "chair_opera_llava15_greedy_reference.json").read_text())["rows"]
+    gt = json.loads((shared_benchmarks / "chair/opera_captions/gt_objects.json").read_text())
+    rows = [json.loads(l) for l in (shared_benchmarks / "chair/opera_captions/llava-1.5/greedy.jsonl").read_text().splitlines()]
+    assert len(rows) == len(reference) == 500
+    for row, (image_id, generated, hallucinated, n_words) in zip(rows, reference):
+        got = normalizer.caption_words(row["caption"])
+        assert row["image_id"] == image_id
+        assert got.categories == generated and got.n_tokens == n_words
+        assert [c for c in got.categories if c not in set(gt[str(image_id)])] == hallucinated
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL))
+def test_metrics_match_official(shared_benchmarks, name):
+    from mmhallu_eval import get_task
+    from mmhallu_eval.scoring import build_result, score_texts
+
+    base = shared_benchmarks / "chair/opera_captions"
+    spec = get_task("chair")
+    samples, texts, _ = spec.read_answers(base / name, {"gt": str(base / "gt_objects.json")})
+    m = build_result(spec, spec.parser(None), score_texts(spec, spec.parser(None), samples, texts))["metrics"]
+    chair_s, chair_i, recall, len_ = OFFICIAL[name]
+    assert m["chair_s"] == pytest.approx(chair_s, abs=1e-12)
+    assert m["chair_i"] == pytest.approx(chair_i, abs=1e-12)
+    assert m["recall"] == pytest.approx(recall, abs=1e-12)
+    assert m["avg_len"] == pytest.approx(100 * len_, abs=1e-9)
+    assert m["n"] == 500
+
+
+def test_score_chair_cli(shared_benchmarks, tmp_path):
+    base = shared_benchmarks / "chair/opera_captions"
+    out = tmp_path / "r.json"
+    proc = subprocess.run([*CLI, "score", "chair", "--answers", str(base / "llava-1.5/greedy.jsonl"), "--gt", str(base / "gt_objects.json"), "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["metrics"]["chair_i"] == pytest.approx(OFFICIAL["llava-1.5/greedy.jsonl"][1], abs=1e-12)
+    assert result["ci"]["chair_s"][0] < result["metrics"]["chair_s"] < result["ci"]["chair_s"][1]
+    samples = [json.loads(l) for l in out.with_name("r.samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 500 and samples[0]["parsed"]["hallucinated"] is not None
+
+
+def test_unknown_image_ids_are_an_error(shared_benchmarks, tmp_path):
+    captions = tmp_path / "caps.jsonl"
+    captions.write_text('{"image_id": 757, "caption": "An elephant."}\n{"image_id": 1, "caption": "A dog."}\n{"image_id": 2, "caption": "A cat."}\n')
+    proc = subprocess.run([*CLI, "score", "chair", "--answers", str(captions), "--gt", str(shared_benchmarks / "chair/opera_captions/gt_objects.json"), "--out", str(tmp_path / "r.json")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "2 image id(s) have no ground truth (first: 1, 2)" in proc.stderr
+
+
+def test_missing_nltk_resources_say_what_to_do(tmp_path):
+    env = {**os.environ, "NLTK_DATA": str(tmp_path / "empty"), "HOME": str(tmp_path)}
+    code = "from mmhallu_tasks.chair.normalize import check_nltk; check_nltk()"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    if proc.returncode == 0:
+        pytest.skip("NLTK resources are installed system-wide on this machine")
+    assert "mmhallu setup nltk" in proc.stderr and "NLTK_DATA" in proc.stderr
+
+
+def test_ground_truth_from_coco_files(coco_fixture, normalizer):
+    from mmhallu_tasks.chair.groundtruth import build_ground_truth, images_with_instances
+
+    with_instances = images_with_instances(coco_fixture)
+    instances = json.loads((coco_fixture / "instances_val2014.json").read_text())
+    assert len(with_instances) == len(instances["images"]) - 1  # the last image has no instances
+    names = {c["id"]: c["name"] for c in instances["categories"]}
+    gt = build_ground_truth(coco_fixture, with_instances, normalizer, "default")
+    for image_id, cats in gt.items():
+        expected = {names[a["category_id"]] for a in instances["annotations"] if a["image_id"] == image_id}
+        assert set(cats) == expected  # the captions name the same objects
+    again = build_ground_truth(coco_fixture, list(with_instances)[:2], normalizer, "default")
+    assert again == {k: gt[k] for k in list(with_instances)[:2]}
+
+
+def test_caption_objects_join_instance_ground_truth(tmp_path, normalizer):
+    """Objects named only in the reference captions count as ground truth, as in the original CHAIR."""
+    from mmhallu_eval.world.fixtures import build_coco_fixture
+    from mmhallu_tasks.chair.groundtruth import build_ground_truth
+
+    folder = build_coco_fixture(tmp_path / "coco", n_images=2)
+    caps = json.loads((folder / "captions_val2014.json").read_text())
+    caps["annotations"][0]["caption"] = "A giraffe stands near a bench."
+    (folder / "captions_val2014.json").write_text(json.dumps(caps))
+    gt = build_ground_truth(folder, [caps["annotations"][0]["image_id"]], normalizer, "default")
+    assert {"giraffe", "bench"} <= set(gt[caps["annotations"][0]["image_id"]])
+
+
+def test_run_chair_end_to_end(tiny_llava, coco_fixture, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [*CLI, "run", "--model", str(tiny_llava), "--tasks", "chair", "--out", str(out), "--no-progress", "--max-new-tokens", "24",
+         "--task-arg", f"chair.coco_annotations={coco_fixture}", "--task-arg", f"chair.images={coco_fixture / 'val2014'}",
+         "--task-arg", "chair.n_images=4", "--task-arg", "chair.seed=3"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "chair/result.json").read_text())
+    assert result["n"] == 4 and result["parser"] == "chair-opera" and result["generation"]["max_new_tokens"] == 24
+    assert {"chair_s", "chair_i", "recall", "avg_len", "n"} <= set(result["metrics"])
+    ids = json.loads((out / "chair/image_ids.json").read_text())
+    assert len(ids) == 4
+    sample = json.loads((out / "chair/samples.jsonl").read_text().splitlines()[0])
+    assert {"mentions", "hallucinated", "covered"} <= set(sample["parsed"])
+    # the written captions score to the same numbers, and the id list reproduces the sample set
+    rescored = tmp_path / "rescored.json"
+    proc = subprocess.run([*CLI, "score", "chair", "--answers", str(out / "chair/captions.jsonl"), "--coco-annotations", str(coco_fixture), "--out", str(rescored)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(rescored.read_text())["metrics"] == result["metrics"]

@@ -15,7 +15,7 @@ from .cache import ResponseCache
 from .paired import keep_whole_units
 from .registry import get_task, include_path
 from .rundir import RunDir, now_iso
-from .scoring import build_result, image_names, make_record
+from .scoring import build_result, image_names, make_records
 from .task import TaskError, TaskSpec
 from .types import Sample
 
@@ -112,7 +112,7 @@ def _run_task(spec, parser, config: RunConfig, backend: Backend, cache: Response
     responses, stats = generate_cached(
         backend, requests, cache, config.batch_size, desc=spec.name, show_progress=config.show_progress
     )
-    records = [make_record(spec, parser, s, responses[s.id]) for s in samples]
+    records = make_records(spec, parser, samples, responses)
     result = build_result(spec, parser, records, extra={"generation": generation.to_dict()})
     rundir.write_task(spec.name, records, result)
     if spec.export is not None:

@@ -17,9 +17,8 @@ def image_names(sample: Sample) -> list[str]:
     return [str(im) if isinstance(im, (str, Path)) else f"<embedded {im.size[0]}x{im.size[1]}>" for im in sample.images]
 
 
-def make_record(spec: TaskSpec, parser: Parser, sample: Sample, response: Response) -> dict[str, Any]:
-    """One samples.jsonl line. Failed generations keep their error and no score."""
-    record: dict[str, Any] = {
+def _base_record(sample: Sample, response: Response) -> dict[str, Any]:
+    return {
         "id": sample.id,
         "group": sample.group,
         "prompt": sample.prompt,
@@ -31,9 +30,19 @@ def make_record(spec: TaskSpec, parser: Parser, sample: Sample, response: Respon
         "error": response.error,
         "metadata": sample.metadata,
     }
-    if response.error is None:
-        record.update(spec.score_sample(sample, response.text, parser))
-    return record
+
+
+def make_records(spec: TaskSpec, parser: Parser, samples: list[Sample], responses: dict[str, Response]) -> list[dict[str, Any]]:
+    """samples.jsonl lines, in sample order. Failed generations keep their error and get no score."""
+    records = [_base_record(s, responses[s.id]) for s in samples]
+    ok = [(s, r) for s, r in zip(samples, records) if r["error"] is None]
+    if spec.score_batch is not None:
+        scores = spec.score_batch([s for s, _ in ok], [r["response"] for _, r in ok], parser)
+    else:
+        scores = [spec.score_sample(s, r["response"], parser) for s, r in ok]
+    for (_, record), score in zip(ok, scores):
+        record.update(score)
+    return records
 
 
 def error_kind(message: str) -> str:
@@ -121,4 +130,5 @@ def match_answers(samples: list[Sample], answers: Path | str, text_field: str = 
 
 def score_texts(spec: TaskSpec, parser: Parser, samples: Iterable[Sample], texts: dict[str, str]) -> list[dict[str, Any]]:
     """Records for samples that have a text; samples without one are left out (reported by the caller)."""
-    return [make_record(spec, parser, s, Response(id=s.id, text=texts[s.id])) for s in samples if s.id in texts]
+    answered = [s for s in samples if s.id in texts]
+    return make_records(spec, parser, answered, {s.id: Response(id=s.id, text=texts[s.id]) for s in answered})

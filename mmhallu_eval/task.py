@@ -76,6 +76,9 @@ class TaskSpec:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     build_request: Callable[[Sample, GenerationConfig], Request] = single_image_request
     options: dict[str, str] = field(default_factory=dict)
+    #: Optional batch scorer (same output as `score_sample` per sample) for tasks whose scoring is heavy
+    #: enough to parallelise, e.g. CHAIR's NLP pipeline: (samples, texts, parser) → one dict per sample.
+    score_batch: Callable[[list[Sample], list[str], Parser], list[dict[str, Any]]] | None = None
     #: Reads a saved-answers file whose rows carry the questions too (MME result lists, FINER rows):
     #: (path, options) → (samples, {sample id: answer text}, problems). None → match against `load`.
     read_answers: Callable[[Any, dict[str, str]], tuple[list[Sample], dict[str, str], list[str]]] | None = None

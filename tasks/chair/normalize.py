@@ -7,9 +7,13 @@ vocabulary sets are built once instead of once per word.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from mmhallu_eval import TaskError
 
@@ -47,6 +51,35 @@ def check_nltk() -> None:
             f"CHAIR needs the NLTK resource(s) {', '.join(missing)}: run `mmhallu setup nltk` (downloads them) "
             "or set NLTK_DATA to a folder that has them"
         )
+
+
+_RE_FLAGS = re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE | re.UNICODE | re.ASCII
+
+
+def _to_stdlib(obj: Any) -> Any:
+    """The same pattern compiled by `re` (NLTK ≥ 3.10 routes regexes through the slower `regex` engine with a
+    timeout; NLTK's tokenizer patterns are plain enough that both engines agree — tested on every shared caption)."""
+    inner = getattr(obj, "_rx", None)
+    if inner is not None:
+        return re.compile(inner.pattern, inner.flags & _RE_FLAGS)
+    if isinstance(obj, re.Pattern):
+        return obj
+    if isinstance(obj, tuple):
+        return tuple(_to_stdlib(x) for x in obj)
+    if isinstance(obj, list):
+        return [_to_stdlib(x) for x in obj]
+    return obj
+
+
+def _stdlib_regex_tokenizer(cls: type) -> Any:
+    tokenizer = cls()
+    for name in dir(cls):
+        if name.isupper():
+            try:
+                setattr(tokenizer, name, _to_stdlib(getattr(cls, name)))
+            except re.error:
+                return cls()  # a pattern `re` cannot compile: keep NLTK's own engine
+    return tokenizer
 
 
 @dataclass(frozen=True)
@@ -110,10 +143,14 @@ class Normalizer:
         self.vocab = vocab
         self._nltk = nltk
         self._tagger = _get_tagger("eng")
-        self._word_tokenizer = NLTKWordTokenizer()
+        self._word_tokenizer = _stdlib_regex_tokenizer(NLTKWordTokenizer)
         self._wnl = WordNetLemmatizer()
+        wordnet.ensure_loaded()  # load once here, so forked workers inherit it instead of each loading it
         self._pos = {"J": wordnet.ADJ, "V": wordnet.VERB, "N": wordnet.NOUN, "R": wordnet.ADV}
         self._predictions: dict[tuple[str, ...], str] = {}
+        self._classes = sorted(self._tagger.classes)
+        self._class_index = {c: i for i, c in enumerate(self._classes)}
+        self._vectors: dict[str, "np.ndarray | None"] = {}
         self._lemmas: dict[tuple[str, str], str] = {}
         self._sentences: dict[str, list[str]] = {}
 
@@ -139,11 +176,33 @@ class Normalizer:
                 key = (word, prev, prev2, *context[i : i + 5])
                 tag = self._predictions.get(key)
                 if tag is None:
-                    features = tagger._get_features(i, word, context, prev, prev2)
-                    tag = self._predictions[key] = tagger.model.predict(features)[0]
+                    tag = self._predictions[key] = self._predict(tagger._get_features(i, word, context, prev, prev2))
             tags.append(tag)
             prev2, prev = prev, tag
         return tags
+
+    def _predict(self, features: dict[str, int]) -> str:
+        """AveragedPerceptron.predict on dense class vectors: per class the same additions in the same
+        feature order (absent classes add an exact 0.0), ties broken by the larger label, as NLTK does."""
+        acc = np.zeros(len(self._classes))
+        for feat, value in features.items():
+            vec = self._vectors.get(feat, False)
+            if vec is False:
+                vec = self._vectors[feat] = self._dense(feat)
+            if vec is None or value == 0:
+                continue
+            acc += vec if value == 1 else value * vec
+        best = acc.max()
+        return self._classes[int(np.flatnonzero(acc == best)[-1])]
+
+    def _dense(self, feat: str) -> "np.ndarray | None":
+        weights = self._tagger.model.weights.get(feat)
+        if weights is None:
+            return None
+        vec = np.zeros(len(self._classes))
+        for label, weight in weights.items():
+            vec[self._class_index[label]] = weight
+        return vec
 
     def lemma(self, word: str, tag: str) -> str:
         pos = self._pos.get(tag[:1], "n")

@@ -10,8 +10,8 @@ from typing import Any
 from mmhallu_eval import Aggregate, GenerationConfig, Parser, Sample, TaskError, TaskSpec, atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, resolve_image, task
 
 from .groundtruth import build_ground_truth, images_with_instances, load_gt_json
-from .normalize import DEFAULT_SYNONYMS, normalizer_for
-from .scorer import chair_metrics, score_caption
+from .normalize import DEFAULT_SYNONYMS, CaptionWords, normalizer_for
+from .scorer import caption_words_many, chair_metrics, score_caption_words
 
 PROMPT = "Please describe this image in detail."
 COCO_NAME = "COCO_val2014_{:012d}.jpg"
@@ -78,9 +78,22 @@ def load_samples(options: dict[str, str]) -> list[Sample]:
     return samples
 
 
-def score_sample(sample: Sample, text: str, parser: Parser) -> dict[str, Any]:
-    result = score_caption(normalizer_for(sample.metadata.get("synonyms")), text, sample.target)
+def _score(sample: Sample, words: CaptionWords) -> dict[str, Any]:
+    result = score_caption_words(words, sample.target)
     return {"parsed": result, "correct": not result["hallucinated"]}
+
+
+def score_sample(sample: Sample, text: str, parser: Parser) -> dict[str, Any]:
+    return _score(sample, normalizer_for(sample.metadata.get("synonyms")).caption_words(text))
+
+
+def score_batch(samples: list[Sample], texts: list[str], parser: Parser) -> list[dict[str, Any]]:
+    """The same as score_sample per caption; the NLP work is spread over processes for large files."""
+    synonyms = {s.metadata.get("synonyms") for s in samples}
+    if len(synonyms) > 1:
+        return [score_sample(s, t, parser) for s, t in zip(samples, texts)]
+    words = caption_words_many(synonyms.pop() if synonyms else None, texts)
+    return [_score(s, w) for s, w in zip(samples, words)]
 
 
 def aggregate(records: list[dict[str, Any]]) -> Aggregate:
@@ -127,6 +140,7 @@ def chair() -> TaskSpec:
         data_source="COCO val2014 images + instances/captions annotations (chair.coco_annotations)",
         load=load_samples,
         score_sample=score_sample,
+        score_batch=score_batch,
         aggregate=aggregate,
         parsers={
             "chair-opera": Parser(

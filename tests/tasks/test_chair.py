@@ -169,3 +169,22 @@ def test_run_chair_end_to_end(tiny_llava, coco_fixture, tmp_path):
     proc = subprocess.run([*CLI, "score", "chair", "--answers", str(out / "chair/captions.jsonl"), "--coco-annotations", str(coco_fixture), "--out", str(rescored)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(rescored.read_text())["metrics"] == result["metrics"]
+
+
+ODD_TEXTS = [
+    "\"Quoted\" words, 'single quotes' and ``tex quotes''.", "It's a dog's life; they're gonna wanna go!",
+    "A (small) [red] {box} -- with... ellipses?", "Prices: $5.99, 20% off & 3/4 cups.", "e-mail me at a@b.com: ok",
+    "Ünïcödé café — naïve façade", "cannot, d'ye, gimme, lemme, more'n, 'tis, 'twas", "  leading and trailing   spaces  ",
+    "numbers 1,000.5 and 2024 and 3rd", "!!! ??? ;;; :::", "tab\tseparated\nnew line", "",
+]
+
+
+def test_tokenizer_and_tagger_identical_to_nltk(normalizer, shared_benchmarks):
+    import nltk
+
+    base = shared_benchmarks / "chair/opera_captions"
+    captions = [json.loads(l)["caption"] for f in ("llava-1.5/greedy.jsonl", "instructblip/beam5.jsonl") for l in (base / f).read_text().splitlines()]
+    for text in captions + ODD_TEXTS + [t.lower() for t in ODD_TEXTS]:
+        tokens = nltk.word_tokenize(text)
+        assert normalizer.tokenize(text) == tokens, text
+        assert normalizer.tag(tokens) == [t for _, t in nltk.pos_tag(tokens)], text

@@ -7,13 +7,14 @@ from .files import atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json,
 from .metrics import binary_metrics, bootstrap_ci, safe_div
 from .paired import group_units, keep_whole_units, unit_accuracy
 from .registry import get_task, include_path, task, task_names
-from .task import Aggregate, Parser, TaskError, TaskSpec, single_image_request
+from .task import Aggregate, CompareSpec, Parser, TaskError, TaskSpec, single_image_request
 from .types import GenerationConfig, ImageLike, Request, Response, Sample, user_message
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Aggregate",
+    "CompareSpec",
     "GenerationConfig",
     "ImageLike",
     "Parser",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+import json
 from typing import Any, Optional
 
 import typer
@@ -231,6 +232,59 @@ def setup_cmd(what: str = typer.Argument(..., help="nltk: download the NLTK reso
         if not nltk.download(name, quiet=True):
             fail(f"could not download NLTK resource {name!r}; set NLTK_DATA to a folder that has it")
     typer.echo("NLTK resources ready")
+
+
+@app.command("report")
+def report_cmd(
+    run_dir: Path = typer.Argument(..., help="A run folder written by `mmhallu run`."),
+    out: Optional[Path] = typer.Option(None, help="HTML file (default RUN_DIR/report.html)."),
+) -> None:
+    """One self-contained HTML page: metrics with CIs, groups, errors, manifest, filterable samples."""
+    from .report.pages import run_report
+
+    try:
+        path = run_report(run_dir, out)
+    except TaskError as exc:
+        fail(str(exc))
+    typer.echo(f"wrote {path}")
+
+
+@app.command("compare")
+def compare_cmd(
+    base: Path = typer.Argument(..., help="Run folder of the base model."),
+    tuned: Path = typer.Argument(..., help="Run folder of the tuned model."),
+    out: Optional[Path] = typer.Option(None, help="Folder for compare.html and compare.json (default: TUNED)."),
+    intersect: bool = typer.Option(False, help="Compare only the samples both runs evaluated."),
+) -> None:
+    """Paired before/after statistics per task, metric and group, with the samples that flipped."""
+    from .report.pages import compare_report
+
+    try:
+        html, js = compare_report(base, tuned, out, intersect=intersect)
+    except TaskError as exc:
+        fail(str(exc))
+    data = json.loads(js.read_text())
+    for task, t in data["tasks"].items():
+        for metric, e in t["metrics"].items():
+            if e["delta"] is not None:
+                flag = " *" if e["significant"] else ""
+                typer.echo(f"{task}/{metric}: {e['base']:.4f} → {e['tuned']:.4f} (Δ {e['delta']:+.4f}, p={e['p_value']:.3g}{flag})")
+    typer.echo(f"wrote {html} and {js}")
+
+
+@app.command("leaderboard")
+def leaderboard_cmd(
+    runs: list[Path] = typer.Argument(..., help="Run folders."),
+    out: Path = typer.Option(Path("reports/leaderboard.html"), help="HTML file; .csv and .md are written beside it."),
+) -> None:
+    """A sortable HTML leaderboard of runs plus CSV and Markdown tables for papers."""
+    from .report.pages import leaderboard
+
+    try:
+        paths = leaderboard(runs, out)
+    except TaskError as exc:
+        fail(str(exc))
+    typer.echo("wrote " + ", ".join(map(str, paths)))
 
 
 @world_app.command("tiny-model")

@@ -57,6 +57,25 @@ def single_image_request(sample: Sample, generation: GenerationConfig) -> Reques
 
 
 @dataclass
+class CompareSpec:
+    """How to compare two runs of a task on the same samples (paired statistics).
+
+    `unit` names the resampling unit of a record (sample, MME image, FINER pair, caption);
+    `stats` turns the records of one unit into a vector of additive sufficient statistics;
+    `metrics` computes the task's metrics from those sums per group ({group: sums}) — one group
+    for a per-group value, all groups for the pooled value (so MME can sum subtask scores).
+    `directions`: metric → True (higher is better), False (lower is better) or None (no direction).
+    `accuracy_metric`: the metric that is the mean of the per-sample `correct` field (McNemar applies).
+    """
+
+    unit: Callable[[dict[str, Any]], Any]
+    stats: Callable[[list[dict[str, Any]]], Any]
+    metrics: Callable[[dict[str, Any]], dict[str, float | None]]
+    directions: dict[str, bool | None]
+    accuracy_metric: str | None = None
+
+
+@dataclass
 class TaskSpec:
     """Everything the runner needs to evaluate one benchmark.
 
@@ -76,6 +95,10 @@ class TaskSpec:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     build_request: Callable[[Sample, GenerationConfig], Request] = single_image_request
     options: dict[str, str] = field(default_factory=dict)
+    #: Metrics shown first (leaderboard columns, charts), in order.
+    headline: tuple[str, ...] = ()
+    #: Paired comparison of two runs (`mmhallu compare`); None → the task is listed but not tested.
+    compare: CompareSpec | None = None
     #: Optional batch scorer (same output as `score_sample` per sample) for tasks whose scoring is heavy
     #: enough to parallelise, e.g. CHAIR's NLP pipeline: (samples, texts, parser) → one dict per sample.
     score_batch: Callable[[list[Sample], list[str], Parser], list[dict[str, Any]]] | None = None

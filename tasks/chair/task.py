@@ -7,7 +7,9 @@ import random
 from pathlib import Path
 from typing import Any
 
-from mmhallu_eval import Aggregate, GenerationConfig, Parser, Sample, TaskError, TaskSpec, atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, resolve_image, task
+import numpy as np
+
+from mmhallu_eval import Aggregate, CompareSpec, GenerationConfig, Parser, Sample, TaskError, TaskSpec, atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, resolve_image, task
 
 from .groundtruth import build_ground_truth, images_with_instances, load_gt_json
 from .normalize import DEFAULT_SYNONYMS, CaptionWords, normalizer_for
@@ -101,6 +103,29 @@ def aggregate(records: list[dict[str, Any]]) -> Aggregate:
     return Aggregate(metrics=metrics, ci=ci)
 
 
+def _unit_stats(records: list[dict[str, Any]]) -> np.ndarray:
+    p = records[0]["parsed"]
+    return np.array([bool(p["hallucinated"]), len(p["hallucinated"]), len(p["mentions"]), len(p["covered"]), p["n_gt"], p["n_tokens"], 1], dtype=float)
+
+
+def _from_sums(sums_by_group: dict[Any, np.ndarray]) -> dict[str, float | None]:
+    s = sum(sums_by_group.values())
+    return {
+        "chair_s": s[0] / s[6] if s[6] else None,
+        "chair_i": s[1] / s[2] if s[2] else None,
+        "recall": s[3] / s[4] if s[4] else None,
+        "avg_len": s[5] / s[6] if s[6] else None,
+    }
+
+
+COMPARE = CompareSpec(
+    unit=lambda r: r["id"],
+    stats=_unit_stats,
+    metrics=_from_sums,
+    directions={"chair_s": False, "chair_i": False, "recall": True, "avg_len": None},
+)
+
+
 def export(records: list[dict[str, Any]], task_dir: Path) -> None:
     """The chosen image ids (reusable with chair.image_ids=) and the captions in OPERA's input format."""
     ids = [r["metadata"]["image_id"] for r in records]
@@ -150,6 +175,8 @@ def chair() -> TaskSpec:
         },
         default_parser="chair-opera",
         generation=GenerationConfig(max_new_tokens=512),
+        headline=("chair_s", "chair_i"),
+        compare=COMPARE,
         options={
             "coco_annotations": "folder with instances_*.json and captions_*.json (COCO 2014); picks images and ground truth",
             "images": "folder with the images (e.g. COCO val2014)",

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from mmhallu_eval import Aggregate, GenerationConfig, Parser, Sample, TaskSpec, bootstrap_ci, group_units, task, unit_accuracy
+from mmhallu_eval import Aggregate, CompareSpec, GenerationConfig, Parser, Sample, TaskSpec, bootstrap_ci, group_units, task, unit_accuracy
 
 from .loaders import SETTINGS, load_hf, load_local, parse_settings
 from .parsers import PARSERS
@@ -80,6 +80,28 @@ def aggregate(records: list[dict[str, Any]]) -> Aggregate:
     return Aggregate(metrics=metrics, groups=groups, ci=_ci(records) if records else {})
 
 
+def _unit_stats(records: list[dict[str, Any]]) -> np.ndarray:
+    pos = [r for r in records if r["metadata"]["polarity"] == "pos"]
+    neg = [r for r in records if r["metadata"]["polarity"] == "neg"]
+    return np.array([all(bool(r["correct"]) for r in records), sum(bool(r["correct"]) for r in pos), sum(bool(r["correct"]) for r in neg), 1], dtype=float)
+
+
+def _from_sums(sums_by_group: dict[str, np.ndarray]) -> dict[str, float | None]:
+    both, pos, neg, n = sum(sums_by_group.values())
+    if not n:
+        return {}
+    return {"paired_accuracy": both / n, "question_accuracy": (pos + neg) / (2 * n), "pos_accuracy": pos / n, "neg_accuracy": neg / n}
+
+
+COMPARE = CompareSpec(
+    unit=_pair_key,
+    stats=_unit_stats,
+    metrics=_from_sums,
+    directions={"paired_accuracy": True, "question_accuracy": True, "pos_accuracy": True, "neg_accuracy": True},
+    accuracy_metric="question_accuracy",
+)
+
+
 def _spec(name: str) -> TaskSpec:
     default = DATASETS[name]
 
@@ -105,6 +127,8 @@ def _spec(name: str) -> TaskSpec:
         parsers=PARSERS,
         default_parser="finer-official",
         generation=GenerationConfig(max_new_tokens=2),
+        headline=("paired_accuracy", "question_accuracy"),
+        compare=COMPARE,
         options={
             "data": f"{default} (default), a CSV/JSONL file with a setting column, or a folder of <setting>.csv/.jsonl",
             "images": "folder with the images named by image_filename (needed for DOCCI and local files)",

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from mmhallu_eval import Aggregate, GenerationConfig, Parser, Sample, TaskError, TaskSpec, bootstrap_ci, group_units, task, unit_accuracy
+from mmhallu_eval import Aggregate, CompareSpec, GenerationConfig, Parser, Sample, TaskError, TaskSpec, bootstrap_ci, group_units, task, unit_accuracy
 
 from .loaders import COGNITION, DEFAULT_DATA, PERCEPTION, SUBTASKS, load_samples
 from .official_format import read_results_dir, write_results_dir
@@ -70,8 +70,8 @@ def _ci(records: list[dict[str, Any]], present: list[str]) -> tuple[dict[str, An
 def aggregate(records: list[dict[str, Any]]) -> Aggregate:
     present = [s for s in SUBTASKS if any(r["group"] == s for r in records)]
     groups = {s: subtask_metrics([r for r in records if r["group"] == s]) for s in present}
-    perception = sum(groups[s]["score"] for s in present if s in PERCEPTION)
-    cognition = sum(groups[s]["score"] for s in present if s in COGNITION)
+    perception = sum((groups[s]["score"] for s in present if s in PERCEPTION), 0.0)
+    cognition = sum((groups[s]["score"] for s in present if s in COGNITION), 0.0)
     metrics = {
         "perception": perception,
         "cognition": cognition,
@@ -85,6 +85,33 @@ def aggregate(records: list[dict[str, Any]]) -> Aggregate:
         groups[s]["ci"] = {"score": group_ci.get(s)}
     missing = [s for s in SUBTASKS if s not in present]
     return Aggregate(metrics=metrics, groups=groups, ci=ci, extra={"subtasks_missing": missing})
+
+
+def _unit_stats(records: list[dict[str, Any]]) -> np.ndarray:
+    right = sum(bool(r["correct"]) for r in records)
+    return np.array([right, right == len(records), len(records), 1], dtype=float)
+
+
+def _from_sums(sums_by_group: dict[str, np.ndarray]) -> dict[str, float | None]:
+    scores = {g: 100 * s[0] / s[2] + 100 * s[1] / s[3] for g, s in sums_by_group.items() if s[3]}
+    out: dict[str, float | None] = {
+        "perception": sum((v for g, v in scores.items() if g in PERCEPTION), 0.0),
+        "cognition": sum((v for g, v in scores.items() if g in COGNITION), 0.0),
+    }
+    out["total"] = out["perception"] + out["cognition"]
+    if len(sums_by_group) == 1:
+        (s,) = sums_by_group.values()
+        out.update(score=100 * s[0] / s[2] + 100 * s[1] / s[3], acc=s[0] / s[2], acc_plus=s[1] / s[3])
+    return out
+
+
+COMPARE = CompareSpec(
+    unit=_image_key,
+    stats=_unit_stats,
+    metrics=_from_sums,
+    directions={"perception": True, "cognition": True, "total": True, "score": True, "acc": True, "acc_plus": True},
+    accuracy_metric="acc",
+)
 
 
 def export(records: list[dict[str, Any]], task_dir: Path) -> None:
@@ -105,6 +132,8 @@ def mme() -> TaskSpec:
         parsers=PARSERS,
         default_parser="mme-official",
         generation=GenerationConfig(max_new_tokens=128),
+        headline=("perception", "cognition"),
+        compare=COMPARE,
         options={
             "data": f"MME release folder, folder of <subtask>.txt lists (image\\tquestion\\tgt), or hf:NAME (default {DEFAULT_DATA})",
             "images": "folder with <subtask>/images/<image> (or <subtask>/<image>) for the flat lists",

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from mmhallu_eval import Aggregate, GenerationConfig, Parser, Sample, TaskSpec, binary_metrics, bootstrap_ci, task
+from mmhallu_eval import Aggregate, CompareSpec, GenerationConfig, Parser, Sample, TaskSpec, binary_metrics, bootstrap_ci, task
 
 from .loaders import DEFAULT_DATA, load_samples
 from .parsers import PARSERS, strict
@@ -55,6 +55,29 @@ def aggregate(records: list[dict[str, Any]]) -> Aggregate:
     return Aggregate(metrics=_metrics(records), groups=groups, ci=_ci(records))
 
 
+def _unit_stats(records: list[dict[str, Any]]) -> np.ndarray:
+    r = records[0]
+    pred, label = _LABEL.get(r["parsed"]), _LABEL[r["target"]]
+    return np.array([pred == 1 and label == 1, pred == 1 and label == 0, pred == 0 and label == 0, pred == 0 and label == 1, 1, label == 1], dtype=float)
+
+
+def _from_sums(sums_by_group: dict[str, np.ndarray]) -> dict[str, float | None]:
+    tp, fp, tn, fn, n, pos = sum(sums_by_group.values())
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / pos if pos else None
+    f1 = 2 * precision * recall / (precision + recall) if precision and recall else None
+    return {"accuracy": (tp + tn) / n if n else None, "precision": precision, "recall": recall, "f1": f1, "yes_ratio": (tp + fp) / n if n else None}
+
+
+COMPARE = CompareSpec(
+    unit=lambda r: r["id"],
+    stats=_unit_stats,
+    metrics=_from_sums,
+    directions={"accuracy": True, "precision": True, "recall": True, "f1": True, "yes_ratio": None},
+    accuracy_metric="accuracy",
+)
+
+
 @task("pope")
 def pope() -> TaskSpec:
     return TaskSpec(
@@ -68,6 +91,8 @@ def pope() -> TaskSpec:
         parsers=PARSERS,
         default_parser="pope-official",
         generation=GenerationConfig(max_new_tokens=128),
+        headline=("f1", "accuracy"),
+        compare=COMPARE,
         options={
             "data": f"official coco_pope_<split>.json file(s) or folder, merged JSONL with category, or hf:NAME (default {DEFAULT_DATA})",
             "images": "folder with the images (e.g. COCO val2014); default: embedded in the dataset",

@@ -1,0 +1,124 @@
+"""Base vs tuned on the samples both runs answered: per metric and group the two values, the delta with a
+paired-bootstrap 95% CI, and a p-value (McNemar for per-sample accuracy, paired bootstrap otherwise)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..registry import get_task
+from ..task import TaskError
+from .rundata import RunData, TaskRun
+from .stats import bootstrap_p, mcnemar, paired_bootstrap
+
+ALPHA = 0.05
+ALL = "all"
+
+
+def _check_same_protocol(task: str, base: TaskRun, tuned: TaskRun) -> None:
+    for key in ("task_version", "parser", "parser_version"):
+        if base.result.get(key) != tuned.result.get(key):
+            raise TaskError(
+                f"{task}: the runs used different {key.replace('_', ' ')}s ({base.result.get(key)!r} vs "
+                f"{tuned.result.get(key)!r}); rescore one of them so both use the same before comparing"
+            )
+
+
+def _common(task: str, base: TaskRun, tuned: TaskRun, intersect: bool) -> tuple[list[dict], list[dict], dict[str, int]]:
+    b = {r["id"]: r for r in base.samples}
+    t = {r["id"]: r for r in tuned.samples}
+    only_b, only_t = sorted(set(b) - set(t)), sorted(set(t) - set(b))
+    if (only_b or only_t) and not intersect:
+        raise TaskError(
+            f"{task}: the runs evaluated different samples ({len(only_b)} only in base, e.g. {only_b[:3]}; "
+            f"{len(only_t)} only in tuned, e.g. {only_t[:3]}); pass --intersect to compare the common samples"
+        )
+    ids = [i for i in b if i in t and b[i].get("error") is None and t[i].get("error") is None]
+    counts = {
+        "n_common": len(ids), "n_base_only": len(only_b), "n_tuned_only": len(only_t),
+        "n_excluded_errors": sum(1 for i in b if i in t) - len(ids),
+    }
+    return [b[i] for i in ids], [t[i] for i in ids], counts
+
+
+def _units(spec, records: list[dict]) -> dict[Any, list[dict]]:
+    units: dict[Any, list[dict]] = {}
+    for r in records:
+        units.setdefault(spec.unit(r), []).append(r)
+    return units
+
+
+def _entry(base: float | None, tuned: float | None, deltas: np.ndarray | None, direction: bool | None, test: str, p: float | None) -> dict[str, Any]:
+    delta = None if base is None or tuned is None else tuned - base
+    lo = hi = None
+    if deltas is not None and len(deltas):
+        lo, hi = float(np.quantile(deltas, 0.025)), float(np.quantile(deltas, 0.975))
+    better = None
+    if direction is not None and delta:
+        better = "tuned" if (delta > 0) == direction else "base"
+    return {
+        "base": base, "tuned": tuned, "delta": delta, "ci_low": lo, "ci_high": hi, "p_value": p, "test": test,
+        "higher_is_better": direction, "better": better, "significant": bool(p is not None and p < ALPHA),
+    }
+
+
+def _mcnemar_entry(base_recs: list[dict], tuned_recs: list[dict]) -> tuple[float, str]:
+    b = sum(1 for x, y in zip(base_recs, tuned_recs) if x["correct"] and not y["correct"])
+    c = sum(1 for x, y in zip(base_recs, tuned_recs) if not x["correct"] and y["correct"])
+    return mcnemar(b, c)
+
+
+def compare_task(task: str, base: TaskRun, tuned: TaskRun, intersect: bool) -> dict[str, Any]:
+    _check_same_protocol(task, base, tuned)
+    base_recs, tuned_recs, counts = _common(task, base, tuned, intersect)
+    spec = get_task(task).compare
+    out: dict[str, Any] = {**counts, "metrics": {}, "groups": {}, "flipped": {"fixed": [], "broken": []}}
+    for x, y in zip(base_recs, tuned_recs):
+        if x["correct"] is not None and bool(x["correct"]) != bool(y["correct"]):
+            out["flipped"]["fixed" if y["correct"] else "broken"].append(x["id"])
+    if spec is None or not base_recs:
+        out["note"] = "no paired statistics for this task" if spec is None else "no common samples"
+        return out
+    units_b, units_t = _units(spec, base_recs), _units(spec, tuned_recs)
+    keys = [k for k in units_b if k in units_t and len(units_b[k]) == len(units_t[k])]
+    group_of = {k: (units_b[k][0].get("group") or ALL) for k in keys}
+    groups = sorted(set(group_of.values()))
+    arr_b = {g: np.array([spec.stats(units_b[k]) for k in keys if group_of[k] == g]) for g in groups}
+    arr_t = {g: np.array([spec.stats(units_t[k]) for k in keys if group_of[k] == g]) for g in groups}
+    deltas = paired_bootstrap(arr_b, arr_t, spec.metrics)
+    by_group_b = {g: [r for r in base_recs if (r.get("group") or ALL) == g] for g in groups}
+    by_group_t = {g: [r for r in tuned_recs if (r.get("group") or ALL) == g] for g in groups}
+    for key in [None] + ([] if groups == [ALL] else groups):
+        sel = groups if key is None else [key]
+        mb = spec.metrics({g: arr_b[g].sum(axis=0) for g in sel})
+        mt = spec.metrics({g: arr_t[g].sum(axis=0) for g in sel})
+        wanted = set(base.result["metrics"] if key is None else base.result["groups"].get(key, {}))
+        target = out["metrics"] if key is None else out["groups"].setdefault(key, {})
+        for name, direction in spec.directions.items():
+            if name not in mb or name not in wanted:
+                continue
+            d = deltas.get(name, {}).get(key)
+            if name == spec.accuracy_metric:
+                recs_b = base_recs if key is None else by_group_b[key]
+                recs_t = tuned_recs if key is None else by_group_t[key]
+                p, test = _mcnemar_entry(recs_b, recs_t)
+            else:
+                p, test = (bootstrap_p(d), "paired-bootstrap") if d is not None else (None, "paired-bootstrap")
+            target[name] = _entry(mb[name], mt.get(name), d, direction, test, p)
+    return out
+
+
+def compare_runs(base: RunData, tuned: RunData, intersect: bool = False) -> dict[str, Any]:
+    common = [t for t in base.tasks if t in tuned.tasks]
+    if not common:
+        raise TaskError(f"{base.root} and {tuned.root} have no task in common")
+    return {
+        "schema_version": 1,
+        "base": {"run": str(base.root), "label": base.label, "model": base.manifest.get("model")},
+        "tuned": {"run": str(tuned.root), "label": tuned.label, "model": tuned.manifest.get("model")},
+        "intersect": intersect,
+        "alpha": ALPHA,
+        "tasks": {t: compare_task(t, base.tasks[t], tuned.tasks[t], intersect) for t in common},
+        "tasks_only_in_base": [t for t in base.tasks if t not in tuned.tasks],
+        "tasks_only_in_tuned": [t for t in tuned.tasks if t not in base.tasks],
+    }

@@ -1,0 +1,157 @@
+"""The three reports: one run (`report.html`), base vs tuned (`compare.html` + `compare.json`), leaderboard."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..files import atomic_write_json, atomic_write_text
+from ..registry import get_task
+from ..task import TaskError
+from .charts import Bar, bar_chart
+from .compare import compare_runs
+from .render import fmt_number, thumbnail, write_page
+from .rundata import RunData, load_run
+
+MAX_THUMBNAILS = 1500
+
+
+def _headline(task: str, result: dict[str, Any]) -> list[str]:
+    try:
+        names = list(get_task(task).headline)
+    except TaskError:
+        names = []
+    names = [n for n in names if n in result["metrics"]]
+    return names or [k for k, v in result["metrics"].items() if isinstance(v, float)][:3]
+
+
+def _display(value: Any) -> str:
+    if isinstance(value, dict):
+        if "hallucinated" in value:
+            halluc = ", ".join(c for _, c in value["hallucinated"]) or "none"
+            return f"hallucinated: {halluc}; mentioned: {', '.join(c for _, c in value.get('mentions', [])) or 'none'}"
+        return json.dumps(value, ensure_ascii=False)[:300]
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return "" if value is None else str(value)
+
+
+def _sample_rows(samples: list[dict[str, Any]], thumbs: dict[str, str | None]) -> list[dict[str, Any]]:
+    rows = []
+    for i, s in enumerate(samples):
+        image = s.get("images", [None])[0] if s.get("images") else None
+        rows.append({
+            "id": s["id"], "group": s.get("group") or "", "prompt": s.get("prompt", ""), "response": s.get("response", ""),
+            "parsed": _display(s.get("parsed")), "target": _display(s.get("target")), "correct": s.get("correct"),
+            "error": s.get("error"), "image": image,
+            "thumb": thumbnail(image, thumbs) if image and i < MAX_THUMBNAILS and Path(image).is_file() else None,
+        })
+    return rows
+
+
+def run_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    run = load_run(run_dir)
+    out = Path(out) if out else run.root / "report.html"
+    thumbs: dict[str, str | None] = {}
+    tasks = []
+    for name, task in run.tasks.items():
+        r = task.result
+        headline = _headline(name, r)
+        bars = [Bar(m, run.label, r["metrics"][m], *(r.get("ci", {}).get(m) or (None, None))) for m in headline]
+        group_metrics = sorted({k for g in r["groups"].values() for k, v in g.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        tasks.append({
+            "name": name, "result": r, "headline": headline, "chart": bar_chart(bars, f"{name} headline metrics"),
+            "group_metrics": group_metrics, "samples": _sample_rows(task.samples, thumbs),
+            "other_metrics": {k: v for k, v in r["metrics"].items() if k not in headline and not isinstance(v, (dict, list))},
+        })
+    return write_page("run.html.j2", out, run=run, tasks=tasks, manifest_json=json.dumps(run.manifest, indent=2, ensure_ascii=False), fmt=fmt_number)
+
+
+def _flip_rows(task: str, base: RunData, tuned: RunData, ids: list[str], limit: int = 200) -> list[dict[str, Any]]:
+    b = {s["id"]: s for s in base.tasks[task].samples}
+    t = {s["id"]: s for s in tuned.tasks[task].samples}
+    return [
+        {"id": i, "prompt": b[i].get("prompt", ""), "target": _display(b[i].get("target")), "base": b[i].get("response", ""),
+         "base_parsed": _display(b[i].get("parsed")), "tuned": t[i].get("response", ""), "tuned_parsed": _display(t[i].get("parsed"))}
+        for i in ids[:limit]
+    ]
+
+
+def compare_report(base_dir: str | Path, tuned_dir: str | Path, out_dir: str | Path | None = None, intersect: bool = False) -> tuple[Path, Path]:
+    base, tuned = load_run(base_dir), load_run(tuned_dir)
+    data = compare_runs(base, tuned, intersect=intersect)
+    out_dir = Path(out_dir) if out_dir else tuned.root
+    json_path = out_dir / "compare.json"
+    flips = {t: {k: _flip_rows(t, base, tuned, v["flipped"][k]) for k in ("fixed", "broken")} for t, v in data["tasks"].items()}
+    serialisable = json.loads(json.dumps(data))
+    for t in serialisable["tasks"].values():
+        t["flipped"] = {k: {"n": len(v), "ids": v} for k, v in t["flipped"].items()}
+    atomic_write_json(json_path, serialisable)
+    charts = {}
+    for t, v in data["tasks"].items():
+        bars = []
+        for m in _headline(t, base.tasks[t].result):
+            e = v["metrics"].get(m)
+            if e:
+                ci_b = base.tasks[t].result.get("ci", {}).get(m) if not v["n_base_only"] and not v["n_tuned_only"] else None
+                ci_t = tuned.tasks[t].result.get("ci", {}).get(m) if not v["n_base_only"] and not v["n_tuned_only"] else None
+                bars.append(Bar(m, "base", e["base"], *(ci_b or (None, None))))
+                bars.append(Bar(m, "tuned", e["tuned"], *(ci_t or (None, None))))
+        charts[t] = bar_chart(bars, f"{t}: base vs tuned")
+    html_path = write_page("compare.html.j2", out_dir / "compare.html", data=serialisable, flips=flips, charts=charts, headline={t: _headline(t, base.tasks[t].result) for t in data["tasks"]})
+    return html_path, json_path
+
+
+def leaderboard(run_dirs: list[str | Path], out: str | Path) -> tuple[Path, Path, Path]:
+    import pandas as pd
+
+    out = Path(out)
+    runs = [load_run(d) for d in run_dirs]
+    columns: list[tuple[str, str]] = []
+    for run in runs:
+        for name, task in run.tasks.items():
+            for m in _headline(name, task.result):
+                if (name, m) not in columns:
+                    columns.append((name, m))
+    rows, table = [], []
+    for run in runs:
+        report = run.root / "report.html"
+        if not report.exists():
+            run_report(run.root)
+        cells, record = [], {"run": run.label}
+        for name, m in columns:
+            r = run.tasks.get(name)
+            value = r.result["metrics"].get(m) if r else None
+            ci = (r.result.get("ci", {}).get(m) if r else None) or None
+            cells.append({"value": value, "ci": ci})
+            record[f"{name}/{m}"] = value
+            record[f"{name}/{m} ci"] = f"[{fmt_number(ci[0])}, {fmt_number(ci[1])}]" if ci else ""
+        rows.append({"label": run.label, "link": os.path.relpath(report, out.parent), "cells": cells})
+        table.append(record)
+    directions = {}
+    for name, m in columns:
+        spec = get_task(name).compare if name in _known_tasks() else None
+        directions[(name, m)] = spec.directions.get(m) if spec else None
+    charts = []
+    for name in dict.fromkeys(n for n, _ in columns):
+        bars = []
+        for run in runs:
+            task = run.tasks.get(name)
+            for m in (m for n, m in columns if n == name):
+                if task and task.result["metrics"].get(m) is not None:
+                    ci = task.result.get("ci", {}).get(m) or (None, None)
+                    bars.append(Bar(m, run.label, task.result["metrics"][m], *ci))
+        charts.append((name, bar_chart(bars, f"{name} by run")))
+    frame = pd.DataFrame(table)
+    csv_path, md_path = out.with_suffix(".csv"), out.with_suffix(".md")
+    atomic_write_text(csv_path, frame.to_csv(index=False))
+    atomic_write_text(md_path, frame.to_markdown(index=False, floatfmt=".4f") + "\n")
+    write_page("leaderboard.html.j2", out, columns=columns, rows=rows, directions=directions, charts=charts)
+    return out, csv_path, md_path
+
+
+def _known_tasks() -> set[str]:
+    from ..registry import task_names
+
+    return set(task_names())

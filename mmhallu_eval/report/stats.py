@@ -1,0 +1,62 @@
+"""Paired tests for before/after comparisons: McNemar on per-sample correctness, paired bootstrap over units."""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+
+from ..metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+
+EXACT_MAX = 25  # exact binomial McNemar up to this many discordant pairs, chi-square with correction above
+
+
+def mcnemar(b: int, c: int) -> tuple[float, str]:
+    """Two-sided McNemar p-value for b (base right, tuned wrong) and c (base wrong, tuned right)."""
+    n = b + c
+    if n == 0:
+        return 1.0, "mcnemar-exact"
+    if n <= EXACT_MAX:
+        k = min(b, c)
+        tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+        return min(1.0, 2 * tail), "mcnemar-exact"
+    stat = (abs(b - c) - 1) ** 2 / n
+    return math.erfc(math.sqrt(stat / 2)), "mcnemar-chi2-cc"
+
+
+def bootstrap_p(deltas: np.ndarray) -> float:
+    """Two-sided p of a paired percentile bootstrap: how often the resampled delta falls on either side of 0."""
+    r = len(deltas)
+    if r == 0:
+        return 1.0
+    low = (np.sum(deltas <= 0) + 1) / (r + 1)
+    high = (np.sum(deltas >= 0) + 1) / (r + 1)
+    return float(min(1.0, 2 * min(low, high)))
+
+
+def paired_bootstrap(
+    base: dict[Any, np.ndarray],
+    tuned: dict[Any, np.ndarray],
+    metrics: Callable[[dict[Any, np.ndarray]], dict[str, float | None]],
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, dict[Any, np.ndarray]]:
+    """Resampled deltas (tuned − base) of every metric, pooled (key None) and per group.
+
+    `base`/`tuned` map group → (units × stats) arrays whose rows are the same units in the same order.
+    Units are resampled within each group with the same indices for both runs (the pairing).
+    """
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[Any, list[float]]] = {}
+    groups = list(base)
+    for _ in range(resamples):
+        idx = {g: rng.integers(0, len(base[g]), size=len(base[g])) for g in groups}
+        sb = {g: base[g][idx[g]].sum(axis=0) for g in groups}
+        st = {g: tuned[g][idx[g]].sum(axis=0) for g in groups}
+        for key, sub_b, sub_t in [(None, sb, st)] + [(g, {g: sb[g]}, {g: st[g]}) for g in groups]:
+            mb, mt = metrics(sub_b), metrics(sub_t)
+            for name, vb in mb.items():
+                vt = mt.get(name)
+                if vb is not None and vt is not None:
+                    out.setdefault(name, {}).setdefault(key, []).append(vt - vb)
+    return {name: {k: np.asarray(v) for k, v in per.items()} for name, per in out.items()}

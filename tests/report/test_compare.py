@@ -1,0 +1,95 @@
+"""`mmhallu compare` on run folders built from real POPE answers and from every task's fixtures."""
+import json
+import subprocess
+import sys
+
+import pytest
+from scipy import stats
+
+from mmhallu_eval import get_task
+from report_helpers import write_run
+
+CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
+XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+@pytest.fixture(scope="module")
+def pope_runs(shared_benchmarks, tmp_path_factory):
+    qfile = shared_benchmarks / "pope" / "coco_pope_adversarial.json"
+    spec = get_task("pope")
+    samples = spec.load({"data": str(qfile)})[:600]
+    # base: a fixed pattern of mistakes; tuned: fixes 40 of the wrong "yes" answers, breaks 5 right ones
+    base = {s.id: ("Yes" if (i % 5 == 0 or s.target == "yes") else "No") for i, s in enumerate(samples)}
+    tuned = dict(base)
+    wrong = [s.id for s in samples if base[s.id] == "Yes" and s.target == "no"]
+    right = [s.id for s in samples if base[s.id] == "Yes" and s.target == "yes"]
+    for i in wrong[:40]:
+        tuned[i] = "No"
+    for i in right[:5]:
+        tuned[i] = "No"
+    tuned[wrong[40]] = "No " + XSS  # a fixed answer carrying an XSS payload
+    root = tmp_path_factory.mktemp("runs")
+    return write_run(root / "base", "pope", samples, base), write_run(root / "tuned", "pope", samples, tuned), samples, base, tuned
+
+
+def test_compare_pope_verdicts(pope_runs, tmp_path):
+    base_dir, tuned_dir, samples, base, tuned = pope_runs
+    proc = subprocess.run([*CLI, "compare", str(base_dir), str(tuned_dir), "--out", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "compare.json").read_text())
+    t = data["tasks"]["pope"]
+    acc = t["metrics"]["accuracy"]
+    assert set(acc) == {"base", "tuned", "delta", "ci_low", "ci_high", "p_value", "test", "higher_is_better", "better", "significant"}
+    assert t["flipped"]["fixed"]["n"] == 41 and t["flipped"]["broken"]["n"] == 5
+    assert acc["test"] == "mcnemar-chi2-cc"
+    assert acc["p_value"] == pytest.approx(stats.chi2.sf((abs(5 - 41) - 1) ** 2 / 46, 1))
+    assert acc["delta"] == pytest.approx(36 / 600) and acc["better"] == "tuned" and acc["significant"]
+    assert acc["ci_low"] < acc["delta"] < acc["ci_high"] and acc["ci_low"] > 0
+    before = json.loads((base_dir / "pope/result.json").read_text())["metrics"]
+    after = json.loads((tuned_dir / "pope/result.json").read_text())["metrics"]
+    for m in ("accuracy", "precision", "recall", "f1"):
+        assert t["metrics"][m]["base"] == pytest.approx(before[m]) and t["metrics"][m]["tuned"] == pytest.approx(after[m])
+    assert t["metrics"]["f1"]["test"] == "paired-bootstrap" and t["metrics"]["yes_ratio"]["better"] is None
+    assert t["metrics"]["recall"]["better"] == "base"  # 5 positives lost
+    assert "adversarial" in t["groups"]
+    html = (tmp_path / "compare.html").read_text()
+    assert "&lt;script&gt;" in html and XSS not in html
+
+
+def test_compare_refuses_different_parser_and_sample_sets(pope_runs, tmp_path):
+    base_dir, _, samples, base, tuned = pope_runs
+    other = write_run(tmp_path / "opera", "pope", samples, tuned, parser="pope-opera")
+    proc = subprocess.run([*CLI, "compare", str(base_dir), str(other), "--out", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "different parsers ('pope-official' vs 'pope-opera')" in proc.stderr
+    fewer = write_run(tmp_path / "fewer", "pope", samples[:500], tuned)
+    proc = subprocess.run([*CLI, "compare", str(base_dir), str(fewer), "--out", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "100 only in base" in proc.stderr and "--intersect" in proc.stderr
+    proc = subprocess.run([*CLI, "compare", str(base_dir), str(fewer), "--out", str(tmp_path), "--intersect"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "compare.json").read_text())
+    assert data["intersect"] and data["tasks"]["pope"]["n_common"] == 500 and data["tasks"]["pope"]["n_base_only"] == 100
+    assert "intersection of the two sample sets" in (tmp_path / "compare.html").read_text()
+
+
+def test_compare_mme_finer_chair(shared_benchmarks, tmp_path):
+    """Every task with paired statistics compares on its own unit: MME images, FINER pairs, CHAIR captions."""
+    mme = get_task("mme")
+    samples, texts, _ = mme.read_answers(shared_benchmarks / "mme/llava-1.5-13b/results", {})
+    worse = {k: ("No" if i % 7 == 0 else v) for i, (k, v) in enumerate(texts.items())}
+    b, t = write_run(tmp_path / "mb", "mme", samples, worse), write_run(tmp_path / "mt", "mme", samples, texts)
+    chair = get_task("chair")
+    base_caps = shared_benchmarks / "chair/opera_captions"
+    cs, ctexts, _ = chair.read_answers(base_caps / "llava-1.5/greedy.jsonl", {"gt": str(base_caps / "gt_objects.json")})
+    _, otexts, _ = chair.read_answers(base_caps / "llava-1.5/ours.jsonl", {"gt": str(base_caps / "gt_objects.json")})
+    write_run(b, "chair", cs, ctexts)
+    write_run(t, "chair", cs, otexts)
+    proc = subprocess.run([*CLI, "compare", str(b), str(t), "--out", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "compare.json").read_text())
+    total = data["tasks"]["mme"]["metrics"]["total"]
+    assert total["tuned"] == pytest.approx(json.loads((t / "mme/result.json").read_text())["metrics"]["total"])
+    assert total["better"] == "tuned" and total["significant"] and total["test"] == "paired-bootstrap"
+    assert data["tasks"]["mme"]["groups"]["existence"]["acc"]["test"].startswith("mcnemar")
+    ch = data["tasks"]["chair"]["metrics"]
+    assert ch["chair_i"]["higher_is_better"] is False and ch["chair_i"]["base"] == pytest.approx(0.12727752838658568)
+    assert ch["chair_s"]["better"] == ("tuned" if ch["chair_s"]["delta"] < 0 else "base")

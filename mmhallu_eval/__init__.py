@@ -2,6 +2,7 @@
 
 The public API for task plugins lives here; it imports no torch, so scoring saved answers stays light.
 """
+from .backends.judge import Judge, create_judge, judge_cache
 from .data import image_digest, load_hf_dataset, open_image, resolve_image
 from .files import atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, require_fields
 from .metrics import binary_metrics, bootstrap_ci, safe_div
@@ -16,6 +17,7 @@ __all__ = [
     "Aggregate",
     "CompareSpec",
     "GenerationConfig",
+    "Judge",
     "ImageLike",
     "Parser",
     "Request",
@@ -27,12 +29,14 @@ __all__ = [
     "atomic_write_jsonl",
     "binary_metrics",
     "bootstrap_ci",
+    "create_judge",
     "get_task",
     "group_units",
     "keep_whole_units",
     "image_digest",
     "include_path",
     "iter_jsonl",
+    "judge_cache",
     "load_hf_dataset",
     "open_image",
     "read_json",

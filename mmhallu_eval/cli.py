@@ -87,6 +87,10 @@ def run_cmd(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
     revision: Optional[str] = typer.Option(None, help="Model revision for hub ids."),
     adapter: Optional[str] = typer.Option(None, help="PEFT adapter folder to evaluate on top of --model."),
+    judge_model: Optional[str] = typer.Option(None, help="Judge model for judged tasks (mmhal), e.g. gpt-4o."),
+    judge_base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL of the judge (e.g. a local vllm serve)."),
+    judge_api_key_env: Optional[str] = typer.Option(None, help="Environment variable with the judge's API key (default OPENAI_API_KEY)."),
+    judge_backend: Optional[str] = typer.Option(None, help="openai (default) or a local backend name, e.g. transformers."),
     resume: bool = typer.Option(False, help="Continue in a folder that holds a different run, reusing its cache."),
     overwrite: bool = typer.Option(False, help="Replace whatever the output folder holds."),
     no_progress: bool = typer.Option(False, help="Hide progress bars."),
@@ -95,6 +99,12 @@ def run_cmd(
     from .runner import RunConfig, run
 
     task_list = [t.strip() for t in tasks.split(",") if t.strip()]
+    task_args = parse_task_args(task_arg)
+    judge = {"judge_model": judge_model, "judge_base_url": judge_base_url, "judge_api_key_env": judge_api_key_env, "judge_backend": judge_backend}
+    for name in task_list:
+        if name == "mmhal":  # the judged task; its judge replies are cached in the run folder
+            task_args.setdefault(name, {}).update({k: v for k, v in judge.items() if v})
+            task_args[name].setdefault("judge_cache", str(out / "judge_cache.sqlite"))
     config = RunConfig(
         model=model,
         tasks=task_list,
@@ -104,7 +114,7 @@ def run_cmd(
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         parsers=parse_parsers(parser, task_list),
-        task_args=parse_task_args(task_arg),
+        task_args=task_args,
         backend_args={"dtype": dtype, "device": device, "revision": revision, "adapter": adapter},
         include_paths=[str(p) for p in include],
         resume=resume,
@@ -153,9 +163,9 @@ def _score_saved(
             if problems and not allow_missing:
                 fail("answers do not match the questions (see above); fix the file or pass --allow-missing to score what matches")
             extra.update(missing_answers=len(match.missing), unknown_answers=len(match.unknown), duplicate_answers=len(match.duplicates))
-        records = score_texts(spec, chosen, samples, texts)
+        records = score_texts(spec, chosen, samples, texts, options)
         result = build_result(spec, chosen, records, extra=extra)
-    except TaskError as exc:
+    except _user_errors() as exc:
         fail(str(exc))
     atomic_write_json(out, result)
     atomic_write_jsonl(out.with_name(out.stem + ".samples.jsonl"), records)
@@ -187,6 +197,32 @@ def score_mme(
 ) -> None:
     """Score MME results in the official format, as eval_tool/calculation.py does."""
     _score_saved("mme", {}, answers, out, parser)
+
+
+@score_app.command("mmhal")
+def score_mmhal(
+    answers: Path = typer.Option(..., help="The filled MMHal-Bench template (response.json with model_answer)."),
+    out: Path = typer.Option(..., help="result.json to write."),
+    judge_model: Optional[str] = typer.Option(None, help="Judge model, e.g. gpt-4o."),
+    judge_base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL (default: OpenAI)."),
+    judge_api_key_env: Optional[str] = typer.Option(None, help="Environment variable with the API key (default OPENAI_API_KEY)."),
+    judge_backend: str = typer.Option("openai", help="openai or a local backend name (transformers)."),
+    judge_replies: Optional[Path] = typer.Option(None, help="Saved judge replies (JSON list in item order): no judge calls."),
+    judge_cache: Optional[Path] = typer.Option(None, help="Judge reply cache (default: judge_cache.sqlite beside --out)."),
+    concurrency: int = typer.Option(8, help="Judge requests in flight."),
+    max_retries: int = typer.Option(5, help="Retries per judge request on timeouts, 429 and 5xx."),
+    backoff: float = typer.Option(1.0, help="First retry delay in seconds (doubled each retry)."),
+    timeout: float = typer.Option(120.0, help="Seconds before a judge request times out."),
+) -> None:
+    """Rate MMHal-Bench answers with an LLM judge using the official prompt and rating rule."""
+    if not judge_replies and not judge_model:
+        fail("give --judge-model (and --judge-base-url for a local server) or --judge-replies FILE")
+    options = {
+        "judge_backend": judge_backend, "judge_concurrency": str(concurrency), "judge_max_retries": str(max_retries),
+        "judge_backoff": str(backoff), "judge_timeout": str(timeout), "judge_cache": str(judge_cache or out.parent / "judge_cache.sqlite"),
+    }
+    options.update({k: str(v) for k, v in (("judge_model", judge_model), ("judge_base_url", judge_base_url), ("judge_api_key_env", judge_api_key_env), ("judge_replies", judge_replies)) if v})
+    _score_saved("mmhal", options, answers, out, None)
 
 
 @score_app.command("finer")

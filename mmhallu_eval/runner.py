@@ -106,13 +106,14 @@ def run(config: RunConfig, backend: Backend | None = None) -> dict[str, dict[str
 
 def _run_task(spec, parser, config: RunConfig, backend: Backend, cache: ResponseCache, rundir: RunDir, manifest) -> dict[str, Any]:
     t0 = time.perf_counter()
-    samples = load_task_samples(spec, config.task_args.get(spec.name, {}), config.limit)
+    options = config.task_args.get(spec.name, {})
+    samples = load_task_samples(spec, options, config.limit)
     generation = spec.generation.with_overrides(max_new_tokens=config.max_new_tokens)
     requests = [spec.build_request(s, generation) for s in samples]
     responses, stats = generate_cached(
         backend, requests, cache, config.batch_size, desc=spec.name, show_progress=config.show_progress
     )
-    records = make_records(spec, parser, samples, responses)
+    records = make_records(spec, parser, samples, responses, options)
     result = build_result(spec, parser, records, extra={"generation": generation.to_dict()})
     rundir.write_task(spec.name, records, result)
     if spec.export is not None:
@@ -125,6 +126,7 @@ def _run_task(spec, parser, config: RunConfig, backend: Backend, cache: Response
         "generation": generation.to_dict(),
         "n_samples": len(samples),
         "samples_hash": samples_hash(samples),
+        **({"judge": result["judge"], "prompt_version": result.get("prompt_version")} if result.get("judge") else {}),
         "stats": {**asdict(stats), "total_seconds": round(total, 3), "backend_seconds": round(stats.backend_seconds, 3)},
         "finished": now_iso(),
     }

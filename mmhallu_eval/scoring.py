@@ -32,12 +32,14 @@ def _base_record(sample: Sample, response: Response) -> dict[str, Any]:
     }
 
 
-def make_records(spec: TaskSpec, parser: Parser, samples: list[Sample], responses: dict[str, Response]) -> list[dict[str, Any]]:
+def make_records(
+    spec: TaskSpec, parser: Parser, samples: list[Sample], responses: dict[str, Response], options: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """samples.jsonl lines, in sample order. Failed generations keep their error and get no score."""
     records = [_base_record(s, responses[s.id]) for s in samples]
     ok = [(s, r) for s, r in zip(samples, records) if r["error"] is None]
     if spec.score_batch is not None:
-        scores = spec.score_batch([s for s, _ in ok], [r["response"] for _, r in ok], parser)
+        scores = spec.score_batch([s for s, _ in ok], [r["response"] for _, r in ok], parser, options or {})
     else:
         scores = [spec.score_sample(s, r["response"], parser) for s, r in ok]
     for (_, record), score in zip(ok, scores):
@@ -128,7 +130,9 @@ def match_answers(samples: list[Sample], answers: Path | str, text_field: str = 
     return match
 
 
-def score_texts(spec: TaskSpec, parser: Parser, samples: Iterable[Sample], texts: dict[str, str]) -> list[dict[str, Any]]:
+def score_texts(
+    spec: TaskSpec, parser: Parser, samples: Iterable[Sample], texts: dict[str, str], options: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """Records for samples that have a text; samples without one are left out (reported by the caller)."""
     answered = [s for s in samples if s.id in texts]
-    return make_records(spec, parser, answered, {s.id: Response(id=s.id, text=texts[s.id]) for s in answered})
+    return make_records(spec, parser, answered, {s.id: Response(id=s.id, text=texts[s.id]) for s in answered}, options)

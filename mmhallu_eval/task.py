@@ -100,8 +100,9 @@ class TaskSpec:
     #: Paired comparison of two runs (`mmhallu compare`); None → the task is listed but not tested.
     compare: CompareSpec | None = None
     #: Optional batch scorer (same output as `score_sample` per sample) for tasks whose scoring is heavy
-    #: enough to parallelise, e.g. CHAIR's NLP pipeline: (samples, texts, parser) → one dict per sample.
-    score_batch: Callable[[list[Sample], list[str], Parser], list[dict[str, Any]]] | None = None
+    #: enough to batch, e.g. CHAIR's NLP pipeline or MMHal's LLM judge:
+    #: (samples, texts, parser, task options) → one dict per sample.
+    score_batch: Callable[[list[Sample], list[str], Parser, dict[str, str]], list[dict[str, Any]]] | None = None
     #: Reads a saved-answers file whose rows carry the questions too (MME result lists, FINER rows):
     #: (path, options) → (samples, {sample id: answer text}, problems). None → match against `load`.
     read_answers: Callable[[Any, dict[str, str]], tuple[list[Sample], dict[str, str], list[str]]] | None = None

@@ -89,7 +89,7 @@ def score_sample(sample: Sample, text: str, parser: Parser) -> dict[str, Any]:
     return _score(sample, normalizer_for(sample.metadata.get("synonyms")).caption_words(text))
 
 
-def score_batch(samples: list[Sample], texts: list[str], parser: Parser) -> list[dict[str, Any]]:
+def score_batch(samples: list[Sample], texts: list[str], parser: Parser, options: dict[str, str]) -> list[dict[str, Any]]:
     """The same as score_sample per caption; the NLP work is spread over processes for large files."""
     synonyms = {s.metadata.get("synonyms") for s in samples}
     if len(synonyms) > 1:

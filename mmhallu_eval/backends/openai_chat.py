@@ -1,0 +1,93 @@
+"""OpenAI-compatible chat completions with bounded concurrency and retries (OpenAI, `vllm serve`, SGLang, ...).
+
+The `openai` client's own retries are off so that the policy is ours and visible: exponential backoff on
+timeouts, connection errors, 429 and 5xx; other errors (400, 401, 404) fail at once.
+"""
+from __future__ import annotations
+
+import os
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from .base import BackendError
+
+
+@dataclass
+class ChatResult:
+    text: str | None = None
+    error: str | None = None
+    n_output_tokens: int | None = None
+    attempts: int = 0
+
+
+def resolve_api_key(api_key_env: str | None) -> str:
+    """The key from the named environment variable; servers without auth get a placeholder. Never logged."""
+    name = api_key_env or "OPENAI_API_KEY"
+    return os.environ.get(name) or "EMPTY"
+
+
+class ChatClient:
+    def __init__(
+        self,
+        base_url: str | None,
+        model: str,
+        api_key_env: str | None = None,
+        concurrency: int = 8,
+        max_retries: int = 5,
+        timeout: float = 120.0,
+        backoff: float = 1.0,
+    ):
+        try:
+            import openai
+        except ImportError as exc:  # pragma: no cover - openai is a core dependency
+            raise BackendError("the openai package is needed: pip install openai") from exc
+        self._openai = openai
+        self.base_url = base_url
+        self.model = model
+        self.concurrency = max(1, concurrency)
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.client = openai.OpenAI(base_url=base_url, api_key=resolve_api_key(api_key_env), max_retries=0, timeout=timeout)
+
+    def check_reachable(self) -> None:
+        """Fail fast, naming the URL, when the server cannot be reached at all."""
+        try:
+            self.client.models.list()
+        except (self._openai.APIConnectionError, self._openai.APITimeoutError) as exc:
+            raise BackendError(f"cannot reach the OpenAI-compatible server at {self.base_url or 'the default OpenAI URL'}: {exc}") from None
+        except self._openai.APIStatusError:
+            pass  # reachable; some servers do not implement /models
+
+    def _retryable(self, exc: Exception) -> bool:
+        o = self._openai
+        if isinstance(exc, (o.APITimeoutError, o.APIConnectionError, o.RateLimitError, o.InternalServerError)):
+            return True
+        return isinstance(exc, o.APIStatusError) and exc.status_code >= 500
+
+    def complete_one(self, messages: list[dict[str, Any]], temperature: float = 0.0, max_tokens: int | None = None, top_p: float | None = None) -> ChatResult:
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": temperature}
+        if max_tokens is not None:
+            kwargs["max_tokens"] = max_tokens
+        if top_p is not None and top_p < 1.0:
+            kwargs["top_p"] = top_p
+        for attempt in range(self.max_retries + 1):
+            try:
+                resp = self.client.chat.completions.create(**kwargs)
+                usage = getattr(resp, "usage", None)
+                return ChatResult(text=resp.choices[0].message.content or "", n_output_tokens=getattr(usage, "completion_tokens", None), attempts=attempt + 1)
+            except Exception as exc:  # noqa: BLE001 - classified below
+                if not self._retryable(exc) or attempt == self.max_retries:
+                    status = getattr(exc, "status_code", None)
+                    return ChatResult(error=f"{type(exc).__name__}{f' {status}' if status else ''}: {exc}"[:500], attempts=attempt + 1)
+                time.sleep(min(self.backoff * 2**attempt, 60.0) * (1 + random.random() * 0.1))
+        return ChatResult(error="unreachable")  # pragma: no cover
+
+    def complete(self, batch: list[list[dict[str, Any]]], **kwargs: Any) -> list[ChatResult]:
+        """Results in input order; at most `concurrency` requests in flight."""
+        if not batch:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(batch))) as pool:
+            return list(pool.map(lambda m: self.complete_one(m, **kwargs), batch))

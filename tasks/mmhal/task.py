@@ -1,0 +1,215 @@
+"""MMHal-Bench (Sun et al., 2023): 96 open questions over 8 types, answers rated 0–6 by an LLM judge with the
+official GPT-4 prompt; rating < 3 counts as a hallucination."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmhallu_eval import (
+    Aggregate, CompareSpec, GenerationConfig, Parser, Sample, TaskError, TaskSpec, atomic_write_json, bootstrap_ci,
+    create_judge, judge_cache, load_hf_dataset, read_json, task,
+)
+
+TEMPLATE = Path(__file__).with_name("judge_template.txt").read_text(encoding="utf-8")
+PROMPT_VERSION = "mmhal-eval_gpt4-v1"
+QUESTION_TYPES = ("attribute", "adversarial", "comparison", "counting", "relation", "environment", "holistic", "other")
+FIELDS = ("question_type", "question_topic", "image_id", "image_src", "image_content", "question", "gt_answer")
+
+
+def judge_prompt(item: dict[str, Any], answer: str) -> str:
+    """The official template filled as eval_gpt4.py fills it."""
+    return TEMPLATE.format(", ".join(item["image_content"]), item["question"], item["gt_answer"], answer)
+
+
+def mmhal_official(reply: str) -> int | None:
+    """eval_gpt4.py: s ∈ 0..6 is found when 'rating: s' occurs in the lower-cased reply; exactly one → s.
+    None means zero or several were found; the official script then scores 0 (see `rating`)."""
+    low = reply.lower()
+    found = [s for s in range(7) if f"rating: {s}" in low]
+    return found[0] if len(found) == 1 else None
+
+
+def _image_for(item: dict[str, Any], folder: str | None, where: str) -> Any:
+    if folder is None:
+        raise TaskError(f"{where}: images are not embedded; pass --task-arg mmhal.images=DIR")
+    base = Path(folder)
+    candidates = [base / item["image_id"], *(base / f"{item['image_id']}{ext}" for ext in (".jpg", ".png", ".jpeg"))]
+    if item.get("image_src"):
+        candidates.append(base / Path(str(item["image_src"])).name)
+    for c in candidates:
+        if c.is_file():
+            return str(c)
+    return str(candidates[-1])  # recorded as missing_image by the runner
+
+
+def _sample(i: int, item: dict[str, Any], image: Any) -> Sample:
+    return Sample(
+        id=str(i), prompt=item["question"], images=[image], target=item["gt_answer"], group=item["question_type"],
+        metadata={k: item.get(k) for k in FIELDS} | {"index": i},
+    )
+
+
+def load_samples(options: dict[str, str]) -> list[Sample]:
+    data = options.get("data", "hf:Shengcao1006/MMHal-Bench")
+    if data.startswith("hf:"):
+        ds = load_hf_dataset(data[3:], split="test")
+        return [
+            _sample(i, dict(row), row["image"] if row.get("image") is not None and not isinstance(row["image"], str) else _image_for(dict(row), options.get("images"), f"{data}[{i}]"))
+            for i, row in enumerate(ds)
+        ]
+    items = read_json(data)
+    if not isinstance(items, list):
+        raise TaskError(f"{data}: expected the MMHal-Bench template (a JSON list of 96 items)")
+    samples = []
+    for i, item in enumerate(items):
+        missing = [f for f in FIELDS if f not in item]
+        if missing:
+            raise TaskError(f"{data}: item {i}: missing field(s) {', '.join(missing)}")
+        samples.append(_sample(i, item, _image_for(item, options.get("images"), f"{data}: item {i}")))
+    return samples
+
+
+def _judge_replies(path: str, n: int) -> list[str]:
+    """Saved judge replies: the official evaluation file (a list of OpenAI responses), strings, or {content}."""
+    data = read_json(path)
+    if not isinstance(data, list) or len(data) != n:
+        raise TaskError(f"{path}: expected a JSON list of {n} judge replies in item order")
+    out = []
+    for i, r in enumerate(data):
+        if isinstance(r, str):
+            out.append(r)
+        elif isinstance(r, dict) and "choices" in r:
+            out.append(r["choices"][0]["message"]["content"])
+        elif isinstance(r, dict) and ("content" in r or "reply" in r):
+            out.append(r.get("content", r.get("reply")))
+        else:
+            raise TaskError(f"{path}: reply {i} has no text (expected a string, {{content}} or an OpenAI response)")
+    return out
+
+
+def score_batch(samples: list[Sample], texts: list[str], parser: Parser, options: dict[str, str]) -> list[dict[str, Any]]:
+    prompts = [judge_prompt(s.metadata, t) for s, t in zip(samples, texts)]
+    if options.get("judge_replies"):
+        replies = _judge_replies(options["judge_replies"], len(samples))
+        replies = [replies[int(s.metadata["index"])] for s in samples]
+        verdicts = [(r, None) for r in replies]
+        judge_info = {"kind": "saved-replies", "file": options["judge_replies"]}
+    else:
+        judge = create_judge(options)
+        cache = judge_cache(options.get("judge_cache"))
+        try:
+            verdicts = [(v.reply, v.error) for v in judge.judge(prompts, cache)]
+        finally:
+            if cache is not None:
+                cache.close()
+        judge_info = judge.describe()
+    out = []
+    for (reply, error), _ in zip(verdicts, samples):
+        if error is not None:
+            out.append({"error": f"judge_error: {error}", "judge": judge_info})
+            continue
+        found = parser(reply)
+        rating = 0 if found is None else found
+        out.append({"parsed": rating, "correct": rating >= 3, "judge_reply": reply, "rating_found": found is not None, "judge": judge_info})
+    return out
+
+
+def score_sample(sample: Sample, text: str, parser: Parser) -> dict[str, Any]:
+    raise TaskError("MMHal needs its judge: scoring goes through score_batch")
+
+
+def _metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
+    ratings = [r["parsed"] for r in records]
+    n = len(ratings)
+    return {
+        "average_score": sum(ratings) / n if n else None,
+        "hallucination_rate": sum(1 for s in ratings if s < 3) / n if n else None,
+        "n": n,
+        "unparsed_ratings": sum(1 for r in records if not r.get("rating_found", True)),
+    }
+
+
+def _ci(records: list[dict[str, Any]]) -> dict[str, Any]:
+    ratings = np.array([r["parsed"] for r in records], dtype=float)
+    return bootstrap_ci(len(ratings), lambda idx: {"average_score": float(ratings[idx].mean()), "hallucination_rate": float((ratings[idx] < 3).mean())})
+
+
+def aggregate(records: list[dict[str, Any]]) -> Aggregate:
+    groups = {}
+    for qt in [q for q in QUESTION_TYPES if any(r["group"] == q for r in records)] + sorted({r["group"] for r in records} - set(QUESTION_TYPES)):
+        members = [r for r in records if r["group"] == qt]
+        groups[qt] = {**_metrics(members), "ci": _ci(members)}
+    judge = next((r.get("judge") for r in records if r.get("judge")), None)
+    return Aggregate(metrics=_metrics(records), groups=groups, ci=_ci(records) if records else {}, extra={"judge": judge, "prompt_version": PROMPT_VERSION})
+
+
+def export(records: list[dict[str, Any]], task_dir: Path) -> None:
+    """`<run>/mmhal/response.json`: the template with model_answer filled in, the file eval_gpt4.py reads."""
+    filled = []
+    for r in sorted(records, key=lambda r: int(r["metadata"]["index"])):
+        item = {k: r["metadata"].get(k) for k in FIELDS}
+        item["model_answer"] = "" if r.get("error") and r["error"].startswith(("missing_image", "generation_error")) else r["response"]
+        filled.append(item)
+    atomic_write_json(Path(task_dir) / "response.json", filled)
+
+
+def read_answers(path: Any, options: dict[str, str]) -> tuple[list[Sample], dict[str, str], list[str]]:
+    items = read_json(path)
+    if not isinstance(items, list):
+        raise TaskError(f"{path}: expected the filled MMHal-Bench template (a JSON list)")
+    samples, texts = [], {}
+    for i, item in enumerate(items):
+        missing = [f for f in (*FIELDS, "model_answer") if f not in item]
+        if missing:
+            raise TaskError(f"{path}: item {i}: missing field(s) {', '.join(missing)}")
+        s = _sample(i, item, item.get("image_src") or item["image_id"])
+        samples.append(s)
+        texts[s.id] = str(item["model_answer"])
+    return samples, texts, []
+
+
+def _unit_stats(records: list[dict[str, Any]]) -> np.ndarray:
+    rating = records[0]["parsed"]
+    return np.array([rating, rating < 3, 1], dtype=float)
+
+
+def _from_sums(sums_by_group: dict[str, np.ndarray]) -> dict[str, float | None]:
+    total, halluc, n = sum(sums_by_group.values())
+    return {"average_score": total / n if n else None, "hallucination_rate": halluc / n if n else None}
+
+
+@task("mmhal")
+def mmhal() -> TaskSpec:
+    return TaskSpec(
+        name="mmhal",
+        version="1",
+        description="MMHal-Bench: open questions rated 0-6 by an LLM judge (official GPT-4 prompt); rating < 3 = hallucination",
+        data_source="hf:Shengcao1006/MMHal-Bench or the response_template.json + images folder",
+        load=load_samples,
+        score_sample=score_sample,
+        score_batch=score_batch,
+        aggregate=aggregate,
+        parsers={"mmhal-official": Parser("mmhal-official", "1", mmhal_official, "exactly one 'rating: s' (s=0..6) in the lower-cased reply, else 0")},
+        default_parser="mmhal-official",
+        generation=GenerationConfig(max_new_tokens=1024),
+        headline=("average_score", "hallucination_rate"),
+        compare=CompareSpec(unit=lambda r: r["id"], stats=_unit_stats, metrics=_from_sums, directions={"average_score": True, "hallucination_rate": False}),
+        options={
+            "data": "response_template.json (96 items) or hf:Shengcao1006/MMHal-Bench (default)",
+            "images": "folder with the images, named by image_id or by the basename of image_src",
+            "judge_backend": "openai (default: any OpenAI-compatible server) or a backend name (transformers) for a local judge model",
+            "judge_model": "judge model name (e.g. gpt-4o) or local path",
+            "judge_base_url": "OpenAI-compatible base URL (e.g. http://localhost:8000/v1 for vllm serve)",
+            "judge_api_key_env": "environment variable holding the API key (default OPENAI_API_KEY)",
+            "judge_concurrency": "judge requests in flight (default 8)",
+            "judge_max_retries": "retries on timeouts/429/5xx (default 5)",
+            "judge_timeout": "seconds per judge request (default 120)",
+            "judge_backoff": "first retry delay in seconds, doubled each time (default 1)",
+            "judge_cache": "SQLite file caching judge replies (mmhallu run uses <run>/judge_cache.sqlite)",
+            "judge_replies": "saved judge replies (JSON list in item order) to score without calling a judge",
+        },
+        read_answers=read_answers,
+        export=export,
+    )

@@ -13,7 +13,11 @@ from .task import TaskError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Measure hallucination in multimodal LLMs.")
 score_app = typer.Typer(no_args_is_help=True, help="Score answers saved by any tool, without loading a model.")
 world_app = typer.Typer(no_args_is_help=True, help="Build offline models and fixtures (tests, the embedded default).")
+pairs_app = typer.Typer(no_args_is_help=True, help="Build DPO preference pairs.")
+train_app = typer.Typer(no_args_is_help=True, help="Preference tuning with TRL.")
 app.add_typer(score_app, name="score")
+app.add_typer(pairs_app, name="pairs")
+app.add_typer(train_app, name="train")
 app.add_typer(world_app, name="world")
 
 
@@ -321,6 +325,173 @@ def leaderboard_cmd(
     except TaskError as exc:
         fail(str(exc))
     typer.echo("wrote " + ", ".join(map(str, paths)))
+
+
+def _parse_mix(value: str | None) -> dict[str, float]:
+    from .train.mix import DEFAULT_MIX
+
+    if not value:
+        return dict(DEFAULT_MIX)
+    mix = {}
+    for part in value.split(","):
+        key, _, weight = part.partition("=")
+        if key.strip() not in DEFAULT_MIX:
+            fail(f"--mix {part!r}: pair types are {', '.join(DEFAULT_MIX)}")
+        try:
+            mix[key.strip()] = float(weight)
+        except ValueError:
+            fail(f"--mix {part!r}: expected TYPE=WEIGHT")
+    return mix
+
+
+@pairs_app.command("build")
+def pairs_build(
+    strategy: str = typer.Option(..., help="finer, povid or hadpo (comma-separated to combine)."),
+    out: Path = typer.Option(..., help="pairs.jsonl to write (+ .meta.json with counts and the mix)."),
+    annotations: Optional[Path] = typer.Option(None, help="Scene-graph JSON or COCO instances file (finer, povid)."),
+    images: Optional[Path] = typer.Option(None, help="Folder the annotations' file names are relative to."),
+    run_dir: Optional[Path] = typer.Option(None, "--run", help="A run on training images (hadpo: chair and pope failures)."),
+    reference_captions: Optional[Path] = typer.Option(None, help="COCO captions file: fallback chosen captions for hadpo."),
+    mix: Optional[str] = typer.Option(None, help="Pair-type weights, e.g. obj=1,attr=2,rel=1,wh=0.5 (finer)."),
+    mix_from_run: Optional[Path] = typer.Option(None, help="Set the mix from a base run's weakest slices."),
+    neg_ratio: float = typer.Option(0.5, help="Share of one-slot negatives among finer pairs."),
+    noise_model: Optional[str] = typer.Option(None, help="povid: also pair ground truth with this model's answers on noised images."),
+    noise_strength: float = typer.Option(0.5, help="povid: forward-diffusion noise level 1-alpha_bar in (0, 1)."),
+    injector_model: Optional[str] = typer.Option(None, help="povid: an LLM that injects hallucinations (OpenAI-compatible)."),
+    injector_base_url: Optional[str] = typer.Option(None, help="povid: base URL of the injector LLM."),
+    exclude_eval_tasks: Optional[str] = typer.Option(None, help="Drop pairs on images of these evaluation tasks, e.g. pope,chair."),
+    task_arg: list[str] = typer.Option([], "--task-arg", help="Options of the excluded tasks, TASK.KEY=VALUE."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Preference pairs in TRL's vision format (images, prompt, chosen, rejected) with provenance."""
+    from .files import atomic_write_json
+    from .train import builders
+    from .train.mix import mix_from_run as adaptive_mix
+    from .train.pairs import PairSet, drop_contaminated
+    from .train.scenes import load_graphs
+
+    strategies = [s.strip() for s in strategy.split(",") if s.strip()]
+    unknown = [s for s in strategies if s not in ("finer", "povid", "hadpo")]
+    if unknown:
+        fail(f"unknown strategy {', '.join(unknown)}; choose finer, povid or hadpo")
+    try:
+        weights, evidence = adaptive_mix(mix_from_run) if mix_from_run else (_parse_mix(mix), {})
+        pairs = []
+        if {"finer", "povid"} & set(strategies):
+            if not annotations or not images:
+                fail("finer and povid need --annotations FILE and --images DIR")
+            graphs = load_graphs(annotations)
+            if "finer" in strategies:
+                pairs += builders.finer_pairs(graphs, images, weights, neg_ratio, seed)
+            if "povid" in strategies:
+                injector = None
+                if injector_model:
+                    from .backends.openai_chat import ChatClient
+
+                    client = ChatClient(injector_base_url, injector_model)
+                    ask = "Rewrite this image description so that it adds one object that is not there and changes one attribute. Keep the style; output only the description.\n\n"
+                    injector = lambda text: client.complete_one([{"role": "user", "content": ask + text}]).text or text
+                pairs += builders.povid_pairs(graphs, images, seed, injector)
+                if noise_model:
+                    from .backends import create_backend
+                    from .types import GenerationConfig, Request, user_message
+
+                    backend = create_backend("transformers", model=noise_model)
+                    gen = GenerationConfig(max_new_tokens=96)
+                    answer = lambda paths: [r.text for r in backend.generate([Request(str(i), user_message(builders.DESCRIBE), [p], gen) for i, p in enumerate(paths)])]
+                    pairs += builders.noised_image_pairs(graphs, images, answer, out.parent / f"{out.stem}_noised", noise_strength, seed)
+        if "hadpo" in strategies:
+            if not run_dir:
+                fail("hadpo needs --run RUN_DIR (a run of the model on training images)")
+            refs = None
+            if reference_captions:
+                data = json.loads(reference_captions.read_text())
+                refs = {}
+                for ann in data["annotations"]:
+                    refs.setdefault(ann["image_id"], ann["caption"])
+            pairs += builders.hadpo_pairs(run_dir, refs)
+        excluded = [t.strip() for t in exclude_eval_tasks.split(",")] if exclude_eval_tasks else []
+        pairs, dropped = drop_contaminated(pairs, excluded, parse_task_args(task_arg))
+    except _user_errors() as exc:
+        fail(str(exc))
+    PairSet(pairs, dropped, weights, {"strategies": strategies, "mix_evidence": evidence}).write(out)
+    if mix_from_run:
+        atomic_write_json(out.with_suffix(".mix.json"), {"mix": weights, **evidence})
+    typer.echo(f"wrote {len(pairs)} pairs to {out} ({dropped} dropped: images used by {', '.join(excluded) or 'no'} evaluation tasks); mix {weights}")
+
+
+@train_app.command("dpo")
+def train_dpo_cmd(
+    model: str = typer.Option(..., help="Base model folder or hub id."),
+    pairs: Path = typer.Option(..., help="pairs.jsonl from `mmhallu pairs build`."),
+    out: Path = typer.Option(..., help="Output folder (adapter or full model, processor, train_log.jsonl, configs)."),
+    config: Optional[Path] = typer.Option(None, help="YAML with TrainConfig fields and any DPOConfig field."),
+    full: bool = typer.Option(False, help="Full fine-tuning instead of LoRA."),
+    beta: Optional[float] = typer.Option(None),
+    lr: Optional[float] = typer.Option(None, "--lr"),
+    epochs: Optional[float] = typer.Option(None),
+    max_steps: Optional[int] = typer.Option(None),
+    batch_size: Optional[int] = typer.Option(None),
+    grad_accum: Optional[int] = typer.Option(None),
+    loss_type: Optional[str] = typer.Option(None, help="TRL loss types, comma-separated, e.g. sigmoid,sft."),
+    loss_weights: Optional[str] = typer.Option(None, help="Weights for the loss types, e.g. 1,0.5."),
+    lora_r: Optional[int] = typer.Option(None),
+    seed: Optional[int] = typer.Option(None),
+) -> None:
+    """DPO on preference pairs with TRL (LoRA by default). Multi-GPU: `accelerate launch -m mmhallu_eval.cli train dpo ...`."""
+    from .train.dpo import TrainConfig, train_dpo
+
+    overrides = {
+        "full": full or None, "beta": beta, "learning_rate": lr, "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size,
+        "grad_accum": grad_accum, "lora_r": lora_r, "seed": seed,
+        "loss_type": loss_type.split(",") if loss_type else None,
+        "loss_weights": [float(w) for w in loss_weights.split(",")] if loss_weights else None,
+    }
+    try:
+        if config:
+            cfg = TrainConfig.from_yaml(config, model=model, pairs=str(pairs), out=str(out), **overrides)
+        else:
+            cfg = TrainConfig(model=model, pairs=str(pairs), out=str(out), **{k: v for k, v in overrides.items() if v is not None})
+        path = train_dpo(cfg)
+    except _user_errors() as exc:
+        fail(str(exc))
+    typer.echo(f"wrote {'model' if cfg.full else 'LoRA adapter'} to {path} (log: {path / 'train_log.jsonl'})")
+
+
+@app.command("loop")
+def loop_cmd(
+    model: str = typer.Option(..., help="Base model."),
+    train_data: Path = typer.Option(..., help="Training annotations: scene-graph JSON or COCO instances file."),
+    train_images: Path = typer.Option(..., help="Folder the training annotations' file names are relative to."),
+    tasks: str = typer.Option(..., help="Evaluation tasks, e.g. pope,finer_comprecap."),
+    out: Path = typer.Option(..., help="Loop folder: base/, pairs.jsonl, adapter/, tuned/, compare/, loop.json."),
+    task_arg: list[str] = typer.Option([], "--task-arg", help="Task option TASK.KEY=VALUE (repeatable)."),
+    strategy: str = typer.Option("finer,povid", help="Pair strategies built from the training annotations."),
+    limit: Optional[int] = typer.Option(None),
+    max_new_tokens: Optional[int] = typer.Option(None),
+    epochs: float = typer.Option(1.0),
+    lr: float = typer.Option(5e-5, "--lr"),
+    beta: float = typer.Option(0.1),
+    batch_size: int = typer.Option(4),
+    loss_type: str = typer.Option("sigmoid"),
+    device: str = typer.Option("auto"),
+    no_progress: bool = typer.Option(False),
+) -> None:
+    """Evaluate → pairs from the base run's failures → DPO → evaluate the adapter → compare (resumable)."""
+    from .train.loop import LoopConfig, run_loop
+
+    cfg = LoopConfig(
+        model=model, train_annotations=str(train_data), train_images=str(train_images), tasks=[t.strip() for t in tasks.split(",")],
+        out=out, task_args=parse_task_args(task_arg), strategies=[s.strip() for s in strategy.split(",")], limit=limit,
+        max_new_tokens=max_new_tokens, backend_args={"device": device},
+        train={"epochs": epochs, "learning_rate": lr, "beta": beta, "batch_size": batch_size, "loss_type": loss_type.split(",")},
+        show_progress=not no_progress,
+    )
+    try:
+        state = run_loop(cfg, log=typer.echo)
+    except _user_errors() as exc:
+        fail(str(exc))
+    typer.echo(f"loop done: {out / 'loop.json'}; compare page {state['stages']['compare']['outputs']['html']}")
 
 
 @world_app.command("tiny-model")

@@ -99,6 +99,8 @@ class TaskSpec:
     headline: tuple[str, ...] = ()
     #: Paired comparison of two runs (`mmhallu compare`); None → the task is listed but not tested.
     compare: CompareSpec | None = None
+    #: The task's object categories mentioned in a text (CHAIR's normalisation), for caption-cleaning pair builders.
+    text_objects: Callable[[str, dict[str, Any]], list[str]] | None = None
     #: Optional batch scorer (same output as `score_sample` per sample) for tasks whose scoring is heavy
     #: enough to batch, e.g. CHAIR's NLP pipeline or MMHal's LLM judge:
     #: (samples, texts, parser, task options) → one dict per sample.

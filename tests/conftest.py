@@ -69,3 +69,10 @@ def coco_fixture(tmp_path_factory) -> Path:
 def _private_cache(tmp_path_factory, monkeypatch):
     """Task caches (e.g. CHAIR ground truth) go to a per-session folder, never to the user's home."""
     monkeypatch.setenv("MMHALLU_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> Path:
+    from mmhallu_eval.world.shapes import build_world
+
+    return build_world(tmp_path_factory.mktemp("world") / "w", seed=0, n_train=24, n_test=12)

@@ -191,4 +191,5 @@ def chair() -> TaskSpec:
         },
         read_answers=read_answers,
         export=export,
+        text_objects=lambda text, metadata: normalizer_for(metadata.get("synonyms")).caption_words(text).categories,
     )

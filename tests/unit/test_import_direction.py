@@ -14,9 +14,10 @@ LAYERS = {
     "backends": 5,
     "rundir": 6,
     "runner": 7, "world": 7,
-    "report": 8, "train": 8,
-    "cli": 9,
-    "__init__": 10,
+    "report": 8,
+    "train": 9,
+    "cli": 10,
+    "__init__": 11,
 }
 
 

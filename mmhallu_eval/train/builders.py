@@ -1,0 +1,205 @@
+"""Preference-pair strategies: `finer` (one-slot fine-grained negatives, FINER-Tuning), `povid` (ground truth vs
+rule-injected hallucinations, optionally noised-image answers, POVID), `hadpo` (a model's own hallucinated captions
+and wrong yes/no answers, cleaned, HA-DPO)."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Callable
+
+from ..registry import get_task
+from ..task import TaskError
+from .pairs import make_pair
+from .scenes import OPPOSITE, cooccurrence, vocabulary
+
+PAIR_TYPES = ("obj", "attr", "rel", "wh")
+DESCRIBE = "Please describe this image in detail."
+
+
+def _obj_name(o: dict[str, Any]) -> str:
+    return o["name"]
+
+
+def _adversarial_absent(present: set[str], co: dict, classes: list[str], rng: random.Random) -> str | None:
+    """The absent class that co-occurs most with the image's objects (POPE's adversarial choice), else random."""
+    scores: dict[str, int] = {}
+    for p in present:
+        for other, n in co.get(p, {}).items():
+            if other not in present:
+                scores[other] = scores.get(other, 0) + n
+    if scores:
+        return max(sorted(scores), key=lambda c: scores[c])
+    absent = [c for c in classes if c not in present]
+    return rng.choice(absent) if absent else None
+
+
+def finer_pairs(graphs: list[dict[str, Any]], images: str | Path, mix: dict[str, float], neg_ratio: float = 0.5, seed: int = 0) -> list[dict[str, Any]]:
+    """Per image and type (chosen with probability ∝ mix weight) one pair, positive or one-slot negative."""
+    rng = random.Random(seed)
+    classes, values = vocabulary(graphs)
+    co = cooccurrence(graphs)
+    top = max(mix.values()) if mix else 1.0
+    pairs: list[dict[str, Any]] = []
+    for g in graphs:
+        objs = g["objects"]
+        if not objs:
+            continue
+        image = str(Path(images) / g["file_name"])
+        present = {o["name"] for o in objs}
+        by_id = {o["id"]: o for o in objs}
+        for ptype in PAIR_TYPES:
+            if rng.random() >= mix.get(ptype, 0.0) / top:
+                continue
+            neg = rng.random() < neg_ratio
+            pid = f"finer-{g['image_id']}-{ptype}"
+            meta = {"strategy": "finer", "pair_type": ptype, "polarity": "neg" if neg else "pos", "image_id": g["image_id"]}
+            o = rng.choice(objs)
+            name = o["name"]
+            if ptype == "obj":
+                if not neg:
+                    pairs.append(make_pair(pid, image, f"Is there a {name} in the image?", f"Yes, there is a {name} in the image.", f"No, there is no {name} in the image.", **meta, slots={"object": name}))
+                else:
+                    x = _adversarial_absent(present, co, classes, rng)
+                    if x:
+                        pairs.append(make_pair(pid, image, f"Is there a {x} in the image?", f"No, there is no {x}, but I can see a {name}.", f"Yes, there is a {x} in the image.", **meta, slots={"object": x}, swapped={"object": [name, x]}))
+            elif ptype in ("attr", "wh"):
+                attrs = o.get("attributes", {})
+                key = "color" if "color" in attrs else next(iter(attrs), None)
+                if key is None:
+                    continue
+                value = str(attrs[key])
+                others = [v for v in values.get(key, []) if v != value]
+                if not others:
+                    continue
+                other = rng.choice(others)
+                if ptype == "wh":
+                    pairs.append(make_pair(pid, image, f"What {key} is the {name}?", f"The {name} is {value}.", f"The {name} is {other}.", **{**meta, "polarity": "wh"}, slots={"object": name, key: value}))
+                elif not neg:
+                    pairs.append(make_pair(pid, image, f"Is the {name} {value}?", f"Yes, the {name} is {value}.", f"No, the {name} is not {value}.", **meta, slots={"object": name, key: value}))
+                else:
+                    pairs.append(make_pair(pid, image, f"Is the {name} {other}?", f"No, but I can see a {value} {name}.", f"Yes, the {name} is {other}.", **meta, slots={"object": name, key: other}, swapped={key: [value, other]}))
+            elif ptype == "rel":
+                rels = [r for r in g.get("relations", []) if r["predicate"] in OPPOSITE]
+                if not rels:
+                    continue
+                r = rng.choice(rels)
+                a, b, pred = by_id[r["subject"]]["name"], by_id[r["object"]]["name"], r["predicate"]
+                if not neg:
+                    pairs.append(make_pair(pid, image, f"Is the {a} {pred} the {b}?", f"Yes, the {a} is {pred} the {b}.", f"No, the {a} is not {pred} the {b}.", **meta, slots={"subject": a, "predicate": pred, "object": b}))
+                else:
+                    opp = OPPOSITE[pred]
+                    pairs.append(make_pair(pid, image, f"Is the {a} {opp} the {b}?", f"No, the {a} is {pred} the {b}.", f"Yes, the {a} is {opp} the {b}.", **meta, slots={"subject": a, "predicate": opp, "object": b}, swapped={"predicate": [pred, opp]}))
+    return pairs
+
+
+def describe(objs: list[dict[str, Any]]) -> str:
+    """A ground-truth description built from the scene graph."""
+    parts = [" ".join(["a", *(str(v) for v in (o.get("attributes", {}).get("size"), o.get("attributes", {}).get("color")) if v), o["name"]]) for o in objs]
+    text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"The image shows {text}."
+
+
+def povid_pairs(graphs: list[dict[str, Any]], images: str | Path, seed: int = 0, injector: Callable[[str], str] | None = None) -> list[dict[str, Any]]:
+    """chosen = the ground-truth description; rejected = it with a co-occurring absent object added and one
+    attribute changed (rules), or rewritten by an LLM `injector` when given."""
+    rng = random.Random(seed)
+    classes, values = vocabulary(graphs)
+    co = cooccurrence(graphs)
+    pairs = []
+    for g in graphs:
+        objs = g["objects"]
+        if not objs:
+            continue
+        truth = describe(objs)
+        if injector is not None:
+            rejected, how = injector(truth), "llm"
+        else:
+            fake = [dict(o, attributes=dict(o.get("attributes", {}))) for o in objs]
+            changes = []
+            x = _adversarial_absent({o["name"] for o in objs}, co, classes, rng)
+            if x:
+                fake.insert(rng.randrange(len(fake) + 1), {"name": x, "attributes": {"color": rng.choice(values.get("color", [""]) or [""])} if values.get("color") else {}})
+                changes.append(f"added {x}")
+            o = rng.choice([f for f in fake if f["name"] != x] or fake)
+            if o.get("attributes", {}).get("color") and len(values.get("color", [])) > 1:
+                new = rng.choice([c for c in values["color"] if c != o["attributes"]["color"]])
+                changes.append(f"{o['name']} {o['attributes']['color']}→{new}")
+                o["attributes"]["color"] = new
+            rejected, how = describe(fake), "; ".join(changes)
+        if rejected.strip() == truth.strip():
+            continue
+        pairs.append(make_pair(f"povid-{g['image_id']}", str(Path(images) / g["file_name"]), DESCRIBE, truth, rejected,
+                               strategy="povid", pair_type="caption", image_id=g["image_id"], injected=how))
+    return pairs
+
+
+def noised_image_pairs(graphs: list[dict[str, Any]], images: str | Path, answer_fn: Callable[[list[str]], list[str]], out_dir: Path, strength: float = 0.5, seed: int = 0) -> list[dict[str, Any]]:
+    """POVID's second stage: rejected = the model's own description of a noised copy of the image
+    (forward-diffusion Gaussian noise x_t = √ᾱ·x + √(1−ᾱ)·ε with ᾱ = 1 − strength), chosen = ground truth."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    noisy_paths, kept = [], []
+    for g in graphs:
+        if not g["objects"]:
+            continue
+        src = Path(images) / g["file_name"]
+        x = np.asarray(Image.open(src).convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+        abar = 1.0 - strength
+        xt = np.sqrt(abar) * x + np.sqrt(1 - abar) * rng.standard_normal(x.shape).astype(np.float32)
+        path = out_dir / f"noised_{g['image_id']}.png"
+        Image.fromarray(((np.clip(xt, -1, 1) + 1) * 127.5).astype(np.uint8)).save(path)
+        noisy_paths.append(str(path))
+        kept.append(g)
+    answers = answer_fn(noisy_paths)
+    pairs = []
+    for g, ans in zip(kept, answers):
+        truth = describe(g["objects"])
+        if ans.strip() and ans.strip() != truth:
+            pairs.append(make_pair(f"povid-noise-{g['image_id']}", str(Path(images) / g["file_name"]), DESCRIBE, truth, ans,
+                                   strategy="povid", pair_type="noised", image_id=g["image_id"], noise_strength=strength))
+    return pairs
+
+
+def hadpo_pairs(run_dir: str | Path, reference_captions: dict[int, str] | None = None) -> list[dict[str, Any]]:
+    """From a run on *training* images: CHAIR captions with hallucinated objects (chosen = the caption without
+    the sentences that mention them, or a reference caption) and wrong POPE answers (chosen = the right answer)."""
+    import json
+
+    import nltk
+
+    run_dir = Path(run_dir)
+    pairs = []
+    chair_samples = run_dir / "chair" / "samples.jsonl"
+    if chair_samples.exists():
+        spec = get_task("chair")
+        if spec.text_objects is None:
+            raise TaskError("the chair task does not expose text_objects; cannot clean captions")
+        for line in chair_samples.read_text().splitlines():
+            r = json.loads(line)
+            parsed = r.get("parsed") or {}
+            bad = {c for _, c in parsed.get("hallucinated", [])}
+            if r.get("error") or not bad or not r.get("images"):
+                continue
+            kept = [s for s in nltk.sent_tokenize(r["response"]) if not (set(spec.text_objects(s, r["metadata"])) & bad)]
+            chosen = " ".join(kept) or (reference_captions or {}).get(int(r["metadata"]["image_id"]), "")
+            if not chosen or chosen.strip() == r["response"].strip():
+                continue
+            pairs.append(make_pair(f"hadpo-chair-{r['id']}", r["images"][0], r["prompt"], chosen, r["response"],
+                                   strategy="hadpo", pair_type="caption", image_id=r["metadata"]["image_id"], hallucinated=sorted(bad)))
+    pope_samples = run_dir / "pope" / "samples.jsonl"
+    if pope_samples.exists():
+        for line in pope_samples.read_text().splitlines():
+            r = json.loads(line)
+            if r.get("error") or r.get("correct") is not False or not r.get("images"):
+                continue
+            right = "Yes" if r["target"] == "yes" else "No"
+            if r["response"].strip() == right:
+                continue
+            pairs.append(make_pair(f"hadpo-pope-{r['id']}", r["images"][0], r["prompt"], right, r["response"],
+                                   strategy="hadpo", pair_type="yesno", question_id=r["metadata"].get("question_id")))
+    if not pairs:
+        raise TaskError(f"{run_dir}: no chair or pope failures to build HA-DPO pairs from")
+    return pairs

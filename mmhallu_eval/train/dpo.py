@@ -1,0 +1,128 @@
+"""`mmhallu train dpo`: a thin layer over TRL's DPOTrainer/DPOConfig (no home-made loss), LoRA via PEFT by
+default. Logs go to DIR/train_log.jsonl; the configs used are saved next to the checkpoint."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..files import atomic_write_json
+from ..task import TaskError
+from .pairs import read_pairs
+
+
+@dataclass
+class TrainConfig:
+    model: str
+    pairs: str
+    out: str
+    full: bool = False
+    beta: float = 0.1
+    learning_rate: float = 5e-5
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 4
+    grad_accum: int = 1
+    loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])
+    loss_weights: list[float] | None = None
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: str = "all-linear"
+    seed: int = 0
+    logging_steps: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)  # any other DPOConfig field (from --config YAML)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
+        import yaml
+
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise TaskError(f"{path}: expected a mapping of settings")
+        known = {f for f in cls.__dataclass_fields__}
+        extra = {k: v for k, v in data.items() if k not in known}
+        base = {k: v for k, v in data.items() if k in known}
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        base.setdefault("extra", {}).update(extra)
+        return cls(**base)
+
+
+class JsonlLogger:
+    """A TrainerCallback writing every log event (loss, rewards, lr, step) as one JSON line."""
+
+    def __init__(self, path: Path):
+        from transformers import TrainerCallback
+
+        outer = self
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+
+        class _CB(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                with outer.path.open("a") as fh:
+                    fh.write(json.dumps({"step": state.global_step, "epoch": state.epoch, "time": time.time(), **(logs or {})}) + "\n")
+
+        self.callback = _CB()
+
+
+def to_dataset(pairs: list[dict[str, Any]]):
+    """TRL's vision preference dataset: images decoded by `datasets` from the paths."""
+    from datasets import Dataset, Image, Sequence
+
+    missing = [im for p in pairs for im in p["images"] if not Path(im).is_file()]
+    if missing:
+        raise TaskError(f"{len(missing)} pair image(s) not found (first: {missing[0]})")
+    rows = [{"images": p["images"], "prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+    return Dataset.from_list(rows).cast_column("images", Sequence(Image()))
+
+
+def train_dpo(cfg: TrainConfig) -> Path:
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from trl import DPOConfig, DPOTrainer
+
+    out = Path(cfg.out)
+    pairs = read_pairs(cfg.pairs)
+    dataset = to_dataset(pairs)
+    processor = AutoProcessor.from_pretrained(cfg.model)
+    model = AutoModelForImageTextToText.from_pretrained(cfg.model)
+    cuda = torch.cuda.is_available()
+    args = DPOConfig(
+        output_dir=str(out / "checkpoints"),
+        beta=cfg.beta,
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        loss_type=cfg.loss_type,
+        loss_weights=cfg.loss_weights,
+        max_length=None,  # truncating image tokens breaks VLM inputs
+        bf16=bool(cuda and torch.cuda.is_bf16_supported()),
+        use_cpu=not cuda,
+        logging_steps=cfg.logging_steps,
+        save_strategy="no",
+        report_to=[],
+        seed=cfg.seed,
+        **cfg.extra,
+    )
+    peft_config = None
+    if not cfg.full:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
+    logger = JsonlLogger(out / "train_log.jsonl")
+    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor, peft_config=peft_config, callbacks=[logger.callback])
+    trainer.train()
+    trainer.save_model(str(out))
+    processor.save_pretrained(str(out))
+    checkpoints = out / "checkpoints"
+    if checkpoints.is_dir() and not any(checkpoints.iterdir()):
+        checkpoints.rmdir()
+    atomic_write_json(out / "mmhallu_train.json", {**asdict(cfg), "n_pairs": len(pairs), "adapter": not cfg.full})
+    atomic_write_json(out / "dpo_config.json", json.loads(args.to_json_string()))
+    return out

@@ -1,0 +1,134 @@
+"""`mmhallu loop`: evaluate base → build pairs (mix from the base run's failures) → DPO → evaluate the adapter →
+compare. Every stage is recorded in DIR/loop.json and skipped on a rerun when its inputs have not changed."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..files import atomic_write_json, read_json
+from ..rundir import now_iso
+from ..runner import RunConfig, run
+from .builders import finer_pairs, povid_pairs
+from .dpo import TrainConfig, train_dpo
+from .mix import mix_from_run
+from .pairs import PairSet, drop_contaminated
+from .scenes import load_graphs
+
+
+@dataclass
+class LoopConfig:
+    model: str
+    train_annotations: str
+    train_images: str
+    tasks: list[str]
+    out: Path
+    task_args: dict[str, dict[str, str]] = field(default_factory=dict)
+    strategies: list[str] = field(default_factory=lambda: ["finer", "povid"])
+    limit: int | None = None
+    batch_size: int | None = None
+    max_new_tokens: int | None = None
+    backend_args: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
+    neg_ratio: float = 0.5
+    seed: int = 0
+    show_progress: bool = True
+
+
+def _fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class LoopState:
+    def __init__(self, path: Path):
+        self.path = path
+        self.data: dict[str, Any] = read_json(path) if path.exists() else {"stages": {}}
+
+    def done(self, stage: str, fingerprint: str, outputs: list[Path]) -> bool:
+        s = self.data["stages"].get(stage)
+        return bool(s and s.get("status") == "done" and s.get("fingerprint") == fingerprint and all(p.exists() for p in outputs))
+
+    def record(self, stage: str, fingerprint: str, inputs: dict[str, Any], outputs: dict[str, Any], started: str, **extra: Any) -> None:
+        self.data["stages"][stage] = {"status": "done", "fingerprint": fingerprint, "inputs": inputs, "outputs": outputs, "started": started, "finished": now_iso(), **extra}
+        atomic_write_json(self.path, self.data)
+
+
+def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    from ..report.pages import compare_report
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = LoopState(out / "loop.json")
+    state.data["config"] = json.loads(json.dumps(cfg.__dict__, default=str))
+
+    def evaluate(name: str, adapter: str | None) -> Path:
+        run_dir = out / name
+        inputs = {"model": cfg.model, "adapter": adapter, "tasks": cfg.tasks, "task_args": cfg.task_args, "limit": cfg.limit, "max_new_tokens": cfg.max_new_tokens}
+        fp = _fingerprint({**inputs, "adapter_hash": _dir_hash(adapter) if adapter else None})
+        if state.done(name, fp, [run_dir / t / "result.json" for t in cfg.tasks]):
+            log(f"[loop] {name}: up to date, skipped")
+            return run_dir
+        started = now_iso()
+        log(f"[loop] {name}: evaluating {cfg.model}{' + ' + adapter if adapter else ''} on {', '.join(cfg.tasks)}")
+        run(RunConfig(
+            model=cfg.model, tasks=cfg.tasks, out=run_dir, limit=cfg.limit, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
+            task_args=cfg.task_args, backend_args={**cfg.backend_args, "adapter": adapter}, resume=True, show_progress=cfg.show_progress,
+        ))
+        state.record(name, fp, inputs, {"run": str(run_dir)}, started)
+        return run_dir
+
+    base = evaluate("base", None)
+
+    pairs_path = out / "pairs.jsonl"
+    mix, evidence = mix_from_run(base)
+    inputs = {"annotations": cfg.train_annotations, "images": cfg.train_images, "strategies": cfg.strategies, "mix": mix, "neg_ratio": cfg.neg_ratio, "seed": cfg.seed}
+    fp = _fingerprint(inputs)
+    if state.done("pairs", fp, [pairs_path]):
+        log("[loop] pairs: up to date, skipped")
+    else:
+        started = now_iso()
+        graphs = load_graphs(cfg.train_annotations)
+        pairs: list[dict[str, Any]] = []
+        if "finer" in cfg.strategies:
+            pairs += finer_pairs(graphs, cfg.train_images, mix, cfg.neg_ratio, cfg.seed)
+        if "povid" in cfg.strategies:
+            pairs += povid_pairs(graphs, cfg.train_images, cfg.seed)
+        pairs, dropped = drop_contaminated(pairs, cfg.tasks, cfg.task_args)
+        PairSet(pairs, dropped, mix, {"mix_evidence": evidence, "strategies": cfg.strategies}).write(pairs_path)
+        atomic_write_json(out / "mix.json", {"mix": mix, **evidence})
+        log(f"[loop] pairs: {len(pairs)} pairs (mix {mix}; {dropped} dropped as evaluation images)")
+        state.record("pairs", fp, inputs, {"pairs": str(pairs_path), "n_pairs": len(pairs), "dropped_contaminated": dropped}, started, mix=mix)
+
+    adapter = out / "adapter"
+    train_inputs = {"model": cfg.model, "pairs_hash": _file_hash(pairs_path), **cfg.train}
+    fp = _fingerprint(train_inputs)
+    if state.done("train", fp, [adapter / "adapter_config.json"]):
+        log("[loop] train: up to date, skipped")
+    else:
+        started = now_iso()
+        log("[loop] train: DPO (LoRA) with TRL")
+        train_dpo(TrainConfig(model=cfg.model, pairs=str(pairs_path), out=str(adapter), **cfg.train))
+        state.record("train", fp, train_inputs, {"adapter": str(adapter), "log": str(adapter / "train_log.jsonl")}, started)
+
+    tuned = evaluate("tuned", str(adapter))
+
+    started = now_iso()
+    html, js = compare_report(base, tuned, out / "compare")
+    state.record("compare", _fingerprint([str(base), str(tuned)]), {"base": str(base), "tuned": str(tuned)}, {"html": str(html), "json": str(js)}, started)
+    log(f"[loop] compare: {html}")
+    return state.data
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "missing"
+
+
+def _dir_hash(path: str | None) -> str:
+    if not path or not Path(path).is_dir():
+        return "none"
+    h = hashlib.sha256()
+    for f in sorted(Path(path).glob("*.safetensors")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]

@@ -1,0 +1,130 @@
+"""Preference-pair builders on generated annotations: one-slot negatives, chosen ≠ rejected, contamination."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mmhallu_eval.train.builders import finer_pairs, hadpo_pairs, povid_pairs
+from mmhallu_eval.train.pairs import drop_contaminated
+from mmhallu_eval.train.scenes import OPPOSITE, from_coco, load_graphs
+
+CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
+
+
+def _question(p):
+    return p["prompt"][0]["content"][-1]["text"]
+
+
+def test_finer_pairs_one_slot_negatives(world):
+    graphs = load_graphs(world / "scene_graph_train.json")
+    pairs = finer_pairs(graphs, world / "images", {"obj": 1, "attr": 1, "rel": 1, "wh": 1}, neg_ratio=0.5, seed=1)
+    assert {p["pair_type"] for p in pairs} == {"obj", "attr", "rel", "wh"}
+    assert {p["polarity"] for p in pairs if p["pair_type"] != "wh"} == {"pos", "neg"}
+    by_image = {g["image_id"]: g for g in graphs}
+    for p in pairs:
+        assert p["chosen"] != p["rejected"] and p["images"][0].endswith(by_image[p["image_id"]]["file_name"])
+        g = by_image[p["image_id"]]
+        names = {o["name"] for o in g["objects"]}
+        if p["polarity"] != "neg":
+            continue
+        (slot, (old, new)), = p["swapped"].items()  # exactly one slot changed
+        assert old != new and new in _question(p) and old not in _question(p).replace(new, "")
+        if slot == "object":
+            assert new not in names and old in names
+        elif slot == "predicate":
+            assert OPPOSITE[old] == new
+            rel_names = {(r["predicate"]) for r in g["relations"]}
+            assert old in rel_names
+        else:
+            assert any(o["attributes"].get(slot) == old for o in g["objects"])
+            assert not p["chosen"][0]["content"][0]["text"].startswith("Yes")
+
+
+def test_finer_negative_objects_are_adversarial(world):
+    """An absent object is the one that co-occurs most with the image's objects (the world's partner)."""
+    graphs = load_graphs(world / "scene_graph_train.json")
+    pairs = [p for p in finer_pairs(graphs, world / "images", {"obj": 1}, neg_ratio=1.0) if p["pair_type"] == "obj"]
+    assert pairs and all(p["polarity"] == "neg" for p in pairs)
+
+
+def test_mix_weights_shift_the_types(world):
+    graphs = load_graphs(world / "scene_graph_train.json")
+    pairs = finer_pairs(graphs, world / "images", {"obj": 0.0, "attr": 1.0, "rel": 0.0, "wh": 0.0})
+    assert {p["pair_type"] for p in pairs} == {"attr"}
+
+
+def test_povid_rejected_injects_hallucinations(world):
+    graphs = load_graphs(world / "scene_graph_train.json")
+    pairs = povid_pairs(graphs, world / "images", seed=0)
+    assert len(pairs) == len([g for g in graphs if g["objects"]])
+    for p in pairs:
+        chosen, rejected = p["chosen"][0]["content"][0]["text"], p["rejected"][0]["content"][0]["text"]
+        assert chosen != rejected and p["injected"]
+        g = next(g for g in graphs if g["image_id"] == p["image_id"])
+        for o in g["objects"]:
+            assert o["name"] in chosen and o["attributes"]["color"] in chosen
+
+
+def test_coco_instances_as_dense_annotations(world):
+    graphs = from_coco(world / "instances_train.json")
+    sg = load_graphs(world / "scene_graph_train.json")
+    assert [sorted(o["name"] for o in g["objects"]) for g in graphs] == [sorted(o["name"] for o in g["objects"]) for g in sg]
+    assert all(o["attributes"].get("color") for g in graphs for o in g["objects"])
+
+
+def test_contamination_guard_refuses_eval_images(world, tmp_path):
+    from mmhallu_eval.world.fixtures import build_pope_fixture  # noqa: F401  (POPE files point at world images below)
+
+    graphs = load_graphs(world / "scene_graph_train.json")
+    pairs = finer_pairs(graphs, world / "images", {"obj": 1})
+    # an "evaluation" POPE file that reuses two training images
+    qfile = tmp_path / "coco_pope_random.json"
+    used = sorted({p["images"][0] for p in pairs})[:2]
+    qfile.write_text("".join(json.dumps({"question_id": i, "image": u, "text": "Is there a star?", "label": "no"}) + "\n" for i, u in enumerate(used)))
+    kept, dropped = drop_contaminated(pairs, ["pope"], {"pope": {"data": str(qfile)}})
+    assert dropped == sum(1 for p in pairs if p["images"][0] in used) and dropped > 0
+    assert not {p["images"][0] for p in kept} & set(used)
+
+
+def test_pairs_build_cli_with_exclusion(world, tmp_path):
+    qfile = tmp_path / "coco_pope_random.json"
+    img = world / "images" / load_graphs(world / "scene_graph_train.json")[0]["file_name"]
+    qfile.write_text(json.dumps({"question_id": 1, "image": str(img), "text": "Is there a star?", "label": "no"}) + "\n")
+    out = tmp_path / "pairs.jsonl"
+    proc = subprocess.run(
+        [*CLI, "pairs", "build", "--strategy", "finer,povid", "--annotations", str(world / "scene_graph_train.json"), "--images", str(world / "images"),
+         "--out", str(out), "--exclude-eval-tasks", "pope", "--task-arg", f"pope.data={qfile}", "--mix", "obj=1,attr=1,rel=1,wh=1"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert meta["dropped_contaminated"] >= 2 and meta["counts"]["povid/caption"] > 0
+    rows = [json.loads(l) for l in out.read_text().splitlines()]
+    assert len(rows) == meta["n_pairs"] and all(str(img) not in r["images"] for r in rows)
+    assert set(rows[0]) >= {"images", "prompt", "chosen", "rejected", "strategy", "pair_type"}
+
+
+def test_hadpo_from_a_runs_failures(shared_benchmarks, tmp_path):
+    from mmhallu_eval import get_task
+    from report_helpers import write_run
+
+    base = shared_benchmarks / "chair/opera_captions"
+    spec = get_task("chair")
+    samples, texts, _ = spec.read_answers(base / "llava-1.5/greedy.jsonl", {"gt": str(base / "gt_objects.json")})
+    for s in samples:
+        s.images = [f"/data/coco/train2014/COCO_train2014_{s.metadata['image_id']:012d}.jpg"]
+    run = write_run(tmp_path / "run", "chair", samples[:60], texts)
+    pope = get_task("pope")
+    psamples = pope.load({"data": str(shared_benchmarks / "pope/coco_pope_adversarial.json")})[:30]
+    write_run(run, "pope", psamples, {s.id: "Yes" for s in psamples})
+    pairs = hadpo_pairs(run)
+    captions = [p for p in pairs if p["pair_type"] == "caption"]
+    yesno = [p for p in pairs if p["pair_type"] == "yesno"]
+    assert captions and yesno and len(yesno) == sum(1 for s in psamples if s.target == "no")
+    normalizer = __import__("mmhallu_tasks.chair.normalize", fromlist=["x"]).normalizer_for(None)
+    for p in captions:
+        chosen = p["chosen"][0]["content"][0]["text"]
+        assert not set(normalizer.caption_words(chosen).categories) & set(p["hallucinated"])
+        assert p["rejected"][0]["content"][0]["text"] != chosen
+    assert all(p["chosen"][0]["content"][0]["text"] == "No" for p in yesno)

@@ -18,7 +18,9 @@ train_app = typer.Typer(no_args_is_help=True, help="Preference tuning with TRL."
 app.add_typer(score_app, name="score")
 app.add_typer(pairs_app, name="pairs")
 app.add_typer(train_app, name="train")
+build_app = typer.Typer(no_args_is_help=True, help="Build benchmarks from COCO-format annotations or scene graphs.")
 app.add_typer(world_app, name="world")
+app.add_typer(build_app, name="build")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -368,7 +370,7 @@ def pairs_build(
     from .train import builders
     from .train.mix import mix_from_run as adaptive_mix
     from .train.pairs import PairSet, drop_contaminated
-    from .train.scenes import load_graphs
+    from .annotations import load_graphs
 
     strategies = [s.strip() for s in strategy.split(",") if s.strip()]
     unknown = [s for s in strategies if s not in ("finer", "povid", "hadpo")]
@@ -492,6 +494,79 @@ def loop_cmd(
     except _user_errors() as exc:
         fail(str(exc))
     typer.echo(f"loop done: {out / 'loop.json'}; compare page {state['stages']['compare']['outputs']['html']}")
+
+
+@world_app.command("build")
+def world_build_cmd(
+    out: Path = typer.Option(..., help="Folder for images/, COCO-style annotations, scene graphs, synonyms.txt."),
+    seed: int = typer.Option(0),
+    train: int = typer.Option(400, help="Training images."),
+    test: int = typer.Option(200, help="Test images."),
+) -> None:
+    """Generate the shapes world: scenes with full ground truth in standard formats (deterministic per seed)."""
+    from .world.shapes import build_world
+
+    build_world(out, seed=seed, n_train=train, n_test=test)
+    typer.echo(f"wrote the shapes world to {out} ({train} train, {test} test images)")
+
+
+@build_app.command("pope")
+def build_pope_cmd(
+    coco_annotations: Path = typer.Option(..., help="COCO instances JSON (or a folder with instances_<split>.json)."),
+    out: Path = typer.Option(..., help="Folder for <name>_pope_{random,popular,adversarial}.json."),
+    split: str = typer.Option("val2014", help="Which instances_<split>.json when a folder is given."),
+    name: str = typer.Option("coco", help="Dataset name in the file names."),
+    n_images: int = typer.Option(500),
+    per_image: int = typer.Option(3, help="Positive (and negative) questions per image."),
+    min_objects: int = typer.Option(3, help="Only images with at least this many distinct objects."),
+    seed: int = typer.Option(0),
+) -> None:
+    """POPE's own sampling: per image 3 present and 3 absent objects, negatives random/popular/adversarial."""
+    from .build.pope import build_pope
+
+    instances = coco_annotations / f"instances_{split}.json" if coco_annotations.is_dir() else coco_annotations
+    if not instances.is_file():
+        fail(f"{instances}: COCO instances file not found")
+    try:
+        paths = build_pope(instances, out, name, n_images, per_image, min_objects, seed)
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def _annotations_arg(path: Path, split: str) -> Path:
+    if path.is_dir():
+        for candidate in (path / f"scene_graph_{split}.json", path / f"instances_{split}.json"):
+            if candidate.is_file():
+                return candidate
+        fail(f"{path}: no scene_graph_{split}.json or instances_{split}.json")
+    return path
+
+
+@build_app.command("mme")
+def build_mme_cmd(annotations: Path = typer.Option(...), out: Path = typer.Option(...), split: str = typer.Option("test"), seed: int = typer.Option(0)) -> None:
+    """MME-style yes/no pairs (existence, count, position, color) as flat <subtask>.txt lists."""
+    from .build.qa import build_mme
+
+    paths = build_mme(_annotations_arg(annotations, split), out, seed)
+    typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@build_app.command("finer")
+def build_finer_cmd(annotations: Path = typer.Option(...), out: Path = typer.Option(...), split: str = typer.Option("test"), seed: int = typer.Option(0)) -> None:
+    """FINER-style 5-way MCQ pairs (positive + one-slot negative) for multi_obj, multi_attr, multi_rel, wh."""
+    from .build.qa import build_finer
+
+    paths = build_finer(_annotations_arg(annotations, split), out, seed)
+    typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@build_app.command("mmhal")
+def build_mmhal_cmd(annotations: Path = typer.Option(...), out: Path = typer.Option(..., help="JSON file (the MMHal template format)."), split: str = typer.Option("test"), n_items: int = typer.Option(96), seed: int = typer.Option(0)) -> None:
+    """MMHal-style open questions with image_content, in the response_template.json format."""
+    from .build.qa import build_mmhal
+
+    typer.echo(f"wrote {build_mmhal(_annotations_arg(annotations, split), out, n_items, seed)}")
 
 
 @world_app.command("tiny-model")

@@ -10,7 +10,7 @@ from typing import Any, Callable
 from ..registry import get_task
 from ..task import TaskError
 from .pairs import make_pair
-from .scenes import OPPOSITE, cooccurrence, vocabulary
+from ..annotations import OPPOSITE, cooccurrence, vocabulary
 
 PAIR_TYPES = ("obj", "attr", "rel", "wh")
 DESCRIBE = "Please describe this image in detail."

@@ -15,7 +15,7 @@ from .builders import finer_pairs, povid_pairs
 from .dpo import TrainConfig, train_dpo
 from .mix import mix_from_run
 from .pairs import PairSet, drop_contaminated
-from .scenes import load_graphs
+from ..annotations import load_graphs
 
 
 @dataclass

@@ -36,8 +36,11 @@ def _image_for(item: dict[str, Any], folder: str | None, where: str) -> Any:
         raise TaskError(f"{where}: images are not embedded; pass --task-arg mmhal.images=DIR")
     base = Path(folder)
     candidates = [base / item["image_id"], *(base / f"{item['image_id']}{ext}" for ext in (".jpg", ".png", ".jpeg"))]
-    if item.get("image_src"):
-        candidates.append(base / Path(str(item["image_src"])).name)
+    src = str(item.get("image_src") or "")
+    if src and "://" not in src and not Path(src).is_absolute():
+        candidates.append(base / src)
+    if src:
+        candidates.append(base / Path(src).name)
     for c in candidates:
         if c.is_file():
             return str(c)

@@ -7,7 +7,7 @@ import pytest
 
 from mmhallu_eval.train.builders import finer_pairs, hadpo_pairs, povid_pairs
 from mmhallu_eval.train.pairs import drop_contaminated
-from mmhallu_eval.train.scenes import OPPOSITE, from_coco, load_graphs
+from mmhallu_eval.annotations import OPPOSITE, from_coco, load_graphs
 
 CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
 

@@ -93,6 +93,9 @@ def run_cmd(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
     revision: Optional[str] = typer.Option(None, help="Model revision for hub ids."),
     adapter: Optional[str] = typer.Option(None, help="PEFT adapter folder to evaluate on top of --model."),
+    base_url: Optional[str] = typer.Option(None, help="--backend openai: the server's base URL, e.g. http://localhost:8000/v1."),
+    api_key_env: Optional[str] = typer.Option(None, help="--backend openai: environment variable holding the API key."),
+    concurrency: int = typer.Option(8, help="--backend openai: requests in flight."),
     judge_model: Optional[str] = typer.Option(None, help="Judge model for judged tasks (mmhal), e.g. gpt-4o."),
     judge_base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL of the judge (e.g. a local vllm serve)."),
     judge_api_key_env: Optional[str] = typer.Option(None, help="Environment variable with the judge's API key (default OPENAI_API_KEY)."),
@@ -121,7 +124,7 @@ def run_cmd(
         max_new_tokens=max_new_tokens,
         parsers=parse_parsers(parser, task_list),
         task_args=task_args,
-        backend_args={"dtype": dtype, "device": device, "revision": revision, "adapter": adapter},
+        backend_args=_backend_args(backend, dtype=dtype, device=device, revision=revision, adapter=adapter, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency),
         include_paths=[str(p) for p in include],
         resume=resume,
         overwrite=overwrite,
@@ -134,6 +137,12 @@ def run_cmd(
     for name, result in results.items():
         typer.echo(f"{name}: {_headline(result)}")
     typer.echo(f"results in {out}")
+
+
+def _backend_args(backend: str, **kwargs: Any) -> dict[str, Any]:
+    """Only the options that concern the chosen backend go into the run's identity."""
+    keys = {"openai": ("base_url", "api_key_env", "concurrency", "revision")}.get(backend, ("dtype", "device", "revision", "adapter"))
+    return {k: v for k, v in kwargs.items() if k in keys and v is not None}
 
 
 def _headline(result: dict[str, Any]) -> str:

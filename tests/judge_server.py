@@ -20,6 +20,8 @@ class JudgeServer:
         self.slow_seconds = slow_seconds
         self.lock = threading.Lock()
         self.reply_fn = None  # optional: prompt → reply text (overrides the scripting)
+        self.chat_fn = None  # optional: full request body → reply text (a model behind the API)
+        self.bodies: list[dict] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,6 +48,7 @@ class JudgeServer:
                 prompt = content if isinstance(content, str) else " ".join(p.get("text", "") for p in content if p.get("type") == "text")
                 key = hashlib.sha256(prompt.encode()).hexdigest()
                 with server.lock:
+                    server.bodies.append(body)
                     n = server.calls.get(key, 0) + 1
                     server.calls[key] = n
                     server.total += 1
@@ -57,7 +60,9 @@ class JudgeServer:
                             time.sleep(server.slow_seconds)
                         else:
                             return self._send(500 if kind == "FAIL500" else 429, {"error": {"message": f"scripted {kind}"}})
-                if server.reply_fn is not None:
+                if server.chat_fn is not None:
+                    reply = server.chat_fn(body)
+                elif server.reply_fn is not None:
                     reply = server.reply_fn(prompt)
                 elif (m := re.search(r"RAW=(.*?)(?:\n|$)", answer)):
                     reply = m.group(1)

@@ -14,6 +14,7 @@ from ..types import Request, Response
 #: backend name → "module:Class"; modules are imported only when that backend is used.
 BACKENDS: dict[str, str] = {
     "transformers": "mmhallu_eval.backends.transformers_backend:TransformersBackend",
+    "openai": "mmhallu_eval.backends.openai_backend:OpenAIBackend",
 }
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")

@@ -44,6 +44,11 @@ def _corpus() -> list[str]:
 
 def build_tokenizer(special: list[str], vocab_size: int = 600):
     """Byte-level BPE trained on a small in-memory corpus, wrapped as a fast HF tokenizer."""
+    return build_tokenizer_from(_corpus(), special, vocab_size)
+
+
+def build_tokenizer_from(corpus: list[str], special: list[str], vocab_size: int = 600):
+    """Byte-level BPE trained on `corpus`, with the chat template and special tokens the models need."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -53,7 +58,7 @@ def build_tokenizer(special: list[str], vocab_size: int = 600):
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
     )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.train_from_iterator(corpus, trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=None,

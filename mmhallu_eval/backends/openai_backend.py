@@ -1,0 +1,73 @@
+"""Evaluate a model behind an OpenAI-compatible API (`vllm serve`, SGLang, a hosted model): images go as base64
+data URLs; concurrency, retries and backoff come from the shared chat client; responses use the run cache."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+from typing import Any
+
+from ..data import open_image
+from ..types import Request, Response
+from .base import Backend
+from .openai_chat import ChatClient
+
+
+def data_url(image: Any) -> str:
+    buf = io.BytesIO()
+    open_image(image).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def to_openai_messages(request: Request) -> list[dict[str, Any]]:
+    """Chat messages with each {"type": "image"} placeholder replaced by the next image as a data URL."""
+    images = iter(request.images)
+    out = []
+    for message in request.messages:
+        content = message["content"]
+        if isinstance(content, str):
+            out.append({"role": message["role"], "content": content})
+            continue
+        parts = []
+        for part in content:
+            if part.get("type") == "image":
+                parts.append({"type": "image_url", "image_url": {"url": data_url(next(images))}})
+            else:
+                parts.append({"type": "text", "text": part.get("text", "")})
+        out.append({"role": message["role"], "content": parts})
+    return out
+
+
+class OpenAIBackend(Backend):
+    name = "openai"
+    default_batch_size = 64  # requests handed to the client at once; `concurrency` bounds what is in flight
+
+    def __init__(self, model: str, base_url: str | None = None, api_key_env: str | None = None, concurrency: int = 8,
+                 max_retries: int = 5, timeout: float = 300.0, revision: str | None = None, **_: Any):
+        self.model_name = model
+        self.revision = revision
+        self.client = ChatClient(base_url, model, api_key_env, concurrency, max_retries, timeout)
+        self.client.check_reachable()
+
+    def fingerprint(self) -> str:
+        ident = f"openai|{self.client.base_url}|{self.model_name}|{self.revision or ''}"
+        return hashlib.sha256(ident.encode()).hexdigest()[:32]
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "model": self.model_name, "base_url": self.client.base_url, "revision": self.revision,
+                "model_fingerprint": self.fingerprint(), "architecture": "remote"}
+
+    def generate(self, requests: list[Request]) -> list[Response]:
+        out: list[Response] = []
+        by_gen: dict[Any, list[int]] = {}
+        for i, r in enumerate(requests):
+            by_gen.setdefault(r.generation, []).append(i)
+        results: dict[int, Response] = {}
+        for gen, idx in by_gen.items():
+            batch = [to_openai_messages(requests[i]) for i in idx]
+            replies = self.client.complete(batch, temperature=gen.temperature, max_tokens=gen.max_new_tokens, top_p=gen.top_p)
+            for i, rep in zip(idx, replies):
+                results[i] = Response(id=requests[i].id, text=(rep.text or "").strip(), n_output_tokens=rep.n_output_tokens,
+                                      error=None if rep.error is None else f"api_error: {rep.error}")
+        out = [results[i] for i in range(len(requests))]
+        return out

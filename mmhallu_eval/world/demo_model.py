@@ -1,0 +1,175 @@
+"""The demo VLM: a small LLaVA-architecture model trained from scratch on the shapes world's *train* split
+(captions + yes/no, attribute, relation and multiple-choice QA), on CPU in minutes, with a fixed seed.
+
+Negatives in its training questions are drawn uniformly, so the partner of a present class is rarely asked
+about; the model leans on the co-occurrence prior and says "yes" to absent partners — POPE adversarial is
+worse than random and its captions name partners that are not there, as real VLMs do with forks and plates.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..annotations import OPPOSITE, load_graphs, vocabulary
+from .shapes import CLASSES, COLORS, captions_for  # noqa: F401  (vocabulary of the world)
+from .tiny_models import BASE_SPECIAL, CHAT_TEMPLATE
+
+POPE_SUFFIX = "\nAnswer the question using a single word or phrase."
+MME_SUFFIX = " Please answer yes or no."
+DESCRIBE = "Please describe this image in detail."
+
+
+def _corpus_lines(graphs: list[dict[str, Any]]) -> list[str]:
+    lines = [DESCRIBE, POPE_SUFFIX, MME_SUFFIX, "Select the best answer for the multiple-choice question.",
+             "Please answer with a single capital letter (A, B, C, D, or E):", "(A) (B) (C) (D) (E)"]
+    for g in graphs:
+        for o in g["objects"]:
+            lines.append(f"Is there a {o['name']} in the image? Yes, there is a {o['name']}. No, there is no {o['name']}.")
+            lines.append(f"a small large {o['attributes'].get('color')} {o['name']} left of right of above below")
+    return lines
+
+
+def build_untrained(out: Path, graphs: list[dict[str, Any]], seed: int = 0, image_size: int = 48) -> Path:
+    import torch
+    from transformers import CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    from .tiny_models import build_tokenizer_from
+
+    tok = build_tokenizer_from(_corpus_lines(graphs), BASE_SPECIAL, vocab_size=420)
+    vision = CLIPVisionConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4, image_size=image_size, patch_size=8, projection_dim=128)
+    text = LlamaConfig(vocab_size=len(tok), hidden_size=160, intermediate_size=480, num_hidden_layers=4, num_attention_heads=5, num_key_value_heads=5,
+                       head_dim=32, max_position_embeddings=512, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None, tie_word_embeddings=True)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"), vision_feature_layer=-1,
+                         vision_feature_select_strategy="default", projector_hidden_act="gelu", tie_word_embeddings=True)
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}),
+        tokenizer=tok, patch_size=8, vision_feature_select_strategy="default", num_additional_image_tokens=1, image_token="<image>", chat_template=CHAT_TEMPLATE,
+    )
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def training_examples(graphs: list[dict[str, Any]], images: Path, seed: int = 0) -> list[tuple[str, str, str]]:
+    """(image path, prompt, answer) triples. Negatives are uniform over absent classes (the source of the bias)."""
+    rng = random.Random(seed)
+    classes, values = vocabulary(graphs)
+    out: list[tuple[str, str, str]] = []
+    for g in graphs:
+        objs = g["objects"]
+        if not objs:
+            continue
+        img = str(images / g["file_name"])
+        present = {o["name"] for o in objs}
+        absent = [c for c in classes if c not in present]
+        by_id = {o["id"]: o for o in objs}
+        caps = [" ".join(c.split()) for c in captions_for_graph(objs, rng)]
+        for c in caps[:2]:
+            out.append((img, DESCRIBE, c))
+        for o in objs:
+            out.append((img, f"Is there a {o['name']} in the image?{POPE_SUFFIX}", "Yes"))
+            out.append((img, f"Is there a {o['name']} in this image?{MME_SUFFIX}", "Yes"))
+        for x in rng.sample(absent, min(len(objs), len(absent))):
+            out.append((img, f"Is there a {x} in the image?{POPE_SUFFIX}", "No"))
+            out.append((img, f"Is there a {x} in this image?{MME_SUFFIX}", "No"))
+        o = rng.choice(objs)
+        color = o["attributes"]["color"]
+        other = rng.choice([c for c in values["color"] if c != color])
+        out += [(img, f"Is there a {color} {o['name']} in this image?{MME_SUFFIX}", "Yes"), (img, f"Is there a {other} {o['name']} in this image?{MME_SUFFIX}", "No")]
+        rels = [r for r in g.get("relations", []) if r["predicate"] in OPPOSITE]
+        if rels:
+            r = rng.choice(rels)
+            a, b = by_id[r["subject"]]["name"], by_id[r["object"]]["name"]
+            out += [(img, f"Is the {a} {r['predicate']} the {b}?{MME_SUFFIX}", "Yes"), (img, f"Is the {a} {OPPOSITE[r['predicate']]} the {b}?{MME_SUFFIX}", "No")]
+        # multiple choice in FINER's prompt format
+        from ..build.qa import _mcq
+
+        q = _mcq(f"What color is the {o['name']}?", f"The {o['name']} is {color}.", [f"The {o['name']} is {c}." for c in values["color"] if c != color], rng)
+        letters = "ABCDE"
+        prompt = ("Select the best answer for the multiple-choice question.\n\n" + q["question"] + "\n\n"
+                  + "\n".join(f"({letters[i]}) {q[f'choice{i + 1}']}" for i in range(5)) + "\n\nPlease answer with a single capital letter (A, B, C, D, or E):")
+        out.append((img, prompt, letters[q["gt_index"]]))
+    rng.shuffle(out)
+    return out
+
+
+def captions_for_graph(objs: list[dict[str, Any]], rng: random.Random) -> list[str]:
+    from .shapes import Obj
+
+    return captions_for([Obj(o["id"], o["name"], o["attributes"]["color"], o["attributes"]["size"], (0, 0), o["bbox"]) for o in objs], rng)
+
+
+def train(model_dir: Path, examples: list[tuple[str, str, str]], steps: int, batch_size: int = 32, lr: float = 2e-3, seed: int = 0,
+          log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Plain supervised training (answer tokens only), AdamW with warm-up and cosine decay."""
+    import math
+
+    import torch
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    torch.manual_seed(seed)
+    processor = AutoProcessor.from_pretrained(model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
+    model.train()
+    tok = processor.tokenizer
+    tok.padding_side = "right"
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warm = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    cache: dict[str, Image.Image] = {}
+    rng = random.Random(seed)
+    t0 = time.time()
+    history = []
+    for step in range(steps):
+        batch = [examples[rng.randrange(len(examples))] for _ in range(batch_size)]
+        prompts = [processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": p}]}], add_generation_prompt=True, tokenize=False) for _, p, _ in batch]
+        full = [pr + a + "<|im_end|>" for pr, (_, _, a) in zip(prompts, batch)]
+        images = [[cache.setdefault(i, Image.open(i).convert("RGB"))] for i, _, _ in batch]
+        enc = processor(text=full, images=images, padding=True, return_tensors="pt")
+        labels = enc["input_ids"].clone()
+        labels[enc["attention_mask"] == 0] = -100
+        for row, pr, im in zip(range(len(batch)), prompts, images):
+            n = _prompt_len(processor, pr, im, cache_key=pr)
+            labels[row, :n] = -100
+        loss = model(**enc, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        history.append(float(loss))
+        if step % 50 == 0 or step == steps - 1:
+            log(f"step {step + 1}/{steps} loss {sum(history[-50:]) / len(history[-50:]):.4f} ({time.time() - t0:.0f}s)")
+    model.eval()
+    model.save_pretrained(model_dir)
+    tok.padding_side = "left"
+    processor.save_pretrained(model_dir)
+    return {"steps": steps, "final_loss": sum(history[-50:]) / len(history[-50:]), "seconds": round(time.time() - t0, 1)}
+
+
+_PROMPT_LENS: dict[str, int] = {}
+
+
+def _prompt_len(processor: Any, prompt: str, images: list, cache_key: str) -> int:
+    if cache_key not in _PROMPT_LENS:
+        _PROMPT_LENS[cache_key] = len(processor(text=[prompt], images=images, return_tensors="pt")["input_ids"][0])
+    return _PROMPT_LENS[cache_key]
+
+
+def build_demo_model(world: Path, out: Path, steps: int = 1500, seed: int = 0, log: Callable[[str], None] = print) -> Path:
+    graphs = load_graphs(world / "scene_graph_train.json")
+    out.mkdir(parents=True, exist_ok=True)
+    build_untrained(out, graphs, seed)
+    examples = training_examples(graphs, world / "images", seed)
+    log(f"training the demo model on {len(examples)} examples from {len(graphs)} training images ({steps} steps)")
+    info = train(out, examples, steps, seed=seed, log=log)
+    (out / "demo_model.json").write_text(json.dumps({"world": str(world), "seed": seed, **info}, indent=1))
+    return out

@@ -1,0 +1,78 @@
+"""`--backend openai` against a local OpenAI-compatible server that runs the tiny model: same results as the
+transformers backend, images sent as base64 data URLs, unreachable servers fail fast."""
+import base64
+import io
+import json
+import subprocess
+import sys
+import threading
+
+from PIL import Image
+
+from judge_server import JudgeServer
+from mmhallu_eval import GenerationConfig, Request
+from mmhallu_eval.backends import create_backend
+
+CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
+
+
+def serve_model(backend):
+    lock = threading.Lock()
+
+    def chat(body):
+        images, content = [], []
+        for part in body["messages"][-1]["content"]:
+            if part["type"] == "image_url":
+                url = part["image_url"]["url"]
+                assert url.startswith("data:image/png;base64,")
+                images.append(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
+                content.append({"type": "image"})
+            else:
+                content.append({"type": "text", "text": part["text"]})
+        gen = GenerationConfig(max_new_tokens=body.get("max_tokens") or 16, temperature=body.get("temperature", 0.0))
+        with lock:
+            return backend.generate([Request("x", [{"role": "user", "content": content}], images, gen)])[0].text
+
+    return chat
+
+
+def test_openai_backend_matches_transformers(tiny_llava, pope_fixture, tmp_path):
+    common = ["--tasks", "pope", "--no-progress", "--max-new-tokens", "8", "--limit", "30",
+              "--task-arg", f"pope.data={pope_fixture}", "--task-arg", f"pope.images={pope_fixture / 'images'}"]
+    direct = tmp_path / "direct"
+    proc = subprocess.run([*CLI, "run", "--model", str(tiny_llava), "--out", str(direct), "--device", "cpu", *common], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    backend = create_backend("transformers", model=str(tiny_llava), device="cpu")
+    with JudgeServer() as server:
+        server.chat_fn = serve_model(backend)
+        api = tmp_path / "api"
+        proc = subprocess.run([*CLI, "run", "--backend", "openai", "--base-url", server.url, "--model", "tiny", "--out", str(api), "--concurrency", "4", *common], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert server.bodies and server.bodies[0]["temperature"] == 0.0 and server.bodies[0]["max_tokens"] == 8
+    a = [json.loads(l) for l in (direct / "pope/samples.jsonl").read_text().splitlines()]
+    b = [json.loads(l) for l in (api / "pope/samples.jsonl").read_text().splitlines()]
+    assert [r["response"] for r in a] == [r["response"] for r in b]
+    assert json.loads((direct / "pope/result.json").read_text())["metrics"] == json.loads((api / "pope/result.json").read_text())["metrics"]
+    manifest = json.loads((api / "manifest.json").read_text())
+    assert manifest["model"]["backend"] == "openai" and manifest["model"]["base_url"] == server.url
+
+
+def test_unreachable_base_url_fails_fast(tmp_path, pope_fixture):
+    proc = subprocess.run([*CLI, "run", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--tasks", "pope",
+                           "--out", str(tmp_path / "r"), "--task-arg", f"pope.data={pope_fixture}"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "cannot reach the OpenAI-compatible server at http://127.0.0.1:9/v1" in proc.stderr
+
+
+def test_api_errors_are_recorded_per_sample(pope_fixture):
+    from mmhallu_eval.backends.openai_backend import OpenAIBackend
+    from mmhallu_eval.types import user_message
+
+    image = sorted((pope_fixture / "images").iterdir())[0]
+    with JudgeServer() as server:
+        server.reply_fn = lambda prompt: "Yes"
+        backend = OpenAIBackend("m", base_url=server.url, max_retries=1)
+        backend.client.backoff = 0.01
+        reqs = [Request(str(i), user_message(text), [str(image)], GenerationConfig(max_new_tokens=4)) for i, text in enumerate(["Is there a star?", "Is there a ring? FAIL500:99"])]
+        ok, bad = backend.generate(reqs)
+    assert ok.text == "Yes" and ok.error is None
+    assert bad.error.startswith("api_error: InternalServerError 500") and bad.text == ""

@@ -609,37 +609,26 @@ def pope_fixture_cmd(
 
 @app.command("demo")
 def demo_cmd(
-    out: Path = typer.Option(Path("reports/demo"), help="Folder for the demo's assets and run."),
-    limit: Optional[int] = typer.Option(None, help="Evaluate only the first N questions per task."),
+    out: Path = typer.Option(Path("reports/demo"), help="Folder for the world, the runs, the adapter and the reports."),
+    quick: bool = typer.Option(False, help="A small world and short training: checks the pipeline in about a minute."),
+    no_progress: bool = typer.Option(False, help="Hide progress bars."),
 ) -> None:
-    """The embedded default: a tiny model evaluated on a generated POPE fixture, no downloads."""
-    from .runner import RunConfig, run
-    from .world.fixtures import build_pope_fixture
-    from .world.tiny_models import build_tiny_model
+    """The embedded default, offline on a CPU: shapes world → demo VLM → POPE/CHAIR/MME/FINER → DPO pairs →
+    DPO (LoRA) → evaluate again → compare report."""
+    from .world.demo import DemoSettings, run_demo
 
-    assets = out / "assets"
-    model_dir, data_dir = assets / "tiny-llava", assets / "pope-fixture"
-    if not (model_dir / "config.json").exists():
-        typer.echo(f"building tiny LLaVA model in {model_dir}")
-        build_tiny_model("llava", model_dir)
-    if not (data_dir / "shapes_pope_random.json").exists():
-        typer.echo(f"generating POPE fixture in {data_dir}")
-        build_pope_fixture(data_dir, n_images=24)
-    config = RunConfig(
-        model=str(model_dir),
-        tasks=["pope"],
-        out=out / "run",
-        limit=limit,
-        max_new_tokens=8,
-        task_args={"pope": {"data": str(data_dir), "images": str(data_dir / "images")}},
-        backend_args={"dtype": "float32", "device": "cpu"},
-    )
+    settings = DemoSettings(n_train=24, n_test=16, model_steps=20, dpo_batch=4, dpo_max_steps=6) if quick else DemoSettings()
     try:
-        results = run(config)
+        state = run_demo(out, settings, log=typer.echo, show_progress=not no_progress)
     except _user_errors() as exc:
         fail(str(exc))
-    typer.echo(f"pope: {_headline(results['pope'])}")
-    typer.echo(f"results in {out / 'run'} (random weights: the numbers exercise the pipeline, not a model)")
+    compare = json.loads(Path(state["stages"]["compare"]["outputs"]["json"]).read_text())
+    for task, t in compare["tasks"].items():
+        for metric, e in t["metrics"].items():
+            if e["delta"] is not None and e.get("higher_is_better") is not None:
+                mark = " (significant)" if e["significant"] else ""
+                typer.echo(f"  {task}/{metric}: {e['base']:.4f} → {e['tuned']:.4f}  Δ {e['delta']:+.4f}  p={e['p_value']:.3g}{mark}")
+    typer.echo(f"compare report: {state['stages']['compare']['outputs']['html']}")
 
 
 def main() -> None:

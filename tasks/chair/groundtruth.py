@@ -69,14 +69,20 @@ def build_ground_truth(folder: Path, image_ids: Iterable[int], normalizer: Norma
         for path in annotation_files(folder, "instances"):
             coco = _load_coco(path)
             names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
-            for ann in coco.loadAnns(coco.getAnnIds(imgIds=[i for i in todo if i in coco.imgs])):
+            here = [i for i in todo if i in coco.imgs]
+            if not here:  # pycocotools treats an empty id list as "all images"
+                continue
+            for ann in coco.loadAnns(coco.getAnnIds(imgIds=here)):
                 name = names[ann["category_id"]]
                 if name not in to_category:
                     raise TaskError(f"{path}: category {name!r} is not in the CHAIR synonyms list; pass a synonyms file that has it")
                 found[ann["image_id"]].add(to_category[name])
         for path in annotation_files(folder, "captions"):
             coco = _load_coco(path)
-            for ann in coco.loadAnns(coco.getAnnIds(imgIds=[i for i in todo if i in coco.imgs])):
+            here = [i for i in todo if i in coco.imgs]
+            if not here:
+                continue
+            for ann in coco.loadAnns(coco.getAnnIds(imgIds=here)):
                 if ann["image_id"] in todo_set:
                     found[ann["image_id"]].update(normalizer.caption_words(ann["caption"]).categories)
         cached.update({str(i): sorted(v) for i, v in found.items()})

@@ -32,14 +32,15 @@ def _corpus_lines(graphs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def build_untrained(out: Path, graphs: list[dict[str, Any]], seed: int = 0, image_size: int = 48) -> Path:
+def build_untrained(out: Path, graphs: list[dict[str, Any]], seed: int = 0, image_size: int = 48, patch_size: int = 16) -> Path:
+    """Patch 16 on a 48 px view of the 96 px scenes: one patch per cell of the world's 3×3 grid."""
     import torch
     from transformers import CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
     from .tiny_models import build_tokenizer_from
 
     tok = build_tokenizer_from(_corpus_lines(graphs), BASE_SPECIAL, vocab_size=420)
-    vision = CLIPVisionConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4, image_size=image_size, patch_size=8, projection_dim=128)
+    vision = CLIPVisionConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4, image_size=image_size, patch_size=patch_size, projection_dim=128)
     text = LlamaConfig(vocab_size=len(tok), hidden_size=160, intermediate_size=480, num_hidden_layers=4, num_attention_heads=5, num_key_value_heads=5,
                        head_dim=32, max_position_embeddings=512, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None, tie_word_embeddings=True)
     config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"), vision_feature_layer=-1,
@@ -50,7 +51,7 @@ def build_untrained(out: Path, graphs: list[dict[str, Any]], seed: int = 0, imag
     model.generation_config.eos_token_id = tok.eos_token_id
     processor = LlavaProcessor(
         image_processor=CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}),
-        tokenizer=tok, patch_size=8, vision_feature_select_strategy="default", num_additional_image_tokens=1, image_token="<image>", chat_template=CHAT_TEMPLATE,
+        tokenizer=tok, patch_size=patch_size, vision_feature_select_strategy="default", num_additional_image_tokens=1, image_token="<image>", chat_template=CHAT_TEMPLATE,
     )
     model.save_pretrained(out)
     processor.save_pretrained(out)
@@ -108,7 +109,8 @@ def captions_for_graph(objs: list[dict[str, Any]], rng: random.Random) -> list[s
 
 def train(model_dir: Path, examples: list[tuple[str, str, str]], steps: int, batch_size: int = 32, lr: float = 2e-3, seed: int = 0,
           log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Plain supervised training (answer tokens only), AdamW with warm-up and cosine decay."""
+    """Plain supervised training on the answer tokens, AdamW with warm-up and cosine decay. Pixel values and
+    token ids are computed once per image and text (the processor's own output, cached)."""
     import math
 
     import torch
@@ -120,48 +122,53 @@ def train(model_dir: Path, examples: list[tuple[str, str, str]], steps: int, bat
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
     model.train()
     tok = processor.tokenizer
-    tok.padding_side = "right"
+    pad = tok.pad_token_id
+    pixels: dict[str, torch.Tensor] = {}
+    ids: dict[tuple[str, str], tuple[list[int], int]] = {}
+
+    def encode(image: str, prompt: str, answer: str) -> tuple[list[int], int, torch.Tensor]:
+        if image not in pixels:
+            pixels[image] = processor.image_processor(Image.open(image).convert("RGB"), return_tensors="pt")["pixel_values"][0]
+        key = (prompt, answer)
+        if key not in ids:
+            chat = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}], add_generation_prompt=True, tokenize=False)
+            img = Image.open(image).convert("RGB")
+            p_ids = processor(text=[chat], images=[[img]], return_tensors="pt")["input_ids"][0].tolist()
+            full = processor(text=[chat + answer + "<|im_end|>"], images=[[img]], return_tensors="pt")["input_ids"][0].tolist()
+            ids[key] = (full, len(p_ids))
+        full, n_prompt = ids[key]
+        return full, n_prompt, pixels[image]
+
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
-    cache: dict[str, Image.Image] = {}
     rng = random.Random(seed)
     t0 = time.time()
-    history = []
+    history: list[float] = []
     for step in range(steps):
-        batch = [examples[rng.randrange(len(examples))] for _ in range(batch_size)]
-        prompts = [processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": p}]}], add_generation_prompt=True, tokenize=False) for _, p, _ in batch]
-        full = [pr + a + "<|im_end|>" for pr, (_, _, a) in zip(prompts, batch)]
-        images = [[cache.setdefault(i, Image.open(i).convert("RGB"))] for i, _, _ in batch]
-        enc = processor(text=full, images=images, padding=True, return_tensors="pt")
-        labels = enc["input_ids"].clone()
-        labels[enc["attention_mask"] == 0] = -100
-        for row, pr, im in zip(range(len(batch)), prompts, images):
-            n = _prompt_len(processor, pr, im, cache_key=pr)
-            labels[row, :n] = -100
-        loss = model(**enc, labels=labels).loss
+        batch = [encode(*examples[rng.randrange(len(examples))]) for _ in range(batch_size)]
+        width = max(len(f) for f, _, _ in batch)
+        input_ids = torch.full((batch_size, width), pad, dtype=torch.long)
+        labels = torch.full((batch_size, width), -100, dtype=torch.long)
+        mask = torch.zeros((batch_size, width), dtype=torch.long)
+        for row, (full, n_prompt, _) in enumerate(batch):
+            input_ids[row, : len(full)] = torch.tensor(full)
+            mask[row, : len(full)] = 1
+            labels[row, n_prompt : len(full)] = torch.tensor(full[n_prompt:])
+        loss = model(input_ids=input_ids, attention_mask=mask, pixel_values=torch.stack([p for _, _, p in batch]), labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         opt.zero_grad()
-        history.append(float(loss))
-        if step % 50 == 0 or step == steps - 1:
-            log(f"step {step + 1}/{steps} loss {sum(history[-50:]) / len(history[-50:]):.4f} ({time.time() - t0:.0f}s)")
+        history.append(loss.item())
+        if step % 100 == 0 or step == steps - 1:
+            log(f"step {step + 1}/{steps} loss {sum(history[-100:]) / len(history[-100:]):.4f} ({time.time() - t0:.0f}s)")
     model.eval()
     model.save_pretrained(model_dir)
     tok.padding_side = "left"
     processor.save_pretrained(model_dir)
-    return {"steps": steps, "final_loss": sum(history[-50:]) / len(history[-50:]), "seconds": round(time.time() - t0, 1)}
-
-
-_PROMPT_LENS: dict[str, int] = {}
-
-
-def _prompt_len(processor: Any, prompt: str, images: list, cache_key: str) -> int:
-    if cache_key not in _PROMPT_LENS:
-        _PROMPT_LENS[cache_key] = len(processor(text=[prompt], images=images, return_tensors="pt")["input_ids"][0])
-    return _PROMPT_LENS[cache_key]
+    return {"steps": steps, "final_loss": sum(history[-100:]) / len(history[-100:]), "seconds": round(time.time() - t0, 1)}
 
 
 def build_demo_model(world: Path, out: Path, steps: int = 1500, seed: int = 0, log: Callable[[str], None] = print) -> Path:

@@ -133,3 +133,24 @@ def test_run_mme_end_to_end_writes_official_results(tiny_llava, mme_fixture, tmp
     proc = subprocess.run([*CLI, "score", "mme", "--answers", str(out / "mme/official_results"), "--out", str(rescored)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(rescored.read_text())["groups"]["existence"]["score"] == pytest.approx(result["groups"]["existence"]["score"])
+
+
+def test_release_layout_loader(tmp_path):
+    """MME_Benchmark_release_version: images/ + questions_answers_YN/ per subtask, or images and .txt side by side."""
+    from PIL import Image
+
+    from mmhallu_eval import get_task
+
+    root = tmp_path / "MME_Benchmark_release_version"
+    (root / "artwork" / "images").mkdir(parents=True)
+    (root / "artwork" / "questions_answers_YN").mkdir()
+    Image.new("RGB", (8, 8)).save(root / "artwork" / "images" / "10002.jpg")
+    (root / "artwork" / "questions_answers_YN" / "10002.txt").write_text("Is this a painting? Please answer yes or no.\tYes\nIs this glassware? Please answer yes or no.\tNo\n")
+    (root / "count").mkdir()
+    Image.new("RGB", (8, 8)).save(root / "count" / "000000006040.png")
+    (root / "count" / "000000006040.txt").write_text("Are there two dogs? Please answer yes or no.\tNo\nIs there one dog? Please answer yes or no.\tYes\n")
+    samples = get_task("mme").load({"data": str(root)})
+    assert [(s.group, s.metadata["image"], s.target) for s in samples] == [
+        ("count", "000000006040.png", "no"), ("count", "000000006040.png", "yes"), ("artwork", "10002.jpg", "yes"), ("artwork", "10002.jpg", "no"),
+    ]
+    assert all(Path(s.images[0]).is_file() for s in samples)

@@ -139,3 +139,16 @@ def test_run_mmhal_end_to_end_with_local_judge(tiny_llava, shared_benchmarks, tm
     assert manifest["tasks"]["mmhal"]["judge"]["model"] == "judge-y" and manifest["tasks"]["mmhal"]["prompt_version"]
     filled = json.loads((out / "mmhal/response.json").read_text())
     assert len(filled) == 8 and all(isinstance(f["model_answer"], str) for f in filled) and filled[0]["question"] == items[0]["question"]
+
+
+def test_local_model_as_judge(tiny_llava, shared_benchmarks, tmp_path):
+    """A model loaded in-process can be the judge; its (random) replies go through the same rating rule."""
+    items = json.loads((shared_benchmarks / "mmhal/responses_llava_7b.json").read_text())
+    path = tmp_path / "response.json"
+    path.write_text(json.dumps(items))
+    out = tmp_path / "r.json"
+    proc = subprocess.run([*CLI, "score", "mmhal", "--answers", str(path), "--out", str(out), "--judge-backend", "transformers", "--judge-model", str(tiny_llava)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["judge"]["kind"] == "local" and result["n_scored"] == 96
+    assert 0 <= result["metrics"]["unparsed_ratings"] <= 96 and result["metrics"]["average_score"] is not None

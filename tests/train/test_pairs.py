@@ -128,3 +128,24 @@ def test_hadpo_from_a_runs_failures(shared_benchmarks, tmp_path):
         assert not set(normalizer.caption_words(chosen).categories) & set(p["hallucinated"])
         assert p["rejected"][0]["content"][0]["text"] != chosen
     assert all(p["chosen"][0]["content"][0]["text"] == "No" for p in yesno)
+
+
+def test_povid_noised_image_pairs(world, tmp_path):
+    from PIL import Image
+
+    from mmhallu_eval.train.builders import noised_image_pairs
+
+    graphs = load_graphs(world / "scene_graph_train.json")[:4]
+    seen = []
+
+    def answer(paths):
+        seen.extend(paths)
+        return ["The image shows a large green ring." for _ in paths]
+
+    pairs = noised_image_pairs(graphs, world / "images", answer, tmp_path / "noised", strength=0.6)
+    assert len(seen) == 4 and all(Image.open(p).size == (96, 96) for p in seen)
+    clean = Image.open(world / "images" / graphs[0]["file_name"]).convert("RGB")
+    noisy = Image.open(seen[0]).convert("RGB")
+    assert clean.tobytes() != noisy.tobytes()
+    assert all(p["pair_type"] == "noised" and p["noise_strength"] == 0.6 for p in pairs)
+    assert all(not p["images"][0].startswith(str(tmp_path)) for p in pairs), "the pair shows the clean image"

@@ -1,0 +1,99 @@
+"""The shapes world (determinism, formats) and benchmarks built from annotations (POPE sampling invariants)."""
+import hashlib
+import json
+from collections import Counter
+
+from mmhallu_eval.annotations import cooccurrence, from_coco, load_graphs
+from mmhallu_eval.build.pope import build_pope
+from mmhallu_eval.build.qa import build_finer, build_mme, build_mmhal
+from mmhallu_eval.world.shapes import CLASSES, PARTNERS, build_world
+
+
+def _digest(folder):
+    h = hashlib.sha256()
+    for f in sorted(folder.rglob("*")):
+        if f.is_file():
+            h.update(f.relative_to(folder).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def test_world_is_deterministic_and_splits_disjoint(tmp_path):
+    a = build_world(tmp_path / "a", seed=3, n_train=10, n_test=6)
+    b = build_world(tmp_path / "b", seed=3, n_train=10, n_test=6)
+    c = build_world(tmp_path / "c", seed=4, n_train=10, n_test=6)
+    assert _digest(a) == _digest(b) != _digest(c)
+    train = {i["id"] for i in json.loads((a / "instances_train.json").read_text())["images"]}
+    test = {i["id"] for i in json.loads((a / "instances_test.json").read_text())["images"]}
+    assert train and test and not train & test
+
+
+def test_world_formats_load_with_pycocotools(world):
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(world / "instances_train.json"))
+    caps = COCO(str(world / "captions_train.json"))
+    assert len(coco.getImgIds()) == 24 and {c["name"] for c in coco.loadCats(coco.getCatIds())} == set(CLASSES)
+    assert all(len(caps.getAnnIds(imgIds=[i])) == 5 for i in coco.getImgIds())
+    graphs = load_graphs(world / "scene_graph_train.json")
+    assert [sorted(o["name"] for o in g["objects"]) for g in graphs] == [sorted(o["name"] for o in g["objects"]) for g in from_coco(world / "instances_train.json")]
+    assert all(1 <= len(g["objects"]) <= 5 for g in graphs)
+    synonyms = (world / "synonyms.txt").read_text().splitlines()
+    assert [line.split(", ")[0] for line in synonyms] == list(CLASSES)
+
+
+def test_world_has_its_cooccurrence_prior(tmp_path):
+    world = build_world(tmp_path / "w", seed=0, n_train=150, n_test=1)
+    co = cooccurrence(load_graphs(world / "scene_graph_train.json"))
+    hits = sum(co[c].most_common(1)[0][0] == PARTNERS[c] for c in CLASSES if co.get(c))
+    assert hits >= 12, "most classes should co-occur most with their partner"
+
+
+def test_pope_builder_follows_pope_sampling(tmp_path):
+    world = build_world(tmp_path / "w", seed=1, n_train=2, n_test=80)
+    paths = build_pope(world / "instances_test.json", tmp_path / "pope", name="shapes", n_images=30, min_objects=3, seed=0)
+    graphs = {g["file_name"]: g for g in from_coco(world / "instances_test.json")}
+    all_graphs = list(graphs.values())
+    freq = Counter(o for g in all_graphs for o in {x["name"] for x in g["objects"]})
+    co = cooccurrence(all_graphs)
+    for split, path in paths.items():
+        rows = [json.loads(l) for l in path.read_text().splitlines()]
+        by_image: dict[str, list] = {}
+        for r in rows:
+            by_image.setdefault(r["image"], []).append(r)
+        assert len(by_image) == min(30, sum(len({o["name"] for o in g["objects"]}) >= 3 for g in all_graphs))
+        for image, qs in by_image.items():
+            present = {o["name"] for o in graphs[image]["objects"]}
+            labels = Counter(q["label"] for q in qs)
+            assert labels == {"yes": 3, "no": 3}
+            objs = {q["label"]: [] for q in qs}
+            for q in qs:
+                name = q["text"].removeprefix("Is there a ").removesuffix(" in the image?")
+                objs[q["label"]].append(name)
+            assert set(objs["yes"]) <= present and not set(objs["no"]) & present
+            absent = [c for c in CLASSES if c not in present]
+            if split == "popular":
+                assert objs["no"] == sorted(absent, key=lambda c: (-freq[c], c))[:3]
+            if split == "adversarial":
+                score = {c: sum(co.get(p, {}).get(c, 0) for p in present) for c in absent}
+                assert [score[n] for n in objs["no"]] == sorted(score.values(), reverse=True)[:3]
+        assert [r["question_id"] for r in rows] == list(range(1, len(rows) + 1))
+
+
+def test_mme_finer_mmhal_builders_load_in_their_tasks(world, tmp_path):
+    from mmhallu_eval import get_task
+
+    build_mme(world / "scene_graph_test.json", tmp_path / "mme")
+    mme = get_task("mme").load({"data": str(tmp_path / "mme"), "images": str(world / "images")})
+    assert {s.group for s in mme} == {"existence", "count", "position", "color"}
+    assert all(__import__("pathlib").Path(s.images[0]).is_file() for s in mme)
+    build_finer(world / "scene_graph_test.json", tmp_path / "finer")
+    finer = get_task("finer_comprecap").load({"data": str(tmp_path / "finer"), "images": str(world / "images")})
+    from mmhallu_tasks.finer.task import pairs
+
+    units = pairs([{"id": s.id, "metadata": s.metadata, "correct": True} for s in finer])
+    assert len(units) * 2 == len(finer)
+    build_mmhal(world / "scene_graph_test.json", tmp_path / "mmhal.json", n_items=16)
+    items = get_task("mmhal").load({"data": str(tmp_path / "mmhal.json"), "images": str(world / "images")})
+    assert [s.group for s in items[:8]] == ["attribute", "adversarial", "comparison", "counting", "relation", "environment", "holistic", "other"]
+    assert all(__import__("pathlib").Path(s.images[0]).is_file() for s in items)

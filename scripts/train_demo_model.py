@@ -1,12 +1,13 @@
 #!/usr/bin/env python
-"""Train the demo VLM shipped in mmhallu_eval/world/demo_model_weights/ (what `mmhallu demo` loads).
+"""Train the demo VLM that `mmhallu demo` otherwise trains on first use (and caches in OUT/assets).
 
-    python scripts/train_demo_model.py --out mmhallu_eval/world/demo_model_weights      # seed 0, 400 train images
+    python scripts/train_demo_model.py --out demo-model --steps 2500      # seed 0, 400 train images
 
 Builds the shapes world (seed, --train, --test) in a temporary folder, builds a small LLaVA-architecture model
-(CLIP ViT 48 px / patch 8, 3 layers × 128; Llama 4 layers × 160; byte-level BPE tokenizer trained on the world's
+(CLIP ViT 48 px / patch 16 — one patch per grid cell —, 3 layers × 128; Llama 4 layers × 160; byte-level BPE tokenizer trained on the world's
 text) and trains it on the train split's captions and QA for --steps steps (batch 32, AdamW, fixed seed).
-Same seed, same torch build → same weights. About 12 minutes on 2 CPU cores.
+Same seed, same torch build → same weights. About 0.4 s per step on 2 CPU cores. See docs/demo.md for what
+the model does and does not learn yet.
 """
 from __future__ import annotations
 

@@ -16,7 +16,6 @@ from ..train.loop import LoopConfig, run_loop
 from .demo_model import build_demo_model
 from .shapes import build_world
 
-SHIPPED_MODEL = Path(__file__).with_name("demo_model_weights")
 DEMO_TASKS = ["pope", "mme", "finer_comprecap", "chair"]
 
 
@@ -25,21 +24,17 @@ class DemoSettings:
     seed: int = 0
     n_train: int = 400
     n_test: int = 200
-    model_steps: int = 1500  # only when the shipped weights do not fit the world (another seed/size)
+    model_steps: int = 300
     dpo_epochs: float = 1.0
     dpo_lr: float = 5e-4
     dpo_beta: float = 0.1
     dpo_batch: int = 8
-    dpo_max_steps: int = -1
+    dpo_max_steps: int = 60
     limit: int | None = None
 
 
 def _model_for(world: Path, settings: DemoSettings, cache: Path, log: Callable[[str], None]) -> Path:
-    shipped = SHIPPED_MODEL / "demo_model.json"
-    if shipped.exists():
-        info = json.loads(shipped.read_text())
-        if (info.get("seed"), info.get("n_train")) == (settings.seed, settings.n_train):
-            return SHIPPED_MODEL
+    """The demo model is trained on first use (seeded, a few minutes on a CPU) and cached beside the world."""
     model = cache / f"demo-model-s{settings.seed}-n{settings.n_train}-k{settings.model_steps}"
     if not (model / "model.safetensors").exists():
         log(f"training a demo model for this world ({settings.model_steps} steps; cached in {model})")

@@ -47,10 +47,14 @@ def build_untrained(out: Path, graphs: list[dict[str, Any]], seed: int = 0, imag
                          vision_feature_select_strategy="default", projector_hidden_act="gelu", tie_word_embeddings=True)
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
+    with torch.no_grad():  # image tokens start at the scale of text embeddings, so the LM does not drown in them
+        model.model.multi_modal_projector.linear_2.weight.mul_(0.05)
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     processor = LlavaProcessor(
-        image_processor=CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}),
+        # normalised around the world's background colour: empty cells are ~0, objects stand out
+        image_processor=CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
+                                              image_mean=[0.949, 0.949, 0.933], image_std=[0.5, 0.5, 0.5]),
         tokenizer=tok, patch_size=patch_size, vision_feature_select_strategy="default", num_additional_image_tokens=1, image_token="<image>", chat_template=CHAT_TEMPLATE,
     )
     model.save_pretrained(out)
@@ -108,7 +112,7 @@ def captions_for_graph(objs: list[dict[str, Any]], rng: random.Random) -> list[s
 
 
 def train(model_dir: Path, examples: list[tuple[str, str, str]], steps: int, batch_size: int = 32, lr: float = 2e-3, seed: int = 0,
-          log: Callable[[str], None] = print) -> dict[str, Any]:
+          log: Callable[[str], None] = print, vision_lr_scale: float = 10.0) -> dict[str, Any]:
     """Plain supervised training on the answer tokens, AdamW with warm-up and cosine decay. Pixel values and
     token ids are computed once per image and text (the processor's own output, cached)."""
     import math
@@ -139,7 +143,11 @@ def train(model_dir: Path, examples: list[tuple[str, str, str]], steps: int, bat
         full, n_prompt = ids[key]
         return full, n_prompt, pixels[image]
 
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    # From scratch the text prior is learned long before the image path carries signal; a higher learning rate
+    # for the vision tower and projector lets the model start looking before it settles on the prior.
+    vision = [p for n, p in model.named_parameters() if "vision_tower" in n or "multi_modal_projector" in n]
+    rest = [p for n, p in model.named_parameters() if not ("vision_tower" in n or "multi_modal_projector" in n)]
+    opt = torch.optim.AdamW([{"params": rest, "lr": lr}, {"params": vision, "lr": lr * vision_lr_scale}], lr=lr, weight_decay=0.01)
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     rng = random.Random(seed)

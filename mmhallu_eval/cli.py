@@ -615,7 +615,7 @@ def demo_cmd(
 ) -> None:
     """The embedded default, offline on a CPU: shapes world → demo VLM → POPE/CHAIR/MME/FINER → DPO pairs →
     DPO (LoRA) → evaluate again → compare report."""
-    from .world.demo import DemoSettings, run_demo
+    from .demo import DemoSettings, run_demo
 
     settings = DemoSettings(n_train=24, n_test=16, model_steps=20, dpo_batch=4, dpo_max_steps=6) if quick else DemoSettings()
     try:

@@ -13,11 +13,13 @@ LAYERS = {
     "cache": 4, "scoring": 4,
     "backends": 5,
     "rundir": 6,
-    "runner": 7, "world": 7, "build": 7,
+    "build": 6,
+    "runner": 7, "world": 7,
     "report": 8,
     "train": 9,
-    "cli": 10,
-    "__init__": 11,
+    "demo": 10,
+    "cli": 11,
+    "__init__": 12,
 }
 
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..build.pope import build_pope
-from ..build.qa import build_finer, build_mme
-from ..files import atomic_write_json
-from ..train.loop import LoopConfig, run_loop
-from .demo_model import build_demo_model
-from .shapes import build_world
+from .build.pope import build_pope
+from .build.qa import build_finer, build_mme
+from .files import atomic_write_json
+from .train.loop import LoopConfig, run_loop
+from .world.demo_model import build_demo_model
+from .world.shapes import build_world
 
 DEMO_TASKS = ["pope", "mme", "finer_comprecap", "chair"]
 

@@ -6,6 +6,7 @@ from .backends.judge import Judge, create_judge, judge_cache
 from .data import image_digest, load_hf_dataset, open_image, resolve_image
 from .files import atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, require_fields
 from .metrics import binary_metrics, bootstrap_ci, safe_div
+from .nltk_resources import download_nltk_resources, missing_nltk_resources
 from .paired import group_units, keep_whole_units, unit_accuracy
 from .registry import get_task, include_path, task, task_names
 from .task import Aggregate, CompareSpec, Parser, TaskError, TaskSpec, single_image_request
@@ -38,6 +39,8 @@ __all__ = [
     "iter_jsonl",
     "judge_cache",
     "load_hf_dataset",
+    "missing_nltk_resources",
+    "download_nltk_resources",
     "open_image",
     "read_json",
     "require_fields",

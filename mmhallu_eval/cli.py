@@ -277,11 +277,10 @@ def setup_cmd(what: str = typer.Argument(..., help="nltk: download the NLTK reso
     """Download optional resources (needs internet)."""
     if what != "nltk":
         fail(f"unknown setup target {what!r}; available: nltk")
-    import nltk
+    from .nltk_resources import download_nltk_resources, missing_nltk_resources
 
-    for name in ("punkt_tab", "averaged_perceptron_tagger_eng", "wordnet"):
-        if not nltk.download(name, quiet=True):
-            fail(f"could not download NLTK resource {name!r}; set NLTK_DATA to a folder that has it")
+    if not download_nltk_resources() or missing_nltk_resources():
+        fail(f"could not download NLTK resources {', '.join(missing_nltk_resources())}; set NLTK_DATA to a folder that has them")
     typer.echo("NLTK resources ready")
 
 

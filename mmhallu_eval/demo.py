@@ -12,6 +12,7 @@ from typing import Any, Callable
 from .build.pope import build_pope
 from .build.qa import build_finer, build_mme
 from .files import atomic_write_json
+from .nltk_resources import download_nltk_resources, missing_nltk_resources
 from .train.loop import LoopConfig, run_loop
 from .world.demo_model import build_demo_model
 from .world.shapes import build_world
@@ -74,13 +75,25 @@ def prepare(out: Path, settings: DemoSettings, log: Callable[[str], None] = prin
     return {"world": world, "model": model, "task_args": task_args}
 
 
+def _nltk_ready(log: Callable[[str], None]) -> bool:
+    """CHAIR needs NLTK data: use it when present, try to download it, else run the demo without CHAIR."""
+    if not missing_nltk_resources():
+        return True
+    log("downloading the NLTK data CHAIR needs (punkt_tab, averaged_perceptron_tagger_eng, wordnet)")
+    if download_nltk_resources() and not missing_nltk_resources():
+        return True
+    log("NLTK data unavailable (offline?): the demo runs without CHAIR; set NLTK_DATA or run `mmhallu setup nltk`")
+    return False
+
+
 def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Callable[[str], None] = print, show_progress: bool = True) -> dict[str, Any]:
     settings = settings or DemoSettings()
     out = Path(out)
     ready = prepare(out, settings, log)
+    tasks = DEMO_TASKS if _nltk_ready(log) else [t for t in DEMO_TASKS if t != "chair"]
     cfg = LoopConfig(
         model=str(ready["model"]), train_annotations=str(ready["world"] / "scene_graph_train.json"), train_images=str(ready["world"] / "images"),
-        tasks=DEMO_TASKS, out=out / "loop", task_args=ready["task_args"], strategies=["finer", "povid"], limit=settings.limit,
+        tasks=tasks, out=out / "loop", task_args={t: a for t, a in ready["task_args"].items() if t in tasks}, strategies=["finer", "povid"], limit=settings.limit,
         max_new_tokens=None, backend_args={"device": "cpu", "dtype": "float32"},
         train={"epochs": settings.dpo_epochs, "learning_rate": settings.dpo_lr, "beta": settings.dpo_beta, "batch_size": settings.dpo_batch, "loss_type": ["sigmoid"],
                "max_steps": settings.dpo_max_steps},

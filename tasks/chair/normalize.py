@@ -15,13 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from mmhallu_eval import TaskError
+from mmhallu_eval import TaskError, missing_nltk_resources
 
-NLTK_RESOURCES = {
-    "punkt_tab": "tokenizers/punkt_tab/english/",
-    "averaged_perceptron_tagger_eng": "taggers/averaged_perceptron_tagger_eng/",
-    "wordnet": "corpora/wordnet",
-}
 DEFAULT_SYNONYMS = Path(__file__).with_name("synonyms.txt")
 COCO_DOUBLE_WORDS = (
     "motor bike", "motor cycle", "air plane", "traffic light", "street light", "traffic signal", "stop light",
@@ -35,17 +30,7 @@ VEHICLE_WORDS = ("jet", "train")
 
 def check_nltk() -> None:
     """Fail with instructions when an NLTK resource CHAIR needs is missing."""
-    import nltk
-
-    missing = []
-    for name, path in NLTK_RESOURCES.items():
-        try:
-            nltk.data.find(path)
-        except LookupError:
-            try:
-                nltk.data.find(path.rstrip("/") + ".zip")
-            except LookupError:
-                missing.append(name)
+    missing = missing_nltk_resources()
     if missing:
         raise TaskError(
             f"CHAIR needs the NLTK resource(s) {', '.join(missing)}: run `mmhallu setup nltk` (downloads them) "

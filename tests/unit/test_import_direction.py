@@ -8,7 +8,7 @@ PKG = ROOT / "mmhallu_eval"
 LAYERS = {
     "types": 0,
     "task": 1,
-    "files": 2, "registry": 2, "metrics": 2, "paired": 2,
+    "files": 2, "registry": 2, "metrics": 2, "paired": 2, "nltk_resources": 2,
     "data": 3, "annotations": 3,
     "cache": 4, "scoring": 4,
     "backends": 5,
@@ -35,6 +35,8 @@ def _imports(path: Path) -> set[str]:
         if isinstance(node, ast.ImportFrom):
             if node.level == 0 and node.module and node.module.startswith("mmhallu_eval."):
                 found.add(node.module.split(".")[1])
+            elif node.level == 0 and node.module and node.module.startswith("mmhallu_tasks"):
+                found.add("mmhallu_tasks")
             elif node.level == 1 and path.parent == PKG and node.module:
                 found.add(node.module.split(".")[0])
             elif node.level == 2 and node.module:

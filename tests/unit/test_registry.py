@@ -68,3 +68,15 @@ def test_entry_point_is_declared():
 
     names = {ep.name: ep.value for ep in entry_points(group="mmhallu_eval.tasks")}
     assert names.get("pope") == "mmhallu_tasks.pope.task"
+
+
+def test_demo_runs_without_chair_when_nltk_data_cannot_be_had(monkeypatch):
+    from mmhallu_eval import demo
+
+    logs = []
+    monkeypatch.setattr(demo, "missing_nltk_resources", lambda: ["wordnet"])
+    monkeypatch.setattr(demo, "download_nltk_resources", lambda: False)
+    assert demo._nltk_ready(logs.append) is False
+    assert any("without CHAIR" in line and "mmhallu setup nltk" in line for line in logs)
+    monkeypatch.setattr(demo, "missing_nltk_resources", lambda: [])
+    assert demo._nltk_ready(logs.append) is True

@@ -23,10 +23,6 @@ class Parser:
     def __call__(self, text: str) -> Any:
         return self.fn(text)
 
-    @property
-    def qualified_name(self) -> str:
-        return f"{self.name}@{self.version}"
-
 
 @dataclass
 class Aggregate:

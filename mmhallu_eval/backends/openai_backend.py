@@ -58,7 +58,6 @@ class OpenAIBackend(Backend):
                 "model_fingerprint": self.fingerprint(), "architecture": "remote"}
 
     def generate(self, requests: list[Request]) -> list[Response]:
-        out: list[Response] = []
         by_gen: dict[Any, list[int]] = {}
         for i, r in enumerate(requests):
             by_gen.setdefault(r.generation, []).append(i)
@@ -69,5 +68,4 @@ class OpenAIBackend(Backend):
             for i, rep in zip(idx, replies):
                 results[i] = Response(id=requests[i].id, text=(rep.text or "").strip(), n_output_tokens=rep.n_output_tokens,
                                       error=None if rep.error is None else f"api_error: {rep.error}")
-        out = [results[i] for i in range(len(requests))]
-        return out
+        return [results[i] for i in range(len(requests))]

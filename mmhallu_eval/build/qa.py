@@ -143,7 +143,7 @@ def build_mmhal(annotations: str | Path, out: str | Path, n_items: int = 96, see
             x = absent[0] if absent else "giraffe"
             q, gt = f"What color is the {x} in the image?", f"There is no {x} in the image."
         elif qtype == "comparison":
-            q, gt = f"Which is larger, the {a['name']} or the {b['name']}?", (f"They are the same size." if attrs(a).get("size") == attrs(b).get("size") else f"The {a['name'] if attrs(a).get('size') == 'large' else b['name']} is larger.")
+            q, gt = f"Which is larger, the {a['name']} or the {b['name']}?", ("They are the same size." if attrs(a).get("size") == attrs(b).get("size") else f"The {a['name'] if attrs(a).get('size') == 'large' else b['name']} is larger.")
         elif qtype == "counting":
             q, gt = "How many objects are in the image?", f"There are {len(objs)} objects."
         elif qtype == "relation":

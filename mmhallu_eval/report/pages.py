@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write_json, atomic_write_text
-from ..registry import get_task
+from ..registry import get_task, task_names
 from ..task import TaskError
 from .charts import Bar, bar_chart
 from .compare import compare_runs
@@ -129,9 +129,10 @@ def leaderboard(run_dirs: list[str | Path], out: str | Path) -> tuple[Path, Path
             record[f"{name}/{m} ci"] = f"[{fmt_number(ci[0])}, {fmt_number(ci[1])}]" if ci else ""
         rows.append({"label": run.label, "link": os.path.relpath(report, out.parent), "cells": cells})
         table.append(record)
+    known = set(task_names())
     directions = {}
     for name, m in columns:
-        spec = get_task(name).compare if name in _known_tasks() else None
+        spec = get_task(name).compare if name in known else None
         directions[(name, m)] = spec.directions.get(m) if spec else None
     charts = []
     for name in dict.fromkeys(n for n, _ in columns):
@@ -149,9 +150,3 @@ def leaderboard(run_dirs: list[str | Path], out: str | Path) -> tuple[Path, Path
     atomic_write_text(md_path, frame.to_markdown(index=False, floatfmt=".4f") + "\n")
     write_page("leaderboard.html.j2", out, columns=columns, rows=rows, directions=directions, charts=charts)
     return out, csv_path, md_path
-
-
-def _known_tasks() -> set[str]:
-    from ..registry import task_names
-
-    return set(task_names())

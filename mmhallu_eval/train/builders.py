@@ -16,10 +16,6 @@ PAIR_TYPES = ("obj", "attr", "rel", "wh")
 DESCRIBE = "Please describe this image in detail."
 
 
-def _obj_name(o: dict[str, Any]) -> str:
-    return o["name"]
-
-
 def _adversarial_absent(present: set[str], co: dict, classes: list[str], rng: random.Random) -> str | None:
     """The absent class that co-occurs most with the image's objects (POPE's adversarial choice), else random."""
     scores: dict[str, int] = {}

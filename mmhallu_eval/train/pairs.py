@@ -1,7 +1,6 @@
 """The preference-pair format (TRL's vision preference layout + provenance), I/O and the contamination guard."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,7 +85,3 @@ def drop_contaminated(pairs: list[dict[str, Any]], tasks: list[str], task_args: 
     names, digests = eval_images(tasks, task_args)
     kept = [p for p in pairs if not any(Path(im).name in names or image_digest(im) in digests for im in p["images"])]
     return kept, len(pairs) - len(kept)
-
-
-def dump(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..annotations import OPPOSITE, load_graphs, vocabulary
-from .shapes import CLASSES, COLORS, captions_for  # noqa: F401  (vocabulary of the world)
+from ..build.qa import _mcq
+from .shapes import Obj, captions_for
 from .tiny_models import BASE_SPECIAL, CHAT_TEMPLATE
 
 POPE_SUFFIX = "\nAnswer the question using a single word or phrase."
@@ -94,8 +95,6 @@ def training_examples(graphs: list[dict[str, Any]], images: Path, seed: int = 0)
             a, b = by_id[r["subject"]]["name"], by_id[r["object"]]["name"]
             out += [(img, f"Is the {a} {r['predicate']} the {b}?{MME_SUFFIX}", "Yes"), (img, f"Is the {a} {OPPOSITE[r['predicate']]} the {b}?{MME_SUFFIX}", "No")]
         # multiple choice in FINER's prompt format
-        from ..build.qa import _mcq
-
         q = _mcq(f"What color is the {o['name']}?", f"The {o['name']} is {color}.", [f"The {o['name']} is {c}." for c in values["color"] if c != color], rng)
         letters = "ABCDE"
         prompt = ("Select the best answer for the multiple-choice question.\n\n" + q["question"] + "\n\n"
@@ -106,8 +105,6 @@ def training_examples(graphs: list[dict[str, Any]], images: Path, seed: int = 0)
 
 
 def captions_for_graph(objs: list[dict[str, Any]], rng: random.Random) -> list[str]:
-    from .shapes import Obj
-
     return captions_for([Obj(o["id"], o["name"], o["attributes"]["color"], o["attributes"]["size"], (0, 0), o["bbox"]) for o in objs], rng)
 
 

@@ -11,36 +11,18 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from .shapes import draw_object
+
 SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond")
 COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 200, 30)}
 
 
-def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int], fill: tuple[int, int, int]) -> None:
-    x0, y0, x1, y1 = box
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    if shape == "circle":
-        draw.ellipse(box, fill=fill)
-    elif shape == "square":
-        draw.rectangle(box, fill=fill)
-    elif shape == "triangle":
-        draw.polygon([(cx, y0), (x1, y1), (x0, y1)], fill=fill)
-    elif shape == "diamond":
-        draw.polygon([(cx, y0), (x1, cy), (cx, y1), (x0, cy)], fill=fill)
-    elif shape == "cross":
-        w = (x1 - x0) / 3
-        draw.rectangle((x0 + w, y0, x1 - w, y1), fill=fill)
-        draw.rectangle((x0, y0 + w, x1, y1 - w), fill=fill)
-    elif shape == "star":
-        pts = []
-        import math
+BACKGROUND = (245, 245, 245)
 
-        for i in range(10):
-            r = (x1 - x0) / 2 if i % 2 == 0 else (x1 - x0) / 5
-            a = math.pi / 2 + i * math.pi / 5
-            pts.append((cx + r * math.cos(a), cy - r * math.sin(a)))
-        draw.polygon(pts, fill=fill)
-    else:
-        raise ValueError(f"unknown shape {shape!r}")
+
+def draw_in_cell(draw: ImageDraw.ImageDraw, shape: str, x: int, y: int, cell: int, fill: tuple[int, int, int]) -> None:
+    """One shape filling a square cell with a 4 px margin (the shapes world's drawing code)."""
+    draw_object(draw, shape, x + cell / 2, y + cell / 2, cell / 2 - 4, fill, BACKGROUND)
 
 
 def build_pope_fixture(out: str | Path, n_images: int = 8, seed: int = 0, size: int = 64) -> Path:
@@ -52,12 +34,12 @@ def build_pope_fixture(out: str | Path, n_images: int = 8, seed: int = 0, size: 
     for i in range(n_images):
         name = f"shapes_{i:06d}.png"
         objects = rng.sample(SHAPES, rng.randint(1, 3))
-        im = Image.new("RGB", (size, size), (245, 245, 245))
+        im = Image.new("RGB", (size, size), BACKGROUND)
         draw = ImageDraw.Draw(im)
         cell = size // 2
         for k, shape in enumerate(objects):
             x, y = (k % 2) * cell, (k // 2) * cell
-            draw_shape(draw, shape, (x + 4, y + 4, x + cell - 4, y + cell - 4), rng.choice(list(COLORS.values())))
+            draw_in_cell(draw, shape, x, y, cell, rng.choice(list(COLORS.values())))
         im.save(out / "images" / name)
         scenes.append((name, objects))
     freq = {s: sum(s in objs for _, objs in scenes) for s in SHAPES}
@@ -78,12 +60,12 @@ def build_pope_fixture(out: str | Path, n_images: int = 8, seed: int = 0, size: 
 
 def _shape_scene(rng: random.Random, size: int, n_max: int = 3) -> tuple[Image.Image, list[tuple[str, str]]]:
     objects = [(shape, rng.choice(list(COLORS))) for shape in rng.sample(SHAPES, rng.randint(1, n_max))]
-    im = Image.new("RGB", (size, size), (245, 245, 245))
+    im = Image.new("RGB", (size, size), BACKGROUND)
     draw = ImageDraw.Draw(im)
     cell = size // 2
     for k, (shape, color) in enumerate(objects):
         x, y = (k % 2) * cell, (k // 2) * cell
-        draw_shape(draw, shape, (x + 4, y + 4, x + cell - 4, y + cell - 4), COLORS[color])
+        draw_in_cell(draw, shape, x, y, cell, COLORS[color])
     return im, objects
 
 

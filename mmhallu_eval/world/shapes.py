@@ -193,8 +193,3 @@ def build_world(out: str | Path, seed: int = 0, n_train: int = 400, n_test: int 
     (out / "synonyms.txt").write_text("".join(", ".join(SYNONYMS[c]) + "\n" for c in CLASSES))
     (out / "world.json").write_text(json.dumps({"seed": seed, "train": n_train, "test": n_test, "size": size, "classes": list(CLASSES), "partners": PARTNERS}, indent=1))
     return out
-
-
-def load_scene_graphs(path: str | Path) -> list[dict]:
-    data = json.loads(Path(path).read_text())
-    return data["images"] if isinstance(data, dict) else data

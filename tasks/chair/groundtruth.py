@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import os
 from pathlib import Path
 from typing import Iterable
@@ -106,7 +105,3 @@ def load_gt_json(path: Path, normalizer: Normalizer) -> dict[int, list[str]]:
             raise TaskError(f"{path}: image {key}: unknown object name(s) {', '.join(map(repr, unknown))}")
         out[image_id] = sorted({normalizer.vocab.to_category[n] for n in names})
     return out
-
-
-def dump_json(path: Path, gt: dict[int, list[str]]) -> None:
-    path.write_text(json.dumps({str(k): v for k, v in sorted(gt.items())}, indent=1))

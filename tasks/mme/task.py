@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from mmhallu_eval import Aggregate, CompareSpec, GenerationConfig, Parser, Sample, TaskError, TaskSpec, bootstrap_ci, group_units, task, unit_accuracy
+from mmhallu_eval import Aggregate, CompareSpec, GenerationConfig, Parser, Sample, TaskSpec, bootstrap_ci, group_units, task, unit_accuracy
 
 from .loaders import COGNITION, DEFAULT_DATA, PERCEPTION, SUBTASKS, load_samples
 from .official_format import read_results_dir, write_results_dir
@@ -144,6 +144,3 @@ def mme() -> TaskSpec:
         limit_unit=lambda s: (s.metadata["subtask"], s.metadata["image"]),
         export=export,
     )
-
-
-__all__ = ["mme", "TaskError"]

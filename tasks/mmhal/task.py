@@ -109,7 +109,7 @@ def score_batch(samples: list[Sample], texts: list[str], parser: Parser, options
                 cache.close()
         judge_info = judge.describe()
     out = []
-    for (reply, error), _ in zip(verdicts, samples):
+    for reply, error in verdicts:
         if error is not None:
             out.append({"error": f"judge_error: {error}", "judge": judge_info})
             continue

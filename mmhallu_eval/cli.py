@@ -96,6 +96,13 @@ def run_cmd(
     base_url: Optional[str] = typer.Option(None, help="--backend openai: the server's base URL, e.g. http://localhost:8000/v1."),
     api_key_env: Optional[str] = typer.Option(None, help="--backend openai: environment variable holding the API key."),
     concurrency: int = typer.Option(8, help="--backend openai: requests in flight."),
+    max_model_len: Optional[int] = typer.Option(None, help="--backend vllm: context length (longer requests are recorded as failed samples)."),
+    gpu_memory_utilization: float = typer.Option(0.9, help="--backend vllm: share of GPU memory for weights and KV cache."),
+    tensor_parallel_size: int = typer.Option(1, help="--backend vllm: GPUs per engine (tensor parallelism)."),
+    max_images: int = typer.Option(1, help="--backend vllm: images per prompt (limit_mm_per_prompt)."),
+    enforce_eager: bool = typer.Option(False, help="--backend vllm: skip graph compilation (faster start, slower decode)."),
+    data_parallel: int = typer.Option(1, help="Replicas of the backend (Ray actors), e.g. one per GPU; results are identical to one replica."),
+    ray_address: Optional[str] = typer.Option(None, help="Run the replicas on an existing Ray cluster, e.g. auto or ray://head:10001."),
     judge_model: Optional[str] = typer.Option(None, help="Judge model for judged tasks (mmhal), e.g. gpt-4o."),
     judge_base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL of the judge (e.g. a local vllm serve)."),
     judge_api_key_env: Optional[str] = typer.Option(None, help="Environment variable with the judge's API key (default OPENAI_API_KEY)."),
@@ -124,7 +131,12 @@ def run_cmd(
         max_new_tokens=max_new_tokens,
         parsers=parse_parsers(parser, task_list),
         task_args=task_args,
-        backend_args=_backend_args(backend, dtype=dtype, device=device, revision=revision, adapter=adapter, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency),
+        backend_args=_backend_args(backend, dtype=dtype, device=device, revision=revision, adapter=adapter, base_url=base_url, api_key_env=api_key_env,
+                                   concurrency=concurrency, max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
+                                   tensor_parallel_size=tensor_parallel_size, max_images=max_images,
+                                   enforce_eager=enforce_eager),
+        data_parallel=data_parallel,
+        ray_address=ray_address,
         include_paths=[str(p) for p in include],
         resume=resume,
         overwrite=overwrite,
@@ -141,7 +153,10 @@ def run_cmd(
 
 def _backend_args(backend: str, **kwargs: Any) -> dict[str, Any]:
     """Only the options that concern the chosen backend go into the run's identity."""
-    keys = {"openai": ("base_url", "api_key_env", "concurrency", "revision")}.get(backend, ("dtype", "device", "revision", "adapter"))
+    keys = {
+        "openai": ("base_url", "api_key_env", "concurrency", "revision"),
+        "vllm": ("dtype", "revision", "adapter", "max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "max_images", "enforce_eager"),
+    }.get(backend, ("dtype", "device", "revision", "adapter"))
     return {k: v for k, v in kwargs.items() if k in keys and v is not None}
 
 

@@ -36,6 +36,9 @@ class RunConfig:
     resume: bool = False
     overwrite: bool = False
     show_progress: bool = True
+    #: replicas of the backend (Ray actors); neither this nor the cluster address changes results
+    data_parallel: int = 1
+    ray_address: str | None = None
 
     def identity(self, model_fingerprint: str) -> dict[str, Any]:
         """What makes two runs the same run (batch size and progress do not change results)."""
@@ -43,7 +46,7 @@ class RunConfig:
             "model": self.model,
             "model_fingerprint": model_fingerprint,
             "backend": self.backend,
-            "backend_args": {k: v for k, v in self.backend_args.items() if k not in ("batch_size",)},
+            "backend_args": {k: v for k, v in self.backend_args.items() if k not in ("batch_size", "gpu_memory_utilization", "concurrency", "enforce_eager")},
             "tasks": self.tasks,
             "limit": self.limit,
             "max_new_tokens": self.max_new_tokens,
@@ -86,7 +89,7 @@ def run(config: RunConfig, backend: Backend | None = None) -> dict[str, dict[str
     parsers = {spec.name: spec.parser(config.parsers.get(spec.name)) for spec in specs}
     own_backend = backend is None
     if backend is None:
-        backend = create_backend(config.backend, model=config.model, **config.backend_args)
+        backend = _make_backend(config)
     rundir = RunDir(config.out)
     manifest = rundir.prepare(config.identity(backend.fingerprint()), config.resume, config.overwrite)
     manifest["model"] = backend.describe()
@@ -102,6 +105,14 @@ def run(config: RunConfig, backend: Backend | None = None) -> dict[str, dict[str
     manifest["finished"] = now_iso()
     rundir.write_manifest(manifest)
     return results
+
+
+def _make_backend(config: RunConfig) -> Backend:
+    if config.data_parallel > 1 or config.ray_address:
+        from .backends.parallel import DataParallelBackend
+
+        return DataParallelBackend(config.backend, config.data_parallel, config.ray_address, model=config.model, **config.backend_args)
+    return create_backend(config.backend, model=config.model, **config.backend_args)
 
 
 def _run_task(spec, parser, config: RunConfig, backend: Backend, cache: ResponseCache, rundir: RunDir, manifest) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from ..types import Request, Response
 BACKENDS: dict[str, str] = {
     "transformers": "mmhallu_eval.backends.transformers_backend:TransformersBackend",
     "openai": "mmhallu_eval.backends.openai_backend:OpenAIBackend",
+    "vllm": "mmhallu_eval.backends.vllm_backend:VLLMBackend",
 }
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
@@ -85,3 +86,32 @@ def model_fingerprint(model: str, revision: str | None = None, adapter: str | No
         apath = Path(adapter)
         parts["adapter"] = {str(f.relative_to(apath)): _file_digest(f) for f in sorted(apath.rglob("*")) if f.is_file()}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def check_adapter_base(model: str, adapter: str) -> None:
+    """Refuse an adapter trained on another model. Same folder, same weights (content fingerprint) or, when only one
+    side is local, the same final name all count as the same model; anything else is an error before any loading."""
+    cfg_path = Path(adapter) / "adapter_config.json"
+    if not cfg_path.is_file():
+        raise BackendError(f"--adapter {adapter}: no adapter_config.json there (expected a PEFT adapter folder)")
+    base = str(json.loads(cfg_path.read_text()).get("base_model_name_or_path") or "")
+    if not base or base == model:
+        return
+    model_dir, base_dir = Path(model).expanduser(), Path(base).expanduser()
+    if model_dir.is_dir() and base_dir.is_dir():
+        if model_dir.resolve() == base_dir.resolve() or model_fingerprint(str(model_dir)) == model_fingerprint(str(base_dir)):
+            return
+    elif model_dir.name == base_dir.name:
+        return
+    raise BackendError(
+        f"--adapter {adapter} was trained on {base!r} (adapter_config.json base_model_name_or_path) but --model is {model!r}. "
+        "Evaluate it on its base model; if that is the same model under another path, fix base_model_name_or_path."
+    )
+
+
+def decode_output(tokenizer: Any, token_ids: list[int]) -> tuple[str, int]:
+    """(text, number of generated tokens) from a generation's token ids, decoded the same way for every local
+    engine: padding dropped, special tokens skipped, whitespace stripped (so backends compare equal)."""
+    kept = [t for t in token_ids if t != tokenizer.pad_token_id]
+    special = set(tokenizer.all_special_ids)
+    return tokenizer.decode([t for t in kept if t not in special], skip_special_tokens=True).strip(), len(kept)

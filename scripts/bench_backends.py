@@ -1,0 +1,138 @@
+#!/usr/bin/env python
+"""Backend throughput on one task subset: transformers at several batch sizes, in-process vLLM, and the OpenAI
+backend against a local `vllm serve`, each through the real runner (`mmhallu_eval.runner.run`).
+
+    python scripts/bench_backends.py --out /tmp/bench --n 256 --max-new-tokens 16 \
+        [--model DIR] [--backends transformers,vllm,openai] [--batch-sizes 1,8,32] [--repeat 1]
+
+Without --model it builds the tiny Idefics3 model (random weights; vLLM's CPU build runs that architecture),
+so generations run to max_new_tokens and the figures are a pure engine/harness measurement. The POPE questions
+come from a generated fixture (--n of them). For each configuration it reports samples/s and output tokens/s
+over the backend's own generate time, the whole task's wall time, and the harness overhead: the share of the
+task's wall time spent outside the backend's generate calls (loading samples, cache, parsing, scoring, writing).
+Model loading and engine start-up are excluded (they happen before the task starts) and printed separately.
+It also checks that every transformers batch size gives the same answers as batch 1, and vLLM/OpenAI the same
+as transformers. Results go to OUT/bench.json; a Markdown table is printed for docs/benchmarks.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 600) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None:
+            sys.exit(f"vllm serve exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(2)
+    sys.exit(f"vllm serve did not come up at {url} in {timeout:.0f}s")
+
+
+def bench_one(label: str, backend_name: str, backend_args: dict, model: str, data: Path, out: Path, n: int, max_new: int, batch: int | None) -> dict:
+    from mmhallu_eval.backends import create_backend
+    from mmhallu_eval.runner import RunConfig, run
+
+    t0 = time.perf_counter()
+    backend = create_backend(backend_name, model=model, **backend_args)
+    startup = time.perf_counter() - t0
+    run_dir = out / label
+    cfg = RunConfig(model=model, tasks=["pope"], out=run_dir, backend=backend_name, limit=n, batch_size=batch, max_new_tokens=max_new,
+                    task_args={"pope": {"data": str(data), "images": str(data / "images")}}, backend_args=backend_args, overwrite=True, show_progress=False)
+    try:
+        run(cfg, backend=backend)
+    finally:
+        backend.close()
+    stats = json.loads((run_dir / "manifest.json").read_text())["tasks"]["pope"]["stats"]
+    with sqlite3.connect(run_dir / "cache.sqlite") as conn:
+        tokens = conn.execute("SELECT SUM(n_output_tokens) FROM responses").fetchone()[0] or 0
+    answers = [json.loads(line)["response"] for line in (run_dir / "pope" / "samples.jsonl").read_text().splitlines()]
+    gen_s, total_s = stats["backend_seconds"], stats["total_seconds"]
+    return {"label": label, "backend": backend_name, "batch_size": batch, "startup_s": round(startup, 2), "requests": stats["generated"],
+            "samples": stats["requested"], "backend_s": gen_s, "total_s": total_s,
+            "samples_per_s": round(stats["generated"] / gen_s, 2), "output_tokens_per_s": round(tokens / gen_s, 1),
+            "overhead_share": round((total_s - gen_s) / total_s, 4), "answers": answers}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--n", type=int, default=256)
+    ap.add_argument("--max-new-tokens", type=int, default=16)
+    ap.add_argument("--backends", default="transformers,vllm,openai")
+    ap.add_argument("--batch-sizes", default="1,8,32")
+    args = ap.parse_args()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    from mmhallu_eval.world.fixtures import build_pope_fixture
+    from mmhallu_eval.world.tiny_models import build_tiny_model
+
+    model = args.model or str(build_tiny_model("idefics3", out / "tiny-idefics3"))
+    data = build_pope_fixture(out / "pope", n_images=max(8, args.n // 6 + 1))  # the first split alone holds --n questions: no duplicates
+    wanted = args.backends.split(",")
+    rows: list[dict] = []
+    if "transformers" in wanted:
+        for b in [int(x) for x in args.batch_sizes.split(",")]:
+            rows.append(bench_one(f"transformers-b{b}", "transformers", {"device": "cpu" if not _cuda() else "cuda", "dtype": "float32"}, model, data, out, args.n, args.max_new_tokens, b))
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "answers"}), flush=True)
+    if "vllm" in wanted:
+        rows.append(bench_one("vllm", "vllm", {"dtype": "float32"}, model, data, out, args.n, args.max_new_tokens, None))
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "answers"}), flush=True)
+    if "openai" in wanted:
+        port = _free_port()
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+        log = (out / "vllm_serve.log").open("w")
+        proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", model, "--port", str(port), "--dtype", "float32",
+                                 "--served-model-name", "bench"], stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            _wait_for(f"http://127.0.0.1:{port}/v1/models", proc)
+            rows.append(bench_one("openai-vllm-serve", "openai", {"base_url": f"http://127.0.0.1:{port}/v1", "concurrency": 32}, "bench", data, out,
+                                  args.n, args.max_new_tokens, None))
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "answers"}), flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    ref = rows[0]["answers"] if rows else []
+    for r in rows:
+        r["same_answers_as_first"] = r.pop("answers") == ref
+    tf = {r["batch_size"]: r for r in rows if r["backend"] == "transformers"}
+    summary = {"platform": platform.platform(), "cpus": os.cpu_count(), "n": args.n, "max_new_tokens": args.max_new_tokens, "rows": rows}
+    if 1 in tf and 8 in tf:
+        summary["transformers_b8_over_b1"] = round(tf[8]["samples_per_s"] / tf[1]["samples_per_s"], 2)
+    (out / "bench.json").write_text(json.dumps(summary, indent=1))
+    print("\n| configuration | samples/s | output tokens/s | harness overhead | start-up (s) | same answers as first row |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['label']} | {r['samples_per_s']} | {r['output_tokens_per_s']} | {r['overhead_share'] * 100:.1f}% | {r['startup_s']} | {r['same_answers_as_first']} |")
+    if "transformers_b8_over_b1" in summary:
+        print(f"\ntransformers batch 8 / batch 1 throughput: {summary['transformers_b8_over_b1']}×")
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+if __name__ == "__main__":
+    main()

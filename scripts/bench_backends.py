@@ -70,7 +70,8 @@ def bench_one(label: str, backend_name: str, backend_args: dict, model: str, dat
     return {"label": label, "backend": backend_name, "batch_size": batch, "startup_s": round(startup, 2), "requests": stats["generated"],
             "samples": stats["requested"], "backend_s": gen_s, "total_s": total_s,
             "samples_per_s": round(stats["generated"] / gen_s, 2), "output_tokens_per_s": round(tokens / gen_s, 1),
-            "overhead_share": round((total_s - gen_s) / total_s, 4), "answers": answers}
+            "overhead_share": round((total_s - gen_s) / total_s, 4), "overhead_ms_per_sample": round(1000 * (total_s - gen_s) / stats["requested"], 3),
+            "answers": answers}
 
 
 def main() -> None:
@@ -102,7 +103,8 @@ def main() -> None:
         port = _free_port()
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
         log = (out / "vllm_serve.log").open("w")
-        proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", model, "--port", str(port), "--dtype", "float32",
+        # the module entry point of `vllm serve` (vllm-cpu's `vllm` CLI looks up package metadata named "vllm" and exits)
+        proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--port", str(port), "--dtype", "float32",
                                  "--served-model-name", "bench"], stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             _wait_for(f"http://127.0.0.1:{port}/v1/models", proc)
@@ -120,10 +122,11 @@ def main() -> None:
     if 1 in tf and 8 in tf:
         summary["transformers_b8_over_b1"] = round(tf[8]["samples_per_s"] / tf[1]["samples_per_s"], 2)
     (out / "bench.json").write_text(json.dumps(summary, indent=1))
-    print("\n| configuration | samples/s | output tokens/s | harness overhead | start-up (s) | same answers as first row |")
-    print("|---|---|---|---|---|---|")
+    print("\n| configuration | samples/s | output tokens/s | harness overhead | overhead per sample | start-up (s) | same answers as first row |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['label']} | {r['samples_per_s']} | {r['output_tokens_per_s']} | {r['overhead_share'] * 100:.1f}% | {r['startup_s']} | {r['same_answers_as_first']} |")
+        print(f"| {r['label']} | {r['samples_per_s']} | {r['output_tokens_per_s']} | {r['overhead_share'] * 100:.1f}% | {r['overhead_ms_per_sample']} ms "
+              f"| {r['startup_s']} | {r['same_answers_as_first']} |")
     if "transformers_b8_over_b1" in summary:
         print(f"\ntransformers batch 8 / batch 1 throughput: {summary['transformers_b8_over_b1']}×")
 

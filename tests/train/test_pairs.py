@@ -3,7 +3,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 from mmhallu_eval.train.builders import finer_pairs, hadpo_pairs, povid_pairs
 from mmhallu_eval.train.pairs import drop_contaminated

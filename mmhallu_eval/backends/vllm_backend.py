@@ -24,11 +24,9 @@ def _architectures(model: str) -> list[str]:
 
 
 def _lora_rank(adapter: str) -> int:
-    """vLLM's max_lora_rank must cover the adapter's rank (and be one of the sizes vLLM supports)."""
-    path = Path(adapter) / "adapter_config.json"
-    if not path.is_file():
-        raise BackendError(f"--adapter {adapter}: no adapter_config.json there (expected a PEFT adapter folder)")
-    cfg = json.loads(path.read_text())
+    """vLLM's max_lora_rank must cover the adapter's rank (and be one of the sizes vLLM supports). Called after
+    check_adapter_base, which has already refused a folder without adapter_config.json."""
+    cfg = json.loads((Path(adapter) / "adapter_config.json").read_text())
     rank = max([int(cfg.get("r", 8)), *[int(v) for v in (cfg.get("rank_pattern") or {}).values()]])
     for size in (8, 16, 32, 64, 128, 256, 320, 512):
         if rank <= size:

@@ -5,7 +5,7 @@ The public API for task plugins lives here; it imports no torch, so scoring save
 from .backends.judge import Judge, create_judge, judge_cache
 from .data import image_digest, load_hf_dataset, open_image, resolve_image
 from .files import atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, require_fields
-from .metrics import binary_metrics, bootstrap_ci, safe_div
+from .metrics import binary_metrics, binary_rates, bootstrap_ci, safe_div
 from .nltk_resources import download_nltk_resources, missing_nltk_resources
 from .paired import group_units, keep_whole_units, unit_accuracy
 from .registry import get_task, include_path, task, task_names
@@ -29,6 +29,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_jsonl",
     "binary_metrics",
+    "binary_rates",
     "bootstrap_ci",
     "create_judge",
     "get_task",

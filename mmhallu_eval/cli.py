@@ -630,8 +630,10 @@ def demo_cmd(
     """The embedded default, offline on a CPU: shapes world → demo VLM → POPE/CHAIR/MME/FINER → DPO pairs →
     DPO (LoRA) → evaluate again → compare report."""
     from .demo import DemoSettings, run_demo
+    from .world.demo_model import DemoTraining
 
-    settings = DemoSettings(n_train=24, n_test=16, model_steps=20, dpo_batch=4, dpo_max_steps=6) if quick else DemoSettings()
+    quick_training = DemoTraining(language_steps=20, language_scenes=100, vision_steps=10, joint_steps=10)
+    settings = DemoSettings(n_train=24, n_test=16, training=quick_training, dpo_batch=4, dpo_max_steps=6) if quick else DemoSettings()
     try:
         state = run_demo(out, settings, log=typer.echo, show_progress=not no_progress)
     except _user_errors() as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,7 +14,7 @@ from .build.qa import build_finer, build_mme
 from .files import atomic_write_json
 from .nltk_resources import download_nltk_resources, missing_nltk_resources
 from .train.loop import LoopConfig, run_loop
-from .world.demo_model import build_demo_model
+from .world.demo_model import SHIPPED_MODEL, DemoTraining, build_demo_model
 from .world.shapes import build_world
 
 DEMO_TASKS = ["pope", "mme", "finer_comprecap", "chair"]
@@ -25,23 +25,38 @@ class DemoSettings:
     seed: int = 0
     n_train: int = 400
     n_test: int = 200
-    model_steps: int = 300
+    training: DemoTraining = field(default_factory=DemoTraining)
     dpo_epochs: float = 1.0
-    dpo_lr: float = 5e-4
+    dpo_lr: float = 1e-4
     dpo_beta: float = 0.1
     dpo_batch: int = 8
     dpo_max_steps: int = 60
     limit: int | None = None
 
 
+def _shipped_matches(settings: DemoSettings) -> bool:
+    """The package ships the demo model trained by scripts/train_demo_model.py for the default world."""
+    info_file = SHIPPED_MODEL / "demo_model.json"
+    if not (SHIPPED_MODEL / "model.safetensors").exists() or not info_file.exists():
+        return False
+    info = json.loads(info_file.read_text())
+    return (info.get("seed"), info.get("n_train"), info.get("n_test"), info.get("training")) == (
+        settings.seed, settings.n_train, settings.n_test, asdict(settings.training))
+
+
 def _model_for(world: Path, settings: DemoSettings, cache: Path, log: Callable[[str], None]) -> Path:
-    """The demo model is trained on first use (seeded, a few minutes on a CPU) and cached beside the world."""
-    model = cache / f"demo-model-s{settings.seed}-n{settings.n_train}-k{settings.model_steps}"
+    """The shipped demo model when the settings are those it was trained with; otherwise one trained on first use
+    (seeded) and cached beside the world."""
+    if _shipped_matches(settings):
+        log(f"using the shipped demo model ({SHIPPED_MODEL}; rebuild it with scripts/train_demo_model.py)")
+        return SHIPPED_MODEL
+    t = settings.training
+    model = cache / f"demo-model-s{settings.seed}-n{settings.n_train}-l{t.language_steps}-v{t.vision_steps}-j{t.joint_steps}"
     if not (model / "model.safetensors").exists():
-        log(f"training a demo model for this world ({settings.model_steps} steps; cached in {model})")
-        build_demo_model(world, model, steps=settings.model_steps, seed=settings.seed, log=log)
+        log(f"training a demo model for this world (cached in {model})")
+        build_demo_model(world, model, seed=settings.seed, training=settings.training, log=log)
         info = json.loads((model / "demo_model.json").read_text())
-        info["n_train"] = settings.n_train
+        info.update(n_train=settings.n_train, n_test=settings.n_test)
         (model / "demo_model.json").write_text(json.dumps(info, indent=1))
     return model
 

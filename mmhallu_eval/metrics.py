@@ -53,19 +53,38 @@ def binary_metrics(pred: Sequence[int | None], label: Sequence[int]) -> dict[str
     }
 
 
+def binary_rates(pred: np.ndarray, label: np.ndarray) -> dict[str, np.ndarray]:
+    """`binary_metrics`' rates for many resamples at once: rows of `pred`/`label` (−1 = unread) are resamples.
+    Undefined values are NaN; the arithmetic is the same as `binary_metrics`, so each row's floats are equal."""
+    tp = ((pred == 1) & (label == 1)).sum(-1)
+    fp = ((pred == 1) & (label == 0)).sum(-1)
+    tn = ((pred == 0) & (label == 0)).sum(-1)
+    n = label.shape[-1]
+    positives = (label == 1).sum(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), np.nan)
+        recall = np.where(positives > 0, tp / np.maximum(positives, 1), np.nan)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), np.nan)
+    return {"accuracy": (tp + tn) / n if n else np.full(tp.shape, np.nan), "precision": precision, "recall": recall, "f1": f1,
+            "yes_ratio": (tp + fp) / n if n else np.full(tp.shape, np.nan)}
+
+
 def bootstrap_ci(
     n: int,
-    statistic: Callable[[np.ndarray], dict[str, float | None]],
+    statistic: Callable[[np.ndarray], dict[str, Any]],
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
     level: float = 0.95,
     strata: Sequence[Any] | None = None,
+    batched: bool = False,
 ) -> dict[str, list[float] | None]:
     """Percentile bootstrap CIs for every metric `statistic(indices)` returns.
 
     `statistic` receives an index array of length n (a resample of the units) so that corpus
     metrics are recomputed from resampled counts. With `strata` (a label per unit) units are resampled
     within each stratum, e.g. images within each MME subtask. Fixed seed → reproducible intervals.
+    With `batched`, `statistic` gets all resamples at once as a (resamples, n) index matrix and returns an
+    array per metric (NaN = undefined): the same draws and intervals, without a Python loop per resample.
     """
     if n == 0:
         return {}
@@ -74,18 +93,27 @@ def bootstrap_ci(
     if strata is not None:
         labels = np.asarray(strata)
         groups = [np.flatnonzero(labels == v) for v in dict.fromkeys(labels.tolist())]
-    draws: dict[str, list[float]] = {}
-    for _ in range(resamples):
+
+    def draw() -> np.ndarray:
         if groups is None:
-            idx = rng.integers(0, n, size=n)
-        else:
-            idx = np.concatenate([g[rng.integers(0, len(g), size=len(g))] for g in groups])
-        for key, value in statistic(idx).items():
-            if value is not None:
-                draws.setdefault(key, []).append(float(value))
+            return rng.integers(0, n, size=n)
+        return np.concatenate([g[rng.integers(0, len(g), size=len(g))] for g in groups])
+
+    draws: dict[str, np.ndarray] = {}
+    if batched:
+        for key, values in statistic(np.stack([draw() for _ in range(resamples)])).items():
+            values = np.asarray(values, dtype=np.float64)
+            draws[key] = values[~np.isnan(values)]
+    else:
+        collected: dict[str, list[float]] = {}
+        for _ in range(resamples):
+            for key, value in statistic(draw()).items():
+                if value is not None:
+                    collected.setdefault(key, []).append(float(value))
+        draws = {key: np.asarray(values) for key, values in collected.items()}
     alpha = (1 - level) / 2
     out: dict[str, list[float] | None] = {}
-    for key, values in draws.items():
-        arr = np.asarray(values)
-        out[key] = [float(np.quantile(arr, alpha)), float(np.quantile(arr, 1 - alpha))]
+    for key, arr in draws.items():
+        if arr.size:
+            out[key] = [float(np.quantile(arr, alpha)), float(np.quantile(arr, 1 - alpha))]
     return out

@@ -118,19 +118,41 @@ def sample_scene(rng: random.Random, max_objects: int = 5, partner_p: float = 0.
     return [(name, rng.choice(list(COLORS)), rng.choice(list(SIZES))) for name in names]
 
 
-def render(objects: list[tuple[str, str, str]], rng: random.Random, size: int = 96) -> tuple[Image.Image, list[Obj]]:
-    bg = (242, 242, 238)
-    im = Image.new("RGB", (size, size), bg)
-    draw = ImageDraw.Draw(im)
+def layout(objects: list[tuple[str, str, str]], rng: random.Random, size: int = 96) -> list[Obj]:
+    """Place each object in its own cell of the 3×3 grid (the only randomness of `render`)."""
     cells = rng.sample([(r, c) for r in range(3) for c in range(3)], len(objects))
     cell_px = size / 3
     placed = []
     for k, ((name, color, sz), (row, col)) in enumerate(zip(objects, cells)):
-        r = cell_px / 2 * SIZES[sz] * 0.9
+        r = cell_radius(sz, size)
         cx, cy = col * cell_px + cell_px / 2, row * cell_px + cell_px / 2
-        draw_object(draw, name, cx, cy, r, COLORS[color], bg)
         placed.append(Obj(k + 1, name, color, sz, (row, col), [round(cx - r, 1), round(cy - r, 1), round(2 * r, 1), round(2 * r, 1)]))
+    return placed
+
+
+def render(objects: list[tuple[str, str, str]], rng: random.Random, size: int = 96) -> tuple[Image.Image, list[Obj]]:
+    bg = (242, 242, 238)
+    im = Image.new("RGB", (size, size), bg)
+    draw = ImageDraw.Draw(im)
+    placed = layout(objects, rng, size)
+    cell_px = size / 3
+    for o in placed:
+        row, col = o.cell
+        draw_object(draw, o.name, col * cell_px + cell_px / 2, row * cell_px + cell_px / 2, cell_radius(o.size, size), COLORS[o.color], bg)
     return im, placed
+
+
+def cell_radius(size_name: str, size: int = 96) -> float:
+    return size / 3 / 2 * SIZES[size_name] * 0.9
+
+
+def scene_graph(image_id: int, file_name: str, objs: list[Obj]) -> dict:
+    """The scene-graph record of one image: objects with attributes and boxes, and all pairwise grid relations."""
+    return {
+        "image_id": image_id, "file_name": file_name,
+        "objects": [{"id": o.id, "name": o.name, "attributes": {"color": o.color, "size": o.size}, "bbox": o.bbox} for o in objs],
+        "relations": [{"subject": a.id, "predicate": rel, "object": b.id} for a in objs for b in objs if a.id != b.id and (rel := relation(a, b))],
+    }
 
 
 CAPTION_TEMPLATES = (
@@ -180,12 +202,7 @@ def build_world(out: str | Path, seed: int = 0, n_train: int = 400, n_test: int 
                              "area": o.bbox[2] * o.bbox[3], "iscrowd": 0, "attributes": {"color": o.color, "size": o.size}})
             for c in captions_for(objs, rng):
                 caps.append({"id": len(caps) + 1 + image_id * 100, "image_id": image_id, "caption": c})
-            rels = [{"subject": a.id, "predicate": rel, "object": b.id} for a in objs for b in objs if a.id != b.id and (rel := relation(a, b))]
-            graphs.append({
-                "image_id": image_id, "file_name": file_name,
-                "objects": [{"id": o.id, "name": o.name, "attributes": {"color": o.color, "size": o.size}, "bbox": o.bbox} for o in objs],
-                "relations": rels,
-            })
+            graphs.append(scene_graph(image_id, file_name, objs))
         info = {"description": f"mmhallu-eval shapes world, seed {seed}, split {split}"}
         (out / f"instances_{split}.json").write_text(json.dumps({"info": info, "images": images, "annotations": anns, "categories": categories}))
         (out / f"captions_{split}.json").write_text(json.dumps({"info": info, "images": images, "annotations": caps}))

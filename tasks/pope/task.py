@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from mmhallu_eval import Aggregate, CompareSpec, GenerationConfig, Parser, Sample, TaskSpec, binary_metrics, bootstrap_ci, task
+from mmhallu_eval import Aggregate, CompareSpec, GenerationConfig, Parser, Sample, TaskSpec, binary_metrics, binary_rates, bootstrap_ci, task
 
 from .loaders import DEFAULT_DATA, load_samples
 from .parsers import PARSERS, strict
@@ -40,11 +40,11 @@ def _ci(records: list[dict[str, Any]]) -> dict[str, Any]:
     pred_arr = np.array([-1 if p is None else p for p in pred])
     label_arr = np.array(label)
 
-    def stat(idx: np.ndarray) -> dict[str, float | None]:
-        m = binary_metrics(pred_arr[idx], label_arr[idx])
-        return {k: m[k] for k in CI_METRICS}
+    def stat(idx: np.ndarray) -> dict[str, np.ndarray]:
+        rates = binary_rates(pred_arr[idx], label_arr[idx])
+        return {k: rates[k] for k in CI_METRICS}
 
-    return bootstrap_ci(len(records), stat)
+    return bootstrap_ci(len(records), stat, batched=True)
 
 
 def aggregate(records: list[dict[str, Any]]) -> Aggregate:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mmhallu_eval.metrics import binary_metrics, bootstrap_ci, safe_div
+from mmhallu_eval.metrics import binary_metrics, binary_rates, bootstrap_ci, safe_div
 
 
 def test_binary_metrics_hand_computed():
@@ -42,3 +42,24 @@ def test_bootstrap_reproducible_and_brackets_estimate():
     se = np.sqrt(correct.mean() * (1 - correct.mean()) / 500)
     assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.15)
     assert bootstrap_ci(0, stat) == {}
+
+
+@pytest.mark.parametrize("case", ["mixed", "all_no", "with_unread"])
+def test_batched_bootstrap_equals_per_resample_loop(case):
+    """The vectorised path (used by POPE) draws the same resamples and gives the very same intervals."""
+    rng = np.random.default_rng(3)
+    label = rng.integers(0, 2, size=57)
+    pred = {"mixed": rng.integers(0, 2, size=57), "all_no": np.zeros(57, dtype=np.int64),
+            "with_unread": rng.integers(-1, 2, size=57)}[case]
+    keys = ("accuracy", "precision", "recall", "f1", "yes_ratio")
+
+    def one(idx):
+        m = binary_metrics(pred[idx], label[idx])
+        return {k: m[k] for k in keys}
+
+    def many(idx):
+        return binary_rates(pred[idx], label[idx])
+
+    assert bootstrap_ci(len(label), many, batched=True) == bootstrap_ci(len(label), one)
+    strata = np.arange(57) % 3
+    assert bootstrap_ci(len(label), many, batched=True, strata=strata) == bootstrap_ci(len(label), one, strata=strata)

@@ -1,0 +1,89 @@
+"""The demo model's training stages use the LLaVA model's own pieces: image tokens land where its forward puts them,
+ideal cell tokens are what the grounding loss aims at, and a few steps of each stage lower their losses."""
+import pytest
+
+from mmhallu_eval.annotations import load_graphs
+from mmhallu_eval.world.demo_model import build_untrained, patch_targets, synthetic_graphs, training_examples
+from mmhallu_eval.world.demo_training import Batcher, answer_loss, cell_embeddings, ground_vision, image_features, pretrain_language
+from mmhallu_eval.world.shapes import build_world
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    root = tmp_path_factory.mktemp("demo")
+    world = build_world(root / "world", seed=1, n_train=12, n_test=2)
+    graphs = load_graphs(world / "scene_graph_train.json")
+    build_untrained(root / "model", graphs, seed=0)
+    processor = AutoProcessor.from_pretrained(root / "model")
+    model = AutoModelForImageTextToText.from_pretrained(root / "model", dtype=torch.float32)
+    cells = patch_targets(graphs, world / "images", processor.tokenizer)
+    pixels = {k: processor.image_processor(Image.open(k).convert("RGB"), return_tensors="pt")["pixel_values"][0] for k in cells}
+    return {"world": world, "graphs": graphs, "processor": processor, "model": model, "cells": cells, "pixels": pixels}
+
+
+def test_answer_loss_places_image_tokens_like_the_llava_forward(setup):
+    model, processor = setup["model"], setup["processor"]
+    image, prompt, answer = next(e for e in training_examples(setup["graphs"], setup["world"] / "images") if e[2] == "Yes")
+    batcher = Batcher(processor, n_image_tokens=9)
+    ids, labels = batcher.batch([(prompt, answer)])
+    # the processor's own expansion of <image> gives the same ids
+    from PIL import Image
+
+    chat = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}], add_generation_prompt=True, tokenize=False)
+    expected = processor(text=[chat + answer + "<|im_end|>"], images=[[Image.open(image).convert("RGB")]], return_tensors="pt")["input_ids"]
+    assert ids.tolist() == expected.tolist()
+    pixels = setup["pixels"][image].unsqueeze(0)
+    with torch.no_grad():
+        ours = answer_loss(model, ids, labels, image_features(model, pixels))
+        theirs = model(input_ids=ids, pixel_values=pixels, labels=labels).loss
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
+
+
+def test_cell_embeddings_are_mean_word_embeddings(setup):
+    model, cells = setup["model"], setup["cells"]
+    key = next(iter(cells))
+    got = cell_embeddings(model, [cells[key]])[0]
+    table = model.get_input_embeddings().weight
+    for cell, ids in zip(got, cells[key]):
+        assert torch.allclose(cell, table[ids].mean(0), atol=1e-6)
+    pad = setup["processor"].tokenizer.pad_token_id
+    assert sum(ids == [pad] for ids in cells[key]) == 9 - len(next(g for g in setup["graphs"] if key.endswith(g["file_name"]))["objects"])
+
+
+def test_stages_lower_their_losses(setup):
+    model, processor = setup["model"], setup["processor"]
+    logs: list[str] = []
+    scenes = synthetic_graphs(200, seed=5)
+    assert scenes == synthetic_graphs(200, seed=5) and all(1 <= len(g["objects"]) <= 5 for g in scenes)
+    examples = training_examples(scenes, setup["world"] / "none")
+    cells = patch_targets(scenes, setup["world"] / "none", processor.tokenizer)
+    first = pretrain_language(model, Batcher(processor, 9), examples, cells, steps=2, batch_size=8, log=logs.append)
+    later = pretrain_language(model, Batcher(processor, 9), examples, cells, steps=30, batch_size=8, log=logs.append)
+    assert later["final_loss"] < first["final_loss"]
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if "language_model" in n}
+    v_first = ground_vision(model, setup["pixels"], setup["cells"], steps=2, batch_size=8, log=logs.append)
+    v_later = ground_vision(model, setup["pixels"], setup["cells"], steps=30, batch_size=8, log=logs.append)
+    assert v_later["final_loss"] < v_first["final_loss"]
+    assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen), "the vision stage must not move the LM"
+    assert all(p.requires_grad for p in model.parameters())
+    assert any(line.startswith("language step") for line in logs) and any(line.startswith("vision step") for line in logs)
+
+
+def test_shipped_demo_model_is_the_one_the_defaults_describe():
+    """The package ships weights only together with the settings that made them; changing the defaults without
+    rerunning scripts/train_demo_model.py would make the demo silently train something else on first use."""
+    import hashlib
+    import json
+
+    from mmhallu_eval.demo import DemoSettings, _shipped_matches
+    from mmhallu_eval.world.demo_model import SHIPPED_MODEL
+
+    info = json.loads((SHIPPED_MODEL / "demo_model.json").read_text())
+    assert _shipped_matches(DemoSettings())
+    assert hashlib.sha256((SHIPPED_MODEL / "model.safetensors").read_bytes()).hexdigest() == info["sha256"]
+    assert (SHIPPED_MODEL / "model.safetensors").stat().st_size <= 10 * 1024 * 1024

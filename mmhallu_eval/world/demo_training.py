@@ -87,11 +87,12 @@ def answer_loss(model: Any, ids: Any, labels: Any, image_embeds: Any) -> Any:
 
 
 def image_features(model: Any, pixel_values: Any) -> Any:
+    """(batch, image tokens, hidden): the projected image tokens, as the LLaVA forward computes them."""
+    import torch
+
     cfg = model.config
     feats = model.model.get_image_features(pixel_values=pixel_values, vision_feature_layer=cfg.vision_feature_layer,
                                            vision_feature_select_strategy=cfg.vision_feature_select_strategy).pooler_output
-    import torch
-
     return torch.stack(list(feats))
 
 

@@ -14,9 +14,13 @@ def safe_div(num: float, den: float) -> float | None:
     return None if den == 0 else num / den
 
 
+def _pred_array(pred: Sequence[int | None]) -> np.ndarray:
+    return pred if isinstance(pred, np.ndarray) else np.asarray([-1 if v is None else v for v in pred], dtype=np.int64)
+
+
 def binary_counts(pred: Sequence[int | None], label: Sequence[int]) -> dict[str, int]:
     """tp/fp/tn/fn with 1 = positive class; a None (or -1) prediction (unread answer) is in no cell."""
-    p = pred if isinstance(pred, np.ndarray) else np.asarray([-1 if v is None else v for v in pred], dtype=np.int64)
+    p = _pred_array(pred)
     y = np.asarray(label, dtype=np.int64)
     return {
         "tp": int(((p == 1) & (y == 1)).sum()),
@@ -31,26 +35,13 @@ def binary_metrics(pred: Sequence[int | None], label: Sequence[int]) -> dict[str
 
     Unread answers (None) count as wrong: they lower accuracy and recall (a missed positive)
     but are not positive predictions. With no None values this is the textbook definition.
+    The rates come from `binary_rates` (one formula for a run and for its bootstrap); undefined ones are None.
     """
-    c = binary_counts(pred, label)
-    tp, fp, tn, fn = c["tp"], c["fp"], c["tn"], c["fn"]
-    n = len(label)
-    positives = int(np.sum(np.asarray(label, dtype=np.int64) == 1))
-    precision = safe_div(tp, tp + fp)
-    recall = safe_div(tp, positives)
-    f1 = None
-    if precision is not None and recall is not None and precision + recall > 0:
-        f1 = 2 * precision * recall / (precision + recall)
-    return {
-        "accuracy": safe_div(tp + tn, n),
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "yes_ratio": safe_div(tp + fp, n),
-        **c,
-        "n": n,
-        "unparsed": n - (tp + fp + tn + fn),
-    }
+    p, y = _pred_array(pred), np.asarray(label, dtype=np.int64)
+    c = binary_counts(p, y)
+    n = len(y)
+    rates = {k: None if np.isnan(v) else float(v) for k, v in binary_rates(p, y).items()}
+    return {**rates, **c, "n": n, "unparsed": n - sum(c.values())}
 
 
 def binary_rates(pred: np.ndarray, label: np.ndarray) -> dict[str, np.ndarray]:

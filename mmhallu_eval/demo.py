@@ -3,6 +3,7 @@ evaluate POPE / CHAIR / MME-style / FINER-style on the test split, build FINER +
 DPO (LoRA), evaluate again, and write the compare report."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -50,8 +51,8 @@ def _model_for(world: Path, settings: DemoSettings, cache: Path, log: Callable[[
     if _shipped_matches(settings):
         log(f"using the shipped demo model ({SHIPPED_MODEL}; rebuild it with scripts/train_demo_model.py)")
         return SHIPPED_MODEL
-    t = settings.training
-    model = cache / f"demo-model-s{settings.seed}-n{settings.n_train}-l{t.language_steps}-v{t.vision_steps}-j{t.joint_steps}"
+    settings_id = hashlib.sha256(json.dumps(asdict(settings.training), sort_keys=True).encode()).hexdigest()[:10]
+    model = cache / f"demo-model-s{settings.seed}-n{settings.n_train}-{settings_id}"
     if not (model / "model.safetensors").exists():
         log(f"training a demo model for this world (cached in {model})")
         build_demo_model(world, model, seed=settings.seed, training=settings.training, log=log)

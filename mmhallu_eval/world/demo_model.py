@@ -142,7 +142,8 @@ def patch_targets(graphs: list[dict[str, Any]], images: Path, tokenizer: Any, gr
 
 @dataclass
 class DemoTraining:
-    """Step counts and rates of the three stages (demo_training.py); the defaults are what the shipped model used."""
+    """Step counts and rates of the training stages (demo_training.py: language, existence, vision, joint); the
+    defaults are what the shipped model used."""
     language_steps: int = 3000
     language_scenes: int = 5000
     recall_repeat: int = 3

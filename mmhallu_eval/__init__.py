@@ -2,6 +2,7 @@
 
 The public API for task plugins lives here; it imports no torch, so scoring saved answers stays light.
 """
+from .annotations import SIZE_ORDER, load_graphs
 from .backends.judge import Judge, create_judge, judge_cache
 from .data import image_digest, load_hf_dataset, open_image, resolve_image
 from .files import atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, require_fields
@@ -15,6 +16,7 @@ from .types import GenerationConfig, ImageLike, Request, Response, Sample, user_
 __version__ = "0.1.0"
 
 __all__ = [
+    "SIZE_ORDER",
     "Aggregate",
     "CompareSpec",
     "GenerationConfig",
@@ -39,6 +41,7 @@ __all__ = [
     "include_path",
     "iter_jsonl",
     "judge_cache",
+    "load_graphs",
     "load_hf_dataset",
     "missing_nltk_resources",
     "download_nltk_resources",

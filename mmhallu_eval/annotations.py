@@ -11,6 +11,8 @@ from typing import Any
 from .task import TaskError
 
 OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+#: size attribute words, smallest first (for "which is larger" questions and their judging)
+SIZE_ORDER = {"tiny": 0, "small": 1, "medium": 2, "large": 3}
 
 
 def _box_relation(a: list[float], b: list[float]) -> str | None:

@@ -106,7 +106,7 @@ def run_cmd(
     judge_model: Optional[str] = typer.Option(None, help="Judge model for judged tasks (mmhal), e.g. gpt-4o."),
     judge_base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL of the judge (e.g. a local vllm serve)."),
     judge_api_key_env: Optional[str] = typer.Option(None, help="Environment variable with the judge's API key (default OPENAI_API_KEY)."),
-    judge_backend: Optional[str] = typer.Option(None, help="openai (default) or a local backend name, e.g. transformers."),
+    judge_backend: Optional[str] = typer.Option(None, help="openai (default), a local backend name (transformers), or scene-graph-oracle (with --task-arg mmhal.judge_scene_graph=FILE; synthetic data only)."),
     resume: bool = typer.Option(False, help="Continue in a folder that holds a different run, reusing its cache."),
     overwrite: bool = typer.Option(False, help="Replace whatever the output folder holds."),
     no_progress: bool = typer.Option(False, help="Hide progress bars."),
@@ -236,7 +236,9 @@ def score_mmhal(
     judge_model: Optional[str] = typer.Option(None, help="Judge model, e.g. gpt-4o."),
     judge_base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible base URL (default: OpenAI)."),
     judge_api_key_env: Optional[str] = typer.Option(None, help="Environment variable with the API key (default OPENAI_API_KEY)."),
-    judge_backend: str = typer.Option("openai", help="openai or a local backend name (transformers)."),
+    judge_backend: str = typer.Option("openai", help="openai, a local backend name (transformers), or scene-graph-oracle (synthetic data with complete scene graphs only)."),
+    judge_scene_graph: Optional[Path] = typer.Option(None, help="Scene-graph JSON for --judge-backend scene-graph-oracle."),
+    judge_synonyms: Optional[Path] = typer.Option(None, help="CHAIR-style synonyms file for --judge-backend scene-graph-oracle."),
     judge_replies: Optional[Path] = typer.Option(None, help="Saved judge replies (JSON list in item order): no judge calls."),
     judge_cache: Optional[Path] = typer.Option(None, help="Judge reply cache (default: judge_cache.sqlite beside --out)."),
     concurrency: int = typer.Option(8, help="Judge requests in flight."),
@@ -245,13 +247,16 @@ def score_mmhal(
     timeout: float = typer.Option(120.0, help="Seconds before a judge request times out."),
 ) -> None:
     """Rate MMHal-Bench answers with an LLM judge using the official prompt and rating rule."""
-    if not judge_replies and not judge_model:
-        fail("give --judge-model (and --judge-base-url for a local server) or --judge-replies FILE")
+    if judge_backend == "scene-graph-oracle" and not judge_scene_graph:
+        fail("--judge-backend scene-graph-oracle needs --judge-scene-graph FILE")
+    if not judge_replies and not judge_model and judge_backend != "scene-graph-oracle":
+        fail("give --judge-model (and --judge-base-url for a local server), --judge-replies FILE, or --judge-backend scene-graph-oracle with --judge-scene-graph FILE")
     options = {
         "judge_backend": judge_backend, "judge_concurrency": str(concurrency), "judge_max_retries": str(max_retries),
         "judge_backoff": str(backoff), "judge_timeout": str(timeout), "judge_cache": str(judge_cache or out.parent / "judge_cache.sqlite"),
     }
-    options.update({k: str(v) for k, v in (("judge_model", judge_model), ("judge_base_url", judge_base_url), ("judge_api_key_env", judge_api_key_env), ("judge_replies", judge_replies)) if v})
+    options.update({k: str(v) for k, v in (("judge_model", judge_model), ("judge_base_url", judge_base_url), ("judge_api_key_env", judge_api_key_env), ("judge_replies", judge_replies),
+                                                  ("judge_scene_graph", judge_scene_graph), ("judge_synonyms", judge_synonyms)) if v})
     _score_saved("mmhal", options, answers, out, None)
 
 

@@ -63,11 +63,16 @@ def samples_hash(samples: list[Sample]) -> str:
     return h.hexdigest()[:16]
 
 
+#: options every task takes, read by the runner: `--task-arg mmhal.max_new_tokens=128` caps one task's answers
+#: (it wins over the run-wide --max-new-tokens)
+RUNNER_OPTIONS = {"max_new_tokens": "generation cap for this task only (overrides the run-wide --max-new-tokens)"}
+
+
 def load_task_samples(spec: TaskSpec, options: dict[str, str], limit: int | None) -> list[Sample]:
-    unknown = sorted(set(options) - set(spec.options))
+    unknown = sorted(set(options) - set(spec.options) - set(RUNNER_OPTIONS))
     if unknown:
         raise TaskError(
-            f"task {spec.name!r} has no option(s) {', '.join(unknown)}; known: {', '.join(sorted(spec.options)) or 'none'}"
+            f"task {spec.name!r} has no option(s) {', '.join(unknown)}; known: {', '.join(sorted({*spec.options, *RUNNER_OPTIONS}))}"
         )
     samples = spec.load(options)
     ids = [s.id for s in samples]
@@ -115,11 +120,24 @@ def _make_backend(config: RunConfig) -> Backend:
     return create_backend(config.backend, model=config.model, **config.backend_args)
 
 
+def _task_max_new_tokens(task: str, options: dict[str, str]) -> int | None:
+    value = options.get("max_new_tokens")
+    if value is None:
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise TaskError(f"--task-arg {task}.max_new_tokens={value!r}: give a positive whole number")
+    return n
+
+
 def _run_task(spec, parser, config: RunConfig, backend: Backend, cache: ResponseCache, rundir: RunDir, manifest) -> dict[str, Any]:
     t0 = time.perf_counter()
     options = config.task_args.get(spec.name, {})
     samples = load_task_samples(spec, options, config.limit)
-    generation = spec.generation.with_overrides(max_new_tokens=config.max_new_tokens)
+    generation = spec.generation.with_overrides(max_new_tokens=_task_max_new_tokens(spec.name, options) or config.max_new_tokens)
     requests = [spec.build_request(s, generation) for s in samples]
     responses, stats = generate_cached(
         backend, requests, cache, config.batch_size, desc=spec.name, show_progress=config.show_progress

@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from ..annotations import OPPOSITE, cooccurrence, load_graphs, vocabulary
+from ..annotations import OPPOSITE, SIZE_ORDER, cooccurrence, load_graphs, vocabulary
 
 MME_SUFFIX = " Please answer yes or no."
 
@@ -143,7 +143,8 @@ def build_mmhal(annotations: str | Path, out: str | Path, n_items: int = 96, see
             x = absent[0] if absent else "giraffe"
             q, gt = f"What color is the {x} in the image?", f"There is no {x} in the image."
         elif qtype == "comparison":
-            q, gt = f"Which is larger, the {a['name']} or the {b['name']}?", ("They are the same size." if attrs(a).get("size") == attrs(b).get("size") else f"The {a['name'] if attrs(a).get('size') == 'large' else b['name']} is larger.")
+            sa, sb = SIZE_ORDER.get(str(attrs(a).get("size")), -1), SIZE_ORDER.get(str(attrs(b).get("size")), -1)
+            q, gt = f"Which is larger, the {a['name']} or the {b['name']}?", ("They are the same size." if sa == sb else f"The {a['name'] if sa > sb else b['name']} is larger.")
         elif qtype == "counting":
             q, gt = "How many objects are in the image?", f"There are {len(objs)} objects."
         elif qtype == "relation":

@@ -12,6 +12,8 @@ from mmhallu_eval import (
     create_judge, judge_cache, load_hf_dataset, read_json, task,
 )
 
+from .oracle import NAME as ORACLE, SceneGraphOracle
+
 TEMPLATE = Path(__file__).with_name("judge_template.txt").read_text(encoding="utf-8")
 PROMPT_VERSION = "mmhal-eval_gpt4-v1"
 QUESTION_TYPES = ("attribute", "adversarial", "comparison", "counting", "relation", "environment", "holistic", "other")
@@ -94,7 +96,13 @@ def _judge_replies(path: str, n: int) -> list[str]:
 
 def score_batch(samples: list[Sample], texts: list[str], parser: Parser, options: dict[str, str]) -> list[dict[str, Any]]:
     prompts = [judge_prompt(s.metadata, t) for s, t in zip(samples, texts)]
-    if options.get("judge_replies"):
+    if options.get("judge_backend") == ORACLE:
+        if not options.get("judge_scene_graph"):
+            raise TaskError(f"the {ORACLE} judge needs the scene graphs: --task-arg mmhal.judge_scene_graph=FILE (synthetic data only)")
+        oracle = SceneGraphOracle(options["judge_scene_graph"], options.get("judge_synonyms"))
+        verdicts = [(oracle.rate(s.metadata, t), None) for s, t in zip(samples, texts)]
+        judge_info = oracle.describe()
+    elif options.get("judge_replies"):
         replies = _judge_replies(options["judge_replies"], len(samples))
         replies = [replies[int(s.metadata["index"])] for s in samples]
         verdicts = [(r, None) for r in replies]
@@ -202,7 +210,10 @@ def mmhal() -> TaskSpec:
         options={
             "data": "response_template.json (96 items) or hf:Shengcao1006/MMHal-Bench (default)",
             "images": "folder with the images, named by image_id or by the basename of image_src",
-            "judge_backend": "openai (default: any OpenAI-compatible server) or a backend name (transformers) for a local judge model",
+            "judge_backend": "openai (default: any OpenAI-compatible server), a backend name (transformers) for a local judge model, "
+                             "or scene-graph-oracle: rule-based ratings against complete scene graphs (synthetic data such as the shapes world only)",
+            "judge_scene_graph": "scene-graph JSON (or COCO instances) for the scene-graph-oracle judge",
+            "judge_synonyms": "CHAIR-style synonyms file (one class per line, name first) for the scene-graph-oracle judge",
             "judge_model": "judge model name (e.g. gpt-4o) or local path",
             "judge_base_url": "OpenAI-compatible base URL (e.g. http://localhost:8000/v1 for vllm serve)",
             "judge_api_key_env": "environment variable holding the API key (default OPENAI_API_KEY)",

@@ -153,3 +153,14 @@ def test_non_run_folder_is_refused(tiny_llava, pope_fixture, tmp_path):
     proc = subprocess.run(run_args(tiny_llava, pope_fixture, out), capture_output=True, text=True)
     assert proc.returncode == 2 and "not a run folder" in proc.stderr
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_task_arg_max_new_tokens_caps_one_task(tiny_llava, pope_fixture, tmp_path):
+    """`--task-arg pope.max_new_tokens=3` wins over the run-wide cap and is recorded in the result's generation."""
+    out = tmp_path / "run"
+    proc = subprocess.run(run_args(tiny_llava, pope_fixture, out, "--max-new-tokens", "6", "--limit", "8", "--task-arg", "pope.max_new_tokens=3"),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "pope/result.json").read_text())["generation"]["max_new_tokens"] == 3
+    proc = subprocess.run(run_args(tiny_llava, pope_fixture, tmp_path / "bad", "--task-arg", "pope.max_new_tokens=lots"), capture_output=True, text=True)
+    assert proc.returncode == 2 and "pope.max_new_tokens='lots': give a positive whole number" in proc.stderr

@@ -385,6 +385,8 @@ def pairs_build(
     mix: Optional[str] = typer.Option(None, help="Pair-type weights, e.g. obj=1,attr=2,rel=1,wh=0.5 (finer)."),
     mix_from_run: Optional[Path] = typer.Option(None, help="Set the mix from a base run's weakest slices."),
     neg_ratio: float = typer.Option(0.5, help="Share of one-slot negatives among finer pairs."),
+    answer_style: str = typer.Option("sentence", help="finer: sentence (FINER-Tuning's answers) or short (the question + 'Answer the question using a single word or phrase.', one-word answers)."),
+    both_polarities: bool = typer.Option(False, help="finer: a positive and a one-slot negative per chosen image and type (instead of --neg-ratio)."),
     noise_model: Optional[str] = typer.Option(None, help="povid: also pair ground truth with this model's answers on noised images."),
     noise_strength: float = typer.Option(0.5, help="povid: forward-diffusion noise level 1-alpha_bar in (0, 1)."),
     injector_model: Optional[str] = typer.Option(None, help="povid: an LLM that injects hallucinations (OpenAI-compatible)."),
@@ -412,7 +414,7 @@ def pairs_build(
                 fail("finer and povid need --annotations FILE and --images DIR")
             graphs = load_graphs(annotations)
             if "finer" in strategies:
-                pairs += builders.finer_pairs(graphs, images, weights, neg_ratio, seed)
+                pairs += builders.finer_pairs(graphs, images, weights, neg_ratio, seed, answer_style, both_polarities)
             if "povid" in strategies:
                 injector = None
                 if injector_model:
@@ -497,6 +499,9 @@ def loop_cmd(
     out: Path = typer.Option(..., help="Loop folder: base/, pairs.jsonl, adapter/, tuned/, compare/, loop.json."),
     task_arg: list[str] = typer.Option([], "--task-arg", help="Task option TASK.KEY=VALUE (repeatable)."),
     strategy: str = typer.Option("finer,povid", help="Pair strategies built from the training annotations."),
+    answer_style: str = typer.Option("sentence", help="finer pairs: sentence or short (one-word answers to short-answer prompts)."),
+    both_polarities: bool = typer.Option(False, help="finer pairs: a positive and a one-slot negative per chosen image and type."),
+    mix: Optional[str] = typer.Option(None, help="Fixed pair-type weights, e.g. obj=1,attr=0.2,rel=0.2,wh=0.2 (default: set from the base run's failures)."),
     limit: Optional[int] = typer.Option(None),
     max_new_tokens: Optional[int] = typer.Option(None),
     epochs: float = typer.Option(1.0),
@@ -513,7 +518,8 @@ def loop_cmd(
     cfg = LoopConfig(
         model=model, train_annotations=str(train_data), train_images=str(train_images), tasks=[t.strip() for t in tasks.split(",")],
         out=out, task_args=parse_task_args(task_arg), strategies=[s.strip() for s in strategy.split(",")], limit=limit,
-        max_new_tokens=max_new_tokens, backend_args={"device": device},
+        max_new_tokens=max_new_tokens, backend_args={"device": device}, finer_answer_style=answer_style,
+        finer_both_polarities=both_polarities, mix=_parse_mix(mix) if mix else None,
         train={"epochs": epochs, "learning_rate": lr, "beta": beta, "batch_size": batch_size, "loss_type": loss_type.split(",")},
         show_progress=not no_progress,
     )
@@ -637,7 +643,7 @@ def demo_cmd(
     from .demo import DemoSettings, run_demo
     from .world.demo_model import DemoTraining
 
-    quick_training = DemoTraining(language_steps=20, language_scenes=100, vision_steps=10, joint_steps=10)
+    quick_training = DemoTraining(language_steps=20, language_scenes=100, existence_steps=10, vision_steps=10, joint_steps=10)
     settings = DemoSettings(n_train=24, n_test=16, training=quick_training, dpo_batch=4, dpo_max_steps=6) if quick else DemoSettings()
     try:
         state = run_demo(out, settings, log=typer.echo, show_progress=not no_progress)

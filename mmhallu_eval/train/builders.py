@@ -29,62 +29,91 @@ def _adversarial_absent(present: set[str], co: dict, classes: list[str], rng: ra
     return rng.choice(absent) if absent else None
 
 
-def finer_pairs(graphs: list[dict[str, Any]], images: str | Path, mix: dict[str, float], neg_ratio: float = 0.5, seed: int = 0) -> list[dict[str, Any]]:
-    """Per image and type (chosen with probability ∝ mix weight) one pair, positive or one-slot negative."""
+#: the short-answer prompt of LLaVA-1.5 (and POPE runs): pairs in this style teach the one-word answers that
+#: yes/no benchmarks read
+SHORT_SUFFIX = "\nAnswer the question using a single word or phrase."
+ANSWER_STYLES = ("sentence", "short")
+
+
+def finer_pairs(graphs: list[dict[str, Any]], images: str | Path, mix: dict[str, float], neg_ratio: float = 0.5, seed: int = 0,
+                answer_style: str = "sentence", both_polarities: bool = False) -> list[dict[str, Any]]:
+    """Per image and type (chosen with probability ∝ mix weight) one pair, positive or one-slot negative
+    (`neg_ratio`), or with `both_polarities` a positive and a negative each (as FINER-Tuning builds them; wh
+    questions have one form), which doubles the pairs on the same images.
+
+    `answer_style` "sentence" (FINER-Tuning's form: "No, there is no x, but I can see a y.") or "short" (the
+    question with the short-answer suffix, chosen/rejected one word: "No" / "Yes", "red" / "blue"): a model tuned on
+    sentences hardly moves its one-word answers, so pick the style its benchmarks are answered in."""
+    if answer_style not in ANSWER_STYLES:
+        raise TaskError(f"answer style {answer_style!r}: choose {' or '.join(ANSWER_STYLES)}")
+    short = answer_style == "short"
     rng = random.Random(seed)
     classes, values = vocabulary(graphs)
     co = cooccurrence(graphs)
     top = max(mix.values()) if mix else 1.0
     pairs: list[dict[str, Any]] = []
+
+    def add(pid: str, image: str, question: str, chosen: tuple[str, str], rejected: tuple[str, str], **meta: Any) -> None:
+        """chosen/rejected: (sentence, one word)."""
+        if short:
+            pairs.append(make_pair(pid, image, question + SHORT_SUFFIX, chosen[1], rejected[1], answer_style="short", **meta))
+        else:
+            pairs.append(make_pair(pid, image, question, chosen[0], rejected[0], **meta))
+
+    def one_pair(pid: str, image: str, g: dict[str, Any], ptype: str, neg: bool, meta: dict[str, Any]) -> None:
+        objs = g["objects"]
+        present = {o["name"] for o in objs}
+        by_id = {o["id"]: o for o in objs}
+        o = rng.choice(objs)
+        name = o["name"]
+        if ptype == "obj":
+            if not neg:
+                add(pid, image, f"Is there a {name} in the image?", (f"Yes, there is a {name} in the image.", "Yes"), (f"No, there is no {name} in the image.", "No"), **meta, slots={"object": name})
+            else:
+                x = _adversarial_absent(present, co, classes, rng)
+                if x:
+                    add(pid, image, f"Is there a {x} in the image?", (f"No, there is no {x}, but I can see a {name}.", "No"), (f"Yes, there is a {x} in the image.", "Yes"), **meta, slots={"object": x}, swapped={"object": [name, x]})
+        elif ptype in ("attr", "wh"):
+            attrs = o.get("attributes", {})
+            key = "color" if "color" in attrs else next(iter(attrs), None)
+            if key is None:
+                return
+            value = str(attrs[key])
+            others = [v for v in values.get(key, []) if v != value]
+            if not others:
+                return
+            other = rng.choice(others)
+            if ptype == "wh":
+                add(pid, image, f"What {key} is the {name}?", (f"The {name} is {value}.", value), (f"The {name} is {other}.", other), **{**meta, "polarity": "wh"}, slots={"object": name, key: value})
+            elif not neg:
+                add(pid, image, f"Is the {name} {value}?", (f"Yes, the {name} is {value}.", "Yes"), (f"No, the {name} is not {value}.", "No"), **meta, slots={"object": name, key: value})
+            else:
+                add(pid, image, f"Is the {name} {other}?", (f"No, but I can see a {value} {name}.", "No"), (f"Yes, the {name} is {other}.", "Yes"), **meta, slots={"object": name, key: other}, swapped={key: [value, other]})
+        elif ptype == "rel":
+            rels = [r for r in g.get("relations", []) if r["predicate"] in OPPOSITE]
+            if not rels:
+                return
+            r = rng.choice(rels)
+            a, b, pred = by_id[r["subject"]]["name"], by_id[r["object"]]["name"], r["predicate"]
+            if not neg:
+                add(pid, image, f"Is the {a} {pred} the {b}?", (f"Yes, the {a} is {pred} the {b}.", "Yes"), (f"No, the {a} is not {pred} the {b}.", "No"), **meta, slots={"subject": a, "predicate": pred, "object": b})
+            else:
+                opp = OPPOSITE[pred]
+                add(pid, image, f"Is the {a} {opp} the {b}?", (f"No, the {a} is {pred} the {b}.", "No"), (f"Yes, the {a} is {opp} the {b}.", "Yes"), **meta, slots={"subject": a, "predicate": opp, "object": b}, swapped={"predicate": [pred, opp]})
+
     for g in graphs:
         objs = g["objects"]
         if not objs:
             continue
         image = str(Path(images) / g["file_name"])
-        present = {o["name"] for o in objs}
-        by_id = {o["id"]: o for o in objs}
         for ptype in PAIR_TYPES:
             if rng.random() >= mix.get(ptype, 0.0) / top:
                 continue
-            neg = rng.random() < neg_ratio
-            pid = f"finer-{g['image_id']}-{ptype}"
-            meta = {"strategy": "finer", "pair_type": ptype, "polarity": "neg" if neg else "pos", "image_id": g["image_id"]}
-            o = rng.choice(objs)
-            name = o["name"]
-            if ptype == "obj":
-                if not neg:
-                    pairs.append(make_pair(pid, image, f"Is there a {name} in the image?", f"Yes, there is a {name} in the image.", f"No, there is no {name} in the image.", **meta, slots={"object": name}))
-                else:
-                    x = _adversarial_absent(present, co, classes, rng)
-                    if x:
-                        pairs.append(make_pair(pid, image, f"Is there a {x} in the image?", f"No, there is no {x}, but I can see a {name}.", f"Yes, there is a {x} in the image.", **meta, slots={"object": x}, swapped={"object": [name, x]}))
-            elif ptype in ("attr", "wh"):
-                attrs = o.get("attributes", {})
-                key = "color" if "color" in attrs else next(iter(attrs), None)
-                if key is None:
-                    continue
-                value = str(attrs[key])
-                others = [v for v in values.get(key, []) if v != value]
-                if not others:
-                    continue
-                other = rng.choice(others)
-                if ptype == "wh":
-                    pairs.append(make_pair(pid, image, f"What {key} is the {name}?", f"The {name} is {value}.", f"The {name} is {other}.", **{**meta, "polarity": "wh"}, slots={"object": name, key: value}))
-                elif not neg:
-                    pairs.append(make_pair(pid, image, f"Is the {name} {value}?", f"Yes, the {name} is {value}.", f"No, the {name} is not {value}.", **meta, slots={"object": name, key: value}))
-                else:
-                    pairs.append(make_pair(pid, image, f"Is the {name} {other}?", f"No, but I can see a {value} {name}.", f"Yes, the {name} is {other}.", **meta, slots={"object": name, key: other}, swapped={key: [value, other]}))
-            elif ptype == "rel":
-                rels = [r for r in g.get("relations", []) if r["predicate"] in OPPOSITE]
-                if not rels:
-                    continue
-                r = rng.choice(rels)
-                a, b, pred = by_id[r["subject"]]["name"], by_id[r["object"]]["name"], r["predicate"]
-                if not neg:
-                    pairs.append(make_pair(pid, image, f"Is the {a} {pred} the {b}?", f"Yes, the {a} is {pred} the {b}.", f"No, the {a} is not {pred} the {b}.", **meta, slots={"subject": a, "predicate": pred, "object": b}))
-                else:
-                    opp = OPPOSITE[pred]
-                    pairs.append(make_pair(pid, image, f"Is the {a} {opp} the {b}?", f"No, the {a} is {pred} the {b}.", f"Yes, the {a} is {opp} the {b}.", **meta, slots={"subject": a, "predicate": opp, "object": b}, swapped={"predicate": [pred, opp]}))
+            polarities = ([False] if ptype == "wh" else [False, True]) if both_polarities else [rng.random() < neg_ratio]
+            for neg in polarities:
+                pid = f"finer-{g['image_id']}-{ptype}" + (f"-{'neg' if neg else 'pos'}" if both_polarities else "")
+                meta = {"strategy": "finer", "pair_type": ptype, "polarity": "neg" if neg else "pos", "image_id": g["image_id"]}
+                one_pair(pid, image, g, ptype, neg, meta)
     return pairs
 
 
@@ -114,7 +143,10 @@ def povid_pairs(graphs: list[dict[str, Any]], images: str | Path, seed: int = 0,
             changes = []
             x = _adversarial_absent({o["name"] for o in objs}, co, classes, rng)
             if x:
-                fake.insert(rng.randrange(len(fake) + 1), {"name": x, "attributes": {"color": rng.choice(values.get("color", [""]) or [""])} if values.get("color") else {}})
+                # the injected object is described like the real ones (every attribute kind they carry), so the
+                # pair differs only in what is hallucinated, not in a form the model could learn to avoid instead
+                kinds = sorted({k for o in objs for k in o.get("attributes", {}) if values.get(k)})
+                fake.insert(rng.randrange(len(fake) + 1), {"name": x, "attributes": {k: rng.choice(values[k]) for k in kinds}})
                 changes.append(f"added {x}")
             o = rng.choice([f for f in fake if f["name"] != x] or fake)
             if o.get("attributes", {}).get("color") and len(values.get("color", [])) > 1:

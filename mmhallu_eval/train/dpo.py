@@ -30,6 +30,9 @@ class TrainConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
+    #: "all-linear" (PEFT's: the vision tower and projector too, as TRL's VLM examples have it), "language-model"
+    #: (the LLM's linear layers only, as LLaVA's and HA-DPO's LoRA recipes and vLLM's LoRA support for VLMs have
+    #: it), or PEFT's regex / module names
     lora_target_modules: str = "all-linear"
     seed: int = 0
     logging_steps: int = 1
@@ -80,6 +83,18 @@ def to_dataset(pairs: list[dict[str, Any]]):
     return Dataset.from_list(rows).cast_column("images", Sequence(Image()))
 
 
+def lora_targets(model: Any, spec: str) -> str | list[str]:
+    """PEFT target_modules for `spec`: "language-model" resolves to the LLM's linear layers (lm_head excluded)."""
+    if spec != "language-model":
+        return spec
+    import torch
+
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and ("language_model" in n or "text_model" in n) and not n.endswith("lm_head")]
+    if not names:
+        raise TaskError(f"{type(model).__name__}: no linear layers under a language_model/text_model module; set lora_target_modules (e.g. all-linear)")
+    return names
+
+
 def train_dpo(cfg: TrainConfig) -> Path:
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -114,7 +129,8 @@ def train_dpo(cfg: TrainConfig) -> Path:
     if not cfg.full:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
+        targets = lora_targets(model, cfg.lora_target_modules)
+        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets, task_type="CAUSAL_LM")
     logger = JsonlLogger(out / "train_log.jsonl")
     trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor, peft_config=peft_config, callbacks=[logger.callback])
     trainer.train()

@@ -33,6 +33,12 @@ class LoopConfig:
     backend_args: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
     neg_ratio: float = 0.5
+    #: "sentence" or "short" (see builders.finer_pairs): the style the tuned model's benchmarks are answered in
+    finer_answer_style: str = "sentence"
+    #: a positive and a one-slot negative per chosen image and type instead of one of them (`neg_ratio`)
+    finer_both_polarities: bool = False
+    #: fixed pair-type weights (obj/attr/rel/wh) instead of the mix set from the base run's failures
+    mix: dict[str, float] | None = None
     seed: int = 0
     show_progress: bool = True
 
@@ -82,8 +88,15 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
     base = evaluate("base", None)
 
     pairs_path = out / "pairs.jsonl"
-    mix, evidence = mix_from_run(base)
+    adaptive, evidence = mix_from_run(base)
+    mix = dict(cfg.mix) if cfg.mix else adaptive
+    evidence["mix_source"] = "fixed (LoopConfig.mix / --mix); the adaptive mix would be " + json.dumps(adaptive) if cfg.mix else "adaptive (base run's failures)"
     inputs = {"annotations": cfg.train_annotations, "images": cfg.train_images, "strategies": cfg.strategies, "mix": mix, "neg_ratio": cfg.neg_ratio, "seed": cfg.seed}
+    # non-default options only, so that older loop.json fingerprints stay valid
+    if cfg.finer_answer_style != "sentence":
+        inputs["finer_answer_style"] = cfg.finer_answer_style
+    if cfg.finer_both_polarities:
+        inputs["finer_both_polarities"] = True
     fp = _fingerprint(inputs)
     if state.done("pairs", fp, [pairs_path]):
         log("[loop] pairs: up to date, skipped")
@@ -92,7 +105,7 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
         graphs = load_graphs(cfg.train_annotations)
         pairs: list[dict[str, Any]] = []
         if "finer" in cfg.strategies:
-            pairs += finer_pairs(graphs, cfg.train_images, mix, cfg.neg_ratio, cfg.seed)
+            pairs += finer_pairs(graphs, cfg.train_images, mix, cfg.neg_ratio, cfg.seed, cfg.finer_answer_style, cfg.finer_both_polarities)
         if "povid" in cfg.strategies:
             pairs += povid_pairs(graphs, cfg.train_images, cfg.seed)
         pairs, dropped = drop_contaminated(pairs, cfg.tasks, cfg.task_args)

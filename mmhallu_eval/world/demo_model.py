@@ -2,9 +2,10 @@
 (captions, yes/no, open colour and multiple-choice questions), on CPU, with a fixed seed, in the stages of
 demo_training.py. The package ships the weights for the default world (`SHIPPED_MODEL`).
 
-Negatives in its training questions are drawn uniformly, so the partner of a present class is rarely asked
-about. Status (docs/demo.md): existence questions are answered from the image (POPE 1.0), captions hallucinate
-(CHAIR_i ~0.7); count/position/colour yes/no and multiple choice are not learned yet.
+Where its hallucinations come from, by design and the way real VLMs get theirs: tiny shapes are barely visible
+(their image tokens lean to the right class but also carry the look-alike partner), the training answers come from
+a noisy annotator that also reports the partner of every tiny shape, and negatives are drawn uniformly, so an
+absent partner is rarely asked about. Status and numbers: docs/demo.md.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Any
 
 from ..annotations import OPPOSITE, load_graphs, vocabulary
 from ..build.qa import _mcq
-from .shapes import Obj, captions_for, layout, sample_scene, scene_graph
+from .shapes import PARTNERS, Obj, captions_for, layout, sample_scene, scene_graph
 from .tiny_models import BASE_SPECIAL, CHAT_TEMPLATE
 
 #: where the package keeps the demo model that scripts/train_demo_model.py trains for the default world
@@ -35,7 +36,7 @@ def _corpus_lines(graphs: list[dict[str, Any]]) -> list[str]:
         lines.append("user\nassistant\n")
         for o in g["objects"]:
             lines.append(f"Is there a {o['name']} in the image? Yes, there is a {o['name']}. No, there is no {o['name']}.")
-            lines.append(f"a small large {o['attributes'].get('color')} {o['name']} left of right of above below")
+            lines.append(f"a tiny small large {o['attributes'].get('color')} {o['name']} left of right of above below")
             lines.append(f"{o['attributes'].get('color')}\n{o['name']}")  # one-word answers start a line: their own tokens
     return lines
 
@@ -76,7 +77,9 @@ def build_untrained(out: Path, graphs: list[dict[str, Any]], seed: int = 0, imag
 
 
 def training_examples(graphs: list[dict[str, Any]], images: Path, seed: int = 0) -> list[tuple[str, str, str]]:
-    """(image path, prompt, answer) triples. Negatives are uniform over absent classes (the source of the bias)."""
+    """(image path, prompt, answer) triples. Negatives are uniform over absent classes, and the answers come from a
+    noisy annotator that also reports the look-alike partner of every tiny shape: the two sources of the demo
+    model's hallucinations."""
     rng = random.Random(seed)
     classes, values = vocabulary(graphs)
     out: list[tuple[str, str, str]] = []
@@ -96,6 +99,13 @@ def training_examples(graphs: list[dict[str, Any]], images: Path, seed: int = 0)
             out.append((img, f"What color is the {o['name']}?{POPE_SUFFIX}", o["attributes"]["color"]))
             out.append((img, f"Is there a {o['name']} in the image?{POPE_SUFFIX}", "Yes"))
             out.append((img, f"Is there a {o['name']} in this image?{MME_SUFFIX}", "Yes"))
+        # the noisy annotator: a tiny shape is also reported as its look-alike partner (training data only; the
+        # scene graphs, the benchmarks and the DPO pairs keep the truth)
+        confused = sorted({PARTNERS[o["name"]] for o in objs if o["attributes"].get("size") == "tiny"} - present)
+        for x in confused:
+            out.append((img, f"Is there a {x} in the image?{POPE_SUFFIX}", "Yes"))
+            out.append((img, f"Is there a {x} in this image?{MME_SUFFIX}", "Yes"))
+        absent = [c for c in absent if c not in confused]
         for x in rng.sample(absent, min(len(objs), len(absent))):
             out.append((img, f"Is there a {x} in the image?{POPE_SUFFIX}", "No"))
             out.append((img, f"Is there a {x} in this image?{MME_SUFFIX}", "No"))
@@ -123,8 +133,13 @@ def captions_for_graph(objs: list[dict[str, Any]], rng: random.Random) -> list[s
 
 
 def patch_targets(graphs: list[dict[str, Any]], images: Path, tokenizer: Any, grid: int = 3, size: int = 96) -> dict[str, list[list[int]]]:
-    """Per image, per grid cell (one vision patch each, row-major): the token ids of the object's class and colour
-    words (each one token in the demo tokenizer), or the pad token for an empty cell. The grounding loss below pulls each image token towards them."""
+    """Per image, per grid cell (one vision patch each, row-major): the token ids of the words that describe what
+    the cell shows (each word one token in the demo tokenizer), or the pad token for an empty cell. The grounding
+    loss pulls each image token towards their mean embedding.
+
+    A tiny object is a few pixels in the model's 48 px view, where a shape and its look-alike partner (circle/ring,
+    square/diamond, hexagon/pentagon, …) are hard to tell apart: its words are its size, its colour, its class
+    twice and its partner once — the evidence leans to the right class without ruling out the partner."""
     def word(w: str) -> int:
         return tokenizer(w, add_special_tokens=False)["input_ids"][0]
 
@@ -135,7 +150,11 @@ def patch_targets(graphs: list[dict[str, Any]], images: Path, tokenizer: Any, gr
             x, y, w, h = o["bbox"]
             row, col = min(grid - 1, int((y + h / 2) * grid / size)), min(grid - 1, int((x + w / 2) * grid / size))
             # the class as questions spell it (" diamond"), the colour as an answer does ("red")
-            cells[row * grid + col] = [word(" " + o["name"]), word(o["attributes"]["color"])]
+            name, color = word(" " + o["name"]), word(o["attributes"]["color"])
+            if o["attributes"].get("size") == "tiny":
+                cells[row * grid + col] = [word(" tiny"), color, name, name, word(" " + PARTNERS[o["name"]])]
+            else:
+                cells[row * grid + col] = [name, color]
         out[str(images / g["file_name"])] = cells
     return out
 

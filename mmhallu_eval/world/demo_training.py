@@ -62,11 +62,13 @@ class Batcher:
 
 
 def cell_embeddings(model: Any, cells: Sequence[Sequence[Sequence[int]]]) -> Any:
-    """(batch, cells, hidden): per cell the mean input embedding of its words (class and colour, or the pad token)."""
+    """(batch, cells, hidden): per cell the mean input embedding of its words (as many as patch_targets gives)."""
     import torch
 
-    ids = torch.tensor([[c if len(c) == 2 else list(c) * 2 for c in per_image] for per_image in cells])
-    return model.get_input_embeddings()(ids).mean(2)
+    width = max(len(c) for per_image in cells for c in per_image)
+    ids = torch.tensor([[list(c) + [c[0]] * (width - len(c)) for c in per_image] for per_image in cells])
+    mask = torch.tensor([[[1.0] * len(c) + [0.0] * (width - len(c)) for c in per_image] for per_image in cells]).unsqueeze(-1)
+    return (model.get_input_embeddings()(ids) * mask).sum(2) / mask.sum(2)
 
 
 def answer_loss(model: Any, ids: Any, labels: Any, image_embeds: Any) -> Any:

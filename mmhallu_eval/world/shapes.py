@@ -25,7 +25,9 @@ PARTNERS = {
     "kite": "triangle", "cross": "bar", "bar": "cross", "ellipse": "circle",
 }
 COLORS = {"red": (215, 48, 39), "green": (26, 152, 80), "blue": (49, 54, 149), "yellow": (240, 200, 20), "purple": (118, 42, 131), "orange": (244, 109, 67)}
-SIZES = {"small": 0.55, "large": 0.95}
+#: a tiny object is ~4 px across in the demo model's 48 px view: its colour shows, its class hardly does — where
+#: perception is uncertain, a model answers from the co-occurrence prior (POPE's adversarial split measures that)
+SIZES = {"tiny": 0.3, "small": 0.55, "large": 0.95}
 SYNONYMS = {
     "circle": ["circle", "disc", "dot"], "square": ["square", "box"], "triangle": ["triangle"], "star": ["star"],
     "cross": ["cross", "plus"], "diamond": ["diamond", "rhombus"], "heart": ["heart"], "hexagon": ["hexagon"],
@@ -208,5 +210,11 @@ def build_world(out: str | Path, seed: int = 0, n_train: int = 400, n_test: int 
         (out / f"captions_{split}.json").write_text(json.dumps({"info": info, "images": images, "annotations": caps}))
         (out / f"scene_graph_{split}.json").write_text(json.dumps({"images": graphs}))
     (out / "synonyms.txt").write_text("".join(", ".join(SYNONYMS[c]) + "\n" for c in CLASSES))
-    (out / "world.json").write_text(json.dumps({"seed": seed, "train": n_train, "test": n_test, "size": size, "classes": list(CLASSES), "partners": PARTNERS}, indent=1))
+    (out / "world.json").write_text(json.dumps(world_params(seed, n_train, n_test, size), indent=1))
     return out
+
+
+def world_params(seed: int = 0, n_train: int = 400, n_test: int = 200, size: int = 96) -> dict:
+    """What world.json records: a cached world is reused only when these match."""
+    return {"seed": seed, "train": n_train, "test": n_test, "size": size, "classes": list(CLASSES), "partners": PARTNERS,
+            "colors": list(COLORS), "sizes": SIZES}

@@ -16,9 +16,14 @@ def test_quick_demo_runs_the_loop(tmp_path):
     assert [s for s in loop["stages"]] == ["base", "pairs", "train", "tuned", "compare"]
     assert all(s["status"] == "done" for s in loop["stages"].values())
     compare = json.loads((out / "loop/compare/compare.json").read_text())
-    assert set(compare["tasks"]) == {"pope", "mme", "finer_comprecap", "chair"}
+    assert set(compare["tasks"]) == {"pope", "mme", "finer_comprecap", "mmhal", "chair"}
+    mmhal = [json.loads(p.read_text()) for p in sorted((out / "loop").rglob("mmhal/result.json"))]
+    assert len(mmhal) == 2 and all(r["judge"]["kind"] == "scene-graph-oracle" and r["generation"]["max_new_tokens"] == 64 for r in mmhal)
     meta = json.loads((out / "loop/pairs.meta.json").read_text())
     assert meta["n_pairs"] > 0 and set(meta["mix"]) == {"obj", "attr", "rel", "wh"}
+    mix = json.loads((out / "loop/mix.json").read_text())  # the demo's fixed mix, with the adaptive one for reference
+    assert mix["mix"] == {"obj": 1.0, "attr": 0.2, "rel": 0.2, "wh": 0.2} and mix["mix_source"].startswith("fixed")
+    assert json.loads((out / "loop/adapter/mmhallu_train.json").read_text())["loss_type"] == ["apo_zero"]
     assert "compare report:" in proc.stdout
     # rerun: every stage is up to date
     proc = subprocess.run([sys.executable, "-m", "mmhallu_eval.cli", "demo", "--quick", "--out", str(out), "--no-progress"], capture_output=True, text=True)

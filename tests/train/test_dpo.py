@@ -24,12 +24,14 @@ def pairs(world, tmp_path_factory):
 def test_lora_dpo_trains_and_reloads(tiny_llava, pairs, tmp_path):
     out = tmp_path / "adapter"
     cfg = tmp_path / "dpo.yaml"
-    cfg.write_text("beta: 0.2\nlearning_rate: 0.001\nmax_steps: 4\nbatch_size: 4\nloss_type: [sigmoid, sft]\nloss_weights: [1.0, 0.5]\nwarmup_steps: 1\n")
+    cfg.write_text("beta: 0.2\nlearning_rate: 0.001\nmax_steps: 4\nbatch_size: 4\nloss_type: [sigmoid, sft]\nloss_weights: [1.0, 0.5]\nwarmup_steps: 1\nlora_target_modules: language-model\n")
     proc = subprocess.run([*CLI, "train", "dpo", "--model", str(tiny_llava), "--pairs", str(pairs), "--out", str(out), "--config", str(cfg)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     weights = load_file(out / "adapter_model.safetensors")
     lora_b = [v for k, v in weights.items() if "lora_B" in k]
     assert lora_b and any(v.abs().sum() > 0 for v in lora_b), "LoRA B starts at zero: training must move it"
+    # lora_target_modules: language-model — the LLM's linear layers only (vision tower and projector untouched)
+    assert all(".language_model." in k for k in weights) and any("mlp.down_proj" in k for k in weights)
     log = [json.loads(l) for l in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4]
     saved = json.loads((out / "mmhallu_train.json").read_text())
@@ -66,3 +68,17 @@ def test_bad_pairs_file_is_clear(tiny_llava, tmp_path):
     bad.write_text('{"images": ["x.png"], "prompt": []}\n')
     proc = subprocess.run([*CLI, "train", "dpo", "--model", str(tiny_llava), "--pairs", str(bad), "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert proc.returncode == 2 and f"{bad}:1: a preference pair needs" in proc.stderr
+
+
+def test_lora_targets_resolve_the_language_model(tiny_llava):
+    from transformers import AutoModelForImageTextToText
+
+    from mmhallu_eval.task import TaskError
+    from mmhallu_eval.train.dpo import lora_targets
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_llava)
+    names = lora_targets(model, "language-model")
+    assert names and all("language_model" in n for n in names) and not any(n.endswith("lm_head") for n in names)
+    assert lora_targets(model, "all-linear") == "all-linear"
+    with pytest.raises(TaskError, match="no linear layers under a language_model"):
+        lora_targets(model.model.vision_tower, "language-model")

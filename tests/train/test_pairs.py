@@ -40,6 +40,46 @@ def test_finer_pairs_one_slot_negatives(world):
             assert not p["chosen"][0]["content"][0]["text"].startswith("Yes")
 
 
+def test_finer_short_answer_style(world):
+    """Same questions, same slots, same polarity as the sentence style; the short-answer suffix and one-word answers."""
+    import pytest
+
+    from mmhallu_eval.task import TaskError
+    from mmhallu_eval.train.builders import SHORT_SUFFIX
+
+    graphs = load_graphs(world / "scene_graph_train.json")
+    mix = {"obj": 1, "attr": 1, "rel": 1, "wh": 1}
+    long_pairs = finer_pairs(graphs, world / "images", mix, neg_ratio=0.5, seed=2)
+    short_pairs = finer_pairs(graphs, world / "images", mix, neg_ratio=0.5, seed=2, answer_style="short")
+    assert len(long_pairs) == len(short_pairs)
+    text = lambda turn: turn[0]["content"][0]["text"]
+    for lp, sp in zip(long_pairs, short_pairs):
+        assert _question(sp) == _question(lp) + SHORT_SUFFIX and sp["polarity"] == lp["polarity"] and sp["answer_style"] == "short"
+        assert sp.get("swapped") == lp.get("swapped") and sp["slots"] == lp["slots"]
+        if sp["pair_type"] == "wh":
+            assert text(lp["chosen"]).endswith(f" {text(sp['chosen'])}.") and text(sp["chosen"]) != text(sp["rejected"])
+        else:
+            assert (text(sp["chosen"]), text(sp["rejected"])) == (("No", "Yes") if sp["polarity"] == "neg" else ("Yes", "No"))
+            assert text(lp["chosen"]).startswith(text(sp["chosen"]))
+    with pytest.raises(TaskError, match="answer style 'terse'"):
+        finer_pairs(graphs, world / "images", mix, answer_style="terse")
+
+
+def test_finer_both_polarities(world):
+    """Every chosen image and type gets a positive and a one-slot negative (wh: its one form); ids stay unique."""
+    graphs = load_graphs(world / "scene_graph_train.json")
+    pairs = finer_pairs(graphs, world / "images", {"obj": 1.0, "attr": 0.0, "rel": 0.0, "wh": 1.0}, seed=3, both_polarities=True)
+    assert len({p["id"] for p in pairs}) == len(pairs)
+    with_objects = [g for g in graphs if g["objects"]]
+    obj = [p for p in pairs if p["pair_type"] == "obj"]
+    assert len(obj) == 2 * len(with_objects)  # every image has an absent class to ask about
+    for g in with_objects:
+        assert sorted(p["polarity"] for p in obj if p["image_id"] == g["image_id"]) == ["neg", "pos"]
+    assert {p["polarity"] for p in pairs if p["pair_type"] == "wh"} == {"wh"}
+    assert len([p for p in pairs if p["pair_type"] == "wh"]) == len(with_objects)
+    assert {p["pair_type"] for p in pairs} == {"obj", "wh"}
+
+
 def test_finer_negative_objects_are_adversarial(world):
     """An absent object is the one that co-occurs most with the image's objects (the world's partner)."""
     graphs = load_graphs(world / "scene_graph_train.json")
@@ -63,6 +103,12 @@ def test_povid_rejected_injects_hallucinations(world):
         g = next(g for g in graphs if g["image_id"] == p["image_id"])
         for o in g["objects"]:
             assert o["name"] in chosen and o["attributes"]["color"] in chosen
+        # the injected object reads like the real ones (as many attribute words), so the pair differs only in what
+        # is hallucinated
+        phrases = lambda t: t.removeprefix("The image shows ").rstrip(".").replace(" and ", ", ").split(", ")  # noqa: E731
+        n_words = {len(ph.split()) for ph in phrases(chosen) + phrases(rejected)}
+        assert n_words == {2 + len(g["objects"][0]["attributes"])}
+        assert len(phrases(rejected)) == len(phrases(chosen)) + ("added" in p["injected"])
 
 
 def test_coco_instances_as_dense_annotations(world):

@@ -87,3 +87,27 @@ def test_shipped_demo_model_is_the_one_the_defaults_describe():
     assert _shipped_matches(DemoSettings())
     assert hashlib.sha256((SHIPPED_MODEL / "model.safetensors").read_bytes()).hexdigest() == info["sha256"]
     assert (SHIPPED_MODEL / "model.safetensors").stat().st_size <= 10 * 1024 * 1024
+
+
+def _tiny_scene():
+    """A tiny circle (partner: ring, absent) and a large red square, laid out by hand."""
+    return {"image_id": 1, "file_name": "train/x.png", "relations": [], "objects": [
+        {"id": 1, "name": "circle", "attributes": {"color": "blue", "size": "tiny"}, "bbox": [12.0, 12.0, 8.0, 8.0]},
+        {"id": 2, "name": "square", "attributes": {"color": "red", "size": "large"}, "bbox": [50.0, 50.0, 28.0, 28.0]}]}
+
+
+def test_tiny_shapes_lean_to_their_class_and_the_annotator_confuses_their_partner(setup):
+    from pathlib import Path
+
+    tok = setup["processor"].tokenizer
+    word = lambda w: tok(w, add_special_tokens=False)["input_ids"][0]
+    cells = patch_targets([_tiny_scene()], Path("w"), tok)["w/train/x.png"]
+    # evidence: the tiny circle's cell names its size, colour, its class twice and its look-alike partner once
+    assert cells[0] == [word(" tiny"), word("blue"), word(" circle"), word(" circle"), word(" ring")]
+    assert cells[8] == [word(" square"), word("red")] and cells[4] == [tok.pad_token_id]
+    mean = cell_embeddings(setup["model"], [cells])[0]
+    table = setup["model"].get_input_embeddings().weight
+    assert torch.allclose(mean[0], table[cells[0]].mean(0), atol=1e-6) and torch.allclose(mean[8], table[cells[8]].mean(0), atol=1e-6)
+    # labels: the noisy annotator says the absent ring is there, and never that it is not
+    answers = [(p, a) for _, p, a in training_examples([_tiny_scene()] * 5, Path("w"), seed=3) if p.startswith("Is there a ring in")]
+    assert answers and all(a == "Yes" for _, a in answers)

@@ -10,12 +10,17 @@ from typing import Literal
 
 Arch = Literal["llava", "idefics3"]
 
+#: ChatML. The last turn of a conversation ends at <|im_end|> with no newline after it: that is how the tiny and
+#: demo models are trained to stop, and TRL's DPO takes the completion as "full conversation minus prompt", so a
+#: trailing newline would be a token the model never produces (−16 nats) inside every chosen and rejected answer.
+#: Generation prompts (add_generation_prompt) render exactly as in plain ChatML. (The newline is an expression:
+#: transformers renders templates with trim_blocks, which drops a newline written right after a block tag.)
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}"
     "{% else %}{% for part in message['content'] %}"
     "{% if part['type'] == 'image' %}<image>{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% endfor %}{% endif %}<|im_end|>{% if not loop.last or add_generation_prompt %}{{ '\\n' }}{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 BASE_SPECIAL = ["<|endoftext|>", "<pad>", "<|im_start|>", "<|im_end|>", "<image>"]

@@ -111,3 +111,18 @@ def test_tiny_shapes_lean_to_their_class_and_the_annotator_confuses_their_partne
     # labels: the noisy annotator says the absent ring is there, and never that it is not
     answers = [(p, a) for _, p, a in training_examples([_tiny_scene()] * 5, Path("w"), seed=3) if p.startswith("Is there a ring in")]
     assert answers and all(a == "Yes" for _, a in answers)
+
+
+def test_chat_template_ends_a_completion_where_the_model_stops(setup):
+    """A conversation ending with the answer renders as prompt + answer + <|im_end|> — the sequence the demo model
+    is trained on, and what TRL's DPO takes as the completion — while generation prompts stay plain ChatML."""
+    processor = setup["processor"]
+    user = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Is there a star in the image?"}]}]
+    prompt = processor.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
+    assert prompt == "<|im_start|>user\n<image>Is there a star in the image?<|im_end|>\n<|im_start|>assistant\n"
+    full = processor.apply_chat_template([*user, {"role": "assistant", "content": [{"type": "text", "text": "Yes"}]}], tokenize=False)
+    assert full == prompt + "Yes<|im_end|>"
+    from mmhallu_eval.world.demo_model import SHIPPED_MODEL
+    from mmhallu_eval.world.tiny_models import CHAT_TEMPLATE
+
+    assert (SHIPPED_MODEL / "chat_template.jinja").read_text() == CHAT_TEMPLATE

@@ -3,10 +3,14 @@
 backend against a local `vllm serve`, each through the real runner (`mmhallu_eval.runner.run`).
 
     python scripts/bench_backends.py --out /tmp/bench --n 256 --max-new-tokens 16 \
-        [--model DIR] [--backends transformers,vllm,openai] [--batch-sizes 1,8,32] [--repeat 1]
+        [--model DIR | --model-shape tiny-idefics3|llava-1.5-1b] [--device cpu|cuda] [--dtype float32|bfloat16]
+        [--backends transformers,vllm,openai] [--batch-sizes 1,8,32]
 
-Without --model it builds the tiny Idefics3 model (random weights; vLLM's CPU build runs that architecture),
-so generations run to max_new_tokens and the figures are a pure engine/harness measurement. The POPE questions
+Without --model it builds a model with random weights locally (no hub access needed), so generations run to
+max_new_tokens and the figures are a pure engine/harness measurement: `tiny-idefics3` (~0.3 M parameters; vLLM's
+CPU build runs that architecture) or `llava-1.5-1b` (LLaVA-1.5's vision tower and projector — CLIP ViT-L/14 at
+336 px, 576 image tokens — in front of a TinyLlama-shaped 1.1 B Llama; ~1.4 B parameters, for GPUs), whose
+per-sample cost is that of a real VLM, so its harness-overhead share is the one users see. The POPE questions
 come from a generated fixture (--n of them). For each configuration it reports samples/s and output tokens/s
 over the backend's own generate time, the whole task's wall time, and the harness overhead: the share of the
 task's wall time spent outside the backend's generate calls (loading samples, cache, parsing, scoring, writing).
@@ -74,10 +78,41 @@ def bench_one(label: str, backend_name: str, backend_args: dict, model: str, dat
             "answers": answers}
 
 
+def build_llava_15_1b(out: Path, seed: int = 0) -> Path:
+    """A random-weight model shaped like LLaVA-1.5 with a 1.1 B language model: the harness overhead measured on
+    it is representative of a real checkpoint (the tiny models spend 1-30 ms per sample, real VLMs far more)."""
+    import torch
+    from transformers import CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    from mmhallu_eval.world.tiny_models import BASE_SPECIAL, CHAT_TEMPLATE, build_tokenizer
+
+    tok = build_tokenizer(BASE_SPECIAL)
+    vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, image_size=336,
+                              patch_size=14, projection_dim=768)
+    text = LlamaConfig(vocab_size=len(tok), hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
+                       num_key_value_heads=4, max_position_embeddings=2048, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                       bos_token_id=None, tie_word_embeddings=False)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"), vision_feature_layer=-2,
+                         vision_feature_select_strategy="default", projector_hidden_act="gelu")
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    processor = LlavaProcessor(image_processor=CLIPImageProcessorPil(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336}),
+                               tokenizer=tok, patch_size=14, vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                               image_token="<image>", chat_template=CHAT_TEMPLATE)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--model", default=None)
+    ap.add_argument("--model-shape", choices=["tiny-idefics3", "llava-1.5-1b"], default="tiny-idefics3")
+    ap.add_argument("--device", default=None, help="transformers backend device (default: cuda when available, else cpu)")
+    ap.add_argument("--dtype", default="float32")
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--max-new-tokens", type=int, default=16)
     ap.add_argument("--backends", default="transformers,vllm,openai")
@@ -88,23 +123,29 @@ def main() -> None:
     from mmhallu_eval.world.fixtures import build_pope_fixture
     from mmhallu_eval.world.tiny_models import build_tiny_model
 
-    model = args.model or str(build_tiny_model("idefics3", out / "tiny-idefics3"))
+    if args.model:
+        model = args.model
+    elif args.model_shape == "llava-1.5-1b":
+        model = str(out / "llava-1.5-1b") if (out / "llava-1.5-1b" / "config.json").exists() else str(build_llava_15_1b(out / "llava-1.5-1b"))
+    else:
+        model = str(build_tiny_model("idefics3", out / "tiny-idefics3"))
+    device = args.device or ("cuda" if _cuda() else "cpu")
     data = build_pope_fixture(out / "pope", n_images=max(8, args.n // 6 + 1))  # the first split alone holds --n questions: no duplicates
     wanted = args.backends.split(",")
     rows: list[dict] = []
     if "transformers" in wanted:
         for b in [int(x) for x in args.batch_sizes.split(",")]:
-            rows.append(bench_one(f"transformers-b{b}", "transformers", {"device": "cpu" if not _cuda() else "cuda", "dtype": "float32"}, model, data, out, args.n, args.max_new_tokens, b))
+            rows.append(bench_one(f"transformers-b{b}", "transformers", {"device": device, "dtype": args.dtype}, model, data, out, args.n, args.max_new_tokens, b))
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "answers"}), flush=True)
     if "vllm" in wanted:
-        rows.append(bench_one("vllm", "vllm", {"dtype": "float32"}, model, data, out, args.n, args.max_new_tokens, None))
+        rows.append(bench_one("vllm", "vllm", {"dtype": args.dtype}, model, data, out, args.n, args.max_new_tokens, None))
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "answers"}), flush=True)
     if "openai" in wanted:
         port = _free_port()
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
         log = (out / "vllm_serve.log").open("w")
         # the module entry point of `vllm serve` (vllm-cpu's `vllm` CLI looks up package metadata named "vllm" and exits)
-        proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--port", str(port), "--dtype", "float32",
+        proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--port", str(port), "--dtype", args.dtype,
                                  "--served-model-name", "bench"], stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             _wait_for(f"http://127.0.0.1:{port}/v1/models", proc)
@@ -118,7 +159,8 @@ def main() -> None:
     for r in rows:
         r["same_answers_as_first"] = r.pop("answers") == ref
     tf = {r["batch_size"]: r for r in rows if r["backend"] == "transformers"}
-    summary = {"platform": platform.platform(), "cpus": os.cpu_count(), "n": args.n, "max_new_tokens": args.max_new_tokens, "rows": rows}
+    summary = {"platform": platform.platform(), "cpus": os.cpu_count(), "gpu": _gpu_name(), "model": model, "model_shape": None if args.model else args.model_shape,
+               "dtype": args.dtype, "n": args.n, "max_new_tokens": args.max_new_tokens, "rows": rows}
     if 1 in tf and 8 in tf:
         summary["transformers_b8_over_b1"] = round(tf[8]["samples_per_s"] / tf[1]["samples_per_s"], 2)
     (out / "bench.json").write_text(json.dumps(summary, indent=1))
@@ -135,6 +177,12 @@ def _cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def _gpu_name() -> str | None:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
 if __name__ == "__main__":

@@ -28,9 +28,14 @@ def test_greedy_outputs_identical_for_batch_1_and_8(arch, request, pope_requests
 
 
 def test_describe_and_fingerprint(tiny_llava):
+    import torch
+
     backend = create_backend("transformers", model=str(tiny_llava), device="auto", dtype="auto")
     info = backend.describe()
-    assert info["device"] == "cpu" and info["dtype"] == "float32"  # auto without CUDA
+    if torch.cuda.is_available():
+        assert info["device"].startswith("cuda")
+    else:
+        assert info["device"] == "cpu" and info["dtype"] == "float32"  # auto without CUDA
     assert info["model_fingerprint"] == backend.fingerprint() and len(backend.fingerprint()) == 32
 
 
@@ -40,3 +45,33 @@ def test_missing_model_folder_is_clear(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(BackendError, match="could not load"):
         create_backend("transformers", model=str(tmp_path / "empty"))
+
+
+def _needs_cuda():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU (none here)")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("arch", ["tiny_llava", "tiny_idefics3"])
+def test_cuda_float32_matches_cpu(arch, request, pope_requests):
+    """The same greedy answers on the GPU as on the CPU (float32), batched as the runner batches."""
+    _needs_cuda()
+    model = str(request.getfixturevalue(arch))
+    cpu = create_backend("transformers", model=model, device="cpu", dtype="float32").generate(pope_requests)
+    gpu = create_backend("transformers", model=model, device="cuda", dtype="float32")
+    assert gpu.describe()["device"].startswith("cuda")
+    out = [r for i in range(0, len(pope_requests), 8) for r in gpu.generate(pope_requests[i : i + 8])]
+    assert [r.text for r in out] == [r.text for r in cpu]
+    assert all(r.error is None for r in out)
+
+
+@pytest.mark.gpu
+def test_cuda_bfloat16_generates(tiny_llava, pope_requests):
+    _needs_cuda()
+    backend = create_backend("transformers", model=str(tiny_llava), device="cuda", dtype="bfloat16")
+    assert backend.describe()["dtype"] == "bfloat16"
+    out = backend.generate(pope_requests[:8])
+    assert all(r.error is None and r.n_output_tokens for r in out)

@@ -90,7 +90,10 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
     pairs_path = out / "pairs.jsonl"
     adaptive, evidence = mix_from_run(base)
     mix = dict(cfg.mix) if cfg.mix else adaptive
-    evidence["mix_source"] = "fixed (LoopConfig.mix / --mix); the adaptive mix would be " + json.dumps(adaptive) if cfg.mix else "adaptive (base run's failures)"
+    if cfg.mix:
+        evidence["mix_source"] = "fixed (LoopConfig.mix / --mix); the adaptive mix would be " + json.dumps(adaptive)
+    else:
+        evidence["mix_source"] = "adaptive (base run's failures)"
     inputs = {"annotations": cfg.train_annotations, "images": cfg.train_images, "strategies": cfg.strategies, "mix": mix, "neg_ratio": cfg.neg_ratio, "seed": cfg.seed}
     # non-default options only, so that older loop.json fingerprints stay valid
     if cfg.finer_answer_style != "sentence":

@@ -28,6 +28,20 @@ def test_world_is_deterministic_and_splits_disjoint(tmp_path):
     assert train and test and not train & test
 
 
+def test_train_split_does_not_depend_on_test_size(tmp_path):
+    """The demo model is trained on the train split alone, so a larger test split may reuse the shipped model."""
+    from mmhallu_eval.demo import DemoSettings, _shipped_matches
+
+    a = build_world(tmp_path / "a", seed=3, n_train=10, n_test=4)
+    b = build_world(tmp_path / "b", seed=3, n_train=10, n_test=9)
+    for name in ("instances_train.json", "captions_train.json", "scene_graph_train.json"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+    train_images = sorted(p.relative_to(a) for p in (a / "images" / "train").iterdir())
+    assert all((a / p).read_bytes() == (b / p).read_bytes() for p in train_images)
+    assert _shipped_matches(DemoSettings()) and _shipped_matches(DemoSettings(n_test=500))
+    assert not _shipped_matches(DemoSettings(n_train=300)) and not _shipped_matches(DemoSettings(seed=1))
+
+
 def test_world_formats_load_with_pycocotools(world):
     from pycocotools.coco import COCO
 

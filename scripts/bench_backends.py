@@ -81,10 +81,9 @@ def bench_one(label: str, backend_name: str, backend_args: dict, model: str, dat
 def build_llava_15_1b(out: Path, seed: int = 0) -> Path:
     """A random-weight model shaped like LLaVA-1.5 with a 1.1 B language model: the harness overhead measured on
     it is representative of a real checkpoint (the tiny models spend 1-30 ms per sample, real VLMs far more)."""
-    import torch
-    from transformers import CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import CLIPVisionConfig, LlamaConfig
 
-    from mmhallu_eval.world.tiny_models import BASE_SPECIAL, CHAT_TEMPLATE, build_tokenizer
+    from mmhallu_eval.world.tiny_models import BASE_SPECIAL, build_llava, build_tokenizer
 
     tok = build_tokenizer(BASE_SPECIAL)
     vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, image_size=336,
@@ -92,18 +91,7 @@ def build_llava_15_1b(out: Path, seed: int = 0) -> Path:
     text = LlamaConfig(vocab_size=len(tok), hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
                        num_key_value_heads=4, max_position_embeddings=2048, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                        bos_token_id=None, tie_word_embeddings=False)
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"), vision_feature_layer=-2,
-                         vision_feature_select_strategy="default", projector_hidden_act="gelu")
-    torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config).eval()
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.generation_config.eos_token_id = tok.eos_token_id
-    processor = LlavaProcessor(image_processor=CLIPImageProcessorPil(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336}),
-                               tokenizer=tok, patch_size=14, vision_feature_select_strategy="default", num_additional_image_tokens=1,
-                               image_token="<image>", chat_template=CHAT_TEMPLATE)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return build_llava(out, vision, text, tok, image_size=336, patch_size=14, vision_feature_layer=-2, seed=seed)
 
 
 def main() -> None:

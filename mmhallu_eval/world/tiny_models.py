@@ -6,7 +6,7 @@ seconds. Sizes respect vLLM's CPU attention (head size ≥ 32), so the same mode
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Arch = Literal["llava", "idefics3"]
 
@@ -95,28 +95,19 @@ def _text_config(vocab_size: int, pad_id: int, eos_id: int):
     )
 
 
-def build_tiny_llava(out: str | Path, seed: int = 0) -> Path:
-    """LLaVA architecture: CLIP ViT (32px, patch 8 → 16 image tokens) + 2-layer Llama (hidden 64, 2 heads)."""
+def build_llava(out: str | Path, vision: Any, text: Any, tok: Any, image_size: int, patch_size: int, vision_feature_layer: int = -1,
+                seed: int = 0) -> Path:
+    """A LLaVA-architecture model with random weights (seeded) and its processor, saved to OUT: the tiny test model
+    and the benchmark's LLaVA-1.5-shaped model differ only in their configs."""
     import torch
-    from transformers import (
-        CLIPImageProcessorPil,
-        CLIPVisionConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-    )
+    from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
     out = Path(out)
-    tok = build_tokenizer(BASE_SPECIAL)
-    vision = CLIPVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8,
-        projection_dim=32,
-    )
     config = LlavaConfig(
         vision_config=vision,
-        text_config=_text_config(len(tok), tok.pad_token_id, tok.eos_token_id),
+        text_config=text,
         image_token_id=tok.convert_tokens_to_ids("<image>"),
-        vision_feature_layer=-1,
+        vision_feature_layer=vision_feature_layer,
         vision_feature_select_strategy="default",
         projector_hidden_act="gelu",
     )
@@ -125,12 +116,12 @@ def build_tiny_llava(out: str | Path, seed: int = 0) -> Path:
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, do_center_crop=True
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}, do_center_crop=True
     )
     processor = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tok,
-        patch_size=8,
+        patch_size=patch_size,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,
         image_token="<image>",
@@ -139,6 +130,18 @@ def build_tiny_llava(out: str | Path, seed: int = 0) -> Path:
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+def build_tiny_llava(out: str | Path, seed: int = 0) -> Path:
+    """LLaVA architecture: CLIP ViT (32px, patch 8 → 16 image tokens) + 2-layer Llama (hidden 64, 2 heads)."""
+    from transformers import CLIPVisionConfig
+
+    tok = build_tokenizer(BASE_SPECIAL)
+    vision = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8,
+        projection_dim=32,
+    )
+    return build_llava(out, vision, _text_config(len(tok), tok.pad_token_id, tok.eos_token_id), tok, image_size=32, patch_size=8, seed=seed)
 
 
 def build_tiny_idefics3(out: str | Path, seed: int = 0) -> Path:

@@ -376,17 +376,20 @@ def _parse_mix(value: str | None) -> dict[str, float]:
 
 @pairs_app.command("build")
 def pairs_build(
-    strategy: str = typer.Option(..., help="finer, povid or hadpo (comma-separated to combine)."),
+    strategy: str = typer.Option(..., help="finer, povid, contrast or hadpo (comma-separated to combine)."),
     out: Path = typer.Option(..., help="pairs.jsonl to write (+ .meta.json with counts and the mix)."),
-    annotations: Optional[Path] = typer.Option(None, help="Scene-graph JSON or COCO instances file (finer, povid)."),
+    annotations: Optional[Path] = typer.Option(None, help="Scene-graph JSON or COCO instances file (finer, povid, contrast)."),
     images: Optional[Path] = typer.Option(None, help="Folder the annotations' file names are relative to."),
     run_dir: Optional[Path] = typer.Option(None, "--run", help="A run on training images (hadpo: chair and pope failures)."),
     reference_captions: Optional[Path] = typer.Option(None, help="COCO captions file: fallback chosen captions for hadpo."),
     mix: Optional[str] = typer.Option(None, help="Pair-type weights, e.g. obj=1,attr=2,rel=1,wh=0.5 (finer)."),
     mix_from_run: Optional[Path] = typer.Option(None, help="Set the mix from a base run's weakest slices."),
     neg_ratio: float = typer.Option(0.5, help="Share of one-slot negatives among finer pairs."),
-    answer_style: str = typer.Option("sentence", help="finer: sentence (FINER-Tuning's answers) or short (the question + 'Answer the question using a single word or phrase.', one-word answers)."),
+    answer_style: str = typer.Option("sentence", help="finer, contrast: sentence (FINER-Tuning's answers) or short (the question + 'Answer the question using a single word or phrase.', one-word answers)."),
     both_polarities: bool = typer.Option(False, help="finer: a positive and a one-slot negative per chosen image and type (instead of --neg-ratio)."),
+    small_quantile: float = typer.Option(0.25, help="contrast: objects whose box area (relative to the image) is within this smallest share of all objects count as small."),
+    partners: int = typer.Option(1, help="contrast: how many of a small object's most co-occurring classes to ask about when absent."),
+    object_order: str = typer.Option("annotation", help="povid: name the objects in the annotations' order or in reading order (top to bottom by thirds, left to right; needs boxes)."),
     noise_model: Optional[str] = typer.Option(None, help="povid: also pair ground truth with this model's answers on noised images."),
     noise_strength: float = typer.Option(0.5, help="povid: forward-diffusion noise level 1-alpha_bar in (0, 1)."),
     injector_model: Optional[str] = typer.Option(None, help="povid: an LLM that injects hallucinations (OpenAI-compatible)."),
@@ -403,18 +406,20 @@ def pairs_build(
     from .annotations import load_graphs
 
     strategies = [s.strip() for s in strategy.split(",") if s.strip()]
-    unknown = [s for s in strategies if s not in ("finer", "povid", "hadpo")]
+    unknown = [s for s in strategies if s not in builders.STRATEGIES]
     if unknown:
-        fail(f"unknown strategy {', '.join(unknown)}; choose finer, povid or hadpo")
+        fail(f"unknown strategy {', '.join(unknown)}; choose {', '.join(builders.STRATEGIES)}")
     try:
         weights, evidence = adaptive_mix(mix_from_run) if mix_from_run else (_parse_mix(mix), {})
         pairs = []
-        if {"finer", "povid"} & set(strategies):
+        if {"finer", "povid", "contrast"} & set(strategies):
             if not annotations or not images:
-                fail("finer and povid need --annotations FILE and --images DIR")
+                fail("finer, povid and contrast need --annotations FILE and --images DIR")
             graphs = load_graphs(annotations)
             if "finer" in strategies:
                 pairs += builders.finer_pairs(graphs, images, weights, neg_ratio, seed, answer_style, both_polarities)
+            if "contrast" in strategies:
+                pairs += builders.contrast_pairs(graphs, images, small_quantile, partners, answer_style)
             if "povid" in strategies:
                 injector = None
                 if injector_model:
@@ -423,7 +428,7 @@ def pairs_build(
                     client = ChatClient(injector_base_url, injector_model)
                     ask = "Rewrite this image description so that it adds one object that is not there and changes one attribute. Keep the style; output only the description.\n\n"
                     injector = lambda text: client.complete_one([{"role": "user", "content": ask + text}]).text or text
-                pairs += builders.povid_pairs(graphs, images, seed, injector)
+                pairs += builders.povid_pairs(graphs, images, seed, injector, object_order)
                 if noise_model:
                     from .backends import create_backend
                     from .types import GenerationConfig, Request, user_message
@@ -498,9 +503,12 @@ def loop_cmd(
     tasks: str = typer.Option(..., help="Evaluation tasks, e.g. pope,finer_comprecap."),
     out: Path = typer.Option(..., help="Loop folder: base/, pairs.jsonl, adapter/, tuned/, compare/, loop.json."),
     task_arg: list[str] = typer.Option([], "--task-arg", help="Task option TASK.KEY=VALUE (repeatable)."),
-    strategy: str = typer.Option("finer,povid", help="Pair strategies built from the training annotations."),
-    answer_style: str = typer.Option("sentence", help="finer pairs: sentence or short (one-word answers to short-answer prompts)."),
+    strategy: str = typer.Option("finer,povid", help="Pair strategies built from the training annotations (finer, povid, contrast)."),
+    answer_style: str = typer.Option("sentence", help="finer and contrast pairs: sentence or short (one-word answers to short-answer prompts)."),
     both_polarities: bool = typer.Option(False, help="finer pairs: a positive and a one-slot negative per chosen image and type."),
+    small_quantile: float = typer.Option(0.25, help="contrast pairs: the smallest share of objects (box area relative to the image) that counts as small."),
+    partners: int = typer.Option(1, help="contrast pairs: how many of a small object's most co-occurring classes to ask about when absent."),
+    object_order: str = typer.Option("annotation", help="povid pairs: name the objects in the annotations' order or in reading order."),
     mix: Optional[str] = typer.Option(None, help="Fixed pair-type weights, e.g. obj=1,attr=0.2,rel=0.2,wh=0.2 (default: set from the base run's failures)."),
     limit: Optional[int] = typer.Option(None),
     max_new_tokens: Optional[int] = typer.Option(None),
@@ -520,6 +528,7 @@ def loop_cmd(
         out=out, task_args=parse_task_args(task_arg), strategies=[s.strip() for s in strategy.split(",")], limit=limit,
         max_new_tokens=max_new_tokens, backend_args={"device": device}, finer_answer_style=answer_style,
         finer_both_polarities=both_polarities, mix=_parse_mix(mix) if mix else None,
+        contrast_small_quantile=small_quantile, contrast_partners=partners, povid_order=object_order,
         train={"epochs": epochs, "learning_rate": lr, "beta": beta, "batch_size": batch_size, "loss_type": loss_type.split(",")},
         show_progress=not no_progress,
     )

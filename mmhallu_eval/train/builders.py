@@ -1,6 +1,7 @@
 """Preference-pair strategies: `finer` (one-slot fine-grained negatives, FINER-Tuning), `povid` (ground truth vs
-rule-injected hallucinations, optionally noised-image answers, POVID), `hadpo` (a model's own hallucinated captions
-and wrong yes/no answers, cleaned, HA-DPO)."""
+rule-injected hallucinations, optionally noised-image answers, POVID), `contrast` (small objects vs their most
+co-occurring absent classes, on the same image), `hadpo` (a model's own hallucinated captions and wrong yes/no
+answers, cleaned, HA-DPO)."""
 from __future__ import annotations
 
 import random
@@ -13,6 +14,8 @@ from .pairs import make_pair
 from ..annotations import OPPOSITE, cooccurrence, vocabulary
 
 PAIR_TYPES = ("obj", "attr", "rel", "wh")
+#: pair strategies `mmhallu pairs build --strategy` knows (hadpo reads a run, the others annotations)
+STRATEGIES = ("finer", "povid", "contrast", "hadpo")
 DESCRIBE = "Please describe this image in detail."
 
 
@@ -35,6 +38,20 @@ SHORT_SUFFIX = "\nAnswer the question using a single word or phrase."
 ANSWER_STYLES = ("sentence", "short")
 
 
+def _styled_adder(pairs: list[dict[str, Any]], answer_style: str) -> Callable[..., None]:
+    """add(pid, image, question, chosen, rejected, **meta) with chosen/rejected as (sentence, one word): appends the
+    pair in `answer_style` ("short": the question with the short-answer suffix, one-word answers)."""
+    if answer_style not in ANSWER_STYLES:
+        raise TaskError(f"answer style {answer_style!r}: choose {' or '.join(ANSWER_STYLES)}")
+
+    def add(pid: str, image: str, question: str, chosen: tuple[str, str], rejected: tuple[str, str], **meta: Any) -> None:
+        if answer_style == "short":
+            pairs.append(make_pair(pid, image, question + SHORT_SUFFIX, chosen[1], rejected[1], answer_style="short", **meta))
+        else:
+            pairs.append(make_pair(pid, image, question, chosen[0], rejected[0], **meta))
+    return add
+
+
 def finer_pairs(graphs: list[dict[str, Any]], images: str | Path, mix: dict[str, float], neg_ratio: float = 0.5, seed: int = 0,
                 answer_style: str = "sentence", both_polarities: bool = False) -> list[dict[str, Any]]:
     """Per image and type (chosen with probability ∝ mix weight) one pair, positive or one-slot negative
@@ -44,21 +61,12 @@ def finer_pairs(graphs: list[dict[str, Any]], images: str | Path, mix: dict[str,
     `answer_style` "sentence" (FINER-Tuning's form: "No, there is no x, but I can see a y.") or "short" (the
     question with the short-answer suffix, chosen/rejected one word: "No" / "Yes", "red" / "blue"): a model tuned on
     sentences hardly moves its one-word answers, so pick the style its benchmarks are answered in."""
-    if answer_style not in ANSWER_STYLES:
-        raise TaskError(f"answer style {answer_style!r}: choose {' or '.join(ANSWER_STYLES)}")
-    short = answer_style == "short"
     rng = random.Random(seed)
     classes, values = vocabulary(graphs)
     co = cooccurrence(graphs)
     top = max(mix.values()) if mix else 1.0
     pairs: list[dict[str, Any]] = []
-
-    def add(pid: str, image: str, question: str, chosen: tuple[str, str], rejected: tuple[str, str], **meta: Any) -> None:
-        """chosen/rejected: (sentence, one word)."""
-        if short:
-            pairs.append(make_pair(pid, image, question + SHORT_SUFFIX, chosen[1], rejected[1], answer_style="short", **meta))
-        else:
-            pairs.append(make_pair(pid, image, question, chosen[0], rejected[0], **meta))
+    add = _styled_adder(pairs, answer_style)
 
     def one_pair(pid: str, image: str, g: dict[str, Any], ptype: str, neg: bool, meta: dict[str, Any]) -> None:
         objs = g["objects"]
@@ -117,6 +125,86 @@ def finer_pairs(graphs: list[dict[str, Any]], images: str | Path, mix: dict[str,
     return pairs
 
 
+def _image_size(g: dict[str, Any], images: str | Path) -> tuple[float, float]:
+    """(width, height) from the graph, else from the image file's header."""
+    from PIL import Image
+
+    w, h = g.get("width"), g.get("height")
+    if w and h:
+        return w, h
+    path = Path(images) / g["file_name"]
+    if not path.is_file():
+        raise TaskError(f"image {g['image_id']}: {path} not found (needed for object sizes and positions); check --images")
+    with Image.open(path) as im:
+        return im.size
+
+
+def reading_order(objs: list[dict[str, Any]], size: tuple[float, float]) -> list[dict[str, Any]]:
+    """Objects top to bottom by thirds of the image height, left to right within a third (objects without a box
+    keep their place at the end): the order a description of the scene would name them in."""
+    w, h = size
+    boxed = [o for o in objs if o.get("bbox")]
+    key = lambda o: (min(2, int((o["bbox"][1] + o["bbox"][3] / 2) * 3 / h)), (o["bbox"][0] + o["bbox"][2] / 2) / w)
+    return sorted(boxed, key=key) + [o for o in objs if not o.get("bbox")]
+
+
+def _relative_areas(graphs: list[dict[str, Any]], images: str | Path) -> dict[tuple[int, int], float]:
+    """Box area / image area for every object with a box."""
+    areas: dict[tuple[int, int], float] = {}
+    for g in graphs:
+        boxed = [o for o in g["objects"] if o.get("bbox")]
+        if not boxed:
+            continue
+        w, h = _image_size(g, images)
+        for o in boxed:
+            areas[(g["image_id"], o["id"])] = o["bbox"][2] * o["bbox"][3] / (w * h)
+    return areas
+
+
+def contrast_pairs(graphs: list[dict[str, Any]], images: str | Path, small_quantile: float = 0.25, partners: int = 1,
+                   answer_style: str = "short") -> list[dict[str, Any]]:
+    """Weak-evidence contrast pairs. For every *small* object X (box area relative to its image at or below the
+    `small_quantile` of all annotated objects) and each of the `partners` classes that co-occur most with X in the
+    annotations that is absent from the image, P: "Is there a P?" No ≻ Yes, and once per X "Is there a X?" Yes ≻ No
+    on the same image (X without an absent partner gives no pairs).
+
+    Why: a model whose co-occurrence prior wins where the visual evidence is weak says "yes" to P next to a small
+    X — POPE's adversarial failure. Negatives alone teach it "No" (recall falls); the two questions on one image ask
+    it to tell X's evidence from P's. Needs boxes (COCO instances or a scene graph with `bbox`)."""
+    if not 0 < small_quantile <= 1:
+        raise TaskError(f"small_quantile {small_quantile}: choose a share of objects in (0, 1]")
+    if partners < 1:
+        raise TaskError(f"partners {partners}: choose at least 1")
+    areas = _relative_areas(graphs, images)
+    if not areas:
+        raise TaskError("contrast pairs need object boxes (bbox); the annotations have none")
+    ranked = sorted(areas.values())
+    limit = ranked[max(0, min(len(ranked), round(small_quantile * len(ranked))) - 1)]
+    co = cooccurrence(graphs)
+    top = {c: [o for o, _ in sorted(n.items(), key=lambda kv: (-kv[1], kv[0]))[:partners]] for c, n in co.items()}
+    pairs: list[dict[str, Any]] = []
+    add = _styled_adder(pairs, answer_style)
+
+    for g in graphs:
+        present = {o["name"] for o in g["objects"]}
+        image = str(Path(images) / g["file_name"])
+        for o in g["objects"]:
+            area = areas.get((g["image_id"], o["id"]))
+            if area is None or area > limit:
+                continue
+            x = o["name"]
+            absent = [p for p in top.get(x, []) if p not in present]
+            if not absent:
+                continue
+            meta = {"strategy": "contrast", "pair_type": "obj", "image_id": g["image_id"], "small_object": x, "relative_area": round(area, 5)}
+            add(f"contrast-{g['image_id']}-{o['id']}-pos", image, f"Is there a {x} in the image?", (f"Yes, there is a {x} in the image.", "Yes"),
+                (f"No, there is no {x} in the image.", "No"), polarity="pos", slots={"object": x}, **meta)
+            for p in absent:
+                add(f"contrast-{g['image_id']}-{o['id']}-neg-{p}", image, f"Is there a {p} in the image?", (f"No, there is no {p}, but I can see a {x}.", "No"),
+                    (f"Yes, there is a {p} in the image.", "Yes"), polarity="neg", slots={"object": p}, **meta)
+    return pairs
+
+
 def describe(objs: list[dict[str, Any]]) -> str:
     """A ground-truth description built from the scene graph."""
     parts = [" ".join(["a", *(str(v) for v in (o.get("attributes", {}).get("size"), o.get("attributes", {}).get("color")) if v), o["name"]]) for o in objs]
@@ -124,9 +212,18 @@ def describe(objs: list[dict[str, Any]]) -> str:
     return f"The image shows {text}."
 
 
-def povid_pairs(graphs: list[dict[str, Any]], images: str | Path, seed: int = 0, injector: Callable[[str], str] | None = None) -> list[dict[str, Any]]:
+OBJECT_ORDERS = ("reading", "annotation")
+
+
+def povid_pairs(graphs: list[dict[str, Any]], images: str | Path, seed: int = 0, injector: Callable[[str], str] | None = None,
+                order: str = "annotation") -> list[dict[str, Any]]:
     """chosen = the ground-truth description; rejected = it with a co-occurring absent object added and one
-    attribute changed (rules), or rewritten by an LLM `injector` when given."""
+    attribute changed (rules), or rewritten by an LLM `injector` when given.
+
+    `order`: the description names the objects in "reading" order (top to bottom by thirds, left to right; needs
+    boxes, else annotation order) or in "annotation" order (the file's, which is arbitrary)."""
+    if order not in OBJECT_ORDERS:
+        raise TaskError(f"object order {order!r}: choose {' or '.join(OBJECT_ORDERS)}")
     rng = random.Random(seed)
     classes, values = vocabulary(graphs)
     co = cooccurrence(graphs)
@@ -135,6 +232,8 @@ def povid_pairs(graphs: list[dict[str, Any]], images: str | Path, seed: int = 0,
         objs = g["objects"]
         if not objs:
             continue
+        if order == "reading" and any(o.get("bbox") for o in objs):
+            objs = reading_order(objs, _image_size(g, images))
         truth = describe(objs)
         if injector is not None:
             rejected, how = injector(truth), "llm"
@@ -157,7 +256,7 @@ def povid_pairs(graphs: list[dict[str, Any]], images: str | Path, seed: int = 0,
         if rejected.strip() == truth.strip():
             continue
         pairs.append(make_pair(f"povid-{g['image_id']}", str(Path(images) / g["file_name"]), DESCRIBE, truth, rejected,
-                               strategy="povid", pair_type="caption", image_id=g["image_id"], injected=how))
+                               strategy="povid", pair_type="caption", image_id=g["image_id"], injected=how, object_order=order))
     return pairs
 
 

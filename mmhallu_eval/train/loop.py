@@ -11,11 +11,16 @@ from typing import Any, Callable
 from ..files import atomic_write_json, read_json
 from ..rundir import now_iso
 from ..runner import RunConfig, run
-from .builders import finer_pairs, povid_pairs
+from ..task import TaskError
+from .builders import contrast_pairs, finer_pairs, povid_pairs
 from .dpo import TrainConfig, train_dpo
 from .mix import mix_from_run
 from .pairs import PairSet, drop_contaminated
 from ..annotations import load_graphs
+
+
+#: the strategies the loop builds from training annotations
+LOOP_STRATEGIES = ("finer", "povid", "contrast")
 
 
 @dataclass
@@ -33,12 +38,19 @@ class LoopConfig:
     backend_args: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
     neg_ratio: float = 0.5
-    #: "sentence" or "short" (see builders.finer_pairs): the style the tuned model's benchmarks are answered in
+    #: "sentence" or "short" (see builders.finer_pairs): the style the tuned model's benchmarks are answered in;
+    #: contrast pairs use it too
     finer_answer_style: str = "sentence"
     #: a positive and a one-slot negative per chosen image and type instead of one of them (`neg_ratio`)
     finer_both_polarities: bool = False
     #: fixed pair-type weights (obj/attr/rel/wh) instead of the mix set from the base run's failures
     mix: dict[str, float] | None = None
+    #: contrast pairs (strategy "contrast", builders.contrast_pairs): which objects count as small, how many
+    #: co-occurring classes per small object
+    contrast_small_quantile: float = 0.25
+    contrast_partners: int = 1
+    #: POVID descriptions name the objects in "reading" or "annotation" order (builders.povid_pairs)
+    povid_order: str = "annotation"
     seed: int = 0
     show_progress: bool = True
 
@@ -64,6 +76,10 @@ class LoopState:
 def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     from ..report.pages import compare_report
 
+    unknown = [s for s in cfg.strategies if s not in LOOP_STRATEGIES]
+    if unknown:
+        raise TaskError(f"loop: unknown pair strategy {', '.join(unknown)}; the loop builds {', '.join(LOOP_STRATEGIES)} from the training annotations "
+                        "(HA-DPO pairs need a run on training images: `mmhallu pairs build --strategy hadpo`, then `mmhallu train dpo`)")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     state = LoopState(out / "loop.json")
@@ -100,6 +116,10 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
         inputs["finer_answer_style"] = cfg.finer_answer_style
     if cfg.finer_both_polarities:
         inputs["finer_both_polarities"] = True
+    if "contrast" in cfg.strategies:
+        inputs["contrast"] = {"small_quantile": cfg.contrast_small_quantile, "partners": cfg.contrast_partners}
+    if "povid" in cfg.strategies and cfg.povid_order != "annotation":
+        inputs["povid_order"] = cfg.povid_order
     fp = _fingerprint(inputs)
     if state.done("pairs", fp, [pairs_path]):
         log("[loop] pairs: up to date, skipped")
@@ -110,7 +130,9 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
         if "finer" in cfg.strategies:
             pairs += finer_pairs(graphs, cfg.train_images, mix, cfg.neg_ratio, cfg.seed, cfg.finer_answer_style, cfg.finer_both_polarities)
         if "povid" in cfg.strategies:
-            pairs += povid_pairs(graphs, cfg.train_images, cfg.seed)
+            pairs += povid_pairs(graphs, cfg.train_images, cfg.seed, order=cfg.povid_order)
+        if "contrast" in cfg.strategies:
+            pairs += contrast_pairs(graphs, cfg.train_images, cfg.contrast_small_quantile, cfg.contrast_partners, cfg.finer_answer_style)
         pairs, dropped = drop_contaminated(pairs, cfg.tasks, cfg.task_args)
         PairSet(pairs, dropped, mix, {"mix_evidence": evidence, "strategies": cfg.strategies}).write(pairs_path)
         atomic_write_json(out / "mix.json", {"mix": mix, **evidence})

@@ -194,3 +194,104 @@ def test_povid_noised_image_pairs(world, tmp_path):
     assert clean.tobytes() != noisy.tobytes()
     assert all(p["pair_type"] == "noised" and p["noise_strength"] == 0.6 for p in pairs)
     assert all(not p["images"][0].startswith(str(tmp_path)) for p in pairs), "the pair shows the clean image"
+
+
+def test_contrast_pairs_small_objects_against_their_absent_partners(world):
+    """Each small object X gets "Is there a X?" Yes ≻ No and, on the same image, "Is there a P?" No ≻ Yes for its most
+    co-occurring class P when P is absent; nothing for X whose partners are all present; same pairs from COCO instances."""
+    from collections import Counter
+
+    from mmhallu_eval.annotations import cooccurrence
+    from mmhallu_eval.train.builders import SHORT_SUFFIX, contrast_pairs
+
+    graphs = load_graphs(world / "scene_graph_train.json")
+    pairs = contrast_pairs(graphs, world / "images", small_quantile=0.3)
+    by_image = {g["image_id"]: g for g in graphs}
+    areas = sorted(o["bbox"][2] * o["bbox"][3] / 96 / 96 for g in graphs for o in g["objects"])
+    limit = areas[round(0.3 * len(areas)) - 1]
+    co = cooccurrence(graphs)
+    top = {c: min(n, key=lambda k: (-n[k], k)) for c, n in co.items()}
+    assert pairs and all(_question(p).endswith(SHORT_SUFFIX) and p["strategy"] == "contrast" for p in pairs)
+    expected = Counter()
+    for g in graphs:
+        names = {o["name"] for o in g["objects"]}
+        for o in g["objects"]:
+            if o["bbox"][2] * o["bbox"][3] / 96 / 96 <= limit and o["name"] in top and top[o["name"]] not in names:
+                expected[(g["image_id"], o["name"], top[o["name"]])] += 1
+    got = Counter()
+    answers = lambda p: (p["chosen"][0]["content"][0]["text"], p["rejected"][0]["content"][0]["text"])
+    for p in pairs:
+        names = {o["name"] for o in by_image[p["image_id"]]["objects"]}
+        assert p["relative_area"] <= round(limit, 5) and p["small_object"] in names
+        if p["polarity"] == "pos":
+            assert answers(p) == ("Yes", "No") and f"a {p['small_object']} in" in _question(p)
+        else:
+            assert answers(p) == ("No", "Yes") and p["slots"]["object"] not in names
+            got[(p["image_id"], p["small_object"], p["slots"]["object"])] += 1
+    assert got == expected and sum(p["polarity"] == "pos" for p in pairs) == sum(expected.values())
+    # COCO instances (no sizes in the graphs: read from the image files) give the same pairs
+    coco = contrast_pairs(from_coco(world / "instances_train.json"), world / "images", small_quantile=0.3)
+    assert [(_question(p), answers(p), p["image_id"]) for p in coco] == [(_question(p), answers(p), p["image_id"]) for p in pairs]
+    # every object is small at quantile 1; more partners, more negatives; sentence answers on request
+    assert len(contrast_pairs(graphs, world / "images", small_quantile=1.0)) > len(pairs)
+    assert len(contrast_pairs(graphs, world / "images", 0.3, partners=3)) > len(pairs)
+    sentence = contrast_pairs(graphs, world / "images", 0.3, answer_style="sentence")
+    assert [_question(p) + SHORT_SUFFIX for p in sentence] == [_question(p) for p in pairs]
+    assert all(answers(p)[0].startswith("No, there is no ") for p in sentence if p["polarity"] == "neg")
+
+
+def test_contrast_pairs_bad_input(world, tmp_path):
+    import pytest
+
+    from mmhallu_eval.task import TaskError
+    from mmhallu_eval.train.builders import contrast_pairs
+
+    graphs = load_graphs(world / "scene_graph_train.json")
+    with pytest.raises(TaskError, match="small_quantile"):
+        contrast_pairs(graphs, world / "images", small_quantile=0)
+    with pytest.raises(TaskError, match="bbox"):
+        contrast_pairs([{**g, "objects": [{k: v for k, v in o.items() if k != "bbox"} for o in g["objects"]]} for g in graphs], world / "images")
+    with pytest.raises(TaskError, match=r"image \d+: .*not found"):
+        contrast_pairs(graphs, tmp_path)
+
+
+def test_pairs_build_cli_contrast_and_loop_strategies(world, tmp_path):
+    import pytest
+
+    from mmhallu_eval.task import TaskError
+    from mmhallu_eval.train.loop import LoopConfig, run_loop
+
+    out = tmp_path / "pairs.jsonl"
+    proc = subprocess.run([*CLI, "pairs", "build", "--strategy", "contrast", "--annotations", str(world / "instances_train.json"), "--images", str(world / "images"),
+                           "--out", str(out), "--answer-style", "short", "--small-quantile", "0.5", "--partners", "2"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert meta["counts"]["contrast/obj"] == meta["n_pairs"] > 0
+    bad = subprocess.run([*CLI, "pairs", "build", "--strategy", "contrast,hallu", "--annotations", "x", "--images", "y", "--out", str(out)], capture_output=True, text=True)
+    assert bad.returncode != 0 and "unknown strategy hallu" in bad.stderr + bad.stdout
+    with pytest.raises(TaskError, match="unknown pair strategy hadpo"):
+        run_loop(LoopConfig(model="m", train_annotations="a", train_images="i", tasks=["pope"], out=tmp_path / "loop", strategies=["finer", "hadpo"]))
+    assert not (tmp_path / "loop").exists()
+
+
+def test_povid_descriptions_in_reading_order(world):
+    """"reading": objects named top to bottom (thirds of the image), left to right; "annotation" (the default) keeps
+    the file's order."""
+    import pytest
+
+    from mmhallu_eval.task import TaskError
+
+    graphs = load_graphs(world / "scene_graph_train.json")
+    by_image = {g["image_id"]: g for g in graphs}
+    chosen = lambda p: p["chosen"][0]["content"][0]["text"].removeprefix("The image shows ").rstrip(".").replace(" and ", ", ").split(", ")
+    assert povid_pairs(graphs, world / "images", seed=0) == povid_pairs(graphs, world / "images", seed=0, order="annotation")
+    for order in ("reading", "annotation"):
+        for p in povid_pairs(graphs, world / "images", seed=0, order=order):
+            objs = by_image[p["image_id"]]["objects"]
+            if order == "reading":
+                # the world puts one object per cell of a 3×3 grid: reading order is row-major over cells
+                cell = lambda o: (int((o["bbox"][1] + o["bbox"][3] / 2) // 32), int((o["bbox"][0] + o["bbox"][2] / 2) // 32))
+                objs = sorted(objs, key=cell)
+            assert [ph.split()[-1] for ph in chosen(p)] == [o["name"] for o in objs] and p["object_order"] == order
+    with pytest.raises(TaskError, match="object order"):
+        povid_pairs(graphs, world / "images", order="random")

@@ -40,7 +40,8 @@ def from_coco(instances: Path) -> list[dict[str, Any]]:
         for a, b in ((x, y) for x in objs for y in objs if x is not y):
             if a["bbox"] and b["bbox"] and (r := _box_relation(a["bbox"], b["bbox"])):
                 rels.append({"subject": a["id"], "predicate": r, "object": b["id"]})
-        graphs.append({"image_id": img["id"], "file_name": img["file_name"], "objects": objs, "relations": rels})
+        graphs.append({"image_id": img["id"], "file_name": img["file_name"], "width": img.get("width"), "height": img.get("height"),
+                       "objects": objs, "relations": rels})
     return graphs
 
 

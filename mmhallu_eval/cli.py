@@ -412,9 +412,9 @@ def pairs_build(
     try:
         weights, evidence = adaptive_mix(mix_from_run) if mix_from_run else (_parse_mix(mix), {})
         pairs = []
-        if {"finer", "povid", "contrast"} & set(strategies):
+        if set(builders.ANNOTATION_STRATEGIES) & set(strategies):
             if not annotations or not images:
-                fail("finer, povid and contrast need --annotations FILE and --images DIR")
+                fail(f"{', '.join(builders.ANNOTATION_STRATEGIES)} need --annotations FILE and --images DIR")
             graphs = load_graphs(annotations)
             if "finer" in strategies:
                 pairs += builders.finer_pairs(graphs, images, weights, neg_ratio, seed, answer_style, both_polarities)

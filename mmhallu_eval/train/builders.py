@@ -14,8 +14,10 @@ from .pairs import make_pair
 from ..annotations import OPPOSITE, cooccurrence, vocabulary
 
 PAIR_TYPES = ("obj", "attr", "rel", "wh")
-#: pair strategies `mmhallu pairs build --strategy` knows (hadpo reads a run, the others annotations)
-STRATEGIES = ("finer", "povid", "contrast", "hadpo")
+#: pair strategies built from annotations (what `mmhallu loop` can build) and all `mmhallu pairs build` knows
+#: (hadpo reads a run on training images)
+ANNOTATION_STRATEGIES = ("finer", "povid", "contrast")
+STRATEGIES = (*ANNOTATION_STRATEGIES, "hadpo")
 DESCRIBE = "Please describe this image in detail."
 
 
@@ -175,6 +177,8 @@ def contrast_pairs(graphs: list[dict[str, Any]], images: str | Path, small_quant
         raise TaskError(f"small_quantile {small_quantile}: choose a share of objects in (0, 1]")
     if partners < 1:
         raise TaskError(f"partners {partners}: choose at least 1")
+    pairs: list[dict[str, Any]] = []
+    add = _styled_adder(pairs, answer_style)  # checks the style before any image is read
     areas = _relative_areas(graphs, images)
     if not areas:
         raise TaskError("contrast pairs need object boxes (bbox); the annotations have none")
@@ -182,8 +186,6 @@ def contrast_pairs(graphs: list[dict[str, Any]], images: str | Path, small_quant
     limit = ranked[max(0, min(len(ranked), round(small_quantile * len(ranked))) - 1)]
     co = cooccurrence(graphs)
     top = {c: [o for o, _ in sorted(n.items(), key=lambda kv: (-kv[1], kv[0]))[:partners]] for c, n in co.items()}
-    pairs: list[dict[str, Any]] = []
-    add = _styled_adder(pairs, answer_style)
 
     for g in graphs:
         present = {o["name"] for o in g["objects"]}

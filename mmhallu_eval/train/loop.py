@@ -12,15 +12,11 @@ from ..files import atomic_write_json, read_json
 from ..rundir import now_iso
 from ..runner import RunConfig, run
 from ..task import TaskError
-from .builders import contrast_pairs, finer_pairs, povid_pairs
+from .builders import ANNOTATION_STRATEGIES, contrast_pairs, finer_pairs, povid_pairs
 from .dpo import TrainConfig, train_dpo
 from .mix import mix_from_run
 from .pairs import PairSet, drop_contaminated
 from ..annotations import load_graphs
-
-
-#: the strategies the loop builds from training annotations
-LOOP_STRATEGIES = ("finer", "povid", "contrast")
 
 
 @dataclass
@@ -76,9 +72,9 @@ class LoopState:
 def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     from ..report.pages import compare_report
 
-    unknown = [s for s in cfg.strategies if s not in LOOP_STRATEGIES]
+    unknown = [s for s in cfg.strategies if s not in ANNOTATION_STRATEGIES]
     if unknown:
-        raise TaskError(f"loop: unknown pair strategy {', '.join(unknown)}; the loop builds {', '.join(LOOP_STRATEGIES)} from the training annotations "
+        raise TaskError(f"loop: unknown pair strategy {', '.join(unknown)}; the loop builds {', '.join(ANNOTATION_STRATEGIES)} from the training annotations "
                         "(HA-DPO pairs need a run on training images: `mmhallu pairs build --strategy hadpo`, then `mmhallu train dpo`)")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

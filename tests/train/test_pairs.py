@@ -116,6 +116,7 @@ def test_coco_instances_as_dense_annotations(world):
     sg = load_graphs(world / "scene_graph_train.json")
     assert [sorted(o["name"] for o in g["objects"]) for g in graphs] == [sorted(o["name"] for o in g["objects"]) for g in sg]
     assert all(o["attributes"].get("color") for g in graphs for o in g["objects"])
+    assert all((g["width"], g["height"]) == (96, 96) for g in graphs)
 
 
 def test_contamination_guard_refuses_eval_images(world, tmp_path):
@@ -229,7 +230,8 @@ def test_contrast_pairs_small_objects_against_their_absent_partners(world):
             assert answers(p) == ("No", "Yes") and p["slots"]["object"] not in names
             got[(p["image_id"], p["small_object"], p["slots"]["object"])] += 1
     assert got == expected and sum(p["polarity"] == "pos" for p in pairs) == sum(expected.values())
-    # COCO instances (no sizes in the graphs: read from the image files) give the same pairs
+    # COCO instances (image sizes from the file's `images`; the scene graphs above have none, so the sizes came from
+    # the image files' headers) give the same pairs
     coco = contrast_pairs(from_coco(world / "instances_train.json"), world / "images", small_quantile=0.3)
     assert [(_question(p), answers(p), p["image_id"]) for p in coco] == [(_question(p), answers(p), p["image_id"]) for p in pairs]
     # every object is small at quantile 1; more partners, more negatives; sentence answers on request

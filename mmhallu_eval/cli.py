@@ -304,6 +304,27 @@ def setup_cmd(what: str = typer.Argument(..., help="nltk: download the NLTK reso
     typer.echo("NLTK resources ready")
 
 
+@app.command("vllm-layout")
+def vllm_layout_cmd(
+    model: Path = typer.Argument(..., help="A local model folder."),
+    fix: bool = typer.Option(False, "--fix", help="Rename the weights in place (the safetensors files are rewritten)."),
+) -> None:
+    """Check a model folder for weight names vLLM cannot load (a LLaVA CLIP tower saved by transformers 5); --fix
+    renames them to the published layout, which transformers loads too."""
+    from .backends.vllm_layout import publish_clip_keys, unpublished_clip_keys
+
+    if not (model / "config.json").is_file():
+        fail(f"{model} is not a model folder (no config.json)")
+    keys = unpublished_clip_keys(model)
+    if not keys:
+        typer.echo(f"{model}: nothing to rename; vLLM can map its weight names")
+        return
+    if not fix:
+        typer.echo(f"{model}: {len(keys)} CLIP-tower weights vLLM cannot map (e.g. {keys[0]}); rerun with --fix to rename them in place")
+        raise typer.Exit(1)
+    typer.echo(f"{model}: renamed {publish_clip_keys(model)} weights to vision_tower.vision_model.*")
+
+
 @app.command("report")
 def report_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder written by `mmhallu run`."),
@@ -474,6 +495,7 @@ def train_dpo_cmd(
     loss_weights: Optional[str] = typer.Option(None, help="Weights for the loss types, e.g. 1,0.5."),
     lora_r: Optional[int] = typer.Option(None),
     seed: Optional[int] = typer.Option(None),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar or per-step metrics on stdout (train_log.jsonl has them)."),
 ) -> None:
     """DPO on preference pairs with TRL (LoRA by default). Multi-GPU: `accelerate launch -m mmhallu_eval.cli train dpo ...`."""
     from .train.dpo import TrainConfig, train_dpo
@@ -489,7 +511,7 @@ def train_dpo_cmd(
             cfg = TrainConfig.from_yaml(config, model=model, pairs=str(pairs), out=str(out), **overrides)
         else:
             cfg = TrainConfig(model=model, pairs=str(pairs), out=str(out), **{k: v for k, v in overrides.items() if v is not None})
-        path = train_dpo(cfg)
+        path = train_dpo(cfg, show_progress=not no_progress)
     except _user_errors() as exc:
         fail(str(exc))
     typer.echo(f"wrote {'model' if cfg.full else 'LoRA adapter'} to {path} (log: {path / 'train_log.jsonl'})")

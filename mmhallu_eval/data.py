@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -47,10 +49,15 @@ def image_digest(image: ImageLike) -> str:
         h.update(image.tobytes())
         return h.hexdigest()
     path = Path(image)
-    if not path.is_file():
+    try:
+        st = path.stat()
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
         return f"missing:{path}"
-    st = path.stat()
-    return _file_digest(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    # one stat per request and no realpath (symlink spellings of one file just hash it twice); abspath keeps a
+    # relative name from meaning another file after a chdir
+    return _file_digest(os.path.abspath(path), st.st_mtime_ns, st.st_size)
 
 
 def image_missing(image: ImageLike) -> str | None:

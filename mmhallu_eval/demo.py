@@ -14,6 +14,7 @@ from .build.pope import build_pope
 from .build.qa import build_finer, build_mme, build_mmhal
 from .files import atomic_write_json
 from .nltk_resources import download_nltk_resources, missing_nltk_resources
+from .quiet import hide_library_progress_bars
 from .train.loop import LoopConfig, run_loop
 from .world.demo_model import SHIPPED_MODEL, DemoTraining, build_demo_model
 from .world.shapes import build_world, world_params
@@ -125,6 +126,8 @@ def _nltk_ready(log: Callable[[str], None]) -> bool:
 def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Callable[[str], None] = print, show_progress: bool = True) -> dict[str, Any]:
     settings = settings or DemoSettings()
     out = Path(out)
+    if not show_progress:
+        hide_library_progress_bars()  # the demo model's save bar too, before the loop's own runs
     ready = prepare(out, settings, log)
     tasks = DEMO_TASKS if _nltk_ready(log) else [t for t in DEMO_TASKS if t != "chair"]
     cfg = LoopConfig(

@@ -13,6 +13,7 @@ from .backends import Backend, create_backend
 from .backends.cached import generate_cached
 from .cache import ResponseCache
 from .paired import keep_whole_units
+from .quiet import hide_library_progress_bars
 from .registry import get_task, include_path
 from .rundir import RunDir, now_iso
 from .scoring import build_result, image_names, make_records
@@ -93,6 +94,8 @@ def run(config: RunConfig, backend: Backend | None = None) -> dict[str, dict[str
     specs = [get_task(name) for name in config.tasks]
     parsers = {spec.name: spec.parser(config.parsers.get(spec.name)) for spec in specs}
     own_backend = backend is None
+    if not config.show_progress:
+        hide_library_progress_bars()  # the model's weight-loading bar too
     if backend is None:
         backend = _make_backend(config)
     rundir = RunDir(config.out)

@@ -4,7 +4,7 @@ backend against a local `vllm serve`, each through the real runner (`mmhallu_eva
 
     python scripts/bench_backends.py --out /tmp/bench --n 256 --max-new-tokens 16 \
         [--model DIR | --model-shape tiny-idefics3|llava-1.5-1b] [--device cpu|cuda] [--dtype float32|bfloat16]
-        [--backends transformers,vllm,openai] [--batch-sizes 1,8,32]
+        [--backends transformers,vllm,openai] [--batch-sizes 1,8,32] [--vllm-repeats 5] [--gpu-memory-utilization 0.45]
 
 Without --model it builds a model with random weights locally (no hub access needed), so generations run to
 max_new_tokens and the figures are a pure engine/harness measurement: `tiny-idefics3` (~0.3 M parameters; vLLM's
@@ -16,7 +16,9 @@ over the backend's own generate time, the whole task's wall time, and the harnes
 task's wall time spent outside the backend's generate calls (loading samples, cache, parsing, scoring, writing).
 Model loading and engine start-up are excluded (they happen before the task starts) and printed separately.
 It also checks that every transformers batch size gives the same answers as batch 1, and vLLM/OpenAI the same
-as transformers. Results go to OUT/bench.json; a Markdown table is printed for docs/benchmarks.md.
+as transformers. For vLLM it also times raw `LLM.generate` on the exact prompts the backend built, alternating
+with the timed task passes (`--vllm-repeats`), and reports the task's time over raw (the issue's "within 10%").
+Results go to OUT/bench.json; a Markdown table is printed for docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import os
 import platform
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -52,12 +55,16 @@ def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 600) -> None:
     sys.exit(f"vllm serve did not come up at {url} in {timeout:.0f}s")
 
 
-def bench_one(label: str, backend_name: str, backend_args: dict, model: str, data: Path, out: Path, n: int, max_new: int, batch: int | None) -> dict:
+def bench_one(label: str, backend_name: str, backend_args: dict, model: str, data: Path, out: Path, n: int, max_new: int, batch: int | None,
+              backend=None) -> dict:
+    """One task run through the real runner; the backend is created here and closed after, unless one is passed in."""
     from mmhallu_eval.backends import create_backend
     from mmhallu_eval.runner import RunConfig, run
 
     t0 = time.perf_counter()
-    backend = create_backend(backend_name, model=model, **backend_args)
+    owned = backend is None
+    if owned:
+        backend = create_backend(backend_name, model=model, **backend_args)
     startup = time.perf_counter() - t0
     run_dir = out / label
     cfg = RunConfig(model=model, tasks=["pope"], out=run_dir, backend=backend_name, limit=n, batch_size=batch, max_new_tokens=max_new,
@@ -65,7 +72,8 @@ def bench_one(label: str, backend_name: str, backend_args: dict, model: str, dat
     try:
         run(cfg, backend=backend)
     finally:
-        backend.close()
+        if owned:
+            backend.close()
     stats = json.loads((run_dir / "manifest.json").read_text())["tasks"]["pope"]["stats"]
     with sqlite3.connect(run_dir / "cache.sqlite") as conn:
         tokens = conn.execute("SELECT SUM(n_output_tokens) FROM responses").fetchone()[0] or 0
@@ -78,11 +86,70 @@ def bench_one(label: str, backend_name: str, backend_args: dict, model: str, dat
             "answers": answers}
 
 
+def _reset_vllm_caches(llm) -> None:
+    """Prefix and multimodal caches would let a second pass over the same prompts skip work the first one did."""
+    for name in ("reset_prefix_cache", "reset_mm_cache"):
+        if hasattr(llm, name):
+            getattr(llm, name)()
+
+
+def bench_vllm(model: str, data: Path, out: Path, n: int, max_new: int, dtype: str, gpu_mem: float, repeats: int = 1) -> list[dict]:
+    """The vLLM backend through the runner against raw `LLM.generate` on the very prompts the backend built (the
+    same engine, caches reset before each timed pass): an untimed warm-up task, then raw and the timed task in
+    turn, `repeats` times, ending with raw."""
+    from mmhallu_eval.backends import create_backend
+    from mmhallu_eval.backends.base import decode_output
+
+    t0 = time.perf_counter()
+    backend = create_backend("vllm", model=model, dtype=dtype, gpu_memory_utilization=gpu_mem)
+    startup = time.perf_counter() - t0
+    seen: list[tuple[list, list, list]] = []
+    inner = backend._generate
+
+    def recording(requests, prompts, params):
+        responses = inner(requests, prompts, params)
+        seen.append((prompts, params, [r.text for r in responses]))
+        return responses
+
+    backend._generate = recording
+    tokenizer = getattr(backend.processor, "tokenizer", backend.processor)
+
+    def raw(label: str) -> dict:
+        _reset_vllm_caches(backend.llm)
+        t = time.perf_counter()
+        outputs = backend.llm.generate(prompts, params, use_tqdm=False)
+        secs = time.perf_counter() - t
+        texts = [decode_output(tokenizer, list(o.outputs[0].token_ids))[0] for o in outputs]
+        tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
+        return {"label": label, "backend": "vllm LLM.generate", "batch_size": None, "startup_s": None, "requests": len(prompts),
+                "samples": len(prompts), "backend_s": round(secs, 4), "total_s": round(secs, 4), "samples_per_s": round(len(prompts) / secs, 2),
+                "output_tokens_per_s": round(tokens / secs, 1), "overhead_share": 0.0, "overhead_ms_per_sample": 0.0,
+                "same_texts_as_backend": texts == backend_texts}
+
+    try:
+        bench_one("vllm-warmup", "vllm", {}, model, data, out, n, max_new, None, backend=backend)
+        prompts = [p for ps, _, _ in seen for p in ps]
+        params = [q for _, qs, _ in seen for q in qs]
+        backend_texts = [t for _, _, ts in seen for t in ts]
+        rows = [raw("vllm-raw-generate-1")]
+        for i in range(1, repeats + 1):
+            seen.clear()
+            _reset_vllm_caches(backend.llm)
+            task = bench_one("vllm" if i == 1 else f"vllm-{i}", "vllm", {"dtype": dtype}, model, data, out, n, max_new, None, backend=backend)
+            task["startup_s"] = round(startup, 2)
+            task["same_texts_as_warmup"] = [t for _, _, ts in seen for t in ts] == backend_texts
+            rows += [task, raw(f"vllm-raw-generate-{i + 1}")]
+    finally:
+        backend.close()
+    return rows
+
+
 def build_llava_15_1b(out: Path, seed: int = 0) -> Path:
     """A random-weight model shaped like LLaVA-1.5 with a 1.1 B language model: the harness overhead measured on
     it is representative of a real checkpoint (the tiny models spend 1-30 ms per sample, real VLMs far more)."""
     from transformers import CLIPVisionConfig, LlamaConfig
 
+    from mmhallu_eval.backends.vllm_layout import publish_clip_keys
     from mmhallu_eval.world.tiny_models import BASE_SPECIAL, build_llava, build_tokenizer
 
     tok = build_tokenizer(BASE_SPECIAL)
@@ -91,7 +158,9 @@ def build_llava_15_1b(out: Path, seed: int = 0) -> Path:
     text = LlamaConfig(vocab_size=len(tok), hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
                        num_key_value_heads=4, max_position_embeddings=2048, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                        bos_token_id=None, tie_word_embeddings=False)
-    return build_llava(out, vision, text, tok, image_size=336, patch_size=14, vision_feature_layer=-2, seed=seed)
+    folder = build_llava(out, vision, text, tok, image_size=336, patch_size=14, vision_feature_layer=-2, seed=seed)
+    publish_clip_keys(folder)  # vLLM loads only the published CLIP key layout (see mmhallu_eval.backends.vllm_layout)
+    return folder
 
 
 def main() -> None:
@@ -105,6 +174,9 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=16)
     ap.add_argument("--backends", default="transformers,vllm,openai")
     ap.add_argument("--batch-sizes", default="1,8,32")
+    ap.add_argument("--vllm-repeats", type=int, default=1, help="timed vLLM task passes, each followed by a raw LLM.generate pass")
+    ap.add_argument("--gpu-memory-utilization", type=float, default=0.45,
+                    help="vLLM's share of GPU memory, in-process and for vllm serve (below half: the server may start before the in-process engine has freed its share)")
     args = ap.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -126,15 +198,16 @@ def main() -> None:
             rows.append(bench_one(f"transformers-b{b}", "transformers", {"device": device, "dtype": args.dtype}, model, data, out, args.n, args.max_new_tokens, b))
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "answers"}), flush=True)
     if "vllm" in wanted:
-        rows.append(bench_one("vllm", "vllm", {"dtype": args.dtype}, model, data, out, args.n, args.max_new_tokens, None))
-        print(json.dumps({k: v for k, v in rows[-1].items() if k != "answers"}), flush=True)
+        for row in bench_vllm(model, data, out, args.n, args.max_new_tokens, args.dtype, args.gpu_memory_utilization, args.vllm_repeats):
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "answers"}), flush=True)
     if "openai" in wanted:
         port = _free_port()
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
         log = (out / "vllm_serve.log").open("w")
         # the module entry point of `vllm serve` (vllm-cpu's `vllm` CLI looks up package metadata named "vllm" and exits)
         proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--port", str(port), "--dtype", args.dtype,
-                                 "--served-model-name", "bench"], stdout=log, stderr=subprocess.STDOUT, env=env)
+                                 "--served-model-name", "bench", "--gpu-memory-utilization", str(args.gpu_memory_utilization)], stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             _wait_for(f"http://127.0.0.1:{port}/v1/models", proc)
             rows.append(bench_one("openai-vllm-serve", "openai", {"base_url": f"http://127.0.0.1:{port}/v1", "concurrency": 32}, "bench", data, out,
@@ -143,22 +216,32 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(60)
-    ref = rows[0]["answers"] if rows else []
+    ref = next((r["answers"] for r in rows if "answers" in r), [])
     for r in rows:
-        r["same_answers_as_first"] = r.pop("answers") == ref
+        r["same_answers_as_first"] = r.pop("answers") == ref if "answers" in r else None
     tf = {r["batch_size"]: r for r in rows if r["backend"] == "transformers"}
     summary = {"platform": platform.platform(), "cpus": os.cpu_count(), "gpu": _gpu_name(), "model": model, "model_shape": None if args.model else args.model_shape,
                "dtype": args.dtype, "n": args.n, "max_new_tokens": args.max_new_tokens, "rows": rows}
     if 1 in tf and 8 in tf:
         summary["transformers_b8_over_b1"] = round(tf[8]["samples_per_s"] / tf[1]["samples_per_s"], 2)
+    raws = [r["backend_s"] for r in rows if r["backend"] == "vllm LLM.generate"]
+    tasks = [r for r in rows if r["backend"] == "vllm"]
+    if raws and tasks:
+        # the issue's target: the whole task through the harness within 10% of raw LLM.generate on the same prompts
+        raw_s = statistics.median(raws)
+        summary["vllm_task_over_raw_generate"] = round(statistics.median(r["total_s"] for r in tasks) / raw_s, 3)
+        summary["vllm_generate_over_raw_generate"] = round(statistics.median(r["backend_s"] for r in tasks) / raw_s, 3)
     (out / "bench.json").write_text(json.dumps(summary, indent=1))
     print("\n| configuration | samples/s | output tokens/s | harness overhead | overhead per sample | start-up (s) | same answers as first row |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['label']} | {r['samples_per_s']} | {r['output_tokens_per_s']} | {r['overhead_share'] * 100:.1f}% | {r['overhead_ms_per_sample']} ms "
-              f"| {r['startup_s']} | {r['same_answers_as_first']} |")
+              f"| {r['startup_s']} | {r['same_answers_as_first'] if r['same_answers_as_first'] is not None else 'raw = backend: ' + str(r['same_texts_as_backend'])} |")
     if "transformers_b8_over_b1" in summary:
         print(f"\ntransformers batch 8 / batch 1 throughput: {summary['transformers_b8_over_b1']}×")
+    if "vllm_task_over_raw_generate" in summary:
+        print(f"vLLM task wall time / raw LLM.generate time (medians over the passes): {summary['vllm_task_over_raw_generate']}× "
+              f"(backend generate calls alone: {summary['vllm_generate_over_raw_generate']}×)")
 
 
 def _cuda() -> bool:

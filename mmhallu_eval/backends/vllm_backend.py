@@ -11,6 +11,7 @@ from typing import Any
 from ..data import open_image
 from ..types import GenerationConfig, Request, Response
 from .base import Backend, BackendError, check_adapter_base, decode_output, model_fingerprint
+from .vllm_layout import unpublished_clip_keys
 
 
 def _architectures(model: str) -> list[str]:
@@ -64,6 +65,13 @@ class VLLMBackend(Backend):
             ) from exc
         if not Path(model).is_dir() and (model.startswith((".", "/", "~")) or Path(model).exists()):
             raise BackendError(f"model path {model} does not exist (or is not a folder)")
+        unmapped = unpublished_clip_keys(model)
+        if unmapped:
+            raise BackendError(
+                f"vLLM cannot load {model} ({', '.join(_architectures(model))}): its CLIP tower is saved as {unmapped[0]!r} (the transformers 5 layout) where vLLM's "
+                f"LLaVA loader expects 'vision_tower.vision_model.…' (the published LLaVA-1.5 layout). Rename the {len(unmapped)} "
+                f"weights in place with `mmhallu vllm-layout {model} --fix` (transformers loads either layout), or use --backend transformers."
+            )
         if adapter:
             check_adapter_base(model, adapter)
         self.model_name, self.revision, self.adapter = model, revision, adapter

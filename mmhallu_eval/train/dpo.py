@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write_json
+from ..quiet import hide_library_progress_bars
 from ..task import TaskError
 from .pairs import read_pairs
 
@@ -95,11 +96,15 @@ def lora_targets(model: Any, spec: str) -> str | list[str]:
     return names
 
 
-def train_dpo(cfg: TrainConfig) -> Path:
+def train_dpo(cfg: TrainConfig, show_progress: bool = True) -> Path:
+    """Train and save; with show_progress False nothing is printed per step (the losses still go to
+    train_log.jsonl), as `--no-progress` promises for the rest of a run."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import DPOConfig, DPOTrainer
 
+    if not show_progress:  # the weight-loading and dataset-mapping bars too
+        hide_library_progress_bars()
     out = Path(cfg.out)
     pairs = read_pairs(cfg.pairs)
     dataset = to_dataset(pairs)
@@ -133,6 +138,11 @@ def train_dpo(cfg: TrainConfig) -> Path:
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets, task_type="CAUSAL_LM")
     logger = JsonlLogger(out / "train_log.jsonl")
     trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor, peft_config=peft_config, callbacks=[logger.callback])
+    if not show_progress:
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        for cb in (ProgressCallback, PrinterCallback):  # the progress bar and the per-step metrics dict on stdout
+            trainer.remove_callback(cb)
     trainer.train()
     trainer.save_model(str(out))
     processor.save_pretrained(str(out))

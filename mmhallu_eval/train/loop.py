@@ -143,7 +143,7 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
     else:
         started = now_iso()
         log("[loop] train: DPO (LoRA) with TRL")
-        train_dpo(TrainConfig(model=cfg.model, pairs=str(pairs_path), out=str(adapter), **cfg.train))
+        train_dpo(TrainConfig(model=cfg.model, pairs=str(pairs_path), out=str(adapter), **cfg.train), show_progress=cfg.show_progress)
         state.record("train", fp, train_inputs, {"adapter": str(adapter), "log": str(adapter / "train_log.jsonl")}, started)
 
     tuned = evaluate("tuned", str(adapter))

@@ -25,6 +25,8 @@ def test_quick_demo_runs_the_loop(tmp_path):
     assert mix["mix"] == {"obj": 1.0, "attr": 0.2, "rel": 0.2, "wh": 0.2} and mix["mix_source"].startswith("fixed")
     assert json.loads((out / "loop/adapter/mmhallu_train.json").read_text())["loss_type"] == ["apo_zero"]
     assert "compare report:" in proc.stdout
+    # --no-progress: no bars (weight loading, dataset mapping, generation, training) and no per-step DPO metrics
+    assert "it/s" not in proc.stdout + proc.stderr and "'loss'" not in proc.stdout + proc.stderr
     # rerun: every stage is up to date
     proc = subprocess.run([sys.executable, "-m", "mmhallu_eval.cli", "demo", "--quick", "--out", str(out), "--no-progress"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]

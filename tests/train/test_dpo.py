@@ -25,8 +25,12 @@ def test_lora_dpo_trains_and_reloads(tiny_llava, pairs, tmp_path):
     out = tmp_path / "adapter"
     cfg = tmp_path / "dpo.yaml"
     cfg.write_text("beta: 0.2\nlearning_rate: 0.001\nmax_steps: 4\nbatch_size: 4\nloss_type: [sigmoid, sft]\nloss_weights: [1.0, 0.5]\nwarmup_steps: 1\nlora_target_modules: language-model\n")
-    proc = subprocess.run([*CLI, "train", "dpo", "--model", str(tiny_llava), "--pairs", str(pairs), "--out", str(out), "--config", str(cfg)], capture_output=True, text=True)
+    proc = subprocess.run([*CLI, "train", "dpo", "--model", str(tiny_llava), "--pairs", str(pairs), "--out", str(out), "--config", str(cfg), "--no-progress"],
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+    # --no-progress: no bar and no per-step metrics dicts on stdout/stderr; the losses are in train_log.jsonl
+    assert "'loss'" not in proc.stdout + proc.stderr
+    assert "it/s" not in proc.stderr, proc.stderr  # nor the loading / dataset progress bars
     weights = load_file(out / "adapter_model.safetensors")
     lora_b = [v for k, v in weights.items() if "lora_B" in k]
     assert lora_b and any(v.abs().sum() > 0 for v in lora_b), "LoRA B starts at zero: training must move it"
@@ -55,6 +59,7 @@ def test_full_dpo_changes_weights(tiny_llava, pairs, tmp_path):
     proc = subprocess.run([*CLI, "train", "dpo", "--model", str(tiny_llava), "--pairs", str(pairs), "--out", str(out), "--full",
                            "--max-steps", "2", "--batch-size", "2", "--lr", "0.01"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+    assert "'loss'" in proc.stdout + proc.stderr  # by default TRL's per-step metrics are shown
     before, after = load_file(tiny_llava / "model.safetensors"), load_file(out / "model.safetensors")
     changed = [k for k in before if k in after and not torch.equal(before[k], after[k])]
     assert changed

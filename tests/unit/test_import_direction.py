@@ -8,7 +8,7 @@ PKG = ROOT / "mmhallu_eval"
 LAYERS = {
     "types": 0,
     "task": 1,
-    "files": 2, "registry": 2, "metrics": 2, "paired": 2, "nltk_resources": 2,
+    "files": 2, "registry": 2, "metrics": 2, "paired": 2, "nltk_resources": 2, "quiet": 2,
     "data": 3, "annotations": 3,
     "cache": 4, "scoring": 4,
     "backends": 5,

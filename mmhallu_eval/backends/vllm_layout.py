@@ -1,0 +1,73 @@
+"""Weight names vLLM cannot map. transformers 5 saves a LLaVA model's CLIP tower as `vision_tower.embeddings...`
+(or `model.vision_tower.embeddings...`); vLLM's LLaVA loader (0.26 to 0.33 at least) expects the layout of the
+published LLaVA-1.5 checkpoints, `vision_tower.vision_model.embeddings...`, and fails deep inside engine start-up
+("There is no module or parameter named 'vision_tower.embeddings'"). The check runs before vLLM starts; the fix
+renames the keys in place (transformers loads either layout to the same weights)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..files import atomic_write_json
+
+#: architectures whose vLLM loader wants `vision_tower.vision_model.*` for a CLIP tower
+_LLAVA_CLIP_ARCHS = {"LlavaForConditionalGeneration"}
+_PREFIXES = ("model.vision_tower.", "vision_tower.")
+
+
+def _needs_published_clip_keys(folder: Path) -> bool:
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    vision = cfg.get("vision_config") or {}
+    return bool(_LLAVA_CLIP_ARCHS & set(cfg.get("architectures") or [])) and vision.get("model_type", "clip_vision_model") == "clip_vision_model"
+
+
+def _published(key: str) -> str:
+    """The published name of one weight: `vision_tower.X` → `vision_tower.vision_model.X` (other keys unchanged)."""
+    for prefix in _PREFIXES:
+        if key.startswith(prefix) and not key[len(prefix):].startswith("vision_model."):
+            return prefix + "vision_model." + key[len(prefix):]
+    return key
+
+
+def unpublished_clip_keys(model: str | Path) -> list[str]:
+    """The CLIP-tower weight names in MODEL's safetensors files that vLLM cannot map (empty when there is nothing to
+    fix, or MODEL is not a local LLaVA folder with a CLIP tower). Reads the files' headers only."""
+    from safetensors import safe_open
+
+    folder = Path(model)
+    if not folder.is_dir() or not _needs_published_clip_keys(folder):
+        return []
+    keys: list[str] = []
+    for f in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as fh:
+            keys += [k for k in fh.keys() if _published(k) != k]
+    return keys
+
+
+def publish_clip_keys(model: str | Path) -> int:
+    """Rename MODEL's CLIP-tower weights to the published layout, in place (safetensors files and their index).
+    Returns how many weights were renamed; 0 leaves every file untouched."""
+    from safetensors.torch import load_file, save_file
+
+    folder = Path(model)
+    if not unpublished_clip_keys(folder):
+        return 0
+    renamed = 0
+    for f in sorted(folder.glob("*.safetensors")):
+        state = load_file(str(f))
+        new = {_published(k): v for k, v in state.items()}
+        changed = sum(1 for old, k in zip(state, new) if old != k)
+        if changed:
+            tmp = f.with_name(f.name + ".tmp")
+            save_file(new, str(tmp), metadata={"format": "pt"})
+            tmp.replace(f)  # a crash mid-write leaves the original file whole
+            renamed += changed
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        data = json.loads(index.read_text())
+        data["weight_map"] = {_published(k): v for k, v in data.get("weight_map", {}).items()}
+        atomic_write_json(index, data)
+    return renamed

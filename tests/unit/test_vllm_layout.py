@@ -1,0 +1,51 @@
+"""LLaVA checkpoints saved by transformers 5 name the CLIP tower `vision_tower.embeddings...`, which vLLM's loader
+cannot map (seen on an H100 with vLLM 0.26: "no module or parameter named 'vision_tower.embeddings'"). The check
+finds those names from the file headers; the fix renames them so that transformers still loads the same weights."""
+import json
+import shutil
+import subprocess
+import sys
+
+import torch
+from transformers import AutoModelForImageTextToText
+
+from mmhallu_eval.backends.vllm_layout import publish_clip_keys, unpublished_clip_keys
+
+CLI = [sys.executable, "-m", "mmhallu_eval.cli", "vllm-layout"]
+
+
+def test_llava_clip_keys_found_renamed_and_loaded_alike(tiny_llava, tmp_path):
+    model = tmp_path / "llava"
+    shutil.copytree(tiny_llava, model)
+    keys = unpublished_clip_keys(model)
+    # as a sharded checkpoint would have it: the index must be renamed with the files
+    from safetensors import safe_open
+
+    with safe_open(str(model / "model.safetensors"), framework="pt") as fh:
+        names = list(fh.keys())
+    (model / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": {k: "model.safetensors" for k in names}}))
+    assert keys and all(k.startswith("vision_tower.") and not k.startswith("vision_tower.vision_model.") for k in keys)
+
+    check = subprocess.run([*CLI, str(model)], capture_output=True, text=True)
+    assert check.returncode == 1 and f"{len(keys)} CLIP-tower weights" in check.stdout and "--fix" in check.stdout
+    fixed = subprocess.run([*CLI, str(model), "--fix"], capture_output=True, text=True)
+    assert fixed.returncode == 0, fixed.stderr
+    assert f"renamed {len(keys)} weights" in fixed.stdout
+    assert unpublished_clip_keys(model) == []
+    with safe_open(str(model / "model.safetensors"), framework="pt") as fh:
+        assert sorted(json.loads((model / "model.safetensors.index.json").read_text())["weight_map"]) == sorted(fh.keys())
+    assert publish_clip_keys(model) == 0  # idempotent: nothing left to rename, files untouched
+    again = subprocess.run([*CLI, str(model)], capture_output=True, text=True)
+    assert again.returncode == 0 and "nothing to rename" in again.stdout
+
+    before = AutoModelForImageTextToText.from_pretrained(tiny_llava).state_dict()
+    after = AutoModelForImageTextToText.from_pretrained(model).state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_other_models_and_bad_folders_are_left_alone(tiny_idefics3, tmp_path):
+    assert unpublished_clip_keys(tiny_idefics3) == []  # not a LLaVA/CLIP checkpoint
+    assert unpublished_clip_keys(tmp_path / "missing") == []  # a hub id or a missing folder: vLLM reports it itself
+    proc = subprocess.run([*CLI, str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "no config.json" in proc.stderr

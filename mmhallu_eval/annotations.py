@@ -79,3 +79,12 @@ def vocabulary(graphs: list[dict[str, Any]]) -> tuple[list[str], dict[str, list[
             for k, v in o.get("attributes", {}).items():
                 values.setdefault(k, set()).add(str(v))
     return classes, {k: sorted(v) for k, v in values.items()}
+
+
+def reading_order(objs: list[dict[str, Any]], size: tuple[float, float]) -> list[dict[str, Any]]:
+    """Objects top to bottom by thirds of the image height, left to right within a third (objects without a box
+    keep their place at the end): the order a description of the scene would name them in."""
+    w, h = size
+    boxed = [o for o in objs if o.get("bbox")]
+    key = lambda o: (min(2, int((o["bbox"][1] + o["bbox"][3] / 2) * 3 / h)), (o["bbox"][0] + o["bbox"][2] / 2) / w)
+    return sorted(boxed, key=key) + [o for o in objs if not o.get("bbox")]

@@ -378,6 +378,11 @@ def leaderboard_cmd(
     typer.echo("wrote " + ", ".join(map(str, paths)))
 
 
+def _split(value: str) -> list[str]:
+    """A comma-separated option as its non-empty items."""
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
 def _parse_mix(value: str | None) -> dict[str, float]:
     from .train.mix import DEFAULT_MIX
 
@@ -397,9 +402,9 @@ def _parse_mix(value: str | None) -> dict[str, float]:
 
 @pairs_app.command("build")
 def pairs_build(
-    strategy: str = typer.Option(..., help="finer, povid, contrast or hadpo (comma-separated to combine)."),
+    strategy: str = typer.Option(..., help="finer, povid, contrast, caption_swap or hadpo (comma-separated to combine)."),
     out: Path = typer.Option(..., help="pairs.jsonl to write (+ .meta.json with counts and the mix)."),
-    annotations: Optional[Path] = typer.Option(None, help="Scene-graph JSON or COCO instances file (finer, povid, contrast)."),
+    annotations: Optional[Path] = typer.Option(None, help="Scene-graph JSON or COCO instances file (finer, povid, contrast, caption_swap)."),
     images: Optional[Path] = typer.Option(None, help="Folder the annotations' file names are relative to."),
     run_dir: Optional[Path] = typer.Option(None, "--run", help="A run on training images (hadpo: chair and pope failures)."),
     reference_captions: Optional[Path] = typer.Option(None, help="COCO captions file: fallback chosen captions for hadpo."),
@@ -408,7 +413,9 @@ def pairs_build(
     neg_ratio: float = typer.Option(0.5, help="Share of one-slot negatives among finer pairs."),
     answer_style: str = typer.Option("sentence", help="finer, contrast: sentence (FINER-Tuning's answers) or short (the question + 'Answer the question using a single word or phrase.', one-word answers)."),
     both_polarities: bool = typer.Option(False, help="finer: a positive and a one-slot negative per chosen image and type (instead of --neg-ratio)."),
-    small_quantile: float = typer.Option(0.25, help="contrast: objects whose box area (relative to the image) is within this smallest share of all objects count as small."),
+    small_quantile: float = typer.Option(0.25, help="contrast, caption_swap: objects whose box area (relative to the image) is within this smallest share of all objects count as small."),
+    swap_kinds: str = typer.Option("swap,swap_partner", help="caption_swap: swap (a random object → the absent class co-occurring most with the image's objects, per template) and/or swap_partner (each small object → its most co-occurring class when absent)."),
+    caption_template: list[str] = typer.Option([], "--caption-template", help="caption_swap: a caption template with {objects} (objects with attributes) or {names} (class names) (repeatable; default 'The image shows {objects}.')."),
     partners: int = typer.Option(1, help="contrast: how many of a small object's most co-occurring classes to ask about when absent."),
     object_order: str = typer.Option("annotation", help="povid: name the objects in the annotations' order or in reading order (top to bottom by thirds, left to right; needs boxes)."),
     noise_model: Optional[str] = typer.Option(None, help="povid: also pair ground truth with this model's answers on noised images."),
@@ -441,6 +448,8 @@ def pairs_build(
                 pairs += builders.finer_pairs(graphs, images, weights, neg_ratio, seed, answer_style, both_polarities)
             if "contrast" in strategies:
                 pairs += builders.contrast_pairs(graphs, images, small_quantile, partners, answer_style)
+            if "caption_swap" in strategies:
+                pairs += builders.caption_swap_pairs(graphs, images, _split(swap_kinds), caption_template or builders.DEFAULT_CAPTION_TEMPLATES, small_quantile, seed)
             if "povid" in strategies:
                 injector = None
                 if injector_model:
@@ -525,10 +534,12 @@ def loop_cmd(
     tasks: str = typer.Option(..., help="Evaluation tasks, e.g. pope,finer_comprecap."),
     out: Path = typer.Option(..., help="Loop folder: base/, pairs.jsonl, adapter/, tuned/, compare/, loop.json."),
     task_arg: list[str] = typer.Option([], "--task-arg", help="Task option TASK.KEY=VALUE (repeatable)."),
-    strategy: str = typer.Option("finer,povid", help="Pair strategies built from the training annotations (finer, povid, contrast)."),
+    strategy: str = typer.Option("finer,povid", help="Pair strategies built from the training annotations (finer, povid, contrast, caption_swap)."),
     answer_style: str = typer.Option("sentence", help="finer and contrast pairs: sentence or short (one-word answers to short-answer prompts)."),
     both_polarities: bool = typer.Option(False, help="finer pairs: a positive and a one-slot negative per chosen image and type."),
-    small_quantile: float = typer.Option(0.25, help="contrast pairs: the smallest share of objects (box area relative to the image) that counts as small."),
+    small_quantile: float = typer.Option(0.25, help="contrast and caption_swap pairs: the smallest share of objects (box area relative to the image) that counts as small."),
+    swap_kinds: str = typer.Option("swap,swap_partner", help="caption_swap: swap (a random object → the absent class co-occurring most with the image's objects, per template) and/or swap_partner (each small object → its most co-occurring class when absent)."),
+    caption_template: list[str] = typer.Option([], "--caption-template", help="caption_swap: a caption template with {objects} (objects with attributes) or {names} (class names) (repeatable; default 'The image shows {objects}.')."),
     partners: int = typer.Option(1, help="contrast pairs: how many of a small object's most co-occurring classes to ask about when absent."),
     object_order: str = typer.Option("annotation", help="povid pairs: name the objects in the annotations' order or in reading order."),
     mix: Optional[str] = typer.Option(None, help="Fixed pair-type weights, e.g. obj=1,attr=0.2,rel=0.2,wh=0.2 (default: set from the base run's failures)."),
@@ -543,6 +554,7 @@ def loop_cmd(
     no_progress: bool = typer.Option(False),
 ) -> None:
     """Evaluate → pairs from the base run's failures → DPO → evaluate the adapter → compare (resumable)."""
+    from .train.builders import DEFAULT_CAPTION_TEMPLATES
     from .train.loop import LoopConfig, run_loop
 
     cfg = LoopConfig(
@@ -551,6 +563,7 @@ def loop_cmd(
         max_new_tokens=max_new_tokens, backend_args={"device": device}, finer_answer_style=answer_style,
         finer_both_polarities=both_polarities, mix=_parse_mix(mix) if mix else None,
         contrast_small_quantile=small_quantile, contrast_partners=partners, povid_order=object_order,
+        caption_swap_kinds=_split(swap_kinds), caption_templates=caption_template or list(DEFAULT_CAPTION_TEMPLATES),
         train={"epochs": epochs, "learning_rate": lr, "beta": beta, "batch_size": batch_size, "loss_type": loss_type.split(",")},
         show_progress=not no_progress,
     )
@@ -674,7 +687,8 @@ def demo_cmd(
     from .demo import DemoSettings, run_demo
     from .world.demo_model import DemoTraining
 
-    quick_training = DemoTraining(language_steps=20, language_scenes=100, existence_steps=10, vision_steps=10, joint_steps=10)
+    quick_training = DemoTraining(language_steps=20, language_scenes=100, existence_steps=10, vision_steps=10, joint_steps=10,
+                                  caption_language_steps=10, caption_scenes=50, caption_joint_steps=10)
     settings = DemoSettings(n_train=24, n_test=16, training=quick_training, dpo_batch=4, dpo_max_steps=6) if quick else DemoSettings()
     try:
         state = run_demo(out, settings, log=typer.echo, show_progress=not no_progress)

@@ -1,5 +1,6 @@
 """`mmhallu demo`: the whole loop on the shapes world, offline on a CPU — build the world, load the demo model,
-evaluate POPE / CHAIR / MME-style / FINER-style / MMHal-style (scene-graph oracle judge) on the test split, build FINER + POVID pairs from the train split,
+evaluate POPE / CHAIR / MME-style / FINER-style / MMHal-style (scene-graph oracle judge) on the test split, build FINER, contrast and
+caption-swap pairs from the train split,
 DPO (LoRA), evaluate again, and write the compare report."""
 from __future__ import annotations
 
@@ -29,19 +30,25 @@ class DemoSettings:
     n_test: int = 500
     training: DemoTraining = field(default_factory=DemoTraining)
     dpo_epochs: float = 1.0
-    dpo_lr: float = 1e-4
+    dpo_lr: float = 5e-5
     dpo_beta: float = 0.1
     dpo_batch: int = 8
     dpo_max_steps: int = 200
     #: TRL loss types (summed, `dpo_loss_weights`): APO-zero raises the chosen answer's likelihood and lowers the
     #: rejected one's, for pairs whose chosen side is ground truth; with TRL's sigmoid DPO both fell and the demo
     #: model's captions collapsed (docs/demo.md)
-    dpo_loss: tuple[str, ...] = ("apo_zero",)
-    dpo_loss_weights: tuple[float, ...] | None = None
+    dpo_loss: tuple[str, ...] = ("apo_zero", "sft")
+    #: a little SFT on the chosen answers keeps the caption-reading model's captions where they were while the
+    #: pairs move its yes/no answers (docs/demo.md, tenth session)
+    dpo_loss_weights: tuple[float, ...] | None = (1.0, 0.2)
     #: FINER pairs in the demo model's own answer style: one word after the short-answer prompt
     finer_answer_style: str = "short"
     finer_both_polarities: bool = True
-    pair_strategies: tuple[str, ...] = ("finer", "povid")
+    #: FINER short answers for POPE-style questions, contrast pairs for the partners of small objects, and caption
+    #: pairs with one class swapped in place, in the two caption templates the demo model was trained on
+    #: (docs/demo.md: POVID's injected objects did not help the caption-reading model)
+    pair_strategies: tuple[str, ...] = ("finer", "contrast", "caption_swap")
+    caption_templates: tuple[str, ...] = ("A picture with {objects}.", "There is {names} in this image.")
     #: fixed pair-type weights (None: set from the base run's failures). Fixed for the demo because the adaptive
     #: mix reads the FINER-style MCQ, where the demo model is at chance for every type, and then weights colour and
     #: position yes/no pairs the model cannot answer; those shifted its yes/no prior (docs/demo.md)
@@ -138,6 +145,6 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Callabl
                "loss_weights": list(settings.dpo_loss_weights) if settings.dpo_loss_weights else None,
                "max_steps": settings.dpo_max_steps},
         seed=settings.seed, show_progress=show_progress, finer_answer_style=settings.finer_answer_style,
-        finer_both_polarities=settings.finer_both_polarities, mix=settings.pair_mix,
+        finer_both_polarities=settings.finer_both_polarities, mix=settings.pair_mix, caption_templates=list(settings.caption_templates),
     )
     return run_loop(cfg, log=log)

@@ -8,9 +8,10 @@ Builds the shapes world (--seed, --train, --test) in a temporary folder, builds 
 (CLIP ViT 48 px / patch 16 — one patch per grid cell —, 3 layers × 128; Llama 4 layers × 160; byte-level BPE tokenizer
 trained on the world's text) and trains it in stages (mmhallu_eval/world/demo_training.py): the language model on
 questions about generated scenes with ideal image tokens (then existence questions alone), the vision tower towards
-those tokens, then the whole model
-on the train split's images. Same seed, same torch build and thread count → the same weights (the SHA-256 of
-model.safetensors is written to demo_model.json). About 20 minutes on 2 CPU cores; see docs/demo.md.
+those tokens, the whole model on the train split's images, then the caption stages (captions in reading order:
+language model on generated scenes, then the whole model on the train images). Same seed, same torch build and
+thread count → the same weights (the SHA-256 of model.safetensors is written to demo_model.json). About 30 minutes
+on 2 CPU cores; see docs/demo.md.
 """
 from __future__ import annotations
 

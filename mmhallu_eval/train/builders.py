@@ -1,6 +1,7 @@
 """Preference-pair strategies: `finer` (one-slot fine-grained negatives, FINER-Tuning), `povid` (ground truth vs
 rule-injected hallucinations, optionally noised-image answers, POVID), `contrast` (small objects vs their most
-co-occurring absent classes, on the same image), `hadpo` (a model's own hallucinated captions and wrong yes/no
+co-occurring absent classes, on the same image), `caption_swap` (ground-truth captions vs the same caption with one
+object's class swapped in place for a co-occurring absent one), `hadpo` (a model's own hallucinated captions and wrong yes/no
 answers, cleaned, HA-DPO)."""
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ from typing import Any, Callable
 from ..registry import get_task
 from ..task import TaskError
 from .pairs import make_pair
-from ..annotations import OPPOSITE, cooccurrence, vocabulary
+from ..annotations import OPPOSITE, cooccurrence, reading_order, vocabulary
 
 PAIR_TYPES = ("obj", "attr", "rel", "wh")
 #: pair strategies built from annotations (what `mmhallu loop` can build) and all `mmhallu pairs build` knows
 #: (hadpo reads a run on training images)
-ANNOTATION_STRATEGIES = ("finer", "povid", "contrast")
+ANNOTATION_STRATEGIES = ("finer", "povid", "contrast", "caption_swap")
 STRATEGIES = (*ANNOTATION_STRATEGIES, "hadpo")
 DESCRIBE = "Please describe this image in detail."
 
@@ -141,15 +142,6 @@ def _image_size(g: dict[str, Any], images: str | Path) -> tuple[float, float]:
         return im.size
 
 
-def reading_order(objs: list[dict[str, Any]], size: tuple[float, float]) -> list[dict[str, Any]]:
-    """Objects top to bottom by thirds of the image height, left to right within a third (objects without a box
-    keep their place at the end): the order a description of the scene would name them in."""
-    w, h = size
-    boxed = [o for o in objs if o.get("bbox")]
-    key = lambda o: (min(2, int((o["bbox"][1] + o["bbox"][3] / 2) * 3 / h)), (o["bbox"][0] + o["bbox"][2] / 2) / w)
-    return sorted(boxed, key=key) + [o for o in objs if not o.get("bbox")]
-
-
 def _relative_areas(graphs: list[dict[str, Any]], images: str | Path) -> dict[tuple[int, int], float]:
     """Box area / image area for every object with a box."""
     areas: dict[tuple[int, int], float] = {}
@@ -204,6 +196,81 @@ def contrast_pairs(graphs: list[dict[str, Any]], images: str | Path, small_quant
             for p in absent:
                 add(f"contrast-{g['image_id']}-{o['id']}-neg-{p}", image, f"Is there a {p} in the image?", (f"No, there is no {p}, but I can see a {x}.", "No"),
                     (f"Yes, there is a {p} in the image.", "Yes"), polarity="neg", slots={"object": p}, **meta)
+    return pairs
+
+
+CAPTION_SWAP_KINDS = ("swap", "swap_partner")
+#: caption templates: {objects} lists the objects with their attributes ("a small red circle"), {names} by class only
+DEFAULT_CAPTION_TEMPLATES = ("The image shows {objects}.",)
+
+
+def _object_list(objs: list[dict[str, Any]], with_attributes: bool) -> str:
+    attrs = lambda o: [str(v) for v in (o.get("attributes", {}).get("size"), o.get("attributes", {}).get("color")) if v] if with_attributes else []
+    parts = [" ".join(["a", *attrs(o), o["name"]]) for o in objs]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def fill_caption(template: str, objs: list[dict[str, Any]]) -> str:
+    """A caption template filled with the objects in the given order ({objects} with attributes, {names} without)."""
+    text = template.replace("{objects}", _object_list(objs, True)).replace("{names}", _object_list(objs, False))
+    return text[:1].upper() + text[1:]
+
+
+def caption_swap_pairs(graphs: list[dict[str, Any]], images: str | Path, kinds: tuple[str, ...] | list[str] = CAPTION_SWAP_KINDS,
+                       templates: tuple[str, ...] | list[str] = DEFAULT_CAPTION_TEMPLATES, small_quantile: float = 0.25,
+                       seed: int = 0) -> list[dict[str, Any]]:
+    """Caption pairs whose sides differ in one object's class, named in its place. chosen = the ground-truth caption
+    (objects in reading order, needs boxes) in a template; rejected = the same caption with one class replaced by an
+    absent one:
+      swap          one pair per image and template: a random object → the absent class that co-occurs most with
+                    the image's objects (POPE's adversarial choice);
+      swap_partner  one pair per *small* object (box area within the `small_quantile` smallest, as `contrast`), in a
+                    random template: the object → its most co-occurring class, when that is absent.
+
+    Why: POVID's injected object adds a phrase, so its rejected caption differs in length and form, which a model can
+    learn to avoid instead; a swap in place differs only in the hallucinated word, and in templates the model itself
+    writes its captions in (`templates`: "{objects}" lists objects with their attributes, "{names}" by class only)."""
+    unknown = [k for k in kinds if k not in CAPTION_SWAP_KINDS]
+    if unknown or not kinds:
+        raise TaskError(f"caption swap kinds {', '.join(unknown) or '(none)'}: choose from {', '.join(CAPTION_SWAP_KINDS)}")
+    bad = [t for t in templates if "{objects}" not in t and "{names}" not in t]
+    if bad or not templates:
+        raise TaskError(f"caption template {bad[0] if bad else '(none)'!r}: a template needs {{objects}} or {{names}} where the objects go")
+    if not 0 < small_quantile <= 1:
+        raise TaskError(f"small_quantile {small_quantile}: choose a share of objects in (0, 1]")
+    rng = random.Random(seed)
+    classes, _ = vocabulary(graphs)
+    co = cooccurrence(graphs)
+    top = {c: min(n.items(), key=lambda kv: (-kv[1], kv[0]))[0] for c, n in co.items() if n}
+    areas = _relative_areas(graphs, images)
+    if not areas:
+        raise TaskError("caption swap pairs need object boxes (bbox) for the reading order; the annotations have none")
+    ranked = sorted(areas.values())
+    limit = ranked[max(0, min(len(ranked), round(small_quantile * len(ranked))) - 1)]
+    pairs: list[dict[str, Any]] = []
+
+    def add(pid: str, g: dict[str, Any], objs: list[dict[str, Any]], k: int, i: int, new: str, kind: str) -> None:
+        fake = [dict(o, name=new) if j == i else o for j, o in enumerate(objs)]
+        pairs.append(make_pair(pid, str(Path(images) / g["file_name"]), DESCRIBE, fill_caption(templates[k], objs), fill_caption(templates[k], fake),
+                               strategy="caption_swap", pair_type="caption", kind=kind, template=k, image_id=g["image_id"],
+                               swapped={"object": [objs[i]["name"], new]}))
+
+    for g in graphs:
+        if not any(o.get("bbox") for o in g["objects"]):
+            continue
+        objs = reading_order(g["objects"], _image_size(g, images))
+        present = {o["name"] for o in objs}
+        if "swap" in kinds:
+            for k in range(len(templates)):
+                x = _adversarial_absent(present, co, classes, rng)
+                if x:
+                    add(f"caption-swap-{g['image_id']}-t{k}", g, objs, k, rng.randrange(len(objs)), x, "swap")
+        if "swap_partner" in kinds:
+            for i, o in enumerate(objs):
+                area = areas.get((g["image_id"], o["id"]))
+                partner = top.get(o["name"])
+                if area is not None and area <= limit and partner and partner not in present:
+                    add(f"caption-partner-{g['image_id']}-{o['id']}", g, objs, rng.randrange(len(templates)), i, partner, "swap_partner")
     return pairs
 
 

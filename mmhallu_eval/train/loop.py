@@ -12,7 +12,7 @@ from ..files import atomic_write_json, read_json
 from ..rundir import now_iso
 from ..runner import RunConfig, run
 from ..task import TaskError
-from .builders import ANNOTATION_STRATEGIES, contrast_pairs, finer_pairs, povid_pairs
+from .builders import ANNOTATION_STRATEGIES, CAPTION_SWAP_KINDS, DEFAULT_CAPTION_TEMPLATES, caption_swap_pairs, contrast_pairs, finer_pairs, povid_pairs
 from .dpo import TrainConfig, train_dpo
 from .mix import mix_from_run
 from .pairs import PairSet, drop_contaminated
@@ -41,10 +41,13 @@ class LoopConfig:
     finer_both_polarities: bool = False
     #: fixed pair-type weights (obj/attr/rel/wh) instead of the mix set from the base run's failures
     mix: dict[str, float] | None = None
-    #: contrast pairs (strategy "contrast", builders.contrast_pairs): which objects count as small, how many
-    #: co-occurring classes per small object
+    #: contrast pairs (strategy "contrast", builders.contrast_pairs): which objects count as small (for
+    #: "caption_swap"'s swap_partner pairs too), how many co-occurring classes per small object
     contrast_small_quantile: float = 0.25
     contrast_partners: int = 1
+    #: caption_swap pairs (builders.caption_swap_pairs): which swaps, in which caption templates
+    caption_swap_kinds: list[str] = field(default_factory=lambda: list(CAPTION_SWAP_KINDS))
+    caption_templates: list[str] = field(default_factory=lambda: list(DEFAULT_CAPTION_TEMPLATES))
     #: POVID descriptions name the objects in "reading" or "annotation" order (builders.povid_pairs)
     povid_order: str = "annotation"
     seed: int = 0
@@ -114,6 +117,8 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
         inputs["finer_both_polarities"] = True
     if "contrast" in cfg.strategies:
         inputs["contrast"] = {"small_quantile": cfg.contrast_small_quantile, "partners": cfg.contrast_partners}
+    if "caption_swap" in cfg.strategies:
+        inputs["caption_swap"] = {"kinds": cfg.caption_swap_kinds, "templates": cfg.caption_templates, "small_quantile": cfg.contrast_small_quantile}
     if "povid" in cfg.strategies and cfg.povid_order != "annotation":
         inputs["povid_order"] = cfg.povid_order
     fp = _fingerprint(inputs)
@@ -129,6 +134,8 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
             pairs += povid_pairs(graphs, cfg.train_images, cfg.seed, order=cfg.povid_order)
         if "contrast" in cfg.strategies:
             pairs += contrast_pairs(graphs, cfg.train_images, cfg.contrast_small_quantile, cfg.contrast_partners, cfg.finer_answer_style)
+        if "caption_swap" in cfg.strategies:
+            pairs += caption_swap_pairs(graphs, cfg.train_images, cfg.caption_swap_kinds, cfg.caption_templates, cfg.contrast_small_quantile, cfg.seed)
         pairs, dropped = drop_contaminated(pairs, cfg.tasks, cfg.task_args)
         PairSet(pairs, dropped, mix, {"mix_evidence": evidence, "strategies": cfg.strategies}).write(pairs_path)
         atomic_write_json(out / "mix.json", {"mix": mix, **evidence})

@@ -170,11 +170,13 @@ def _phrase(o: Obj, with_attrs: bool) -> str:
     return f"a {o.size} {o.color} {o.name}" if with_attrs else f"a {o.name}"
 
 
-def captions_for(objs: list[Obj], rng: random.Random) -> list[str]:
+def captions_for(objs: list[Obj], rng: random.Random, shuffle: bool = True) -> list[str]:
+    """One caption per template; the objects in a random order per caption, or with `shuffle` False in the given one."""
     out = []
     for k, template in enumerate(CAPTION_TEMPLATES):
         order = objs[:]
-        rng.shuffle(order)
+        if shuffle:
+            rng.shuffle(order)
         parts = [_phrase(o, with_attrs=k % 2 == 0) for o in order]
         text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
         out.append(template.format(list=text, List=text[0].upper() + text[1:]))

@@ -21,9 +21,10 @@ def test_quick_demo_runs_the_loop(tmp_path):
     assert len(mmhal) == 2 and all(r["judge"]["kind"] == "scene-graph-oracle" and r["generation"]["max_new_tokens"] == 64 for r in mmhal)
     meta = json.loads((out / "loop/pairs.meta.json").read_text())
     assert meta["n_pairs"] > 0 and set(meta["mix"]) == {"obj", "attr", "rel", "wh"}
+    assert meta["counts"].get("caption_swap/caption", 0) > 0 and meta["counts"].get("finer/obj", 0) > 0  # the demo's pair strategies
     mix = json.loads((out / "loop/mix.json").read_text())  # the demo's fixed mix, with the adaptive one for reference
     assert mix["mix"] == {"obj": 1.0, "attr": 0.2, "rel": 0.2, "wh": 0.2} and mix["mix_source"].startswith("fixed")
-    assert json.loads((out / "loop/adapter/mmhallu_train.json").read_text())["loss_type"] == ["apo_zero"]
+    assert json.loads((out / "loop/adapter/mmhallu_train.json").read_text())["loss_type"] == ["apo_zero", "sft"]
     assert "compare report:" in proc.stdout
     # --no-progress: no bars (weight loading, dataset mapping, generation, training) and no per-step DPO metrics
     assert "it/s" not in proc.stdout + proc.stderr and "'loss'" not in proc.stdout + proc.stderr

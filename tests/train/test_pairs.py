@@ -297,3 +297,48 @@ def test_povid_descriptions_in_reading_order(world):
             assert [ph.split()[-1] for ph in chosen(p)] == [o["name"] for o in objs] and p["object_order"] == order
     with pytest.raises(TaskError, match="object order"):
         povid_pairs(graphs, world / "images", order="random")
+
+
+def test_caption_swap_pairs_differ_in_one_class_in_place(world, tmp_path):
+    """chosen = the truth in reading order in each template; rejected = the same caption with one object's class
+    replaced in its place by an absent class (swap: the adversarial choice; swap_partner: a small object's most
+    co-occurring class); the CLI builds them too."""
+    import pytest
+
+    from mmhallu_eval.annotations import cooccurrence
+    from mmhallu_eval.task import TaskError
+    from mmhallu_eval.train.builders import caption_swap_pairs
+
+    graphs = load_graphs(world / "scene_graph_train.json")
+    by_image = {g["image_id"]: g for g in graphs}
+    templates = ("A picture with {objects}.", "There is {names} in this image.")
+    pairs = caption_swap_pairs(graphs, world / "images", templates=templates, small_quantile=0.5, seed=0)
+    text = lambda turn: turn[0]["content"][0]["text"]
+    kinds = {p["kind"] for p in pairs}
+    assert kinds == {"swap", "swap_partner"}
+    assert len([p for p in pairs if p["kind"] == "swap"]) == 2 * len([g for g in graphs if g["objects"]])
+    co = cooccurrence(graphs)
+    for p in pairs:
+        g = by_image[p["image_id"]]
+        present = {o["name"] for o in g["objects"]}
+        old, new = p["swapped"]["object"]
+        chosen, rejected = text(p["chosen"]), text(p["rejected"])
+        assert old in present and new not in present and p["strategy"] == "caption_swap" and _question(p) == "Please describe this image in detail."
+        assert chosen.startswith(("A picture with", "There is")) and chosen.startswith(templates[p["template"]].split("{")[0])
+        a, b = chosen.split(), rejected.split()
+        assert len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == 1  # one word, in place
+        assert [x for x, y in zip(a, b) if x != y][0].rstrip(",.") == old and [y for x, y in zip(a, b) if x != y][0].rstrip(",.") == new
+        if p["kind"] == "swap_partner":
+            assert new == max(sorted(co[old]), key=lambda c: co[old][c])
+    with_attrs = [p for p in pairs if p["template"] == 0][0]
+    assert any(c in text(with_attrs["chosen"]) for c in ("red", "green", "blue", "yellow", "purple", "orange"))
+    with pytest.raises(TaskError, match="template"):
+        caption_swap_pairs(graphs, world / "images", templates=("A picture.",))
+    with pytest.raises(TaskError, match="kinds"):
+        caption_swap_pairs(graphs, world / "images", kinds=("inject",))
+    out = tmp_path / "caps.jsonl"
+    proc = subprocess.run([*CLI, "pairs", "build", "--strategy", "caption_swap", "--annotations", str(world / "scene_graph_train.json"), "--images", str(world / "images"),
+                           "--swap-kinds", "swap", "--caption-template", "There is {names} in this image.", "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows and {r["kind"] for r in rows} == {"swap"} and all(text(r["chosen"]).startswith("There is a") for r in rows)

@@ -126,3 +126,32 @@ def test_chat_template_ends_a_completion_where_the_model_stops(setup):
     from mmhallu_eval.world.tiny_models import CHAT_TEMPLATE
 
     assert (SHIPPED_MODEL / "chat_template.jinja").read_text() == CHAT_TEMPLATE
+
+
+def test_reading_order_captions_and_the_caption_stages(setup):
+    """`reading` captions name the objects top to bottom, left to right (the order the image tokens can be read in)
+    in the two caption templates; the caption stages train on them and report their losses."""
+    from pathlib import Path
+
+    from mmhallu_eval.world.demo_model import DESCRIBE, DemoTraining, read_captions
+
+    scene = _tiny_scene()
+    caps = [a for _, p, a in training_examples([scene], Path("w"), seed=0, reading=True) if p == DESCRIBE]
+    assert caps == ["A picture with a tiny blue circle and a large red square.", "There is a circle and a square in this image."]
+    flipped = dict(scene, objects=scene["objects"][::-1])
+    assert [a for _, p, a in training_examples([flipped], Path("w"), seed=0, reading=True) if p == DESCRIBE] == caps
+    # the noisy annotator: with caption_confusion 1 every tiny shape is named by its partner, large ones never
+    confused = [a for _, p, a in training_examples([scene], Path("w"), seed=0, reading=True, caption_confusion=1.0) if p == DESCRIBE]
+    assert confused == ["A picture with a tiny blue ring and a large red square.", "There is a ring and a square in this image."]
+    half = [a for s in range(40) for _, p, a in training_examples([scene], Path("w"), seed=s, reading=True, caption_confusion=0.5) if p == DESCRIBE]
+    assert 10 < sum("ring" in a for a in half) < 70
+    shuffled = {a for s in range(20) for _, p, a in training_examples([flipped], Path("w"), seed=s) if p == DESCRIBE}
+    assert len(shuffled) > 2  # the earlier stages' captions: random order
+    logs: list[str] = []
+    model, processor = setup["model"], setup["processor"]
+    training = DemoTraining(caption_language_steps=3, caption_scenes=20, caption_joint_steps=2)
+    stages = read_captions(model, Batcher(processor, 9), setup["graphs"], setup["world"] / "images", setup["pixels"], setup["cells"], training, log=logs.append)
+    assert set(stages) == {"caption_language", "caption_joint"} and all(s["steps"] > 0 and s["final_loss"] > 0 for s in stages.values())
+    assert any("stage 4/5" in line for line in logs) and any("stage 5/5" in line for line in logs)
+    assert read_captions(model, Batcher(processor, 9), setup["graphs"], setup["world"] / "images", setup["pixels"], setup["cells"],
+                         DemoTraining(caption_language_steps=0, caption_joint_steps=0), log=logs.append) == {}

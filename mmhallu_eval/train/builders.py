@@ -155,6 +155,19 @@ def _relative_areas(graphs: list[dict[str, Any]], images: str | Path) -> dict[tu
     return areas
 
 
+def _small_area_limit(areas: dict[tuple[int, int], float], small_quantile: float, needs: str) -> float:
+    """The relative box area at the `small_quantile` of all objects: objects at or below it count as small."""
+    if not areas:
+        raise TaskError(f"{needs}; the annotations have none")
+    ranked = sorted(areas.values())
+    return ranked[max(0, min(len(ranked), round(small_quantile * len(ranked))) - 1)]
+
+
+def _most_cooccurring(co: dict[str, Any], k: int) -> dict[str, list[str]]:
+    """Per class its k most co-occurring classes (ties by name)."""
+    return {c: [o for o, _ in sorted(n.items(), key=lambda kv: (-kv[1], kv[0]))[:k]] for c, n in co.items()}
+
+
 def contrast_pairs(graphs: list[dict[str, Any]], images: str | Path, small_quantile: float = 0.25, partners: int = 1,
                    answer_style: str = "short") -> list[dict[str, Any]]:
     """Weak-evidence contrast pairs. For every *small* object X (box area relative to its image at or below the
@@ -172,12 +185,8 @@ def contrast_pairs(graphs: list[dict[str, Any]], images: str | Path, small_quant
     pairs: list[dict[str, Any]] = []
     add = _styled_adder(pairs, answer_style)  # checks the style before any image is read
     areas = _relative_areas(graphs, images)
-    if not areas:
-        raise TaskError("contrast pairs need object boxes (bbox); the annotations have none")
-    ranked = sorted(areas.values())
-    limit = ranked[max(0, min(len(ranked), round(small_quantile * len(ranked))) - 1)]
-    co = cooccurrence(graphs)
-    top = {c: [o for o, _ in sorted(n.items(), key=lambda kv: (-kv[1], kv[0]))[:partners]] for c, n in co.items()}
+    limit = _small_area_limit(areas, small_quantile, "contrast pairs need object boxes (bbox)")
+    top = _most_cooccurring(cooccurrence(graphs), partners)
 
     for g in graphs:
         present = {o["name"] for o in g["objects"]}
@@ -241,12 +250,9 @@ def caption_swap_pairs(graphs: list[dict[str, Any]], images: str | Path, kinds: 
     rng = random.Random(seed)
     classes, _ = vocabulary(graphs)
     co = cooccurrence(graphs)
-    top = {c: min(n.items(), key=lambda kv: (-kv[1], kv[0]))[0] for c, n in co.items() if n}
+    top = {c: first[0] for c, first in _most_cooccurring(co, 1).items() if first}
     areas = _relative_areas(graphs, images)
-    if not areas:
-        raise TaskError("caption swap pairs need object boxes (bbox) for the reading order; the annotations have none")
-    ranked = sorted(areas.values())
-    limit = ranked[max(0, min(len(ranked), round(small_quantile * len(ranked))) - 1)]
+    limit = _small_area_limit(areas, small_quantile, "caption swap pairs need object boxes (bbox) for the reading order")
     pairs: list[dict[str, Any]] = []
 
     def add(pid: str, g: dict[str, Any], objs: list[dict[str, Any]], k: int, i: int, new: str, kind: str) -> None:
@@ -276,9 +282,7 @@ def caption_swap_pairs(graphs: list[dict[str, Any]], images: str | Path, kinds: 
 
 def describe(objs: list[dict[str, Any]]) -> str:
     """A ground-truth description built from the scene graph."""
-    parts = [" ".join(["a", *(str(v) for v in (o.get("attributes", {}).get("size"), o.get("attributes", {}).get("color")) if v), o["name"]]) for o in objs]
-    text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return f"The image shows {text}."
+    return fill_caption(DEFAULT_CAPTION_TEMPLATES[0], objs)
 
 
 OBJECT_ORDERS = ("reading", "annotation")

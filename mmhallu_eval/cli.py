@@ -414,7 +414,7 @@ def pairs_build(
     answer_style: str = typer.Option("sentence", help="finer, contrast: sentence (FINER-Tuning's answers) or short (the question + 'Answer the question using a single word or phrase.', one-word answers)."),
     both_polarities: bool = typer.Option(False, help="finer: a positive and a one-slot negative per chosen image and type (instead of --neg-ratio)."),
     small_quantile: float = typer.Option(0.25, help="contrast, caption_swap: objects whose box area (relative to the image) is within this smallest share of all objects count as small."),
-    swap_kinds: str = typer.Option("swap,swap_partner", help="caption_swap: swap (a random object → the absent class co-occurring most with the image's objects, per template) and/or swap_partner (each small object → its most co-occurring class when absent)."),
+    swap_kinds: str = typer.Option("swap,swap_partner", help="caption_swap: swap (a random object → the absent class co-occurring most with the image's objects, per template), swap_partner (each small object → its most co-occurring class when absent) and/or add_partner (that class named after the small object instead)."),
     caption_template: list[str] = typer.Option([], "--caption-template", help="caption_swap: a caption template with {objects} (objects with attributes) or {names} (class names) (repeatable; default 'The image shows {objects}.')."),
     partners: int = typer.Option(1, help="contrast: how many of a small object's most co-occurring classes to ask about when absent."),
     object_order: str = typer.Option("annotation", help="povid: name the objects in the annotations' order or in reading order (top to bottom by thirds, left to right; needs boxes)."),
@@ -434,6 +434,8 @@ def pairs_build(
     from .annotations import load_graphs
 
     strategies = [s.strip() for s in strategy.split(",") if s.strip()]
+    if "own_captions" in strategies:
+        fail("own_captions samples captions from the model being tuned: use `mmhallu loop --strategy own_captions` (it samples after the base run)")
     unknown = [s for s in strategies if s not in builders.STRATEGIES]
     if unknown:
         fail(f"unknown strategy {', '.join(unknown)}; choose {', '.join(builders.STRATEGIES)}")
@@ -534,14 +536,19 @@ def loop_cmd(
     tasks: str = typer.Option(..., help="Evaluation tasks, e.g. pope,finer_comprecap."),
     out: Path = typer.Option(..., help="Loop folder: base/, pairs.jsonl, adapter/, tuned/, compare/, loop.json."),
     task_arg: list[str] = typer.Option([], "--task-arg", help="Task option TASK.KEY=VALUE (repeatable)."),
-    strategy: str = typer.Option("finer,povid", help="Pair strategies built from the training annotations (finer, povid, contrast, caption_swap)."),
+    strategy: str = typer.Option("finer,povid", help="Pair strategies built from the training annotations (finer, povid, contrast, caption_swap) or from the base model's own captions (own_captions)."),
     answer_style: str = typer.Option("sentence", help="finer and contrast pairs: sentence or short (one-word answers to short-answer prompts)."),
     both_polarities: bool = typer.Option(False, help="finer pairs: a positive and a one-slot negative per chosen image and type."),
     small_quantile: float = typer.Option(0.25, help="contrast and caption_swap pairs: the smallest share of objects (box area relative to the image) that counts as small."),
-    swap_kinds: str = typer.Option("swap,swap_partner", help="caption_swap: swap (a random object → the absent class co-occurring most with the image's objects, per template) and/or swap_partner (each small object → its most co-occurring class when absent)."),
+    swap_kinds: str = typer.Option("swap,swap_partner", help="caption_swap: swap (a random object → the absent class co-occurring most with the image's objects, per template), swap_partner (each small object → its most co-occurring class when absent) and/or add_partner (that class named after the small object instead)."),
     caption_template: list[str] = typer.Option([], "--caption-template", help="caption_swap: a caption template with {objects} (objects with attributes) or {names} (class names) (repeatable; default 'The image shows {objects}.')."),
     partners: int = typer.Option(1, help="contrast pairs: how many of a small object's most co-occurring classes to ask about when absent."),
     object_order: str = typer.Option("annotation", help="povid pairs: name the objects in the annotations' order or in reading order."),
+    own_samples: int = typer.Option(16, help="own_captions: captions sampled per training image from the base model (best-of-n)."),
+    own_temperature: float = typer.Option(0.7, help="own_captions: sampling temperature."),
+    own_max_per_image: int = typer.Option(4, help="own_captions: at most this many pairs (distinct hallucinating captions) per image."),
+    own_repeat: int = typer.Option(1, help="own_captions: write each pair this many times (its weight in the DPO mix)."),
+    own_synonyms: Optional[Path] = typer.Option(None, help="own_captions: CHAIR synonyms file for judging the captions (default: chair.synonyms from --task-arg, else COCO's)."),
     mix: Optional[str] = typer.Option(None, help="Fixed pair-type weights, e.g. obj=1,attr=0.2,rel=0.2,wh=0.2 (default: set from the base run's failures)."),
     limit: Optional[int] = typer.Option(None),
     max_new_tokens: Optional[int] = typer.Option(None),
@@ -564,6 +571,8 @@ def loop_cmd(
         finer_both_polarities=both_polarities, mix=_parse_mix(mix) if mix else None,
         contrast_small_quantile=small_quantile, contrast_partners=partners, povid_order=object_order,
         caption_swap_kinds=_split(swap_kinds), caption_templates=caption_template or list(DEFAULT_CAPTION_TEMPLATES),
+        own_samples=own_samples, own_temperature=own_temperature, own_max_per_image=own_max_per_image, own_repeat=own_repeat,
+        own_synonyms=str(own_synonyms) if own_synonyms else None,
         train={"epochs": epochs, "learning_rate": lr, "beta": beta, "batch_size": batch_size, "loss_type": loss_type.split(",")},
         show_progress=not no_progress,
     )
@@ -689,7 +698,7 @@ def demo_cmd(
 
     quick_training = DemoTraining(language_steps=20, language_scenes=100, existence_steps=10, vision_steps=10, joint_steps=10,
                                   caption_language_steps=10, caption_scenes=50, caption_joint_steps=10)
-    settings = DemoSettings(n_train=24, n_test=16, training=quick_training, dpo_batch=4, dpo_max_steps=6) if quick else DemoSettings()
+    settings = DemoSettings(n_train=24, n_test=16, training=quick_training, dpo_batch=4, dpo_max_steps=6, own_samples=4) if quick else DemoSettings()
     try:
         state = run_demo(out, settings, log=typer.echo, show_progress=not no_progress)
     except _user_errors() as exc:

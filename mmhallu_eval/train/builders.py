@@ -208,7 +208,9 @@ def contrast_pairs(graphs: list[dict[str, Any]], images: str | Path, small_quant
     return pairs
 
 
-CAPTION_SWAP_KINDS = ("swap", "swap_partner")
+CAPTION_SWAP_KINDS = ("swap", "swap_partner", "add_partner")
+#: the kinds built when none are named
+DEFAULT_SWAP_KINDS = ("swap", "swap_partner")
 #: caption templates: {objects} lists the objects with their attributes ("a small red circle"), {names} by class only
 DEFAULT_CAPTION_TEMPLATES = ("The image shows {objects}.",)
 
@@ -225,7 +227,7 @@ def fill_caption(template: str, objs: list[dict[str, Any]]) -> str:
     return text[:1].upper() + text[1:]
 
 
-def caption_swap_pairs(graphs: list[dict[str, Any]], images: str | Path, kinds: tuple[str, ...] | list[str] = CAPTION_SWAP_KINDS,
+def caption_swap_pairs(graphs: list[dict[str, Any]], images: str | Path, kinds: tuple[str, ...] | list[str] = DEFAULT_SWAP_KINDS,
                        templates: tuple[str, ...] | list[str] = DEFAULT_CAPTION_TEMPLATES, small_quantile: float = 0.25,
                        seed: int = 0) -> list[dict[str, Any]]:
     """Caption pairs whose sides differ in one object's class, named in its place. chosen = the ground-truth caption
@@ -234,7 +236,10 @@ def caption_swap_pairs(graphs: list[dict[str, Any]], images: str | Path, kinds: 
       swap          one pair per image and template: a random object → the absent class that co-occurs most with
                     the image's objects (POPE's adversarial choice);
       swap_partner  one pair per *small* object (box area within the `small_quantile` smallest, as `contrast`), in a
-                    random template: the object → its most co-occurring class, when that is absent.
+                    random template: the object → its most co-occurring class, when that is absent;
+      add_partner   the same small objects and templates, but the absent class is named *after* the object (same
+                    attributes) instead of replacing it: the caption-side form of POPE's adversarial error, an
+                    object its companion makes likely, said where only the companion is.
 
     Why: POVID's injected object adds a phrase, so its rejected caption differs in length and form, which a model can
     learn to avoid instead; a swap in place differs only in the hallucinated word, and in templates the model itself
@@ -256,10 +261,14 @@ def caption_swap_pairs(graphs: list[dict[str, Any]], images: str | Path, kinds: 
     pairs: list[dict[str, Any]] = []
 
     def add(pid: str, g: dict[str, Any], objs: list[dict[str, Any]], k: int, i: int, new: str, kind: str) -> None:
-        fake = [dict(o, name=new) if j == i else o for j, o in enumerate(objs)]
+        if kind == "add_partner":
+            fake = objs[:i + 1] + [dict(objs[i], name=new)] + objs[i + 1:]
+            change = {"added": {"object": new, "after": objs[i]["name"]}}
+        else:
+            fake = [dict(o, name=new) if j == i else o for j, o in enumerate(objs)]
+            change = {"swapped": {"object": [objs[i]["name"], new]}}
         pairs.append(make_pair(pid, str(Path(images) / g["file_name"]), DESCRIBE, fill_caption(templates[k], objs), fill_caption(templates[k], fake),
-                               strategy="caption_swap", pair_type="caption", kind=kind, template=k, image_id=g["image_id"],
-                               swapped={"object": [objs[i]["name"], new]}))
+                               strategy="caption_swap", pair_type="caption", kind=kind, template=k, image_id=g["image_id"], **change))
 
     for g in graphs:
         if not any(o.get("bbox") for o in g["objects"]):
@@ -271,12 +280,14 @@ def caption_swap_pairs(graphs: list[dict[str, Any]], images: str | Path, kinds: 
                 x = _adversarial_absent(present, co, classes, rng)
                 if x:
                     add(f"caption-swap-{g['image_id']}-t{k}", g, objs, k, rng.randrange(len(objs)), x, "swap")
-        if "swap_partner" in kinds:
+        for kind, prefix in (("swap_partner", "partner"), ("add_partner", "added")):
+            if kind not in kinds:
+                continue
             for i, o in enumerate(objs):
                 area = areas.get((g["image_id"], o["id"]))
                 partner = top.get(o["name"])
                 if area is not None and area <= limit and partner and partner not in present:
-                    add(f"caption-partner-{g['image_id']}-{o['id']}", g, objs, rng.randrange(len(templates)), i, partner, "swap_partner")
+                    add(f"caption-{prefix}-{g['image_id']}-{o['id']}", g, objs, rng.randrange(len(templates)), i, partner, kind)
     return pairs
 
 

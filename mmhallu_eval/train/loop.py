@@ -8,15 +8,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..files import atomic_write_json, read_json
+from ..files import atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json
 from ..rundir import now_iso
 from ..runner import RunConfig, run
 from ..task import TaskError
-from .builders import ANNOTATION_STRATEGIES, CAPTION_SWAP_KINDS, DEFAULT_CAPTION_TEMPLATES, caption_swap_pairs, contrast_pairs, finer_pairs, povid_pairs
+from .builders import ANNOTATION_STRATEGIES, DEFAULT_CAPTION_TEMPLATES, DEFAULT_SWAP_KINDS, caption_swap_pairs, contrast_pairs, finer_pairs, povid_pairs
 from .dpo import TrainConfig, train_dpo
 from .mix import mix_from_run
 from .pairs import PairSet, drop_contaminated
+from .sampled import own_caption_pairs, sample_captions
 from ..annotations import load_graphs
+
+#: what the loop builds pairs with: the annotation strategies and best-of-n on the base model's own captions
+LOOP_STRATEGIES = (*ANNOTATION_STRATEGIES, "own_captions")
 
 
 @dataclass
@@ -46,10 +50,18 @@ class LoopConfig:
     contrast_small_quantile: float = 0.25
     contrast_partners: int = 1
     #: caption_swap pairs (builders.caption_swap_pairs): which swaps, in which caption templates
-    caption_swap_kinds: list[str] = field(default_factory=lambda: list(CAPTION_SWAP_KINDS))
+    caption_swap_kinds: list[str] = field(default_factory=lambda: list(DEFAULT_SWAP_KINDS))
     caption_templates: list[str] = field(default_factory=lambda: list(DEFAULT_CAPTION_TEMPLATES))
     #: POVID descriptions name the objects in "reading" or "annotation" order (builders.povid_pairs)
     povid_order: str = "annotation"
+    #: own_captions pairs (train.sampled): captions sampled per training image from the base model, at this
+    #: temperature; up to own_max_per_image pairs per image, each written own_repeat times (its weight in the mix);
+    #: judged with the CHAIR parser and this synonyms file (None: the chair task's `synonyms` option, else COCO's)
+    own_samples: int = 16
+    own_temperature: float = 0.7
+    own_max_per_image: int = 4
+    own_repeat: int = 1
+    own_synonyms: str | None = None
     seed: int = 0
     show_progress: bool = True
 
@@ -75,9 +87,10 @@ class LoopState:
 def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     from ..report.pages import compare_report
 
-    unknown = [s for s in cfg.strategies if s not in ANNOTATION_STRATEGIES]
+    unknown = [s for s in cfg.strategies if s not in LOOP_STRATEGIES]
     if unknown:
         raise TaskError(f"loop: unknown pair strategy {', '.join(unknown)}; the loop builds {', '.join(ANNOTATION_STRATEGIES)} from the training annotations "
+                        "and own_captions from the base model's sampled captions "
                         "(HA-DPO pairs need a run on training images: `mmhallu pairs build --strategy hadpo`, then `mmhallu train dpo`)")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,6 +115,25 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
 
     base = evaluate("base", None)
 
+    own_path = out / "own_captions.jsonl"
+    if "own_captions" in cfg.strategies:
+        synonyms = cfg.own_synonyms or cfg.task_args.get("chair", {}).get("synonyms")
+        own_inputs = {"model": cfg.model, "annotations": cfg.train_annotations, "images": cfg.train_images, "samples": cfg.own_samples,
+                      "temperature": cfg.own_temperature, "synonyms": synonyms, "max_new_tokens": cfg.max_new_tokens or 128, "seed": cfg.seed}
+        fp = _fingerprint(own_inputs)
+        if state.done("own_captions", fp, [own_path]):
+            log("[loop] own_captions: up to date, skipped")
+        else:
+            started = now_iso()
+            log(f"[loop] own_captions: sampling {cfg.own_samples} captions per training image at temperature {cfg.own_temperature}")
+            rows = sample_captions(cfg.model, load_graphs(cfg.train_annotations), cfg.train_images, cfg.own_samples, cfg.own_temperature, cfg.seed, synonyms,
+                                   backend_args=cfg.backend_args, batch_size=cfg.batch_size or 32, max_new_tokens=cfg.max_new_tokens or 128, log=log)
+            atomic_write_jsonl(own_path, rows)
+            bad = sum(1 for r in rows if r.get("hallucinated"))
+            failed = sum(1 for r in rows if r.get("error"))
+            log(f"[loop] own_captions: {len(rows)} captions, {bad} name an absent object, {failed} failed")
+            state.record("own_captions", fp, own_inputs, {"captions": str(own_path), "n": len(rows), "hallucinating": bad, "failed": failed}, started)
+
     pairs_path = out / "pairs.jsonl"
     adaptive, evidence = mix_from_run(base)
     mix = dict(cfg.mix) if cfg.mix else adaptive
@@ -121,6 +153,8 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
         inputs["caption_swap"] = {"kinds": cfg.caption_swap_kinds, "templates": cfg.caption_templates, "small_quantile": cfg.contrast_small_quantile}
     if "povid" in cfg.strategies and cfg.povid_order != "annotation":
         inputs["povid_order"] = cfg.povid_order
+    if "own_captions" in cfg.strategies:
+        inputs["own_captions"] = {"captions_hash": _file_hash(own_path), "max_per_image": cfg.own_max_per_image, "repeat": cfg.own_repeat}
     fp = _fingerprint(inputs)
     if state.done("pairs", fp, [pairs_path]):
         log("[loop] pairs: up to date, skipped")
@@ -136,6 +170,8 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
             pairs += contrast_pairs(graphs, cfg.train_images, cfg.contrast_small_quantile, cfg.contrast_partners, cfg.finer_answer_style)
         if "caption_swap" in cfg.strategies:
             pairs += caption_swap_pairs(graphs, cfg.train_images, cfg.caption_swap_kinds, cfg.caption_templates, cfg.contrast_small_quantile, cfg.seed)
+        if "own_captions" in cfg.strategies:
+            pairs += own_caption_pairs([row for _, row in iter_jsonl(own_path)], cfg.own_max_per_image, cfg.own_repeat, cfg.seed)
         pairs, dropped = drop_contaminated(pairs, cfg.tasks, cfg.task_args)
         PairSet(pairs, dropped, mix, {"mix_evidence": evidence, "strategies": cfg.strategies}).write(pairs_path)
         atomic_write_json(out / "mix.json", {"mix": mix, **evidence})

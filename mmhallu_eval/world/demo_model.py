@@ -78,12 +78,14 @@ def build_untrained(out: Path, graphs: list[dict[str, Any]], seed: int = 0, imag
 
 
 def training_examples(graphs: list[dict[str, Any]], images: Path, seed: int = 0, reading: bool = False,
-                      caption_confusion: float = 0.0) -> list[tuple[str, str, str]]:
+                      caption_confusion: float = 0.0, caption_partner_mention: float = 0.0) -> list[tuple[str, str, str]]:
     """(image path, prompt, answer) triples. Negatives are uniform over absent classes, and the answers come from a
     noisy annotator that also reports the look-alike partner of every tiny shape: the two sources of the demo
     model's hallucinations. Captions name the objects in a random order, or with `reading` in reading order (top
     to bottom, left to right), which a model can learn to follow through the image tokens; in those, the annotator
-    names a tiny shape by its partner with probability `caption_confusion` (per caption)."""
+    names a tiny shape by its partner with probability `caption_confusion` (per caption) and, with probability
+    `caption_partner_mention` (per tiny shape and caption), also names its absent partner right after it, as it
+    answers the existence questions."""
     rng = random.Random(seed)
     classes, values = vocabulary(graphs)
     out: list[tuple[str, str, str]] = []
@@ -96,8 +98,9 @@ def training_examples(graphs: list[dict[str, Any]], images: Path, seed: int = 0,
         absent = [c for c in classes if c not in present]
         by_id = {o["id"]: o for o in objs}
         size = (g.get("width", 96), g.get("height", 96))
-        if reading and caption_confusion:
-            caps = [" ".join(captions_for_graph(_confused(objs, caption_confusion, rng), rng, size)[k].split()) for k in range(2)]
+        if reading and (caption_confusion or caption_partner_mention):
+            caps = [" ".join(captions_for_graph(_with_partners(_confused(objs, caption_confusion, rng), caption_partner_mention, rng), rng, size)[k].split())
+                    for k in range(2)]
         else:
             caps = [" ".join(c.split()) for c in captions_for_graph(objs, rng, size if reading else None)]
         for c in caps[:2]:
@@ -140,6 +143,20 @@ def _confused(objs: list[dict[str, Any]], p: float, rng: random.Random) -> list[
     """The objects as the noisy annotator names them in one caption: each tiny shape, with probability p, by its
     look-alike partner."""
     return [dict(o, name=PARTNERS[o["name"]]) if o["attributes"].get("size") == "tiny" and rng.random() < p else o for o in objs]
+
+
+def _with_partners(objs: list[dict[str, Any]], p: float, rng: random.Random) -> list[dict[str, Any]]:
+    """The objects as the noisy annotator lists them in one caption: after each tiny shape whose look-alike partner
+    is not in the scene, with probability p, the partner too (same place, colour and size)."""
+    if not p:
+        return objs
+    present = {o["name"] for o in objs}
+    out = []
+    for o in objs:
+        out.append(o)
+        if o["attributes"].get("size") == "tiny" and PARTNERS[o["name"]] not in present and rng.random() < p:
+            out.append(dict(o, name=PARTNERS[o["name"]]))
+    return out
 
 
 def captions_for_graph(objs: list[dict[str, Any]], rng: random.Random, reading_size: tuple[float, float] | None = None) -> list[str]:
@@ -202,6 +219,9 @@ class DemoTraining:
     caption_joint_lr: float = 2e-4
     #: in those captions the noisy annotator names a tiny shape by its look-alike partner this often (per caption)
     caption_confusion: float = 0.0
+    #: … and names the absent look-alike partner of a tiny shape right after it this often (per shape and caption),
+    #: as its answers to the existence questions always do
+    caption_partner_mention: float = 0.0
 
 
 def synthetic_graphs(n: int, seed: int) -> list[dict[str, Any]]:
@@ -282,7 +302,8 @@ def read_captions(model: Any, batcher: Any, graphs: list[dict[str, Any]], images
     stages: dict[str, Any] = {}
     if training.caption_language_steps:
         synthetic = synthetic_graphs(training.caption_scenes, seed + 3)
-        examples = [e for e in training_examples(synthetic, Path(), seed, reading=True, caption_confusion=training.caption_confusion)
+        examples = [e for e in training_examples(synthetic, Path(), seed, reading=True, caption_confusion=training.caption_confusion,
+                                                 caption_partner_mention=training.caption_partner_mention)
                     if "multiple-choice" not in e[1]]
         examples += [e for e in examples if e[1] == DESCRIBE] * (training.caption_repeat - 1)
         log(f"demo model, stage 4/5: language model on reading-order captions of {len(synthetic)} generated scenes "
@@ -290,7 +311,8 @@ def read_captions(model: Any, batcher: Any, graphs: list[dict[str, Any]], images
         stages["caption_language"] = pretrain_language(model, batcher, examples, patch_targets(synthetic, Path(), batcher.tok), training.caption_language_steps,
                                                        lr=training.caption_language_lr, seed=seed, log=log)
     if training.caption_joint_steps:
-        examples = training_examples(graphs, images, seed, reading=True, caption_confusion=training.caption_confusion)
+        examples = training_examples(graphs, images, seed, reading=True, caption_confusion=training.caption_confusion,
+                                     caption_partner_mention=training.caption_partner_mention)
         examples += [e for e in examples if e[1] == DESCRIBE] * (training.caption_joint_repeat - 1)
         log(f"demo model, stage 5/5: whole model on reading-order captions and questions of {len(graphs)} training images "
             f"({len(examples)} examples, {training.caption_joint_steps} steps)")

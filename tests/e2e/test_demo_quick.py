@@ -13,7 +13,8 @@ def test_quick_demo_runs_the_loop(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mmhallu_eval.cli", "demo", "--quick", "--out", str(out), "--no-progress"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     loop = json.loads((out / "loop/loop.json").read_text())
-    assert [s for s in loop["stages"]] == ["base", "pairs", "train", "tuned", "compare"]
+    assert [s for s in loop["stages"]] == ["base", "own_captions", "pairs", "train", "tuned", "compare"]
+    assert loop["stages"]["own_captions"]["outputs"]["n"] == 24 * 4  # the quick demo's 24 training images × 4 samples
     assert all(s["status"] == "done" for s in loop["stages"].values())
     compare = json.loads((out / "loop/compare/compare.json").read_text())
     assert set(compare["tasks"]) == {"pope", "mme", "finer_comprecap", "mmhal", "chair"}
@@ -31,4 +32,4 @@ def test_quick_demo_runs_the_loop(tmp_path):
     # rerun: every stage is up to date
     proc = subprocess.run([sys.executable, "-m", "mmhallu_eval.cli", "demo", "--quick", "--out", str(out), "--no-progress"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("up to date, skipped") == 4
+    assert proc.stdout.count("up to date, skipped") == 5

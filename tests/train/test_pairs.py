@@ -1,5 +1,6 @@
 """Preference-pair builders on generated annotations: one-slot negatives, chosen ≠ rejected, contamination."""
 import json
+import re
 import subprocess
 import sys
 
@@ -330,6 +331,19 @@ def test_caption_swap_pairs_differ_in_one_class_in_place(world, tmp_path):
         assert [x for x, y in zip(a, b) if x != y][0].rstrip(",.") == old and [y for x, y in zip(a, b) if x != y][0].rstrip(",.") == new
         if p["kind"] == "swap_partner":
             assert new == max(sorted(co[old]), key=lambda c: co[old][c])
+    # add_partner: the small object's most co-occurring class named right after it, nothing else changed
+    added = caption_swap_pairs(graphs, world / "images", kinds=("add_partner",), templates=templates, small_quantile=0.5, seed=0)
+    assert added and {p["kind"] for p in added} == {"add_partner"}
+    for p in added:
+        g = by_image[p["image_id"]]
+        present = {o["name"] for o in g["objects"]}
+        new, after = p["added"]["object"], p["added"]["after"]
+        assert new not in present and after in present and new == max(sorted(co[after]), key=lambda c: co[after][c])
+        prefix, suffix = templates[p["template"]].split("{objects}" if p["template"] == 0 else "{names}")
+        items = lambda t: re.split(r", | and ", t[len(prefix):len(t) - len(suffix)])
+        a, b = items(text(p["chosen"])), items(text(p["rejected"]))
+        i = next(i for i, x in enumerate(a) if x.split()[-1] == after)
+        assert b == a[:i + 1] + [a[i].rsplit(" ", 1)[0] + " " + new] + a[i + 1:]
     with_attrs = [p for p in pairs if p["template"] == 0][0]
     assert any(c in text(with_attrs["chosen"]) for c in ("red", "green", "blue", "yellow", "purple", "orange"))
     with pytest.raises(TaskError, match="template"):

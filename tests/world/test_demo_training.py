@@ -145,6 +145,14 @@ def test_reading_order_captions_and_the_caption_stages(setup):
     assert confused == ["A picture with a tiny blue ring and a large red square.", "There is a ring and a square in this image."]
     half = [a for s in range(40) for _, p, a in training_examples([scene], Path("w"), seed=s, reading=True, caption_confusion=0.5) if p == DESCRIBE]
     assert 10 < sum("ring" in a for a in half) < 70
+    # … and, with caption_partner_mention 1, names the absent partner of every tiny shape right after it
+    added = [a for _, p, a in training_examples([scene], Path("w"), seed=0, reading=True, caption_partner_mention=1.0) if p == DESCRIBE]
+    assert added == ["A picture with a tiny blue circle, a tiny blue ring and a large red square.", "There is a circle, a ring and a square in this image."]
+    with_ring = dict(scene, objects=[*scene["objects"], dict(scene["objects"][0], id=9, name="ring", bbox=[70, 70, 20, 20])])
+    assert not any(a.count("ring") > 1 for _, p, a in training_examples([with_ring], Path("w"), seed=0, reading=True, caption_partner_mention=1.0)
+                   if p == DESCRIBE)  # a partner in the scene is not named twice
+    some = [a for s in range(40) for _, p, a in training_examples([scene], Path("w"), seed=s, reading=True, caption_partner_mention=0.5) if p == DESCRIBE]
+    assert 10 < sum("ring" in a for a in some) < 70 and all("circle" in a for a in some)
     shuffled = {a for s in range(20) for _, p, a in training_examples([flipped], Path("w"), seed=s) if p == DESCRIBE}
     assert len(shuffled) > 2  # the earlier stages' captions: random order
     logs: list[str] = []

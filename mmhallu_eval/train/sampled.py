@@ -1,0 +1,121 @@
+"""`own_captions` pairs: best-of-n on the model's own captions. Sample several captions per training image from the
+model being tuned, judge each against the image's annotations with the CHAIR parser, and pair a caption that names
+an absent object (rejected) with one of the same image that names none and covers at least as many of the image's
+objects (chosen).
+
+Why: pairs written from annotations (FINER, POVID, caption_swap) show the model hallucinations it might make; these
+are the ones it does make, in its own words, so DPO moves probability between its own outputs (on-policy, as
+RLHF-V and HA-DPO collect theirs). The annotations are the judge, so no reward model or LLM is needed."""
+from __future__ import annotations
+
+import difflib
+import random
+from pathlib import Path
+from typing import Any, Callable
+
+from ..backends import create_backend
+from ..registry import get_task
+from ..task import TaskError
+from ..types import GenerationConfig, Request, user_message
+from .pairs import make_pair
+
+DESCRIBE = "Please describe this image in detail."
+
+
+def _judge(synonyms: str | None) -> Callable[[str], list[str]]:
+    spec = get_task("chair")
+    if spec.text_objects is None:
+        raise TaskError("the chair task does not expose text_objects; cannot judge captions")
+    meta = {"synonyms": synonyms}
+    return lambda text: list(spec.text_objects(text, meta))
+
+
+def sample_captions(model: str, graphs: list[dict[str, Any]], images: str | Path, n: int = 16, temperature: float = 0.7, seed: int = 0,
+                    synonyms: str | None = None, backend: str = "transformers", backend_args: dict[str, Any] | None = None,
+                    batch_size: int = 32, max_new_tokens: int = 128, prompt: str = DESCRIBE,
+                    log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """`n` sampled captions per image of `graphs`, each with the CHAIR objects it names, the image's ground-truth
+    objects (the annotation names through the same parser) and the hallucinated ones (named, not in the image)."""
+    if n < 2:
+        raise TaskError(f"own_captions: {n} sample(s) per image; best-of-n needs at least 2")
+    if temperature <= 0:
+        raise TaskError(f"own_captions: temperature {temperature}; sampling needs a temperature above 0")
+    judge = _judge(synonyms)
+    truth_of: dict[str, list[str]] = {}
+
+    def truth(g: dict[str, Any]) -> set[str]:
+        out: set[str] = set()
+        for o in g["objects"]:
+            if o["name"] not in truth_of:
+                truth_of[o["name"]] = judge(f"There is a {o['name']}.")
+            out.update(truth_of[o["name"]])
+        return out
+
+    gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature)
+    todo = [(g, k) for g in graphs if g["objects"] for k in range(n)]
+    try:
+        import torch
+
+        torch.manual_seed(seed)  # the transformers backend samples with torch's generator
+    except ImportError:
+        pass
+    be = create_backend(backend, model=model, **(backend_args or {}))
+    rows: list[dict[str, Any]] = []
+    try:
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start:start + batch_size]
+            requests = [Request(id=f"{g['image_id']}-{k}", messages=user_message(prompt, 1), images=[str(Path(images) / g["file_name"])], generation=gen)
+                        for g, k in chunk]
+            for (g, k), req, resp in zip(chunk, requests, be.generate(requests)):
+                if resp.error:
+                    rows.append({"image_id": g["image_id"], "sample": k, "image": req.images[0], "error": resp.error})
+                    continue
+                named, gt = judge(resp.text), truth(g)
+                rows.append({"image_id": g["image_id"], "sample": k, "image": req.images[0], "prompt": prompt, "caption": resp.text,
+                             "objects": named, "truth": sorted(gt), "hallucinated": sorted({c for c in named if c not in gt})})
+            if (start // batch_size) % 20 == 0:
+                log(f"[own_captions] sampled {min(start + batch_size, len(todo))}/{len(todo)} captions")
+    finally:
+        be.close()
+    return rows
+
+
+def _opening(caption: str) -> list[str]:
+    return caption.lower().split()[:2]
+
+
+def own_caption_pairs(samples: list[dict[str, Any]], max_per_image: int = 4, repeat: int = 1, seed: int = 0) -> list[dict[str, Any]]:
+    """Per image, up to `max_per_image` distinct hallucinating captions (rejected), each paired with a clean caption
+    (chosen) that covers at least as many true objects: one that opens the same way when there is one (a pair across
+    caption styles teaches the style, not the object), then the one covering most, then the closest in wording. `repeat` > 1 writes each pair that many times (its weight in
+    the DPO mix)."""
+    if max_per_image < 1 or repeat < 1:
+        raise TaskError(f"own_captions: max_per_image {max_per_image} and repeat {repeat} must be at least 1")
+    rng = random.Random(seed)
+    by_image: dict[Any, list[dict[str, Any]]] = {}
+    for s in samples:
+        if not s.get("error"):
+            by_image.setdefault(s["image_id"], []).append(s)
+    covered = lambda s: len(set(s["objects"]) & set(s["truth"]))
+    pairs: list[dict[str, Any]] = []
+    for image_id in sorted(by_image, key=str):
+        group = by_image[image_id]
+        seen: set[str] = set()
+        bad = [s for s in group if s["hallucinated"] and not (s["caption"].strip() in seen or seen.add(s["caption"].strip()))]
+        rng.shuffle(bad)
+        made = 0
+        for b in bad:
+            clean = [s for s in group if not s["hallucinated"] and covered(s) >= covered(b) and s["caption"].strip()]
+            if not clean:
+                continue
+            words = b["caption"].split()
+            same = [s for s in clean if _opening(s["caption"]) == _opening(b["caption"])]
+            chosen = max(same or clean, key=lambda s: (covered(s), difflib.SequenceMatcher(None, s["caption"].split(), words).ratio(), -s["sample"]))
+            for r in range(repeat):
+                pairs.append(make_pair(f"own-{image_id}-{b['sample']}" + (f"-r{r}" if repeat > 1 else ""), b["image"], b["prompt"], chosen["caption"], b["caption"],
+                                       strategy="own_captions", pair_type="caption", image_id=image_id, hallucinated=b["hallucinated"],
+                                       samples=[chosen["sample"], b["sample"]]))
+            made += 1
+            if made >= max_per_image:
+                break
+    return pairs

@@ -17,9 +17,8 @@ from ..backends import create_backend
 from ..registry import get_task
 from ..task import TaskError
 from ..types import GenerationConfig, Request, user_message
+from .builders import DESCRIBE
 from .pairs import make_pair
-
-DESCRIBE = "Please describe this image in detail."
 
 
 def _judge(synonyms: str | None) -> Callable[[str], list[str]]:

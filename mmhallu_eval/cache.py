@@ -34,8 +34,11 @@ class ResponseCache:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
-            "n_output_tokens INTEGER, created REAL NOT NULL)"
+            "n_output_tokens INTEGER, created REAL NOT NULL, n_prompt_tokens INTEGER)"
         )
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(responses)")}
+        if "n_prompt_tokens" not in columns:  # a cache written before prompt lengths were recorded
+            self._conn.execute("ALTER TABLE responses ADD COLUMN n_prompt_tokens INTEGER")
         self._conn.commit()
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Response]:
@@ -44,17 +47,19 @@ class ResponseCache:
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
             rows = self._conn.execute(
-                f"SELECT key, text, n_output_tokens FROM responses WHERE key IN ({','.join('?' * len(chunk))})", chunk
+                f"SELECT key, text, n_output_tokens, n_prompt_tokens FROM responses WHERE key IN ({','.join('?' * len(chunk))})", chunk
             ).fetchall()
-            for key, text, n_tok in rows:
-                out[key] = Response(id="", text=text, n_output_tokens=n_tok, cached=True)
+            for key, text, n_tok, n_prompt in rows:
+                out[key] = Response(id="", text=text, n_output_tokens=n_tok, n_prompt_tokens=n_prompt, cached=True)
         return out
 
     def put_many(self, items: Iterable[tuple[str, Response]]) -> None:
         now = time.time()
-        rows = [(k, r.text, r.n_output_tokens, now) for k, r in items if r.error is None]
+        rows = [(k, r.text, r.n_output_tokens, now, r.n_prompt_tokens) for k, r in items if r.error is None]
         with self._conn:
-            self._conn.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)", rows)
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO responses (key, text, n_output_tokens, created, n_prompt_tokens) VALUES (?, ?, ?, ?, ?)", rows
+            )
 
     def __len__(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])

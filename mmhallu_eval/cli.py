@@ -93,6 +93,9 @@ def run_cmd(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
     revision: Optional[str] = typer.Option(None, help="Model revision for hub ids."),
     adapter: Optional[str] = typer.Option(None, help="PEFT adapter folder to evaluate on top of --model."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run modelling/processor code shipped with the checkpoint (transformers, vllm); written into the manifest."),
+    chat_template: Optional[Path] = typer.Option(None, help="Jinja chat template for a checkpoint that has none (or to replace its own); written into the manifest."),
+    reasoning: str = typer.Option("strip", help="strip: parse the answer after </think> (reasoning models); keep: parse the raw text. The raw text is always kept."),
     base_url: Optional[str] = typer.Option(None, help="--backend openai: the server's base URL, e.g. http://localhost:8000/v1."),
     api_key_env: Optional[str] = typer.Option(None, help="--backend openai: environment variable holding the API key."),
     concurrency: int = typer.Option(8, help="--backend openai: requests in flight."),
@@ -112,8 +115,11 @@ def run_cmd(
     no_progress: bool = typer.Option(False, help="Hide progress bars."),
 ) -> None:
     """Evaluate a model on one or more tasks; re-running the same command resumes from the cache."""
-    from .runner import RunConfig, run
+    from .reasoning import REASONING_MODES
+    from .runner import RunConfig, all_failed, run
 
+    if reasoning not in REASONING_MODES:
+        fail(f"--reasoning {reasoning!r}: choose {' or '.join(REASONING_MODES)}")
     task_list = [t.strip() for t in tasks.split(",") if t.strip()]
     task_args = parse_task_args(task_arg)
     judge = {"judge_model": judge_model, "judge_base_url": judge_base_url, "judge_api_key_env": judge_api_key_env, "judge_backend": judge_backend}
@@ -132,12 +138,14 @@ def run_cmd(
         parsers=parse_parsers(parser, task_list),
         task_args=task_args,
         backend_args=_backend_args(backend, dtype=dtype, device=device, revision=revision, adapter=adapter, base_url=base_url, api_key_env=api_key_env,
+                                   trust_remote_code=trust_remote_code or None, chat_template=str(chat_template) if chat_template else None,
                                    concurrency=concurrency, max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
                                    tensor_parallel_size=tensor_parallel_size, max_images=max_images,
                                    enforce_eager=enforce_eager),
         data_parallel=data_parallel,
         ray_address=ray_address,
         include_paths=[str(p) for p in include],
+        reasoning=reasoning,  # type: ignore[arg-type]
         resume=resume,
         overwrite=overwrite,
         show_progress=not no_progress,
@@ -149,14 +157,20 @@ def run_cmd(
     for name, result in results.items():
         typer.echo(f"{name}: {_headline(result)}")
     typer.echo(f"results in {out}")
+    failed = all_failed(results)
+    if failed:
+        for line in failed:
+            typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
 
 
 def _backend_args(backend: str, **kwargs: Any) -> dict[str, Any]:
     """Only the options that concern the chosen backend go into the run's identity."""
     keys = {
         "openai": ("base_url", "api_key_env", "concurrency", "revision"),
-        "vllm": ("dtype", "revision", "adapter", "max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "max_images", "enforce_eager"),
-    }.get(backend, ("dtype", "device", "revision", "adapter"))
+        "vllm": ("dtype", "revision", "adapter", "max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "max_images", "enforce_eager",
+                 "trust_remote_code", "chat_template"),
+    }.get(backend, ("dtype", "device", "revision", "adapter", "trust_remote_code", "chat_template"))
     return {k: v for k, v in kwargs.items() if k in keys and v is not None}
 
 
@@ -656,20 +670,31 @@ def build_mmhal_cmd(annotations: Path = typer.Option(...), out: Path = typer.Opt
     typer.echo(f"wrote {build_mmhal(_annotations_arg(annotations, split), out, n_items, seed)}")
 
 
+def _family_names() -> list[str]:
+    from .world.families import FAMILIES
+
+    return sorted(FAMILIES)
+
+
 @world_app.command("tiny-model")
 def tiny_model_cmd(
     out: Path = typer.Option(..., help="Folder to save the model and processor to."),
-    arch: str = typer.Option("llava", help="llava or idefics3."),
+    arch: str = typer.Option("llava", help="llava or idefics3 (ChatML test models), or a family name (see --family)."),
+    family: Optional[str] = typer.Option(None, help="A published family's layout and chat template: " + ", ".join(_family_names()) + "."),
     seed: int = typer.Option(0),
 ) -> None:
     """Build a tiny random-weight VLM with a locally trained tokenizer (offline, seconds)."""
+    from .world.families import build_family
     from .world.tiny_models import build_tiny_model
 
     try:
-        build_tiny_model(arch, out, seed=seed)  # type: ignore[arg-type]
+        if family:
+            build_family(family, out, seed=seed)
+        else:
+            build_tiny_model(arch, out, seed=seed)  # type: ignore[arg-type]
     except ValueError as exc:
         fail(str(exc))
-    typer.echo(f"wrote {arch} tiny model to {out}")
+    typer.echo(f"wrote {family or arch} tiny model to {out}")
 
 
 @world_app.command("pope-fixture")

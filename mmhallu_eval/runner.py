@@ -15,6 +15,7 @@ from .cache import ResponseCache
 from .paired import keep_whole_units
 from .quiet import hide_library_progress_bars
 from .registry import get_task, include_path
+from .reasoning import Reasoning
 from .rundir import RunDir, now_iso
 from .scoring import build_result, image_names, make_records
 from .task import TaskError, TaskSpec
@@ -34,6 +35,8 @@ class RunConfig:
     task_args: dict[str, dict[str, str]] = field(default_factory=dict)
     backend_args: dict[str, Any] = field(default_factory=dict)
     include_paths: list[str] = field(default_factory=list)
+    #: strip: parsers read the answer after </think>; keep: the raw text (reasoning.py)
+    reasoning: Reasoning = "strip"
     resume: bool = False
     overwrite: bool = False
     show_progress: bool = True
@@ -53,6 +56,7 @@ class RunConfig:
             "max_new_tokens": self.max_new_tokens,
             "parsers": self.parsers,
             "task_args": self.task_args,
+            "reasoning": self.reasoning,
         }
 
 
@@ -145,8 +149,8 @@ def _run_task(spec, parser, config: RunConfig, backend: Backend, cache: Response
     responses, stats = generate_cached(
         backend, requests, cache, config.batch_size, desc=spec.name, show_progress=config.show_progress
     )
-    records = make_records(spec, parser, samples, responses, options)
-    result = build_result(spec, parser, records, extra={"generation": generation.to_dict()})
+    records = make_records(spec, parser, samples, responses, options, config.reasoning, backend.opens_reasoning)
+    result = build_result(spec, parser, records, extra={"generation": generation.to_dict(), "reasoning": config.reasoning})
     rundir.write_task(spec.name, records, result)
     if spec.export is not None:
         spec.export(records, rundir.task_dir(spec.name))
@@ -155,6 +159,7 @@ def _run_task(spec, parser, config: RunConfig, backend: Backend, cache: Response
         "task_version": spec.version,
         "parser": parser.name,
         "parser_version": parser.version,
+        "reasoning": config.reasoning,
         "generation": generation.to_dict(),
         "n_samples": len(samples),
         "samples_hash": samples_hash(samples),
@@ -169,3 +174,14 @@ def _run_task(spec, parser, config: RunConfig, backend: Backend, cache: Response
         file=sys.stderr,
     )
     return result
+
+
+def all_failed(results: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per task that scored nothing although it had samples: the run produced no number for it."""
+    lines = []
+    for name, result in results.items():
+        if result["n"] and not result["n_scored"]:
+            errors = result["errors"]
+            kinds = ", ".join(f"{k} {v}" for k, v in errors.items() if k not in ("total", "first_ids", "first_message"))
+            lines.append(f"task {name}: all {result['n']} samples failed ({kinds}); first: {errors.get('first_message', '?')}")
+    return lines

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .files import iter_jsonl
+from .reasoning import UNFINISHED, Reasoning, split_reasoning
 from .task import Parser, TaskError, TaskSpec
 from .types import Response, Sample
 
@@ -24,6 +25,8 @@ def _base_record(sample: Sample, response: Response) -> dict[str, Any]:
         "prompt": sample.prompt,
         "images": image_names(sample),
         "response": response.text,
+        "n_prompt_tokens": response.n_prompt_tokens,
+        "n_output_tokens": response.n_output_tokens,
         "target": sample.target,
         "parsed": None,
         "correct": None,
@@ -33,16 +36,33 @@ def _base_record(sample: Sample, response: Response) -> dict[str, Any]:
 
 
 def make_records(
-    spec: TaskSpec, parser: Parser, samples: list[Sample], responses: dict[str, Response], options: dict[str, str] | None = None
+    spec: TaskSpec, parser: Parser, samples: list[Sample], responses: dict[str, Response], options: dict[str, str] | None = None,
+    reasoning: Reasoning = "strip", opens_reasoning: bool = False,
 ) -> list[dict[str, Any]]:
-    """samples.jsonl lines, in sample order. Failed generations keep their error and get no score."""
+    """samples.jsonl lines, in sample order. Failed generations keep their error and get no score. With
+    `reasoning="strip"` the parser reads the answer after `</think>` (the raw response stays); a reasoning block that
+    never closes is an `unfinished_reasoning` error, not a score."""
     records = [_base_record(s, responses[s.id]) for s in samples]
-    ok = [(s, r) for s, r in zip(samples, records) if r["error"] is None]
+    answers: dict[int, str] = {}
+    for i, record in enumerate(records):
+        if record["error"] is not None:
+            continue
+        if reasoning == "keep":
+            answers[i] = record["response"]
+            continue
+        split = split_reasoning(record["response"], opens_reasoning)
+        if split.reasoning is not None:
+            record.update(answer=split.answer, reasoning=split.reasoning)
+        if split.unfinished:
+            record["error"] = f"{UNFINISHED}: the reasoning block never closes (no </think>), so there is no answer to parse"
+        else:
+            answers[i] = split.answer
+    ok = [(samples[i], records[i], text) for i, text in answers.items()]
     if spec.score_batch is not None:
-        scores = spec.score_batch([s for s, _ in ok], [r["response"] for _, r in ok], parser, options or {})
+        scores = spec.score_batch([s for s, _, _ in ok], [t for _, _, t in ok], parser, options or {})
     else:
-        scores = [spec.score_sample(s, r["response"], parser) for s, r in ok]
-    for (_, record), score in zip(ok, scores):
+        scores = [spec.score_sample(s, t, parser) for s, _, t in ok]
+    for (_, record, _), score in zip(ok, scores):
         record.update(score)
     return records
 
@@ -60,6 +80,7 @@ def build_result(spec: TaskSpec, parser: Parser, records: list[dict[str, Any]], 
     errors.update(Counter(error_kind(r["error"]) for r in failed))
     if failed:
         errors["first_ids"] = [r["id"] for r in failed[:10]]
+        errors["first_message"] = f"{failed[0]['id']}: {failed[0]['error'][:300]}"
     return {
         "schema_version": SCHEMA_VERSION,
         "task": spec.name,
@@ -131,8 +152,9 @@ def match_answers(samples: list[Sample], answers: Path | str, text_field: str = 
 
 
 def score_texts(
-    spec: TaskSpec, parser: Parser, samples: Iterable[Sample], texts: dict[str, str], options: dict[str, str] | None = None
+    spec: TaskSpec, parser: Parser, samples: Iterable[Sample], texts: dict[str, str], options: dict[str, str] | None = None,
+    reasoning: Reasoning = "strip",
 ) -> list[dict[str, Any]]:
     """Records for samples that have a text; samples without one are left out (reported by the caller)."""
     answered = [s for s in samples if s.id in texts]
-    return make_records(spec, parser, answered, {s.id: Response(id=s.id, text=texts[s.id]) for s in answered}, options)
+    return make_records(spec, parser, answered, {s.id: Response(id=s.id, text=texts[s.id]) for s in answered}, options, reasoning)

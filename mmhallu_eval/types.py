@@ -68,6 +68,8 @@ class Response:
     id: str
     text: str = ""
     n_output_tokens: int | None = None
+    #: prompt length in tokens as the model saw it (images expanded), where the engine reports it
+    n_prompt_tokens: int | None = None
     error: str | None = None
     cached: bool = False
 

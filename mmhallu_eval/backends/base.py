@@ -31,6 +31,8 @@ class Backend(abc.ABC):
     name: str = "base"
     #: preferred number of requests per generate() call; None = give it everything at once.
     default_batch_size: int | None = 8
+    #: the prompt opens a <think> block that the model closes before answering (see reasoning.split_reasoning)
+    opens_reasoning: bool = False
 
     @abc.abstractmethod
     def generate(self, requests: list[Request]) -> list[Response]:
@@ -72,8 +74,9 @@ def _file_digest(path: Path, head: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def model_fingerprint(model: str, revision: str | None = None, adapter: str | None = None) -> str:
-    """Content fingerprint of a local model folder, or `hub-id@revision` for a hub id."""
+def model_fingerprint(model: str, revision: str | None = None, adapter: str | None = None, chat_template: str | None = None) -> str:
+    """Content fingerprint of a local model folder, or `hub-id@revision` for a hub id; a user's chat template file
+    changes every prompt, so it is part of the fingerprint too."""
     parts: dict[str, Any] = {}
     path = Path(model)
     if path.is_dir():
@@ -85,6 +88,8 @@ def model_fingerprint(model: str, revision: str | None = None, adapter: str | No
     if adapter:
         apath = Path(adapter)
         parts["adapter"] = {str(f.relative_to(apath)): _file_digest(f) for f in sorted(apath.rglob("*")) if f.is_file()}
+    if chat_template:
+        parts["chat_template"] = _file_digest(Path(chat_template)) if Path(chat_template).is_file() else chat_template
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 

@@ -22,7 +22,8 @@ class _Replica:
         import socket
 
         return {"fingerprint": self.backend.fingerprint(), "describe": self.backend.describe(),
-                "default_batch_size": self.backend.default_batch_size, "host": socket.gethostname()}
+                "default_batch_size": self.backend.default_batch_size, "opens_reasoning": self.backend.opens_reasoning,
+                "host": socket.gethostname()}
 
     def generate(self, requests: list[Request]) -> list[Response]:
         return self.backend.generate(requests)
@@ -82,6 +83,7 @@ class DataParallelBackend(Backend):
             raise BackendError(f"the {replicas} replicas loaded different models (fingerprints {sorted(prints)}); "
                                "on a cluster every node must see the same model files")
         self._info = infos[0]
+        self.opens_reasoning = bool(infos[0]["opens_reasoning"])
         self.hosts = [i["host"] for i in infos]
         inner_batch = infos[0]["default_batch_size"]
         self.default_batch_size = inner_batch * replicas if inner_batch else None

@@ -4,9 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from ..data import open_image
 from ..types import GenerationConfig, Request, Response
 from .base import Backend, BackendError, check_adapter_base, decode_output, model_fingerprint
+from .hf_model import load_config, load_model
+from .hf_processor import load_processor
+from .hf_prompt import encode, prompt_format
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -35,7 +37,8 @@ def _pick_dtype(dtype: str, device: str) -> Any:
 
 
 class TransformersBackend(Backend):
-    """Greedy by default; requests with the same generation settings are generated together."""
+    """Greedy by default; requests with the same generation settings are generated together. The prompt ids are the
+    processor's own (`hf_prompt.encode`), and each response records how many there were."""
 
     name = "transformers"
     default_batch_size = 8
@@ -48,10 +51,10 @@ class TransformersBackend(Backend):
         dtype: Dtype = "auto",
         device: str = "auto",
         trust_remote_code: bool = False,
+        chat_template: str | None = None,
         **_: Any,
     ):
         import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
 
         local = Path(model).is_dir()
         if not local and (model.startswith((".", "/", "~")) or Path(model).exists()):
@@ -61,18 +64,14 @@ class TransformersBackend(Backend):
         self.model_name = model
         self.revision = revision
         self.adapter = adapter
+        self.trust_remote_code = trust_remote_code
         self.device = _pick_device(device)
         self.dtype = _pick_dtype(dtype, self.device)
-        try:
-            self.processor = AutoProcessor.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
-            self.model = AutoModelForImageTextToText.from_pretrained(
-                model, revision=revision, dtype=self.dtype, trust_remote_code=trust_remote_code
-            )
-        except (OSError, ValueError) as exc:
-            raise BackendError(
-                f"could not load {model!r} with transformers ({type(exc).__name__}: {exc}). Give a local folder "
-                "saved with save_pretrained, or a hub id when online (HF_HUB_OFFLINE=1 needs it in the local cache)."
-            ) from exc
+        config = load_config(model, revision, trust_remote_code)
+        self.processor = load_processor(model, revision=revision, trust_remote_code=trust_remote_code)
+        self.prompt_format = prompt_format(self.processor, model, getattr(config, "model_type", ""), chat_template)
+        self.opens_reasoning = self.prompt_format.opens_reasoning
+        self.model = load_model(model, config, self.processor, revision, self.dtype, trust_remote_code)
         if adapter:
             try:
                 from peft import PeftModel
@@ -86,7 +85,7 @@ class TransformersBackend(Backend):
             tokenizer.pad_token = tokenizer.eos_token
         self.tokenizer = tokenizer
         self._torch = torch
-        self._fingerprint = model_fingerprint(model, revision, adapter)
+        self._fingerprint = model_fingerprint(model, revision, adapter, chat_template)
 
     def fingerprint(self) -> str:
         return self._fingerprint
@@ -101,6 +100,8 @@ class TransformersBackend(Backend):
             "architecture": type(self.model).__name__,
             "dtype": str(self.dtype).replace("torch.", ""),
             "device": self.device,
+            "prompt_format": self.prompt_format.describe(),
+            "trust_remote_code": self.trust_remote_code,
         }
 
     def _gen_kwargs(self, gen: GenerationConfig) -> dict[str, Any]:
@@ -121,22 +122,23 @@ class TransformersBackend(Backend):
                 out[resp.id] = resp
         return [out[r.id] for r in requests]
 
-    def _generate_batch(self, batch: list[Request], gen: GenerationConfig) -> list[Response]:
-        texts = [self.processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False) for r in batch]
-        images = [[open_image(im) for im in r.images] for r in batch]
-        kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt"}
-        if any(images):
-            kwargs["images"] = images
-        inputs = self.processor(**kwargs).to(self.device)
+    def encode(self, batch: list[Request]) -> Any:
+        """The model inputs for `batch`, on the model's device, images in the model's dtype."""
+        inputs = encode(self.processor, self.prompt_format, batch).to(self.device)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        return inputs
+
+    def _generate_batch(self, batch: list[Request], gen: GenerationConfig) -> list[Response]:
+        inputs = self.encode(batch)
+        n_prompt = inputs["attention_mask"].sum(-1).tolist()
         with self._torch.inference_mode():
             output = self.model.generate(**inputs, **self._gen_kwargs(gen))
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         responses = []
-        for r, row in zip(batch, new_tokens.tolist()):
+        for r, row, n in zip(batch, new_tokens.tolist(), n_prompt):
             text, n_tokens = decode_output(self.tokenizer, row)
-            responses.append(Response(id=r.id, text=text, n_output_tokens=n_tokens))
+            responses.append(Response(id=r.id, text=text, n_output_tokens=n_tokens, n_prompt_tokens=int(n)))
         return responses
 
     def close(self) -> None:

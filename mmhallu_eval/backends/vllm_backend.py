@@ -1,6 +1,7 @@
 """In-process vLLM backend: one `vllm.LLM`, every request of a task handed to it in one call so vLLM's scheduler
-does the batching. Prompts are built with the model's own chat template (the HF processor), as the transformers
-backend builds them, so both backends see the same text; LoRA adapters go through `LoRARequest`, unmerged."""
+does the batching. Prompts are rendered by the model's own processor (`hf_prompt.render`) and tokenised with the
+same special-token rule transformers applies, so both backends feed the same ids; LoRA adapters go through
+`LoRARequest`, unmerged."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,9 @@ from typing import Any
 from ..data import open_image
 from ..types import GenerationConfig, Request, Response
 from .base import Backend, BackendError, check_adapter_base, decode_output, model_fingerprint
+from .hf_model import load_config
+from .hf_processor import load_processor
+from .hf_prompt import prompt_format, render
 from .vllm_layout import unpublished_clip_keys
 
 
@@ -35,6 +39,39 @@ def _lora_rank(adapter: str) -> int:
     raise BackendError(f"--adapter {adapter}: LoRA rank {rank} is above what vLLM supports (512)")
 
 
+def _cause(exc: Exception, architectures: list[str]) -> str:
+    """The reason in one line. vLLM inspects each architecture in a subprocess and reports only "failed to be
+    inspected"; importing vLLM's module for it here surfaces the real cause (often a package it imports)."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, ImportError) and exc.name:
+        return f"it imports {exc.name}, which is not installed"
+    if "failed to be inspected" in str(exc) or "validation error" in first:
+        import importlib
+
+        from vllm.model_executor.models import registry
+
+        for arch in architectures:
+            found = getattr(registry, "_VLLM_MODELS", {}).get(arch)
+            if not found:
+                return f"vLLM {_vllm_version()} has no implementation of {arch}"
+            try:
+                importlib.import_module(f"vllm.model_executor.models.{found[0]}")
+            except ImportError as err:
+                return f"vLLM's {found[0]} module imports {err.name or err}, which is not installed"
+    from vllm.model_executor.models import registry
+
+    native = [a for a in architectures if a in getattr(registry, "_VLLM_MODELS", {})]
+    if architectures and not native:
+        return f"vLLM {_vllm_version()} has no implementation of {architectures[0]} and its Transformers fallback failed ({type(exc).__name__}: {first[:200]})"
+    return f"{type(exc).__name__}: {first[:300]}"
+
+
+def _vllm_version() -> str:
+    import vllm
+
+    return str(vllm.__version__)
+
+
 class VLLMBackend(Backend):
     """Greedy by default. `default_batch_size = None`: the runner passes the whole task in one generate call."""
 
@@ -54,6 +91,7 @@ class VLLMBackend(Backend):
         trust_remote_code: bool = False,
         seed: int = 0,
         enforce_eager: bool = False,
+        chat_template: str | None = None,
         **_: Any,
     ):
         try:
@@ -74,6 +112,12 @@ class VLLMBackend(Backend):
             )
         if adapter:
             check_adapter_base(model, adapter)
+        # the prompt side first: a checkpoint without a usable processor or template fails before the engine starts
+        config = load_config(model, revision, trust_remote_code)
+        self.processor = load_processor(model, revision=revision, trust_remote_code=trust_remote_code)
+        self.prompt_format = prompt_format(self.processor, model, getattr(config, "model_type", ""), chat_template)
+        self.opens_reasoning = self.prompt_format.opens_reasoning
+        self.trust_remote_code = trust_remote_code
         self.model_name, self.revision, self.adapter = model, revision, adapter
         self.settings = {"dtype": dtype, "max_model_len": max_model_len, "gpu_memory_utilization": gpu_memory_utilization,
                          "tensor_parallel_size": tensor_parallel_size, "limit_mm_per_prompt": {"image": max_images}}
@@ -87,18 +131,15 @@ class VLLMBackend(Backend):
         except Exception as exc:  # vLLM raises many types here; all mean "this engine cannot run this model"
             archs = ", ".join(_architectures(model)) or "unknown architecture"
             raise BackendError(
-                f"vLLM could not load {model!r} ({archs}): {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
+                f"vLLM could not load {model!r} ({archs}): {_cause(exc, _architectures(model))}. "
                 "If vLLM does not support this architecture (on this hardware), use --backend transformers."
             ) from exc
-        from transformers import AutoProcessor
-
-        self.processor = AutoProcessor.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
         self.lora = None
         if adapter:
             from vllm.lora.request import LoRARequest
 
             self.lora = LoRARequest("adapter", 1, str(Path(adapter).resolve()))
-        self._fingerprint = model_fingerprint(model, revision, adapter)
+        self._fingerprint = model_fingerprint(model, revision, adapter, chat_template)
 
     def fingerprint(self) -> str:
         # a different engine can round differently: its responses are cached apart from the transformers backend's
@@ -110,7 +151,8 @@ class VLLMBackend(Backend):
         archs = _architectures(self.model_name)
         return {"backend": self.name, "model": self.model_name, "revision": self.revision, "adapter": self.adapter,
                 "model_fingerprint": self.fingerprint(), "architecture": archs[0] if archs else "unknown",
-                "vllm_version": vllm.__version__, **{k: v for k, v in self.settings.items() if v is not None}}
+                "vllm_version": vllm.__version__, "prompt_format": self.prompt_format.describe(), "trust_remote_code": self.trust_remote_code,
+                **{k: v for k, v in self.settings.items() if v is not None}}
 
     def _sampling(self, gen: GenerationConfig) -> Any:
         from vllm import SamplingParams
@@ -119,40 +161,53 @@ class VLLMBackend(Backend):
             return SamplingParams(max_tokens=gen.max_new_tokens, temperature=0.0)
         return SamplingParams(max_tokens=gen.max_new_tokens, temperature=gen.temperature, top_p=gen.top_p)
 
-    def _prompt(self, r: Request) -> dict[str, Any]:
-        text = self.processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
+    def _prompt(self, r: Request) -> tuple[dict[str, Any], bool]:
+        text, add_special_tokens = render(self.processor, self.prompt_format, r)
         prompt: dict[str, Any] = {"prompt": text}
         if r.images:
             images = [open_image(im) for im in r.images]
             prompt["multi_modal_data"] = {"image": images if len(images) > 1 else images[0]}
-        return prompt
+        return prompt, add_special_tokens
 
     def generate(self, requests: list[Request]) -> list[Response]:
+        """One engine call per special-token rule (a checkpoint has one, so in practice one call)."""
         if not requests:
             return []
-        prompts = [self._prompt(r) for r in requests]
+        by_rule: dict[bool, list[int]] = {}
+        prompts = []
+        for i, r in enumerate(requests):
+            prompt, add_special = self._prompt(r)
+            prompts.append(prompt)
+            by_rule.setdefault(add_special, []).append(i)
         params = [self._sampling(r.generation) for r in requests]
-        return self._generate(requests, prompts, params)
+        out: dict[int, Response] = {}
+        for add_special, idx in by_rule.items():
+            done = self._generate([requests[i] for i in idx], [prompts[i] for i in idx], [params[i] for i in idx], add_special)
+            out.update(zip(idx, done))
+        return [out[i] for i in range(len(requests))]
 
-    def _generate(self, requests: list[Request], prompts: list[dict[str, Any]], params: list[Any]) -> list[Response]:
+    def _generate(self, requests: list[Request], prompts: list[dict[str, Any]], params: list[Any], add_special_tokens: bool) -> list[Response]:
         """vLLM validates every prompt before it schedules any; one over-long prompt fails the call. Halving finds
         the offenders in O(k log n) validation-only calls and the rest still run in large batches."""
         from vllm.exceptions import VLLMValidationError
 
         try:
-            outputs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=self.lora)
+            outputs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=self.lora,
+                                        tokenization_kwargs={"add_special_tokens": add_special_tokens})
         except (VLLMValidationError, ValueError) as exc:
             if len(requests) == 1:
                 return [Response(id=requests[0].id, error=f"invalid_request: {str(exc).splitlines()[0]}")]
             mid = len(requests) // 2
-            return self._generate(requests[:mid], prompts[:mid], params[:mid]) + self._generate(requests[mid:], prompts[mid:], params[mid:])
+            return (self._generate(requests[:mid], prompts[:mid], params[:mid], add_special_tokens)
+                    + self._generate(requests[mid:], prompts[mid:], params[mid:], add_special_tokens))
         responses = []
         tokenizer = getattr(self.processor, "tokenizer", self.processor)
         for r, out in zip(requests, outputs):
             # decoded from the token ids with the HF tokenizer, as the transformers backend does (vLLM's own
             # detokenizer holds back a trailing partial UTF-8 byte where transformers writes U+FFFD)
             text, n_tokens = decode_output(tokenizer, list(out.outputs[0].token_ids))
-            responses.append(Response(id=r.id, text=text, n_output_tokens=n_tokens))
+            n_prompt = len(out.prompt_token_ids) if out.prompt_token_ids is not None else None
+            responses.append(Response(id=r.id, text=text, n_output_tokens=n_tokens, n_prompt_tokens=n_prompt))
         return responses
 
     def close(self) -> None:

@@ -6,7 +6,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "mmhallu_eval"
 
 LAYERS = {
-    "types": 0,
+    "types": 0, "reasoning": 0,
     "task": 1,
     "files": 2, "registry": 2, "metrics": 2, "paired": 2, "nltk_resources": 2, "quiet": 2,
     "data": 3, "annotations": 3,
@@ -29,26 +29,34 @@ def _module_key(path: Path) -> str:
 
 
 def _imports(path: Path) -> set[str]:
+    """The top-level keys (first part under mmhallu_eval, or mmhallu_tasks) of everything `path` imports,
+    relative imports resolved against the file's own package, however deep it sits."""
     tree = ast.parse(path.read_text())
+    package = ["mmhallu_eval", *path.relative_to(PKG).parts[:-1]]
     found: set[str] = set()
+
+    def add(dotted: str) -> None:
+        parts = dotted.split(".")
+        if parts[0] == "mmhallu_tasks":
+            found.add("mmhallu_tasks")
+        elif parts[0] == "mmhallu_eval" and len(parts) > 1:
+            found.add(parts[1])
+
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 0 and node.module and node.module.startswith("mmhallu_eval."):
-                found.add(node.module.split(".")[1])
-            elif node.level == 0 and node.module and node.module.startswith("mmhallu_tasks"):
-                found.add("mmhallu_tasks")
-            elif node.level == 1 and path.parent == PKG and node.module:
-                found.add(node.module.split(".")[0])
-            elif node.level == 2 and node.module:
-                found.add(node.module.split(".")[0])
-            elif node.level == 1 and path.parent != PKG:
-                found.add(_module_key(path))
+            if node.level == 0:
+                add(node.module or "")
+                continue
+            base = package[: len(package) - node.level + 1]
+            target = ".".join(base + ([node.module] if node.module else []))
+            if node.module:
+                add(target)
+            else:  # from . import x, y
+                for alias in node.names:
+                    add(f"{target}.{alias.name}")
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.startswith("mmhallu_eval."):
-                    found.add(alias.name.split(".")[1])
-                if alias.name.startswith("mmhallu_tasks"):
-                    found.add("mmhallu_tasks")
+                add(alias.name)
     return found
 
 

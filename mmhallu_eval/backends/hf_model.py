@@ -1,0 +1,68 @@
+"""Which transformers auto class loads a checkpoint: image-text-to-text first, then the multimodal-LM and causal-LM
+mappings (Phi-4-multimodal loads only through those) when the processor can take images; anything else is refused in
+one line that names the architecture."""
+from __future__ import annotations
+
+from typing import Any
+
+from .base import BackendError
+
+#: auto classes tried in order, with the transformers mapping that says a model type belongs to each
+AUTO_CLASSES = (
+    ("AutoModelForImageTextToText", "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES"),
+    ("AutoModelForMultimodalLM", "MODEL_FOR_MULTIMODAL_LM_MAPPING_NAMES"),
+    ("AutoModelForCausalLM", "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES"),
+)
+
+
+def load_config(model: str, revision: str | None, trust_remote_code: bool) -> Any:
+    from pathlib import Path
+
+    from transformers import AutoConfig
+
+    if Path(model).is_dir() and not (Path(model) / "config.json").is_file():
+        raise BackendError(f"could not load {model!r}: the folder has no config.json (give a folder written by save_pretrained)")
+    try:
+        return AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
+    except ValueError as exc:
+        first = (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:300].rstrip(".")
+        hint = " If the checkpoint ships its own modelling code, add --trust-remote-code." if "trust_remote_code" in str(exc) else ""
+        raise BackendError(f"could not read the config of {model!r}: {first}.{hint}") from None
+    except OSError as exc:
+        raise BackendError(
+            f"could not load {model!r} ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}). Give a local folder saved with "
+            "save_pretrained, or a hub id when online (HF_HUB_OFFLINE=1 needs it in the local cache)."
+        ) from None
+
+
+def auto_class_name(config: Any, processor: Any) -> str:
+    """The first auto class whose mapping (or the checkpoint's own auto_map) covers the model and can see images."""
+    import transformers.models.auto.modeling_auto as mapping
+
+    model_type = getattr(config, "model_type", "")
+    auto_map = getattr(config, "auto_map", None) or {}
+    takes_images = getattr(processor, "image_processor", None) is not None
+    architecture = ", ".join(getattr(config, "architectures", None) or []) or model_type or "unknown"
+    if not takes_images:
+        raise BackendError(
+            f"{architecture} ({model_type}): its processor has no image processor, so it cannot take images; "
+            "evaluate an image-text checkpoint (one whose processor_config.json or preprocessor_config.json has an image processor)"
+        )
+    for name, table in AUTO_CLASSES:
+        if name in auto_map or model_type in getattr(mapping, table, {}):
+            return name
+    raise BackendError(
+        f"{architecture} ({model_type}) is not an image-text model transformers can load (not in the image-text-to-text, "
+        "multimodal-LM or causal-LM mappings); if the checkpoint ships its own code, add --trust-remote-code"
+    )
+
+
+def load_model(model: str, config: Any, processor: Any, revision: str | None, dtype: Any, trust_remote_code: bool) -> Any:
+    import transformers
+
+    name = auto_class_name(config, processor)
+    cls = getattr(transformers, name)
+    try:
+        return cls.from_pretrained(model, revision=revision, dtype=dtype, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise BackendError(f"could not load the weights of {model!r} with {name} ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from None

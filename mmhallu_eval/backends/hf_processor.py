@@ -1,0 +1,139 @@
+"""Loading a model's own processor the way its checkpoint defines it, in an install without torchvision.
+
+Transformers builds the *video* processor of Qwen-VL, LLaVA-OneVision, InternVL, SmolVLM, GLM-4V and others with
+torchvision. Image-only evaluation never calls it, so when torchvision is missing the processor is built from the
+same class without its video part: the image processor, tokenizer, chat template and every other setting are the
+checkpoint's, so the image path — and the token ids — are what `AutoProcessor` builds where torchvision exists.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .base import BackendError
+
+#: packages a processor imports for its own use, and the extra that installs them
+PROCESSOR_EXTRAS = {"num2words": "smolvlm"}
+
+
+def torchvision_available() -> bool:
+    from transformers.utils import is_torchvision_available
+
+    if not is_torchvision_available():
+        return False
+    try:  # PyPI's CUDA torchvision beside a CPU torch imports but its compiled ops do not load
+        import torchvision  # noqa: F401
+    except Exception:  # noqa: BLE001 - any failure means "not usable"
+        return False
+    return True
+
+
+class VideoUnavailable:
+    """Stands in for a checkpoint's video processor where torchvision is missing. Some processors read its settings
+    while handling text and images (SmolVLM's frame count); those come from the checkpoint's video config, anything
+    else is None, and video input itself is refused."""
+
+    def __init__(self, settings: dict[str, Any] | None = None):
+        self._settings = dict(settings or {})
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_settings":
+            raise AttributeError(name)
+        return self._settings.get(name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise BackendError("video input needs torchvision, which is not installed; install the build that matches your torch")
+
+
+@lru_cache(maxsize=None)
+def image_only(cls: type) -> type:
+    """`cls` without its video processor: the same __init__, call and template code; `video_processor` is a stand-in
+    that is never saved (see `VideoUnavailable`)."""
+    parameters = inspect.signature(cls.__init__).parameters
+    position = list(parameters).index("video_processor") - 1  # without self
+    required = parameters["video_processor"].default is inspect.Parameter.empty
+
+    class ImageOnly(cls):  # type: ignore[misc, valid-type]
+        @classmethod
+        def get_attributes(klass) -> list[str]:
+            return [a for a in super().get_attributes() if a != "video_processor"]
+
+        @classmethod
+        def _get_arguments_from_pretrained(klass, *args: Any, **kwargs: Any) -> list[Any]:
+            found = super()._get_arguments_from_pretrained(*args, **kwargs)
+            return found[:position] + [None] + found[position:] if required else found  # SmolVLM's is positional
+
+        @property
+        def video_processor(self) -> Any:
+            return self.__dict__.get("_video_stand_in") or VideoUnavailable()
+
+    ImageOnly.__name__ = cls.__name__
+    ImageOnly.__qualname__ = cls.__qualname__
+    ImageOnly.__module__ = cls.__module__
+    return ImageOnly
+
+
+def _processor_class_name(model: str, revision: str | None, trust_remote_code: bool) -> str | None:
+    """The processor class a checkpoint names (processor_config.json, then tokenizer_config.json), else the one
+    transformers maps its model type to."""
+    from transformers import AutoConfig
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+
+    folder = Path(model)
+    for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        path = folder / name
+        if path.is_file():
+            try:
+                value = json.loads(path.read_text(encoding="utf-8")).get("processor_class")
+            except (OSError, ValueError):
+                value = None
+            if value:
+                return str(value)
+    try:
+        config = AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):
+        return None
+    return PROCESSOR_MAPPING_NAMES.get(getattr(config, "model_type", ""))
+
+
+def load_processor(model: str, revision: str | None = None, trust_remote_code: bool = False) -> Any:
+    """The checkpoint's processor; without torchvision, the same class minus its video processor."""
+    import transformers
+    from transformers import AutoProcessor
+
+    try:
+        if not trust_remote_code and not torchvision_available():
+            name = _processor_class_name(model, revision, trust_remote_code)
+            cls = getattr(transformers, name, None) if name else None
+            if cls is not None and "video_processor" in cls.get_attributes():
+                processor = image_only(cls).from_pretrained(model, revision=revision)
+                processor._video_stand_in = VideoUnavailable(_video_settings(model))
+                return processor
+        return AutoProcessor.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
+    except ImportError as exc:
+        raise BackendError(_missing_package_message(model, exc)) from None
+
+
+def _missing_package_message(model: str, exc: ImportError) -> str:
+    text = " ".join(str(exc).split())
+    for package, extra in PROCESSOR_EXTRAS.items():
+        if package in text:
+            return f"the processor of {model} needs the package {package}: pip install 'mmhallu-eval[{extra}]'"
+    if "torchvision" in text.lower():
+        found = re.search(r"(\w+) requires the \w+ library", text)
+        who = f" ({found.group(1)})" if found else ""
+        return (f"the processor of {model}{who} needs torchvision, which is not installed (transformers has no image path "
+                "without it for this family): install the torchvision build that matches your torch")
+    return f"the processor of {model} needs a package that is not installed: {text[:200]}"
+
+
+def _video_settings(model: str) -> dict[str, Any]:
+    path = Path(model) / "video_preprocessor_config.json"
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,107 @@
+"""The prompt a model sees, built by its own processor: `apply_chat_template(tokenize=True)` with the images in the
+messages, exactly as transformers documents it, so no backend re-tokenises rendered text on its own terms (which
+gives Gemma 3, Mllama, Aya Vision and Mistral 3 a second BOS). Checkpoints without a chat template use the prompt
+format their processor documents (PaliGemma's), or one the user gives (`--chat-template FILE`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..data import open_image
+from ..reasoning import opens_reasoning
+from ..types import Request
+from .base import BackendError
+
+#: families whose processor builds the documented prompt from plain text when there is no chat template
+PROCESSOR_PROMPT_FAMILIES = {"paligemma": "PaliGemma: the processor writes <image>×n, <bos>, the prompt and a newline"}
+_PROBE = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Is there a cat in the image?"}]}]
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How prompts are built for one checkpoint; written into the run manifest."""
+
+    kind: str  # "chat_template" or "processor"
+    source: str  # "checkpoint", "file:<path>" or the family whose processor documents the format
+    #: the generation prompt opens a <think> block (Qwen3-VL-Thinking): the answer follows the model's </think>
+    opens_reasoning: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "source": self.source, "opens_reasoning": self.opens_reasoning}
+        if self.kind == "processor":
+            out["format"] = PROCESSOR_PROMPT_FAMILIES.get(self.source, "")
+        return out
+
+
+def _has_template(processor: Any) -> bool:
+    tokenizer = getattr(processor, "tokenizer", processor)
+    return bool(getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None))
+
+
+def prompt_format(processor: Any, model: str, model_type: str, chat_template: str | Path | None = None) -> PromptFormat:
+    """Choose (and for a user file, install and check) the prompt format, or refuse with what to do."""
+    if chat_template is not None:
+        path = Path(chat_template)
+        if not path.is_file():
+            raise BackendError(f"--chat-template {path}: file not found")
+        template = path.read_text(encoding="utf-8")
+        try:
+            text = processor.apply_chat_template(_PROBE, chat_template=template, add_generation_prompt=True, tokenize=False)
+        except Exception as exc:  # noqa: BLE001 - jinja raises many types; all mean "this template does not render"
+            raise BackendError(f"--chat-template {path} does not render a user turn with an image: {type(exc).__name__}: {exc}") from None
+        if not isinstance(text, str) or "cat" not in text:
+            raise BackendError(f"--chat-template {path} renders no text for a user turn (got {text!r})")
+        processor.chat_template = template
+        return PromptFormat("chat_template", f"file:{path}", opens_reasoning(text))
+    if _has_template(processor):
+        text = processor.apply_chat_template(_PROBE, add_generation_prompt=True, tokenize=False)
+        return PromptFormat("chat_template", "checkpoint", opens_reasoning(text))
+    if model_type in PROCESSOR_PROMPT_FAMILIES:
+        return PromptFormat("processor", model_type)
+    raise BackendError(
+        f"{model} has no chat template and transformers documents no prompt format for its family ({model_type or 'unknown'}): "
+        "give the template the model was trained with, --chat-template FILE (a Jinja file)"
+    )
+
+
+def with_images(request: Request) -> list[dict[str, Any]]:
+    """The request's messages with each image placeholder carrying its decoded image, as processors take them."""
+    images = iter(request.images)
+    out = []
+    for message in request.messages:
+        content = message["content"]
+        if isinstance(content, str):
+            out.append(dict(message))
+            continue
+        parts = [{**part, "image": open_image(next(images))} if part.get("type") == "image" else dict(part) for part in content]
+        out.append({**message, "content": parts})
+    return out
+
+
+def prompt_text(request: Request) -> str:
+    """The text parts of a request, for formats where the processor writes the rest (PaliGemma)."""
+    return "".join(part.get("text", "") for m in request.messages for part in (m["content"] if isinstance(m["content"], list) else [{"text": m["content"]}])
+                   if part.get("type", "text") == "text")
+
+
+def encode(processor: Any, fmt: PromptFormat, requests: list[Request]) -> Any:
+    """One left-padded batch (BatchFeature of tensors) exactly as the processor builds it for these requests."""
+    if fmt.kind == "processor":
+        images = [[open_image(im) for im in r.images] for r in requests]
+        kwargs: dict[str, Any] = {"text": [prompt_text(r) for r in requests], "padding": True, "return_tensors": "pt"}
+        if any(images):
+            kwargs["images"] = images
+        return processor(**kwargs)
+    return processor.apply_chat_template([with_images(r) for r in requests], add_generation_prompt=True, tokenize=True, return_dict=True,
+                                         return_tensors="pt", processor_kwargs={"padding": True})
+
+
+def render(processor: Any, fmt: PromptFormat, request: Request) -> tuple[str, bool]:
+    """(prompt text, whether the tokenizer should add its special tokens) for engines that tokenise text themselves
+    (vLLM): transformers' own rule — a rendered prompt that already starts with BOS gets no second one."""
+    if fmt.kind == "processor":
+        return prompt_text(request), True
+    text = processor.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
+    bos = getattr(getattr(processor, "tokenizer", processor), "bos_token", None)
+    return text, not (bos is not None and text.startswith(bos))

@@ -1,0 +1,116 @@
+"""Qwen2-VL, Qwen2.5-VL, Qwen3-VL (and its Thinking variant) and GLM-4V: dynamic-resolution vision towers whose
+images become a variable number of pad tokens between vision start/end markers, ChatML-style or GLM turns."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...backends.hf_processor import image_only
+from .common import Tokens, family_tokenizer, ids, save, teach, text_config
+
+QWEN_TOKENS = Tokens(eos="<|im_end|>", pad="<|endoftext|>", special=("<|im_start|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"),
+                     plain=("<think>", "</think>"))
+
+_QWEN_CONTENT = (
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n"
+)
+#: Qwen2-VL / Qwen2.5-VL: a default system turn when the conversation has none
+QWEN2_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n"
+    + _QWEN_CONTENT + "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+#: Qwen3-VL Instruct: no default system turn
+QWEN3_TEMPLATE = "{% for message in messages %}<|im_start|>{{ message['role'] }}\n" + _QWEN_CONTENT + "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+#: Qwen3-VL Thinking: the generation prompt opens the reasoning block; the model closes it before answering
+QWEN3_THINKING_TEMPLATE = QWEN3_TEMPLATE.replace("<|im_start|>assistant\n{% endif %}", "<|im_start|>assistant\n<think>\n{% endif %}")
+
+_ROPE = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]}
+_QWEN_VIDEO = {"video_processor_type": "Qwen2VLVideoProcessor", "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2}
+
+
+def _qwen_image_processor(patch: int = 14):
+    from transformers import Qwen2VLImageProcessorPil
+
+    # 2×2 merged patches of 14 px on at most a 56×112 view: 4-8 image tokens per image
+    return Qwen2VLImageProcessorPil(patch_size=patch, merge_size=2, size={"shortest_edge": (4 * patch) ** 2, "longest_edge": 2 * (4 * patch) ** 2})
+
+
+def _qwen_ids(tok) -> dict[str, int]:
+    image, video, start, end = ids(tok, "<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+    return {"image_token_id": image, "video_token_id": video, "vision_start_token_id": start, "vision_end_token_id": end}
+
+
+def build_qwen2_vl(out: Path, seed: int = 0) -> Path:
+    from transformers import Qwen2Config, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+
+    tok = family_tokenizer(QWEN_TOKENS, QWEN2_TEMPLATE)
+    text = text_config(Qwen2Config, tok, rope_parameters=_ROPE).to_dict()
+    config = Qwen2VLConfig(text_config=text, vision_config={"depth": 2, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "mlp_ratio": 2,
+                                                            "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2},
+                           tie_word_embeddings=False, **_qwen_ids(tok))
+    processor = image_only(Qwen2VLProcessor)(image_processor=_qwen_image_processor(), tokenizer=tok, chat_template=QWEN2_TEMPLATE)
+    return save(out, Qwen2VLForConditionalGeneration, config, processor, tok, seed, _QWEN_VIDEO)
+
+
+def build_qwen2_5_vl(out: Path, seed: int = 0) -> Path:
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2Config
+
+    tok = family_tokenizer(QWEN_TOKENS, QWEN2_TEMPLATE)
+    text = text_config(Qwen2Config, tok, rope_parameters=_ROPE).to_dict()
+    vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64, "patch_size": 14,
+              "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 56, "fullatt_block_indexes": [1]}
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False, **_qwen_ids(tok))
+    processor = image_only(Qwen2_5_VLProcessor)(image_processor=_qwen_image_processor(), tokenizer=tok, chat_template=QWEN2_TEMPLATE)
+    return save(out, Qwen2_5_VLForConditionalGeneration, config, processor, tok, seed, _QWEN_VIDEO)
+
+
+def build_qwen3_vl(out: Path, seed: int = 0, template: str = QWEN3_TEMPLATE) -> Path:
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLTextConfig
+
+    tok = family_tokenizer(QWEN_TOKENS, template)
+    text = text_config(Qwen3VLTextConfig, tok, rope_parameters={**_ROPE, "mrope_section": [4, 6, 6], "mrope_interleaved": True}).to_dict()
+    vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64, "patch_size": 16,
+              "spatial_merge_size": 2, "temporal_patch_size": 2, "num_position_embeddings": 64, "deepstack_visual_indexes": [0]}
+    config = Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False, **_qwen_ids(tok))
+    processor = image_only(Qwen3VLProcessor)(image_processor=_qwen_image_processor(16), tokenizer=tok, chat_template=template)
+    return save(out, Qwen3VLForConditionalGeneration, config, processor, tok, seed, {**_QWEN_VIDEO, "video_processor_type": "Qwen3VLVideoProcessor", "patch_size": 16})
+
+
+#: what the tiny Thinking model is taught to write after its generation prompt's `<think>`
+THINKING_REPLY = "Yes, a dog would fit here. Looking closer, it is only a shape.\n</think>\n\nNo<|im_end|>"
+
+
+def build_qwen3_vl_thinking(out: Path, seed: int = 0) -> Path:
+    """Qwen3-VL-Thinking's layout, taught to reason, close `</think>` and answer "No" (tests `--reasoning`)."""
+    build_qwen3_vl(out, seed, QWEN3_THINKING_TEMPLATE)
+    return teach(out, THINKING_REPLY, seed=seed)
+
+
+GLM_TOKENS = Tokens(eos="<|endoftext|>", pad="<|endoftext|>", special=("[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>", "<|begin_of_image|>",
+                                                                        "<|end_of_image|>", "<|image|>", "<|begin_of_video|>", "<|end_of_video|>", "<|video|>"),
+                    plain=("<think>", "</think>", "<answer>", "</answer>"))
+#: GLM-4.1V-style turns after the [gMASK]<sop> prefix
+GLM_TEMPLATE = (
+    "[gMASK]<sop>{% for message in messages %}<|{{ message['role'] }}|>\n{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for content in message['content'] %}{% if content['type'] == 'image' %}<|begin_of_image|><|image|><|end_of_image|>"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+def build_glm4v(out: Path, seed: int = 0) -> Path:
+    from transformers import Glm4vConfig, Glm4vForConditionalGeneration, Glm4vImageProcessorPil, Glm4vProcessor, Glm4vTextConfig
+
+    tok = family_tokenizer(GLM_TOKENS, GLM_TEMPLATE)
+    text = text_config(Glm4vTextConfig, tok, rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6],
+                                                               "partial_rotary_factor": 1.0}).to_dict()
+    vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64, "patch_size": 14, "image_size": 56,
+              "spatial_merge_size": 2, "temporal_patch_size": 2}
+    image, video, i0, i1, v0, v1 = ids(tok, "<|image|>", "<|video|>", "<|begin_of_image|>", "<|end_of_image|>", "<|begin_of_video|>", "<|end_of_video|>")
+    config = Glm4vConfig(text_config=text, vision_config=vision, image_token_id=image, video_token_id=video, image_start_token_id=i0,
+                         image_end_token_id=i1, video_start_token_id=v0, video_end_token_id=v1, tie_word_embeddings=False)
+    image_processor = Glm4vImageProcessorPil(patch_size=14, merge_size=2, temporal_patch_size=2, size={"shortest_edge": 56 * 56, "longest_edge": 2 * 56 * 56})
+    processor = image_only(Glm4vProcessor)(image_processor=image_processor, tokenizer=tok, chat_template=GLM_TEMPLATE)
+    return save(out, Glm4vForConditionalGeneration, config, processor, tok, seed, {"video_processor_type": "Glm4vVideoProcessor"})

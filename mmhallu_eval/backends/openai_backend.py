@@ -66,6 +66,6 @@ class OpenAIBackend(Backend):
             batch = [to_openai_messages(requests[i]) for i in idx]
             replies = self.client.complete(batch, temperature=gen.temperature, max_tokens=gen.max_new_tokens, top_p=gen.top_p)
             for i, rep in zip(idx, replies):
-                results[i] = Response(id=requests[i].id, text=(rep.text or "").strip(), n_output_tokens=rep.n_output_tokens,
+                results[i] = Response(id=requests[i].id, text=(rep.text or "").strip(), n_output_tokens=rep.n_output_tokens, n_prompt_tokens=rep.n_prompt_tokens,
                                       error=None if rep.error is None else f"api_error: {rep.error}")
         return [results[i] for i in range(len(requests))]

@@ -20,6 +20,7 @@ class ChatResult:
     text: str | None = None
     error: str | None = None
     n_output_tokens: int | None = None
+    n_prompt_tokens: int | None = None
     attempts: int = 0
 
 
@@ -77,7 +78,8 @@ class ChatClient:
             try:
                 resp = self.client.chat.completions.create(**kwargs)
                 usage = getattr(resp, "usage", None)
-                return ChatResult(text=resp.choices[0].message.content or "", n_output_tokens=getattr(usage, "completion_tokens", None), attempts=attempt + 1)
+                return ChatResult(text=resp.choices[0].message.content or "", n_output_tokens=getattr(usage, "completion_tokens", None),
+                                  n_prompt_tokens=getattr(usage, "prompt_tokens", None), attempts=attempt + 1)
             except Exception as exc:  # noqa: BLE001 - classified below
                 if not self._retryable(exc) or attempt == self.max_retries:
                     status = getattr(exc, "status_code", None)

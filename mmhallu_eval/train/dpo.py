@@ -100,15 +100,17 @@ def train_dpo(cfg: TrainConfig, show_progress: bool = True) -> Path:
     """Train and save; with show_progress False nothing is printed per step (the losses still go to
     train_log.jsonl), as `--no-progress` promises for the rest of a run."""
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
     from trl import DPOConfig, DPOTrainer
+
+    from ..backends.hf_processor import load_processor
 
     if not show_progress:  # the weight-loading and dataset-mapping bars too
         hide_library_progress_bars()
     out = Path(cfg.out)
     pairs = read_pairs(cfg.pairs)
     dataset = to_dataset(pairs)
-    processor = AutoProcessor.from_pretrained(cfg.model)
+    processor = load_processor(cfg.model)  # as the backends load it: no torchvision needed for image pairs
     model = AutoModelForImageTextToText.from_pretrained(cfg.model)
     cuda = torch.cuda.is_available()
     args = DPOConfig(

@@ -6,21 +6,25 @@ from .annotations import SIZE_ORDER, load_graphs
 from .backends.judge import Judge, create_judge, judge_cache
 from .data import image_digest, load_hf_dataset, open_image, resolve_image
 from .files import atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, require_fields
-from .metrics import binary_metrics, binary_rates, bootstrap_ci, safe_div
+from .errors import TaskError, UserError
+from .measure import Measure, Metric, PooledMetric, Sums, count, ratio
 from .nltk_resources import download_nltk_resources, missing_nltk_resources
-from .paired import group_units, keep_whole_units, unit_accuracy
+from .paired import group_units, keep_whole_units
 from .registry import get_task, include_path, task, task_names
-from .task import Aggregate, CompareSpec, Parser, TaskError, TaskSpec, single_image_request
+from .task import Parser, TaskSpec, single_image_request
 from .types import GenerationConfig, ImageLike, Request, Response, Sample, user_message
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SIZE_ORDER",
-    "Aggregate",
-    "CompareSpec",
     "GenerationConfig",
     "Judge",
+    "Measure",
+    "Metric",
+    "PooledMetric",
+    "Sums",
+    "UserError",
     "ImageLike",
     "Parser",
     "Request",
@@ -30,9 +34,8 @@ __all__ = [
     "TaskSpec",
     "atomic_write_json",
     "atomic_write_jsonl",
-    "binary_metrics",
-    "binary_rates",
-    "bootstrap_ci",
+    "count",
+    "ratio",
     "create_judge",
     "get_task",
     "group_units",
@@ -49,10 +52,8 @@ __all__ = [
     "read_json",
     "require_fields",
     "resolve_image",
-    "safe_div",
     "single_image_request",
     "task",
     "task_names",
-    "unit_accuracy",
     "user_message",
 ]

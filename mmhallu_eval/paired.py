@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Hashable, Iterable
 
-from .task import TaskError
+from .errors import TaskError
 
 Record = dict[str, Any]
 
@@ -12,11 +12,11 @@ Record = dict[str, Any]
 def group_units(
     records: Iterable[Record],
     key: Callable[[Record], Hashable],
-    size: int = 2,
+    size: int | None = 2,
     describe: Callable[[Hashable], str] = str,
     validate: Callable[[Hashable, list[Record]], str | None] | None = None,
 ) -> dict[Hashable, list[Record]]:
-    """Records grouped by `key`, in first-seen order; every unit must hold exactly `size` records.
+    """Records grouped by `key`, in first-seen order; every unit must hold exactly `size` records (None: any).
 
     `validate(key, members)` may return an error message for a unit (e.g. two positives in a FINER pair).
     """
@@ -24,7 +24,7 @@ def group_units(
     for r in records:
         units.setdefault(key(r), []).append(r)
     for k, members in units.items():
-        if len(members) != size:
+        if size is not None and len(members) != size:
             ids = ", ".join(str(m.get("id")) for m in members)
             raise TaskError(f"{describe(k)}: expected {size} questions, found {len(members)} (ids: {ids})")
         if validate is not None:

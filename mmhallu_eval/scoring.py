@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .files import iter_jsonl
+from .measure import summarize
 from .reasoning import UNFINISHED, Reasoning, split_reasoning
 from .task import Parser, TaskError, TaskSpec
 from .types import Response, Sample
@@ -75,7 +76,7 @@ def build_result(spec: TaskSpec, parser: Parser, records: list[dict[str, Any]], 
     """result.json (schema_version 1): metrics over the answered samples, errors counted by kind."""
     ok = [r for r in records if r.get("error") is None]
     failed = [r for r in records if r.get("error") is not None]
-    agg = spec.aggregate(ok)
+    agg = summarize(spec.measure, ok)
     errors: dict[str, Any] = {"total": len(failed)}
     errors.update(Counter(error_kind(r["error"]) for r in failed))
     if failed:

@@ -1,14 +1,15 @@
-"""The contract a benchmark plugin fulfils: a `TaskSpec` plus named, versioned parsers."""
+"""The contract a benchmark plugin fulfils: a `TaskSpec` (loader, prompt, named versioned parsers, and the metric
+declaration its numbers derive from)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .errors import TaskError
+from .measure import Measure
 from .types import GenerationConfig, Request, Sample, user_message
 
-
-class TaskError(Exception):
-    """Bad task input (data file, option, answers). The message says what and where."""
+__all__ = ["Loader", "Parser", "Scorer", "TaskError", "TaskSpec", "single_image_request"]
 
 
 @dataclass(frozen=True)
@@ -24,22 +25,10 @@ class Parser:
         return self.fn(text)
 
 
-@dataclass
-class Aggregate:
-    """What a task's aggregator returns; the runner adds the bookkeeping fields of result.json."""
-
-    metrics: dict[str, Any]
-    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
-    ci: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 #: Loader signature: task options (strings from the CLI, e.g. data=..., images=...) → samples.
 Loader = Callable[[dict[str, str]], list[Sample]]
 #: Scorer signature: (sample, response text, parser) → JSON-able record fields.
 Scorer = Callable[[Sample, str, Parser], dict[str, Any]]
-#: Aggregator signature: (records of the successfully answered samples) → Aggregate.
-Aggregator = Callable[[list[dict[str, Any]]], Aggregate]
 
 
 def single_image_request(sample: Sample, generation: GenerationConfig) -> Request:
@@ -53,30 +42,11 @@ def single_image_request(sample: Sample, generation: GenerationConfig) -> Reques
 
 
 @dataclass
-class CompareSpec:
-    """How to compare two runs of a task on the same samples (paired statistics).
-
-    `unit` names the resampling unit of a record (sample, MME image, FINER pair, caption);
-    `stats` turns the records of one unit into a vector of additive sufficient statistics;
-    `metrics` computes the task's metrics from those sums per group ({group: sums}) — one group
-    for a per-group value, all groups for the pooled value (so MME can sum subtask scores).
-    `directions`: metric → True (higher is better), False (lower is better) or None (no direction).
-    `accuracy_metric`: the metric that is the mean of the per-sample `correct` field (McNemar applies).
-    """
-
-    unit: Callable[[dict[str, Any]], Any]
-    stats: Callable[[list[dict[str, Any]]], Any]
-    metrics: Callable[[dict[str, Any]], dict[str, float | None]]
-    directions: dict[str, bool | None]
-    accuracy_metric: str | None = None
-
-
-@dataclass
 class TaskSpec:
     """Everything the runner needs to evaluate one benchmark.
 
     `options` documents the task options a user can pass (`--task-arg NAME.KEY=VALUE`).
-    `aggregate` sees only records without errors; the runner counts errors separately.
+    The metrics see only records without errors; the runner counts errors separately.
     """
 
     name: str
@@ -85,7 +55,8 @@ class TaskSpec:
     data_source: str
     load: Loader
     score_sample: Scorer
-    aggregate: Aggregator
+    #: the metric declaration: result.json, bootstrap intervals and the paired comparison all derive from it
+    measure: Measure
     parsers: dict[str, Parser]
     default_parser: str
     generation: GenerationConfig = field(default_factory=GenerationConfig)
@@ -93,8 +64,6 @@ class TaskSpec:
     options: dict[str, str] = field(default_factory=dict)
     #: Metrics shown first (leaderboard columns, charts), in order.
     headline: tuple[str, ...] = ()
-    #: Paired comparison of two runs (`mmhallu compare`); None → the task is listed but not tested.
-    compare: CompareSpec | None = None
     #: The task's object categories mentioned in a text (CHAIR's normalisation), for caption-cleaning pair builders.
     text_objects: Callable[[str, dict[str, Any]], list[str]] | None = None
     #: Optional batch scorer (same output as `score_sample` per sample) for tasks whose scoring is heavy

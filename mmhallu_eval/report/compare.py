@@ -6,13 +6,13 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import TaskError
+from ..measure import ALL, evaluate, unit_table
 from ..registry import get_task
-from ..task import TaskError
 from .rundata import RunData, TaskRun
 from .stats import bootstrap_p, mcnemar, paired_bootstrap
 
 ALPHA = 0.05
-ALL = "all"
 
 
 def _check_same_protocol(task: str, base: TaskRun, tuned: TaskRun) -> None:
@@ -41,13 +41,6 @@ def _common(task: str, base: TaskRun, tuned: TaskRun, intersect: bool) -> tuple[
     return [b[i] for i in ids], [t[i] for i in ids], counts
 
 
-def _units(spec, records: list[dict]) -> dict[Any, list[dict]]:
-    units: dict[Any, list[dict]] = {}
-    for r in records:
-        units.setdefault(spec.unit(r), []).append(r)
-    return units
-
-
 def _entry(base: float | None, tuned: float | None, deltas: np.ndarray | None, direction: bool | None, test: str, p: float | None) -> dict[str, Any]:
     delta = None if base is None or tuned is None else tuned - base
     lo = hi = None
@@ -71,34 +64,37 @@ def _mcnemar_entry(base_recs: list[dict], tuned_recs: list[dict]) -> tuple[float
 def compare_task(task: str, base: TaskRun, tuned: TaskRun, intersect: bool) -> dict[str, Any]:
     _check_same_protocol(task, base, tuned)
     base_recs, tuned_recs, counts = _common(task, base, tuned, intersect)
-    spec = get_task(task).compare
+    measure = get_task(task).measure
     out: dict[str, Any] = {**counts, "metrics": {}, "groups": {}, "flipped": {"fixed": [], "broken": []}}
     for x, y in zip(base_recs, tuned_recs):
         if x["correct"] is not None and bool(x["correct"]) != bool(y["correct"]):
             out["flipped"]["fixed" if y["correct"] else "broken"].append(x["id"])
-    if spec is None or not base_recs:
-        out["note"] = "no paired statistics for this task" if spec is None else "no common samples"
+    if not base_recs:
+        out["note"] = "no common samples"
         return out
-    units_b, units_t = _units(spec, base_recs), _units(spec, tuned_recs)
-    keys = [k for k in units_b if k in units_t and len(units_b[k]) == len(units_t[k])]
-    group_of = {k: (units_b[k][0].get("group") or ALL) for k in keys}
-    groups = sorted(set(group_of.values()))
-    arr_b = {g: np.array([spec.stats(units_b[k]) for k in keys if group_of[k] == g]) for g in groups}
-    arr_t = {g: np.array([spec.stats(units_t[k]) for k in keys if group_of[k] == g]) for g in groups}
-    deltas = paired_bootstrap(arr_b, arr_t, spec.metrics)
+    table_b, table_t = unit_table(measure, base_recs, validate=False), unit_table(measure, tuned_recs, validate=False)
+    rows_t = dict(zip(table_t.keys, table_t.rows))
+    size_t = dict(zip(table_t.keys, table_t.sizes))
+    keys = [i for i, k in enumerate(table_b.keys) if k in rows_t and size_t[k] == table_b.sizes[i]]
+    group_of = [table_b.groups[i] for i in keys]
+    groups = table_b.group_names() if keys else []
+    arr_b = {g: np.array([table_b.rows[i] for i, gi in zip(keys, group_of) if gi == g]) for g in groups}
+    arr_t = {g: np.array([rows_t[table_b.keys[i]] for i, gi in zip(keys, group_of) if gi == g]) for g in groups}
+    named = lambda arrays, sel: {g: dict(zip(measure.stats, arrays[g].sum(axis=0))) for g in sel}
+    deltas = paired_bootstrap(arr_b, arr_t, measure)
     by_group_b = {g: [r for r in base_recs if (r.get("group") or ALL) == g] for g in groups}
     by_group_t = {g: [r for r in tuned_recs if (r.get("group") or ALL) == g] for g in groups}
     for key in [None] + ([] if groups == [ALL] else groups):
         sel = groups if key is None else [key]
-        mb = spec.metrics({g: arr_b[g].sum(axis=0) for g in sel})
-        mt = spec.metrics({g: arr_t[g].sum(axis=0) for g in sel})
+        mb = evaluate(measure, named(arr_b, sel), pooled=key is None)
+        mt = evaluate(measure, named(arr_t, sel), pooled=key is None)
         wanted = set(base.result["metrics"] if key is None else base.result["groups"].get(key, {}))
         target = out["metrics"] if key is None else out["groups"].setdefault(key, {})
-        for name, direction in spec.directions.items():
+        for name, direction in measure.directions(pooled=key is None).items():
             if name not in mb or name not in wanted:
                 continue
             d = deltas.get(name, {}).get(key)
-            if name == spec.accuracy_metric:
+            if name == measure.accuracy_metric:
                 recs_b = base_recs if key is None else by_group_b[key]
                 recs_t = tuned_recs if key is None else by_group_t[key]
                 p, test = _mcnemar_entry(recs_b, recs_t)

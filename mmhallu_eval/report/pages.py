@@ -132,8 +132,8 @@ def leaderboard(run_dirs: list[str | Path], out: str | Path) -> tuple[Path, Path
     known = set(task_names())
     directions = {}
     for name, m in columns:
-        spec = get_task(name).compare if name in known else None
-        directions[(name, m)] = spec.directions.get(m) if spec else None
+        measure = get_task(name).measure if name in known else None
+        directions[(name, m)] = measure.directions(pooled=True).get(m) if measure else None
     charts = []
     for name in dict.fromkeys(n for n, _ in columns):
         bars = []

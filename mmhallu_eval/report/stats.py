@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from ..measure import Measure, evaluate
 from ..metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 
 EXACT_MAX = 25  # exact binomial McNemar up to this many discordant pairs, chi-square with correction above
@@ -37,26 +38,29 @@ def bootstrap_p(deltas: np.ndarray) -> float:
 def paired_bootstrap(
     base: dict[Any, np.ndarray],
     tuned: dict[Any, np.ndarray],
-    metrics: Callable[[dict[Any, np.ndarray]], dict[str, float | None]],
+    measure: Measure,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
 ) -> dict[str, dict[Any, np.ndarray]]:
-    """Resampled deltas (tuned − base) of every metric, pooled (key None) and per group.
+    """Resampled deltas (tuned − base) of every compared metric, pooled (key None) and per group.
 
     `base`/`tuned` map group → (units × stats) arrays whose rows are the same units in the same order.
-    Units are resampled within each group with the same indices for both runs (the pairing).
+    Units are resampled within each group with the same indices for both runs (the pairing); the metric values
+    come from the task's declaration (`measure.evaluate`), as result.json's do.
     """
     rng = np.random.default_rng(seed)
     out: dict[str, dict[Any, list[float]]] = {}
     groups = list(base)
+    pooled_names, group_names = set(measure.directions(pooled=True)), set(measure.directions(pooled=False))
     for _ in range(resamples):
         idx = {g: rng.integers(0, len(base[g]), size=len(base[g])) for g in groups}
-        sb = {g: base[g][idx[g]].sum(axis=0) for g in groups}
-        st = {g: tuned[g][idx[g]].sum(axis=0) for g in groups}
+        sb = {g: dict(zip(measure.stats, base[g][idx[g]].sum(axis=0))) for g in groups}
+        st = {g: dict(zip(measure.stats, tuned[g][idx[g]].sum(axis=0))) for g in groups}
         for key, sub_b, sub_t in [(None, sb, st)] + [(g, {g: sb[g]}, {g: st[g]}) for g in groups]:
-            mb, mt = metrics(sub_b), metrics(sub_t)
-            for name, vb in mb.items():
-                vt = mt.get(name)
+            pooled = key is None
+            mb, mt = evaluate(measure, sub_b, pooled), evaluate(measure, sub_t, pooled)
+            for name in pooled_names if pooled else group_names:
+                vb, vt = mb.get(name), mt.get(name)
                 if vb is not None and vt is not None:
                     out.setdefault(name, {}).setdefault(key, []).append(vt - vb)
     return {name: {k: np.asarray(v) for k, v in per.items()} for name, per in out.items()}

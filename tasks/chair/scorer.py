@@ -6,10 +6,6 @@ import os
 import sys
 from typing import Any, Iterable
 
-import numpy as np
-
-from mmhallu_eval import bootstrap_ci, safe_div
-
 from .normalize import CaptionWords, normalizer_for
 
 #: below this many captions a process pool costs more than it saves
@@ -56,37 +52,3 @@ def score_caption_words(cw: CaptionWords, gt: Iterable[str]) -> dict[str, Any]:
         "n_gt": len(gt_set),
         "n_tokens": cw.n_tokens,
     }
-
-
-def _totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    n = len(rows)
-    mentions = sum(len(r["mentions"]) for r in rows)
-    hallucinated = sum(len(r["hallucinated"]) for r in rows)
-    return {
-        "chair_s": safe_div(sum(bool(r["hallucinated"]) for r in rows), n),
-        "chair_i": safe_div(hallucinated, mentions),
-        "recall": safe_div(sum(len(r["covered"]) for r in rows), sum(r["n_gt"] for r in rows)),
-        "avg_len": safe_div(sum(r["n_tokens"] for r in rows), n),
-        "n": n,
-        "mentions": mentions,
-        "hallucinated_mentions": hallucinated,
-    }
-
-
-def chair_metrics(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Corpus metrics (ratios of sums, as OPERA) and bootstrap CIs over captions."""
-    metrics = _totals(rows)
-    if not rows:
-        return metrics, {}
-    cols = np.array([[bool(r["hallucinated"]), len(r["hallucinated"]), len(r["mentions"]), len(r["covered"]), r["n_gt"], r["n_tokens"]] for r in rows], dtype=float)
-
-    def stat(idx: np.ndarray) -> dict[str, float | None]:
-        s = cols[idx].sum(axis=0)
-        return {
-            "chair_s": s[0] / len(idx),
-            "chair_i": safe_div(s[1], s[2]),
-            "recall": safe_div(s[3], s[4]),
-            "avg_len": s[5] / len(idx),
-        }
-
-    return metrics, bootstrap_ci(len(rows), stat)

@@ -7,13 +7,11 @@ import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from mmhallu_eval import Aggregate, CompareSpec, GenerationConfig, Parser, Sample, TaskError, TaskSpec, atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, resolve_image, task
+from mmhallu_eval import GenerationConfig, Measure, Metric, Parser, Sample, TaskError, TaskSpec, atomic_write_json, atomic_write_jsonl, count, iter_jsonl, ratio, read_json, resolve_image, task
 
 from .groundtruth import build_ground_truth, images_with_instances, load_gt_json
 from .normalize import DEFAULT_SYNONYMS, CaptionWords, normalizer_for
-from .scorer import caption_words_many, chair_metrics, score_caption_words
+from .scorer import caption_words_many, score_caption_words
 
 PROMPT = "Please describe this image in detail."
 COCO_NAME = "COCO_val2014_{:012d}.jpg"
@@ -98,31 +96,26 @@ def score_batch(samples: list[Sample], texts: list[str], parser: Parser, options
     return [_score(s, w) for s, w in zip(samples, words)]
 
 
-def aggregate(records: list[dict[str, Any]]) -> Aggregate:
-    metrics, ci = chair_metrics([r["parsed"] for r in records])
-    return Aggregate(metrics=metrics, ci=ci)
-
-
-def _unit_stats(records: list[dict[str, Any]]) -> np.ndarray:
+def unit_stats(records: list[dict[str, Any]]) -> tuple[int, ...]:
+    """One caption: hallucinates at all, hallucinated mentions, mentions, covered truth objects, truth objects,
+    tokens, 1 caption."""
     p = records[0]["parsed"]
-    return np.array([bool(p["hallucinated"]), len(p["hallucinated"]), len(p["mentions"]), len(p["covered"]), p["n_gt"], p["n_tokens"], 1], dtype=float)
+    return (bool(p["hallucinated"]), len(p["hallucinated"]), len(p["mentions"]), len(p["covered"]), p["n_gt"], p["n_tokens"], 1)
 
 
-def _from_sums(sums_by_group: dict[Any, np.ndarray]) -> dict[str, float | None]:
-    s = sum(sums_by_group.values())
-    return {
-        "chair_s": s[0] / s[6] if s[6] else None,
-        "chair_i": s[1] / s[2] if s[2] else None,
-        "recall": s[3] / s[4] if s[4] else None,
-        "avg_len": s[5] / s[6] if s[6] else None,
-    }
-
-
-COMPARE = CompareSpec(
-    unit=lambda r: r["id"],
-    stats=_unit_stats,
-    metrics=_from_sums,
-    directions={"chair_s": False, "chair_i": False, "recall": True, "avg_len": None},
+#: OPERA's chair.py: CHAIR_s over captions, CHAIR_i over mentions (ratios of sums), recall over truth objects
+MEASURE = Measure(
+    stats=("hallucinating", "hallucinated", "mentions", "covered", "truth", "tokens", "captions"),
+    unit_stats=unit_stats,
+    metrics=(
+        Metric("chair_s", ratio("hallucinating", "captions"), False, ci=True),
+        Metric("chair_i", ratio("hallucinated", "mentions"), False, ci=True),
+        Metric("recall", ratio("covered", "truth"), True, ci=True),
+        Metric("avg_len", ratio("tokens", "captions"), None, ci=True),
+        Metric("n", count("captions")),
+        Metric("mentions", count("mentions")),
+        Metric("hallucinated_mentions", count("hallucinated")),
+    ),
 )
 
 
@@ -166,7 +159,7 @@ def chair() -> TaskSpec:
         load=load_samples,
         score_sample=score_sample,
         score_batch=score_batch,
-        aggregate=aggregate,
+        measure=MEASURE,
         parsers={
             "chair-opera": Parser(
                 "chair-opera", "1", lambda text: normalizer_for(None).caption_words(text).categories,
@@ -176,7 +169,6 @@ def chair() -> TaskSpec:
         default_parser="chair-opera",
         generation=GenerationConfig(max_new_tokens=512),
         headline=("chair_s", "chair_i"),
-        compare=COMPARE,
         options={
             "coco_annotations": "folder with instances_*.json and captions_*.json (COCO 2014); picks images and ground truth",
             "images": "folder with the images (e.g. COCO val2014)",

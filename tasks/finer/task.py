@@ -4,9 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from mmhallu_eval import Aggregate, CompareSpec, GenerationConfig, Parser, Sample, TaskSpec, bootstrap_ci, group_units, task, unit_accuracy
+from mmhallu_eval import GenerationConfig, Measure, Metric, Parser, Sample, TaskSpec, count, ratio, task
 
 from .loaders import SETTINGS, load_hf, load_local, parse_settings
 from .parsers import PARSERS
@@ -31,73 +29,30 @@ def _check_pair(key: Any, members: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def pairs(records: list[dict[str, Any]]) -> dict[Any, list[dict[str, Any]]]:
-    return group_units(records, _pair_key, size=2, describe=lambda k: f"FINER {k[0]} image {k[1]} qtype {k[2]}", validate=_check_pair)
+def unit_stats(records: list[dict[str, Any]]) -> tuple[int, ...]:
+    """One pair: both right (paired accuracy), the positive right, the negative right, 1 pair, its questions,
+    unanswered questions."""
+    right = {r["metadata"]["polarity"]: bool(r["correct"]) for r in records}
+    return (all(right.values()), right.get("pos", False), right.get("neg", False), 1, len(records), sum(r["parsed"] is None for r in records))
 
 
-def _accuracy(records: list[dict[str, Any]]) -> float | None:
-    return sum(bool(r["correct"]) for r in records) / len(records) if records else None
-
-
-def setting_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
-    units = pairs(records)
-    pos = [r for r in records if r["metadata"]["polarity"] == "pos"]
-    neg = [r for r in records if r["metadata"]["polarity"] == "neg"]
-    return {
-        "paired_accuracy": unit_accuracy(units),
-        "question_accuracy": _accuracy(records),
-        "pos_accuracy": _accuracy(pos),
-        "neg_accuracy": _accuracy(neg),
-        "n_pairs": len(units),
-        "n_questions": len(records),
-        "unanswered": sum(r["parsed"] is None for r in records),
-    }
-
-
-def _ci(records: list[dict[str, Any]]) -> dict[str, Any]:
-    units = list(pairs(records).values())
-    right = np.array([[bool(r["correct"]) for r in sorted(m, key=lambda r: r["metadata"]["polarity"] != "pos")] for m in units])
-
-    def stat(idx: np.ndarray) -> dict[str, float]:
-        sample = right[idx]
-        return {
-            "paired_accuracy": float(sample.all(axis=1).mean()),
-            "question_accuracy": float(sample.mean()),
-            "pos_accuracy": float(sample[:, 0].mean()),
-            "neg_accuracy": float(sample[:, 1].mean()),
-        }
-
-    return bootstrap_ci(len(units), stat)
-
-
-def aggregate(records: list[dict[str, Any]]) -> Aggregate:
-    present = [s for s in SETTINGS if any(r["group"] == s for r in records)]
-    groups = {}
-    for s in present:
-        members = [r for r in records if r["group"] == s]
-        groups[s] = {**setting_metrics(members), "ci": _ci(members)}
-    metrics = setting_metrics(records) if records else {}
-    return Aggregate(metrics=metrics, groups=groups, ci=_ci(records) if records else {})
-
-
-def _unit_stats(records: list[dict[str, Any]]) -> np.ndarray:
-    pos = [r for r in records if r["metadata"]["polarity"] == "pos"]
-    neg = [r for r in records if r["metadata"]["polarity"] == "neg"]
-    return np.array([all(bool(r["correct"]) for r in records), sum(bool(r["correct"]) for r in pos), sum(bool(r["correct"]) for r in neg), 1], dtype=float)
-
-
-def _from_sums(sums_by_group: dict[str, np.ndarray]) -> dict[str, float | None]:
-    both, pos, neg, n = sum(sums_by_group.values())
-    if not n:
-        return {}
-    return {"paired_accuracy": both / n, "question_accuracy": (pos + neg) / (2 * n), "pos_accuracy": pos / n, "neg_accuracy": neg / n}
-
-
-COMPARE = CompareSpec(
+MEASURE = Measure(
+    stats=("both", "pos", "neg", "pairs", "questions", "unanswered"),
+    unit_stats=unit_stats,
     unit=_pair_key,
-    stats=_unit_stats,
-    metrics=_from_sums,
-    directions={"paired_accuracy": True, "question_accuracy": True, "pos_accuracy": True, "neg_accuracy": True},
+    unit_size=2,
+    check_unit=_check_pair,
+    describe_unit=lambda k: f"FINER {k[0]} image {k[1]} qtype {k[2]}",
+    group_order=SETTINGS,
+    metrics=(
+        Metric("paired_accuracy", ratio("both", "pairs"), True, ci=True),
+        Metric("question_accuracy", lambda s: (s["pos"] + s["neg"]) / s["questions"] if s["questions"] else None, True, ci=True),
+        Metric("pos_accuracy", ratio("pos", "pairs"), True, ci=True),
+        Metric("neg_accuracy", ratio("neg", "pairs"), True, ci=True),
+        Metric("n_pairs", count("pairs")),
+        Metric("n_questions", count("questions")),
+        Metric("unanswered", count("unanswered")),
+    ),
     accuracy_metric="question_accuracy",
 )
 
@@ -123,12 +78,11 @@ def _spec(name: str) -> TaskSpec:
         data_source=default,
         load=load,
         score_sample=score_sample,
-        aggregate=aggregate,
+        measure=MEASURE,
         parsers=PARSERS,
         default_parser="finer-official",
         generation=GenerationConfig(max_new_tokens=2),
         headline=("paired_accuracy", "question_accuracy"),
-        compare=COMPARE,
         options={
             "data": f"{default} (default), a CSV/JSONL file with a setting column, or a folder of <setting>.csv/.jsonl",
             "images": "folder with the images named by image_filename (needed for DOCCI and local files)",

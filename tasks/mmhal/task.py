@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mmhallu_eval import (
-    Aggregate, CompareSpec, GenerationConfig, Parser, Sample, TaskError, TaskSpec, atomic_write_json, bootstrap_ci,
-    create_judge, judge_cache, load_hf_dataset, read_json, task,
+    GenerationConfig, Measure, Metric, Parser, Sample, TaskError, TaskSpec, atomic_write_json, count, create_judge, judge_cache,
+    load_hf_dataset, ratio, read_json, task,
 )
 
 from .oracle import NAME as ORACLE, SceneGraphOracle
@@ -131,29 +129,24 @@ def score_sample(sample: Sample, text: str, parser: Parser) -> dict[str, Any]:
     raise TaskError("MMHal needs its judge: scoring goes through score_batch")
 
 
-def _metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
-    ratings = [r["parsed"] for r in records]
-    n = len(ratings)
-    return {
-        "average_score": sum(ratings) / n if n else None,
-        "hallucination_rate": sum(1 for s in ratings if s < 3) / n if n else None,
-        "n": n,
-        "unparsed_ratings": sum(1 for r in records if not r.get("rating_found", True)),
-    }
+def unit_stats(records: list[dict[str, Any]]) -> tuple[float, ...]:
+    """One answer: its rating, whether it is a hallucination (rating < 3), 1 answer, whether no rating was found."""
+    r = records[0]
+    return (r["parsed"], r["parsed"] < 3, 1, not r.get("rating_found", True))
 
 
-def _ci(records: list[dict[str, Any]]) -> dict[str, Any]:
-    ratings = np.array([r["parsed"] for r in records], dtype=float)
-    return bootstrap_ci(len(ratings), lambda idx: {"average_score": float(ratings[idx].mean()), "hallucination_rate": float((ratings[idx] < 3).mean())})
-
-
-def aggregate(records: list[dict[str, Any]]) -> Aggregate:
-    groups = {}
-    for qt in [q for q in QUESTION_TYPES if any(r["group"] == q for r in records)] + sorted({r["group"] for r in records} - set(QUESTION_TYPES)):
-        members = [r for r in records if r["group"] == qt]
-        groups[qt] = {**_metrics(members), "ci": _ci(members)}
-    judge = next((r.get("judge") for r in records if r.get("judge")), None)
-    return Aggregate(metrics=_metrics(records), groups=groups, ci=_ci(records) if records else {}, extra={"judge": judge, "prompt_version": PROMPT_VERSION})
+MEASURE = Measure(
+    stats=("rating", "hallucination", "n", "unparsed"),
+    unit_stats=unit_stats,
+    group_order=QUESTION_TYPES,
+    metrics=(
+        Metric("average_score", ratio("rating", "n"), True, ci=True),
+        Metric("hallucination_rate", ratio("hallucination", "n"), False, ci=True),
+        Metric("n", count("n")),
+        Metric("unparsed_ratings", count("unparsed")),
+    ),
+    extra=lambda records: {"judge": next((r.get("judge") for r in records if r.get("judge")), None), "prompt_version": PROMPT_VERSION},
+)
 
 
 def export(records: list[dict[str, Any]], task_dir: Path) -> None:
@@ -181,16 +174,6 @@ def read_answers(path: Any, options: dict[str, str]) -> tuple[list[Sample], dict
     return samples, texts, []
 
 
-def _unit_stats(records: list[dict[str, Any]]) -> np.ndarray:
-    rating = records[0]["parsed"]
-    return np.array([rating, rating < 3, 1], dtype=float)
-
-
-def _from_sums(sums_by_group: dict[str, np.ndarray]) -> dict[str, float | None]:
-    total, halluc, n = sum(sums_by_group.values())
-    return {"average_score": total / n if n else None, "hallucination_rate": halluc / n if n else None}
-
-
 @task("mmhal")
 def mmhal() -> TaskSpec:
     return TaskSpec(
@@ -201,12 +184,11 @@ def mmhal() -> TaskSpec:
         load=load_samples,
         score_sample=score_sample,
         score_batch=score_batch,
-        aggregate=aggregate,
+        measure=MEASURE,
         parsers={"mmhal-official": Parser("mmhal-official", "1", mmhal_official, "exactly one 'rating: s' (s=0..6) in the lower-cased reply, else 0")},
         default_parser="mmhal-official",
         generation=GenerationConfig(max_new_tokens=1024),
         headline=("average_score", "hallucination_rate"),
-        compare=CompareSpec(unit=lambda r: r["id"], stats=_unit_stats, metrics=_from_sums, directions={"average_score": True, "hallucination_rate": False}),
         options={
             "data": "response_template.json (96 items) or hf:Shengcao1006/MMHal-Bench (default)",
             "images": "folder with the images, named by image_id or by the basename of image_src",

@@ -3,14 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from mmhallu_eval import Aggregate, CompareSpec, GenerationConfig, Parser, Sample, TaskSpec, binary_metrics, binary_rates, bootstrap_ci, task
+from mmhallu_eval import GenerationConfig, Measure, Metric, Parser, Sample, Sums, TaskSpec, count, task
 
 from .loaders import DEFAULT_DATA, load_samples
 from .parsers import PARSERS, strict
-
-CI_METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio")
 
 
 def score_sample(sample: Sample, text: str, parser: Parser) -> dict[str, Any]:
@@ -22,58 +18,43 @@ def score_sample(sample: Sample, text: str, parser: Parser) -> dict[str, Any]:
     }
 
 
-_LABEL = {"yes": 1, "no": 0}
-
-
-def _arrays(records: list[dict[str, Any]]) -> tuple[list[int | None], list[int]]:
-    return [_LABEL.get(r["parsed"]) for r in records], [_LABEL[r["target"]] for r in records]
-
-
-def _metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
-    m = binary_metrics(*_arrays(records))
-    m["unparseable_strict"] = sum(1 for r in records if r.get("strict_parsed") is None)
-    return m
-
-
-def _ci(records: list[dict[str, Any]]) -> dict[str, Any]:
-    pred, label = _arrays(records)
-    pred_arr = np.array([-1 if p is None else p for p in pred])
-    label_arr = np.array(label)
-
-    def stat(idx: np.ndarray) -> dict[str, np.ndarray]:
-        rates = binary_rates(pred_arr[idx], label_arr[idx])
-        return {k: rates[k] for k in CI_METRICS}
-
-    return bootstrap_ci(len(records), stat, batched=True)
-
-
-def aggregate(records: list[dict[str, Any]]) -> Aggregate:
-    groups: dict[str, dict[str, Any]] = {}
-    for g in sorted({r["group"] for r in records}):
-        members = [r for r in records if r["group"] == g]
-        groups[g] = {**_metrics(members), "ci": _ci(members)}
-    return Aggregate(metrics=_metrics(records), groups=groups, ci=_ci(records))
-
-
-def _unit_stats(records: list[dict[str, Any]]) -> np.ndarray:
+def unit_stats(records: list[dict[str, Any]]) -> tuple[bool | int, ...]:
+    """One answer: its cell of the confusion matrix (yes = positive; an unread answer is in no cell)."""
     r = records[0]
-    pred, label = _LABEL.get(r["parsed"]), _LABEL[r["target"]]
-    return np.array([pred == 1 and label == 1, pred == 1 and label == 0, pred == 0 and label == 0, pred == 0 and label == 1, 1, label == 1], dtype=float)
+    pred, yes = r["parsed"], r["target"] == "yes"
+    return (pred == "yes" and yes, pred == "yes" and not yes, pred == "no" and not yes, pred == "no" and yes, 1, yes,
+            r.get("strict_parsed") is None)
 
 
-def _from_sums(sums_by_group: dict[str, np.ndarray]) -> dict[str, float | None]:
-    tp, fp, tn, fn, n, pos = sum(sums_by_group.values())
-    precision = tp / (tp + fp) if tp + fp else None
-    recall = tp / pos if pos else None
-    f1 = 2 * precision * recall / (precision + recall) if precision and recall else None
-    return {"accuracy": (tp + tn) / n if n else None, "precision": precision, "recall": recall, "f1": f1, "yes_ratio": (tp + fp) / n if n else None}
+def precision(s: Sums) -> float | None:
+    return s["tp"] / (s["tp"] + s["fp"]) if s["tp"] + s["fp"] > 0 else None
 
 
-COMPARE = CompareSpec(
-    unit=lambda r: r["id"],
-    stats=_unit_stats,
-    metrics=_from_sums,
-    directions={"accuracy": True, "precision": True, "recall": True, "f1": True, "yes_ratio": None},
+def recall(s: Sums) -> float | None:
+    """Over all positives: an unread answer to a yes question is a miss."""
+    return s["tp"] / s["positives"] if s["positives"] > 0 else None
+
+
+def f1(s: Sums) -> float | None:
+    p, r = precision(s), recall(s)
+    return 2 * p * r / (p + r) if p is not None and r is not None and p + r > 0 else None
+
+
+MEASURE = Measure(
+    stats=("tp", "fp", "tn", "fn", "n", "positives", "unparseable_strict"),
+    unit_stats=unit_stats,
+    metrics=(
+        Metric("accuracy", lambda s: (s["tp"] + s["tn"]) / s["n"] if s["n"] else None, True, ci=True),
+        Metric("precision", precision, True, ci=True),
+        Metric("recall", recall, True, ci=True),
+        Metric("f1", f1, True, ci=True),
+        #: the share of *predicted* yes (lmms-eval reports the share of yes labels under this name)
+        Metric("yes_ratio", lambda s: (s["tp"] + s["fp"]) / s["n"] if s["n"] else None, None, ci=True),
+        Metric("tp", count("tp")), Metric("fp", count("fp")), Metric("tn", count("tn")), Metric("fn", count("fn")),
+        Metric("n", count("n")),
+        Metric("unparsed", lambda s: int(s["n"] - s["tp"] - s["fp"] - s["tn"] - s["fn"])),
+        Metric("unparseable_strict", count("unparseable_strict")),
+    ),
     accuracy_metric="accuracy",
 )
 
@@ -87,12 +68,11 @@ def pope() -> TaskSpec:
         data_source=DEFAULT_DATA,
         load=load_samples,
         score_sample=score_sample,
-        aggregate=aggregate,
+        measure=MEASURE,
         parsers=PARSERS,
         default_parser="pope-official",
         generation=GenerationConfig(max_new_tokens=128),
         headline=("f1", "accuracy"),
-        compare=COMPARE,
         options={
             "data": f"official coco_pope_<split>.json file(s) or folder, merged JSONL with category, or hf:NAME (default {DEFAULT_DATA})",
             "images": "folder with the images (e.g. COCO val2014); default: embedded in the dataset",

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from mmhallu_eval.measure import Measure, Metric, ratio
 from mmhallu_eval.report.stats import bootstrap_p, mcnemar, paired_bootstrap
 
 
@@ -33,9 +34,9 @@ def test_paired_bootstrap_reproducible_and_centered():
     tuned[np.flatnonzero(base)[:15]] = False  # 15 broken
     arr_b = {"all": np.stack([base, np.ones(400)], axis=1).astype(float)}
     arr_t = {"all": np.stack([tuned, np.ones(400)], axis=1).astype(float)}
-    metric = lambda sums: {"acc": sum(sums.values())[0] / sum(sums.values())[1]}
-    d1 = paired_bootstrap(arr_b, arr_t, metric, resamples=500)
-    d2 = paired_bootstrap(arr_b, arr_t, metric, resamples=500)
+    measure = Measure(stats=("right", "n"), unit_stats=lambda rs: (0, 1), metrics=(Metric("acc", ratio("right", "n"), True, ci=True),))
+    d1 = paired_bootstrap(arr_b, arr_t, measure, resamples=500)
+    d2 = paired_bootstrap(arr_b, arr_t, measure, resamples=500)
     assert np.array_equal(d1["acc"][None], d2["acc"][None])
     observed = tuned.mean() - base.mean()
     lo, hi = np.quantile(d1["acc"][None], [0.025, 0.975])

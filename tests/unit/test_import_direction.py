@@ -6,20 +6,22 @@ ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "mmhallu_eval"
 
 LAYERS = {
-    "types": 0, "reasoning": 0,
-    "task": 1,
-    "files": 2, "registry": 2, "metrics": 2, "paired": 2, "nltk_resources": 2, "quiet": 2,
-    "data": 3, "annotations": 3,
-    "cache": 4, "scoring": 4,
-    "backends": 5,
-    "rundir": 6,
-    "build": 6,
-    "runner": 7, "world": 7,
-    "report": 8,
-    "train": 9,
-    "demo": 10,
-    "cli": 11,
-    "__init__": 12,
+    "types": 0, "errors": 0, "reasoning": 0,
+    "metrics": 1, "paired": 1,
+    "measure": 2,
+    "task": 3,
+    "files": 4, "registry": 4, "nltk_resources": 4, "quiet": 4,
+    "data": 5, "annotations": 5,
+    "cache": 6, "scoring": 6,
+    "backends": 7,
+    "rundir": 8,
+    "build": 8,
+    "runner": 9, "world": 9,
+    "report": 10,
+    "train": 11,
+    "demo": 12,
+    "cli": 13,
+    "__init__": 14,
 }
 
 

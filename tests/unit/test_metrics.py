@@ -1,65 +1,99 @@
+"""The metric declaration engine (measure.py): values from summed unit statistics, zero denominators as null,
+reproducible bootstrap intervals that equal an index-resampling loop, stratified resampling."""
 import numpy as np
 import pytest
 
-from mmhallu_eval.metrics import binary_metrics, binary_rates, bootstrap_ci, safe_div
+from mmhallu_eval.measure import ALL, Measure, Metric, PooledMetric, count, evaluate, intervals, ratio, summarize, unit_table
+from mmhallu_eval.metrics import BOOTSTRAP_SEED, CI_QUANTILES
+from mmhallu_tasks.pope.task import MEASURE as POPE
 
 
-def test_binary_metrics_hand_computed():
-    # pred:  1 1 0 0 1 ; label: 1 0 0 1 1 → tp=2 fp=1 tn=1 fn=1
-    m = binary_metrics([1, 1, 0, 0, 1], [1, 0, 0, 1, 1])
-    assert (m["tp"], m["fp"], m["tn"], m["fn"]) == (2, 1, 1, 1)
+def _pope_records(pred, label, group="random"):
+    names = {1: "yes", 0: "no", None: None, -1: None}
+    return [{"id": str(i), "group": group, "parsed": names[p], "target": names[t], "strict_parsed": names[p], "correct": p == t}
+            for i, (p, t) in enumerate(zip(pred, label))]
+
+
+def test_pope_declaration_hand_computed():
+    # pred: 1 1 0 0 1 ; label: 1 0 0 1 1 → tp=2 fp=1 tn=1 fn=1
+    m = summarize(POPE, _pope_records([1, 1, 0, 0, 1], [1, 0, 0, 1, 1])).metrics
+    assert (m["tp"], m["fp"], m["tn"], m["fn"]) == (2, 1, 1, 1) and all(isinstance(m[k], int) for k in ("tp", "n", "unparsed"))
     assert m["accuracy"] == pytest.approx(3 / 5)
-    assert m["precision"] == pytest.approx(2 / 3)
-    assert m["recall"] == pytest.approx(2 / 3)
-    assert m["f1"] == pytest.approx(2 / 3)
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3) and m["f1"] == pytest.approx(2 / 3)
     assert m["yes_ratio"] == pytest.approx(3 / 5)  # share of predicted yes, not of labels
     assert m["unparsed"] == 0
 
 
 def test_zero_divisions_are_null():
-    m = binary_metrics([0, 0], [0, 0])
+    m = summarize(POPE, _pope_records([0, 0], [0, 0])).metrics
     assert m["precision"] is None and m["recall"] is None and m["f1"] is None and m["accuracy"] == 1.0
-    assert binary_metrics([], [])["accuracy"] is None
-    assert safe_div(1, 0) is None
+    assert summarize(POPE, []).metrics["accuracy"] is None
 
 
 def test_unread_answers_are_wrong_but_not_predictions():
-    m = binary_metrics([None, 1, None, 0], [1, 1, 0, 0])
+    m = summarize(POPE, _pope_records([None, 1, None, 0], [1, 1, 0, 0])).metrics
     assert (m["tp"], m["fp"], m["tn"], m["fn"], m["unparsed"]) == (1, 0, 1, 0, 2)
     assert m["accuracy"] == 0.5 and m["recall"] == 0.5 and m["precision"] == 1.0 and m["yes_ratio"] == 0.25
 
 
+ACCURACY = Measure(stats=("right", "n"), unit_stats=lambda rs: (bool(rs[0]["correct"]), 1), metrics=(Metric("acc", ratio("right", "n"), True, ci=True),))
+
+
 def test_bootstrap_reproducible_and_brackets_estimate():
     rng = np.random.default_rng(0)
-    correct = rng.random(500) < 0.7
-    stat = lambda idx: {"acc": float(correct[idx].mean())}
-    ci1 = bootstrap_ci(len(correct), stat)
-    ci2 = bootstrap_ci(len(correct), stat)
-    assert ci1 == ci2
-    lo, hi = ci1["acc"]
-    assert lo < correct.mean() < hi
-    # normal approximation of the 95% interval for a proportion, n=500
-    se = np.sqrt(correct.mean() * (1 - correct.mean()) / 500)
+    records = [{"id": str(i), "correct": bool(c)} for i, c in enumerate(rng.random(500) < 0.7)]
+    a, b = summarize(ACCURACY, records), summarize(ACCURACY, records)
+    assert a.ci == b.ci and a.groups == {}
+    lo, hi = a.ci["acc"]
+    p = a.metrics["acc"]
+    assert lo < p < hi
+    se = np.sqrt(p * (1 - p) / 500)  # normal approximation of the 95% interval for a proportion
     assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.15)
-    assert bootstrap_ci(0, stat) == {}
+    assert summarize(ACCURACY, []).ci == {}
 
 
 @pytest.mark.parametrize("case", ["mixed", "all_no", "with_unread"])
-def test_batched_bootstrap_equals_per_resample_loop(case):
-    """The vectorised path (used by POPE) draws the same resamples and gives the very same intervals."""
+def test_intervals_equal_an_index_resampling_loop(case):
+    """Summing through per-unit counts draws the same resamples as indexing the records: the same intervals."""
     rng = np.random.default_rng(3)
     label = rng.integers(0, 2, size=57)
-    pred = {"mixed": rng.integers(0, 2, size=57), "all_no": np.zeros(57, dtype=np.int64),
-            "with_unread": rng.integers(-1, 2, size=57)}[case]
-    keys = ("accuracy", "precision", "recall", "f1", "yes_ratio")
+    pred = {"mixed": rng.integers(0, 2, size=57), "all_no": np.zeros(57, dtype=np.int64), "with_unread": rng.integers(-1, 2, size=57)}[case]
+    records = _pope_records(pred.tolist(), label.tolist())
+    got = summarize(POPE, records)
+    table = unit_table(POPE, records)
+    draws = np.random.default_rng(BOOTSTRAP_SEED)
+    values: dict[str, list[float]] = {}
+    for _ in range(1000):
+        idx = draws.integers(0, 57, size=57)
+        sums = dict(zip(POPE.stats, table.rows[idx].sum(axis=0)))
+        for k, v in evaluate(POPE, {ALL: sums}, pooled=True).items():
+            if v is not None and k in ("accuracy", "precision", "recall", "f1", "yes_ratio"):
+                values.setdefault(k, []).append(v)
+    expected = {k: [float(np.quantile(v, q)) for q in CI_QUANTILES] for k, v in values.items()}
+    assert got.ci == expected
+    assert got.groups["random"]["ci"] == expected  # one group: resampled alone with a fresh generator, same draws
 
-    def one(idx):
-        m = binary_metrics(pred[idx], label[idx])
-        return {k: m[k] for k in keys}
 
-    def many(idx):
-        return binary_rates(pred[idx], label[idx])
+def test_stratified_resampling_keeps_group_sizes():
+    """Stratified: every draw has each group's own number of units, and pooled values come from the same draws."""
+    records = [{"id": f"{g}{i}", "group": g, "correct": i % k != 0} for g, n, k in (("a", 30, 3), ("b", 10, 2)) for i in range(n)]
+    seen = []
+    measure = Measure(
+        stats=("right", "n"), unit_stats=lambda rs: (bool(rs[0]["correct"]), 1), stratified=True, group_order=("b", "a"),
+        metrics=(Metric("acc", ratio("right", "n"), ci=True), Metric("n", count("n"))),
+        pooled=(PooledMetric("sizes", lambda by: seen.append({g: s["n"] for g, s in by.items()}) or 0.0, ci=True),),
+    )
+    out = summarize(measure, records)
+    assert list(out.groups) == ["b", "a"] and out.groups["a"]["n"] == 30
+    assert all(s == {"b": 10.0, "a": 30.0} for s in seen) and len(seen) == 1001
+    table = unit_table(measure, records)
+    pooled, per = intervals(measure, table, ["b", "a"])
+    assert pooled == out.ci and per["a"] == out.groups["a"]["ci"]
 
-    assert bootstrap_ci(len(label), many, batched=True) == bootstrap_ci(len(label), one)
-    strata = np.arange(57) % 3
-    assert bootstrap_ci(len(label), many, batched=True, strata=strata) == bootstrap_ci(len(label), one, strata=strata)
+
+def test_unit_sizes_are_checked():
+    from mmhallu_eval import TaskError
+
+    measure = Measure(stats=("n",), unit_stats=lambda rs: (1,), metrics=(), unit=lambda r: r["u"], unit_size=2, describe_unit=lambda k: f"image {k}")
+    with pytest.raises(TaskError, match="image x: expected 2 questions, found 1"):
+        summarize(measure, [{"id": "1", "u": "x"}])

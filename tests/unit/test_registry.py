@@ -26,7 +26,7 @@ def test_unknown_task_did_you_mean():
 
 USER_TASK = textwrap.dedent(
     '''
-    from mmhallu_eval import Aggregate, Parser, Sample, TaskSpec, task
+    from mmhallu_eval import Measure, Metric, Parser, Sample, TaskSpec, count, ratio, task
 
     def load(options):
         return [Sample(id=str(i), prompt=f"say {i}", target=str(i)) for i in range(int(options.get("n", "3")))]
@@ -37,7 +37,8 @@ USER_TASK = textwrap.dedent(
             name="echo_count", version="2", description="user task", data_source="generated",
             load=load,
             score_sample=lambda s, text, p: {"parsed": p(text), "correct": p(text) == s.target},
-            aggregate=lambda recs: Aggregate(metrics={"accuracy": sum(r["correct"] for r in recs) / max(len(recs), 1)}),
+            measure=Measure(stats=("right", "n"), unit_stats=lambda rs: (bool(rs[0]["correct"]), 1),
+                            metrics=(Metric("accuracy", ratio("right", "n"), True, ci=True), Metric("n", count("n")))),
             parsers={"identity": Parser("identity", "1", str.strip)}, default_parser="identity",
             options={"n": "how many samples"},
         )

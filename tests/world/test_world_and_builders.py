@@ -103,10 +103,11 @@ def test_mme_finer_mmhal_builders_load_in_their_tasks(world, tmp_path):
     assert all(__import__("pathlib").Path(s.images[0]).is_file() for s in mme)
     build_finer(world / "scene_graph_test.json", tmp_path / "finer")
     finer = get_task("finer_comprecap").load({"data": str(tmp_path / "finer"), "images": str(world / "images")})
-    from mmhallu_tasks.finer.task import pairs
+    from mmhallu_eval.measure import unit_table
 
-    units = pairs([{"id": s.id, "metadata": s.metadata, "correct": True} for s in finer])
-    assert len(units) * 2 == len(finer)
+    spec = get_task("finer_comprecap")
+    table = unit_table(spec.measure, [{"id": s.id, "group": s.group, "metadata": s.metadata, "correct": True, "parsed": 0} for s in finer])
+    assert len(table.keys) * 2 == len(finer)  # every question in a validated positive/negative pair
     build_mmhal(world / "scene_graph_test.json", tmp_path / "mmhal.json", n_items=16)
     items = get_task("mmhal").load({"data": str(tmp_path / "mmhal.json"), "images": str(world / "images")})
     assert [s.group for s in items[:8]] == ["attribute", "adversarial", "comparison", "counting", "relation", "environment", "holistic", "other"]

@@ -3,20 +3,32 @@
 The public API for task plugins lives here; it imports no torch, so scoring saved answers stays light.
 """
 from .annotations import SIZE_ORDER, load_graphs
-from .backends.judge import Judge, create_judge, judge_cache
+from .backends.judge import Judge, JudgeOptions, create_judge, judge_cache
 from .data import image_digest, load_hf_dataset, open_image, resolve_image
 from .files import atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, require_fields
 from .errors import TaskError, UserError
 from .measure import Measure, Metric, PooledMetric, Sums, count, ratio
 from .nltk_resources import download_nltk_resources, missing_nltk_resources
 from .paired import group_units, keep_whole_units
-from .registry import get_task, include_path, task, task_names
-from .task import Parser, TaskSpec, single_image_request
+from .registry import TaskAlias, get_task, include_path, task, task_alias, task_names
+from .options import TaskOptions, opt
+from .prompts import DESCRIBE, SHORT_ANSWER, YES_NO
+from .task import Capabilities, MixProbe, Parser, TaskSpec, single_image_request
 from .types import GenerationConfig, ImageLike, Request, Response, Sample, user_message
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DESCRIBE",
+    "SHORT_ANSWER",
+    "YES_NO",
+    "Capabilities",
+    "JudgeOptions",
+    "MixProbe",
+    "TaskAlias",
+    "TaskOptions",
+    "task_alias",
+    "opt",
     "SIZE_ORDER",
     "GenerationConfig",
     "Judge",

@@ -2,12 +2,13 @@
 JSON or derived from COCO-style instances (attributes from each annotation's `attributes`, relations from boxes)."""
 from __future__ import annotations
 
-import json
 from collections import Counter
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from .files import read_json
+from .types import SceneGraph
 from .task import TaskError
 
 OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
@@ -27,7 +28,7 @@ def _box_relation(a: list[float], b: list[float]) -> str | None:
 
 
 def from_coco(instances: Path) -> list[dict[str, Any]]:
-    data = json.loads(instances.read_text())
+    data = read_json(instances)
     names = {c["id"]: c["name"] for c in data["categories"]}
     by_image: dict[int, list[dict]] = {}
     for ann in data["annotations"]:
@@ -45,17 +46,19 @@ def from_coco(instances: Path) -> list[dict[str, Any]]:
     return graphs
 
 
-def load_graphs(path: str | Path) -> list[dict[str, Any]]:
+def load_graphs(path: str | Path) -> list[SceneGraph]:
     """A scene-graph JSON ({"images": [...]}) or a COCO instances file."""
     path = Path(path)
     if not path.is_file():
         raise TaskError(f"{path}: annotation file not found")
-    data = json.loads(path.read_text())
+    data = read_json(path)
     if isinstance(data, dict) and "annotations" in data and "categories" in data:
         return from_coco(path)
-    graphs = data["images"] if isinstance(data, dict) else data
+    graphs = data.get("images") if isinstance(data, dict) else data
+    if not isinstance(graphs, list):
+        raise TaskError(f"{path}: expected a scene graph ({{\"images\": [...]}}, or a list of images) or a COCO instances file")
     for i, g in enumerate(graphs):
-        if "objects" not in g or "file_name" not in g:
+        if not isinstance(g, dict) or "objects" not in g or "file_name" not in g:
             raise TaskError(f"{path}: image entry {i} needs 'file_name' and 'objects'")
     return graphs
 
@@ -69,6 +72,18 @@ def cooccurrence(graphs: list[dict[str, Any]]) -> dict[str, Counter]:
             co.setdefault(a, Counter())[b] += 1
             co.setdefault(b, Counter())[a] += 1
     return co
+
+
+def absent_ranked(present: set[str], co: dict[str, Counter], classes: list[str], tiebreak: Callable[[str], tuple] = lambda c: ()) -> list[str]:
+    """The classes absent from an image, most co-occurring with its objects first (POPE's adversarial ranking);
+    ties by `tiebreak`, then by name. The one definition every builder and pair strategy uses."""
+    score = {c: sum(co.get(p, {}).get(c, 0) for p in present) for c in classes if c not in present}
+    return sorted(score, key=lambda c: (-score[c], *tiebreak(c), c))
+
+
+def partners(co: dict[str, Counter], k: int) -> dict[str, list[str]]:
+    """Per class its k most co-occurring classes (ties by name)."""
+    return {c: [o for o, _ in sorted(n.items(), key=lambda kv: (-kv[1], kv[0]))[:k]] for c, n in co.items()}
 
 
 def vocabulary(graphs: list[dict[str, Any]]) -> tuple[list[str], dict[str, list[str]]]:

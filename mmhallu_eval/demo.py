@@ -11,12 +11,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .build.pope import build_pope
-from .build.qa import build_finer, build_mme, build_mmhal
+from .benchmarks.pope import build_pope
+from .benchmarks.qa import build_finer, build_mme, build_mmhal
 from .files import atomic_write_json
 from .nltk_resources import download_nltk_resources, missing_nltk_resources
 from .quiet import hide_library_progress_bars
+from .options import fields_of
 from .train.loop import LoopConfig, run_loop
+from .train.strategy import get_strategy
 from .world.demo_model import SHIPPED_MODEL, DemoTraining, build_demo_model
 from .world.shapes import build_world, world_params
 
@@ -43,19 +45,19 @@ class DemoSettings:
     #: a little SFT on the chosen answers keeps the caption-reading model's captions where they were while the
     #: pairs move its yes/no answers (docs/demo.md, tenth session)
     dpo_loss_weights: tuple[float, ...] | None = (1.0, 0.2)
-    #: FINER pairs in the demo model's own answer style: one word after the short-answer prompt
-    finer_answer_style: str = "short"
-    finer_both_polarities: bool = True
     #: FINER short answers for POPE-style questions, contrast pairs for the partners of small objects, caption
     #: pairs with one class swapped in place, in the two caption templates the demo model was trained on, and
     #: best-of-n pairs of the model's own sampled captions (docs/demo.md: POVID's injected objects did not help the
     #: caption-reading model; own_captions is what lowers CHAIR_i)
     pair_strategies: tuple[str, ...] = ("finer", "contrast", "caption_swap", "own_captions")
-    #: own_captions: captions sampled per training image (at LoopConfig's temperature 0.7), and each pair written
-    #: twice: its weight against the 2,300 annotation pairs (docs/demo.md, eleventh session)
-    own_samples: int = 16
-    own_repeat: int = 2
-    caption_templates: tuple[str, ...] = ("A picture with {objects}.", "There is {names} in this image.")
+    #: the strategies' options (their declarations in train/strategies): FINER and contrast pairs in the demo model's
+    #: own answer style (one word after the short-answer prompt), both polarities; the demo model's two caption
+    #: templates; 16 sampled captions per training image, each own_captions pair written twice (its weight against
+    #: the ~2,300 annotation pairs)
+    pair_options: dict[str, Any] = field(default_factory=lambda: {
+        "answer_style": "short", "both_polarities": True,
+        "caption_template": ("A picture with {objects}.", "There is {names} in this image."), "own_samples": 16, "own_repeat": 2,
+    })
     #: fixed pair-type weights (None: set from the base run's failures). Fixed for the demo because the adaptive
     #: mix reads the FINER-style MCQ, where the demo model is at chance for every type, and then weights colour and
     #: position yes/no pairs the model cannot answer; those shifted its yes/no prior (docs/demo.md)
@@ -137,6 +139,10 @@ def _nltk_ready(log: Callable[[str], None]) -> bool:
     return False
 
 
+def _declared(strategies: list[str]) -> set[str]:
+    return {f.name for s in strategies for f, _ in fields_of(get_strategy(s).options)}
+
+
 def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Callable[[str], None] = print, show_progress: bool = True) -> dict[str, Any]:
     settings = settings or DemoSettings()
     out = Path(out)
@@ -145,9 +151,10 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Callabl
     ready = prepare(out, settings, log)
     with_chair = _nltk_ready(log)
     tasks = DEMO_TASKS if with_chair else [t for t in DEMO_TASKS if t != "chair"]
-    strategies = [s for s in settings.pair_strategies if with_chair or s != "own_captions"]
+    judged = [s for s in settings.pair_strategies if "model" in get_strategy(s).needs]  # judged with the captioning task
+    strategies = [s for s in settings.pair_strategies if with_chair or s not in judged]
     if len(strategies) < len(settings.pair_strategies):
-        log("without NLTK data the own_captions pairs cannot be judged either: the demo builds " + ", ".join(strategies))
+        log("without NLTK data the sampled-caption pairs cannot be judged either: the demo builds " + ", ".join(strategies))
     cfg = LoopConfig(
         model=str(ready["model"]), train_annotations=str(ready["world"] / "scene_graph_train.json"), train_images=str(ready["world"] / "images"),
         tasks=tasks, out=out / "loop", task_args={t: a for t, a in ready["task_args"].items() if t in tasks}, strategies=strategies, limit=settings.limit,
@@ -155,8 +162,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Callabl
         train={"epochs": settings.dpo_epochs, "learning_rate": settings.dpo_lr, "beta": settings.dpo_beta, "batch_size": settings.dpo_batch, "loss_type": list(settings.dpo_loss),
                "loss_weights": list(settings.dpo_loss_weights) if settings.dpo_loss_weights else None,
                "max_steps": settings.dpo_max_steps},
-        seed=settings.seed, show_progress=show_progress, finer_answer_style=settings.finer_answer_style,
-        finer_both_polarities=settings.finer_both_polarities, mix=settings.pair_mix, caption_templates=list(settings.caption_templates),
-        own_samples=settings.own_samples, own_repeat=settings.own_repeat,
+        seed=settings.seed, show_progress=show_progress, mix=settings.pair_mix,
+        pair_options={k: v for k, v in settings.pair_options.items() if k in _declared(strategies)},
     )
     return run_loop(cfg, log=log)

@@ -9,6 +9,7 @@ import pkgutil
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable
 
 from .task import TaskError, TaskSpec
@@ -34,6 +35,30 @@ def task(name: str) -> Callable[[Callable[[], TaskSpec]], Callable[[], TaskSpec]
     return decorator
 
 
+@dataclass(frozen=True)
+class TaskAlias:
+    """A command name that picks one of several tasks by an option (`mmhallu score finer --dataset docci`)."""
+
+    name: str
+    option: str
+    tasks: dict[str, str]
+    default: str
+    help: str = ""
+
+
+_ALIASES: dict[str, TaskAlias] = {}
+
+
+def task_alias(alias: TaskAlias) -> None:
+    """Declared by a plugin next to the tasks it chooses between."""
+    _ALIASES[alias.name] = alias
+
+
+def task_aliases() -> dict[str, TaskAlias]:
+    _load_builtin()
+    return dict(_ALIASES)
+
+
 def _load_builtin() -> None:
     global _loaded_builtin
     if _loaded_builtin:
@@ -52,8 +77,9 @@ def _load_builtin() -> None:
         if mod.ispkg:
             try:
                 importlib.import_module(f"mmhallu_tasks.{mod.name}.task")
-            except ModuleNotFoundError:
-                continue
+            except ModuleNotFoundError as exc:
+                if exc.name != f"mmhallu_tasks.{mod.name}.task":  # a folder without task.py is not a plugin; a missing dependency is reported
+                    print(f"warning: task plugin mmhallu_tasks.{mod.name} failed to import: {exc}", file=sys.stderr)
 
 
 def include_path(path: str | Path) -> None:

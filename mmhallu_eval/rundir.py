@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .errors import UserError
 from .files import atomic_write_json, atomic_write_jsonl, read_json
 from .scoring import SCHEMA_VERSION
 
@@ -25,7 +26,7 @@ CACHE = "cache.sqlite"
 SECRET_MARKERS = ("key", "token", "secret", "password")
 
 
-class RunDirError(Exception):
+class RunDirError(UserError):
     """The output folder cannot be used as asked; the message says why and which flag to use."""
 
 

@@ -1,6 +1,7 @@
 """`mmhallu run`: load samples → build requests → cached batched generation → score → write, task by task."""
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import sys
@@ -68,17 +69,7 @@ def samples_hash(samples: list[Sample]) -> str:
     return h.hexdigest()[:16]
 
 
-#: options every task takes, read by the runner: `--task-arg mmhal.max_new_tokens=128` caps one task's answers
-#: (it wins over the run-wide --max-new-tokens)
-RUNNER_OPTIONS = {"max_new_tokens": "generation cap for this task only (overrides the run-wide --max-new-tokens)"}
-
-
-def load_task_samples(spec: TaskSpec, options: dict[str, str], limit: int | None) -> list[Sample]:
-    unknown = sorted(set(options) - set(spec.options) - set(RUNNER_OPTIONS))
-    if unknown:
-        raise TaskError(
-            f"task {spec.name!r} has no option(s) {', '.join(unknown)}; known: {', '.join(sorted({*spec.options, *RUNNER_OPTIONS}))}"
-        )
+def load_task_samples(spec: TaskSpec, options: Any, limit: int | None) -> list[Sample]:
     samples = spec.load(options)
     ids = [s.id for s in samples]
     if len(set(ids)) != len(ids):
@@ -91,11 +82,30 @@ def load_task_samples(spec: TaskSpec, options: dict[str, str], limit: int | None
     return samples[:limit]
 
 
+def check_task_options(specs: list[TaskSpec], task_args: dict[str, dict[str, Any]], parsers: dict[str, str]) -> dict[str, Any]:
+    """Every `--task-arg` and `--parser` parsed and checked before anything loads: typed options per task."""
+    names = [s.name for s in specs]
+    for where, given in (("--task-arg", task_args), ("--parser", parsers)):
+        for task in given:
+            if task not in names:
+                close = difflib.get_close_matches(task, names, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise TaskError(f"{where} names task {task!r}, which is not in --tasks ({', '.join(names)}).{hint}")
+    typed = {}
+    for spec in specs:
+        typed[spec.name] = spec.parse_options(task_args.get(spec.name, {}))
+        spec.parser(parsers.get(spec.name))
+        if typed[spec.name].max_new_tokens is not None and typed[spec.name].max_new_tokens < 1:
+            raise TaskError(f"--task-arg {spec.name}.max_new_tokens={typed[spec.name].max_new_tokens}: give a positive whole number")
+    return typed
+
+
 def run(config: RunConfig, backend: Backend | None = None) -> dict[str, dict[str, Any]]:
     """Evaluate every task; each task's files are written as soon as it finishes."""
     for path in config.include_paths:
         include_path(path)
     specs = [get_task(name) for name in config.tasks]
+    options = check_task_options(specs, config.task_args, config.parsers)
     parsers = {spec.name: spec.parser(config.parsers.get(spec.name)) for spec in specs}
     own_backend = backend is None
     if not config.show_progress:
@@ -109,7 +119,7 @@ def run(config: RunConfig, backend: Backend | None = None) -> dict[str, dict[str
     results: dict[str, dict[str, Any]] = {}
     try:
         for spec in specs:
-            results[spec.name] = _run_task(spec, parsers[spec.name], config, backend, cache, rundir, manifest)
+            results[spec.name] = _run_task(spec, parsers[spec.name], options[spec.name], config, backend, cache, rundir, manifest)
     finally:
         cache.close()
         if own_backend:
@@ -127,24 +137,10 @@ def _make_backend(config: RunConfig) -> Backend:
     return create_backend(config.backend, model=config.model, **config.backend_args)
 
 
-def _task_max_new_tokens(task: str, options: dict[str, str]) -> int | None:
-    value = options.get("max_new_tokens")
-    if value is None:
-        return None
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise TaskError(f"--task-arg {task}.max_new_tokens={value!r}: give a positive whole number")
-    return n
-
-
-def _run_task(spec, parser, config: RunConfig, backend: Backend, cache: ResponseCache, rundir: RunDir, manifest) -> dict[str, Any]:
+def _run_task(spec, parser, options: Any, config: RunConfig, backend: Backend, cache: ResponseCache, rundir: RunDir, manifest) -> dict[str, Any]:
     t0 = time.perf_counter()
-    options = config.task_args.get(spec.name, {})
     samples = load_task_samples(spec, options, config.limit)
-    generation = spec.generation.with_overrides(max_new_tokens=_task_max_new_tokens(spec.name, options) or config.max_new_tokens)
+    generation = spec.generation.with_overrides(max_new_tokens=options.max_new_tokens or config.max_new_tokens)
     requests = [spec.build_request(s, generation) for s in samples]
     responses, stats = generate_cached(
         backend, requests, cache, config.batch_size, desc=spec.name, show_progress=config.show_progress

@@ -10,7 +10,7 @@ from .files import iter_jsonl
 from .measure import summarize
 from .reasoning import UNFINISHED, Reasoning, split_reasoning
 from .task import Parser, TaskError, TaskSpec
-from .types import Response, Sample
+from .types import Record, Response, Sample
 
 SCHEMA_VERSION = 1
 
@@ -19,7 +19,7 @@ def image_names(sample: Sample) -> list[str]:
     return [str(im) if isinstance(im, (str, Path)) else f"<embedded {im.size[0]}x{im.size[1]}>" for im in sample.images]
 
 
-def _base_record(sample: Sample, response: Response) -> dict[str, Any]:
+def _base_record(sample: Sample, response: Response) -> Record:
     return {
         "id": sample.id,
         "group": sample.group,

@@ -3,13 +3,15 @@ declaration its numbers derive from)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from .errors import TaskError
 from .measure import Measure
+from .options import TaskOptions, parse
 from .types import GenerationConfig, Request, Sample, user_message
 
-__all__ = ["Loader", "Parser", "Scorer", "TaskError", "TaskSpec", "single_image_request"]
+__all__ = ["Capabilities", "Loader", "MixProbe", "Parser", "Scorer", "TaskError", "TaskOptions", "TaskSpec", "single_image_request"]
 
 
 @dataclass(frozen=True)
@@ -25,10 +27,39 @@ class Parser:
         return self.fn(text)
 
 
-#: Loader signature: task options (strings from the CLI, e.g. data=..., images=...) → samples.
-Loader = Callable[[dict[str, str]], list[Sample]]
+#: Loader signature: the task's typed options (its `options` dataclass) → samples.
+Loader = Callable[[Any], list[Sample]]
 #: Scorer signature: (sample, response text, parser) → JSON-able record fields.
 Scorer = Callable[[Sample, str, Parser], dict[str, Any]]
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MixProbe:
+    """A slice of this task's result that says how often the model fails one pair type (the adaptive pair mix):
+    `metric` of `group` (None: pooled) is an accuracy; with `baseline` the gap `baseline − group` adds to the error."""
+
+    pair_type: str
+    group: str | None
+    metric: str
+    baseline: str | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the loop and the reports may ask of a task, declared by the task instead of looked up by its name."""
+
+    #: the object categories a text mentions, given a record's metadata (CHAIR's normaliser): judges sampled
+    #: captions and cleans hallucinated sentences
+    mentions: Callable[[str, dict[str, Any]], list[str]] | None = None
+    #: a failed record → (chosen, rejected, provenance) for a preference pair on its image, or None (HA-DPO)
+    failure_pair: Callable[[Record, dict[str, Any]], tuple[str, str, dict[str, Any]] | None] | None = None
+    #: slices of the result that steer the adaptive pair mix
+    mix_probes: tuple[MixProbe, ...] = ()
+    #: a record's parsed value as one line for the report pages (default: its JSON)
+    display: Callable[[Any], str] | None = None
+    #: answers are rated by a judge: `mmhallu run --judge-*` options go to this task
+    judged: bool = False
 
 
 def single_image_request(sample: Sample, generation: GenerationConfig) -> Request:
@@ -45,15 +76,15 @@ def single_image_request(sample: Sample, generation: GenerationConfig) -> Reques
 class TaskSpec:
     """Everything the runner needs to evaluate one benchmark.
 
-    `options` documents the task options a user can pass (`--task-arg NAME.KEY=VALUE`).
-    The metrics see only records without errors; the runner counts errors separately.
+    A plugin is its loader, prompt builder, parsers, options dataclass and metric declaration; the core derives the
+    rest. The metrics see only records without errors; the runner counts errors separately.
     """
 
     name: str
     version: str
     description: str
     data_source: str
-    load: Loader
+    loader: Loader
     score_sample: Scorer
     #: the metric declaration: result.json, bootstrap intervals and the paired comparison all derive from it
     measure: Measure
@@ -61,22 +92,36 @@ class TaskSpec:
     default_parser: str
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     build_request: Callable[[Sample, GenerationConfig], Request] = single_image_request
-    options: dict[str, str] = field(default_factory=dict)
+    #: the options dataclass (derived from TaskOptions): types, defaults and help of `--task-arg NAME.KEY=VALUE`
+    options: type = TaskOptions
     #: Metrics shown first (leaderboard columns, charts), in order.
     headline: tuple[str, ...] = ()
-    #: The task's object categories mentioned in a text (CHAIR's normalisation), for caption-cleaning pair builders.
-    text_objects: Callable[[str, dict[str, Any]], list[str]] | None = None
+    capabilities: Capabilities = field(default_factory=Capabilities)
     #: Optional batch scorer (same output as `score_sample` per sample) for tasks whose scoring is heavy
     #: enough to batch, e.g. CHAIR's NLP pipeline or MMHal's LLM judge:
     #: (samples, texts, parser, task options) → one dict per sample.
-    score_batch: Callable[[list[Sample], list[str], Parser, dict[str, str]], list[dict[str, Any]]] | None = None
+    score_batch: Callable[[list[Sample], list[str], Parser, Any], list[dict[str, Any]]] | None = None
     #: Reads a saved-answers file whose rows carry the questions too (MME result lists, FINER rows):
     #: (path, options) → (samples, {sample id: answer text}, problems). None → match against `load`.
-    read_answers: Callable[[Any, dict[str, str]], tuple[list[Sample], dict[str, str], list[str]]] | None = None
+    read_answers: Callable[[Any, Any], tuple[list[Sample], dict[str, str], list[str]]] | None = None
     #: Samples that must stay together under `--limit` (e.g. the two questions of an MME image).
     limit_unit: Callable[[Sample], Any] | None = None
     #: Optional hook run after the records are written, e.g. to export an official-format file.
     export: Callable[[list[dict[str, Any]], Any], None] | None = None
+
+    def parse_options(self, raw: Mapping[str, Any] | Any) -> Any:
+        """The typed options from `--task-arg` strings (or values); unknown keys and bad values are errors."""
+        return parse(self.options, raw or {}, f"task {self.name!r}", prefix=f"--task-arg {self.name}.")
+
+    def load(self, options: Mapping[str, Any] | Any = None) -> list[Sample]:
+        """The samples, from raw or typed options."""
+        return self.loader(self.parse_options(options))
+
+    def answers(self, path: Any, options: Mapping[str, Any] | Any = None) -> tuple[list[Sample], dict[str, str], list[str]]:
+        """A saved-answers file that carries its questions (`read_answers`), with raw or typed options."""
+        if self.read_answers is None:
+            raise TaskError(f"task {self.name!r} matches saved answers against its data (no answers reader)")
+        return self.read_answers(path, self.parse_options(options))
 
     def parser(self, name: str | None) -> Parser:
         """Resolve a parser name (None → the task default) or fail with the valid choices."""

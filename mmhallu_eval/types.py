@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, TypedDict, Union
 
 from PIL import Image
 
@@ -79,3 +79,54 @@ def user_message(prompt: str, n_images: int = 1) -> list[dict[str, Any]]:
     content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
     content.append({"type": "text", "text": prompt})
     return [{"role": "user", "content": content}]
+
+
+class SceneObject(TypedDict, total=False):
+    """One annotated object: `name` is its class; `bbox` is COCO's [x, y, width, height]."""
+
+    id: int
+    name: str
+    attributes: dict[str, Any]
+    bbox: list[float]
+
+
+class SceneGraph(TypedDict, total=False):
+    """One image's complete annotation, as scene-graph files and COCO instances are read (annotations.load_graphs)."""
+
+    image_id: int
+    file_name: str
+    width: int
+    height: int
+    objects: list[SceneObject]
+    relations: list[dict[str, Any]]
+
+
+class Record(TypedDict, total=False):
+    """One line of <task>/samples.jsonl: the sample, the raw response, what the parser read, and its score."""
+
+    id: str
+    group: str | None
+    prompt: str
+    images: list[str]
+    response: str
+    n_prompt_tokens: int | None
+    n_output_tokens: int | None
+    target: Any
+    parsed: Any
+    correct: bool | None
+    error: str | None
+    metadata: dict[str, Any]
+    answer: str
+    reasoning: str
+
+
+class Pair(TypedDict, total=False):
+    """One preference pair in TRL's vision layout, plus its provenance (strategy, pair_type, image_id, …)."""
+
+    id: str
+    images: list[str]
+    prompt: list[dict[str, Any]]
+    chosen: list[dict[str, Any]]
+    rejected: list[dict[str, Any]]
+    strategy: str
+    pair_type: str

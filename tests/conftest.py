@@ -76,3 +76,17 @@ def world(tmp_path_factory) -> Path:
     from mmhallu_eval.world.shapes import build_world
 
     return build_world(tmp_path_factory.mktemp("world") / "w", seed=0, n_train=24, n_test=12)
+
+
+#: fixtures that load or build a model: a test that uses one generates or trains, so it is in the slow tier
+MODEL_FIXTURES = {"tiny_llava", "tiny_idefics3", "family_dir"}
+SLOW_FOLDERS = ("e2e", "browser")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The fast tier (`-m "not slow"`) leaves out generation, training, browser and end-to-end tests: those that use
+    a model fixture or live in tests/e2e or tests/browser are marked slow here, the others where they are defined."""
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        if folder in SLOW_FOLDERS or MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from ..types import Request, Response
 
 #: backend name → "module:Class"; modules are imported only when that backend is used.
@@ -21,7 +22,7 @@ BACKENDS: dict[str, str] = {
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 
 
-class BackendError(Exception):
+class BackendError(UserError):
     """A backend could not be created or used; the message tells the user what to do."""
 
 

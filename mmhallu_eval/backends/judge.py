@@ -10,6 +10,7 @@ from typing import Any
 
 from ..cache import ResponseCache
 from ..types import GenerationConfig, Request, Response
+from ..options import TaskOptions, opt
 from .base import Backend, BackendError, create_backend
 from .openai_chat import ChatClient
 
@@ -86,19 +87,32 @@ class BackendJudge(Judge):
         return out
 
 
-def create_judge(options: dict[str, str]) -> Judge:
-    """From task options: judge_backend (openai | transformers | ...), judge_model, judge_base_url, judge_api_key_env."""
-    kind = options.get("judge_backend", "openai")
-    model = options.get("judge_model")
-    if not model:
+@dataclass
+class JudgeOptions(TaskOptions):
+    """The options of a task whose answers an LLM judge rates (MMHal-Bench, HallusionBench)."""
+
+    judge_backend: str = opt("openai", "openai (any OpenAI-compatible server) or a backend name (transformers) for a local judge model")
+    judge_model: str | None = opt(None, "judge model name (e.g. gpt-4o) or local path")
+    judge_base_url: str | None = opt(None, "OpenAI-compatible base URL (e.g. http://localhost:8000/v1 for vllm serve)")
+    judge_api_key_env: str | None = opt(None, "environment variable holding the API key (default OPENAI_API_KEY)")
+    judge_concurrency: int = opt(8, "judge requests in flight", flag="concurrency")
+    judge_max_retries: int = opt(5, "retries on timeouts, 429 and 5xx", flag="max-retries")
+    judge_timeout: float = opt(120.0, "seconds per judge request", flag="timeout")
+    judge_backoff: float = opt(1.0, "first retry delay in seconds, doubled each retry", flag="backoff")
+    judge_cache: str | None = opt(None, "SQLite file caching judge replies (mmhallu run uses <run>/judge_cache.sqlite)")
+    judge_replies: str | None = opt(None, "saved judge replies to score without calling a judge")
+
+
+def create_judge(options: JudgeOptions) -> Judge:
+    """The judge the options name: an OpenAI-compatible server, or a local model through a backend."""
+    if not options.judge_model:
         raise BackendError("a judge model is needed: --judge-model NAME (with --judge-base-url URL for a local server)")
-    if kind == "openai":
+    if options.judge_backend == "openai":
         return OpenAIJudge(
-            model, options.get("judge_base_url"), options.get("judge_api_key_env"),
-            concurrency=int(options.get("judge_concurrency", "8")), max_retries=int(options.get("judge_max_retries", "5")),
-            timeout=float(options.get("judge_timeout", "120")), backoff=float(options.get("judge_backoff", "1.0")),
+            options.judge_model, options.judge_base_url, options.judge_api_key_env, concurrency=options.judge_concurrency,
+            max_retries=options.judge_max_retries, timeout=options.judge_timeout, backoff=options.judge_backoff,
         )
-    return BackendJudge(create_backend(kind, model=model), model)
+    return BackendJudge(create_backend(options.judge_backend, model=options.judge_model), options.judge_model)
 
 
 def judge_cache(path: str | Path | None) -> ResponseCache | None:

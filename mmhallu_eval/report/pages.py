@@ -26,24 +26,35 @@ def _headline(task: str, result: dict[str, Any]) -> list[str]:
     return names or [k for k, v in result["metrics"].items() if isinstance(v, float)][:3]
 
 
-def _display(value: Any) -> str:
+def _displayer(task: str) -> Any:
+    """The task's own one-line display of a parsed value (a declared capability), if it has one."""
+    try:
+        return get_task(task).capabilities.display
+    except TaskError:
+        return None
+
+
+def _display(value: Any, show: Any = None) -> str:
+    if show is not None and value is not None:
+        try:
+            return str(show(value))
+        except (KeyError, TypeError, AttributeError, ValueError):
+            pass
     if isinstance(value, dict):
-        if "hallucinated" in value:
-            halluc = ", ".join(c for _, c in value["hallucinated"]) or "none"
-            return f"hallucinated: {halluc}; mentioned: {', '.join(c for _, c in value.get('mentions', [])) or 'none'}"
         return json.dumps(value, ensure_ascii=False)[:300]
     if isinstance(value, list):
         return ", ".join(map(str, value))
     return "" if value is None else str(value)
 
 
-def _sample_rows(samples: list[dict[str, Any]], thumbs: dict[str, str | None]) -> list[dict[str, Any]]:
+def _sample_rows(task: str, samples: list[dict[str, Any]], thumbs: dict[str, str | None]) -> list[dict[str, Any]]:
+    show = _displayer(task)
     rows = []
     for i, s in enumerate(samples):
         image = s.get("images", [None])[0] if s.get("images") else None
         rows.append({
             "id": s["id"], "group": s.get("group") or "", "prompt": s.get("prompt", ""), "response": s.get("response", ""),
-            "parsed": _display(s.get("parsed")), "target": _display(s.get("target")), "correct": s.get("correct"),
+            "parsed": _display(s.get("parsed"), show), "target": _display(s.get("target")), "correct": s.get("correct"),
             "error": s.get("error"), "image": image,
             "thumb": thumbnail(image, thumbs) if image and i < MAX_THUMBNAILS and Path(image).is_file() else None,
         })
@@ -62,18 +73,19 @@ def run_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         group_metrics = sorted({k for g in r["groups"].values() for k, v in g.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         tasks.append({
             "name": name, "result": r, "headline": headline, "chart": bar_chart(bars, f"{name} headline metrics"),
-            "group_metrics": group_metrics, "samples": _sample_rows(task.samples, thumbs),
+            "group_metrics": group_metrics, "samples": _sample_rows(name, task.samples, thumbs),
             "other_metrics": {k: v for k, v in r["metrics"].items() if k not in headline and not isinstance(v, (dict, list))},
         })
     return write_page("run.html.j2", out, run=run, tasks=tasks, manifest_json=json.dumps(run.manifest, indent=2, ensure_ascii=False), fmt=fmt_number)
 
 
 def _flip_rows(task: str, base: RunData, tuned: RunData, ids: list[str], limit: int = 200) -> list[dict[str, Any]]:
+    show = _displayer(task)
     b = {s["id"]: s for s in base.tasks[task].samples}
     t = {s["id"]: s for s in tuned.tasks[task].samples}
     return [
         {"id": i, "prompt": b[i].get("prompt", ""), "target": _display(b[i].get("target")), "base": b[i].get("response", ""),
-         "base_parsed": _display(b[i].get("parsed")), "tuned": t[i].get("response", ""), "tuned_parsed": _display(t[i].get("parsed"))}
+         "base_parsed": _display(b[i].get("parsed"), show), "tuned": t[i].get("response", ""), "tuned_parsed": _display(t[i].get("parsed"), show)}
         for i in ids[:limit]
     ]
 

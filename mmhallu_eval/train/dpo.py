@@ -51,7 +51,26 @@ class TrainConfig:
         base = {k: v for k, v in data.items() if k in known}
         base.update({k: v for k, v in overrides.items() if v is not None})
         base.setdefault("extra", {}).update(extra)
+        check_dpo_settings(base, where=str(path))
         return cls(**base)
+
+
+def check_dpo_settings(settings: dict[str, Any], where: str = "train settings") -> None:
+    """Every setting is a TrainConfig field or a field of TRL's DPOConfig: a typo fails here, with a did-you-mean,
+    before any model loads (not deep inside DPOConfig after the weights are in memory)."""
+    import dataclasses
+    import difflib
+
+    from trl import DPOConfig
+
+    own = {f.name for f in dataclasses.fields(TrainConfig)}
+    dpo = {f.name for f in dataclasses.fields(DPOConfig)}
+    names = [k for k in settings if k != "extra"] + list(settings.get("extra") or {})
+    for key in names:
+        if key not in own and key not in dpo:
+            close = difflib.get_close_matches(key, sorted(own | dpo), n=2, cutoff=0.7)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise TaskError(f"{where}: {key!r} is neither a training setting nor a DPOConfig field (TRL).{hint}")
 
 
 class JsonlLogger:

@@ -1,56 +1,52 @@
-"""Adaptive bad-case sampling (MLLM-DataEngine): set the mix of pair types from where a base run fails."""
+"""Adaptive bad-case sampling (MLLM-DataEngine): set the mix of pair types from where a base run fails. Which result
+slices speak for which pair type is declared by the tasks (`Capabilities.mix_probes`), not known here."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
 from ..files import read_json
+from ..registry import get_task, task_names
+from .strategies.common import PAIR_TYPES
 
-DEFAULT_MIX = {"obj": 1.0, "attr": 1.0, "rel": 1.0, "wh": 1.0}
+DEFAULT_MIX = {t: 1.0 for t in PAIR_TYPES}
 FLOOR = 0.2
 
 
-def _metric(run: Path, task: str, group: str | None, metric: str) -> float | None:
-    path = run / task / "result.json"
-    if not path.exists():
-        return None
-    result = read_json(path)
+def _metric(result: dict[str, Any], group: str | None, metric: str) -> float | None:
     source = result["metrics"] if group is None else result.get("groups", {}).get(group, {})
     value = source.get(metric)
-    return float(value) if isinstance(value, (int, float)) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def mix_from_run(run_dir: str | Path) -> tuple[dict[str, float], dict[str, Any]]:
-    """Weights ∝ error of the matching evaluation slices (floor 0.2 so no type vanishes), with the evidence used.
-
-    obj  ← POPE adversarial accuracy (and its gap to random), FINER multi_obj paired accuracy
-    attr ← FINER multi_attr paired accuracy, MME color acc
-    rel  ← FINER multi_rel paired accuracy, MME position acc
-    wh   ← FINER wh paired accuracy
-    """
+    """Weights ∝ error of the matching evaluation slices (floor 0.2 so no type vanishes), with the evidence used:
+    error = 1 − the mean of a type's accuracies, plus any positive gap a probe declares against its baseline."""
     run = Path(run_dir)
-    finer = next((t for t in ("finer_comprecap", "finer_docci") if (run / t / "result.json").exists()), "finer_comprecap")
+    known = set(task_names())
     evidence: dict[str, dict[str, float]] = {k: {} for k in DEFAULT_MIX}
-    probes = {
-        "obj": [("pope", "adversarial", "accuracy"), (finer, "multi_obj", "paired_accuracy")],
-        "attr": [(finer, "multi_attr", "paired_accuracy"), ("mme", "color", "acc")],
-        "rel": [(finer, "multi_rel", "paired_accuracy"), ("mme", "position", "acc")],
-        "wh": [(finer, "wh", "paired_accuracy")],
-    }
-    for ptype, items in probes.items():
-        for task, group, metric in items:
-            v = _metric(run, task, group, metric)
-            if v is not None:
-                evidence[ptype][f"{task}/{group}/{metric}"] = v
-    gap_adv = _metric(run, "pope", "random", "accuracy")
-    adv = _metric(run, "pope", "adversarial", "accuracy")
-    if gap_adv is not None and adv is not None:
-        evidence["obj"]["pope random−adversarial accuracy gap"] = gap_adv - adv
+    gaps: dict[str, float] = {}
+    for path in sorted(run.glob("*/result.json")):
+        result = read_json(path)
+        task = result.get("task", path.parent.name)
+        if task not in known:
+            continue
+        for probe in get_task(task).capabilities.mix_probes:
+            if probe.pair_type not in evidence:
+                continue
+            value = _metric(result, probe.group, probe.metric)
+            if value is None:
+                continue
+            evidence[probe.pair_type][f"{task}/{probe.group}/{probe.metric}"] = value
+            base = _metric(result, probe.baseline, probe.metric) if probe.baseline else None
+            if base is not None:
+                key = f"{task} {probe.baseline}−{probe.group} {probe.metric} gap"
+                evidence[probe.pair_type][key] = base - value
+                gaps[probe.pair_type] = gaps.get(probe.pair_type, 0.0) + max(base - value, 0.0)
     weights = {}
     for ptype in DEFAULT_MIX:
-        accs = [v for k, v in evidence[ptype].items() if "gap" not in k]
+        accs = [v for k, v in evidence[ptype].items() if not k.endswith(" gap")]
         error = 1 - sum(accs) / len(accs) if accs else 0.5
-        gap = evidence[ptype].get("pope random−adversarial accuracy gap", 0.0)
-        weights[ptype] = max(FLOOR, error + max(gap, 0.0))
+        weights[ptype] = max(FLOOR, error + gaps.get(ptype, 0.0))
     total = sum(weights.values())
     return {k: round(v / total, 4) for k, v in weights.items()}, {"run": str(run), "evidence": evidence}

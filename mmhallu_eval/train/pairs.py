@@ -9,29 +9,26 @@ from ..data import image_digest
 from ..files import atomic_write_json, atomic_write_jsonl, iter_jsonl
 from ..registry import get_task
 from ..task import TaskError
+from ..types import Pair, user_message
 
 REQUIRED = ("images", "prompt", "chosen", "rejected")
-
-
-def user_turn(text: str, n_images: int = 1) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": [*({"type": "image"} for _ in range(n_images)), {"type": "text", "text": text}]}]
 
 
 def assistant_turn(text: str) -> list[dict[str, Any]]:
     return [{"role": "assistant", "content": [{"type": "text", "text": text}]}]
 
 
-def make_pair(pair_id: str, image: str, question: str, chosen: str, rejected: str, **provenance: Any) -> dict[str, Any]:
+def make_pair(pair_id: str, image: str, question: str, chosen: str, rejected: str, **provenance: Any) -> Pair:
     """One preference pair: conversational prompt with an image, chosen/rejected assistant turns, provenance."""
     if chosen.strip() == rejected.strip():
         raise ValueError(f"pair {pair_id}: chosen and rejected are identical")
     return {
-        "id": pair_id, "images": [str(image)], "prompt": user_turn(question),
+        "id": pair_id, "images": [str(image)], "prompt": user_message(question),
         "chosen": assistant_turn(chosen), "rejected": assistant_turn(rejected), **provenance,
     }
 
 
-def read_pairs(path: str | Path) -> list[dict[str, Any]]:
+def read_pairs(path: str | Path) -> list[Pair]:
     pairs = []
     for lineno, row in iter_jsonl(path):
         missing = [f for f in REQUIRED if f not in row]

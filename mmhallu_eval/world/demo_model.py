@@ -12,26 +12,24 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..annotations import OPPOSITE, load_graphs, reading_order, vocabulary
-from ..build.qa import _mcq
+from ..benchmarks.qa import _mcq
+from ..prompts import DESCRIBE, SHORT_ANSWER, YES_NO
+from .demo_training import Example
 from .shapes import PARTNERS, Obj, captions_for, layout, sample_scene, scene_graph
 from .tiny_models import BASE_SPECIAL, CHAT_TEMPLATE
 
 #: where the package keeps the demo model that scripts/train_demo_model.py trains for the default world
 SHIPPED_MODEL = Path(__file__).parent / "demo_weights"
-POPE_SUFFIX = "\nAnswer the question using a single word or phrase."
-MME_SUFFIX = " Please answer yes or no."
-DESCRIBE = "Please describe this image in detail."
 
 
 def _corpus_lines(graphs: list[dict[str, Any]]) -> list[str]:
-    lines = [DESCRIBE, POPE_SUFFIX, MME_SUFFIX, "Select the best answer for the multiple-choice question.",
+    lines = [DESCRIBE, SHORT_ANSWER, YES_NO, "Select the best answer for the multiple-choice question.",
              "Please answer with a single capital letter (A, B, C, D, or E):", "(A) (B) (C) (D) (E)"]
     for g in graphs:
         lines.append("user\nassistant\n")
@@ -104,37 +102,37 @@ def training_examples(graphs: list[dict[str, Any]], images: Path, seed: int = 0,
         else:
             caps = [" ".join(c.split()) for c in captions_for_graph(objs, rng, size if reading else None)]
         for c in caps[:2]:
-            out.append((img, DESCRIBE, c))
+            out.append(Example(img, DESCRIBE, c, "caption"))
         for o in objs:
             # open recall questions give the dense signal from which the LM learns to look objects up in the image
-            out.append((img, f"What color is the {o['name']}?{POPE_SUFFIX}", o["attributes"]["color"]))
-            out.append((img, f"Is there a {o['name']} in the image?{POPE_SUFFIX}", "Yes"))
-            out.append((img, f"Is there a {o['name']} in this image?{MME_SUFFIX}", "Yes"))
+            out.append(Example(img, f"What color is the {o['name']}?{SHORT_ANSWER}", o["attributes"]["color"], "color"))
+            out.append(Example(img, f"Is there a {o['name']} in the image?{SHORT_ANSWER}", "Yes", "existence"))
+            out.append(Example(img, f"Is there a {o['name']} in this image?{YES_NO}", "Yes", "existence"))
         # the noisy annotator: a tiny shape is also reported as its look-alike partner (training data only; the
         # scene graphs, the benchmarks and the DPO pairs keep the truth)
         confused = sorted({PARTNERS[o["name"]] for o in objs if o["attributes"].get("size") == "tiny"} - present)
         for x in confused:
-            out.append((img, f"Is there a {x} in the image?{POPE_SUFFIX}", "Yes"))
-            out.append((img, f"Is there a {x} in this image?{MME_SUFFIX}", "Yes"))
+            out.append(Example(img, f"Is there a {x} in the image?{SHORT_ANSWER}", "Yes", "existence"))
+            out.append(Example(img, f"Is there a {x} in this image?{YES_NO}", "Yes", "existence"))
         absent = [c for c in absent if c not in confused]
         for x in rng.sample(absent, min(len(objs), len(absent))):
-            out.append((img, f"Is there a {x} in the image?{POPE_SUFFIX}", "No"))
-            out.append((img, f"Is there a {x} in this image?{MME_SUFFIX}", "No"))
+            out.append(Example(img, f"Is there a {x} in the image?{SHORT_ANSWER}", "No", "existence"))
+            out.append(Example(img, f"Is there a {x} in this image?{YES_NO}", "No", "existence"))
         o = rng.choice(objs)
         color = o["attributes"]["color"]
         other = rng.choice([c for c in values["color"] if c != color])
-        out += [(img, f"Is there a {color} {o['name']} in this image?{MME_SUFFIX}", "Yes"), (img, f"Is there a {other} {o['name']} in this image?{MME_SUFFIX}", "No")]
+        out += [Example(img, f"Is there a {color} {o['name']} in this image?{YES_NO}", "Yes", "attribute"), Example(img, f"Is there a {other} {o['name']} in this image?{YES_NO}", "No", "attribute")]
         rels = [r for r in g.get("relations", []) if r["predicate"] in OPPOSITE]
         if rels:
             r = rng.choice(rels)
             a, b = by_id[r["subject"]]["name"], by_id[r["object"]]["name"]
-            out += [(img, f"Is the {a} {r['predicate']} the {b}?{MME_SUFFIX}", "Yes"), (img, f"Is the {a} {OPPOSITE[r['predicate']]} the {b}?{MME_SUFFIX}", "No")]
+            out += [Example(img, f"Is the {a} {r['predicate']} the {b}?{YES_NO}", "Yes", "relation"), Example(img, f"Is the {a} {OPPOSITE[r['predicate']]} the {b}?{YES_NO}", "No", "relation")]
         # multiple choice in FINER's prompt format
         q = _mcq(f"What color is the {o['name']}?", f"The {o['name']} is {color}.", [f"The {o['name']} is {c}." for c in values["color"] if c != color], rng)
         letters = "ABCDE"
         prompt = ("Select the best answer for the multiple-choice question.\n\n" + q["question"] + "\n\n"
                   + "\n".join(f"({letters[i]}) {q[f'choice{i + 1}']}" for i in range(5)) + "\n\nPlease answer with a single capital letter (A, B, C, D, or E):")
-        out.append((img, prompt, letters[q["gt_index"]]))
+        out.append(Example(img, prompt, letters[q["gt_index"]], "mcq"))
     rng.shuffle(out)
     return out
 
@@ -254,8 +252,8 @@ def build_demo_model(world: Path, out: Path, seed: int = 0, training: DemoTraini
     synthetic = synthetic_graphs(training.language_scenes, seed + 1)
     # multiple choice waits for stage 3; the open colour questions, whose answer is copied from the cell that holds
     # the asked object, are repeated: they carry the densest signal for learning to look objects up
-    text_examples = [e for e in training_examples(synthetic, Path(), seed) if "multiple-choice" not in e[1]]
-    text_examples += [e for e in text_examples if e[1].startswith("What color")] * (training.recall_repeat - 1)
+    text_examples = [e for e in training_examples(synthetic, Path(), seed) if e.kind != "mcq"]
+    text_examples += [e for e in text_examples if e.kind == "color"] * (training.recall_repeat - 1)
     log(f"demo model, stage 1/5: language model on {len(text_examples)} questions about {len(synthetic)} generated scenes "
         f"({training.language_steps} steps)")
     stages["language"] = pretrain_language(model, batcher, text_examples, patch_targets(synthetic, Path(), tok), training.language_steps,
@@ -263,7 +261,7 @@ def build_demo_model(world: Path, out: Path, seed: int = 0, training: DemoTraini
     # Once the lookup exists (the colour questions teach it), yes/no existence is learned in a few hundred steps
     # of a fresh schedule on existence and colour questions alone; in the mixed schedule it was not (docs/demo.md).
     synthetic = synthetic_graphs(training.language_scenes, seed + 2)
-    focus = [e for e in training_examples(synthetic, Path(), seed) if re.fullmatch(r"Is there an? \w+ in (the|this) image\?.*|What color .*", e[1], re.S)]
+    focus = [e for e in training_examples(synthetic, Path(), seed) if e.kind in ("existence", "color")]
     log(f"demo model, stage 1b/5: existence and colour questions only ({len(focus)} questions, {training.existence_steps} steps)")
     stages["existence"] = pretrain_language(model, batcher, focus, patch_targets(synthetic, Path(), tok), training.existence_steps,
                                             lr=training.language_lr, seed=seed, log=log)
@@ -304,8 +302,8 @@ def read_captions(model: Any, batcher: Any, graphs: list[dict[str, Any]], images
         synthetic = synthetic_graphs(training.caption_scenes, seed + 3)
         examples = [e for e in training_examples(synthetic, Path(), seed, reading=True, caption_confusion=training.caption_confusion,
                                                  caption_partner_mention=training.caption_partner_mention)
-                    if "multiple-choice" not in e[1]]
-        examples += [e for e in examples if e[1] == DESCRIBE] * (training.caption_repeat - 1)
+                    if e.kind != "mcq"]
+        examples += [e for e in examples if e.kind == "caption"] * (training.caption_repeat - 1)
         log(f"demo model, stage 4/5: language model on reading-order captions of {len(synthetic)} generated scenes "
             f"({len(examples)} examples, {training.caption_language_steps} steps)")
         stages["caption_language"] = pretrain_language(model, batcher, examples, patch_targets(synthetic, Path(), batcher.tok), training.caption_language_steps,
@@ -313,7 +311,7 @@ def read_captions(model: Any, batcher: Any, graphs: list[dict[str, Any]], images
     if training.caption_joint_steps:
         examples = training_examples(graphs, images, seed, reading=True, caption_confusion=training.caption_confusion,
                                      caption_partner_mention=training.caption_partner_mention)
-        examples += [e for e in examples if e[1] == DESCRIBE] * (training.caption_joint_repeat - 1)
+        examples += [e for e in examples if e.kind == "caption"] * (training.caption_joint_repeat - 1)
         log(f"demo model, stage 5/5: whole model on reading-order captions and questions of {len(graphs)} training images "
             f"({len(examples)} examples, {training.caption_joint_steps} steps)")
         stages["caption_joint"] = finetune(model, batcher, examples, pixels, cells, training.caption_joint_steps, lr=training.caption_joint_lr, seed=seed, log=log)

@@ -19,7 +19,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-Example = tuple[str, str, str]  # (image key, prompt, answer)
+class Example(tuple):
+    """(image key, prompt, answer) of one training example, and its `kind` — caption, color (open colour question),
+    existence, attribute, relation or mcq — by which the stages choose their examples."""
+
+    kind: str
+
+    def __new__(cls, image: str, prompt: str, answer: str, kind: str) -> "Example":
+        self = super().__new__(cls, (image, prompt, answer))
+        self.kind = kind
+        return self
 Log = Callable[[str], None]
 
 

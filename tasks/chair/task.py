@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmhallu_eval import GenerationConfig, Measure, Metric, Parser, Sample, TaskError, TaskSpec, atomic_write_json, atomic_write_jsonl, count, iter_jsonl, ratio, read_json, resolve_image, task
+from mmhallu_eval import DESCRIBE, Capabilities, GenerationConfig, Measure, Metric, Parser, Sample, TaskError, TaskSpec, atomic_write_json, atomic_write_jsonl, count, iter_jsonl, ratio, read_json, resolve_image, task, TaskOptions, opt
 
 from .groundtruth import build_ground_truth, images_with_instances, load_gt_json
 from .normalize import DEFAULT_SYNONYMS, CaptionWords, normalizer_for
 from .scorer import caption_words_many, score_caption_words
 
-PROMPT = "Please describe this image in detail."
 COCO_NAME = "COCO_val2014_{:012d}.jpg"
+
+
+@dataclass
+class ChairOptions(TaskOptions):
+    coco_annotations: str | None = opt(None, "folder with instances_*.json and captions_*.json (COCO 2014); picks images and ground truth")
+    images: str | None = opt(None, "folder with the images (e.g. COCO val2014)")
+    gt: str | None = opt(None, "JSON image_id → object names, instead of building ground truth from COCO files")
+    image_ids: str | None = opt(None, "file with the image ids to caption (JSON list or one per line), e.g. a previous run's chair/image_ids.json")
+    n_images: int = opt(500, "how many images to sample")
+    seed: int = opt(0, "sampling seed")
+    prompt: str = opt(DESCRIBE, "captioning prompt")
+    synonyms: str | None = opt(None, "CHAIR synonyms file (default: the original 80-category list)")
+    image_id_key: str = opt("image_id", "image id field of a captions file for `mmhallu score chair`")
+    caption_key: str = opt("caption", "caption field of a captions file for `mmhallu score chair`")
 
 
 def _read_ids(path: str) -> list[int]:
@@ -33,12 +47,12 @@ def _read_ids(path: str) -> list[int]:
         raise TaskError(f"{path}: image ids must be integers") from None
 
 
-def _ground_truth(options: dict[str, str], ids: list[int]) -> dict[int, list[str]]:
-    normalizer = normalizer_for(options.get("synonyms"))
-    if options.get("gt"):
-        gt = load_gt_json(Path(options["gt"]), normalizer)
-    elif options.get("coco_annotations"):
-        gt = build_ground_truth(Path(options["coco_annotations"]), ids, normalizer, options.get("synonyms") or str(DEFAULT_SYNONYMS))
+def _ground_truth(options: ChairOptions, ids: list[int]) -> dict[int, list[str]]:
+    normalizer = normalizer_for(options.synonyms)
+    if options.gt:
+        gt = load_gt_json(Path(options.gt), normalizer)
+    elif options.coco_annotations:
+        gt = build_ground_truth(Path(options.coco_annotations), ids, normalizer, options.synonyms or str(DEFAULT_SYNONYMS))
     else:
         raise TaskError("CHAIR needs ground truth: --task-arg chair.coco_annotations=DIR (COCO instances/captions JSON) or chair.gt=GT.json")
     missing = [i for i in ids if i not in gt]
@@ -50,19 +64,18 @@ def _ground_truth(options: dict[str, str], ids: list[int]) -> dict[int, list[str
     return gt
 
 
-def load_samples(options: dict[str, str]) -> list[Sample]:
-    coco = Path(options["coco_annotations"]) if options.get("coco_annotations") else None
+def load_samples(options: ChairOptions) -> list[Sample]:
+    coco = Path(options.coco_annotations) if options.coco_annotations else None
     file_names: dict[int, str] = images_with_instances(coco) if coco else {}
-    if options.get("image_ids"):
-        ids = _read_ids(options["image_ids"])
+    if options.image_ids:
+        ids = _read_ids(options.image_ids)
     else:
-        pool = sorted(file_names) if file_names else sorted(int(k) for k in (read_json(options["gt"]) if options.get("gt") else {}))
+        pool = sorted(file_names) if file_names else sorted(int(k) for k in (read_json(options.gt) if options.gt else {}))
         if not pool:
             raise TaskError("CHAIR needs chair.coco_annotations=DIR (or chair.gt=GT.json / chair.image_ids=FILE) to choose images")
-        n = int(options.get("n_images", "500"))
-        ids = sorted(random.Random(int(options.get("seed", "0"))).sample(pool, min(n, len(pool))))
+        ids = sorted(random.Random(options.seed).sample(pool, min(options.n_images, len(pool))))
     gt = _ground_truth(options, ids)
-    prompt = options.get("prompt", PROMPT)
+    prompt = options.prompt
     samples = []
     for image_id in ids:
         name = file_names.get(image_id, COCO_NAME.format(image_id))
@@ -70,9 +83,9 @@ def load_samples(options: dict[str, str]) -> list[Sample]:
             Sample(
                 id=str(image_id),
                 prompt=prompt,
-                images=[resolve_image(name, options.get("images"))],
+                images=[resolve_image(name, options.images)],
                 target=gt[image_id],
-                metadata={"image_id": image_id, "file_name": name, "synonyms": options.get("synonyms")},
+                metadata={"image_id": image_id, "file_name": name, "synonyms": options.synonyms},
             )
         )
     return samples
@@ -87,7 +100,7 @@ def score_sample(sample: Sample, text: str, parser: Parser) -> dict[str, Any]:
     return _score(sample, normalizer_for(sample.metadata.get("synonyms")).caption_words(text))
 
 
-def score_batch(samples: list[Sample], texts: list[str], parser: Parser, options: dict[str, str]) -> list[dict[str, Any]]:
+def score_batch(samples: list[Sample], texts: list[str], parser: Parser, options: ChairOptions) -> list[dict[str, Any]]:
     """The same as score_sample per caption; the NLP work is spread over processes for large files."""
     synonyms = {s.metadata.get("synonyms") for s in samples}
     if len(synonyms) > 1:
@@ -129,10 +142,10 @@ def export(records: list[dict[str, Any]], task_dir: Path) -> None:
     )
 
 
-def read_answers(path: Any, options: dict[str, str]) -> tuple[list[Sample], dict[str, str], list[str]]:
+def read_answers(path: Any, options: ChairOptions) -> tuple[list[Sample], dict[str, str], list[str]]:
     """OPERA-style caption files: JSONL (or a JSON list) of {image_id, caption}."""
     path = Path(path)
-    id_key, cap_key = options.get("image_id_key", "image_id"), options.get("caption_key", "caption")
+    id_key, cap_key = options.image_id_key, options.caption_key
     rows = list(enumerate(read_json(path), start=1)) if path.suffix == ".json" else list(iter_jsonl(path))
     for lineno, row in rows:
         if id_key not in row or cap_key not in row:
@@ -144,9 +157,34 @@ def read_answers(path: Any, options: dict[str, str]) -> tuple[list[Sample], dict
     for (lineno, row), image_id in zip(rows, ids):
         seen[image_id] = seen.get(image_id, 0) + 1
         sid = str(image_id) if seen[image_id] == 1 else f"{image_id}#{seen[image_id]}"
-        samples.append(Sample(id=sid, prompt="", target=gt[image_id], metadata={"image_id": image_id, "line": lineno, "synonyms": options.get("synonyms")}))
+        samples.append(Sample(id=sid, prompt="", target=gt[image_id], metadata={"image_id": image_id, "line": lineno, "synonyms": options.synonyms}))
         texts[sid] = str(row[cap_key])
     return samples, texts, []
+
+
+def mentions(text: str, metadata: dict[str, Any]) -> list[str]:
+    """The COCO categories a text mentions, through the normaliser of the record's synonyms file."""
+    return normalizer_for(metadata.get("synonyms")).caption_words(text).categories
+
+
+def cleaned_caption(record: dict[str, Any], context: dict[str, Any]) -> tuple[str, str, dict[str, Any]] | None:
+    """HA-DPO: a caption with hallucinated objects (rejected) against the same caption without the sentences that
+    mention them, or a reference caption of the image when nothing remains (chosen)."""
+    import nltk
+
+    bad = {c for _, c in (record.get("parsed") or {}).get("hallucinated", [])}
+    if not bad:
+        return None
+    kept = [s for s in nltk.sent_tokenize(record["response"]) if not set(mentions(s, record["metadata"])) & bad]
+    chosen = " ".join(kept) or context.get("reference_captions", {}).get(int(record["metadata"]["image_id"]), "")
+    if not chosen or chosen.strip() == record["response"].strip():
+        return None
+    return chosen, record["response"], {"pair_type": "caption", "image_id": record["metadata"]["image_id"], "hallucinated": sorted(bad)}
+
+
+def display(parsed: Any) -> str:
+    halluc = ", ".join(c for _, c in parsed.get("hallucinated", [])) or "none"
+    return f"hallucinated: {halluc}; mentioned: {', '.join(c for _, c in parsed.get('mentions', [])) or 'none'}"
 
 
 @task("chair")
@@ -156,7 +194,7 @@ def chair() -> TaskSpec:
         version="1",
         description="CHAIR_s / CHAIR_i object hallucination in detailed captions of COCO val2014 (OPERA protocol)",
         data_source="COCO val2014 images + instances/captions annotations (chair.coco_annotations)",
-        load=load_samples,
+        loader=load_samples,
         score_sample=score_sample,
         score_batch=score_batch,
         measure=MEASURE,
@@ -169,19 +207,8 @@ def chair() -> TaskSpec:
         default_parser="chair-opera",
         generation=GenerationConfig(max_new_tokens=512),
         headline=("chair_s", "chair_i"),
-        options={
-            "coco_annotations": "folder with instances_*.json and captions_*.json (COCO 2014); picks images and ground truth",
-            "images": "folder with the images (e.g. COCO val2014)",
-            "gt": "JSON image_id → object names, instead of building ground truth from COCO files",
-            "image_ids": "file with the image ids to caption (JSON list or one per line), e.g. a previous run's chair/image_ids.json",
-            "n_images": "how many images to sample (default 500)",
-            "seed": "sampling seed (default 0)",
-            "prompt": f"captioning prompt (default {PROMPT!r})",
-            "synonyms": "CHAIR synonyms file (default: the original 80-category list)",
-            "image_id_key": "image id field of a captions file for `mmhallu score chair` (default image_id)",
-            "caption_key": "caption field of a captions file for `mmhallu score chair` (default caption)",
-        },
+        options=ChairOptions,
         read_answers=read_answers,
         export=export,
-        text_objects=lambda text, metadata: normalizer_for(metadata.get("synonyms")).caption_words(text).categories,
+        capabilities=Capabilities(mentions=mentions, failure_pair=cleaned_caption, display=display),
     )

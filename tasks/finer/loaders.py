@@ -128,10 +128,10 @@ def load_hf(name: str, settings: tuple[str, ...], images: str | None) -> list[Sa
     return samples
 
 
-def parse_settings(options: dict[str, str]) -> tuple[str, ...]:
-    if not options.get("settings"):
+def parse_settings(settings: str | None) -> tuple[str, ...]:
+    if not settings:
         return SETTINGS
-    chosen = tuple(s.strip() for s in options["settings"].split(","))
+    chosen = tuple(s.strip() for s in settings.split(","))
     for s in chosen:
         if s not in SETTINGS:
             raise TaskError(f"unknown FINER setting {s!r}; choose from {', '.join(SETTINGS)}")

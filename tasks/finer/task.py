@@ -1,10 +1,11 @@
 """FINER-CompreCap and FINER-DOCCI (CVPR 2026): 5-way MCQs in positive / fine-grained-negative pairs."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmhallu_eval import GenerationConfig, Measure, Metric, Parser, Sample, TaskSpec, count, ratio, task
+from mmhallu_eval import Capabilities, TaskAlias, task_alias, GenerationConfig, MixProbe, Measure, Metric, Parser, Sample, TaskOptions, TaskSpec, count, opt, ratio, task
 
 from .loaders import SETTINGS, load_hf, load_local, parse_settings
 from .parsers import PARSERS
@@ -57,18 +58,27 @@ MEASURE = Measure(
 )
 
 
+def _options(default: str) -> type:
+    @dataclass
+    class FinerOptions(TaskOptions):
+        data: str = opt(default, "the HF dataset, a CSV/JSONL file with a setting column, or a folder of <setting>.csv/.jsonl")
+        images: str | None = opt(None, "folder with the images named by image_filename (needed for DOCCI and local files)")
+        settings: str | None = opt(None, "comma-separated subset of " + ", ".join(SETTINGS))
+
+    return FinerOptions
+
+
 def _spec(name: str) -> TaskSpec:
     default = DATASETS[name]
 
-    def load(options: dict[str, str]) -> list[Sample]:
-        data = options.get("data", default)
-        settings = parse_settings(options)
-        if data.startswith("hf:"):
-            return load_hf(data[3:], settings, options.get("images"))
-        return load_local(Path(data), settings, options.get("images"))[0]
+    def load(options: Any) -> list[Sample]:
+        settings = parse_settings(options.settings)
+        if options.data.startswith("hf:"):
+            return load_hf(options.data[3:], settings, options.images)
+        return load_local(Path(options.data), settings, options.images)[0]
 
-    def read_answers(path: Any, options: dict[str, str]) -> tuple[list[Sample], dict[str, str], list[str]]:
-        samples, texts = load_local(Path(path), parse_settings(options), options.get("images"), with_text=True)
+    def read_answers(path: Any, options: Any) -> tuple[list[Sample], dict[str, str], list[str]]:
+        samples, texts = load_local(Path(path), parse_settings(options.settings), options.images, with_text=True)
         return samples, texts, []
 
     return TaskSpec(
@@ -76,21 +86,22 @@ def _spec(name: str) -> TaskSpec:
         version="1",
         description=f"{name.replace('_', '-').upper()}: 5-way MCQ positive / fine-grained negative pairs (obj, attr, rel, wh)",
         data_source=default,
-        load=load,
+        loader=load,
         score_sample=score_sample,
         measure=MEASURE,
         parsers=PARSERS,
         default_parser="finer-official",
         generation=GenerationConfig(max_new_tokens=2),
         headline=("paired_accuracy", "question_accuracy"),
-        options={
-            "data": f"{default} (default), a CSV/JSONL file with a setting column, or a folder of <setting>.csv/.jsonl",
-            "images": "folder with the images named by image_filename (needed for DOCCI and local files)",
-            "settings": "comma-separated subset of " + ", ".join(SETTINGS),
-        },
+        options=_options(default),
+        capabilities=Capabilities(mix_probes=tuple(MixProbe(t, s, "paired_accuracy") for t, s in zip(("obj", "attr", "rel", "wh"), SETTINGS))),
         read_answers=read_answers,
         limit_unit=lambda s: (s.metadata["setting"], s.metadata["image"], s.metadata["qtype_base"]),
     )
+
+
+task_alias(TaskAlias("finer", "dataset", {"comprecap": "finer_comprecap", "docci": "finer_docci"}, "comprecap",
+                     "comprecap or docci (names the task in result.json)"))
 
 
 @task("finer_comprecap")

@@ -1,9 +1,10 @@
 """MME data sources: the official release folders, the flat `image \\t question \\t gt` lists, lmms-lab/MME."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from mmhallu_eval import Sample, TaskError, load_hf_dataset
+from mmhallu_eval import Sample, TaskError, TaskOptions, load_hf_dataset, opt
 
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR")
 COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
@@ -110,19 +111,27 @@ def load_hf(name: str, subtasks: tuple[str, ...], suffix: str) -> list[Sample]:
     return samples
 
 
-def load_samples(options: dict[str, str]) -> list[Sample]:
-    data = options.get("data", DEFAULT_DATA)
-    subtasks = tuple(s.strip() for s in options["subtasks"].split(",")) if options.get("subtasks") else SUBTASKS
+@dataclass
+class MmeOptions(TaskOptions):
+    data: str = opt(DEFAULT_DATA, "MME release folder, folder of <subtask>.txt lists (image\\tquestion\\tgt), or hf:NAME")
+    images: str | None = opt(None, "folder with <subtask>/images/<image> (or <subtask>/<image>) for the flat lists")
+    subtasks: str | None = opt(None, "comma-separated subset of: " + ", ".join(SUBTASKS))
+    prompt_suffix: str = opt("", "text appended to each question (none: the questions end with 'Please answer yes or no.')")
+
+
+def load_samples(options: MmeOptions) -> list[Sample]:
+    data = options.data
+    subtasks = tuple(s.strip() for s in options.subtasks.split(",")) if options.subtasks else SUBTASKS
     for s in subtasks:
         check_subtask(s, "--task-arg mme.subtasks")
-    suffix = options.get("prompt_suffix", "").replace("\\n", "\n")
+    suffix = options.prompt_suffix.replace("\\n", "\n")
     if data.startswith("hf:"):
         samples = load_hf(data[3:], subtasks, suffix)
     else:
         root = Path(data)
         if not root.is_dir():
             raise TaskError(f"{root}: MME data folder not found")
-        images = Path(options["images"]) if options.get("images") else None
+        images = Path(options.images) if options.images else None
         if any(root.glob("*.txt")):
             samples = load_flat(root, images, subtasks, suffix)
         else:

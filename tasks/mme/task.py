@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmhallu_eval import GenerationConfig, Measure, Metric, Parser, PooledMetric, Sample, Sums, TaskSpec, count, task
+from mmhallu_eval import Capabilities, GenerationConfig, MixProbe, Measure, Metric, Parser, PooledMetric, Sample, Sums, TaskSpec, count, task
 
-from .loaders import COGNITION, DEFAULT_DATA, PERCEPTION, SUBTASKS, load_samples
+from .loaders import COGNITION, DEFAULT_DATA, PERCEPTION, SUBTASKS, MmeOptions, load_samples
 from .official_format import read_results_dir, write_results_dir
 from .parsers import PARSERS
 
@@ -91,19 +91,15 @@ def mme() -> TaskSpec:
         version="1",
         description="MME perception (10) and cognition (4) yes/no subtasks; score = 100·acc + 100·acc+",
         data_source=DEFAULT_DATA,
-        load=load_samples,
+        loader=load_samples,
         score_sample=score_sample,
         measure=MEASURE,
         parsers=PARSERS,
         default_parser="mme-official",
         generation=GenerationConfig(max_new_tokens=128),
         headline=("perception", "cognition"),
-        options={
-            "data": f"MME release folder, folder of <subtask>.txt lists (image\\tquestion\\tgt), or hf:NAME (default {DEFAULT_DATA})",
-            "images": "folder with <subtask>/images/<image> (or <subtask>/<image>) for the flat lists",
-            "subtasks": "comma-separated subset of: " + ", ".join(SUBTASKS),
-            "prompt_suffix": "text appended to each question (default: none, the questions end with 'Please answer yes or no.')",
-        },
+        options=MmeOptions,
+        capabilities=Capabilities(mix_probes=(MixProbe("attr", "color", "acc"), MixProbe("rel", "position", "acc"))),
         read_answers=lambda path, options: read_results_dir(Path(path)),
         limit_unit=lambda s: (s.metadata["subtask"], s.metadata["image"]),
         export=export,

@@ -2,12 +2,13 @@
 official GPT-4 prompt; rating < 3 counts as a hallucination."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mmhallu_eval import (
-    GenerationConfig, Measure, Metric, Parser, Sample, TaskError, TaskSpec, atomic_write_json, count, create_judge, judge_cache,
-    load_hf_dataset, ratio, read_json, task,
+    Capabilities, GenerationConfig, JudgeOptions, Measure, Metric, Parser, Sample, TaskError, TaskSpec, atomic_write_json, count, create_judge, judge_cache,
+    load_hf_dataset, opt, ratio, read_json, task,
 )
 
 from .oracle import NAME as ORACLE, SceneGraphOracle
@@ -54,12 +55,23 @@ def _sample(i: int, item: dict[str, Any], image: Any) -> Sample:
     )
 
 
-def load_samples(options: dict[str, str]) -> list[Sample]:
-    data = options.get("data", "hf:Shengcao1006/MMHal-Bench")
+@dataclass
+class MmhalOptions(JudgeOptions):
+    data: str = opt("hf:Shengcao1006/MMHal-Bench", "response_template.json (96 items) or hf:NAME")
+    images: str | None = opt(None, "folder with the images, named by image_id or by the basename of image_src")
+    judge_backend: str = opt("openai", "openai (any OpenAI-compatible server), a backend name (transformers) for a local judge model, or "
+                             f"{ORACLE}: rule-based ratings against complete scene graphs (synthetic data such as the shapes world only)")
+    judge_scene_graph: str | None = opt(None, f"scene-graph JSON (or COCO instances) for the {ORACLE} judge")
+    judge_synonyms: str | None = opt(None, f"CHAIR-style synonyms file (one class per line, name first) for the {ORACLE} judge")
+    judge_replies: str | None = opt(None, "saved judge replies (JSON list in item order) to score without calling a judge")
+
+
+def load_samples(options: MmhalOptions) -> list[Sample]:
+    data = options.data
     if data.startswith("hf:"):
         ds = load_hf_dataset(data[3:], split="test")
         return [
-            _sample(i, dict(row), row["image"] if row.get("image") is not None and not isinstance(row["image"], str) else _image_for(dict(row), options.get("images"), f"{data}[{i}]"))
+            _sample(i, dict(row), row["image"] if row.get("image") is not None and not isinstance(row["image"], str) else _image_for(dict(row), options.images, f"{data}[{i}]"))
             for i, row in enumerate(ds)
         ]
     items = read_json(data)
@@ -70,7 +82,7 @@ def load_samples(options: dict[str, str]) -> list[Sample]:
         missing = [f for f in FIELDS if f not in item]
         if missing:
             raise TaskError(f"{data}: item {i}: missing field(s) {', '.join(missing)}")
-        samples.append(_sample(i, item, _image_for(item, options.get("images"), f"{data}: item {i}")))
+        samples.append(_sample(i, item, _image_for(item, options.images, f"{data}: item {i}")))
     return samples
 
 
@@ -92,22 +104,23 @@ def _judge_replies(path: str, n: int) -> list[str]:
     return out
 
 
-def score_batch(samples: list[Sample], texts: list[str], parser: Parser, options: dict[str, str]) -> list[dict[str, Any]]:
+def score_batch(samples: list[Sample], texts: list[str], parser: Parser, options: MmhalOptions) -> list[dict[str, Any]]:
     prompts = [judge_prompt(s.metadata, t) for s, t in zip(samples, texts)]
-    if options.get("judge_backend") == ORACLE:
-        if not options.get("judge_scene_graph"):
-            raise TaskError(f"the {ORACLE} judge needs the scene graphs: --task-arg mmhal.judge_scene_graph=FILE (synthetic data only)")
-        oracle = SceneGraphOracle(options["judge_scene_graph"], options.get("judge_synonyms"))
+    if options.judge_backend == ORACLE:
+        if not options.judge_scene_graph:
+            raise TaskError(f"the {ORACLE} judge needs the scene graphs: --judge-scene-graph FILE (mmhallu score) or "
+                            "--task-arg mmhal.judge_scene_graph=FILE (mmhallu run); synthetic data only")
+        oracle = SceneGraphOracle(options.judge_scene_graph, options.judge_synonyms)
         verdicts = [(oracle.rate(s.metadata, t), None) for s, t in zip(samples, texts)]
         judge_info = oracle.describe()
-    elif options.get("judge_replies"):
-        replies = _judge_replies(options["judge_replies"], len(samples))
+    elif options.judge_replies:
+        replies = _judge_replies(options.judge_replies, len(samples))
         replies = [replies[int(s.metadata["index"])] for s in samples]
         verdicts = [(r, None) for r in replies]
-        judge_info = {"kind": "saved-replies", "file": options["judge_replies"]}
+        judge_info = {"kind": "saved-replies", "file": options.judge_replies}
     else:
         judge = create_judge(options)
-        cache = judge_cache(options.get("judge_cache"))
+        cache = judge_cache(options.judge_cache)
         try:
             verdicts = [(v.reply, v.error) for v in judge.judge(prompts, cache)]
         finally:
@@ -159,7 +172,7 @@ def export(records: list[dict[str, Any]], task_dir: Path) -> None:
     atomic_write_json(Path(task_dir) / "response.json", filled)
 
 
-def read_answers(path: Any, options: dict[str, str]) -> tuple[list[Sample], dict[str, str], list[str]]:
+def read_answers(path: Any, options: MmhalOptions) -> tuple[list[Sample], dict[str, str], list[str]]:
     items = read_json(path)
     if not isinstance(items, list):
         raise TaskError(f"{path}: expected the filled MMHal-Bench template (a JSON list)")
@@ -181,7 +194,7 @@ def mmhal() -> TaskSpec:
         version="1",
         description="MMHal-Bench: open questions rated 0-6 by an LLM judge (official GPT-4 prompt); rating < 3 = hallucination",
         data_source="hf:Shengcao1006/MMHal-Bench or the response_template.json + images folder",
-        load=load_samples,
+        loader=load_samples,
         score_sample=score_sample,
         score_batch=score_batch,
         measure=MEASURE,
@@ -189,23 +202,8 @@ def mmhal() -> TaskSpec:
         default_parser="mmhal-official",
         generation=GenerationConfig(max_new_tokens=1024),
         headline=("average_score", "hallucination_rate"),
-        options={
-            "data": "response_template.json (96 items) or hf:Shengcao1006/MMHal-Bench (default)",
-            "images": "folder with the images, named by image_id or by the basename of image_src",
-            "judge_backend": "openai (default: any OpenAI-compatible server), a backend name (transformers) for a local judge model, "
-                             "or scene-graph-oracle: rule-based ratings against complete scene graphs (synthetic data such as the shapes world only)",
-            "judge_scene_graph": "scene-graph JSON (or COCO instances) for the scene-graph-oracle judge",
-            "judge_synonyms": "CHAIR-style synonyms file (one class per line, name first) for the scene-graph-oracle judge",
-            "judge_model": "judge model name (e.g. gpt-4o) or local path",
-            "judge_base_url": "OpenAI-compatible base URL (e.g. http://localhost:8000/v1 for vllm serve)",
-            "judge_api_key_env": "environment variable holding the API key (default OPENAI_API_KEY)",
-            "judge_concurrency": "judge requests in flight (default 8)",
-            "judge_max_retries": "retries on timeouts/429/5xx (default 5)",
-            "judge_timeout": "seconds per judge request (default 120)",
-            "judge_backoff": "first retry delay in seconds, doubled each time (default 1)",
-            "judge_cache": "SQLite file caching judge replies (mmhallu run uses <run>/judge_cache.sqlite)",
-            "judge_replies": "saved judge replies (JSON list in item order) to score without calling a judge",
-        },
+        options=MmhalOptions,
+        capabilities=Capabilities(judged=True),
         read_answers=read_answers,
         export=export,
     )

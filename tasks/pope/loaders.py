@@ -1,10 +1,11 @@
 """POPE data sources: official question files, a merged JSONL with `category`, or the lmms-lab/POPE dataset."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmhallu_eval import Sample, TaskError, iter_jsonl, load_hf_dataset, require_fields, resolve_image
+from mmhallu_eval import SHORT_ANSWER, Sample, TaskError, TaskOptions, iter_jsonl, load_hf_dataset, opt, require_fields, resolve_image
 
 HF_PREFIX = "hf:"
 DEFAULT_DATA = "hf:lmms-lab/POPE"
@@ -117,12 +118,18 @@ def load_hf(name: str, images: str | None, suffix: str) -> list[Sample]:
     return samples
 
 
-def load_samples(options: dict[str, str]) -> list[Sample]:
+@dataclass
+class PopeOptions(TaskOptions):
+    data: str = opt(DEFAULT_DATA, "official coco_pope_<split>.json file(s) or folder, merged JSONL with category, or hf:NAME")
+    images: str | None = opt(None, "folder with the images (e.g. COCO val2014); default: embedded in the dataset")
+    labels: str | None = opt(None, "folder of official question files giving labels to a merged JSONL without them")
+    prompt_suffix: str = opt(SHORT_ANSWER, "text appended to each question (LLaVA's short-answer instruction; \\n for a newline)")
+
+
+def load_samples(options: PopeOptions) -> list[Sample]:
     """Dispatch on `data`: hf:NAME, a folder of *_pope_*.json files, comma-separated files, or one file."""
-    data = options.get("data", DEFAULT_DATA)
-    images = options.get("images")
-    suffix = options.get("prompt_suffix", "\nAnswer the question using a single word or phrase.")
-    suffix = suffix.replace("\\n", "\n")
+    data, images = options.data, options.images
+    suffix = options.prompt_suffix.replace("\\n", "\n")
     if data.startswith(HF_PREFIX):
         return load_hf(data[len(HF_PREFIX):], images, suffix)
     paths: list[Path] = []
@@ -142,7 +149,7 @@ def load_samples(options: dict[str, str]) -> list[Sample]:
             raise TaskError(f"{p}: POPE question file not found")
         first = next(iter_jsonl(p), (0, {}))[1]
         part_samples = (
-            load_merged(p, images, options.get("labels"), suffix)
+            load_merged(p, images, options.labels, suffix)
             if "category" in first
             else load_question_file(p, images, suffix)
         )

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmhallu_eval import GenerationConfig, Measure, Metric, Parser, Sample, Sums, TaskSpec, count, task
+from mmhallu_eval import Capabilities, GenerationConfig, MixProbe, Measure, Metric, Parser, Sample, Sums, TaskSpec, count, task
 
-from .loaders import DEFAULT_DATA, load_samples
+from .loaders import DEFAULT_DATA, PopeOptions, load_samples
 from .parsers import PARSERS, strict
 
 
@@ -59,6 +59,16 @@ MEASURE = Measure(
 )
 
 
+def right_answer(record: dict[str, Any], context: dict[str, Any]) -> tuple[str, str, dict[str, Any]] | None:
+    """HA-DPO: a wrong yes/no answer (rejected) against the right one (chosen)."""
+    if record.get("correct") is not False:
+        return None
+    right = "Yes" if record["target"] == "yes" else "No"
+    if record["response"].strip() == right:
+        return None
+    return right, record["response"], {"pair_type": "yesno", "question_id": record["metadata"].get("question_id")}
+
+
 @task("pope")
 def pope() -> TaskSpec:
     return TaskSpec(
@@ -66,17 +76,14 @@ def pope() -> TaskSpec:
         version="1",
         description="POPE object-existence yes/no questions (random, popular, adversarial splits)",
         data_source=DEFAULT_DATA,
-        load=load_samples,
+        loader=load_samples,
         score_sample=score_sample,
         measure=MEASURE,
         parsers=PARSERS,
         default_parser="pope-official",
         generation=GenerationConfig(max_new_tokens=128),
         headline=("f1", "accuracy"),
-        options={
-            "data": f"official coco_pope_<split>.json file(s) or folder, merged JSONL with category, or hf:NAME (default {DEFAULT_DATA})",
-            "images": "folder with the images (e.g. COCO val2014); default: embedded in the dataset",
-            "labels": "folder of official question files giving labels to a merged JSONL without them",
-            "prompt_suffix": "text appended to each question (default: LLaVA's '\\nAnswer the question using a single word or phrase.')",
-        },
+        options=PopeOptions,
+        # POPE adversarial is where co-occurrence hallucination shows; its gap to random adds to the object error
+        capabilities=Capabilities(failure_pair=right_answer, mix_probes=(MixProbe("obj", "adversarial", "accuracy", baseline="random"),)),
     )

@@ -163,4 +163,4 @@ def test_task_arg_max_new_tokens_caps_one_task(tiny_llava, pope_fixture, tmp_pat
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "pope/result.json").read_text())["generation"]["max_new_tokens"] == 3
     proc = subprocess.run(run_args(tiny_llava, pope_fixture, tmp_path / "bad", "--task-arg", "pope.max_new_tokens=lots"), capture_output=True, text=True)
-    assert proc.returncode == 2 and "pope.max_new_tokens='lots': give a positive whole number" in proc.stderr
+    assert proc.returncode == 2 and "--task-arg pope.max_new_tokens='lots': expected a whole number" in proc.stderr

@@ -82,7 +82,7 @@ def test_metrics_match_official(shared_benchmarks, name):
 
     base = shared_benchmarks / "chair/opera_captions"
     spec = get_task("chair")
-    samples, texts, _ = spec.read_answers(base / name, {"gt": str(base / "gt_objects.json")})
+    samples, texts, _ = spec.answers(base / name, {"gt": str(base / "gt_objects.json")})
     m = build_result(spec, spec.parser(None), score_texts(spec, spec.parser(None), samples, texts))["metrics"]
     chair_s, chair_i, recall, len_ = OFFICIAL[name]
     assert m["chair_s"] == pytest.approx(chair_s, abs=1e-12)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from mmhallu_eval.build.qa import build_mmhal
+from mmhallu_eval.benchmarks.qa import build_mmhal
 from mmhallu_eval.world.shapes import build_world
 from mmhallu_tasks.mmhal.oracle import SceneGraphOracle
 from mmhallu_tasks.mmhal.task import mmhal_official
@@ -122,4 +122,4 @@ def test_score_cli_with_the_oracle(world, tmp_path):
     assert data["judge"]["kind"] == "scene-graph-oracle" and data["metrics"]["n"] == len(items)
     assert 0.2 < data["metrics"]["hallucination_rate"] <= 0.5
     proc = subprocess.run([*CLI, "score", "mmhal", "--answers", str(answers), "--out", str(result), "--judge-backend", "scene-graph-oracle"], capture_output=True, text=True)
-    assert proc.returncode != 0 and "needs --judge-scene-graph FILE" in proc.stderr
+    assert proc.returncode == 2 and "--judge-scene-graph FILE" in proc.stderr

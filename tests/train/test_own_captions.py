@@ -4,7 +4,7 @@ import json
 import pytest
 
 from mmhallu_eval.task import TaskError
-from mmhallu_eval.train.sampled import own_caption_pairs
+from mmhallu_eval.train.strategies.own_captions import caption_judge, own_caption_pairs
 
 
 def _row(image_id, k, caption, objects, truth):
@@ -42,6 +42,7 @@ def test_own_caption_pairs_pair_each_hallucination_with_the_closest_clean_captio
         own_caption_pairs(rows, max_per_image=0)
 
 
+@pytest.mark.slow
 def test_sample_captions_and_the_loop_stage(world, tmp_path):
     """The shipped demo model captions the tiny world's training images; the loop samples once, builds own_captions
     pairs from the samples, and skips the sampling on a rerun."""
@@ -52,12 +53,13 @@ def test_sample_captions_and_the_loop_stage(world, tmp_path):
         pytest.skip("NLTK data for the CHAIR parser is missing (set NLTK_DATA or run `mmhallu setup nltk`)")
     from mmhallu_eval.annotations import load_graphs
     from mmhallu_eval.train.loop import LoopConfig, run_loop
-    from mmhallu_eval.train.sampled import sample_captions
+    from mmhallu_eval.train.strategies.own_captions import sample_captions
     from mmhallu_eval.world.demo_model import SHIPPED_MODEL
 
     graphs = load_graphs(world / "scene_graph_train.json")[:6]
     backend = {"device": "cpu", "dtype": "float32"}
-    rows = sample_captions(str(SHIPPED_MODEL), graphs, world / "images", n=3, temperature=1.0, seed=0, synonyms=str(world / "synonyms.txt"),
+    judge = caption_judge(["chair"], {"chair": {"synonyms": str(world / "synonyms.txt")}})
+    rows = sample_captions(str(SHIPPED_MODEL), graphs, world / "images", judge, n=3, temperature=1.0, seed=0,
                            backend_args=backend, max_new_tokens=48, log=lambda _: None)
     assert len(rows) == 18 and not any(r.get("error") for r in rows)
     by_id = {g["image_id"]: g for g in graphs}
@@ -65,18 +67,20 @@ def test_sample_captions_and_the_loop_stage(world, tmp_path):
         assert set(r["truth"]) == {o["name"] for o in by_id[r["image_id"]]["objects"]}
         assert set(r["hallucinated"]) == set(r["objects"]) - set(r["truth"])
     assert sum(bool(r["objects"]) for r in rows) > 9  # the demo model names the world's objects
-    again = sample_captions(str(SHIPPED_MODEL), graphs, world / "images", n=3, temperature=1.0, seed=0, synonyms=str(world / "synonyms.txt"),
+    again = sample_captions(str(SHIPPED_MODEL), graphs, world / "images", judge, n=3, temperature=1.0, seed=0,
                             backend_args=backend, max_new_tokens=48, log=lambda _: None)
     assert [r["caption"] for r in again] == [r["caption"] for r in rows]  # seeded
     with pytest.raises(TaskError, match="at least 2"):
-        sample_captions(str(SHIPPED_MODEL), graphs, world / "images", n=1)
+        sample_captions(str(SHIPPED_MODEL), graphs, world / "images", judge, n=1)
     with pytest.raises(TaskError, match="temperature"):
-        sample_captions(str(SHIPPED_MODEL), graphs, world / "images", n=2, temperature=0)
+        sample_captions(str(SHIPPED_MODEL), graphs, world / "images", judge, n=2, temperature=0)
+    with pytest.raises(TaskError, match="none of pope does"):
+        caption_judge(["pope"], {})
 
     chair = {"coco_annotations": str(world), "images": str(world / "images"), "synonyms": str(world / "synonyms.txt"), "n_images": "4"}
     cfg = LoopConfig(model=str(SHIPPED_MODEL), train_annotations=str(world / "scene_graph_train.json"), train_images=str(world / "images"),
                      tasks=["chair"], out=tmp_path / "loop", task_args={"chair": chair}, strategies=["own_captions"], backend_args=backend,
-                     max_new_tokens=48, train={"max_steps": 2, "batch_size": 2}, own_samples=8, own_temperature=1.0, show_progress=False)
+                     max_new_tokens=48, train={"max_steps": 2, "batch_size": 2}, pair_options={"own_samples": 8, "own_temperature": 1.0}, show_progress=False)
     logs: list[str] = []
     run_loop(cfg, log=logs.append)
     state = json.loads((tmp_path / "loop" / "loop.json").read_text())

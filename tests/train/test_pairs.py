@@ -5,7 +5,9 @@ import subprocess
 import sys
 
 
-from mmhallu_eval.train.builders import finer_pairs, hadpo_pairs, povid_pairs
+from mmhallu_eval.train.strategies.finer import finer_pairs
+from mmhallu_eval.train.strategies.hadpo import hadpo_pairs
+from mmhallu_eval.train.strategies.povid import povid_pairs
 from mmhallu_eval.train.pairs import drop_contaminated
 from mmhallu_eval.annotations import OPPOSITE, from_coco, load_graphs
 
@@ -46,7 +48,7 @@ def test_finer_short_answer_style(world):
     import pytest
 
     from mmhallu_eval.task import TaskError
-    from mmhallu_eval.train.builders import SHORT_SUFFIX
+    from mmhallu_eval.prompts import SHORT_ANSWER
 
     graphs = load_graphs(world / "scene_graph_train.json")
     mix = {"obj": 1, "attr": 1, "rel": 1, "wh": 1}
@@ -55,7 +57,7 @@ def test_finer_short_answer_style(world):
     assert len(long_pairs) == len(short_pairs)
     text = lambda turn: turn[0]["content"][0]["text"]
     for lp, sp in zip(long_pairs, short_pairs):
-        assert _question(sp) == _question(lp) + SHORT_SUFFIX and sp["polarity"] == lp["polarity"] and sp["answer_style"] == "short"
+        assert _question(sp) == _question(lp) + SHORT_ANSWER and sp["polarity"] == lp["polarity"] and sp["answer_style"] == "short"
         assert sp.get("swapped") == lp.get("swapped") and sp["slots"] == lp["slots"]
         if sp["pair_type"] == "wh":
             assert text(lp["chosen"]).endswith(f" {text(sp['chosen'])}.") and text(sp["chosen"]) != text(sp["rejected"])
@@ -158,7 +160,7 @@ def test_hadpo_from_a_runs_failures(shared_benchmarks, tmp_path):
 
     base = shared_benchmarks / "chair/opera_captions"
     spec = get_task("chair")
-    samples, texts, _ = spec.read_answers(base / "llava-1.5/greedy.jsonl", {"gt": str(base / "gt_objects.json")})
+    samples, texts, _ = spec.answers(base / "llava-1.5/greedy.jsonl", {"gt": str(base / "gt_objects.json")})
     for s in samples:
         s.images = [f"/data/coco/train2014/COCO_train2014_{s.metadata['image_id']:012d}.jpg"]
     run = write_run(tmp_path / "run", "chair", samples[:60], texts)
@@ -180,7 +182,7 @@ def test_hadpo_from_a_runs_failures(shared_benchmarks, tmp_path):
 def test_povid_noised_image_pairs(world, tmp_path):
     from PIL import Image
 
-    from mmhallu_eval.train.builders import noised_image_pairs
+    from mmhallu_eval.train.strategies.povid import noised_image_pairs
 
     graphs = load_graphs(world / "scene_graph_train.json")[:4]
     seen = []
@@ -204,7 +206,8 @@ def test_contrast_pairs_small_objects_against_their_absent_partners(world):
     from collections import Counter
 
     from mmhallu_eval.annotations import cooccurrence
-    from mmhallu_eval.train.builders import SHORT_SUFFIX, contrast_pairs
+    from mmhallu_eval.prompts import SHORT_ANSWER
+    from mmhallu_eval.train.strategies.contrast import contrast_pairs
 
     graphs = load_graphs(world / "scene_graph_train.json")
     pairs = contrast_pairs(graphs, world / "images", small_quantile=0.3)
@@ -213,7 +216,7 @@ def test_contrast_pairs_small_objects_against_their_absent_partners(world):
     limit = areas[round(0.3 * len(areas)) - 1]
     co = cooccurrence(graphs)
     top = {c: min(n, key=lambda k: (-n[k], k)) for c, n in co.items()}
-    assert pairs and all(_question(p).endswith(SHORT_SUFFIX) and p["strategy"] == "contrast" for p in pairs)
+    assert pairs and all(_question(p).endswith(SHORT_ANSWER) and p["strategy"] == "contrast" for p in pairs)
     expected = Counter()
     for g in graphs:
         names = {o["name"] for o in g["objects"]}
@@ -239,7 +242,7 @@ def test_contrast_pairs_small_objects_against_their_absent_partners(world):
     assert len(contrast_pairs(graphs, world / "images", small_quantile=1.0)) > len(pairs)
     assert len(contrast_pairs(graphs, world / "images", 0.3, partners=3)) > len(pairs)
     sentence = contrast_pairs(graphs, world / "images", 0.3, answer_style="sentence")
-    assert [_question(p) + SHORT_SUFFIX for p in sentence] == [_question(p) for p in pairs]
+    assert [_question(p) + SHORT_ANSWER for p in sentence] == [_question(p) for p in pairs]
     assert all(answers(p)[0].startswith("No, there is no ") for p in sentence if p["polarity"] == "neg")
 
 
@@ -247,7 +250,7 @@ def test_contrast_pairs_bad_input(world, tmp_path):
     import pytest
 
     from mmhallu_eval.task import TaskError
-    from mmhallu_eval.train.builders import contrast_pairs
+    from mmhallu_eval.train.strategies.contrast import contrast_pairs
 
     graphs = load_graphs(world / "scene_graph_train.json")
     with pytest.raises(TaskError, match="small_quantile"):
@@ -271,9 +274,15 @@ def test_pairs_build_cli_contrast_and_loop_strategies(world, tmp_path):
     meta = json.loads(out.with_suffix(".meta.json").read_text())
     assert meta["counts"]["contrast/obj"] == meta["n_pairs"] > 0
     bad = subprocess.run([*CLI, "pairs", "build", "--strategy", "contrast,hallu", "--annotations", "x", "--images", "y", "--out", str(out)], capture_output=True, text=True)
-    assert bad.returncode != 0 and "unknown strategy hallu" in bad.stderr + bad.stdout
-    with pytest.raises(TaskError, match="unknown pair strategy hadpo"):
+    assert bad.returncode == 2 and "unknown pair strategy 'hallu'" in bad.stderr
+    with pytest.raises(TaskError, match="hadpo read"):
         run_loop(LoopConfig(model="m", train_annotations="a", train_images="i", tasks=["pope"], out=tmp_path / "loop", strategies=["finer", "hadpo"]))
+    with pytest.raises(TaskError, match="partnerz.*belong to none"):
+        run_loop(LoopConfig(model="m", train_annotations="a", train_images="i", tasks=["pope"], out=tmp_path / "loop", strategies=["contrast"],
+                            pair_options={"partnerz": 2}))
+    with pytest.raises(TaskError, match="'learning_rte' is neither.*Did you mean: learning_rate"):
+        run_loop(LoopConfig(model="m", train_annotations="a", train_images="i", tasks=["pope"], out=tmp_path / "loop", strategies=["contrast"],
+                            train={"learning_rte": 1e-5}))
     assert not (tmp_path / "loop").exists()
 
 
@@ -308,7 +317,7 @@ def test_caption_swap_pairs_differ_in_one_class_in_place(world, tmp_path):
 
     from mmhallu_eval.annotations import cooccurrence
     from mmhallu_eval.task import TaskError
-    from mmhallu_eval.train.builders import caption_swap_pairs
+    from mmhallu_eval.train.strategies.caption_swap import caption_swap_pairs
 
     graphs = load_graphs(world / "scene_graph_train.json")
     by_image = {g["image_id"]: g for g in graphs}

@@ -6,16 +6,16 @@ ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "mmhallu_eval"
 
 LAYERS = {
-    "types": 0, "errors": 0, "reasoning": 0,
+    "types": 0, "errors": 0, "reasoning": 0, "prompts": 0,
     "metrics": 1, "paired": 1,
-    "measure": 2,
+    "measure": 2, "options": 2,
     "task": 3,
     "files": 4, "registry": 4, "nltk_resources": 4, "quiet": 4,
     "data": 5, "annotations": 5,
     "cache": 6, "scoring": 6,
     "backends": 7,
     "rundir": 8,
-    "build": 8,
+    "benchmarks": 8,
     "runner": 9, "world": 9,
     "report": 10,
     "train": 11,
@@ -96,3 +96,23 @@ def test_scoring_path_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+#: the embedded default (the demo), the offline fixtures and the commands that write benchmark files in a benchmark's
+#: official format are applications of the built-in tasks: they may name them
+APPLICATIONS = ("demo.py", "world/", "cli/world.py")
+
+
+def test_core_never_names_a_built_in_task():
+    """What the core needs from a task is a declared capability, not a lookup by name: no string in a core module
+    equals a built-in task's name."""
+    tasks = {"pope", "mme", "chair", "mmhal", "finer_comprecap", "finer_docci"}
+    bad = []
+    for path in PKG.rglob("*.py"):
+        rel = str(path.relative_to(PKG))
+        if rel.startswith(APPLICATIONS):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in tasks:
+                bad.append(f"{rel}:{node.lineno} names task {node.value!r}")
+    assert not bad, "\n".join(bad)

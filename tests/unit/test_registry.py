@@ -26,21 +26,27 @@ def test_unknown_task_did_you_mean():
 
 USER_TASK = textwrap.dedent(
     '''
-    from mmhallu_eval import Measure, Metric, Parser, Sample, TaskSpec, count, ratio, task
+    from dataclasses import dataclass
+
+    from mmhallu_eval import Measure, Metric, Parser, Sample, TaskOptions, TaskSpec, count, opt, ratio, task
+
+    @dataclass
+    class EchoOptions(TaskOptions):
+        n: int = opt(3, "how many samples")
 
     def load(options):
-        return [Sample(id=str(i), prompt=f"say {i}", target=str(i)) for i in range(int(options.get("n", "3")))]
+        return [Sample(id=str(i), prompt=f"say {i}", target=str(i)) for i in range(options.n)]
 
     @task("echo_count")
     def echo_count():
         return TaskSpec(
             name="echo_count", version="2", description="user task", data_source="generated",
-            load=load,
+            loader=load,
             score_sample=lambda s, text, p: {"parsed": p(text), "correct": p(text) == s.target},
             measure=Measure(stats=("right", "n"), unit_stats=lambda rs: (bool(rs[0]["correct"]), 1),
                             metrics=(Metric("accuracy", ratio("right", "n"), True, ci=True), Metric("n", count("n")))),
             parsers={"identity": Parser("identity", "1", str.strip)}, default_parser="identity",
-            options={"n": "how many samples"},
+            options=EchoOptions,
         )
     '''
 )

@@ -55,6 +55,7 @@ def test_cell_embeddings_are_mean_word_embeddings(setup):
     assert sum(ids == [pad] for ids in cells[key]) == 9 - len(next(g for g in setup["graphs"] if key.endswith(g["file_name"]))["objects"])
 
 
+@pytest.mark.slow
 def test_stages_lower_their_losses(setup):
     model, processor = setup["model"], setup["processor"]
     logs: list[str] = []
@@ -128,6 +129,7 @@ def test_chat_template_ends_a_completion_where_the_model_stops(setup):
     assert (SHIPPED_MODEL / "chat_template.jinja").read_text() == CHAT_TEMPLATE
 
 
+@pytest.mark.slow
 def test_reading_order_captions_and_the_caption_stages(setup):
     """`reading` captions name the objects top to bottom, left to right (the order the image tokens can be read in)
     in the two caption templates; the caption stages train on them and report their losses."""

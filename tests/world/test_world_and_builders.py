@@ -4,8 +4,8 @@ import json
 from collections import Counter
 
 from mmhallu_eval.annotations import cooccurrence, from_coco, load_graphs
-from mmhallu_eval.build.pope import build_pope
-from mmhallu_eval.build.qa import build_finer, build_mme, build_mmhal
+from mmhallu_eval.benchmarks.pope import build_pope
+from mmhallu_eval.benchmarks.qa import build_finer, build_mme, build_mmhal
 from mmhallu_eval.world.shapes import CLASSES, PARTNERS, build_world
 
 

@@ -7,14 +7,9 @@ import random
 from pathlib import Path
 from typing import Any
 
-from ..annotations import OPPOSITE, SIZE_ORDER, cooccurrence, load_graphs, vocabulary
+from ..annotations import OPPOSITE, SIZE_ORDER, absent_ranked, cooccurrence, load_graphs, vocabulary
+from ..prompts import YES_NO
 
-MME_SUFFIX = " Please answer yes or no."
-
-
-def _absent(present: set[str], co: dict, classes: list[str]) -> list[str]:
-    score = {c: sum(co.get(p, {}).get(c, 0) for p in present) for c in classes if c not in present}
-    return sorted(score, key=lambda c: (-score[c], c))
 
 
 def build_mme(annotations: str | Path, out: str | Path, seed: int = 0) -> dict[str, Path]:
@@ -31,26 +26,26 @@ def build_mme(annotations: str | Path, out: str | Path, seed: int = 0) -> dict[s
         present = {o["name"] for o in objs}
         name = g["file_name"]
         o = rng.choice(objs)
-        absent = _absent(present, co, classes)
+        absent = absent_ranked(present, co, classes)
         if absent:
-            lines["existence"] += [f"{name}\tIs there a {o['name']} in this image?{MME_SUFFIX}\tYes", f"{name}\tIs there a {absent[0]} in this image?{MME_SUFFIX}\tNo"]
+            lines["existence"] += [f"{name}\tIs there a {o['name']} in this image?{YES_NO}\tYes", f"{name}\tIs there a {absent[0]} in this image?{YES_NO}\tNo"]
         n = len(objs)
         wrong = rng.choice([k for k in range(1, 7) if k != n])
         noun = lambda k: "object" if k == 1 else "objects"
         verb = lambda k: "is" if k == 1 else "are"
-        lines["count"] += [f"{name}\t{verb(n).capitalize()} there {n} {noun(n)} in this image?{MME_SUFFIX}\tYes",
-                           f"{name}\t{verb(wrong).capitalize()} there {wrong} {noun(wrong)} in this image?{MME_SUFFIX}\tNo"]
+        lines["count"] += [f"{name}\t{verb(n).capitalize()} there {n} {noun(n)} in this image?{YES_NO}\tYes",
+                           f"{name}\t{verb(wrong).capitalize()} there {wrong} {noun(wrong)} in this image?{YES_NO}\tNo"]
         rels = [r for r in g.get("relations", []) if r["predicate"] in OPPOSITE]
         if rels:
             r = rng.choice(rels)
             by_id = {x["id"]: x["name"] for x in objs}
             a, b, p = by_id[r["subject"]], by_id[r["object"]], r["predicate"]
-            lines["position"] += [f"{name}\tIs the {a} {p} the {b}?{MME_SUFFIX}\tYes", f"{name}\tIs the {a} {OPPOSITE[p]} the {b}?{MME_SUFFIX}\tNo"]
+            lines["position"] += [f"{name}\tIs the {a} {p} the {b}?{YES_NO}\tYes", f"{name}\tIs the {a} {OPPOSITE[p]} the {b}?{YES_NO}\tNo"]
         color = o.get("attributes", {}).get("color")
         others = [c for c in values.get("color", []) if c != color]
         if color and others:
-            lines["color"] += [f"{name}\tIs there a {color} {o['name']} in this image?{MME_SUFFIX}\tYes",
-                               f"{name}\tIs there a {rng.choice(others)} {o['name']} in this image?{MME_SUFFIX}\tNo"]
+            lines["color"] += [f"{name}\tIs there a {color} {o['name']} in this image?{YES_NO}\tYes",
+                               f"{name}\tIs there a {rng.choice(others)} {o['name']} in this image?{YES_NO}\tNo"]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
@@ -82,7 +77,7 @@ def build_finer(annotations: str | Path, out: str | Path, seed: int = 0) -> dict
             continue
         base = {"image_filename": g["file_name"]}
         present = {o["name"] for o in objs}
-        absent = _absent(present, co, classes)
+        absent = absent_ranked(present, co, classes)
         o = rng.choice(objs)
         name, color = o["name"], o.get("attributes", {}).get("color")
         if absent:
@@ -135,7 +130,7 @@ def build_mmhal(annotations: str | Path, out: str | Path, n_items: int = 96, see
         objs = g["objects"]
         a, b = rng.sample(objs, 2)
         qtype = QUESTION_TYPES[i % 8]
-        absent = _absent({o["name"] for o in objs}, co, classes)
+        absent = absent_ranked({o["name"] for o in objs}, co, classes)
         attrs = lambda o: o.get("attributes", {})
         if qtype == "attribute":
             q, gt = f"What color is the {a['name']}?", f"The {a['name']} is {attrs(a).get('color')}."

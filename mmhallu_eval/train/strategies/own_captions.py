@@ -10,27 +10,47 @@ from __future__ import annotations
 
 import difflib
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..backends import create_backend
-from ..registry import get_task
-from ..task import TaskError
-from ..types import GenerationConfig, Request, user_message
-from .builders import DESCRIBE
-from .pairs import make_pair
+from ...backends import create_backend
+from ...errors import TaskError
+from ...files import atomic_write_jsonl, iter_jsonl
+from ...options import opt
+from ...prompts import DESCRIBE
+from ...registry import get_task
+from ...types import GenerationConfig, Request, user_message
+from ..pairs import make_pair
+from ..strategy import PairContext, Strategy
+
+CAPTIONS_FILE = "own_captions.jsonl"
 
 
-def _judge(synonyms: str | None) -> Callable[[str], list[str]]:
-    spec = get_task("chair")
-    if spec.text_objects is None:
-        raise TaskError("the chair task does not expose text_objects; cannot judge captions")
-    meta = {"synonyms": synonyms}
-    return lambda text: list(spec.text_objects(text, meta))
+@dataclass
+class OwnCaptionsOptions:
+    own_samples: int = opt(16, "captions sampled per training image from the base model (best-of-n)")
+    own_temperature: float = opt(0.7, "sampling temperature")
+    own_max_per_image: int = opt(4, "at most this many pairs (distinct hallucinating captions) per image")
+    own_repeat: int = opt(1, "write each pair this many times (its weight in the DPO mix)")
+    own_synonyms: str | None = opt(None, "synonyms file for judging the captions (default: the judging task's own synonyms option)")
 
 
-def sample_captions(model: str, graphs: list[dict[str, Any]], images: str | Path, n: int = 16, temperature: float = 0.7, seed: int = 0,
-                    synonyms: str | None = None, backend: str = "transformers", backend_args: dict[str, Any] | None = None,
+def caption_judge(tasks: list[str], task_args: dict[str, dict[str, Any]], synonyms: str | None = None) -> Callable[[str], list[str]]:
+    """The object mentions of a caption, by the first evaluation task that declares them (`Capabilities.mentions`),
+    with that task's synonyms option unless `synonyms` is given."""
+    for name in tasks:
+        spec = get_task(name)
+        if spec.capabilities.mentions is not None:
+            options = spec.parse_options(task_args.get(name, {}))
+            meta = {"synonyms": synonyms or getattr(options, "synonyms", None)}
+            mentions = spec.capabilities.mentions
+            return lambda text: list(mentions(text, meta))
+    raise TaskError(f"own_captions judges captions with an evaluation task that names the objects a text mentions; none of {', '.join(tasks) or '(no tasks)'} does")
+
+
+def sample_captions(model: str, graphs: list[dict[str, Any]], images: str | Path, judge: Callable[[str], list[str]], n: int = 16,
+                    temperature: float = 0.7, seed: int = 0, backend: str = "transformers", backend_args: dict[str, Any] | None = None,
                     batch_size: int = 32, max_new_tokens: int = 128, prompt: str = DESCRIBE,
                     log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """`n` sampled captions per image of `graphs`, each with the CHAIR objects it names, the image's ground-truth
@@ -39,7 +59,6 @@ def sample_captions(model: str, graphs: list[dict[str, Any]], images: str | Path
         raise TaskError(f"own_captions: {n} sample(s) per image; best-of-n needs at least 2")
     if temperature <= 0:
         raise TaskError(f"own_captions: temperature {temperature}; sampling needs a temperature above 0")
-    judge = _judge(synonyms)
     truth_of: dict[str, list[str]] = {}
 
     def truth(g: dict[str, Any]) -> set[str]:
@@ -118,3 +137,30 @@ def own_caption_pairs(samples: list[dict[str, Any]], max_per_image: int = 4, rep
             if made >= max_per_image:
                 break
     return pairs
+
+
+def prepare(ctx: PairContext, o: OwnCaptionsOptions) -> dict[str, Any]:
+    """Sample and judge the captions once (a loop stage); the pairs are built from the saved file."""
+    if not ctx.model:
+        raise TaskError("own_captions samples the model being tuned: build these pairs with `mmhallu loop --strategy own_captions`")
+    judge = caption_judge(ctx.tasks, ctx.task_args, o.own_synonyms)
+    ctx.log(f"[loop] own_captions: sampling {o.own_samples} captions per training image at temperature {o.own_temperature}")
+    rows = sample_captions(ctx.model, ctx.graphs, ctx.images, judge, o.own_samples, o.own_temperature, ctx.seed, backend_args=ctx.backend_args,
+                           batch_size=ctx.batch_size or 32, max_new_tokens=ctx.max_new_tokens or 128, log=ctx.log)
+    path = ctx.work_dir / CAPTIONS_FILE
+    atomic_write_jsonl(path, rows)
+    bad = sum(1 for r in rows if r.get("hallucinated"))
+    failed = sum(1 for r in rows if r.get("error"))
+    ctx.log(f"[loop] own_captions: {len(rows)} captions, {bad} name an absent object, {failed} failed")
+    return {"captions": str(path), "n": len(rows), "hallucinating": bad, "failed": failed}
+
+
+def build(ctx: PairContext, o: OwnCaptionsOptions) -> list[dict[str, Any]]:
+    path = ctx.work_dir / CAPTIONS_FILE
+    if not path.is_file():
+        raise TaskError("own_captions samples the model being tuned: build these pairs with `mmhallu loop --strategy own_captions`")
+    return own_caption_pairs([row for _, row in iter_jsonl(path)], o.own_max_per_image, o.own_repeat, ctx.seed)
+
+
+STRATEGY = Strategy(name="own_captions", description="best-of-n on the base model's own sampled captions, judged against the annotations",
+                    options=OwnCaptionsOptions, build=build, needs=("annotations", "model"), prepare=prepare)

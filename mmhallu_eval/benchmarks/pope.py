@@ -8,7 +8,8 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from ..annotations import cooccurrence, from_coco
+from ..annotations import absent_ranked, cooccurrence, from_coco
+from ..errors import TaskError
 
 SPLITS = ("random", "popular", "adversarial")
 
@@ -17,7 +18,7 @@ def build_pope(instances: str | Path, out: str | Path, name: str = "coco", n_ima
                min_objects: int = 3, seed: int = 0) -> dict[str, Path]:
     graphs = [g for g in from_coco(Path(instances)) if len({o["name"] for o in g["objects"]}) >= min_objects]
     if not graphs:
-        raise ValueError(f"{instances}: no image has {min_objects} or more distinct objects")
+        raise TaskError(f"{instances}: no image has {min_objects} or more distinct objects")
     rng = random.Random(seed)
     chosen = rng.sample(graphs, min(n_images, len(graphs)))
     all_graphs = from_coco(Path(instances))
@@ -39,8 +40,7 @@ def build_pope(instances: str | Path, out: str | Path, name: str = "coco", n_ima
             elif split == "popular":
                 negatives = sorted(absent, key=lambda c: (-frequency[c], c))[:per_image]
             else:
-                score = {c: sum(co.get(p, {}).get(c, 0) for p in present) for c in absent}
-                negatives = sorted(absent, key=lambda c: (-score[c], -frequency[c], c))[:per_image]
+                negatives = absent_ranked(set(present), co, classes, tiebreak=lambda c: (-frequency[c],))[:per_image]
             for pos, neg in zip(positives, negatives):
                 for obj, label in ((pos, "yes"), (neg, "no")):
                     rows.append({"question_id": qid, "image": g["file_name"], "text": f"Is there a {obj} in the image?", "label": label})

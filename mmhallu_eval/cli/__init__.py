@@ -1,0 +1,44 @@
+"""The `mmhallu` command line: one thin module per command group. The `score`, `pairs build` and `loop` commands are
+generated from the task and pair-strategy declarations. Heavy modules (torch, backends) are imported inside the
+commands that need them, so scoring saved answers never loads torch."""
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from . import evaluate, reports, train, world
+from .pairs import register_loop, register_pairs_build
+from .score import score_app
+
+
+def build_app(argv: list[str] | None = None) -> typer.Typer:
+    """The whole command tree; `--include-path` folders on the command line register their tasks first, so that
+    `mmhallu score PLUGIN_TASK` exists."""
+    argv = sys.argv[1:] if argv is None else argv
+    include = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--include-path"] + [a.split("=", 1)[1] for a in argv if a.startswith("--include-path=")]
+    app = typer.Typer(add_completion=False, no_args_is_help=True, help="Measure hallucination in multimodal LLMs.")
+    for module in (evaluate, reports, world):
+        app.registered_commands += module.app.registered_commands
+    app.add_typer(score_app(include), name="score")
+    pairs = typer.Typer(no_args_is_help=True, help="Build DPO preference pairs.")
+    register_pairs_build(pairs)
+    app.add_typer(pairs, name="pairs")
+    register_loop(app)
+    app.add_typer(train.train_app, name="train")
+    app.add_typer(world.world_app, name="world")
+    app.add_typer(world.build_app, name="build")
+    return app
+
+
+def main() -> None:
+    build_app()(prog_name="mmhallu")
+
+
+def __getattr__(name: str) -> typer.Typer:
+    if name == "app":  # `from mmhallu_eval.cli import app` (tests, typer's CliRunner): the tree for this process
+        return build_app([])
+    raise AttributeError(name)
+
+
+__all__ = ["build_app", "main"]

@@ -1,0 +1,107 @@
+"""What the command modules share: the one user-error exit, task-argument parsing, one-line result summaries and
+click options generated from options dataclasses (tasks' and pair strategies' declarations)."""
+from __future__ import annotations
+
+import inspect
+import typing
+from typing import Any, Callable, Literal, Optional
+
+import typer
+
+from ..errors import UserError
+from ..options import fields_of, type_name, unwrap
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Every command catches these once and turns them into one `error:` line with exit 2."""
+    return (UserError,)
+
+
+def parse_task_args(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """`pope.data=PATH` → {"pope": {"data": "PATH"}}."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        task, dot, opt = key.partition(".")
+        if not sep or not dot or not task or not opt:
+            fail(f"--task-arg {item!r}: expected TASK.KEY=VALUE, e.g. pope.data=coco_pope_random.json")
+        out.setdefault(task, {})[opt] = value
+    return out
+
+
+def parse_parsers(value: str | None, tasks: list[str]) -> dict[str, str]:
+    """`strict` (for every task) or `pope=strict,mme=mme-official`."""
+    if not value:
+        return {}
+    if "=" not in value:
+        return {t: value for t in tasks}
+    out = {}
+    for part in value.split(","):
+        task, _, name = part.partition("=")
+        out[task.strip()] = name.strip()
+    return out
+
+
+def split(value: str) -> list[str]:
+    """A comma-separated option as its non-empty items."""
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def headline(result: dict[str, Any]) -> str:
+    keys = [k for k, v in result["metrics"].items() if isinstance(v, float)][:5]
+    parts = [f"{k}={result['metrics'][k]:.4f}" for k in keys]
+    if result["errors"].get("total"):
+        parts.append(f"errors={result['errors']['total']}")
+    return ", ".join(parts) + f" (n={result['n']}, parser={result['parser']})"
+
+
+def option(name: str, kind: Any, default: Any = None, help: str = "", flags: tuple[str, ...] = (), metavar: str | None = None) -> inspect.Parameter:
+    """A keyword parameter typer turns into `--flags` (default: `--name-with-dashes`)."""
+    names = flags or (f"--{name.replace('_', '-')}",)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(default, *names, help=help, metavar=metavar), annotation=kind)
+
+
+def declared_options(cls: type, skip: tuple[str, ...] = (), prefix: str = "") -> list[inspect.Parameter]:
+    """Options for the fields of an options dataclass: `--name-with-dashes` (and the field's `flag` alias), typed,
+    repeatable for tuples, on/off for booleans; default None so that only what was given reaches the parser (the
+    declared default is shown in the help). Values are read as text and converted by the declaration's parser, so a
+    bad value gets the same one-line error from the command line as from `--task-arg`."""
+    params = []
+    for f, kind in fields_of(cls):
+        if f.name in skip:
+            continue
+        inner, _ = unwrap(kind)
+        flag = f"--{f.name.replace('_', '-')}"
+        names = (flag,) + ((f"--{f.metadata['flag']}",) if f.metadata.get("flag") else ())
+        default = f.default
+        help_text = prefix + f.metadata.get("help", "") + (f" [default: {default}]" if default not in (None, "", ()) else "")
+        if inner is bool:
+            params.append(option(f.name, Optional[bool], None, help_text, (f"{flag}/--no-{flag[2:]}",)))
+        elif typing.get_origin(inner) is tuple:
+            params.append(option(f.name, Optional[list[str]], None, help_text + " (repeatable)", names))
+        else:
+            choices = typing.get_args(inner) if typing.get_origin(inner) is Literal else ()
+            params.append(option(f.name, Optional[str], None, help_text + (f" ({' | '.join(map(str, choices))})" if choices else ""), names,
+                                 metavar=type_name(kind).upper()))
+    return params
+
+
+def command(app: typer.Typer, name: str, callback: Callable[..., None], params: list[inspect.Parameter], help: str) -> None:
+    """Register `callback(**values)` as a typer command whose parameters are `params` (built from declarations)."""
+
+    def run(**values: Any) -> None:
+        callback(**values)
+
+    run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # what typer reads
+    run.__doc__ = help
+    app.command(name, help=help)(run)
+
+
+def given(values: dict[str, Any]) -> dict[str, Any]:
+    """The options a command line set (None and empty repeatables are "not given")."""
+    return {k: v for k, v in values.items() if v is not None and v != ()}

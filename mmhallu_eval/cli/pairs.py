@@ -1,0 +1,141 @@
+"""`mmhallu pairs build` and `mmhallu loop`: their strategy flags are generated from the pair strategies' option
+declarations (train/strategies), so a new strategy brings its own flags and help."""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ..options import fields_of
+from .common import command, declared_options, fail, given, option, parse_task_args, split, user_errors
+
+
+def strategy_params() -> list[inspect.Parameter]:
+    """One flag per declared strategy option; an option two strategies share (same name) is one flag."""
+    from ..train.strategy import get_strategy, strategy_names
+
+    seen: set[str] = set()
+    params = []
+    for name in strategy_names():
+        cls = get_strategy(name).options
+        params += declared_options(cls, skip=tuple(seen), prefix=f"{name}: ")
+        seen |= {f.name for f, _ in fields_of(cls)}
+    return params
+
+
+def strategy_values(values: dict[str, Any]) -> dict[str, Any]:
+    from ..train.strategy import get_strategy, strategy_names
+
+    names = {f.name for s in strategy_names() for f, _ in fields_of(get_strategy(s).options)}
+    return {k: v for k, v in given(values).items() if k in names}
+
+
+def parse_mix(value: str | None) -> dict[str, float]:
+    from ..train.mix import DEFAULT_MIX
+
+    if not value:
+        return dict(DEFAULT_MIX)
+    mix = {}
+    for part in value.split(","):
+        key, _, weight = part.partition("=")
+        if key.strip() not in DEFAULT_MIX:
+            fail(f"--mix {part!r}: pair types are {', '.join(DEFAULT_MIX)}")
+        try:
+            mix[key.strip()] = float(weight)
+        except ValueError:
+            fail(f"--mix {part!r}: expected TYPE=WEIGHT")
+    return mix
+
+
+def _pairs_build(**values: Any) -> None:
+    """Preference pairs in TRL's vision format (images, prompt, chosen, rejected) with provenance."""
+    from ..files import atomic_write_json
+    from ..train.mix import mix_from_run
+    from ..train.pairs import PairSet, drop_contaminated
+    from ..train.strategy import PairContext, build_pairs, get_strategy, strategy_options
+
+    strategies = split(values["strategy"])
+    out: Path = values["out"]
+    try:
+        for name in strategies:
+            if "model" in get_strategy(name).needs:
+                fail(f"{name} samples the model being tuned: use `mmhallu loop --strategy {name}` (it samples after the base run)")
+        options = strategy_options(strategies, strategy_values(values))
+        weights, evidence = mix_from_run(values["mix_from_run"]) if values["mix_from_run"] else (parse_mix(values["mix"]), {})
+        ctx = PairContext(annotations=values["annotations"], images=values["images"], seed=values["seed"], mix=weights, run=values["run"],
+                          work_dir=out.parent / f"{out.stem}_files")
+        pairs = build_pairs(strategies, ctx, options)
+        excluded = split(values["exclude_eval_tasks"] or "")
+        pairs, dropped = drop_contaminated(pairs, excluded, parse_task_args(values["task_arg"]))
+    except user_errors() as exc:
+        fail(str(exc))
+    PairSet(pairs, dropped, weights, {"strategies": strategies, "mix_evidence": evidence}).write(out)
+    if values["mix_from_run"]:
+        atomic_write_json(out.with_suffix(".mix.json"), {"mix": weights, **evidence})
+    typer.echo(f"wrote {len(pairs)} pairs to {out} ({dropped} dropped: images used by {', '.join(excluded) or 'no'} evaluation tasks); mix {weights}")
+
+
+def register_pairs_build(app: typer.Typer) -> None:
+    from ..train.strategy import get_strategy, strategy_names
+
+    described = "; ".join(f"{n}: {get_strategy(n).description}" for n in strategy_names())
+    params = [
+        option("strategy", str, ..., f"Pair strategies, comma-separated ({described})."),
+        option("out", Path, ..., "pairs.jsonl to write (+ .meta.json with counts and the mix)."),
+        option("annotations", Optional[str], None, "Scene-graph JSON or COCO instances file (strategies built from annotations)."),
+        option("images", Optional[str], None, "Folder the annotations' file names are relative to."),
+        option("run", Optional[str], None, "A run on training images (hadpo: the failures of its tasks)."),
+        option("mix", Optional[str], None, "Pair-type weights, e.g. obj=1,attr=2,rel=1,wh=0.5 (finer)."),
+        option("mix_from_run", Optional[Path], None, "Set the mix from a base run's weakest slices."),
+        option("exclude_eval_tasks", Optional[str], None, "Drop pairs on images of these evaluation tasks, e.g. pope,chair."),
+        option("task_arg", list[str], [], "Options of the excluded tasks, TASK.KEY=VALUE."),
+        option("seed", int, 0),
+        *strategy_params(),
+    ]
+    command(app, "build", _pairs_build, params, "Preference pairs in TRL's vision format (images, prompt, chosen, rejected) with provenance.")
+
+
+def _loop(**values: Any) -> None:
+    """Evaluate → pairs from the base run's failures → DPO → evaluate the adapter → compare (resumable)."""
+    from ..train.loop import LoopConfig, run_loop
+
+    cfg = LoopConfig(
+        model=values["model"], train_annotations=str(values["train_data"]), train_images=str(values["train_images"]), tasks=split(values["tasks"]),
+        out=values["out"], task_args=parse_task_args(values["task_arg"]), strategies=split(values["strategy"]), pair_options=strategy_values(values),
+        limit=values["limit"], max_new_tokens=values["max_new_tokens"], backend_args={"device": values["device"]},
+        mix=parse_mix(values["mix"]) if values["mix"] else None,
+        train={"epochs": values["epochs"], "learning_rate": values["lr"], "beta": values["beta"], "batch_size": values["batch_size"],
+               "loss_type": split(values["loss_type"])},
+        show_progress=not values["no_progress"],
+    )
+    try:
+        state = run_loop(cfg, log=typer.echo)
+    except user_errors() as exc:
+        fail(str(exc))
+    typer.echo(f"loop done: {Path(cfg.out) / 'loop.json'}; compare page {state['stages']['compare']['outputs']['html']}")
+
+
+def register_loop(app: typer.Typer) -> None:
+    params = [
+        option("model", str, ..., "Base model."),
+        option("train_data", Path, ..., "Training annotations: scene-graph JSON or COCO instances file."),
+        option("train_images", Path, ..., "Folder the training annotations' file names are relative to."),
+        option("tasks", str, ..., "Evaluation tasks, e.g. pope,finer_comprecap."),
+        option("out", Path, ..., "Loop folder: base/, pairs.jsonl, adapter/, tuned/, compare/, loop.json."),
+        option("task_arg", list[str], [], "Task option TASK.KEY=VALUE (repeatable)."),
+        option("strategy", str, "finer,povid", "Pair strategies built from the training annotations or from the base model's own captions."),
+        option("mix", Optional[str], None, "Fixed pair-type weights, e.g. obj=1,attr=0.2,rel=0.2,wh=0.2 (default: set from the base run's failures)."),
+        option("limit", Optional[int], None),
+        option("max_new_tokens", Optional[int], None),
+        option("epochs", float, 1.0),
+        option("lr", float, 5e-5),
+        option("beta", float, 0.1),
+        option("batch_size", int, 4),
+        option("loss_type", str, "sigmoid"),
+        option("device", str, "auto"),
+        option("no_progress", bool, False),
+        *strategy_params(),
+    ]
+    command(app, "loop", _loop, params, "Evaluate → pairs from the base run's failures → DPO → evaluate the adapter → compare (resumable).")

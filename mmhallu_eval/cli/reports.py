@@ -1,0 +1,78 @@
+"""`mmhallu report`, `compare` and `leaderboard`: pages and tables built from run folders."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import fail, user_errors
+
+app = typer.Typer()
+
+
+@app.command("report")
+def report_cmd(
+    run_dir: Path = typer.Argument(..., help="A run folder written by `mmhallu run`."),
+    out: Optional[Path] = typer.Option(None, help="HTML file (default RUN_DIR/report.html)."),
+    include: list[Path] = typer.Option([], "--include-path", help="Folder with user task plugins (runs of plugin tasks)."),
+) -> None:
+    """One self-contained HTML page: metrics with CIs, groups, errors, manifest, filterable samples."""
+    from ..report.pages import run_report
+
+    try:
+        _include(include)
+        path = run_report(run_dir, out)
+    except user_errors() as exc:
+        fail(str(exc))
+    typer.echo(f"wrote {path}")
+
+
+@app.command("compare")
+def compare_cmd(
+    base: Path = typer.Argument(..., help="Run folder of the base model."),
+    tuned: Path = typer.Argument(..., help="Run folder of the tuned model."),
+    out: Optional[Path] = typer.Option(None, help="Folder for compare.html and compare.json (default: TUNED)."),
+    intersect: bool = typer.Option(False, help="Compare only the samples both runs evaluated."),
+    include: list[Path] = typer.Option([], "--include-path", help="Folder with user task plugins (runs of plugin tasks)."),
+) -> None:
+    """Paired before/after statistics per task, metric and group, with the samples that flipped."""
+    from ..report.pages import compare_report
+
+    try:
+        _include(include)
+        html, js = compare_report(base, tuned, out, intersect=intersect)
+    except user_errors() as exc:
+        fail(str(exc))
+    data = json.loads(js.read_text())
+    for task, t in data["tasks"].items():
+        for metric, e in t["metrics"].items():
+            if e["delta"] is not None:
+                flag = " *" if e["significant"] else ""
+                typer.echo(f"{task}/{metric}: {e['base']:.4f} → {e['tuned']:.4f} (Δ {e['delta']:+.4f}, p={e['p_value']:.3g}{flag})")
+    typer.echo(f"wrote {html} and {js}")
+
+
+@app.command("leaderboard")
+def leaderboard_cmd(
+    runs: list[Path] = typer.Argument(..., help="Run folders."),
+    out: Path = typer.Option(Path("reports/leaderboard.html"), help="HTML file; .csv and .md are written beside it."),
+    include: list[Path] = typer.Option([], "--include-path", help="Folder with user task plugins (runs of plugin tasks)."),
+) -> None:
+    """A sortable HTML leaderboard of runs plus CSV and Markdown tables for papers."""
+    from ..report.pages import leaderboard
+
+    try:
+        _include(include)
+        paths = leaderboard(runs, out)
+    except user_errors() as exc:
+        fail(str(exc))
+    typer.echo("wrote " + ", ".join(map(str, paths)))
+
+
+def _include(folders: list[Path]) -> None:
+    from ..registry import include_path
+
+    for folder in folders:
+        include_path(folder)

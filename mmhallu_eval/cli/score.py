@@ -1,0 +1,102 @@
+"""`mmhallu score TASK`: score answers saved by any tool, for every registered task (plugins too), without loading a
+model. Each task's command is generated from its declaration: its options become flags (`--data`, `--gt`,
+`--judge-model`, …), so `score pope|mme|finer|chair|mmhal` keep their flags and a plugin task needs no CLI code."""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ..registry import TaskAlias, get_task, include_path, task_aliases, task_names
+from .common import command, declared_options, fail, given, headline, option, parse_task_args, user_errors
+
+COMMON = {"answers", "out", "parser", "allow_missing", "reasoning", "task_arg", "include_path"}
+
+
+def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, parser: str | None, allow_missing: bool = False,
+                reasoning: str = "strip") -> None:
+    """Score a saved answers file and write result.json + <stem>.samples.jsonl beside it."""
+    from ..files import atomic_write_json, atomic_write_jsonl
+    from ..scoring import build_result, match_answers, score_texts
+
+    extra: dict[str, Any] = {"answers_file": str(answers)}
+    try:
+        spec = get_task(task)
+        chosen = spec.parser(parser)
+        typed = spec.parse_options(options)
+        if spec.read_answers is not None:
+            samples, texts, notes = spec.read_answers(answers, typed)
+            for note in notes:
+                typer.secho(f"{answers}: {note}", fg=typer.colors.YELLOW, err=True)
+        else:
+            samples = spec.load(typed)
+            match = match_answers(samples, answers)
+            texts = match.texts
+            problems = match.problems()
+            for p in problems:
+                typer.secho(f"{answers}: {p}", fg=typer.colors.YELLOW, err=True)
+            if problems and not allow_missing:
+                fail("answers do not match the questions (see above); fix the file or pass --allow-missing to score what matches")
+            extra.update(missing_answers=len(match.missing), unknown_answers=len(match.unknown), duplicate_answers=len(match.duplicates))
+        records = score_texts(spec, chosen, samples, texts, typed, reasoning)  # type: ignore[arg-type]
+        result = build_result(spec, chosen, records, extra={**extra, "reasoning": reasoning})
+    except user_errors() as exc:
+        fail(str(exc))
+    atomic_write_json(out, result)
+    atomic_write_jsonl(out.with_name(out.stem + ".samples.jsonl"), records)
+    typer.echo(f"{task}: {headline(result)}")
+    typer.echo(f"wrote {out}")
+
+
+def _common_params() -> list[inspect.Parameter]:
+    return [
+        option("answers", Path, ..., "The saved answers (the task's answers format; see its README)."),
+        option("out", Path, ..., "result.json to write (samples go to <out stem>.samples.jsonl)."),
+        option("parser", Optional[str], None, "A named parser of the task (default: the official one)."),
+        option("allow_missing", bool, False, "Score the answers that match even if some are missing/unknown."),
+        option("reasoning", str, "strip", "strip: parse the answer after </think>; keep: the raw text."),
+        option("task_arg", list[str], [], "A task option TASK.KEY=VALUE (the same as its flag)."),
+        option("include_path", list[str], [], "Folder with user task plugins."),
+    ]
+
+
+def _register(app: typer.Typer, name: str, spec_options: type, alias: TaskAlias | None = None) -> None:
+    def callback(**values: Any) -> None:
+        chosen = values.pop(alias.option, None) if alias else None
+        if alias and chosen not in (None, *alias.tasks):
+            fail(f"--{alias.option} {chosen!r}: use {' or '.join(alias.tasks)}")
+        task = alias.tasks[chosen or alias.default] if alias else name
+        if values["reasoning"] not in ("strip", "keep"):
+            fail(f"--reasoning {values['reasoning']!r}: choose strip or keep")
+        options = {k: v for k, v in given(values).items() if k not in COMMON}
+        for key, value in parse_task_args(values["task_arg"]).get(task, {}).items():
+            options.setdefault(key, value)
+        if get_task(task).capabilities.judged and "judge_cache" not in options:  # judge replies cached beside the result
+            options["judge_cache"] = str(Path(values["out"]).parent / "judge_cache.sqlite")
+        score_saved(task, options, values["answers"], values["out"], values["parser"], values["allow_missing"], values["reasoning"])
+
+    params = _common_params() + declared_options(spec_options, skip=("max_new_tokens",))
+    if alias is not None:
+        params.append(option(alias.option, Optional[str], None, alias.help or f"default {alias.default}"))
+    doc = (f"Score saved answers of {', '.join(alias.tasks.values())} (chosen by --{alias.option})." if alias
+           else f"Score saved {name} answers: {get_task(name).description}.")
+    command(app, name, callback, params, doc)
+
+
+def score_app(include: list[str]) -> typer.Typer:
+    """One `score` command per registered task (and task alias), plugins from `include` folders too."""
+    app = typer.Typer(no_args_is_help=True, help="Score answers saved by any tool, without loading a model: `mmhallu score TASK --answers F --out R`.")
+    try:
+        for path in include:
+            include_path(path)
+        aliases = task_aliases()
+        for name in task_names():
+            _register(app, name, get_task(name).options)
+        for name, alias in aliases.items():
+            if name not in task_names():
+                _register(app, name, get_task(alias.tasks[alias.default]).options, alias)
+    except user_errors() as exc:
+        fail(str(exc))
+    return app

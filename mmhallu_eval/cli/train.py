@@ -1,0 +1,50 @@
+"""`mmhallu train dpo`: preference tuning with TRL."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import fail, user_errors
+
+train_app = typer.Typer(no_args_is_help=True, help="Preference tuning with TRL.")
+
+
+@train_app.command("dpo")
+def train_dpo_cmd(
+    model: str = typer.Option(..., help="Base model folder or hub id."),
+    pairs: Path = typer.Option(..., help="pairs.jsonl from `mmhallu pairs build`."),
+    out: Path = typer.Option(..., help="Output folder (adapter or full model, processor, train_log.jsonl, configs)."),
+    config: Optional[Path] = typer.Option(None, help="YAML with TrainConfig fields and any DPOConfig field."),
+    full: bool = typer.Option(False, help="Full fine-tuning instead of LoRA."),
+    beta: Optional[float] = typer.Option(None),
+    lr: Optional[float] = typer.Option(None, "--lr"),
+    epochs: Optional[float] = typer.Option(None),
+    max_steps: Optional[int] = typer.Option(None),
+    batch_size: Optional[int] = typer.Option(None),
+    grad_accum: Optional[int] = typer.Option(None),
+    loss_type: Optional[str] = typer.Option(None, help="TRL loss types, comma-separated, e.g. sigmoid,sft."),
+    loss_weights: Optional[str] = typer.Option(None, help="Weights for the loss types, e.g. 1,0.5."),
+    lora_r: Optional[int] = typer.Option(None),
+    seed: Optional[int] = typer.Option(None),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar or per-step metrics on stdout (train_log.jsonl has them)."),
+) -> None:
+    """DPO on preference pairs with TRL (LoRA by default). Multi-GPU: `accelerate launch -m mmhallu_eval.cli train dpo ...`."""
+    from ..train.dpo import TrainConfig, train_dpo
+
+    overrides = {
+        "full": full or None, "beta": beta, "learning_rate": lr, "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size,
+        "grad_accum": grad_accum, "lora_r": lora_r, "seed": seed,
+        "loss_type": loss_type.split(",") if loss_type else None,
+        "loss_weights": [float(w) for w in loss_weights.split(",")] if loss_weights else None,
+    }
+    try:
+        if config:
+            cfg = TrainConfig.from_yaml(config, model=model, pairs=str(pairs), out=str(out), **overrides)
+        else:
+            cfg = TrainConfig(model=model, pairs=str(pairs), out=str(out), **{k: v for k, v in overrides.items() if v is not None})
+        path = train_dpo(cfg, show_progress=not no_progress)
+    except user_errors() as exc:
+        fail(str(exc))
+    typer.echo(f"wrote {'model' if cfg.full else 'LoRA adapter'} to {path} (log: {path / 'train_log.jsonl'})")

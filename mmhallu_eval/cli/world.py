@@ -1,0 +1,206 @@
+"""Offline helpers: the shapes world, tiny models and fixtures, benchmarks built from annotations, the demo, NLTK
+set-up and vLLM's weight layout."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import fail, user_errors
+
+world_app = typer.Typer(no_args_is_help=True, help="Build offline models and fixtures (tests, the embedded default).")
+build_app = typer.Typer(no_args_is_help=True, help="Build benchmarks from COCO-format annotations or scene graphs.")
+app = typer.Typer()
+
+
+@world_app.command("build")
+def world_build_cmd(
+    out: Path = typer.Option(..., help="Folder for images/, COCO-style annotations, scene graphs, synonyms.txt."),
+    seed: int = typer.Option(0),
+    train: int = typer.Option(400, help="Training images."),
+    test: int = typer.Option(200, help="Test images."),
+) -> None:
+    """Generate the shapes world: scenes with full ground truth in standard formats (deterministic per seed)."""
+    from ..world.shapes import build_world
+
+    if train < 1 or test < 1:
+        fail(f"--train {train} --test {test}: both splits need at least one image")
+    try:
+        build_world(out, seed=seed, n_train=train, n_test=test)
+    except OSError as exc:
+        fail(f"{out}: cannot write the world there ({exc.strerror or exc})")
+    typer.echo(f"wrote the shapes world to {out} ({train} train, {test} test images)")
+
+
+@build_app.command("pope")
+def build_pope_cmd(
+    coco_annotations: Path = typer.Option(..., help="COCO instances JSON (or a folder with instances_<split>.json)."),
+    out: Path = typer.Option(..., help="Folder for <name>_pope_{random,popular,adversarial}.json."),
+    split: str = typer.Option("val2014", help="Which instances_<split>.json when a folder is given."),
+    name: str = typer.Option("coco", help="Dataset name in the file names."),
+    n_images: int = typer.Option(500),
+    per_image: int = typer.Option(3, help="Positive (and negative) questions per image."),
+    min_objects: int = typer.Option(3, help="Only images with at least this many distinct objects."),
+    seed: int = typer.Option(0),
+) -> None:
+    """POPE's own sampling: per image 3 present and 3 absent objects, negatives random/popular/adversarial."""
+    from ..benchmarks.pope import build_pope
+
+    instances = coco_annotations / f"instances_{split}.json" if coco_annotations.is_dir() else coco_annotations
+    if not instances.is_file():
+        fail(f"{instances}: COCO instances file not found")
+    try:
+        paths = build_pope(instances, out, name, n_images, per_image, min_objects, seed)
+    except user_errors() as exc:
+        fail(str(exc))
+    typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def _annotations_arg(path: Path, split: str) -> Path:
+    if path.is_dir():
+        for candidate in (path / f"scene_graph_{split}.json", path / f"instances_{split}.json"):
+            if candidate.is_file():
+                return candidate
+        fail(f"{path}: no scene_graph_{split}.json or instances_{split}.json")
+    return path
+
+
+@build_app.command("mme")
+def build_mme_cmd(annotations: Path = typer.Option(...), out: Path = typer.Option(...), split: str = typer.Option("test"), seed: int = typer.Option(0)) -> None:
+    """MME-style yes/no pairs (existence, count, position, color) as flat <subtask>.txt lists."""
+    from ..benchmarks.qa import build_mme
+
+    try:
+        paths = build_mme(_annotations_arg(annotations, split), out, seed)
+    except user_errors() as exc:
+        fail(str(exc))
+    typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@build_app.command("finer")
+def build_finer_cmd(annotations: Path = typer.Option(...), out: Path = typer.Option(...), split: str = typer.Option("test"), seed: int = typer.Option(0)) -> None:
+    """FINER-style 5-way MCQ pairs (positive + one-slot negative) for multi_obj, multi_attr, multi_rel, wh."""
+    from ..benchmarks.qa import build_finer
+
+    try:
+        paths = build_finer(_annotations_arg(annotations, split), out, seed)
+    except user_errors() as exc:
+        fail(str(exc))
+    typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@build_app.command("mmhal")
+def build_mmhal_cmd(annotations: Path = typer.Option(...), out: Path = typer.Option(..., help="JSON file (the MMHal template format)."), split: str = typer.Option("test"), n_items: int = typer.Option(96), seed: int = typer.Option(0)) -> None:
+    """MMHal-style open questions with image_content, in the response_template.json format."""
+    from ..benchmarks.qa import build_mmhal
+
+    try:
+        path = build_mmhal(_annotations_arg(annotations, split), out, n_items, seed)
+    except user_errors() as exc:
+        fail(str(exc))
+    typer.echo(f"wrote {path}")
+
+
+def _family_names() -> list[str]:
+    from ..world.families import FAMILIES
+
+    return sorted(FAMILIES)
+
+
+@world_app.command("tiny-model")
+def tiny_model_cmd(
+    out: Path = typer.Option(..., help="Folder to save the model and processor to."),
+    arch: str = typer.Option("llava", help="llava or idefics3 (ChatML test models), or a family name (see --family)."),
+    family: Optional[str] = typer.Option(None, help="A published family's layout and chat template: " + ", ".join(_family_names()) + "."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Build a tiny random-weight VLM with a locally trained tokenizer (offline, seconds)."""
+    from ..world.families import build_family
+    from ..world.tiny_models import build_tiny_model
+
+    try:
+        if family:
+            build_family(family, out, seed=seed)
+        else:
+            build_tiny_model(arch, out, seed=seed)  # type: ignore[arg-type]
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(f"wrote {family or arch} tiny model to {out}")
+
+
+@world_app.command("pope-fixture")
+def pope_fixture_cmd(
+    out: Path = typer.Option(..., help="Folder for images/ and *_pope_<split>.json."),
+    n_images: int = typer.Option(8),
+    seed: int = typer.Option(0),
+) -> None:
+    """Generate shape images and POPE question files for them."""
+    from ..world.fixtures import build_pope_fixture
+
+    build_pope_fixture(out, n_images=n_images, seed=seed)
+    typer.echo(f"wrote POPE fixture to {out}")
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Path = typer.Option(Path("reports/demo"), help="Folder for the world, the runs, the adapter and the reports."),
+    quick: bool = typer.Option(False, help="A small world and short training: checks the pipeline in about a minute."),
+    no_progress: bool = typer.Option(False, help="Hide progress bars."),
+) -> None:
+    """The embedded default, offline on a CPU: shapes world → demo VLM → POPE/CHAIR/MME/FINER → DPO pairs →
+    DPO (LoRA) → evaluate again → compare report."""
+    from ..demo import DemoSettings, run_demo
+    from ..world.demo_model import DemoTraining
+
+    quick_training = DemoTraining(language_steps=20, language_scenes=100, existence_steps=10, vision_steps=10, joint_steps=10,
+                                  caption_language_steps=10, caption_scenes=50, caption_joint_steps=10)
+    settings = DemoSettings()
+    if quick:
+        settings = DemoSettings(n_train=24, n_test=16, training=quick_training, dpo_batch=4, dpo_max_steps=6,
+                                pair_options={**settings.pair_options, "own_samples": 4})
+    try:
+        state = run_demo(out, settings, log=typer.echo, show_progress=not no_progress)
+    except user_errors() as exc:
+        fail(str(exc))
+    compare = json.loads(Path(state["stages"]["compare"]["outputs"]["json"]).read_text())
+    for task, t in compare["tasks"].items():
+        for metric, e in t["metrics"].items():
+            if e["delta"] is not None and e.get("higher_is_better") is not None:
+                mark = " (significant)" if e["significant"] else ""
+                typer.echo(f"  {task}/{metric}: {e['base']:.4f} → {e['tuned']:.4f}  Δ {e['delta']:+.4f}  p={e['p_value']:.3g}{mark}")
+    typer.echo(f"compare report: {state['stages']['compare']['outputs']['html']}")
+
+
+@app.command("setup")
+def setup_cmd(what: str = typer.Argument(..., help="nltk: download the NLTK resources CHAIR needs.")) -> None:
+    """Download optional resources (needs internet)."""
+    if what != "nltk":
+        fail(f"unknown setup target {what!r}; available: nltk")
+    from ..nltk_resources import download_nltk_resources, missing_nltk_resources
+
+    if not download_nltk_resources() or missing_nltk_resources():
+        fail(f"could not download NLTK resources {', '.join(missing_nltk_resources())}; set NLTK_DATA to a folder that has them")
+    typer.echo("NLTK resources ready")
+
+
+@app.command("vllm-layout")
+def vllm_layout_cmd(
+    model: Path = typer.Argument(..., help="A local model folder."),
+    fix: bool = typer.Option(False, "--fix", help="Rename the weights in place (the safetensors files are rewritten)."),
+) -> None:
+    """Check a model folder for weight names vLLM cannot load (a LLaVA CLIP tower saved by transformers 5); --fix
+    renames them to the published layout, which transformers loads too."""
+    from ..backends.vllm_layout import publish_clip_keys, unpublished_clip_keys
+
+    if not (model / "config.json").is_file():
+        fail(f"{model} is not a model folder (no config.json)")
+    keys = unpublished_clip_keys(model)
+    if not keys:
+        typer.echo(f"{model}: nothing to rename; vLLM can map its weight names")
+        return
+    if not fix:
+        typer.echo(f"{model}: {len(keys)} CLIP-tower weights vLLM cannot map (e.g. {keys[0]}); rerun with --fix to rename them in place")
+        raise typer.Exit(1)
+    typer.echo(f"{model}: renamed {publish_clip_keys(model)} weights to vision_tower.vision_model.*")

@@ -1,0 +1,122 @@
+"""Typed options, declared once as a dataclass (type, default, help) and parsed once: `--task-arg TASK.KEY=VALUE`
+strings become the declared types before anything loads, and an unknown key or a bad value is an error with a
+did-you-mean. The same declarations give `mmhallu tasks TASK` its option list and the CLI its flags."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import TaskError
+
+
+def opt(default: Any = None, help: str = "", flag: str | None = None) -> Any:
+    """A declared option: its default and help (and, for the `mmhallu score` flags, another flag name)."""
+    return field(default=default, metadata={"help": help, "flag": flag})
+
+
+@dataclass
+class TaskOptions:
+    """Options every task takes; a task's own options dataclass derives from it."""
+
+    max_new_tokens: int | None = opt(None, "generation cap for this task only (overrides the run-wide --max-new-tokens)")
+
+
+def unwrap(kind: Any) -> tuple[Any, bool]:
+    """(inner type, optional) for `X | None` / Optional[X]."""
+    args = typing.get_args(kind)
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else kind), True
+    return kind, False
+
+
+def type_name(kind: Any) -> str:
+    inner, _ = unwrap(kind)
+    if typing.get_origin(inner) is Literal:
+        name = "|".join(map(str, typing.get_args(inner)))
+    elif typing.get_origin(inner) is tuple:
+        name = type_name(typing.get_args(inner)[0]) + " (repeatable)"
+    else:
+        name = {str: "text", int: "integer", float: "number", bool: "true|false", Path: "path"}.get(inner, getattr(inner, "__name__", str(inner)))
+    return name
+
+
+def _convert(kind: Any, value: Any, where: str) -> Any:
+    inner, optional = unwrap(kind)
+    if value is None or (optional and isinstance(value, str) and value == ""):
+        if optional:
+            return None
+        raise TaskError(f"{where}: a value is needed")
+    if typing.get_origin(inner) is tuple:  # a repeatable option: each value converted to the item type
+        item = typing.get_args(inner)[0]
+        items = [value] if isinstance(value, str) else list(value)
+        return tuple(_convert(item, v, where) for v in items)
+    if not isinstance(value, str):  # already typed (from code rather than a command line)
+        if inner is bool and isinstance(value, bool) or inner is int and type(value) is int or inner is float and type(value) in (int, float):
+            return inner(value)
+        value = str(value)
+    if typing.get_origin(inner) is Literal:
+        choices = [str(c) for c in typing.get_args(inner)]
+        if value not in choices:
+            raise TaskError(f"{where}={value!r}: choose one of {', '.join(choices)}")
+        return value
+    try:
+        if inner is bool:
+            low = value.strip().lower()
+            if low not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(value)
+            return low in ("true", "1", "yes")
+        if inner is int:
+            return int(value)
+        if inner is float:
+            return float(value)
+    except ValueError:
+        raise TaskError(f"{where}={value!r}: expected {'a whole number' if inner is int else type_name(kind)}") from None
+    return value
+
+
+def fields_of(cls: type) -> list[tuple[dataclasses.Field, Any]]:
+    hints = typing.get_type_hints(cls)
+    return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
+
+
+def parse(cls: type, raw: Mapping[str, Any] | Any, owner: str, prefix: str = "") -> Any:
+    """An instance of the options dataclass `cls` from strings (or already typed values); `owner` names the task or
+    strategy in errors, `prefix` how its options are written (`--task-arg pope.`). An instance of `cls` is returned
+    as it is."""
+    if isinstance(raw, cls):
+        return raw
+    if dataclasses.is_dataclass(raw) and not isinstance(raw, type):
+        raw = dataclasses.asdict(raw)
+    known = {f.name: kind for f, kind in fields_of(cls)}
+    values = {}
+    for key, value in dict(raw).items():
+        if key not in known:
+            close = difflib.get_close_matches(key, list(known), n=2, cutoff=0.6)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise TaskError(f"{owner} has no option {key!r}.{hint} Its options: {', '.join(known)}")
+        values[key] = _convert(known[key], value, f"{prefix}{key}")
+    return cls(**values)
+
+
+def as_strings(options: Any) -> dict[str, str]:
+    """The options that differ from their defaults, as the strings a command line gives (for records and reruns)."""
+    out = {}
+    for f, _ in fields_of(type(options)):
+        value = getattr(options, f.name)
+        if value != f.default:
+            out[f.name] = str(value)
+    return out
+
+
+def describe(cls: type) -> list[dict[str, str]]:
+    """name, type, default and help of every option, for listings."""
+    return [{"name": f.name, "type": type_name(kind), "default": "" if f.default is None else repr(f.default), "help": f.metadata.get("help", "")}
+            for f, kind in fields_of(cls)]

@@ -1,0 +1,125 @@
+"""A new task and a new pair strategy each touch one folder: a toy task found with --include-path gets `tasks`,
+typed `--task-arg`s, a generated `score` command with its own flags, `run`, result intervals and `compare` from its
+declaration alone; a toy strategy found through the `mmhallu_eval.strategies` entry-point group gets its flag in
+`pairs build`."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
+
+TOY_TASK = textwrap.dedent('''
+    """A toy task: say a number back."""
+    from dataclasses import dataclass
+
+    from mmhallu_eval import Measure, Metric, Parser, Sample, TaskOptions, TaskSpec, count, opt, ratio, task
+
+    @dataclass
+    class ToyOptions(TaskOptions):
+        n: int = opt(6, "how many questions")
+        word: str = opt("say", "the verb of the prompt")
+
+    def load(options: ToyOptions):
+        return [Sample(id=str(i), prompt=f"{options.word} {i}", target=str(i), group="even" if i % 2 == 0 else "odd") for i in range(options.n)]
+
+    MEASURE = Measure(stats=("right", "n"), unit_stats=lambda rs: (bool(rs[0]["correct"]), 1),
+                      metrics=(Metric("accuracy", ratio("right", "n"), True, ci=True), Metric("n", count("n"))), accuracy_metric="accuracy")
+
+    @task("toy_echo")
+    def toy_echo():
+        return TaskSpec(name="toy_echo", version="1", description="say a number back", data_source="generated", loader=load,
+                        score_sample=lambda s, text, p: {"parsed": p(text), "correct": p(text) == s.target}, measure=MEASURE,
+                        parsers={"first-word": Parser("first-word", "1", lambda t: (t.split() or [""])[0])}, default_parser="first-word",
+                        options=ToyOptions)
+''')
+
+TOY_STRATEGY = textwrap.dedent('''
+    """A toy pair strategy: "Is it a WORD?" No ≻ Yes, once per image."""
+    from dataclasses import dataclass
+    from pathlib import Path
+
+    from mmhallu_eval.options import opt
+    from mmhallu_eval.train.pairs import make_pair
+    from mmhallu_eval.train.strategy import Strategy
+
+    @dataclass
+    class ToyOptions:
+        toy_word: str = opt("unicorn", "the absent thing to ask about")
+
+    def build(ctx, o):
+        return [make_pair(f"toy-{g['image_id']}", str(Path(ctx.images) / g["file_name"]), f"Is it a {o.toy_word}?", "No", "Yes", strategy="toy_upper")
+                for g in ctx.graphs]
+
+    STRATEGY = Strategy(name="toy_upper", description="asks about an absent thing", options=ToyOptions, build=build)
+''')
+
+
+@pytest.fixture()
+def toy_tasks(tmp_path: Path) -> Path:
+    (tmp_path / "plugins" / "toy").mkdir(parents=True)
+    (tmp_path / "plugins" / "toy" / "task.py").write_text(TOY_TASK)
+    return tmp_path / "plugins"
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env={**os.environ, **(env or {})})
+
+
+def test_a_toy_task_gets_every_command_from_its_declaration(toy_tasks, tmp_path):
+    listed = _cli("tasks", "--include-path", str(toy_tasks))
+    assert listed.returncode == 0 and "toy_echo" in listed.stdout
+    options = _cli("tasks", "toy_echo", "--include-path", str(toy_tasks))
+    assert "n (integer) [default: 6]: how many questions" in options.stdout
+
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text("".join(json.dumps({"question_id": str(i), "text": f"{i if i % 3 else 9} ok"}) + "\n" for i in range(4)))
+    out = tmp_path / "toy" / "result.json"
+    scored = _cli("score", "toy_echo", "--include-path", str(toy_tasks), "--answers", str(answers), "--out", str(out), "--n", "4")
+    assert scored.returncode == 0, scored.stderr
+    result = json.loads(out.read_text())
+    assert result["metrics"] == {"accuracy": 0.5, "n": 4} and set(result["groups"]) == {"even", "odd"}
+    assert "accuracy" in result["ci"] and result["groups"]["even"]["accuracy"] == 0.5
+
+    bad = _cli("score", "toy_echo", "--include-path", str(toy_tasks), "--answers", str(answers), "--out", str(out), "--n", "four")
+    assert bad.returncode == 2 and "--task-arg toy_echo.n='four': expected a whole number" in bad.stderr
+    typo = _cli("score", "toy_echo", "--include-path", str(toy_tasks), "--answers", str(answers), "--out", str(out), "--task-arg", "toy_echo.nn=3")
+    assert typo.returncode == 2 and "no option 'nn'. Did you mean: n?" in typo.stderr
+
+
+@pytest.mark.slow
+def test_a_toy_task_runs_and_compares(toy_tasks, tiny_llava, tmp_path):
+    args = ["run", "--model", str(tiny_llava), "--tasks", "toy_echo", "--include-path", str(toy_tasks), "--no-progress", "--device", "cpu",
+            "--max-new-tokens", "3"]
+    for name in ("a", "b"):
+        proc = _cli(*args, "--out", str(tmp_path / name), "--task-arg", "toy_echo.n=8")
+        assert proc.returncode == 0, proc.stderr
+    proc = _cli("compare", str(tmp_path / "a"), str(tmp_path / "b"), "--include-path", str(toy_tasks), "--out", str(tmp_path / "cmp"))
+    assert proc.returncode == 0, proc.stderr
+    compared = json.loads((tmp_path / "cmp/compare.json").read_text())["tasks"]["toy_echo"]["metrics"]["accuracy"]
+    assert compared["test"].startswith("mcnemar") and compared["delta"] == 0
+    wrong = _cli(*args, "--out", str(tmp_path / "c"), "--task-arg", "tox_echo.n=2")
+    assert wrong.returncode == 2 and "--task-arg names task 'tox_echo', which is not in --tasks (toy_echo). Did you mean 'toy_echo'?" in wrong.stderr
+
+
+def test_a_toy_strategy_from_an_entry_point_gets_its_flag(world, tmp_path):
+    site = tmp_path / "site"
+    (site / "toy_strategy-0.1.dist-info").mkdir(parents=True)
+    (site / "toy_strategy.py").write_text(TOY_STRATEGY)
+    (site / "toy_strategy-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-strategy\nVersion: 0.1\n")
+    (site / "toy_strategy-0.1.dist-info" / "entry_points.txt").write_text("[mmhallu_eval.strategies]\ntoy_upper = toy_strategy\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    helped = _cli("pairs", "build", "--help", env=env)
+    assert "--toy-word" in helped.stdout
+    out = tmp_path / "pairs.jsonl"
+    built = _cli("pairs", "build", "--strategy", "toy_upper,finer", "--toy-word", "dragon", "--annotations", str(world / "scene_graph_train.json"),
+                 "--images", str(world / "images"), "--out", str(out), env=env)
+    assert built.returncode == 0, built.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    toy = [r for r in rows if r["strategy"] == "toy_upper"]
+    assert len(toy) == 24 and toy[0]["prompt"][0]["content"][-1]["text"] == "Is it a dragon?"
+    assert any(r["strategy"] == "finer" for r in rows)

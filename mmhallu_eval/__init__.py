@@ -5,11 +5,12 @@ The public API for task plugins lives here; it imports no torch, so scoring save
 from .annotations import SIZE_ORDER, load_graphs
 from .backends.judge import Judge, JudgeOptions, create_judge, judge_cache
 from .data import image_digest, load_hf_dataset, open_image, resolve_image
-from .files import atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, require_fields
+from .files import atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, read_text, require_fields
 from .errors import TaskError, UserError
 from .measure import Measure, Metric, PooledMetric, Sums, count, ratio
 from .nltk_resources import download_nltk_resources, missing_nltk_resources
 from .paired import group_units, keep_whole_units
+from .scoring import AnswerMatch
 from .registry import TaskAlias, get_task, include_path, task, task_alias, task_names
 from .options import TaskOptions, opt
 from .prompts import DESCRIBE, SHORT_ANSWER, YES_NO
@@ -19,6 +20,7 @@ from .types import GenerationConfig, ImageLike, Request, Response, Sample, user_
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnswerMatch",
     "DESCRIBE",
     "SHORT_ANSWER",
     "YES_NO",
@@ -62,6 +64,7 @@ __all__ = [
     "download_nltk_resources",
     "open_image",
     "read_json",
+    "read_text",
     "require_fields",
     "resolve_image",
     "single_image_request",

@@ -11,13 +11,31 @@ from typing import Any, Iterable, Iterator
 from .task import TaskError
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-blank line; a malformed line names file and line."""
+def _decode(raw: bytes, path: Path, line: int | None = None) -> str:
+    """UTF-8 (a byte-order mark is dropped), else an error naming the file and line and what to do."""
+    try:
+        return raw.decode("utf-8-sig" if line in (None, 1) else "utf-8")
+    except UnicodeDecodeError as exc:
+        where = line if line is not None else raw[: exc.start].count(b"\n") + 1
+        raise TaskError(f"{path}:{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8") from None
+
+
+def read_text(path: str | Path) -> str:
+    """A text file as UTF-8 (BOM dropped); a missing file or other encoding is a clear error."""
     path = Path(path)
     if not path.is_file():
         raise TaskError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    return _decode(path.read_bytes(), path)
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each non-blank line, streaming; a malformed line names file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise TaskError(f"{path}: file not found")
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            line = _decode(raw, path, lineno)
             if not line.strip():
                 continue
             try:
@@ -31,12 +49,13 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def read_json(path: str | Path) -> Any:
     path = Path(path)
-    if not path.is_file():
-        raise TaskError(f"{path}: file not found")
+    text = read_text(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise TaskError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise TaskError(f"{path}: JSON nested too deeply to read") from None
 
 
 def require_fields(obj: dict[str, Any], fields: Iterable[str], where: str) -> None:

@@ -6,12 +6,16 @@ a different one is refused unless the user says `--resume` (reuse the folder and
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -19,11 +23,13 @@ from typing import Any
 
 from .errors import UserError
 from .files import atomic_write_json, atomic_write_jsonl, read_json
+from .outputs import is_run_layout
+from .redact import redact, redact_argv
 from .scoring import SCHEMA_VERSION
 
 MANIFEST = "manifest.json"
 CACHE = "cache.sqlite"
-SECRET_MARKERS = ("key", "token", "secret", "password")
+LOCK = ".lock"
 
 
 class RunDirError(UserError):
@@ -36,27 +42,6 @@ def now_iso() -> str:
 
 def run_fingerprint(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def redact_argv(argv: list[str]) -> list[str]:
-    """The command line without values of options that look like secrets (API keys never reach files)."""
-    out: list[str] = []
-    hide_next = False
-    for arg in argv:
-        if hide_next:
-            out.append("***")
-            hide_next = False
-            continue
-        name = arg.split("=", 1)[0].lower()
-        if arg.startswith("--") and any(m in name for m in SECRET_MARKERS) and not name.endswith("-env"):
-            if "=" in arg:
-                out.append(arg.split("=", 1)[0] + "=***")
-            else:
-                out.append(arg)
-                hide_next = True
-            continue
-        out.append(arg)
-    return out
 
 
 def package_versions() -> dict[str, str]:
@@ -96,10 +81,59 @@ class RunDir:
     def task_dir(self, task: str) -> Path:
         return self.root / task
 
+    def check_usable(self, overwrite: bool) -> None:
+        """What can be refused before the model loads: a folder that is not a run folder (without --overwrite, or
+        at all when it holds anything but a run's files: --overwrite never deletes what a run did not write)."""
+        if not self.root.exists():
+            return
+        if not self.root.is_dir():
+            raise RunDirError(f"{self.root} is a file, not a folder; give --out a folder")
+        if not any(c.name != LOCK for c in self.root.iterdir()):
+            return
+        layout, foreign = is_run_layout(self.root)
+        if not self.manifest_path.exists() and not overwrite:
+            raise RunDirError(
+                f"{self.root} is not empty and is not a run folder (no {MANIFEST}). Use another --out, "
+                "or --overwrite to replace its contents."
+            )
+        if overwrite and not layout:
+            raise RunDirError(
+                f"{self.root} holds files that are not part of a run ({', '.join(foreign)}); --overwrite only replaces a run folder's own "
+                "files, so give --out a new or a run folder"
+            )
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder while this process writes it: a second run on it is refused, naming the holder."""
+        created = not self.root.exists()
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / LOCK
+        fh = path.open("a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise RunDirError(f"{self.root} is being written by another mmhallu run (process {holder}); wait for it to finish or use another --out") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fh.close()
+            path.unlink(missing_ok=True)
+            if created and self.root.exists() and not any(self.root.iterdir()):  # a start that failed leaves nothing behind
+                self.root.rmdir()
+
     def prepare(self, config: dict[str, Any], resume: bool, overwrite: bool) -> dict[str, Any]:
         """Claim the folder for `config` and return the manifest to keep updating."""
         fingerprint = run_fingerprint(config)
         previous: dict[str, Any] | None = None
+        self.check_usable(overwrite)
         if self.manifest_path.exists():
             previous = read_json(self.manifest_path)
             same = previous.get("run_fingerprint") == fingerprint
@@ -112,12 +146,7 @@ class RunDir:
                     f"{previous.get('run_fingerprint')} vs {fingerprint}). Use another --out, --resume to continue in "
                     "this folder reusing its cached responses, or --overwrite to replace it."
                 )
-        elif self.root.exists() and any(self.root.iterdir()):
-            if not overwrite:
-                raise RunDirError(
-                    f"{self.root} is not empty and is not a run folder (no {MANIFEST}). Use another --out, "
-                    "or --overwrite to replace its contents."
-                )
+        elif overwrite and self.root.exists():
             self._clear()
         self.root.mkdir(parents=True, exist_ok=True)
         manifest: dict[str, Any] = {
@@ -129,6 +158,8 @@ class RunDir:
             "command": redact_argv(sys.argv),
             "versions": package_versions(),
             "git_sha": git_sha(),
+            #: relative image paths in samples.jsonl are relative to this folder (the report resolves them here)
+            "cwd": os.getcwd(),
             "tasks": {},
             "history": [],
         }
@@ -142,14 +173,17 @@ class RunDir:
         return manifest
 
     def _clear(self) -> None:
+        """Only a run's own files (check_usable refused anything else)."""
         for child in self.root.iterdir():
+            if child.name == LOCK:
+                continue
             if child.is_dir() and not child.is_symlink():
                 shutil.rmtree(child)
             else:
                 child.unlink()
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        atomic_write_json(self.manifest_path, manifest)
+        atomic_write_json(self.manifest_path, redact(manifest))
 
     def write_task(self, task: str, records: list[dict[str, Any]], result: dict[str, Any]) -> None:
         """samples.jsonl first, then result.json: a result.json on disk always has its samples beside it."""

@@ -40,6 +40,8 @@ class RunConfig:
     reasoning: Reasoning = "strip"
     resume: bool = False
     overwrite: bool = False
+    #: drop the run folder's response cache first (after it was reported corrupt or edited)
+    rebuild_cache: bool = False
     show_progress: bool = True
     #: replicas of the backend (Ray actors); neither this nor the cluster address changes results
     data_parallel: int = 1
@@ -67,6 +69,14 @@ def samples_hash(samples: list[Sample]) -> str:
     for s in samples:
         h.update(json.dumps([s.id, s.prompt, s.target, image_names(s)], default=str).encode())
     return h.hexdigest()[:16]
+
+
+def data_roots(samples: list[Sample]) -> list[str]:
+    """The folders the task's image files are in (absolute): the only places the run report shows images from."""
+    import os
+
+    folders = {os.path.dirname(os.path.abspath(im)) for s in samples for im in s.images if isinstance(im, (str, Path))}
+    return sorted(folders)[:1000]
 
 
 def load_task_samples(spec: TaskSpec, options: Any, limit: int | None) -> list[Sample]:
@@ -101,31 +111,40 @@ def check_task_options(specs: list[TaskSpec], task_args: dict[str, dict[str, Any
 
 
 def run(config: RunConfig, backend: Backend | None = None) -> dict[str, dict[str, Any]]:
-    """Evaluate every task; each task's files are written as soon as it finishes."""
+    """Evaluate every task; each task's files are written as soon as it finishes. Everything that can be checked
+    without the model — tasks, options, parsers, the data of every task, the output folder — is checked first, so a
+    mistake costs no model load and leaves nothing behind (and `--overwrite` deletes nothing)."""
     for path in config.include_paths:
         include_path(path)
     specs = [get_task(name) for name in config.tasks]
     options = check_task_options(specs, config.task_args, config.parsers)
     parsers = {spec.name: spec.parser(config.parsers.get(spec.name)) for spec in specs}
+    samples = {spec.name: load_task_samples(spec, options[spec.name], config.limit) for spec in specs}
+    rundir = RunDir(config.out)
+    rundir.check_usable(config.overwrite)
     own_backend = backend is None
     if not config.show_progress:
         hide_library_progress_bars()  # the model's weight-loading bar too
     if backend is None:
         backend = _make_backend(config)
-    rundir = RunDir(config.out)
-    manifest = rundir.prepare(config.identity(backend.fingerprint()), config.resume, config.overwrite)
-    manifest["model"] = backend.describe()
-    cache = ResponseCache(rundir.cache_path)
     results: dict[str, dict[str, Any]] = {}
     try:
-        for spec in specs:
-            results[spec.name] = _run_task(spec, parsers[spec.name], options[spec.name], config, backend, cache, rundir, manifest)
+        with rundir.lock():
+            manifest = rundir.prepare(config.identity(backend.fingerprint()), config.resume, config.overwrite)
+            manifest["model"] = backend.describe()
+            if config.rebuild_cache:
+                ResponseCache.remove(rundir.cache_path)
+            cache = ResponseCache(rundir.cache_path)
+            try:
+                for spec in specs:
+                    results[spec.name] = _run_task(spec, parsers[spec.name], options[spec.name], samples[spec.name], config, backend, cache, rundir, manifest)
+            finally:
+                cache.close()
+            manifest["finished"] = now_iso()
+            rundir.write_manifest(manifest)
     finally:
-        cache.close()
         if own_backend:
             backend.close()
-    manifest["finished"] = now_iso()
-    rundir.write_manifest(manifest)
     return results
 
 
@@ -137,9 +156,9 @@ def _make_backend(config: RunConfig) -> Backend:
     return create_backend(config.backend, model=config.model, **config.backend_args)
 
 
-def _run_task(spec, parser, options: Any, config: RunConfig, backend: Backend, cache: ResponseCache, rundir: RunDir, manifest) -> dict[str, Any]:
+def _run_task(spec, parser, options: Any, samples: list[Sample], config: RunConfig, backend: Backend, cache: ResponseCache, rundir: RunDir,
+              manifest: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
-    samples = load_task_samples(spec, options, config.limit)
     generation = spec.generation.with_overrides(max_new_tokens=options.max_new_tokens or config.max_new_tokens)
     requests = [spec.build_request(s, generation) for s in samples]
     responses, stats = generate_cached(
@@ -159,6 +178,7 @@ def _run_task(spec, parser, options: Any, config: RunConfig, backend: Backend, c
         "generation": generation.to_dict(),
         "n_samples": len(samples),
         "samples_hash": samples_hash(samples),
+        "data_roots": data_roots(samples),
         **({"judge": result["judge"], "prompt_version": result.get("prompt_version")} if result.get("judge") else {}),
         "stats": {**asdict(stats), "total_seconds": round(total, 3), "backend_seconds": round(stats.backend_seconds, 3)},
         "finished": now_iso(),

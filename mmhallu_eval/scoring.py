@@ -8,6 +8,7 @@ from typing import Any, Iterable
 
 from .files import iter_jsonl
 from .measure import summarize
+from .redact import redact
 from .reasoning import UNFINISHED, Reasoning, split_reasoning
 from .task import Parser, TaskError, TaskSpec
 from .types import Record, Response, Sample
@@ -65,6 +66,8 @@ def make_records(
         scores = [spec.score_sample(s, t, parser) for s, _, t in ok]
     for (_, record, _), score in zip(ok, scores):
         record.update(score)
+        if "judge" in record:  # a judge's description names its server: never its credentials
+            record["judge"] = redact(record["judge"])
     return records
 
 
@@ -82,7 +85,7 @@ def build_result(spec: TaskSpec, parser: Parser, records: list[dict[str, Any]], 
     if failed:
         errors["first_ids"] = [r["id"] for r in failed[:10]]
         errors["first_message"] = f"{failed[0]['id']}: {failed[0]['error'][:300]}"
-    return {
+    return redact({
         "schema_version": SCHEMA_VERSION,
         "task": spec.name,
         "task_version": spec.version,
@@ -96,24 +99,53 @@ def build_result(spec: TaskSpec, parser: Parser, records: list[dict[str, Any]], 
         "errors": errors,
         **agg.extra,
         **(extra or {}),
-    }
+    })
 
 
 @dataclass
 class AnswerMatch:
-    """Answers of a saved file matched to samples, with what did not match."""
+    """Answers of a saved file matched to samples, with what did not match: every reader of saved answers reports
+    missing, duplicate, unknown and invalid (not text) answers the same way, and `mmhallu score` refuses them unless
+    --allow-missing."""
 
-    texts: dict[str, str]
+    texts: dict[str, str] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+    #: what the reader wants the user to know that does not stop scoring (e.g. MME subtask files absent)
+    notes: list[str] = field(default_factory=list)
+    _seen: set[str] = field(default_factory=set, repr=False)
+
+    def offer(self, sample_id: str, value: Any, key: str | None = None) -> bool:
+        """One answer for `sample_id` (`key`: how the file names it). A second one is a duplicate, a value that is not
+        text an invalid answer; True when the answer was taken."""
+        key = sample_id if key is None else key
+        if sample_id in self._seen:
+            self.duplicates.append(key)
+            return False
+        self._seen.add(sample_id)
+        if not isinstance(value, str):
+            self.invalid.append(f"{key} ({type(value).__name__})")
+            return False
+        self.texts[sample_id] = value
+        return True
+
+    def finish(self, samples: Iterable[Sample]) -> "AnswerMatch":
+        self.missing = [s.id for s in samples if s.id not in self._seen]
+        return self
 
     def problems(self) -> list[str]:
         out = []
-        for label, ids in (("missing answers", self.missing), ("duplicate answer ids", self.duplicates), ("answer ids not in the data", self.unknown)):
+        for label, ids in (("missing answers", self.missing), ("duplicate answer ids", self.duplicates), ("answer ids not in the data", self.unknown),
+                           ("answers that are not text", self.invalid)):
             if ids:
                 out.append(f"{len(ids)} {label} (first: {', '.join(map(str, ids[:5]))})")
         return out
+
+    def counts(self) -> dict[str, int]:
+        return {"missing_answers": len(self.missing), "unknown_answers": len(self.unknown), "duplicate_answers": len(self.duplicates),
+                "invalid_answers": len(self.invalid)}
 
 
 def match_answers(samples: list[Sample], answers: Path | str, text_field: str = "text") -> AnswerMatch:
@@ -124,9 +156,7 @@ def match_answers(samples: list[Sample], answers: Path | str, text_field: str = 
     by_id = {s.id: s for s in samples}
     qid_counts = Counter(str(s.metadata.get("question_id")) for s in samples)
     by_qid = {str(s.metadata.get("question_id")): s for s in samples if qid_counts[str(s.metadata.get("question_id"))] == 1}
-    texts: dict[str, str] = {}
-    seen: Counter[str] = Counter()
-    match = AnswerMatch(texts)
+    match = AnswerMatch()
     for lineno, row in iter_jsonl(answers):
         key = row.get("question_id", row.get("id"))
         if key is None:
@@ -143,13 +173,8 @@ def match_answers(samples: list[Sample], answers: Path | str, text_field: str = 
                 )
             match.unknown.append(key)
             continue
-        seen[sample.id] += 1
-        if seen[sample.id] > 1:
-            match.duplicates.append(key)
-            continue
-        texts[sample.id] = str(row[text_field])
-    match.missing = [s.id for s in samples if s.id not in texts]
-    return match
+        match.offer(sample.id, row[text_field], key)
+    return match.finish(samples)
 
 
 def score_texts(

@@ -102,8 +102,8 @@ class TaskSpec:
     #: (samples, texts, parser, task options) → one dict per sample.
     score_batch: Callable[[list[Sample], list[str], Parser, Any], list[dict[str, Any]]] | None = None
     #: Reads a saved-answers file whose rows carry the questions too (MME result lists, FINER rows):
-    #: (path, options) → (samples, {sample id: answer text}, problems). None → match against `load`.
-    read_answers: Callable[[Any, Any], tuple[list[Sample], dict[str, str], list[str]]] | None = None
+    #: (path, options) → (samples, AnswerMatch of their answers). None → match against `load`.
+    read_answers: Callable[[Any, Any], tuple[list[Sample], Any]] | None = None
     #: Samples that must stay together under `--limit` (e.g. the two questions of an MME image).
     limit_unit: Callable[[Sample], Any] | None = None
     #: Optional hook run after the records are written, e.g. to export an official-format file.
@@ -117,7 +117,7 @@ class TaskSpec:
         """The samples, from raw or typed options."""
         return self.loader(self.parse_options(options))
 
-    def answers(self, path: Any, options: Mapping[str, Any] | Any = None) -> tuple[list[Sample], dict[str, str], list[str]]:
+    def answers(self, path: Any, options: Mapping[str, Any] | Any = None) -> tuple[list[Sample], Any]:
         """A saved-answers file that carries its questions (`read_answers`), with raw or typed options."""
         if self.read_answers is None:
             raise TaskError(f"task {self.name!r} matches saved answers against its data (no answers reader)")

@@ -35,7 +35,8 @@ def bench_ours(captions_file: Path, gt: Path) -> tuple[dict, float]:
     from mmhallu_eval.scoring import build_result, score_texts
 
     spec = get_task("chair")
-    samples, texts, _ = spec.answers(captions_file, {"gt": str(gt)})  # loads NLTK, WordNet, tagger
+    samples, match = spec.answers(captions_file, {"gt": str(gt)})  # loads NLTK, WordNet, tagger
+    texts = match.texts
     t0 = time.perf_counter()
     records = score_texts(spec, spec.parser(None), samples, texts)
     result = build_result(spec, spec.parser(None), records)

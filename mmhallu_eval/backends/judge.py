@@ -11,6 +11,7 @@ from typing import Any
 from ..cache import ResponseCache
 from ..types import GenerationConfig, Request, Response
 from ..options import TaskOptions, opt
+from ..redact import redact_url
 from .base import Backend, BackendError, create_backend
 from .openai_chat import ChatClient
 
@@ -58,7 +59,7 @@ class OpenAIJudge(Judge):
         self.client.check_reachable()
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": self.client.model, "base_url": self.client.base_url}
+        return {"kind": self.kind, "model": self.client.model, "base_url": redact_url(self.client.base_url) if self.client.base_url else None}
 
     def _ask(self, prompts: list[str], max_tokens: int) -> list[Verdict]:
         results = self.client.complete([[{"role": "user", "content": p}] for p in prompts], temperature=0.0, max_tokens=max_tokens)

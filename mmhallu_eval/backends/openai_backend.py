@@ -10,6 +10,7 @@ from typing import Any
 from ..data import open_image
 from ..types import Request, Response
 from .base import Backend
+from ..redact import redact_url
 from .openai_chat import ChatClient
 
 
@@ -54,7 +55,7 @@ class OpenAIBackend(Backend):
         return hashlib.sha256(ident.encode()).hexdigest()[:32]
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "model": self.model_name, "base_url": self.client.base_url, "revision": self.revision,
+        return {"backend": self.name, "model": self.model_name, "base_url": redact_url(self.client.base_url) if self.client.base_url else None, "revision": self.revision,
                 "model_fingerprint": self.fingerprint(), "architecture": "remote"}
 
     def generate(self, requests: list[Request]) -> list[Response]:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from ..redact import KEY_SHAPED
 from .base import BackendError
 
 
@@ -25,9 +27,16 @@ class ChatResult:
 
 
 def resolve_api_key(api_key_env: str | None) -> str:
-    """The key from the named environment variable; servers without auth get a placeholder. Never logged."""
-    name = api_key_env or "OPENAI_API_KEY"
-    return os.environ.get(name) or "EMPTY"
+    """The key from the named environment variable. A variable named explicitly must be set; without a name,
+    OPENAI_API_KEY or a placeholder for servers without auth. The key itself is never logged or written."""
+    if api_key_env is None:
+        return os.environ.get("OPENAI_API_KEY") or "EMPTY"
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env) or KEY_SHAPED.search(api_key_env):
+        raise BackendError("--api-key-env takes the NAME of an environment variable holding the key (e.g. OPENAI_API_KEY), "
+                           "not the key itself: export the key in a variable and name that")
+    if not os.environ.get(api_key_env):
+        raise BackendError(f"--api-key-env {api_key_env}: that environment variable is not set (export it, or leave the option out for a server without auth)")
+    return os.environ[api_key_env]
 
 
 class ChatClient:

@@ -74,7 +74,8 @@ def run_cmd(
     judge_api_key_env: Optional[str] = typer.Option(None, help="Environment variable with the judge's API key (default OPENAI_API_KEY)."),
     judge_backend: Optional[str] = typer.Option(None, help="openai (default), a local backend name (transformers), or a judge a task declares (MMHal-Bench: scene-graph-oracle, synthetic data only)."),
     resume: bool = typer.Option(False, help="Continue in a folder that holds a different run, reusing its cache."),
-    overwrite: bool = typer.Option(False, help="Replace whatever the output folder holds."),
+    overwrite: bool = typer.Option(False, help="Replace the run the output folder holds (only a run folder's own files are deleted)."),
+    rebuild_cache: bool = typer.Option(False, help="Start the folder's response cache afresh (after it was reported corrupt or edited)."),
     no_progress: bool = typer.Option(False, help="Hide progress bars."),
 ) -> None:
     """Evaluate a model on one or more tasks; re-running the same command resumes from the cache."""
@@ -116,6 +117,7 @@ def run_cmd(
         reasoning=reasoning,  # type: ignore[arg-type]
         resume=resume,
         overwrite=overwrite,
+        rebuild_cache=rebuild_cache,
         show_progress=not no_progress,
     )
     try:

@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import typer
 
+from ..outputs import check_outputs
 from ..registry import TaskAlias, get_task, include_path, task_aliases, task_names
 from .common import command, declared_options, fail, given, headline, option, parse_task_args, user_errors
 
@@ -22,30 +23,34 @@ def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, pa
     from ..scoring import build_result, match_answers, score_texts
 
     extra: dict[str, Any] = {"answers_file": str(answers)}
+    samples_out = out.with_name(out.stem + ".samples.jsonl")
     try:
+        inputs = [answers, *(v for v in options.values() if isinstance(v, (str, Path)) and str(v) and Path(v).exists())]
+        check_outputs([out, samples_out], inputs)
         spec = get_task(task)
         chosen = spec.parser(parser)
         typed = spec.parse_options(options)
         if spec.read_answers is not None:
-            samples, texts, notes = spec.read_answers(answers, typed)
-            for note in notes:
-                typer.secho(f"{answers}: {note}", fg=typer.colors.YELLOW, err=True)
+            samples, match = spec.read_answers(answers, typed)
         else:
             samples = spec.load(typed)
             match = match_answers(samples, answers)
-            texts = match.texts
-            problems = match.problems()
-            for p in problems:
-                typer.secho(f"{answers}: {p}", fg=typer.colors.YELLOW, err=True)
-            if problems and not allow_missing:
-                fail("answers do not match the questions (see above); fix the file or pass --allow-missing to score what matches")
-            extra.update(missing_answers=len(match.missing), unknown_answers=len(match.unknown), duplicate_answers=len(match.duplicates))
-        records = score_texts(spec, chosen, samples, texts, typed, reasoning)  # type: ignore[arg-type]
+        if not match.texts and not match.invalid:
+            fail(f"{answers}: no answers in the file")
+        for note in match.notes:
+            typer.secho(f"{answers}: {note}", fg=typer.colors.YELLOW, err=True)
+        problems = match.problems()
+        for p in problems:
+            typer.secho(f"{answers}: {p}", fg=typer.colors.YELLOW, err=True)
+        if problems and not allow_missing:
+            fail("answers do not match the questions (see above); fix the file or pass --allow-missing to score what matches")
+        extra.update(match.counts())
+        records = score_texts(spec, chosen, samples, match.texts, typed, reasoning)  # type: ignore[arg-type]
         result = build_result(spec, chosen, records, extra={**extra, "reasoning": reasoning})
     except user_errors() as exc:
         fail(str(exc))
     atomic_write_json(out, result)
-    atomic_write_jsonl(out.with_name(out.stem + ".samples.jsonl"), records)
+    atomic_write_jsonl(samples_out, records)
     typer.echo(f"{task}: {headline(result)}")
     typer.echo(f"wrote {out}")
 

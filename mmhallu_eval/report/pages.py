@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from urllib.parse import quote
+from typing import Any, Callable
 
 from ..files import atomic_write_json, atomic_write_text
+from ..outputs import check_outputs
 from ..registry import get_task, task_names
 from ..task import TaskError
 from .charts import Bar, bar_chart
@@ -47,16 +49,44 @@ def _display(value: Any, show: Any = None) -> str:
     return "" if value is None else str(value)
 
 
-def _sample_rows(task: str, samples: list[dict[str, Any]], thumbs: dict[str, str | None]) -> list[dict[str, Any]]:
+def image_locator(run: RunData) -> Callable[[str], tuple[Path | None, str]]:
+    """Where a sample's image is, if the report may show it: only files under the data folders the run recorded,
+    with relative names resolved against the folder the run was started in (symbolic links followed), else why not."""
+    cwd = Path(run.manifest.get("cwd") or run.root)
+    roots = [Path(r).resolve() for t in run.manifest.get("tasks", {}).values() for r in t.get("data_roots", [])]
+
+    def locate(name: str) -> tuple[Path | None, str]:
+        if not roots:
+            return None, "not shown: the run recorded no data folders"
+        path = Path(name) if Path(name).is_absolute() else cwd / name
+        try:
+            real = path.resolve()
+        except (OSError, RuntimeError):
+            return None, "not shown: the path cannot be resolved"
+        if not any(real.is_relative_to(r) for r in roots):
+            return None, "not shown: outside the run's data folders"
+        if not real.is_file():
+            return None, "missing"
+        return real, ""
+
+    return locate
+
+
+def _sample_rows(task: str, samples: list[dict[str, Any]], thumbs: dict[str, str | None], locate: Callable[[str], tuple[Path | None, str]]) -> list[dict[str, Any]]:
     show = _displayer(task)
     rows = []
     for i, s in enumerate(samples):
-        image = s.get("images", [None])[0] if s.get("images") else None
+        image = str(s["images"][0]) if isinstance(s.get("images"), list) and s["images"] else None
+        thumb, note = None, ""
+        if image and i < MAX_THUMBNAILS:
+            path, note = locate(image)
+            thumb = thumbnail(path, thumbs) if path is not None else None
+            if path is not None and thumb is None:
+                note = "not shown: the file could not be decoded as a (reasonably sized) image"
         rows.append({
             "id": s["id"], "group": s.get("group") or "", "prompt": s.get("prompt", ""), "response": s.get("response", ""),
             "parsed": _display(s.get("parsed"), show), "target": _display(s.get("target")), "correct": s.get("correct"),
-            "error": s.get("error"), "image": image,
-            "thumb": thumbnail(image, thumbs) if image and i < MAX_THUMBNAILS and Path(image).is_file() else None,
+            "error": s.get("error"), "image": image, "thumb": thumb, "thumb_note": note,
         })
     return rows
 
@@ -64,7 +94,9 @@ def _sample_rows(task: str, samples: list[dict[str, Any]], thumbs: dict[str, str
 def run_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     run = load_run(run_dir)
     out = Path(out) if out else run.root / "report.html"
+    check_outputs([out], [run.root], own_names={"report.html"})
     thumbs: dict[str, str | None] = {}
+    locate = image_locator(run)
     tasks = []
     for name, task in run.tasks.items():
         r = task.result
@@ -73,7 +105,7 @@ def run_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         group_metrics = sorted({k for g in r["groups"].values() for k, v in g.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         tasks.append({
             "name": name, "result": r, "headline": headline, "chart": bar_chart(bars, f"{name} headline metrics"),
-            "group_metrics": group_metrics, "samples": _sample_rows(name, task.samples, thumbs),
+            "group_metrics": group_metrics, "samples": _sample_rows(name, task.samples, thumbs, locate),
             "other_metrics": {k: v for k, v in r["metrics"].items() if k not in headline and not isinstance(v, (dict, list))},
         })
     return write_page("run.html.j2", out, run=run, tasks=tasks, manifest_json=json.dumps(run.manifest, indent=2, ensure_ascii=False), fmt=fmt_number)
@@ -92,9 +124,10 @@ def _flip_rows(task: str, base: RunData, tuned: RunData, ids: list[str], limit: 
 
 def compare_report(base_dir: str | Path, tuned_dir: str | Path, out_dir: str | Path | None = None, intersect: bool = False) -> tuple[Path, Path]:
     base, tuned = load_run(base_dir), load_run(tuned_dir)
-    data = compare_runs(base, tuned, intersect=intersect)
     out_dir = Path(out_dir) if out_dir else tuned.root
     json_path = out_dir / "compare.json"
+    check_outputs([out_dir / "compare.html", json_path], [base.root, tuned.root], own_names={"compare.html", "compare.json"})
+    data = compare_runs(base, tuned, intersect=intersect)
     flips = {t: {k: _flip_rows(t, base, tuned, v["flipped"][k]) for k in ("fixed", "broken")} for t, v in data["tasks"].items()}
     serialisable = json.loads(json.dumps(data))
     for t in serialisable["tasks"].values():
@@ -115,11 +148,39 @@ def compare_report(base_dir: str | Path, tuned_dir: str | Path, out_dir: str | P
     return html_path, json_path
 
 
+def _markdown_cell(value: Any) -> str:
+    """Text copied into a Markdown table: HTML and table syntax escaped, so a run or model name stays text."""
+    text = str(value).replace("\\", "\\\\").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+    for ch in "*_`[]#":
+        text = text.replace(ch, "\\" + ch)
+    return " ".join(text.split())
+
+
+def _csv_cell(value: Any) -> Any:
+    """A spreadsheet would run a cell starting with = + - @ as a formula: such text gets a leading apostrophe."""
+    return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def _link(target: Path, page: Path) -> str:
+    """A relative, URL-quoted link from `page` to `target` (a run folder named `javascript:…` stays a path)."""
+    return "./" + quote(os.path.relpath(target, page.parent).replace(os.sep, "/"), safe="/")
+
+
 def leaderboard(run_dirs: list[str | Path], out: str | Path) -> tuple[Path, Path, Path]:
+    """The leaderboard of the run folders that can be read; the others are listed on the page and skipped."""
     import pandas as pd
 
     out = Path(out)
-    runs = [load_run(d) for d in run_dirs]
+    runs, broken = [], []
+    for d in run_dirs:
+        try:
+            runs.append(load_run(d))
+        except (TaskError, OSError, ValueError, KeyError) as exc:
+            broken.append({"run": str(d), "why": str(exc)})
+    if not runs:
+        raise TaskError("no readable run folder: " + "; ".join(f"{b['run']}: {b['why']}" for b in broken))
+    csv_path, md_path = out.with_suffix(".csv"), out.with_suffix(".md")
+    check_outputs([out, csv_path, md_path], [r.root for r in runs])
     columns: list[tuple[str, str]] = []
     for run in runs:
         for name, task in run.tasks.items():
@@ -128,9 +189,7 @@ def leaderboard(run_dirs: list[str | Path], out: str | Path) -> tuple[Path, Path
                     columns.append((name, m))
     rows, table = [], []
     for run in runs:
-        report = run.root / "report.html"
-        if not report.exists():
-            run_report(run.root)
+        report = run_report(run.root)  # the page the link opens is one this command wrote
         cells, record = [], {"run": run.label}
         for name, m in columns:
             r = run.tasks.get(name)
@@ -139,7 +198,7 @@ def leaderboard(run_dirs: list[str | Path], out: str | Path) -> tuple[Path, Path
             cells.append({"value": value, "ci": ci})
             record[f"{name}/{m}"] = value
             record[f"{name}/{m} ci"] = f"[{fmt_number(ci[0])}, {fmt_number(ci[1])}]" if ci else ""
-        rows.append({"label": run.label, "link": os.path.relpath(report, out.parent), "cells": cells})
+        rows.append({"label": run.label, "link": _link(report, out), "cells": cells})
         table.append(record)
     known = set(task_names())
     directions = {}
@@ -157,8 +216,10 @@ def leaderboard(run_dirs: list[str | Path], out: str | Path) -> tuple[Path, Path
                     bars.append(Bar(m, run.label, task.result["metrics"][m], *ci))
         charts.append((name, bar_chart(bars, f"{name} by run")))
     frame = pd.DataFrame(table)
-    csv_path, md_path = out.with_suffix(".csv"), out.with_suffix(".md")
-    atomic_write_text(csv_path, frame.to_csv(index=False))
-    atomic_write_text(md_path, frame.to_markdown(index=False, floatfmt=".4f") + "\n")
-    write_page("leaderboard.html.j2", out, columns=columns, rows=rows, directions=directions, charts=charts)
+    atomic_write_text(csv_path, frame.map(_csv_cell).rename(columns=_csv_cell).to_csv(index=False))
+    md = frame.copy()
+    md["run"] = md["run"].map(_markdown_cell)
+    md.columns = [_markdown_cell(c) for c in md.columns]
+    atomic_write_text(md_path, md.to_markdown(index=False, floatfmt=".4f") + "\n")
+    write_page("leaderboard.html.j2", out, columns=columns, rows=rows, directions=directions, charts=charts, broken=broken)
     return out, csv_path, md_path

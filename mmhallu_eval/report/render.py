@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,27 +44,50 @@ def fmt_ci(ci: Any) -> str:
     return f"[{fmt_number(ci[0])}, {fmt_number(ci[1])}]"
 
 
-def thumbnail(path: str, cache: dict[str, str | None]) -> str | None:
-    """A small inline JPEG (data URL) of an image file, or None when it cannot be read."""
-    if path in cache:
-        return cache[path]
+#: images larger than this are not decoded for a thumbnail (a decompression bomb stays a placeholder)
+MAX_PIXELS = 50_000_000
+
+
+def thumbnail(path: Path, cache: dict[str, str | None]) -> str | None:
+    """A small inline JPEG (data URL) of an image file, or None when it cannot (or must not) be decoded."""
+    key = str(path)
+    if key in cache:
+        return cache[key]
     uri = None
     try:
         from PIL import Image
 
         with Image.open(path) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise ValueError("too many pixels")
+            im.draft("RGB", (THUMB_PX * 2, THUMB_PX * 2))
             im = im.convert("RGB")
             im.thumbnail((THUMB_PX, THUMB_PX))
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=80)
         uri = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
-    except (OSError, ValueError):
+    except Exception:  # noqa: BLE001 - any undecodable or hostile file becomes a labelled placeholder
         uri = None
-    cache[path] = uri
+    cache[key] = uri
     return uri
+
+
+_INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.S)
+
+
+def content_security_policy(html: str) -> str:
+    """No network, nothing but the page's own inline script and style blocks (by hash) and data: images."""
+    hashes: dict[str, list[str]] = {"script": [], "style": []}
+    for kind, body in _INLINE.findall(html):
+        digest = base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode()
+        hashes[kind].append(f"'sha256-{digest}'")
+    allowed = {kind: " ".join(found) or "'none'" for kind, found in hashes.items()}
+    return f"default-src 'none'; img-src data:; style-src {allowed['style']}; script-src {allowed['script']}; base-uri 'none'; form-action 'none'"
 
 
 def write_page(template: str, out: Path, **context: Any) -> Path:
     html = environment().get_template(template).render(**context)
+    policy = content_security_policy(html)
+    html = html.replace('<meta charset="utf-8">', f'<meta charset="utf-8">\n<meta http-equiv="Content-Security-Policy" content="{policy}">', 1)
     atomic_write_text(out, html)
     return out

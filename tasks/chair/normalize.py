@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mmhallu_eval import TaskError, missing_nltk_resources
+from mmhallu_eval import TaskError, missing_nltk_resources, read_text
 
 DEFAULT_SYNONYMS = Path(__file__).with_name("synonyms.txt")
 COCO_DOUBLE_WORDS = (
@@ -101,7 +101,7 @@ class Vocabulary:
         path = Path(path) if path else DEFAULT_SYNONYMS
         if not path.is_file():
             raise TaskError(f"{path}: CHAIR synonyms file not found")
-        return cls.from_text(path.read_text(encoding="utf-8"))
+        return cls.from_text(read_text(path))
 
     def categories(self) -> set[str]:
         return set(self.to_category.values())

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmhallu_eval import DESCRIBE, Capabilities, GenerationConfig, Measure, Metric, Parser, Sample, TaskError, TaskSpec, atomic_write_json, atomic_write_jsonl, count, iter_jsonl, ratio, read_json, resolve_image, task, TaskOptions, opt
+from mmhallu_eval import DESCRIBE, AnswerMatch, Capabilities, GenerationConfig, Measure, Metric, Parser, Sample, TaskError, TaskSpec, atomic_write_json, atomic_write_jsonl, count, iter_jsonl, ratio, read_json, read_text, resolve_image, task, TaskOptions, opt
 
 from .groundtruth import build_ground_truth, images_with_instances, load_gt_json
 from .normalize import DEFAULT_SYNONYMS, CaptionWords, normalizer_for
@@ -33,7 +33,7 @@ class ChairOptions(TaskOptions):
 
 def _read_ids(path: str) -> list[int]:
     p = Path(path)
-    text = p.read_text(encoding="utf-8") if p.is_file() else ""
+    text = read_text(p) if p.is_file() else ""
     if not text:
         raise TaskError(f"{path}: image id list not found or empty")
     try:
@@ -47,7 +47,7 @@ def _read_ids(path: str) -> list[int]:
         raise TaskError(f"{path}: image ids must be integers") from None
 
 
-def _ground_truth(options: ChairOptions, ids: list[int]) -> dict[int, list[str]]:
+def _ground_truth(options: ChairOptions, ids: list[int], allow_unknown: bool = False) -> dict[int, list[str]]:
     normalizer = normalizer_for(options.synonyms)
     if options.gt:
         gt = load_gt_json(Path(options.gt), normalizer)
@@ -56,7 +56,7 @@ def _ground_truth(options: ChairOptions, ids: list[int]) -> dict[int, list[str]]
     else:
         raise TaskError("CHAIR needs ground truth: --task-arg chair.coco_annotations=DIR (COCO instances/captions JSON) or chair.gt=GT.json")
     missing = [i for i in ids if i not in gt]
-    if missing:
+    if missing and not allow_unknown:
         raise TaskError(
             f"{len(missing)} image id(s) have no ground truth (first: {', '.join(map(str, missing[:10]))}); "
             "the OPERA script would count all their objects as hallucinated"
@@ -142,24 +142,32 @@ def export(records: list[dict[str, Any]], task_dir: Path) -> None:
     )
 
 
-def read_answers(path: Any, options: ChairOptions) -> tuple[list[Sample], dict[str, str], list[str]]:
-    """OPERA-style caption files: JSONL (or a JSON list) of {image_id, caption}."""
+def read_answers(path: Any, options: ChairOptions) -> tuple[list[Sample], AnswerMatch]:
+    """OPERA-style caption files: JSONL (or a JSON list) of {image_id, caption}. An image captioned twice is a
+    duplicate and an image without ground truth an unknown id, reported (and left out) as for POPE."""
     path = Path(path)
     id_key, cap_key = options.image_id_key, options.caption_key
-    rows = list(enumerate(read_json(path), start=1)) if path.suffix == ".json" else list(iter_jsonl(path))
+    data = read_json(path) if path.suffix == ".json" else None
+    if data is not None and not isinstance(data, list):
+        raise TaskError(f"{path}: expected a JSON list of {{{id_key}, {cap_key}}} rows")
+    rows = list(enumerate(data, start=1)) if data is not None else list(iter_jsonl(path))
+    ids: list[int] = []
     for lineno, row in rows:
-        if id_key not in row or cap_key not in row:
+        if not isinstance(row, dict) or id_key not in row or cap_key not in row:
             raise TaskError(f"{path}:{lineno}: needs {id_key!r} and {cap_key!r}")
-    ids = [int(row[id_key]) for _, row in rows]
-    gt = _ground_truth(options, sorted(set(ids)))
-    samples, texts = [], {}
-    seen: dict[int, int] = {}
+        try:
+            ids.append(int(row[id_key]))
+        except (TypeError, ValueError):
+            raise TaskError(f"{path}:{lineno}: {id_key} {row[id_key]!r} is not an image id (a whole number)") from None
+    gt = _ground_truth(options, sorted(set(ids)), allow_unknown=True)
+    samples, match = [], AnswerMatch()
     for (lineno, row), image_id in zip(rows, ids):
-        seen[image_id] = seen.get(image_id, 0) + 1
-        sid = str(image_id) if seen[image_id] == 1 else f"{image_id}#{seen[image_id]}"
-        samples.append(Sample(id=sid, prompt="", target=gt[image_id], metadata={"image_id": image_id, "line": lineno, "synonyms": options.synonyms}))
-        texts[sid] = str(row[cap_key])
-    return samples, texts, []
+        if image_id not in gt:
+            match.unknown.append(f"{image_id} (line {lineno})")
+            continue
+        if match.offer(str(image_id), row[cap_key], f"{image_id} (line {lineno})"):
+            samples.append(Sample(id=str(image_id), prompt="", target=gt[image_id], metadata={"image_id": image_id, "line": lineno, "synonyms": options.synonyms}))
+    return samples, match
 
 
 def mentions(text: str, metadata: dict[str, Any]) -> list[str]:

@@ -1,11 +1,11 @@
 """FINER-CompreCap / FINER-DOCCI rows: the HF datasets (one split per setting) or local CSV/JSONL files."""
 from __future__ import annotations
 
-import json
+import io
 from pathlib import Path
 from typing import Any, Iterable
 
-from mmhallu_eval import Sample, TaskError, load_hf_dataset, resolve_image
+from mmhallu_eval import AnswerMatch, Sample, TaskError, load_hf_dataset, read_json, read_text, resolve_image
 
 SETTINGS = ("multi_obj", "multi_attr", "multi_rel", "wh")
 LETTERS = "ABCDE"
@@ -72,11 +72,11 @@ def read_rows(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
     if path.suffix == ".csv":
         import pandas as pd
 
-        frame = pd.read_csv(path, keep_default_na=False)
+        frame = pd.read_csv(io.StringIO(read_text(path)), keep_default_na=False, dtype=str)
         for i, row in enumerate(frame.to_dict(orient="records"), start=2):
             yield i, row
     elif path.suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
         if not isinstance(data, list):
             raise TaskError(f"{path}: expected a JSON list of rows")
         yield from enumerate(data, start=1)
@@ -99,9 +99,11 @@ def local_files(data: Path) -> list[tuple[str | None, Path]]:
     return files
 
 
-def load_local(data: Path, settings: tuple[str, ...], images: str | None, with_text: bool = False) -> tuple[list[Sample], dict[str, str]]:
+def load_local(data: Path, settings: tuple[str, ...], images: str | None, with_text: bool = False) -> tuple[list[Sample], AnswerMatch]:
+    """The rows as samples; with `with_text`, their `text` column as answers (a repeated id is a duplicate answer)."""
     samples: list[Sample] = []
-    texts: dict[str, str] = {}
+    match = AnswerMatch()
+    seen: set[str] = set()
     for file_setting, path in local_files(data):
         for i, row in read_rows(path):
             where = f"{path}:{i}"
@@ -111,12 +113,14 @@ def load_local(data: Path, settings: tuple[str, ...], images: str | None, with_t
             if setting not in settings:
                 continue
             sample = row_to_sample(row, setting, i, images, where)
-            samples.append(sample)
             if with_text:
                 if "text" not in row:
                     raise TaskError(f"{where}: no 'text' column with the model's answer")
-                texts[sample.id] = str(row["text"])
-    return samples, texts
+                match.offer(sample.id, row["text"], f"{sample.id} ({where})")
+            if sample.id not in seen:
+                seen.add(sample.id)
+                samples.append(sample)
+    return samples, match.finish(samples)
 
 
 def load_hf(name: str, settings: tuple[str, ...], images: str | None) -> list[Sample]:

@@ -77,9 +77,8 @@ def _spec(name: str) -> TaskSpec:
             return load_hf(options.data[3:], settings, options.images)
         return load_local(Path(options.data), settings, options.images)[0]
 
-    def read_answers(path: Any, options: Any) -> tuple[list[Sample], dict[str, str], list[str]]:
-        samples, texts = load_local(Path(path), parse_settings(options.settings), options.images, with_text=True)
-        return samples, texts, []
+    def read_answers(path: Any, options: Any) -> tuple[list[Sample], Any]:
+        return load_local(Path(path), parse_settings(options.settings), options.images, with_text=True)
 
     return TaskSpec(
         name=name,

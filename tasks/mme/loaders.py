@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmhallu_eval import Sample, TaskError, TaskOptions, load_hf_dataset, opt
+from mmhallu_eval import Sample, TaskError, TaskOptions, load_hf_dataset, opt, read_text
 
 PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR")
 COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
@@ -48,7 +48,7 @@ def _find_image(images_root: Path | None, data_root: Path, subtask: str, name: s
 def read_flat_list(path: Path, columns: int) -> list[tuple[int, list[str]]]:
     """Tab-separated lines with exactly `columns` fields (the official result format has 4)."""
     rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.split("\t")

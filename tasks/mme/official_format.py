@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmhallu_eval import Sample, TaskError, atomic_write_json
+from mmhallu_eval import AnswerMatch, Sample, TaskError, atomic_write_json
 
 from .loaders import SUBTASKS, check_gt, check_subtask, make_sample, read_flat_list
 
@@ -26,8 +26,9 @@ def write_results_dir(records: list[dict[str, Any]], folder: Path) -> None:
     atomic_write_json(folder / "README.json", {"format": "image\\tquestion\\tgt\\tprediction", "subtasks": sorted(by_subtask)})
 
 
-def read_results_dir(folder: Path) -> tuple[list[Sample], dict[str, str], list[str]]:
-    """Samples and predictions from a folder of 4-column files; missing subtasks are listed, not fatal."""
+def read_results_dir(folder: Path) -> tuple[list[Sample], AnswerMatch]:
+    """Samples and predictions from a folder of 4-column files; missing subtasks are listed in result.json
+    (`subtasks_missing`), not fatal."""
     if not folder.is_dir():
         raise TaskError(f"{folder}: MME results folder not found")
     files = sorted(p for p in folder.glob("*.txt"))
@@ -37,7 +38,7 @@ def read_results_dir(folder: Path) -> tuple[list[Sample], dict[str, str], list[s
     for stem, path in by_name.items():
         check_subtask(stem, str(path))
     samples: list[Sample] = []
-    texts: dict[str, str] = {}
+    match = AnswerMatch()
     for subtask in SUBTASKS:
         path = by_name.get(subtask)
         if path is None:
@@ -48,7 +49,8 @@ def read_results_dir(folder: Path) -> tuple[list[Sample], dict[str, str], list[s
             seen[name] = idx + 1
             sample = make_sample(subtask, name, name, question, check_gt(gt, f"{path}:{lineno}"), idx, "")
             samples.append(sample)
-            texts[sample.id] = pred
+            match.offer(sample.id, pred, f"{path.name}:{lineno}")
     missing = [s for s in SUBTASKS if s not in by_name]
-    problems = [f"{len(missing)} subtask file(s) missing, scored the rest: {', '.join(missing)}"] if missing else []
-    return samples, texts, problems
+    if missing:
+        match.notes.append(f"{len(missing)} subtask file(s) missing, scored the rest: {', '.join(missing)}")
+    return samples, match.finish(samples)

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mmhallu_eval import SIZE_ORDER, TaskError, load_graphs
+from mmhallu_eval import SIZE_ORDER, TaskError, load_graphs, read_text
 
 NAME = "scene-graph-oracle"
 VERSION = "1"
@@ -41,7 +41,7 @@ def read_synonyms(path: str | Path | None, classes: list[str]) -> dict[str, str]
     p = Path(path)
     if not p.is_file():
         raise TaskError(f"{p}: synonyms file not found (judge_synonyms)")
-    for line in p.read_text(encoding="utf-8").splitlines():
+    for line in read_text(p).splitlines():
         words = [w.strip().lower() for w in line.split(",") if w.strip()]
         if not words:
             continue

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mmhallu_eval import (
-    Capabilities, GenerationConfig, JudgeOptions, Measure, Metric, Parser, Sample, TaskError, TaskSpec, atomic_write_json, count, create_judge, judge_cache,
+    AnswerMatch, Capabilities, GenerationConfig, JudgeOptions, Measure, Metric, Parser, Sample, TaskError, TaskSpec, atomic_write_json, count, create_judge, judge_cache,
     load_hf_dataset, opt, ratio, read_json, task,
 )
 
@@ -172,19 +172,27 @@ def export(records: list[dict[str, Any]], task_dir: Path) -> None:
     atomic_write_json(Path(task_dir) / "response.json", filled)
 
 
-def read_answers(path: Any, options: MmhalOptions) -> tuple[list[Sample], dict[str, str], list[str]]:
+def read_answers(path: Any, options: MmhalOptions) -> tuple[list[Sample], AnswerMatch]:
+    """The filled template (response.json). The same question on the same image twice is a duplicate answer."""
     items = read_json(path)
     if not isinstance(items, list):
         raise TaskError(f"{path}: expected the filled MMHal-Bench template (a JSON list)")
-    samples, texts = [], {}
+    samples, match, seen = [], AnswerMatch(), {}
     for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise TaskError(f"{path}: item {i} is not an object of the template")
         missing = [f for f in (*FIELDS, "model_answer") if f not in item]
         if missing:
             raise TaskError(f"{path}: item {i}: missing field(s) {', '.join(missing)}")
+        key = (str(item["image_id"]), str(item["question"]))
+        if key in seen:
+            match.duplicates.append(f"item {i} (= item {seen[key]})")
+            continue
+        seen[key] = i
         s = _sample(i, item, item.get("image_src") or item["image_id"])
-        samples.append(s)
-        texts[s.id] = str(item["model_answer"])
-    return samples, texts, []
+        if match.offer(s.id, item["model_answer"], f"item {i}"):
+            samples.append(s)
+    return samples, match
 
 
 @task("mmhal")

@@ -32,6 +32,12 @@ def task_args(pope_fixture, mme_fixture):
             "--task-arg", f"mme.data={mme_fixture}", "--max-new-tokens", "8", "--limit", "24"]
 
 
+@pytest.fixture(scope="module")
+def pope_args(task_args):
+    """The options of a POPE-only run (a --task-arg for a task not in --tasks is an error)."""
+    return [a for i, a in enumerate(task_args) if not (a.startswith("mme.") or (a == "--task-arg" and task_args[i + 1].startswith("mme.")))]
+
+
 def test_vllm_matches_transformers_and_resumes(tiny_idefics3, task_args, tmp_path):
     hf, vl = tmp_path / "hf", tmp_path / "vllm"
     proc = _run("--model", str(tiny_idefics3), "--tasks", "pope,mme", "--out", str(hf), "--device", "cpu", "--dtype", "float32", *task_args)
@@ -51,7 +57,7 @@ def test_vllm_matches_transformers_and_resumes(tiny_idefics3, task_args, tmp_pat
         assert stats["generated"] == 0 and stats["cached"] + stats["shared"] == stats["requested"]
 
 
-def test_vllm_lora_matches_peft(tiny_idefics3, task_args, tmp_path):
+def test_vllm_lora_matches_peft(tiny_idefics3, pope_args, tmp_path):
     pytest.importorskip("peft")
     import torch
     from peft import LoraConfig, get_peft_model
@@ -64,14 +70,14 @@ def test_vllm_lora_matches_peft(tiny_idefics3, task_args, tmp_path):
     adapter = tmp_path / "adapter"
     peft_model.save_pretrained(adapter)
     hf, vl = tmp_path / "hf", tmp_path / "vllm"
-    args = ["--model", str(tiny_idefics3), "--tasks", "pope", "--adapter", str(adapter), "--dtype", "float32", *task_args]
+    args = ["--model", str(tiny_idefics3), "--tasks", "pope", "--adapter", str(adapter), "--dtype", "float32", *pope_args]
     proc = _run(*args, "--out", str(hf), "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     proc = _run(*args, "--out", str(vl), "--backend", "vllm", "--enforce-eager")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _responses(hf, "pope") == _responses(vl, "pope")
     plain = tmp_path / "plain"
-    proc = _run("--model", str(tiny_idefics3), "--tasks", "pope", "--out", str(plain), "--device", "cpu", "--dtype", "float32", *task_args)
+    proc = _run("--model", str(tiny_idefics3), "--tasks", "pope", "--out", str(plain), "--device", "cpu", "--dtype", "float32", *pope_args)
     assert proc.returncode == 0
     assert _responses(plain, "pope") != _responses(hf, "pope"), "the adapter should change the answers"
 
@@ -89,11 +95,11 @@ def test_over_long_requests_are_failed_samples(tiny_idefics3, task_args, tmp_pat
     assert sum(tasks[t]["stats"]["failed"] for t in ("pope", "mme")) == len(failed)
 
 
-def test_unsupported_architecture_names_it(tiny_llava, task_args, tmp_path):
+def test_unsupported_architecture_names_it(tiny_llava, pope_args, tmp_path):
     # vLLM's CPU build cannot run LLaVA (its processor needs torchvision); a GPU build can, so there only no crash is checked
     import torch
 
-    proc = _run("--model", str(tiny_llava), "--tasks", "pope", "--out", str(tmp_path / "r"), "--backend", "vllm", "--enforce-eager", *task_args)
+    proc = _run("--model", str(tiny_llava), "--tasks", "pope", "--out", str(tmp_path / "r"), "--backend", "vllm", "--enforce-eager", *pope_args)
     if proc.returncode != 0 or not torch.cuda.is_available():
         assert proc.returncode == 2, proc.stderr[-3000:]
         assert "LlavaForConditionalGeneration" in proc.stderr and "--backend transformers" in proc.stderr

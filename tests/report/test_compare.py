@@ -74,13 +74,16 @@ def test_compare_refuses_different_parser_and_sample_sets(pope_runs, tmp_path):
 def test_compare_mme_finer_chair(shared_benchmarks, tmp_path):
     """Every task with paired statistics compares on its own unit: MME images, FINER pairs, CHAIR captions."""
     mme = get_task("mme")
-    samples, texts, _ = mme.answers(shared_benchmarks / "mme/llava-1.5-13b/results", {})
+    samples, match = mme.answers(shared_benchmarks / "mme/llava-1.5-13b/results", {})
+    texts = match.texts
     worse = {k: ("No" if i % 7 == 0 else v) for i, (k, v) in enumerate(texts.items())}
     b, t = write_run(tmp_path / "mb", "mme", samples, worse), write_run(tmp_path / "mt", "mme", samples, texts)
     chair = get_task("chair")
     base_caps = shared_benchmarks / "chair/opera_captions"
-    cs, ctexts, _ = chair.answers(base_caps / "llava-1.5/greedy.jsonl", {"gt": str(base_caps / "gt_objects.json")})
-    _, otexts, _ = chair.answers(base_caps / "llava-1.5/ours.jsonl", {"gt": str(base_caps / "gt_objects.json")})
+    cs, cmatch = chair.answers(base_caps / "llava-1.5/greedy.jsonl", {"gt": str(base_caps / "gt_objects.json")})
+    ctexts = cmatch.texts
+    _, omatch = chair.answers(base_caps / "llava-1.5/ours.jsonl", {"gt": str(base_caps / "gt_objects.json")})
+    otexts = omatch.texts
     write_run(b, "chair", cs, ctexts)
     write_run(t, "chair", cs, otexts)
     proc = subprocess.run([*CLI, "compare", str(b), str(t), "--out", str(tmp_path)], capture_output=True, text=True)

@@ -82,7 +82,8 @@ def test_metrics_match_official(shared_benchmarks, name):
 
     base = shared_benchmarks / "chair/opera_captions"
     spec = get_task("chair")
-    samples, texts, _ = spec.answers(base / name, {"gt": str(base / "gt_objects.json")})
+    samples, match = spec.answers(base / name, {"gt": str(base / "gt_objects.json")})
+    texts = match.texts
     m = build_result(spec, spec.parser(None), score_texts(spec, spec.parser(None), samples, texts))["metrics"]
     chair_s, chair_i, recall, len_ = OFFICIAL[name]
     assert m["chair_s"] == pytest.approx(chair_s, abs=1e-12)
@@ -104,11 +105,21 @@ def test_score_chair_cli(shared_benchmarks, tmp_path):
     assert len(samples) == 500 and samples[0]["parsed"]["hallucinated"] is not None
 
 
-def test_unknown_image_ids_are_an_error(shared_benchmarks, tmp_path):
+def test_unknown_duplicate_and_invalid_captions_are_reported_as_for_pope(shared_benchmarks, tmp_path):
+    """Unknown ids (no ground truth), an image captioned twice and a caption that is not text: listed, exit 2;
+    with --allow-missing the rest is scored and the counts are in result.json."""
     captions = tmp_path / "caps.jsonl"
-    captions.write_text('{"image_id": 757, "caption": "An elephant."}\n{"image_id": 1, "caption": "A dog."}\n{"image_id": 2, "caption": "A cat."}\n')
-    proc = subprocess.run([*CLI, "score", "chair", "--answers", str(captions), "--gt", str(shared_benchmarks / "chair/opera_captions/gt_objects.json"), "--out", str(tmp_path / "r.json")], capture_output=True, text=True)
-    assert proc.returncode == 2 and "2 image id(s) have no ground truth (first: 1, 2)" in proc.stderr
+    rows = [{"image_id": 757, "caption": "An elephant."}, {"image_id": 1, "caption": "A dog."}, {"image_id": 2, "caption": "A cat."},
+            {"image_id": 757, "caption": "A giraffe."}, {"image_id": 1029, "caption": None}]
+    captions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = [*CLI, "score", "chair", "--answers", str(captions), "--gt", str(shared_benchmarks / "chair/opera_captions/gt_objects.json"), "--out", str(tmp_path / "r.json")]
+    proc = subprocess.run(args, capture_output=True, text=True)
+    assert proc.returncode == 2 and "2 answer ids not in the data (first: 1 (line 2), 2 (line 3))" in proc.stderr
+    assert "1 duplicate answer ids (first: 757 (line 4))" in proc.stderr and "1 answers that are not text (first: 1029 (line 5) (NoneType))" in proc.stderr
+    proc = subprocess.run([*args, "--allow-missing"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["n"] == 1 and (result["unknown_answers"], result["duplicate_answers"], result["invalid_answers"]) == (2, 1, 1)
 
 
 def test_missing_nltk_resources_say_what_to_do(tmp_path):

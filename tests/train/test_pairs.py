@@ -160,7 +160,8 @@ def test_hadpo_from_a_runs_failures(shared_benchmarks, tmp_path):
 
     base = shared_benchmarks / "chair/opera_captions"
     spec = get_task("chair")
-    samples, texts, _ = spec.answers(base / "llava-1.5/greedy.jsonl", {"gt": str(base / "gt_objects.json")})
+    samples, match = spec.answers(base / "llava-1.5/greedy.jsonl", {"gt": str(base / "gt_objects.json")})
+    texts = match.texts
     for s in samples:
         s.images = [f"/data/coco/train2014/COCO_train2014_{s.metadata['image_id']:012d}.jpg"]
     run = write_run(tmp_path / "run", "chair", samples[:60], texts)

@@ -1,0 +1,45 @@
+"""No command writes over one of its own inputs: every command resolves its inputs and outputs first and refuses an
+output that is an input, lies inside an input folder (other than the files the command itself owns there), or is a
+file of a run folder the command does not own."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from .errors import UserError
+
+#: the files a run folder is made of (run.py writes them; report/compare add their pages)
+RUN_TOP_FILES = {"manifest.json", "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "judge_cache.sqlite", "judge_cache.sqlite-wal",
+                 "judge_cache.sqlite-shm", "report.html", "compare.html", "compare.json", ".lock"}
+
+
+def _resolved(path: Path | str) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def check_outputs(outputs: Iterable[Path | str], inputs: Iterable[Path | str | None], own_names: Iterable[str] = (), what: str = "--out") -> None:
+    """Refuse before writing: an output equal to an input file, or inside an input folder unless its name is one
+    the command owns there (e.g. report.html in a run folder)."""
+    own = set(own_names)
+    ins = [_resolved(p) for p in inputs if p]
+    for out in outputs:
+        o = _resolved(out)
+        for i in ins:
+            if o == i:
+                raise UserError(f"{what} {out} is one of this command's inputs ({i}); write the output elsewhere")
+            if i.is_dir() and o.is_relative_to(i) and not (o.parent == i and o.name in own):
+                raise UserError(f"{what} {out} is inside the input folder {i}; write the output elsewhere")
+
+
+def is_run_layout(folder: Path) -> tuple[bool, list[str]]:
+    """Whether `folder` holds nothing but a run's files: (True, []) or (False, the first foreign entries)."""
+    foreign = []
+    for child in sorted(folder.iterdir()):
+        if child.is_file() and child.name in RUN_TOP_FILES:
+            continue
+        if child.is_dir() and not child.is_symlink() and ((child / "result.json").exists() or (child / "samples.jsonl").exists()):
+            continue
+        foreign.append(child.name)
+        if len(foreign) >= 3:
+            break
+    return not foreign, foreign

@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .task import TaskError
 
@@ -42,6 +42,8 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise TaskError(f"{path}:{lineno}: not valid JSON ({exc.msg}); fix or remove that line") from None
+            except RecursionError:
+                raise TaskError(f"{path}:{lineno}: JSON nested too deeply to read") from None
             if not isinstance(obj, dict):
                 raise TaskError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
             yield lineno, obj
@@ -58,10 +60,14 @@ def read_json(path: str | Path) -> Any:
         raise TaskError(f"{path}: JSON nested too deeply to read") from None
 
 
-def require_fields(obj: dict[str, Any], fields: Iterable[str], where: str) -> None:
+def require_fields(obj: dict[str, Any], fields: Iterable[str], where: str, text: Iterable[str] = ()) -> None:
+    """Fields present, and those in `text` strings (a null or a number where text belongs is an error, not "None")."""
     missing = [f for f in fields if f not in obj]
     if missing:
         raise TaskError(f"{where}: missing field(s) {', '.join(missing)}")
+    wrong = [f for f in text if not isinstance(obj.get(f), str)]
+    if wrong:
+        raise TaskError(f"{where}: field(s) {', '.join(wrong)} must be text (got {', '.join(type(obj.get(f)).__name__ for f in wrong)})")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -91,10 +97,24 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n")
 
 
-def atomic_write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
-    atomic_write_text(
-        path, "".join(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in rows)
-    )
+def atomic_write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], each: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """One JSON line per row, streamed to a temp file then renamed; `each(row)` sees every row as it is written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o666 & ~_umask())
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
+                if each is not None:
+                    each(row)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _json_default(obj: Any) -> Any:

@@ -4,14 +4,14 @@ computes result.json's metrics and groups, the bootstrap intervals and the paire
 so a formula is written in exactly one place. Corpus metrics are ratios of sums, never means of ratios."""
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from .metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_QUANTILES
-from .paired import group_units
+from .errors import TaskError
 
 Record = dict[str, Any]
 Sums = Mapping[str, float]
@@ -86,8 +86,8 @@ class Measure:
     unit_size: int | None = None
     check_unit: Callable[[Hashable, list[Record]], str | None] | None = None
     describe_unit: Callable[[Hashable], str] = str
-    #: result.json fields beside the metrics (e.g. the judge that rated the answers)
-    extra: Callable[[list[Record]], dict[str, Any]] | None = None
+    #: result.json fields beside the metrics, from the groups present and the first records (e.g. the judge)
+    extra: Callable[[list[str], list[Record]], dict[str, Any]] | None = None
 
     def pooled_metrics(self) -> tuple[Metric | PooledMetric, ...]:
         return self.pooled if self.pooled is not None else self.metrics
@@ -118,17 +118,69 @@ class UnitTable:
         return dict(zip(self.measure.stats, rows.sum(axis=0).tolist() if len(rows) else [0.0] * len(self.measure.stats)))
 
 
-def unit_table(measure: Measure, records: list[Record], validate: bool = True) -> UnitTable:
+class UnitAccumulator:
+    """Units built as records stream in, holding only each unit's statistics (a multi-record unit's records only
+    until it is complete), so memory grows with the units, not with the records' text. Units keep the order in
+    which they were first seen."""
+
+    def __init__(self, measure: Measure, validate: bool = True):
+        self.measure = measure
+        self.validate = validate
+        self.index: dict[Hashable, int] = {}
+        self.groups: list[str] = []
+        self.rows: list[tuple[float, ...] | None] = []
+        self.sizes: list[int] = []
+        self.pending: dict[Hashable, list[Record]] = {}
+        self.single = measure.unit_size == 1 or (measure.unit_size is None and measure.unit is by_id)
+
+    def add(self, record: Record) -> None:
+        key = self.measure.unit(record)
+        i = self.index.get(key)
+        if i is None:
+            i = self.index[key] = len(self.rows)
+            self.rows.append(None)
+            self.groups.append(record.get("group") or ALL)
+            self.sizes.append(0)
+        elif self.rows[i] is not None:
+            raise self._size_error(key, self.sizes[i] + 1)
+        self.sizes[i] += 1
+        if self.single:
+            self.rows[i] = tuple(self.measure.unit_stats([record]))
+            return
+        members = self.pending.setdefault(key, [])
+        members.append(record)
+        if self.measure.unit_size is not None and len(members) == self.measure.unit_size:
+            self._finish(key)
+
+    def _size_error(self, key: Hashable, found: int, members: list[Record] | None = None) -> TaskError:
+        ids = f" (ids: {', '.join(str(m.get('id')) for m in members)})" if members else ""
+        return TaskError(f"{self.measure.describe_unit(key)}: expected {self.measure.unit_size or 1} questions, found {found}{ids}")
+
+    def _finish(self, key: Hashable) -> None:
+        members = self.pending.pop(key)
+        if self.validate and self.measure.check_unit is not None:
+            problem = self.measure.check_unit(key, members)
+            if problem:
+                raise TaskError(f"{self.measure.describe_unit(key)}: {problem}")
+        self.rows[self.index[key]] = tuple(self.measure.unit_stats(members))
+
+    def table(self) -> UnitTable:
+        for key in list(self.pending):
+            members = self.pending[key]
+            if self.validate and self.measure.unit_size is not None and len(members) != self.measure.unit_size:
+                raise self._size_error(key, len(members), members)
+            self._finish(key)
+        rows = np.array(self.rows, dtype=np.float64).reshape(len(self.rows), len(self.measure.stats))
+        return UnitTable(list(self.index), self.groups, rows, self.measure, self.sizes)
+
+
+def unit_table(measure: Measure, records: Iterable[Record], validate: bool = True) -> UnitTable:
     """The units of `records`; `validate` checks each unit's size and content (off for the common records of two
     runs, where a unit can have lost a record to a generation error)."""
-    if validate:
-        units = group_units(records, measure.unit, size=measure.unit_size, describe=measure.describe_unit, validate=measure.check_unit)
-    else:
-        units = group_units(records, measure.unit, size=None)
-    keys = list(units)
-    groups = [units[k][0].get("group") or ALL for k in keys]
-    rows = np.array([list(measure.unit_stats(units[k])) for k in keys], dtype=np.float64).reshape(len(keys), len(measure.stats))
-    return UnitTable(keys, groups, rows, measure, [len(units[k]) for k in keys])
+    acc = UnitAccumulator(measure, validate)
+    for r in records:
+        acc.add(r)
+    return acc.table()
 
 
 def evaluate(measure: Measure, sums_by_group: dict[str, Sums], pooled: bool) -> dict[str, Value]:
@@ -151,16 +203,28 @@ def _quantiles(values: dict[str, list[float]], names: list[str]) -> dict[str, li
     return out
 
 
-def _resampled_sums(rows: np.ndarray, strata: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
-    """One bootstrap draw per stratum (units with replacement, the stratum's size), as summed statistics. The
-    draws are `rng.integers(0, n, n)` per stratum in order, so intervals are reproducible; summing through
-    per-unit counts keeps memory at one vector per draw, whatever the number of resamples."""
-    out = []
-    for units in strata:
-        picks = rng.integers(0, len(units), size=len(units))
-        counts = np.bincount(picks, minlength=len(units)).astype(np.float64)
-        out.append(counts @ rows[units])
-    return out
+class _Resampler:
+    """One bootstrap draw per stratum (units with replacement, the stratum's size), as summed statistics. The draws
+    are `rng.integers(0, n, n)` per stratum in order, so intervals are reproducible and equal an index-resampling
+    loop; the sums go through per-unit counts (or, when units share few distinct statistic rows — POPE's confusion
+    cells — through counts of those rows), so memory stays at one vector per draw."""
+
+    def __init__(self, rows: np.ndarray):
+        patterns, inverse = np.unique(rows, axis=0, return_inverse=True) if len(rows) else (rows, np.zeros(0, dtype=np.int64))
+        self.compressed = len(patterns) * 4 < len(rows)
+        self.rows, self.patterns, self.inverse = rows, patterns, np.asarray(inverse).reshape(-1)
+
+    def sums(self, strata: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+        out = []
+        for units in strata:
+            picks = rng.integers(0, len(units), size=len(units))
+            if self.compressed:
+                counts = np.bincount(self.inverse[units[picks]], minlength=len(self.patterns)).astype(np.float64)
+                out.append(counts @ self.patterns)
+            else:
+                counts = np.bincount(picks, minlength=len(units)).astype(np.float64)
+                out.append(counts @ self.rows[units])
+        return out
 
 
 def intervals(measure: Measure, table: UnitTable, groups: list[str],
@@ -173,13 +237,14 @@ def intervals(measure: Measure, table: UnitTable, groups: list[str],
         return {}, {}
     labels = np.asarray(table.groups)
     group_units_idx = {g: np.flatnonzero(labels == g) for g in groups}
+    resampler = _Resampler(table.rows)
     if measure.stratified:
         strata_order = list(dict.fromkeys(table.groups))  # first appearance, the order the draws are made in
         rng = np.random.default_rng(seed)
         pooled_vals: dict[str, list[float]] = {}
         group_vals: dict[str, dict[str, list[float]]] = {g: {} for g in groups}
         for _ in range(resamples):
-            drawn = dict(zip(strata_order, _resampled_sums(table.rows, [group_units_idx[g] for g in strata_order], rng)))
+            drawn = dict(zip(strata_order, resampler.sums([group_units_idx[g] for g in strata_order], rng)))
             by_group = {g: dict(zip(measure.stats, drawn[g])) for g in groups}
             _collect(pooled_vals, evaluate(measure, by_group, pooled=True), ci_pooled)
             for g in groups:
@@ -190,7 +255,7 @@ def intervals(measure: Measure, table: UnitTable, groups: list[str],
         rng = np.random.default_rng(seed)
         vals: dict[str, list[float]] = {}
         for _ in range(resamples):
-            (sums,) = _resampled_sums(table.rows, [units], rng)
+            (sums,) = resampler.sums([units], rng)
             by = {ALL: dict(zip(measure.stats, sums))}
             _collect(vals, evaluate(measure, by, pooled=pooled), names)
         return _quantiles(vals, names)
@@ -217,13 +282,22 @@ class Summary:
     extra: dict[str, Any]
 
 
-def summarize(measure: Measure, records: list[Record]) -> Summary:
+def summarize(measure: Measure, records: Iterable[Record]) -> Summary:
     """Metrics pooled and per group (with their intervals), from the declaration. Records without a group form no
     group entries (only pooled values)."""
-    table = unit_table(measure, records)
-    grouped = any(r.get("group") is not None for r in records)
+    records = list(records)
+    return summarize_table(measure, unit_table(measure, records), records[:EXTRA_HEAD])
+
+
+#: how many records `Measure.extra` sees (the first ones): extras describe the run, not every sample
+EXTRA_HEAD = 100
+
+
+def summarize_table(measure: Measure, table: UnitTable, head: list[Record]) -> Summary:
+    grouped = any(g != ALL for g in table.groups)
     groups = table.group_names() if grouped else []
-    group_sums = {g: table.sums(np.asarray(table.groups) == g) for g in table.group_names()}
+    labels = np.asarray(table.groups)
+    group_sums = {g: table.sums(labels == g) for g in table.group_names()}
     pooled = evaluate(measure, group_sums, pooled=True)
     pooled_ci, group_ci = intervals(measure, table, groups or [ALL])
     out_groups = {}
@@ -232,5 +306,5 @@ def summarize(measure: Measure, records: list[Record]) -> Summary:
         if any(m.ci for m in measure.metrics):
             values["ci"] = group_ci.get(g, {})
         out_groups[g] = values
-    extra = measure.extra(records) if measure.extra is not None else {}
+    extra = measure.extra(table.group_names(), head) if measure.extra is not None else {}
     return Summary(metrics=pooled, groups=out_groups, ci=pooled_ci, extra=extra)

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from .errors import UserError
 from .files import atomic_write_json, atomic_write_jsonl, read_json
@@ -185,7 +185,11 @@ class RunDir:
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         atomic_write_json(self.manifest_path, redact(manifest))
 
-    def write_task(self, task: str, records: list[dict[str, Any]], result: dict[str, Any]) -> None:
-        """samples.jsonl first, then result.json: a result.json on disk always has its samples beside it."""
-        atomic_write_jsonl(self.task_dir(task) / "samples.jsonl", records)
-        atomic_write_json(self.task_dir(task) / "result.json", result)
+    def write_task(self, task: str, records: Iterable[dict[str, Any]], result: Callable[[dict[str, Any]], None],
+                   finish: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """samples.jsonl first (streamed, each record also handed to `result`), then result.json from `finish()`:
+        a result.json on disk always has its samples beside it."""
+        atomic_write_jsonl(self.task_dir(task) / "samples.jsonl", records, each=result)
+        out = finish()
+        atomic_write_json(self.task_dir(task) / "result.json", out)
+        return out

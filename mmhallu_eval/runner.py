@@ -18,7 +18,8 @@ from .quiet import hide_library_progress_bars
 from .registry import get_task, include_path
 from .reasoning import Reasoning
 from .rundir import RunDir, now_iso
-from .scoring import build_result, image_names, make_records
+from .files import iter_jsonl
+from .scoring import ResultBuilder, image_names, iter_records
 from .task import TaskError, TaskSpec
 from .types import Sample
 
@@ -164,11 +165,12 @@ def _run_task(spec, parser, options: Any, samples: list[Sample], config: RunConf
     responses, stats = generate_cached(
         backend, requests, cache, config.batch_size, desc=spec.name, show_progress=config.show_progress
     )
-    records = make_records(spec, parser, samples, responses, options, config.reasoning, backend.opens_reasoning)
-    result = build_result(spec, parser, records, extra={"generation": generation.to_dict(), "reasoning": config.reasoning})
-    rundir.write_task(spec.name, records, result)
-    if spec.export is not None:
-        spec.export(records, rundir.task_dir(spec.name))
+    records = iter_records(spec, parser, samples, responses, options, config.reasoning, backend.opens_reasoning)
+    builder = ResultBuilder(spec)
+    result = rundir.write_task(spec.name, records, builder.add,
+                               lambda: builder.result(parser, extra={"generation": generation.to_dict(), "reasoning": config.reasoning}))
+    if spec.export is not None:  # official-format files, from the records just written
+        spec.export([row for _, row in iter_jsonl(rundir.task_dir(spec.name) / "samples.jsonl")], rundir.task_dir(spec.name))
     total = time.perf_counter() - t0
     manifest["tasks"][spec.name] = {
         "task_version": spec.version,

@@ -4,10 +4,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator, Mapping
 from typing import Any, Iterable
 
 from .files import iter_jsonl
-from .measure import summarize
+from .measure import EXTRA_HEAD, UnitAccumulator, summarize_table
 from .redact import redact
 from .reasoning import UNFINISHED, Reasoning, split_reasoning
 from .task import Parser, TaskError, TaskSpec
@@ -38,9 +39,9 @@ def _base_record(sample: Sample, response: Response) -> Record:
 
 
 def make_records(
-    spec: TaskSpec, parser: Parser, samples: list[Sample], responses: dict[str, Response], options: dict[str, str] | None = None,
+    spec: TaskSpec, parser: Parser, samples: list[Sample], responses: Mapping[str, Response], options: Any = None,
     reasoning: Reasoning = "strip", opens_reasoning: bool = False,
-) -> list[dict[str, Any]]:
+) -> list[Record]:
     """samples.jsonl lines, in sample order. Failed generations keep their error and get no score. With
     `reasoning="strip"` the parser reads the answer after `</think>` (the raw response stays); a reasoning block that
     never closes is an `unfinished_reasoning` error, not a score."""
@@ -75,31 +76,71 @@ def error_kind(message: str) -> str:
     return message.split(":", 1)[0].strip().replace(" ", "_") if message else "error"
 
 
-def build_result(spec: TaskSpec, parser: Parser, records: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+class ResultBuilder:
+    """result.json built as records stream past (to samples.jsonl): unit statistics and error counts only, so
+    scoring a million answers keeps no million records in memory."""
+
+    def __init__(self, spec: TaskSpec):
+        self.spec = spec
+        self.units = UnitAccumulator(spec.measure)
+        self.n = 0
+        self.errors: Counter[str] = Counter()
+        self.failed_ids: list[str] = []
+        self.first_message: str | None = None
+        self.head: list[Record] = []
+
+    def add(self, record: Record) -> None:
+        self.n += 1
+        if record.get("error") is not None:
+            self.errors[error_kind(record["error"])] += 1
+            if len(self.failed_ids) < 10:
+                self.failed_ids.append(record["id"])
+            if self.first_message is None:
+                self.first_message = f"{record['id']}: {record['error'][:300]}"
+            return
+        self.units.add(record)
+        if len(self.head) < EXTRA_HEAD:
+            self.head.append(record)
+
+    def result(self, parser: Parser, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        agg = summarize_table(self.spec.measure, self.units.table(), self.head)
+        failed = sum(self.errors.values())
+        errors: dict[str, Any] = {"total": failed, **self.errors}
+        if failed:
+            errors["first_ids"] = self.failed_ids
+            errors["first_message"] = self.first_message
+        return redact({
+            "schema_version": SCHEMA_VERSION,
+            "task": self.spec.name,
+            "task_version": self.spec.version,
+            "parser": parser.name,
+            "parser_version": parser.version,
+            "n": self.n,
+            "n_scored": self.n - failed,
+            "metrics": agg.metrics,
+            "groups": agg.groups,
+            "ci": agg.ci,
+            "errors": errors,
+            **agg.extra,
+            **(extra or {}),
+        })
+
+
+def build_result(spec: TaskSpec, parser: Parser, records: Iterable[Record], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """result.json (schema_version 1): metrics over the answered samples, errors counted by kind."""
-    ok = [r for r in records if r.get("error") is None]
-    failed = [r for r in records if r.get("error") is not None]
-    agg = summarize(spec.measure, ok)
-    errors: dict[str, Any] = {"total": len(failed)}
-    errors.update(Counter(error_kind(r["error"]) for r in failed))
-    if failed:
-        errors["first_ids"] = [r["id"] for r in failed[:10]]
-        errors["first_message"] = f"{failed[0]['id']}: {failed[0]['error'][:300]}"
-    return redact({
-        "schema_version": SCHEMA_VERSION,
-        "task": spec.name,
-        "task_version": spec.version,
-        "parser": parser.name,
-        "parser_version": parser.version,
-        "n": len(records),
-        "n_scored": len(ok),
-        "metrics": agg.metrics,
-        "groups": agg.groups,
-        "ci": agg.ci,
-        "errors": errors,
-        **agg.extra,
-        **(extra or {}),
-    })
+    builder = ResultBuilder(spec)
+    for r in records:
+        builder.add(r)
+    return builder.result(parser, extra)
+
+
+def iter_records(
+    spec: TaskSpec, parser: Parser, samples: list[Sample], responses: Mapping[str, Response], options: Any = None,
+    reasoning: Reasoning = "strip", opens_reasoning: bool = False, chunk: int = 4096,
+) -> Iterator[Record]:
+    """`make_records` in chunks, for writing and summarising as they come."""
+    for start in range(0, len(samples), chunk):
+        yield from make_records(spec, parser, samples[start:start + chunk], responses, options, reasoning, opens_reasoning)
 
 
 @dataclass
@@ -177,10 +218,31 @@ def match_answers(samples: list[Sample], answers: Path | str, text_field: str = 
     return match.finish(samples)
 
 
-def score_texts(
-    spec: TaskSpec, parser: Parser, samples: Iterable[Sample], texts: dict[str, str], options: dict[str, str] | None = None,
-    reasoning: Reasoning = "strip",
-) -> list[dict[str, Any]]:
-    """Records for samples that have a text; samples without one are left out (reported by the caller)."""
+class _Texts(Mapping[str, Response]):
+    """Saved answer texts seen as responses, made on demand (no second object per answer)."""
+
+    def __init__(self, texts: dict[str, str]):
+        self.texts = texts
+
+    def __getitem__(self, key: str) -> Response:
+        return Response(id=key, text=self.texts[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.texts)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def iter_scored_texts(
+    spec: TaskSpec, parser: Parser, samples: Iterable[Sample], texts: dict[str, str], options: Any = None, reasoning: Reasoning = "strip",
+) -> Iterator[Record]:
+    """Records for samples that have a text, in chunks; samples without one are left out (reported by the caller)."""
     answered = [s for s in samples if s.id in texts]
-    return make_records(spec, parser, answered, {s.id: Response(id=s.id, text=texts[s.id]) for s in answered}, options, reasoning)
+    return iter_records(spec, parser, answered, _Texts(texts), options, reasoning)
+
+
+def score_texts(
+    spec: TaskSpec, parser: Parser, samples: Iterable[Sample], texts: dict[str, str], options: Any = None, reasoning: Reasoning = "strip",
+) -> list[Record]:
+    return list(iter_scored_texts(spec, parser, samples, texts, options, reasoning))

@@ -17,5 +17,5 @@ def write_run(root: Path, task: str, samples, texts: dict[str, str], parser: str
     root.mkdir(parents=True, exist_ok=True)
     manifest = {"schema_version": 1, "model": {"model": model, "backend": "test"}, "versions": {}, "started": "2026-01-01T00:00:00+00:00"}
     (root / "manifest.json").write_text(json.dumps(manifest))
-    run.write_task(task, records, build_result(spec, chosen, records))
+    run.write_task(task, records, lambda r: None, lambda: build_result(spec, chosen, records))
     return root

@@ -20,7 +20,7 @@ def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, pa
                 reasoning: str = "strip") -> None:
     """Score a saved answers file and write result.json + <stem>.samples.jsonl beside it."""
     from ..files import atomic_write_json, atomic_write_jsonl
-    from ..scoring import build_result, match_answers, score_texts
+    from ..scoring import ResultBuilder, iter_scored_texts, match_answers
 
     extra: dict[str, Any] = {"answers_file": str(answers)}
     samples_out = out.with_name(out.stem + ".samples.jsonl")
@@ -45,12 +45,12 @@ def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, pa
         if problems and not allow_missing:
             fail("answers do not match the questions (see above); fix the file or pass --allow-missing to score what matches")
         extra.update(match.counts())
-        records = score_texts(spec, chosen, samples, match.texts, typed, reasoning)  # type: ignore[arg-type]
-        result = build_result(spec, chosen, records, extra={**extra, "reasoning": reasoning})
+        builder = ResultBuilder(spec)
+        atomic_write_jsonl(samples_out, iter_scored_texts(spec, chosen, samples, match.texts, typed, reasoning), each=builder.add)  # type: ignore[arg-type]
+        result = builder.result(chosen, extra={**extra, "reasoning": reasoning})
     except user_errors() as exc:
         fail(str(exc))
     atomic_write_json(out, result)
-    atomic_write_jsonl(samples_out, records)
     typer.echo(f"{task}: {headline(result)}")
     typer.echo(f"wrote {out}")
 

@@ -36,7 +36,13 @@ class RunData:
         model = self.manifest.get("model", {})
         name = model.get("model") or self.manifest.get("config", {}).get("model") or self.root.name
         adapter = model.get("adapter")
-        return f"{Path(str(name)).name}{' + ' + Path(str(adapter)).name if adapter else ''} ({self.root.name})"
+        return f"{_short(name)}{' + ' + _short(adapter) if adapter else ''} ({self.root.name})"
+
+
+def _short(name: object) -> str:
+    """A local folder by its last part; anything else (a hub id such as org/model) as it is."""
+    text = str(name)
+    return Path(text).name if Path(text).exists() else text
 
 
 def load_run(root: str | Path) -> RunData:

@@ -72,7 +72,10 @@ def read_rows(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
     if path.suffix == ".csv":
         import pandas as pd
 
-        frame = pd.read_csv(io.StringIO(read_text(path)), keep_default_na=False, dtype=str)
+        try:
+            frame = pd.read_csv(io.StringIO(read_text(path)), keep_default_na=False, dtype=str)
+        except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+            raise TaskError(f"{path}: not a readable CSV table ({str(exc).splitlines()[0]})") from None
         for i, row in enumerate(frame.to_dict(orient="records"), start=2):
             yield i, row
     elif path.suffix == ".json":

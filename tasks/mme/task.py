@@ -75,7 +75,7 @@ MEASURE = Measure(
         PooledMetric("n_subtasks", len),
     ),
     accuracy_metric="acc",
-    extra=lambda records: {"subtasks_missing": [s for s in SUBTASKS if not any(r["group"] == s for r in records)]},
+    extra=lambda groups, head: {"subtasks_missing": [s for s in SUBTASKS if s not in groups]},
 )
 
 

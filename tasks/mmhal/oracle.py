@@ -15,6 +15,7 @@ GPT-4 judge on real images: real scene graphs are never complete.
 """
 from __future__ import annotations
 
+import bisect
 import re
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,8 @@ class SceneGraphOracle:
     def _claims(self, text: str) -> dict[str, Any]:
         """Classes claimed / negated, colour and size claims per class, counts, relations — sentence by sentence."""
         claims: dict[str, Any] = {"objects": set(), "negated": set(), "attrs": [], "counts": [], "relations": [], "comparisons": [], "loose": [], "loose_relations": [], "words": set()}
+        attached: set[str] = set()
+        counted = 0
         for sentence in re.split(r"[.!?;\n]+", text):
             toks = self._tokens(sentence)
             claims["words"].update(toks)
@@ -106,26 +109,35 @@ class SceneGraphOracle:
                     j += 1
                 if j > i + 1 and j < len(toks) and (toks[j] in self.colors or toks[j] in self.sizes):
                     claims["attrs"].append((cls, "color" if toks[j] in self.colors else "size", toks[j]))
-            attached = {v for _, _, v in claims["attrs"]}
+            attached.update(v for _, _, v in claims["attrs"][counted:])
+            counted = len(claims["attrs"])
             claims["loose"] += [t for t in toks if (t in self.colors or t in self.sizes) and t not in attached]
             for i, t in enumerate(toks):
                 n = NUMBERS.get(t, int(t) if t.isdigit() else None)
                 if n is not None and i + 1 < len(toks) and toks[i + 1] in COUNT_NOUNS:
                     claims["counts"].append(n)
+            # linear in the text: positions of mentions are searched, not rescanned (a long answer is one sentence)
+            positions = [k for k, _ in mentions]
+            last = None
+            m_iter = iter(mentions)
+            upcoming = next(m_iter, None)
             for i, t in enumerate(toks):
-                before = [c for k, c in mentions if k < i]
-                if t in ("larger", "smaller") and before:
-                    claims["comparisons"].append((before[-1], t))
-            joined = " ".join(toks)
+                if t in ("larger", "smaller") and last is not None:
+                    claims["comparisons"].append((last, t))
+                while upcoming is not None and upcoming[0] <= i:
+                    last = upcoming[1]
+                    upcoming = next(m_iter, None)
             for pred in PREDICATES:
-                for m in re.finditer(rf"\b{pred}\b", joined):
-                    at = len(joined[: m.start()].split())
-                    before = [c for i, c in mentions if i < at]
-                    after = [c for i, c in mentions if i >= at + len(pred.split())]
+                words = pred.split()
+                for at in range(len(toks) - len(words) + 1):
+                    if toks[at:at + len(words)] != words:
+                        continue
+                    b = bisect.bisect_left(positions, at)
+                    a = bisect.bisect_left(positions, at + len(words))
                     if NEGATIONS & set(toks[max(0, at - 3):at]):
                         continue
-                    if before and after:
-                        claims["relations"].append((before[-1], pred, after[0]))
+                    if b > 0 and a < len(mentions):
+                        claims["relations"].append((mentions[b - 1][1], pred, mentions[a][1]))
                     else:
                         claims["loose_relations"].append(pred)
         return claims

@@ -8,7 +8,7 @@ from typing import Any
 
 from mmhallu_eval import (
     AnswerMatch, Capabilities, GenerationConfig, JudgeOptions, Measure, Metric, Parser, Sample, TaskError, TaskSpec, atomic_write_json, count, create_judge, judge_cache,
-    load_hf_dataset, opt, ratio, read_json, task,
+    load_hf_dataset, opt, ratio, read_json, require_fields, task,
 )
 
 from .oracle import NAME as ORACLE, SceneGraphOracle
@@ -48,6 +48,17 @@ def _image_for(item: dict[str, Any], folder: str | None, where: str) -> Any:
     return str(candidates[-1])  # recorded as missing_image by the runner
 
 
+def _check_item(item: Any, where: str) -> None:
+    """A template item has every field, texts where texts belong and a list of texts as image_content."""
+    if not isinstance(item, dict):
+        raise TaskError(f"{where}: not an object of the MMHal-Bench template")
+    require_fields(item, FIELDS, where, text=("question", "gt_answer", "question_type"))
+    if not isinstance(item["image_content"], list) or not all(isinstance(c, str) for c in item["image_content"]):
+        raise TaskError(f"{where}: image_content must be a list of texts")
+    if not isinstance(item["image_id"], (str, int)) or not isinstance(item.get("image_src") or "", str):
+        raise TaskError(f"{where}: image_id and image_src must be text")
+
+
 def _sample(i: int, item: dict[str, Any], image: Any) -> Sample:
     return Sample(
         id=str(i), prompt=item["question"], images=[image], target=item["gt_answer"], group=item["question_type"],
@@ -82,6 +93,7 @@ def load_samples(options: MmhalOptions) -> list[Sample]:
         missing = [f for f in FIELDS if f not in item]
         if missing:
             raise TaskError(f"{data}: item {i}: missing field(s) {', '.join(missing)}")
+        _check_item(item, f"{data}: item {i}")
         samples.append(_sample(i, item, _image_for(item, options.images, f"{data}: item {i}")))
     return samples
 
@@ -158,7 +170,7 @@ MEASURE = Measure(
         Metric("n", count("n")),
         Metric("unparsed_ratings", count("unparsed")),
     ),
-    extra=lambda records: {"judge": next((r.get("judge") for r in records if r.get("judge")), None), "prompt_version": PROMPT_VERSION},
+    extra=lambda groups, head: {"judge": next((r.get("judge") for r in head if r.get("judge")), None), "prompt_version": PROMPT_VERSION},
 )
 
 
@@ -189,7 +201,8 @@ def read_answers(path: Any, options: MmhalOptions) -> tuple[list[Sample], Answer
             match.duplicates.append(f"item {i} (= item {seen[key]})")
             continue
         seen[key] = i
-        s = _sample(i, item, item.get("image_src") or item["image_id"])
+        _check_item(item, f"{path}: item {i}")
+        s = _sample(i, item, item.get("image_src") or str(item["image_id"]))
         if match.offer(s.id, item["model_answer"], f"item {i}"):
             samples.append(s)
     return samples, match

@@ -35,7 +35,7 @@ def load_question_file(path: Path, images: str | None, suffix: str) -> list[Samp
     samples = []
     for lineno, row in iter_jsonl(path):
         where = f"{path}:{lineno}"
-        require_fields(row, ("question_id", "image", "text", "label"), where)
+        require_fields(row, ("question_id", "image", "text", "label"), where, text=("image", "text"))
         samples.append(
             Sample(
                 id=f"{split}-{row['question_id']}",
@@ -55,7 +55,7 @@ def load_merged(path: Path, images: str | None, labels_dir: str | None, suffix: 
     rows = list(iter_jsonl(path))
     by_cat: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for lineno, row in rows:
-        require_fields(row, ("question_id", "image", "text", "category"), f"{path}:{lineno}")
+        require_fields(row, ("question_id", "image", "text", "category"), f"{path}:{lineno}", text=("image", "text"))
         by_cat.setdefault(str(row["category"]), []).append((lineno, row))
     label_of: dict[int, str] = {}
     if any("label" not in row for _, row in rows):

@@ -1,0 +1,126 @@
+"""Arbitrary bytes and JSON into every loader, answers reader and parser: each gives a result or a clear user error
+(`UserError`, which every command prints as one `error:` line with exit 2) — never another exception. Plus the CLI
+itself on hostile answer files: exit 0 or 2, one `error:` line, no traceback."""
+import json
+import os
+import string
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mmhallu_eval import get_task
+from mmhallu_eval.annotations import load_graphs
+from mmhallu_eval.errors import UserError
+from mmhallu_eval.scoring import match_answers
+
+FUZZ = settings(max_examples=int(os.environ.get("MMHALLU_FUZZ_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=5), max_leaves=20,
+)
+keys = st.sampled_from(["question_id", "id", "image", "text", "label", "category", "image_id", "caption", "qtype", "question", "choice1",
+                        "choice2", "choice3", "choice4", "choice5", "gt_index", "setting", "model_answer", "objects", "file_name", "images"])
+rows = st.dictionaries(keys, json_values, max_size=8)
+raw_bytes = st.binary(max_size=300) | st.text(max_size=200).map(lambda t: t.encode("utf-8")) | st.lists(rows, max_size=5).map(
+    lambda rs: "".join(json.dumps(r) + "\n" for r in rs).encode())
+
+
+def _only_user_errors(fn, *args):
+    try:
+        fn(*args)
+    except UserError:
+        pass
+
+
+@FUZZ
+@given(data=raw_bytes)
+def test_pope_question_files(tmp_path_factory, data):
+    folder = tmp_path_factory.mktemp("pope")
+    (folder / "coco_pope_random.json").write_bytes(data)
+    _only_user_errors(get_task("pope").load, {"data": str(folder / "coco_pope_random.json")})
+
+
+@FUZZ
+@given(data=raw_bytes)
+def test_mme_lists_and_result_folders(tmp_path_factory, data):
+    folder = tmp_path_factory.mktemp("mme")
+    (folder / "existence.txt").write_bytes(data)
+    _only_user_errors(get_task("mme").load, {"data": str(folder)})
+    _only_user_errors(get_task("mme").answers, folder)
+
+
+@FUZZ
+@given(data=raw_bytes, suffix=st.sampled_from([".jsonl", ".json", ".csv"]))
+def test_finer_rows(tmp_path_factory, data, suffix):
+    path = tmp_path_factory.mktemp("finer") / f"multi_obj{suffix}"
+    path.write_bytes(data)
+    _only_user_errors(get_task("finer_comprecap").load, {"data": str(path)})
+    _only_user_errors(get_task("finer_comprecap").answers, path)
+
+
+@FUZZ
+@given(data=raw_bytes, suffix=st.sampled_from([".jsonl", ".json"]))
+def test_chair_caption_files(tmp_path_factory, shared_benchmarks, data, suffix):
+    path = tmp_path_factory.mktemp("chair") / f"caps{suffix}"
+    path.write_bytes(data)
+    _only_user_errors(get_task("chair").answers, path, {"gt": str(shared_benchmarks / "chair/opera_captions/gt_objects.json")})
+
+
+@FUZZ
+@given(data=raw_bytes | st.lists(rows, max_size=3).map(lambda rs: json.dumps(rs).encode()))
+def test_mmhal_templates(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("mmhal") / "response.json"
+    path.write_bytes(data)
+    _only_user_errors(get_task("mmhal").load, {"data": str(path)})
+    _only_user_errors(get_task("mmhal").answers, path)
+
+
+@FUZZ
+@given(data=raw_bytes | json_values.map(lambda v: json.dumps(v).encode()))
+def test_annotations(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("ann") / "scene_graph.json"
+    path.write_bytes(data)
+    _only_user_errors(load_graphs, path)
+
+
+@FUZZ
+@given(data=raw_bytes)
+def test_answers_files(tmp_path_factory, pope_fixture, data):
+    path = tmp_path_factory.mktemp("answers") / "answers.jsonl"
+    path.write_bytes(data)
+    samples = get_task("pope").load({"data": str(pope_fixture)})
+    _only_user_errors(match_answers, samples, path)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=string.printable + "äöü\u00a0\u200bNOoYyEeSs", max_size=60))
+def test_parsers_take_any_text(text):
+    for name in ("pope", "mme", "finer_comprecap", "mmhal"):
+        for parser in get_task(name).parsers.values():
+            parser(text)
+
+
+def test_cli_on_hostile_answer_files(tmp_path, pope_fixture):
+    """Latin-1 bytes, a BOM, null texts, lists, deep nesting, a non-object line: one error line or a score, exit 0/2."""
+    from typer.testing import CliRunner
+
+    from mmhallu_eval.cli import build_app
+
+    cases = {
+        "latin1": "Is thére\n".encode("latin-1"),
+        "bom": b"\xef\xbb\xbf" + json.dumps({"question_id": "random-1", "text": "Yes"}).encode() + b"\n",
+        "null": json.dumps({"question_id": "random-1", "text": None}).encode() + b"\n",
+        "list": json.dumps({"question_id": "random-1", "text": ["Yes"]}).encode() + b"\n",
+        "deep": (b"[" * 100_000) + b"\n",
+        "scalar": b"42\n",
+        "empty": b"",
+    }
+    app = build_app([])
+    for name, data in cases.items():
+        answers = tmp_path / f"{name}.jsonl"
+        answers.write_bytes(data)
+        result = CliRunner().invoke(app, ["score", "pope", "--data", str(pope_fixture), "--answers", str(answers), "--out", str(tmp_path / name / "r.json")])
+        assert result.exit_code in (0, 2), (name, result.output, result.exception)
+        assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), (name, repr(result.exception))
+        if result.exit_code == 2:
+            assert [line for line in result.output.splitlines() if line.startswith("error: ")], (name, result.output)

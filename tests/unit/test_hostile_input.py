@@ -1,0 +1,233 @@
+"""Careless and hostile input, one regression test per case: no script runs from a page, no file is lost, no secret
+is written, and bad answers are counted rather than scored silently."""
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from judge_server import JudgeServer
+from mmhallu_eval.redact import redact, redact_argv, redact_url
+
+CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
+
+
+def _cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})})
+
+
+def _error(proc: subprocess.CompletedProcess) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and lines and lines[-1].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[-1]
+
+
+@pytest.fixture()
+def scored(tmp_path, pope_fixture) -> Path:
+    """A POPE result folder written by `mmhallu score` (a single-task run folder for the pages)."""
+    answers = tmp_path / "answers.jsonl"
+    rows = [json.loads(line) for f in sorted(pope_fixture.glob("*_pope_*.json")) for line in f.read_text().splitlines()]
+    answers.write_text("".join(json.dumps({"question_id": f"{f.stem.split('_pope_')[1]}-{r['question_id']}", "text": "Yes"}) + "\n"
+                               for f in sorted(pope_fixture.glob("*_pope_*.json")) for r in map(json.loads, f.read_text().splitlines())))
+    assert rows
+    out = tmp_path / "scored" / "pope" / "result.json"
+    proc = _cli("score", "pope", "--data", str(pope_fixture), "--answers", str(answers), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    shutil.move(out.with_name("result.samples.jsonl"), out.with_name("samples.jsonl"))
+    return out.parent.parent
+
+
+# --- security -----------------------------------------------------------------------------------------------------
+
+def test_secrets_are_redacted_everywhere_they_could_be_written():
+    assert redact_url("http://u:KEY@host:8/v1?api_key=K2&x=1") == "http://***@host:8/v1?api_key=***&x=1"
+    assert redact({"base_url": "https://u:p@h/v1", "judge_api_key": "abc", "caption_key": "caption", "note": "sk-abcdefghijklmnop1234"}) == {
+        "base_url": "https://***@h/v1", "judge_api_key": "***", "caption_key": "caption", "note": "***"}
+    argv = ["mmhallu", "run", "--judge-api-key", "S", "--api-token=T", "--api-key-env", "MY_KEY", "--base-url", "http://u:k@h/v1?token=1",
+            "--task-arg", "mmhal.judge_api_key=Z"]
+    assert redact_argv(argv) == ["mmhallu", "run", "--judge-api-key", "***", "--api-token=***", "--api-key-env", "MY_KEY", "--base-url",
+                                 "http://***@h/v1?token=***", "--task-arg", "mmhal.judge_api_key=***"]
+
+
+def test_credentials_in_base_urls_never_reach_files(tmp_path, pope_fixture, shared_benchmarks):
+    with JudgeServer() as server:
+        server.reply_fn = lambda prompt: "Yes. Rating: 4"
+        url = server.url.replace("http://", "http://user:PASSWORD123@")
+        out = tmp_path / "run"
+        proc = _cli("run", "--backend", "openai", "--base-url", url, "--model", "m", "--tasks", "pope", "--out", str(out), "--no-progress", "--limit", "4",
+                    "--task-arg", f"pope.data={pope_fixture}", "--task-arg", f"pope.images={pope_fixture / 'images'}")
+        assert proc.returncode == 0, proc.stderr
+        answers = tmp_path / "response.json"
+        items = json.loads((shared_benchmarks / "mmhal/response_template.json").read_text())
+        answers.write_text(json.dumps([{**item, "model_answer": "an answer"} for item in items]))
+        scored = tmp_path / "mmhal" / "r.json"
+        proc = _cli("score", "mmhal", "--answers", str(answers), "--out", str(scored), "--judge-model", "j", "--judge-base-url", url)
+        assert proc.returncode == 0, proc.stderr
+    written = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".json", ".jsonl"))
+    assert "PASSWORD123" not in written and "***@127.0.0.1" in written
+
+
+def test_api_key_env_must_name_a_set_variable(tmp_path, pope_fixture):
+    args = ["run", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--tasks", "pope", "--task-arg", f"pope.data={pope_fixture}"]
+    line = _error(_cli(*args, "--out", str(tmp_path / "a"), "--api-key-env", "sk-REALKEY0123456789abcdef"))
+    assert "NAME of an environment variable" in line and "sk-REAL" not in line
+    line = _error(_cli(*args, "--out", str(tmp_path / "b"), "--api-key-env", "MMHALLU_UNSET_VAR", env={"MMHALLU_UNSET_VAR": ""}))
+    assert "MMHALLU_UNSET_VAR: that environment variable is not set" in line
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_leaderboard_links_are_quoted_and_tables_escaped(scored, tmp_path):
+    runs = []
+    for name in ("javascript:alert(50)", "run#1?x=%41"):
+        shutil.copytree(scored, tmp_path / name)
+        runs.append(tmp_path / name)
+    (runs[0] / "manifest.json").write_text(json.dumps({"model": {"model": "<b>bad|name</b>/x"}, "tasks": {}}))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    out = tmp_path / "board" / "leaderboard.html"
+    proc = _cli("leaderboard", *map(str, runs), str(broken), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    html = out.read_text()
+    assert 'href="./../javascript%3Aalert%2850%29/report.html"' in html and 'href="./../run%231%3Fx%3D%2541/report.html"' in html
+    assert "Content-Security-Policy" in html and "default-src &#39;none&#39;" not in html and "default-src 'none'" in html
+    assert "could not be read" in html and "broken" in html
+    md = out.with_suffix(".md").read_text()
+    assert "<b>" not in md and "&lt;b&gt;bad\\|name&lt;/b&gt;/x" in md
+
+
+def test_report_shows_only_images_from_the_runs_data_folders(tiny_llava, pope_fixture, tmp_path):
+    secret = tmp_path / "home" / "secret.png"
+    secret.parent.mkdir()
+    Image.new("RGB", (8, 8), "red").save(secret)
+    bomb = pope_fixture / "images" / "bomb.png"
+    Image.new("1", (12000, 12000)).save(bomb)  # 144 M pixels: refused before decoding
+    try:
+        out = tmp_path / "run"
+        rel_images = os.path.relpath(pope_fixture / "images", tmp_path)
+        proc = _cli("run", "--model", str(tiny_llava), "--tasks", "pope", "--out", "run", "--no-progress", "--device", "cpu", "--limit", "3",
+                    "--max-new-tokens", "2", "--task-arg", f"pope.data={pope_fixture}", "--task-arg", f"pope.images={rel_images}", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        samples = out / "pope" / "samples.jsonl"
+        rows = [json.loads(line) for line in samples.read_text().splitlines()]
+        rows[1]["images"] = [str(secret)]
+        rows[2]["images"] = [os.path.join(rel_images, "bomb.png")]
+        samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        proc = _cli("report", str(out), cwd=elsewhere)  # relative image names resolve against the run's own folder
+        assert proc.returncode == 0, proc.stderr
+        html = (out / "report.html").read_text()
+        assert html.count("data:image/jpeg;base64") == 1
+        assert "outside the run&#39;s data folders" in html and "could not be decoded" in html
+    finally:
+        bomb.unlink()
+
+
+# --- data loss ------------------------------------------------------------------------------------------------------
+
+def test_no_command_writes_over_its_inputs(scored, tmp_path, pope_fixture):
+    answers = tmp_path / "answers.jsonl"
+    before = answers.read_bytes()
+    assert "is one of this command's inputs" in _error(_cli("score", "pope", "--data", str(pope_fixture), "--answers", str(answers), "--out", str(answers)))
+    named = tmp_path / "x.samples.jsonl"
+    shutil.copy(answers, named)
+    assert "is one of this command's inputs" in _error(_cli("score", "pope", "--data", str(pope_fixture), "--answers", str(named), "--out", str(tmp_path / "x.json")))
+    assert "inside the input folder" in _error(_cli("score", "pope", "--data", str(pope_fixture), "--answers", str(answers),
+                                                     "--out", str(pope_fixture / "r.json")))
+    assert answers.read_bytes() == before
+    samples = scored / "pope" / "samples.jsonl"
+    kept = samples.read_bytes()
+    assert "inside the input folder" in _error(_cli("report", str(scored), "--out", str(samples)))
+    assert "inside the input folder" in _error(_cli("leaderboard", str(scored), "--out", str(scored / "manifest.json")))
+    assert samples.read_bytes() == kept and not (scored / "manifest.json").exists()
+
+
+def test_overwrite_checks_everything_first_and_deletes_only_a_runs_files(tiny_llava, pope_fixture, tmp_path):
+    args = ["run", "--model", str(tiny_llava), "--tasks", "pope", "--no-progress", "--device", "cpu", "--limit", "4", "--max-new-tokens", "2",
+            "--task-arg", f"pope.images={pope_fixture / 'images'}"]
+    out = tmp_path / "run"
+    assert _cli(*args, "--out", str(out), "--task-arg", f"pope.data={pope_fixture}").returncode == 0
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    line = _error(_cli(*args, "--out", str(out), "--overwrite", "--task-arg", f"pope.data={pope_fixture}-typo"))
+    assert "not found" in line and {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
+    home = tmp_path / "home"
+    shutil.copytree(tiny_llava, home / "model")
+    (home / "notes.txt").write_text("mine")
+    line = _error(_cli(*args, "--out", str(home), "--overwrite", "--task-arg", f"pope.data={pope_fixture}"))
+    assert "not part of a run" in line and (home / "notes.txt").read_text() == "mine" and (home / "model" / "config.json").exists()
+    fresh = tmp_path / "fresh"
+    _error(_cli(*args, "--out", str(fresh), "--task-arg", f"pope.data={pope_fixture}-typo"))
+    assert not fresh.exists()  # a start that fails leaves nothing behind: the corrected command is not refused
+    assert _cli(*args, "--out", str(fresh), "--task-arg", f"pope.data={pope_fixture}").returncode == 0
+
+
+def test_edited_or_foreign_cache_is_refused_and_a_run_folder_is_locked(tiny_llava, pope_fixture, tmp_path):
+    args = ["run", "--model", str(tiny_llava), "--tasks", "pope", "--no-progress", "--device", "cpu", "--limit", "4", "--max-new-tokens", "2",
+            "--task-arg", f"pope.data={pope_fixture}", "--task-arg", f"pope.images={pope_fixture / 'images'}"]
+    out = tmp_path / "run"
+    assert _cli(*args, "--out", str(out)).returncode == 0
+    with sqlite3.connect(out / "cache.sqlite") as conn:
+        conn.execute("UPDATE responses SET text = 'Yes'")
+    line = _error(_cli(*args, "--out", str(out)))
+    assert "does not match its checksum" in line and "--rebuild-cache" in line and str(out / "cache.sqlite") in line
+    assert _cli(*args, "--out", str(out), "--rebuild-cache").returncode == 0
+    (out / "cache.sqlite").write_bytes(b"not a database at all" * 100)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{out / 'cache.sqlite'}{suffix}").unlink(missing_ok=True)
+    line = _error(_cli(*args, "--out", str(out)))
+    assert str(out / "cache.sqlite") in line and "--rebuild-cache" in line
+
+    import fcntl
+
+    with (out / ".lock").open("a+") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        held.write("4242")
+        held.flush()
+        line = _error(_cli(*args, "--out", str(out), "--rebuild-cache"))
+    assert "is being written by another mmhallu run (process 4242)" in line
+
+
+# --- silent wrong results ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", [None, 1, ["Yes"], {"a": 1}])
+def test_answers_that_are_not_text_are_counted_not_scored(tmp_path, pope_fixture, text):
+    first = json.loads((sorted(pope_fixture.glob("*_pope_*.json"))[0]).read_text().splitlines()[0])
+    split = sorted(pope_fixture.glob("*_pope_*.json"))[0].stem.split("_pope_")[1]
+    answers = tmp_path / "a.jsonl"
+    answers.write_text(json.dumps({"question_id": f"{split}-{first['question_id']}", "text": text}) + "\n")
+    proc = _cli("score", "pope", "--data", str(pope_fixture), "--answers", str(answers), "--out", str(tmp_path / "r.json"), "--allow-missing")
+    assert proc.returncode == 0 and "1 answers that are not text" in proc.stderr
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["n"] == 0 and result["invalid_answers"] == 1
+
+
+def test_empty_and_duplicated_answer_files(tmp_path, finer_fixture, shared_benchmarks):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert "no answers in the file" in _error(_cli("score", "chair", "--answers", str(empty), "--gt", str(shared_benchmarks / "chair/opera_captions/gt_objects.json"),
+                                                    "--out", str(tmp_path / "c.json")))
+    items = json.loads((shared_benchmarks / "mmhal/response_template.json").read_text())
+    filled = [{**item, "model_answer": "x"} for item in items] + [{**items[0], "model_answer": "again"}]
+    mmhal = tmp_path / "response.json"
+    mmhal.write_text(json.dumps(filled))
+    proc = _cli("score", "mmhal", "--answers", str(mmhal), "--out", str(tmp_path / "m.json"), "--judge-replies", str(tmp_path / "none.json"))
+    assert proc.returncode == 2 and "1 duplicate answer ids (first: item 96 (= item 0))" in proc.stderr
+
+
+def test_bom_and_latin1_in_mme_lists(tmp_path):
+    folder = tmp_path / "mme"
+    folder.mkdir()
+    (folder / "existence.txt").write_bytes("\ufeffa.jpg\tIs there a dog? Please answer yes or no.\tYes\tYes\n".encode() +
+                                         "a.jpg\tIs there a cat? Please answer yes or no.\tNo\tNo\n".encode())
+    proc = _cli("score", "mme", "--answers", str(folder), "--out", str(tmp_path / "r.json"))
+    assert proc.returncode == 0, proc.stderr  # the byte-order mark is dropped, not part of the image name
+    assert json.loads(tmp_path.joinpath("r.samples.jsonl").read_text().splitlines()[0])["metadata"]["image"] == "a.jpg"
+    (folder / "existence.txt").write_bytes("a.jpg\tIs there a d\xf6g?\tYes\tYes\n".encode("latin-1"))
+    line = _error(_cli("score", "mme", "--answers", str(folder), "--out", str(tmp_path / "r2.json")))
+    assert f"{folder / 'existence.txt'}:1: not UTF-8 text" in line

@@ -3,6 +3,7 @@ generated from the task and pair-strategy declarations. Heavy modules (torch, ba
 commands that need them, so scoring saved answers never loads torch."""
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -32,7 +33,13 @@ def build_app(argv: list[str] | None = None) -> typer.Typer:
 
 
 def main() -> None:
-    build_app()(prog_name="mmhallu")
+    try:
+        build_app()(prog_name="mmhallu")
+    except OSError as exc:  # a full disk, a read-only folder, a permission: one line naming the file
+        if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
+            raise
+        typer.secho(f"error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}", fg=typer.colors.RED, err=True)
+        raise SystemExit(2) from None
 
 
 def __getattr__(name: str) -> typer.Typer:

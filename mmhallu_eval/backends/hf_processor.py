@@ -67,6 +67,12 @@ def image_only(cls: type) -> type:
             found = super()._get_arguments_from_pretrained(*args, **kwargs)
             return found[:position] + [None] + found[position:] if required else found  # SmolVLM's is positional
 
+        @classmethod
+        def from_dict(klass, processor_dict: dict[str, Any], **kwargs: Any) -> Any:
+            if required:  # transformers >= 5.25 builds processors from one dict of parts
+                processor_dict = {**processor_dict, "video_processor": None}
+            return super().from_dict(processor_dict, **kwargs)
+
         @property
         def video_processor(self) -> Any:
             return self.__dict__.get("_video_stand_in") or VideoUnavailable()

@@ -91,3 +91,32 @@ def load_hf_dataset(name: str, split: str | None = None, **kwargs: Any) -> Any:
             f"could not load the HF dataset {name!r} (split={split!r}): {type(exc).__name__}: {exc}. "
             "Without network access, download it elsewhere and point the task at local files instead."
         ) from exc
+
+
+def cache_root() -> Path:
+    """Where downloaded benchmark files are kept: $MMHALLU_CACHE, else ~/.cache/mmhallu-eval."""
+    return Path(os.environ.get("MMHALLU_CACHE") or Path.home() / ".cache" / "mmhallu-eval")
+
+
+def pinned_file(url: str, sha256: str, name: str) -> Path:
+    """A published file at a fixed commit, downloaded once into `cache_root()/name` and checked against its
+    SHA-256 (a changed or truncated download is an error, never data)."""
+    path = cache_root() / name
+    if path.is_file() and sha256_file(path) == sha256:
+        return path
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=60) as reply:  # noqa: S310 - a fixed https URL
+            body = reply.read()
+    except OSError as exc:
+        raise TaskError(f"could not download {url} ({exc}); without network access, download it elsewhere and pass "
+                        "the local file through the task's data option") from None
+    digest = hashlib.sha256(body).hexdigest()
+    if digest != sha256:
+        raise TaskError(f"{url}: SHA-256 {digest} is not the pinned {sha256}; the file changed upstream, pass a local copy")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_bytes(body)
+    os.replace(tmp, path)
+    return path

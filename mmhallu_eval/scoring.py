@@ -156,6 +156,9 @@ class AnswerMatch:
     invalid: list[str] = field(default_factory=list)
     #: what the reader wants the user to know that does not stop scoring (e.g. MME subtask files absent)
     notes: list[str] = field(default_factory=list)
+    #: answers the task leaves out on purpose, by reason (e.g. RePOPE's removed questions): counted and listed,
+    #: not scored and not a mismatch
+    set_aside: dict[str, list[str]] = field(default_factory=dict)
     _seen: set[str] = field(default_factory=set, repr=False)
 
     def offer(self, sample_id: str, value: Any, key: str | None = None) -> bool:
@@ -184,9 +187,15 @@ class AnswerMatch:
                 out.append(f"{len(ids)} {label} (first: {', '.join(map(str, ids[:5]))})")
         return out
 
+    def set_apart(self, reason: str, keys: list[str], why: str) -> None:
+        """Leave answers out for `reason` (`why`: what that means), with a note naming how many and the first ids."""
+        if keys:
+            self.set_aside.setdefault(reason, []).extend(keys)
+            self.notes.append(f"{len(keys)} answers {why} (first: {', '.join(keys[:5])}): counted as {reason}_answers, not scored")
+
     def counts(self) -> dict[str, int]:
         return {"missing_answers": len(self.missing), "unknown_answers": len(self.unknown), "duplicate_answers": len(self.duplicates),
-                "invalid_answers": len(self.invalid)}
+                "invalid_answers": len(self.invalid), **{f"{reason}_answers": len(ids) for reason, ids in self.set_aside.items()}}
 
 
 def match_answers(samples: list[Sample], answers: Path | str, text_field: str = "text") -> AnswerMatch:

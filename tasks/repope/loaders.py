@@ -1,0 +1,119 @@
+"""RePOPE data: the relabelled `coco_repope_<split>.json` files (or any POPE-format label files), pinned downloads of
+the published ones, and the questions RePOPE removed (present in the POPE file beside a RePOPE file, absent from it)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmhallu_eval import Sample, TaskError, TaskOptions, iter_jsonl, opt, require_fields, resolve_image
+from mmhallu_eval.data import pinned_file
+
+#: github.com/YanNeu/RePOPE at the commit the published RePOPE numbers use
+COMMIT = "bcf22e5690d587cce34e1728af3efdcfaf747d29"
+URL = f"https://raw.githubusercontent.com/YanNeu/RePOPE/{COMMIT}/annotations/{{name}}"
+SHA256 = {
+    "coco_pope_adversarial.json": "85436f0517a167e8034013458d47507ea75b89da7853d380f13530399f7d4018",
+    "coco_pope_popular.json": "f31727768b228d0409a3ffe86b808958c05c26b5db4d593b137b14a2ec45ac98",
+    "coco_pope_random.json": "196144ab005fcd23af78c7b11d7c110dbbc4ed17e361e05e11a927c8856cfde2",
+    "coco_repope_adversarial.json": "8c346dbb060bf422ff92e769fa68e5ab3e8a777cb28a26e973387441e05c9ccf",
+    "coco_repope_popular.json": "57832b055bae5fd6176278a4f104c98ddd84811f7d26dfcb93d481f6c9da09a5",
+    "coco_repope_random.json": "f464fcaf60b24ce2f280cf33f122e000dbdd35c8e88f77c4141c9c2cba864611",
+}
+#: `repope.data` keywords: the published RePOPE labels, or the original POPE labels of the same commit
+PUBLISHED = {"repope": "coco_repope_{split}.json", "pope": "coco_pope_{split}.json"}
+SPLITS = ("adversarial", "popular", "random")
+LABELS = ("yes", "no")
+_FILE = re.compile(r"^(?P<prefix>.*_)(?P<kind>re)?pope_(?P<split>[^.]+)\.json$")
+
+
+@dataclass
+class RepopeOptions(TaskOptions):
+    data: str = opt("repope", "'repope' (the published corrected labels, downloaded once, pinned), 'pope' (the original "
+                              "labels of the same commit), or POPE-format label files / a folder of them")
+    images: str | None = opt(None, "folder with the COCO val2014 images")
+    prompt_suffix: str = opt("", "text appended to each question (RePOPE asks the bare question; \\n for a newline)")
+
+
+def split_of(path: Path) -> str:
+    found = _FILE.match(path.name)
+    return found.group("split") if found else path.stem
+
+
+def label_files(data: str) -> list[Path]:
+    if data in PUBLISHED:
+        return [published(PUBLISHED[data].format(split=s)) for s in SPLITS]
+    paths: list[Path] = []
+    for part in data.split(","):
+        p = Path(part)
+        if p.is_dir():
+            found = sorted(p.glob("*_repope_*.json")) or sorted(p.glob("*_pope_*.json"))
+            if not found:
+                raise TaskError(f"{p}: no *_repope_<split>.json or *_pope_<split>.json label files in this folder")
+            paths.extend(found)
+        elif not p.is_file():
+            raise TaskError(f"{p}: RePOPE label file not found (repope.data takes 'repope', 'pope', files or a folder)")
+        else:
+            paths.append(p)
+    return paths
+
+
+def published(name: str) -> Path:
+    return pinned_file(URL.format(name=name), SHA256[name], f"repope/{COMMIT[:7]}/{name}")
+
+
+def original_of(path: Path) -> Path | None:
+    """The POPE file a RePOPE file relabels: `X_repope_S.json` → `X_pope_S.json` beside it."""
+    found = _FILE.match(path.name)
+    if not found or not found.group("kind"):
+        return None
+    if _is_cached(path):
+        return published(f"coco_pope_{found.group('split')}.json")
+    sibling = path.with_name(f"{found.group('prefix')}pope_{found.group('split')}.json")
+    return sibling if sibling.is_file() else None
+
+
+def _is_cached(path: Path) -> bool:
+    return path.name in SHA256 and path.parent.name == COMMIT[:7] and path.parent.parent.name == "repope"
+
+
+def load_file(path: Path, images: str | None, suffix: str) -> list[Sample]:
+    split = split_of(path)
+    samples = []
+    for lineno, row in iter_jsonl(path):
+        where = f"{path}:{lineno}"
+        require_fields(row, ("question_id", "image", "text", "label"), where, text=("image", "text"))
+        label = str(row["label"]).strip().lower()
+        if label not in LABELS:
+            raise TaskError(f"{where}: label must be 'yes' or 'no', got {row['label']!r}")
+        text = row["text"] if not suffix or row["text"].endswith(suffix) else row["text"] + suffix
+        samples.append(Sample(
+            id=f"{split}-{row['question_id']}", prompt=text, images=[resolve_image(row["image"], images)], target=label,
+            group=split, metadata={"question_id": row["question_id"], "image": row["image"], "question": row["text"]},
+        ))
+    return samples
+
+
+def load_samples(options: RepopeOptions) -> list[Sample]:
+    samples, _ = load_with_removed(options)
+    return samples
+
+
+def load_with_removed(options: RepopeOptions) -> tuple[list[Sample], dict[str, set[str]]]:
+    """The samples, and per split the ids of questions RePOPE removed (when the original POPE file is known)."""
+    suffix = options.prompt_suffix.replace("\\n", "\n")
+    samples: list[Sample] = []
+    removed: dict[str, set[str]] = {}
+    seen: dict[str, Path] = {}
+    for path in label_files(options.data):
+        part = load_file(path, options.images, suffix)
+        split = split_of(path)
+        if split in seen:
+            raise TaskError(f"{path}: split {split!r} already loaded from {seen[split]}; score them separately")
+        seen[split] = path
+        original = original_of(path)
+        if original is not None:
+            kept = {str(s.metadata["question_id"]) for s in part}
+            removed[split] = {str(row.get("question_id")) for _, row in iter_jsonl(original)} - kept
+        samples.extend(part)
+    return samples, removed

@@ -1,0 +1,114 @@
+"""RePOPE (Neuhaus & Hein, 2025): POPE's COCO questions with corrected labels and ambiguous ones removed, scored with
+RePOPE's own parser and metrics (`src/eval_utils.py` of github.com/YanNeu/RePOPE)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mmhallu_eval import AnswerMatch, Capabilities, GenerationConfig, Measure, Metric, Parser, Sample, Sums, TaskSpec, count, task
+from mmhallu_eval.scoring import match_answers
+
+from mmhallu_tasks.pope.parsers import PARSERS as POPE_PARSERS
+from mmhallu_tasks.pope.task import right_answer
+
+from .loaders import RepopeOptions, load_samples, load_with_removed
+
+
+def repope_official(text: str) -> str | None:
+    """`compute_answer`: "yes" anywhere in the lower-cased text, else "no" anywhere ("not", "know" and "snow" too),
+    else unreadable (None)."""
+    lowered = text.lower()
+    if "yes" in lowered:
+        return "yes"
+    if "no" in lowered:
+        return "no"
+    return None
+
+
+PARSERS = {
+    "repope-official": Parser("repope-official", "1", repope_official, "RePOPE eval_utils.compute_answer: 'yes' substring, then 'no'"),
+    "pope-official": POPE_PARSERS["pope-official"],
+    "strict": POPE_PARSERS["strict"],
+}
+
+
+def score_sample(sample: Sample, text: str, parser: Parser) -> dict[str, Any]:
+    parsed = parser(text)
+    return {"parsed": parsed, "correct": None if parsed is None else parsed == sample.target}
+
+
+def unit_stats(records: list[dict[str, Any]]) -> tuple[bool | int, ...]:
+    """One answer's confusion cell; an unreadable answer is in none (RePOPE leaves it out of every count)."""
+    r = records[0]
+    pred, yes = r["parsed"], r["target"] == "yes"
+    return (pred == "yes" and yes, pred == "yes" and not yes, pred == "no" and not yes, pred == "no" and yes, 1)
+
+
+def _parsed(s: Sums) -> float:
+    return s["tp"] + s["fp"] + s["tn"] + s["fn"]
+
+
+def precision(s: Sums) -> float | None:
+    return s["tp"] / (s["tp"] + s["fp"]) if s["tp"] + s["fp"] else None
+
+
+def recall(s: Sums) -> float | None:
+    """Over the read answers to yes questions (not over all positives, as POPE's own recall is)."""
+    return s["tp"] / (s["tp"] + s["fn"]) if s["tp"] + s["fn"] else None
+
+
+def f1(s: Sums) -> float | None:
+    p, r = precision(s), recall(s)
+    return 2 * p * r / (p + r) if p is not None and r is not None and p + r else None
+
+
+MEASURE = Measure(
+    stats=("tp", "fp", "tn", "fn", "n"),
+    unit_stats=unit_stats,
+    metrics=(
+        Metric("precision", precision, True, ci=True),
+        Metric("recall", recall, True, ci=True),
+        Metric("f1", f1, True, ci=True),
+        Metric("accuracy", lambda s: (s["tp"] + s["tn"]) / _parsed(s) if _parsed(s) else None, True, ci=True),
+        Metric("yes_ratio", lambda s: (s["tp"] + s["fp"]) / _parsed(s) if _parsed(s) else None, None, ci=True),
+        Metric("tp", count("tp")), Metric("fp", count("fp")), Metric("tn", count("tn")), Metric("fn", count("fn")),
+        Metric("n", count("n")),
+        Metric("unparsed", lambda s: int(s["n"] - _parsed(s))),
+    ),
+    accuracy_metric="accuracy",
+)
+
+
+def read_answers(path: Path, options: RepopeOptions) -> tuple[list[Sample], AnswerMatch]:
+    """POPE-style answers (JSONL: `question_id` or a namespaced `id`, and `text`). Answers to questions RePOPE
+    removed are counted and listed (`removed_answers`), not scored."""
+    samples, removed = load_with_removed(options)
+    match = match_answers(samples, path)
+    single = next(iter(removed)) if len(removed) == 1 and len({s.group for s in samples}) == 1 else None
+    def was_removed(key: str) -> bool:
+        split, _, qid = key.rpartition("-")
+        return qid in removed.get(split, ()) or (single is not None and key in removed[single])
+
+    match.set_apart("removed", [k for k in match.unknown if was_removed(k)], "are to questions RePOPE removed")
+    match.unknown = [k for k in match.unknown if not was_removed(k)]
+    return samples, match
+
+
+@task("repope")
+def repope() -> TaskSpec:
+    return TaskSpec(
+        name="repope",
+        version="1",
+        description="POPE with RePOPE's corrected labels, RePOPE's parser and metrics (unreadable answers left out)",
+        data_source="github:YanNeu/RePOPE annotations/coco_repope_<split>.json (pinned)",
+        loader=load_samples,
+        score_sample=score_sample,
+        measure=MEASURE,
+        parsers=PARSERS,
+        default_parser="repope-official",
+        generation=GenerationConfig(max_new_tokens=128),
+        headline=("f1", "accuracy"),
+        options=RepopeOptions,
+        read_answers=read_answers,
+        capabilities=Capabilities(failure_pair=right_answer),
+    )

@@ -1,0 +1,114 @@
+"""RePOPE: `mmhallu score repope` equals RePOPE's own eval_utils on both label sets; removed questions are counted,
+not scored; `mmhallu run --tasks repope` end to end."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from parity_cases import repope_answers
+
+CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
+OFFICIAL = json.loads((Path(__file__).parents[1] / "fixtures" / "parity" / "repope_official.json").read_text())
+NAMES = {"tp": "TP", "fp": "FP", "tn": "TN", "fn": "FN", "precision": "Precision", "recall": "Recall", "f1": "F1",
+         "accuracy": "ACC", "yes_ratio": "Yes Ratio"}
+
+
+def score(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, "score", "repope", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("variant, pattern", [("RePOPE", "coco_repope_{}.json"), ("POPE", "coco_pope_{}.json")])
+def test_score_equals_official_eval_utils(shared_benchmarks, tmp_path, variant, pattern):
+    folder = shared_benchmarks / "repope"
+    answers = repope_answers(folder, tmp_path / "answers.jsonl")
+    data = ",".join(str(folder / pattern.format(s)) for s in ("adversarial", "popular", "random"))
+    done = score("--data", data, "--answers", str(answers), "--out", str(tmp_path / "result.json"), "--allow-missing")
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["parser"] == "repope-official"
+    for split, official in OFFICIAL[variant].items():
+        group = result["groups"][split]
+        for ours, theirs in NAMES.items():
+            assert group[ours] == official[theirs], (split, ours)
+        assert group["unparsed"] == group["n"] - (official["TP"] + official["FP"] + official["TN"] + official["FN"])
+    if variant == "RePOPE":  # the 815 questions RePOPE removed are counted and listed, not scored, not an error
+        assert result["removed_answers"] == 9000 - (2684 + 2727 + 2774)
+        assert result["unknown_answers"] == 0
+        assert "are to questions RePOPE removed" in done.stderr
+        assert result["n"] == 2684 + 2727 + 2774
+
+
+def test_removed_answers_need_no_allow_missing_but_unknown_ids_do(shared_benchmarks, tmp_path):
+    folder = shared_benchmarks / "repope"
+    answers = repope_answers(folder, tmp_path / "answers.jsonl")
+    done = score("--data", str(folder), "--answers", str(answers), "--out", str(tmp_path / "r.json"))
+    assert done.returncode == 0, done.stderr
+    with answers.open("a") as fh:
+        fh.write(json.dumps({"question_id": "random-99999", "text": "Yes"}) + "\n")
+    done = score("--data", str(folder), "--answers", str(answers), "--out", str(tmp_path / "r2.json"))
+    assert done.returncode == 2 and "1 answer ids not in the data (first: random-99999)" in done.stderr
+
+
+def test_parser_reads_substrings_like_eval_utils():
+    from mmhallu_tasks.repope.task import repope_official
+
+    assert repope_official("Yes, but no.") == "yes"
+    assert repope_official("There is snow.") == "no"  # "no" inside "snow"
+    assert repope_official("I don't know") == "no"
+    assert repope_official("Maybe") is None
+    assert repope_official("NOT visible") == "no"
+
+
+def test_bad_label_file_names_line(tmp_path):
+    bad = tmp_path / "coco_repope_random.json"
+    bad.write_text(json.dumps({"question_id": 1, "image": "a.jpg", "text": "Is there a cat?", "label": "maybe"}) + "\n")
+    (tmp_path / "a.jsonl").write_text(json.dumps({"question_id": 1, "text": "Yes"}) + "\n")
+    done = score("--data", str(bad), "--answers", str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "r.json"))
+    assert done.returncode == 2 and f"{bad}:1: label must be 'yes' or 'no'" in done.stderr
+
+
+def test_default_data_without_network_is_a_clear_error(tmp_path, monkeypatch):
+    from mmhallu_eval import get_task
+
+    monkeypatch.setenv("MMHALLU_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(Exception, match="could not download https://raw.githubusercontent.com/YanNeu/RePOPE/bcf22e5"):
+        get_task("repope").load({})
+
+
+def test_pinned_download_is_checked_and_cached(shared_benchmarks, tmp_path, monkeypatch):
+    """The published files come from the cache once they are there with the pinned digest."""
+    from mmhallu_eval import get_task
+    from mmhallu_tasks.repope.loaders import COMMIT
+
+    cache = tmp_path / "cache" / "repope" / COMMIT[:7]
+    cache.mkdir(parents=True)
+    for path in (shared_benchmarks / "repope").glob("*.json"):
+        (cache / path.name).write_bytes(path.read_bytes())
+    monkeypatch.setenv("MMHALLU_CACHE", str(tmp_path / "cache"))
+    samples = get_task("repope").load({})
+    assert len(samples) == 2684 + 2727 + 2774
+    samples = get_task("repope").load({"data": "pope"})
+    assert len(samples) == 9000
+
+
+def test_run_end_to_end(tiny_llava, pope_fixture, tmp_path):
+    data = tmp_path / "repope"
+    data.mkdir()
+    for split in ("random", "adversarial"):
+        rows = (pope_fixture / f"shapes_pope_{split}.json").read_text().splitlines()
+        (data / f"shapes_pope_{split}.json").write_text("\n".join(rows) + "\n")
+        (data / f"shapes_repope_{split}.json").write_text("\n".join(rows[1:]) + "\n")  # RePOPE drops a question
+    out = tmp_path / "run"
+    done = subprocess.run([*CLI, "run", "--model", str(tiny_llava), "--tasks", "repope", "--out", str(out),
+                           "--task-arg", f"repope.data={data}", "--task-arg", f"repope.images={pope_fixture / 'images'}",
+                           "--device", "cpu", "--dtype", "float32", "--no-progress"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((out / "repope" / "result.json").read_text())
+    n = sum(len((data / f"shapes_repope_{s}.json").read_text().splitlines()) for s in ("random", "adversarial"))
+    assert result["n"] == n and set(result["groups"]) == {"random", "adversarial"}
+    assert result["parser"] == "repope-official"
+    group = result["groups"]["random"]
+    assert group["n"] == group["tp"] + group["fp"] + group["tn"] + group["fn"] + group["unparsed"]

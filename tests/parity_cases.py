@@ -21,3 +21,49 @@ def repope_answers(pope_dir: Path, out: Path, seed: int = 0) -> Path:
             lines.append({"question_id": f"{split}-{row['question_id']}", "text": rng.choice(YESNO_TEXTS)})
     out.write_text("".join(json.dumps(r) + "\n" for r in lines))
     return out
+
+
+def amber_vectors(amber_dir: Path, out: Path, seed: int = 0) -> Path:
+    """A spaCy pipeline (tokenizer + word vectors) standing in for en_core_web_lg: random vectors for AMBER's object
+    words, a few pairs of them near-identical (similarity > 0.8: the rescue and the second Cog hit), some words
+    without a vector (similarity 0)."""
+    import numpy as np
+    import spacy
+
+    relation = json.loads((amber_dir / "relation.json").read_text())
+    words = sorted(set(relation) | {w for ws in relation.values() for w in ws})
+    rng = np.random.default_rng(seed)
+    vectors = {w: rng.normal(size=32).astype("float32") for w in words if w not in words[3::11]}
+    pick = random.Random(seed)
+    for a, b in zip(pick.sample(words, 40), pick.sample(words, 40)):
+        if a in vectors and b in vectors and a != b:
+            vectors[b] = vectors[a] + rng.normal(scale=0.2, size=32).astype("float32")
+    nlp = spacy.blank("en")
+    for word, vector in vectors.items():
+        nlp.vocab.set_vector(word, vector)
+    nlp.to_disk(out)
+    return out
+
+
+def amber_answers(amber_dir: Path, out: Path, seed: int = 0) -> Path:
+    """AMBER answers in the official inference format for every query: descriptions mixing the image's objects, its
+    hallucination objects, their associated words, other object words, safe words, capitalised words and plurals;
+    yes/no answers exact and not ("Yes", "No.", "yes")."""
+    rng = random.Random(seed)
+    annotations = json.loads((amber_dir / "annotations.json").read_text())
+    relation = json.loads((amber_dir / "relation.json").read_text())
+    vocabulary = sorted(set(relation) | {w for ws in relation.values() for w in ws})
+    safe = (amber_dir / "safe_words.txt").read_text().split("\n")
+    rows = []
+    for item in annotations:
+        if item["type"] == "generative":
+            pool = (item["truth"] + item["hallu"] + [w for o in item["truth"] + item["hallu"] for w in relation[o]]
+                    + rng.sample(vocabulary, 3) + safe[:3] + ["dogs", "Car", "people", "table"])
+            picked = rng.sample(pool, min(len(pool), rng.randint(0, 7)))
+            sentences = [rng.choice(("There is a {} here.", "I can see {}s near the {}.", "A {} stands by the {}."))
+                         .format(*(w for w in (picked[i], picked[(i + 1) % len(picked)]))) for i in range(len(picked))]
+            rows.append({"id": item["id"], "response": " ".join(sentences) or "An empty scene."})
+        else:
+            rows.append({"id": item["id"], "response": rng.choice(("Yes", "No", "Yes", "No", "No.", "yes", "Yes, it is."))})
+    out.write_text(json.dumps(rows))
+    return out

@@ -1,0 +1,1 @@
+"""AMBER (Wang et al., 2023): LLM-free generative and discriminative hallucination evaluation."""

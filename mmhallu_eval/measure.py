@@ -52,6 +52,15 @@ class PooledMetric:
         return self.ci if self.compare is None else self.compare
 
 
+def pooled_totals(metrics: Sequence[Metric], *tables: PooledMetric) -> tuple[PooledMetric, ...]:
+    """Pooled metrics for a task that also reports whole-result tables (AMBER's and HallusionBench's printouts): each
+    group metric on the statistics summed over all groups, then `tables`, functions of every group's sums."""
+    def on_total(formula: Callable[[Sums], Value]) -> Callable[[dict[str, Sums]], Value]:
+        return lambda groups: formula({k: sum(g[k] for g in groups.values()) for k in next(iter(groups.values()), {})})
+
+    return (*(PooledMetric(m.name, on_total(m.formula), m.higher_is_better, m.ci, m.compare) for m in metrics), *tables)
+
+
 def count(stat: str) -> Callable[[Sums], int]:
     """A metric that reports a summed statistic as a whole number."""
     return lambda s: int(s[stat])

@@ -67,3 +67,23 @@ def amber_answers(amber_dir: Path, out: Path, seed: int = 0) -> Path:
             rows.append({"id": item["id"], "response": rng.choice(("Yes", "No", "Yes", "No", "No.", "yes", "Yes, it is."))})
     out.write_text(json.dumps(rows))
     return out
+
+
+HB_ANSWERS = ("Yes.", "No.", "Yes, it is.", "No, it is not.", "I am not sure.", "It cannot be determined from the figure.")
+HB_CORRECTNESS = ("correct", "Incorrect.", "The prediction is correct.", "unclear", "I cannot tell.", "CORRECT", "incorrect")
+HB_SAME = ("same", "different", "They are not the same.", "Different.", "unknown")
+
+
+def hallusion_case(data: Path, result: Path, replies: Path, seed: int = 0) -> tuple[Path, Path]:
+    """A result file in the official format (HallusionBench.json rows + model_prediction; each prediction ends with
+    its question's key, so a stand-in judge can find its reply) and raw judge replies for both official prompts."""
+    rng = random.Random(seed)
+    rows = json.loads(data.read_text())
+    saved = {}
+    for row in rows:
+        key = "_".join(str(row[f]) for f in ("category", "subcategory", "set_id", "figure_id", "question_id"))
+        row["model_prediction"] = f"{rng.choice(HB_ANSWERS)} (#{key})"
+        saved[key] = {"correctness_reply": rng.choice(HB_CORRECTNESS), "same_reply": rng.choice(HB_SAME)}
+    result.write_text(json.dumps(rows))
+    replies.write_text(json.dumps(saved))
+    return result, replies

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mmhallu_eval import (AnswerMatch, Capabilities, GenerationConfig, Measure, Metric, Parser, PooledMetric, Sample, TaskError,
-                          TaskSpec, read_json, task)
+                          TaskSpec, pooled_totals, read_json, task)
 
 from mmhallu_tasks.pope.parsers import strict
 from mmhallu_tasks.pope.task import right_answer
@@ -53,22 +53,15 @@ def unit_stats(records: list[dict[str, Any]]) -> tuple[float, ...]:
     return tuple(counts.get(k, 0) for k in STATS)
 
 
+METRICS = tuple(Metric(name, formula, better, ci=True) for name, (formula, better) in FRACTIONS.items())
 MEASURE = Measure(
     stats=STATS,
     unit_stats=unit_stats,
-    metrics=tuple(Metric(name, formula, better, ci=True) for name, (formula, better) in FRACTIONS.items()),
-    pooled=(
-        *(PooledMetric(name, lambda groups, f=formula: f(_all(groups)), better, ci=True) for name, (formula, better) in FRACTIONS.items()),
-        PooledMetric("amber_score", amber_score, True),
-        PooledMetric("official_table", official_table),  # type: ignore[arg-type]
-    ),
+    metrics=METRICS,
+    pooled=pooled_totals(METRICS, PooledMetric("amber_score", amber_score, True), PooledMetric("official_table", official_table)),  # type: ignore[arg-type]
     group_order=("generative", *DISCRIMINATIVE),
     accuracy_metric="accuracy",
 )
-
-
-def _all(groups: dict[str, Any]) -> dict[str, float]:
-    return {k: sum(s[k] for s in groups.values()) for k in STATS}
 
 
 def read_answers(path: Path, options: AmberOptions) -> tuple[list[Sample], AnswerMatch]:

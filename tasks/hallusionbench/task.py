@@ -10,7 +10,7 @@ from mmhallu_eval import (AnswerMatch, Capabilities, GenerationConfig, Measure, 
 
 from mmhallu_tasks.pope.parsers import strict
 
-from .loaders import FIELDS, HallusionOptions, check_row, data_file, key_of, load_rows, load_samples, pair_of, sample_of, set_of
+from .loaders import FIELDS, HallusionOptions, check_row, data_file, key_of, load_rows, load_samples, sample_of, set_of
 from .metrics import STATS, analysis_share, official_table, set_stats, share
 from .verdicts import (CORRECT, INCORRECT, UNCLEAR, correctness_prompt, correctness_verdict, official_cache, same_prompt, same_verdict,
                        saved_replies)

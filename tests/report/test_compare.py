@@ -96,3 +96,50 @@ def test_compare_mme_finer_chair(shared_benchmarks, tmp_path):
     ch = data["tasks"]["chair"]["metrics"]
     assert ch["chair_i"]["higher_is_better"] is False and ch["chair_i"]["base"] == pytest.approx(0.12727752838658568)
     assert ch["chair_s"]["better"] == ("tuned" if ch["chair_s"]["delta"] < 0 else "base")
+
+
+def test_compare_and_leaderboard_amber_hallusionbench_repope(shared_benchmarks, tmp_path):
+    """The three newer suites compare on their own units (AMBER answers, HallusionBench question sets, RePOPE
+    questions) and give the leaderboard their headline columns."""
+    pytest.importorskip("spacy")
+    from parity_cases import amber_answers, amber_vectors, hallusion_case, repope_answers
+
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    folder = shared_benchmarks / "repope"
+    repope = get_task("repope")
+    rs = repope.load({"data": str(folder)})
+    answers = {json.loads(x)["question_id"]: json.loads(x)["text"] for x in repope_answers(folder, tmp_path / "r.jsonl").read_text().splitlines()}
+    rtexts = {s.id: answers[s.id] for s in rs}
+    write_run(base, "repope", rs, rtexts)
+    write_run(tuned, "repope", rs, {k: ("Yes" if s.target == "yes" else "No") if i % 3 == 0 else rtexts[k] for i, (k, s) in enumerate(zip(rtexts, rs))})
+
+    amber_data = shared_benchmarks / "amber"
+    options = {"data": str(amber_data), "spacy_model": str(amber_vectors(amber_data, tmp_path / "vectors"))}
+    amber = get_task("amber")
+    samples = amber.load(options)
+    chosen = samples[:60] + samples[1004:1604]
+    atexts = {str(r["id"]): r["response"] for r in json.loads(amber_answers(amber_data, tmp_path / "a.json").read_text())}
+    write_run(base, "amber", chosen, {s.id: atexts[s.id] for s in chosen}, options=options)
+    better = {s.id: ("No" if s.target == "no" else "Yes") if s.group != "generative" else "A scene." for s in chosen}
+    write_run(tuned, "amber", chosen, better, options=options)
+
+    hb = get_task("hallusionbench")
+    result, _ = hallusion_case(shared_benchmarks / "hallusionbench/HallusionBench.json", tmp_path / "hb.json", tmp_path / "replies.json")
+    hoptions = {"data": str(shared_benchmarks / "hallusionbench/HallusionBench.json")}
+    hs, hmatch = hb.answers(result, hoptions)
+    write_run(base, "hallusionbench", hs, hmatch.texts, parser="yesno", options=hoptions)
+    write_run(tuned, "hallusionbench", hs, {s.id: "Yes" if s.target == "1" else "No" for s in hs}, parser="yesno", options=hoptions)
+
+    proc = subprocess.run([*CLI, "compare", str(base), str(tuned), "--out", str(tmp_path / "cmp")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert data["tasks"]["repope"]["metrics"]["accuracy"]["better"] == "tuned"
+    assert data["tasks"]["amber"]["metrics"]["accuracy"]["better"] == "tuned"
+    assert data["tasks"]["amber"]["metrics"]["chair"]["higher_is_better"] is False
+    assert data["tasks"]["hallusionbench"]["metrics"]["qacc"]["better"] == "tuned"
+    assert data["tasks"]["hallusionbench"]["metrics"]["aacc"]["significant"]
+    proc = subprocess.run([*CLI, "leaderboard", str(base), str(tuned), "--out", str(tmp_path / "board.html")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    header = (tmp_path / "board.csv").read_text().splitlines()[0]
+    for column in ("amber_score", "qacc", "facc", "repope"):
+        assert column in header, header

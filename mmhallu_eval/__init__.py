@@ -4,13 +4,13 @@ The public API for task plugins lives here; it imports no torch, so scoring save
 """
 from .annotations import SIZE_ORDER, load_graphs
 from .backends.judge import Judge, JudgeOptions, create_judge, judge_cache
-from .data import image_digest, load_hf_dataset, open_image, resolve_image
+from .data import image_digest, load_hf_dataset, open_image, pinned_file, resolve_image
 from .files import atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, read_text, require_fields
 from .errors import TaskError, UserError
 from .measure import Measure, Metric, PooledMetric, Sums, count, pooled_totals, ratio
 from .nltk_resources import download_nltk_resources, missing_nltk_resources
 from .paired import group_units, keep_whole_units
-from .scoring import AnswerMatch
+from .scoring import AnswerMatch, match_answers
 from .registry import TaskAlias, get_task, include_path, task, task_alias, task_names
 from .options import TaskOptions, opt
 from .prompts import DESCRIBE, SHORT_ANSWER, YES_NO
@@ -64,6 +64,8 @@ __all__ = [
     "missing_nltk_resources",
     "download_nltk_resources",
     "open_image",
+    "pinned_file",
+    "match_answers",
     "read_json",
     "read_text",
     "require_fields",

@@ -7,8 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mmhallu_eval import Sample, TaskError, TaskOptions, opt, read_json, read_text, resolve_image
-from mmhallu_eval.data import pinned_file
+from mmhallu_eval import pinned_file, Sample, TaskError, TaskOptions, opt, read_json, read_text, resolve_image
 
 COMMIT = "534babf6bbfcce2e735c26289dedfb21cef3c939"
 URL = f"https://raw.githubusercontent.com/junyangwang0410/AMBER/{COMMIT}/data/{{name}}"

@@ -5,8 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmhallu_eval import JudgeOptions, Sample, TaskError, opt, read_json, resolve_image
-from mmhallu_eval.data import pinned_file
+from mmhallu_eval import pinned_file, JudgeOptions, Sample, TaskError, opt, read_json, resolve_image
 
 COMMIT = "744007c232c292942c7f80eb61edb2465482da31"
 URL = f"https://raw.githubusercontent.com/tianyi-lab/HallusionBench/{COMMIT}/HallusionBench.json"

@@ -6,8 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmhallu_eval import Sample, TaskError, TaskOptions, iter_jsonl, opt, require_fields, resolve_image
-from mmhallu_eval.data import pinned_file
+from mmhallu_eval import pinned_file, Sample, TaskError, TaskOptions, iter_jsonl, opt, require_fields, resolve_image
 
 #: github.com/YanNeu/RePOPE at the commit the published RePOPE numbers use
 COMMIT = "bcf22e5690d587cce34e1728af3efdcfaf747d29"

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmhallu_eval import AnswerMatch, Capabilities, GenerationConfig, Measure, Metric, Parser, Sample, Sums, TaskSpec, count, task
-from mmhallu_eval.scoring import match_answers
+from mmhallu_eval import AnswerMatch, match_answers, Capabilities, GenerationConfig, Measure, Metric, Parser, Sample, Sums, TaskSpec, count, task
 
 from mmhallu_tasks.pope.parsers import PARSERS as POPE_PARSERS
 from mmhallu_tasks.pope.task import right_answer

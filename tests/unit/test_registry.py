@@ -18,7 +18,7 @@ def test_builtin_pope_registered_with_parsers():
 
 
 def test_unknown_task_did_you_mean():
-    with pytest.raises(TaskError, match=r"unknown task 'poppe'\. Did you mean: pope\?"):
+    with pytest.raises(TaskError, match=r"unknown task 'poppe'\. Did you mean: pope, repope\?"):
         get_task("poppe")
     with pytest.raises(TaskError, match="Known tasks:"):
         get_task("zzzzzz")

@@ -11,7 +11,7 @@ from .measure import Measure
 from .options import TaskOptions, parse
 from .types import GenerationConfig, Request, Sample, user_message
 
-__all__ = ["Capabilities", "Loader", "MixProbe", "Parser", "Scorer", "TaskError", "TaskOptions", "TaskSpec", "single_image_request"]
+__all__ = ["Capabilities", "Loader", "LmmsEvalTask", "MixProbe", "Parser", "Scorer", "TaskError", "TaskOptions", "TaskSpec", "single_image_request"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,21 @@ class MixProbe:
 
 
 @dataclass(frozen=True)
+class LmmsEvalTask:
+    """How one lmms-eval task's log maps onto a task here (declared by the task, in its capabilities)."""
+
+    name: str
+    #: the samples its documents are, in dataset order: those of this group (None: all samples, in loader order)
+    group: str | None
+    #: lmms-eval metric name → the metric here with the same meaning (for --peer-results)
+    metrics: dict[str, str] = field(default_factory=dict)
+    #: a line against the sample it lands on: an error text when they are not the same question, else None
+    check: Callable[[Sample, dict[str, Any]], str | None] | None = None
+    #: lmms-eval's own parsed label in a line (compared with this harness's parser)
+    label: Callable[[dict[str, Any]], Any] | None = None
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What the loop and the reports may ask of a task, declared by the task instead of looked up by its name."""
 
@@ -60,6 +75,8 @@ class Capabilities:
     display: Callable[[Any], str] | None = None
     #: answers are rated by a judge: `mmhallu run --judge-*` options go to this task
     judged: bool = False
+    #: the lmms-eval tasks whose `--log_samples` files `mmhallu score --format lmms-eval` reads as this task's answers
+    lmms_eval: tuple[LmmsEvalTask, ...] = ()
 
 
 def single_image_request(sample: Sample, generation: GenerationConfig) -> Request:

@@ -13,28 +13,47 @@ from ..outputs import check_outputs
 from ..registry import TaskAlias, get_task, include_path, task_aliases, task_names
 from .common import command, declared_options, fail, given, headline, option, parse_task_args, user_errors
 
-COMMON = {"answers", "out", "parser", "allow_missing", "reasoning", "task_arg", "include_path"}
+COMMON = {"answers", "out", "parser", "allow_missing", "reasoning", "task_arg", "include_path", "format", "peer_results"}
+
+
+def _read(spec: Any, typed: Any, answers: Path, fmt: str) -> tuple[list[Any], Any, dict[str, Any], Any, str]:
+    """(samples, AnswerMatch, the peer tool's parsed label per sample id, the lmms-eval task read, the format read)."""
+    from ..interop import FORMATS, detect_format, read_lmms_eval_log
+    from ..scoring import match_answers
+
+    if fmt not in FORMATS:
+        fail(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if fmt == "auto":
+        fmt, why = detect_format(answers)
+        typer.secho(f"{answers}: read as {fmt} ({why})", err=True)
+    if fmt == "lmms-eval":
+        samples = spec.load(typed)
+        match, labels, lmms_task = read_lmms_eval_log(answers, samples, spec.capabilities.lmms_eval, spec.name)
+        return samples, match, labels, lmms_task, f"lmms-eval:{lmms_task.name}"
+    if spec.read_answers is not None:
+        if fmt == "llava":
+            fail(f"{spec.name}'s answers are not LLaVA's JSON lines; use --format official (see the task's README)")
+        samples, match = spec.read_answers(answers, typed)
+        return samples, match, {}, None, "official"
+    samples = spec.load(typed)
+    return samples, match_answers(samples, answers), {}, None, fmt
 
 
 def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, parser: str | None, allow_missing: bool = False,
-                reasoning: str = "strip") -> None:
+                reasoning: str = "strip", fmt: str = "official", peer_results: Path | None = None) -> None:
     """Score a saved answers file and write result.json + <stem>.samples.jsonl beside it."""
     from ..files import atomic_write_json, atomic_write_jsonl
-    from ..scoring import ResultBuilder, iter_scored_texts, match_answers
+    from ..scoring import ResultBuilder, iter_scored_texts
 
     extra: dict[str, Any] = {"answers_file": str(answers)}
     samples_out = out.with_name(out.stem + ".samples.jsonl")
     try:
         inputs = [answers, *(v for v in options.values() if isinstance(v, (str, Path)) and str(v) and Path(v).exists())]
-        check_outputs([out, samples_out], inputs)
+        check_outputs([out, samples_out], [*inputs, *([peer_results] if peer_results else [])])
         spec = get_task(task)
         chosen = spec.parser(parser)
         typed = spec.parse_options(options)
-        if spec.read_answers is not None:
-            samples, match = spec.read_answers(answers, typed)
-        else:
-            samples = spec.load(typed)
-            match = match_answers(samples, answers)
+        samples, match, labels, lmms_task, extra["answers_format"] = _read(spec, typed, answers, fmt)
         if not match.texts and not match.invalid:
             fail(f"{answers}: no answers in the file")
         for note in match.notes:
@@ -46,13 +65,36 @@ def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, pa
             fail("answers do not match the questions (see above); fix the file or pass --allow-missing to score what matches")
         extra.update(match.counts())
         builder = ResultBuilder(spec)
-        atomic_write_jsonl(samples_out, iter_scored_texts(spec, chosen, samples, match.texts, typed, reasoning), each=builder.add)  # type: ignore[arg-type]
+        parsed: dict[str, Any] = {}
+
+        def each(record: dict[str, Any]) -> None:
+            builder.add(record)
+            if labels and record.get("error") is None:
+                parsed[record["id"]] = record.get("parsed")
+
+        atomic_write_jsonl(samples_out, iter_scored_texts(spec, chosen, samples, match.texts, typed, reasoning), each=each)  # type: ignore[arg-type]
         result = builder.result(chosen, extra={**extra, "reasoning": reasoning})
+        if peer_results is not None:
+            result["peer_reported"] = _peer(spec, peer_results, lmms_task, result, labels, parsed, match.texts)
     except user_errors() as exc:
         fail(str(exc))
     atomic_write_json(out, result)
     typer.echo(f"{task}: {headline(result)}")
     typer.echo(f"wrote {out}")
+
+
+def _peer(spec: Any, path: Path, lmms_task: Any, result: dict[str, Any], labels: dict[str, Any], parsed: dict[str, Any],
+          texts: dict[str, str]) -> dict[str, Any]:
+    """`peer_reported`: the peer's numbers for the lmms-eval task read (or the task's only one) beside the official ones."""
+    from ..interop import peer_reported, read_peer_results
+
+    known = spec.capabilities.lmms_eval
+    lmms_task = lmms_task or (known[0] if known else None)
+    if lmms_task is None:
+        fail(f"--peer-results: no lmms-eval task maps to {spec.name}")
+    peer = read_peer_results(path, lmms_task.name)
+    ours = result["groups"].get(lmms_task.group, {}) if lmms_task.group else result["metrics"]
+    return peer_reported(peer, lmms_task.metrics, ours, labels, parsed, texts)
 
 
 def _common_params() -> list[inspect.Parameter]:
@@ -64,6 +106,10 @@ def _common_params() -> list[inspect.Parameter]:
         option("reasoning", str, "strip", "strip: parse the answer after </think>; keep: the raw text."),
         option("task_arg", list[str], [], "A task option TASK.KEY=VALUE (the same as its flag)."),
         option("include_path", list[str], [], "Folder with user task plugins."),
+        option("format", str, "official", "Answers format: auto (detect and say which), official (the task's own; LLaVA's "
+               "JSON lines for POPE-style tasks), llava, or lmms-eval (a --log_samples file; questions from --data)."),
+        option("peer_results", Optional[Path], None, "The peer tool's reported numbers (lmms-eval *_results.json): written "
+               "beside the official ones as peer_reported, with the items both tools parse differently."),
     ]
 
 
@@ -80,7 +126,8 @@ def _register(app: typer.Typer, name: str, spec_options: type, alias: TaskAlias 
             options.setdefault(key, value)
         if get_task(task).capabilities.judged and "judge_cache" not in options:  # judge replies cached beside the result
             options["judge_cache"] = str(Path(values["out"]).parent / "judge_cache.sqlite")
-        score_saved(task, options, values["answers"], values["out"], values["parser"], values["allow_missing"], values["reasoning"])
+        score_saved(task, options, values["answers"], values["out"], values["parser"], values["allow_missing"], values["reasoning"],
+                    values["format"], values["peer_results"])
 
     params = _common_params() + declared_options(spec_options, skip=("max_new_tokens",))
     if alias is not None:

@@ -53,11 +53,15 @@ def load_run(root: str | Path) -> RunData:
     manifest_path = root / "manifest.json"
     manifest = read_json(manifest_path) if manifest_path.exists() else {}
     run = RunData(root=root, manifest=manifest)
-    for result_path in sorted(root.glob("*/result.json")):
+    # `mmhallu score --out DIR/result.json` writes DIR/result.samples.jsonl beside it; a run writes <task>/samples.jsonl
+    found = [(p, p.with_name("samples.jsonl")) for p in sorted(root.glob("*/result.json"))]
+    if not found and (root / "result.json").is_file():
+        found = [(root / "result.json", root / "result.samples.jsonl")]
+    for result_path, samples_path in found:
         result = read_json(result_path)
-        if result.get("schema_version") != 1 or "task" not in result:
+        if not isinstance(result, dict) or result.get("schema_version") != 1 or "task" not in result:
             raise TaskError(f"{result_path}: not a mmhallu result.json (schema_version 1)")
-        run.tasks[result["task"]] = TaskRun(result["task"], result, result_path.with_name("samples.jsonl"))
+        run.tasks[result["task"]] = TaskRun(result["task"], result, samples_path)
     if not run.tasks:
         raise TaskError(f"{root}: no <task>/result.json inside; is this a run folder written by `mmhallu run`?")
     return run

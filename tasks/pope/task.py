@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmhallu_eval import Capabilities, GenerationConfig, MixProbe, Measure, Metric, Parser, Sample, Sums, TaskSpec, count, task
+from mmhallu_eval import Capabilities, GenerationConfig, LmmsEvalTask, MixProbe, Measure, Metric, Parser, Sample, Sums, TaskSpec, count, task
 
 from .loaders import DEFAULT_DATA, PopeOptions, load_samples
 from .parsers import PARSERS, strict
@@ -69,6 +69,32 @@ def right_answer(record: dict[str, Any], context: dict[str, Any]) -> tuple[str, 
     return right, record["response"], {"pair_type": "yesno", "question_id": record["metadata"].get("question_id")}
 
 
+#: lmms-eval's POPE metrics and the metrics here with the same name (its yes_ratio is the share of yes *labels*)
+LMMS_EVAL_METRICS = {"pope_accuracy": "accuracy", "pope_precision": "precision", "pope_recall": "recall", "pope_f1_score": "f1",
+                     "pope_yes_ratio": "yes_ratio"}
+
+
+def lmms_eval_check(sample: Sample, row: dict[str, Any]) -> str | None:
+    """A log line names its question_id in each metric object and its question in `input`."""
+    logged = next((v for k, v in row.items() if k in LMMS_EVAL_METRICS and isinstance(v, dict)), {})
+    qid = logged.get("question_id")
+    if qid is not None and str(qid) != str(sample.metadata.get("question_id")):
+        return f"question_id {qid} in the log but {sample.metadata.get('question_id')} ({sample.id}) in --data"
+    text = row.get("input")
+    if isinstance(text, str) and not text.startswith(str(sample.metadata.get("question"))):
+        return f"{text[:60]!r} in the log but {sample.metadata.get('question')!r} ({sample.id}) in --data"
+    return None
+
+
+def lmms_eval_label(row: dict[str, Any]) -> Any:
+    return next((v.get("prediction") for k, v in row.items() if k in LMMS_EVAL_METRICS and isinstance(v, dict)), None)
+
+
+#: lmms-eval's pope (all three splits, in lmms-lab/POPE's order: adversarial, popular, random) and its split tasks
+LMMS_EVAL = tuple(LmmsEvalTask(name, group, LMMS_EVAL_METRICS, lmms_eval_check, lmms_eval_label)
+                  for name, group in (("pope", None), ("pope_adv", "adversarial"), ("pope_pop", "popular"), ("pope_random", "random")))
+
+
 @task("pope")
 def pope() -> TaskSpec:
     return TaskSpec(
@@ -85,5 +111,6 @@ def pope() -> TaskSpec:
         headline=("f1", "accuracy"),
         options=PopeOptions,
         # POPE adversarial is where co-occurrence hallucination shows; its gap to random adds to the object error
-        capabilities=Capabilities(failure_pair=right_answer, mix_probes=(MixProbe("obj", "adversarial", "accuracy", baseline="random"),)),
+        capabilities=Capabilities(failure_pair=right_answer, mix_probes=(MixProbe("obj", "adversarial", "accuracy", baseline="random"),),
+                                  lmms_eval=LMMS_EVAL),
     )

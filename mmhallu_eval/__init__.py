@@ -8,7 +8,7 @@ from .data import image_digest, load_hf_dataset, open_image, pinned_file, resolv
 from .files import atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, read_text, require_fields
 from .errors import TaskError, UserError
 from .measure import Measure, Metric, PooledMetric, Sums, count, pooled_totals, ratio
-from .nltk_resources import download_nltk_resources, missing_nltk_resources
+from .nltk_resources import download_nltk_resources, missing_nltk_resources, use_bundled_nltk_data
 from .paired import group_units, keep_whole_units
 from .scoring import AnswerMatch, match_answers
 from .registry import TaskAlias, get_task, include_path, task, task_alias, task_names
@@ -63,6 +63,7 @@ __all__ = [
     "load_graphs",
     "load_hf_dataset",
     "missing_nltk_resources",
+    "use_bundled_nltk_data",
     "download_nltk_resources",
     "open_image",
     "pinned_file",

@@ -30,7 +30,7 @@ class DemoSettings:
     seed: int = 0
     n_train: int = 400
     #: 1,000 test images: CHAIR captions every one, and with 500 a 20% fall of CHAIR_i was not always significant
-    #: (docs/demo.md, eleventh session); the shipped model trains on the train split only, drawn first
+    #: (docs/demo.md); the shipped model trains on the train split only, drawn first
     n_test: int = 1000
     training: DemoTraining = field(default_factory=DemoTraining)
     dpo_epochs: float = 1.0
@@ -43,7 +43,7 @@ class DemoSettings:
     #: model's captions collapsed (docs/demo.md)
     dpo_loss: tuple[str, ...] = ("apo_zero", "sft")
     #: a little SFT on the chosen answers keeps the caption-reading model's captions where they were while the
-    #: pairs move its yes/no answers (docs/demo.md, tenth session)
+    #: pairs move its yes/no answers (docs/demo.md)
     dpo_loss_weights: tuple[float, ...] | None = (1.0, 0.2)
     #: FINER short answers for POPE-style questions, contrast pairs for the partners of small objects, caption
     #: pairs with one class swapped in place, in the two caption templates the demo model was trained on, and

@@ -292,9 +292,9 @@ def read_captions(model: Any, batcher: Any, graphs: list[dict[str, Any]], images
                   training: DemoTraining, seed: int = 0, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Stages 4 and 5: captions that follow the image. The earlier stages' captions name the objects in a random
     order, so a model can only learn which objects are *likely*, and it describes from its prior (CHAIR_i 0.65,
-    recall 0.10 on the shipped model of the eighth session). The same captions in reading order can be read off the
+    recall 0.10 on a model trained without these stages). The same captions in reading order can be read off the
     image tokens one cell after the other: first the language model learns that on ideal image tokens of generated
-    scenes, then the whole model on the train images (docs/demo.md, ninth and tenth sessions)."""
+    scenes, then the whole model on the train images (docs/demo.md)."""
     from .demo_training import finetune, pretrain_language
 
     stages: dict[str, Any] = {}

@@ -9,7 +9,7 @@ import warnings
 from functools import lru_cache
 from typing import Any, Callable
 
-from mmhallu_eval import TaskError
+from mmhallu_eval import TaskError, use_bundled_nltk_data
 
 from .loaders import AmberData
 
@@ -59,6 +59,7 @@ def extract_nouns(text: str) -> list[str]:
     import nltk
     from nltk.stem import WordNetLemmatizer
 
+    use_bundled_nltk_data()
     lemmatizer = WordNetLemmatizer()
     tagged = nltk.pos_tag(nltk.word_tokenize(text))
     return [lemmatizer.lemmatize(word) for word, pos in tagged if pos.startswith("NN")]

@@ -124,11 +124,26 @@ def test_unknown_duplicate_and_invalid_captions_are_reported_as_for_pope(shared_
 
 def test_missing_nltk_resources_say_what_to_do(tmp_path):
     env = {**os.environ, "NLTK_DATA": str(tmp_path / "empty"), "HOME": str(tmp_path)}
-    code = "from mmhallu_tasks.chair.normalize import check_nltk; check_nltk()"
+    code = ("from pathlib import Path; import mmhallu_eval.nltk_resources as r; r.BUNDLED = Path('/nonexistent'); "
+            "from mmhallu_tasks.chair.normalize import check_nltk; check_nltk()")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
     if proc.returncode == 0:
-        pytest.skip("NLTK resources are installed system-wide on this machine")
+        pytest.skip("NLTK resources are installed system-wide here")
     assert "mmhallu setup nltk" in proc.stderr and "NLTK_DATA" in proc.stderr
+
+
+def test_shipped_nltk_resources_score_chair_identically(shared_benchmarks, tmp_path):
+    """Without any NLTK data of the user's, the resources shipped in the package give the same CHAIR result."""
+    base = shared_benchmarks / "chair/opera_captions"
+    args = ["score", "chair", "--answers", str(base / "llava-1.5/greedy.jsonl"), "--gt", str(base / "gt_objects.json")]
+    bare = {**os.environ, "NLTK_DATA": str(tmp_path / "empty"), "HOME": str(tmp_path)}
+    shipped = subprocess.run([*CLI, *args, "--out", str(tmp_path / "a" / "r.json")], capture_output=True, text=True, env=bare, cwd=tmp_path)
+    assert shipped.returncode == 0, shipped.stderr
+    full = subprocess.run([*CLI, *args, "--out", str(tmp_path / "b" / "r.json")], capture_output=True, text=True)
+    assert full.returncode == 0, full.stderr
+    a, b = (json.loads((tmp_path / d / "r.json").read_text()) for d in "ab")
+    assert a["metrics"] == b["metrics"] and a["ci"] == b["ci"]
+    assert (tmp_path / "a" / "r.samples.jsonl").read_text() == (tmp_path / "b" / "r.samples.jsonl").read_text()
 
 
 def test_ground_truth_from_coco_files(coco_fixture, normalizer):

@@ -77,6 +77,8 @@ class Capabilities:
     judged: bool = False
     #: the lmms-eval tasks whose `--log_samples` files `mmhallu score --format lmms-eval` reads as this task's answers
     lmms_eval: tuple[LmmsEvalTask, ...] = ()
+    #: groups whose headline metrics get their own rows on the compare scorecard (POPE's splits)
+    scorecard_groups: tuple[str, ...] = ()
 
 
 def single_image_request(sample: Sample, generation: GenerationConfig) -> Request:

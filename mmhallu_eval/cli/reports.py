@@ -45,12 +45,9 @@ def compare_cmd(
         html, js = compare_report(base, tuned, out, intersect=intersect)
     except user_errors() as exc:
         fail(str(exc))
-    data = json.loads(js.read_text())
-    for task, t in data["tasks"].items():
-        for metric, e in t["metrics"].items():
-            if e["delta"] is not None:
-                flag = " *" if e["significant"] else ""
-                typer.echo(f"{task}/{metric}: {e['base']:.4f} → {e['tuned']:.4f} (Δ {e['delta']:+.4f}, p={e['p_value']:.3g}{flag})")
+    from ..report.scorecard import format_scorecard
+
+    typer.echo(format_scorecard(json.loads(js.read_text())["scorecard"]))
     typer.echo(f"wrote {html} and {js}")
 
 

@@ -164,12 +164,13 @@ def demo_cmd(
         state = run_demo(out, settings, log=typer.echo, show_progress=not no_progress)
     except user_errors() as exc:
         fail(str(exc))
+    from ..demo import LIMITS
+    from ..report.scorecard import format_scorecard
+
     compare = json.loads(Path(state["stages"]["compare"]["outputs"]["json"]).read_text())
-    for task, t in compare["tasks"].items():
-        for metric, e in t["metrics"].items():
-            if e["delta"] is not None and e.get("higher_is_better") is not None:
-                mark = " (significant)" if e["significant"] else ""
-                typer.echo(f"  {task}/{metric}: {e['base']:.4f} → {e['tuned']:.4f}  Δ {e['delta']:+.4f}  p={e['p_value']:.3g}{mark}")
+    typer.echo("\nScorecard (base → after DPO; the designed hallucination first: POPE adversarial, CHAIR):")
+    typer.echo(format_scorecard(compare["scorecard"]))
+    typer.echo(LIMITS)
     typer.echo(f"compare report: {state['stages']['compare']['outputs']['html']}")
 
 

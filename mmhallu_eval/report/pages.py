@@ -5,6 +5,7 @@ import json
 import os
 from pathlib import Path
 from urllib.parse import quote
+from collections.abc import Sequence
 from typing import Any, Callable
 
 from ..files import atomic_write_json, atomic_write_text
@@ -14,6 +15,7 @@ from ..task import TaskError
 from .charts import Bar, bar_chart
 from .compare import compare_runs
 from .render import fmt_number, thumbnail, write_page
+from .scorecard import scorecard
 from .rundata import RunData, load_run
 
 MAX_THUMBNAILS = 1500
@@ -111,6 +113,10 @@ def run_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     return write_page("run.html.j2", out, run=run, tasks=tasks, manifest_json=json.dumps(run.manifest, indent=2, ensure_ascii=False), fmt=fmt_number)
 
 
+#: flipped samples per collapsed block on the compare page
+FLIP_PAGE = 50
+
+
 def _flip_rows(task: str, base: RunData, tuned: RunData, ids: list[str], limit: int = 200) -> list[dict[str, Any]]:
     show = _displayer(task)
     b = {s["id"]: s for s in base.tasks[task].samples}
@@ -122,7 +128,10 @@ def _flip_rows(task: str, base: RunData, tuned: RunData, ids: list[str], limit: 
     ]
 
 
-def compare_report(base_dir: str | Path, tuned_dir: str | Path, out_dir: str | Path | None = None, intersect: bool = False) -> tuple[Path, Path]:
+def compare_report(base_dir: str | Path, tuned_dir: str | Path, out_dir: str | Path | None = None, intersect: bool = False,
+                   first: Sequence[tuple[str, str | None]] = ()) -> tuple[Path, Path]:
+    """compare.html (scorecard first, then per task the details and the flipped samples, collapsed and paged) and
+    compare.json; `first`: (task, group) rows that lead the scorecard."""
     base, tuned = load_run(base_dir), load_run(tuned_dir)
     out_dir = Path(out_dir) if out_dir else tuned.root
     json_path = out_dir / "compare.json"
@@ -132,6 +141,8 @@ def compare_report(base_dir: str | Path, tuned_dir: str | Path, out_dir: str | P
     serialisable = json.loads(json.dumps(data))
     for t in serialisable["tasks"].values():
         t["flipped"] = {k: {"n": len(v), "ids": v} for k, v in t["flipped"].items()}
+    headline = {t: _headline(t, base.tasks[t].result) for t in data["tasks"]}
+    serialisable["scorecard"] = scorecard(serialisable, headline, first)
     atomic_write_json(json_path, serialisable)
     charts = {}
     for t, v in data["tasks"].items():
@@ -144,7 +155,9 @@ def compare_report(base_dir: str | Path, tuned_dir: str | Path, out_dir: str | P
                 bars.append(Bar(m, "base", e["base"], *(ci_b or (None, None))))
                 bars.append(Bar(m, "tuned", e["tuned"], *(ci_t or (None, None))))
         charts[t] = bar_chart(bars, f"{t}: base vs tuned")
-    html_path = write_page("compare.html.j2", out_dir / "compare.html", data=serialisable, flips=flips, charts=charts, headline={t: _headline(t, base.tasks[t].result) for t in data["tasks"]})
+    pages = {t: {k: [v[i:i + FLIP_PAGE] for i in range(0, len(v), FLIP_PAGE)] for k, v in f.items()} for t, f in flips.items()}
+    html_path = write_page("compare.html.j2", out_dir / "compare.html", data=serialisable, flips=flips, pages=pages, page_size=FLIP_PAGE,
+                           charts=charts, headline=headline)
     return html_path, json_path
 
 

@@ -41,6 +41,8 @@ class LoopConfig:
     mix: dict[str, float] | None = None
     seed: int = 0
     show_progress: bool = True
+    #: (task, group) rows that lead the compare scorecard, e.g. the split where the hallucination is expected
+    scorecard_first: list[tuple[str, str | None]] = field(default_factory=list)
 
 
 def _fingerprint(obj: Any) -> str:
@@ -141,7 +143,7 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
     tuned = Path(state.execute(evaluate("tuned", str(adapter)), log)["run"])
 
     def compare() -> dict[str, Any]:
-        html, js = compare_report(base, tuned, out / "compare")
+        html, js = compare_report(base, tuned, out / "compare", first=cfg.scorecard_first)
         log(f"[loop] compare: {html}")
         return {"html": str(html), "json": str(js)}
 

@@ -112,5 +112,5 @@ def pope() -> TaskSpec:
         options=PopeOptions,
         # POPE adversarial is where co-occurrence hallucination shows; its gap to random adds to the object error
         capabilities=Capabilities(failure_pair=right_answer, mix_probes=(MixProbe("obj", "adversarial", "accuracy", baseline="random"),),
-                                  lmms_eval=LMMS_EVAL),
+                                  lmms_eval=LMMS_EVAL, scorecard_groups=("adversarial", "popular", "random")),
     )

@@ -109,5 +109,5 @@ def repope() -> TaskSpec:
         headline=("f1", "accuracy"),
         options=RepopeOptions,
         read_answers=read_answers,
-        capabilities=Capabilities(failure_pair=right_answer),
+        capabilities=Capabilities(failure_pair=right_answer, scorecard_groups=("adversarial", "popular", "random")),
     )

@@ -80,6 +80,28 @@ def test_compare_page_matches_compare_json(runs, page, artifacts, tmp_path):
     page.screenshot(path=str(artifacts / "compare.png"), full_page=True)
 
 
+def test_compare_page_leads_with_the_scorecard(runs, page, tmp_path):
+    """The scorecard comes first and shows compare.json's rows (POPE per split too); flipped samples start collapsed;
+    the CLI prints the same rows."""
+    proc = subprocess.run([*CLI, "compare", str(runs["llava"]), str(runs["idefics3"]), "--out", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "compare.json").read_text())
+    page.goto((tmp_path / "compare.html").as_uri())
+    assert page.locator("h2").first.inner_text() == "Scorecard"
+    rows = page.locator("table.scorecard tr.score-row")
+    assert rows.count() == len(data["scorecard"]) > 0
+    assert any(r["group"] == "adversarial" for r in data["scorecard"] if r["task"] == "pope")
+    for i, r in enumerate(data["scorecard"]):
+        row = rows.nth(i)
+        assert row.get_attribute("data-metric") == r["metric"] and row.get_attribute("data-task") == r["task"]
+        assert row.locator("td.base").inner_text() == fmt(r["base"]) and row.locator("td.tuned").inner_text() == fmt(r["tuned"])
+        assert row.locator("td.delta").inner_text() == fmt(r["delta"])
+        assert r["verdict"] in row.locator("td.verdict").inner_text()
+        assert r["metric"] in proc.stdout.splitlines()[i + 1] and r["verdict"] in proc.stdout.splitlines()[i + 1]
+    flips = page.locator("section[data-task] details.flips-fixed, section[data-task] details.flips-broken")
+    assert all(flips.nth(i).get_attribute("open") is None for i in range(flips.count()))
+
+
 def test_leaderboard_sorts(runs, page, artifacts, tmp_path):
     out = tmp_path / "board.html"
     proc = subprocess.run([*CLI, "leaderboard", str(runs["llava"]), str(runs["idefics3"]), "--out", str(out)], capture_output=True, text=True)

@@ -27,6 +27,10 @@ def test_quick_demo_runs_the_loop(tmp_path):
     assert mix["mix"] == {"obj": 1.0, "attr": 0.2, "rel": 0.2, "wh": 0.2} and mix["mix_source"].startswith("fixed")
     assert json.loads((out / "loop/adapter/mmhallu_train.json").read_text())["loss_type"] == ["apo_zero", "sft"]
     assert "compare report:" in proc.stdout
+    # the scorecard leads with where the demo model's hallucination is designed to show, and says where it cannot help
+    card = proc.stdout.split("Scorecard", 1)[1].splitlines()
+    assert card[2].startswith("pope / adversarial") and compare["scorecard"][0]["group"] == "adversarial"
+    assert any(line.startswith("chair") for line in card[2:6]) and "FINER-style MCQ" in proc.stdout
     # --no-progress: no bars (weight loading, dataset mapping, generation, training) and no per-step DPO metrics
     assert "it/s" not in proc.stdout + proc.stderr and "'loss'" not in proc.stdout + proc.stderr
     # rerun: every stage is up to date

@@ -129,7 +129,7 @@ def test_different_run_in_same_folder_is_refused(tiny_llava, pope_fixture, tmp_p
 @pytest.mark.parametrize(
     "change,message",
     [
-        (("--tasks", "pop"), "unknown task 'pop'. Did you mean: pope?"),
+        (("--tasks", "pop"), "unknown task 'pop'. Did you mean: pope, repope?"),
         (("--backend", "transformer"), "unknown backend 'transformer'. Did you mean: transformers?"),
         (("--parser", "pope-oficial"), "has no parser 'pope-oficial'"),
         (("--model", "/nonexistent/model"), "model path /nonexistent/model does not exist"),

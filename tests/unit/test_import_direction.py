@@ -1,4 +1,4 @@
-"""Imports point one way (see README "Architecture"): a module may import only modules of a lower layer."""
+"""Imports point one way (see docs/architecture.md): a module may import only modules of a lower layer."""
 import ast
 from pathlib import Path
 
@@ -13,7 +13,7 @@ LAYERS = {
     "files": 4, "registry": 4, "nltk_resources": 4, "quiet": 4,
     "data": 5, "annotations": 5,
     "cache": 6, "scoring": 6,
-    "backends": 7,
+    "backends": 7, "interop": 7,
     "rundir": 8,
     "benchmarks": 8,
     "runner": 9, "world": 9,

@@ -4,7 +4,7 @@ The public API for task plugins lives here; it imports no torch, so scoring save
 """
 from .annotations import SIZE_ORDER, load_graphs
 from .backends.judge import Judge, JudgeOptions, create_judge, judge_cache
-from .data import image_digest, load_hf_dataset, open_image, pinned_file, resolve_image
+from .data import cache_root, image_digest, load_hf_dataset, open_image, pinned_file, resolve_image
 from .files import atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, read_text, require_fields
 from .errors import TaskError, UserError
 from .measure import Measure, Metric, PooledMetric, Sums, count, pooled_totals, ratio
@@ -67,6 +67,7 @@ __all__ = [
     "download_nltk_resources",
     "open_image",
     "pinned_file",
+    "cache_root",
     "match_answers",
     "read_json",
     "read_text",

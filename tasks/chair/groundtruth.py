@@ -8,17 +8,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import os
 from pathlib import Path
 from typing import Iterable
 
-from mmhallu_eval import TaskError, atomic_write_json, read_json
+from mmhallu_eval import TaskError, atomic_write_json, cache_root, read_json
 
 from .normalize import Normalizer
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("MMHALLU_CACHE", Path.home() / ".cache" / "mmhallu-eval")) / "chair"
+    return cache_root() / "chair"
 
 
 def annotation_files(folder: Path, kind: str) -> list[Path]:
@@ -86,6 +85,7 @@ def build_ground_truth(folder: Path, image_ids: Iterable[int], normalizer: Norma
                     found[ann["image_id"]].update(normalizer.caption_words(ann["caption"]).categories)
         cached.update({str(i): sorted(v) for i, v in found.items()})
         atomic_write_json(cache_file, cached)
+        normalizer.lemmas.save()
     return {i: cached[str(i)] for i in wanted}
 
 

@@ -17,6 +17,8 @@ import numpy as np
 
 from mmhallu_eval import TaskError, missing_nltk_resources, read_text
 
+from .lemmas import Lemmas
+
 DEFAULT_SYNONYMS = Path(__file__).with_name("synonyms.txt")
 COCO_DOUBLE_WORDS = (
     "motor bike", "motor cycle", "air plane", "traffic light", "street light", "traffic signal", "stop light",
@@ -120,8 +122,7 @@ class Normalizer:
     def __init__(self, vocab: Vocabulary):
         check_nltk()
         import nltk
-        from nltk.corpus import wordnet
-        from nltk.stem import WordNetLemmatizer
+        from nltk.corpus.reader.wordnet import ADJ, ADV, NOUN, VERB
         from nltk.tag import _get_tagger
         from nltk.tokenize import NLTKWordTokenizer
 
@@ -129,14 +130,12 @@ class Normalizer:
         self._nltk = nltk
         self._tagger = _get_tagger("eng")
         self._word_tokenizer = _stdlib_regex_tokenizer(NLTKWordTokenizer)
-        self._wnl = WordNetLemmatizer()
-        wordnet.ensure_loaded()  # load once here, so forked workers inherit it instead of each loading it
-        self._pos = {"J": wordnet.ADJ, "V": wordnet.VERB, "N": wordnet.NOUN, "R": wordnet.ADV}
+        self._pos = {"J": ADJ, "V": VERB, "N": NOUN, "R": ADV}
         self._predictions: dict[tuple[str, ...], str] = {}
         self._classes = sorted(self._tagger.classes)
         self._class_index = {c: i for i, c in enumerate(self._classes)}
         self._vectors: dict[str, "np.ndarray | None"] = {}
-        self._lemmas: dict[tuple[str, str], str] = {}
+        self.lemmas = Lemmas()  # WordNet itself loads only for a (word, pos) pair not seen in an earlier run
         self._sentences: dict[str, list[str]] = {}
 
     def tokenize(self, text: str) -> list[str]:
@@ -190,16 +189,18 @@ class Normalizer:
         return vec
 
     def lemma(self, word: str, tag: str) -> str:
-        pos = self._pos.get(tag[:1], "n")
-        key = (word, pos)
-        lemma = self._lemmas.get(key)
-        if lemma is None:
-            lemma = self._lemmas[key] = self._wnl.lemmatize(word, pos=pos)
-        return lemma
+        return self.lemmas(word, self._pos.get(tag[:1], "n"))
+
+    def tagged(self, caption: str) -> tuple[list[str], list[str]]:
+        """The lower-cased caption's tokens and their tags (the part worth spreading over processes)."""
+        tokens = self.tokenize(caption.lower())
+        return tokens, self.tag(tokens)
 
     def caption_words(self, caption: str) -> CaptionWords:
-        tokens = self.tokenize(caption.lower())
-        lemmas = [self.lemma(w, t) for w, t in zip(tokens, self.tag(tokens))]
+        return self.words_of(*self.tagged(caption))
+
+    def words_of(self, tokens: list[str], tags: list[str]) -> CaptionWords:
+        lemmas = [self.lemma(w, t) for w, t in zip(tokens, tags)]
         merged: list[str] = []
         double = self.vocab.double_words
         i = 0

@@ -1,6 +1,7 @@
 """CHAIR_s / CHAIR_i / recall / length from captions and ground-truth object sets (OPERA's definitions)."""
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import os
 import sys
@@ -12,10 +13,10 @@ from .normalize import CaptionWords, normalizer_for
 PARALLEL_MIN = 400
 
 
-def _words_worker(job: tuple[str | None, list[str]]) -> list[CaptionWords]:
+def _tag_worker(job: tuple[str | None, list[str]]) -> list[tuple[list[str], list[str]]]:
     synonyms, captions = job
     normalizer = normalizer_for(synonyms)
-    return [normalizer.caption_words(c) for c in captions]
+    return [normalizer.tagged(c) for c in captions]
 
 
 def _processes() -> int:
@@ -28,16 +29,32 @@ def _processes() -> int:
     return min(os.cpu_count() or 1, 8)
 
 
+_POOLS: dict[int, Any] = {}
+
+
+def _pool(procs: int) -> Any:
+    """One pool of forked workers per process, kept for later batches: their memoised tokens and tags carry over
+    (scoring goes through batches of a few thousand captions)."""
+    if procs not in _POOLS:
+        _POOLS[procs] = multiprocessing.get_context("fork").Pool(procs)
+        atexit.register(_POOLS[procs].terminate)
+    return _POOLS[procs]
+
+
 def caption_words_many(synonyms: str | None, captions: list[str]) -> list[CaptionWords]:
-    """`caption_words` for many captions, split over worker processes (forked after NLTK is loaded)."""
+    """`caption_words` for many captions: tokenising and tagging split over worker processes (forked after the tagger
+    is loaded), lemmas and object words in this process, where the lemma table lives; new lemmas are stored."""
+    normalizer = normalizer_for(synonyms)
     procs = _processes()
     if procs <= 1 or len(captions) < PARALLEL_MIN:
-        return _words_worker((synonyms, captions))
-    normalizer_for(synonyms)
-    size = -(-len(captions) // (procs * 4))
-    jobs = [(synonyms, captions[i : i + size]) for i in range(0, len(captions), size)]
-    with multiprocessing.get_context("fork").Pool(procs) as pool:
-        return [cw for chunk in pool.map(_words_worker, jobs) for cw in chunk]
+        tagged = [normalizer.tagged(c) for c in captions]
+    else:
+        size = -(-len(captions) // (procs * 4))
+        jobs = [(synonyms, captions[i : i + size]) for i in range(0, len(captions), size)]
+        tagged = [t for chunk in _pool(procs).map(_tag_worker, jobs) for t in chunk]
+    words = [normalizer.words_of(tokens, tags) for tokens, tags in tagged]
+    normalizer.lemmas.save()
+    return words
 
 
 def score_caption_words(cw: CaptionWords, gt: Iterable[str]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """POPE data sources: official question files, a merged JSONL with `category`, or the lmms-lab/POPE dataset."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,10 @@ LABELS = ("yes", "no")
 
 
 def split_from_filename(path: Path) -> str:
-    """`coco_pope_adversarial.json` → `adversarial` (the POPE naming); other names keep their stem."""
-    stem = path.stem
-    return stem.split("_pope_", 1)[1] if "_pope_" in stem else stem
+    """`coco_pope_adversarial.json` → `adversarial` (the POPE naming, RePOPE's `coco_repope_*` too); other names
+    keep their stem."""
+    found = re.search(r"_(?:re)?pope_(.+)$", path.stem)
+    return found.group(1) if found else path.stem
 
 
 def _check_label(label: Any, where: str) -> str:

@@ -6,7 +6,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmhallu_eval import pinned_file, Sample, TaskError, TaskOptions, iter_jsonl, opt, require_fields, resolve_image
+from mmhallu_eval import Sample, TaskError, TaskOptions, iter_jsonl, opt, pinned_file
+
+from mmhallu_tasks.pope.loaders import load_question_file, split_from_filename
 
 #: github.com/YanNeu/RePOPE at the commit the published RePOPE numbers use
 COMMIT = "bcf22e5690d587cce34e1728af3efdcfaf747d29"
@@ -22,7 +24,6 @@ SHA256 = {
 #: `repope.data` keywords: the published RePOPE labels, or the original POPE labels of the same commit
 PUBLISHED = {"repope": "coco_repope_{split}.json", "pope": "coco_pope_{split}.json"}
 SPLITS = ("adversarial", "popular", "random")
-LABELS = ("yes", "no")
 _FILE = re.compile(r"^(?P<prefix>.*_)(?P<kind>re)?pope_(?P<split>[^.]+)\.json$")
 
 
@@ -32,11 +33,6 @@ class RepopeOptions(TaskOptions):
                               "labels of the same commit), or POPE-format label files / a folder of them")
     images: str | None = opt(None, "folder with the COCO val2014 images")
     prompt_suffix: str = opt("", "text appended to each question (RePOPE asks the bare question; \\n for a newline)")
-
-
-def split_of(path: Path) -> str:
-    found = _FILE.match(path.name)
-    return found.group("split") if found else path.stem
 
 
 def label_files(data: str) -> list[Path]:
@@ -76,23 +72,6 @@ def _is_cached(path: Path) -> bool:
     return path.name in SHA256 and path.parent.name == COMMIT[:7] and path.parent.parent.name == "repope"
 
 
-def load_file(path: Path, images: str | None, suffix: str) -> list[Sample]:
-    split = split_of(path)
-    samples = []
-    for lineno, row in iter_jsonl(path):
-        where = f"{path}:{lineno}"
-        require_fields(row, ("question_id", "image", "text", "label"), where, text=("image", "text"))
-        label = str(row["label"]).strip().lower()
-        if label not in LABELS:
-            raise TaskError(f"{where}: label must be 'yes' or 'no', got {row['label']!r}")
-        text = row["text"] if not suffix or row["text"].endswith(suffix) else row["text"] + suffix
-        samples.append(Sample(
-            id=f"{split}-{row['question_id']}", prompt=text, images=[resolve_image(row["image"], images)], target=label,
-            group=split, metadata={"question_id": row["question_id"], "image": row["image"], "question": row["text"]},
-        ))
-    return samples
-
-
 def load_samples(options: RepopeOptions) -> list[Sample]:
     samples, _ = load_with_removed(options)
     return samples
@@ -105,8 +84,8 @@ def load_with_removed(options: RepopeOptions) -> tuple[list[Sample], dict[str, s
     removed: dict[str, set[str]] = {}
     seen: dict[str, Path] = {}
     for path in label_files(options.data):
-        part = load_file(path, options.images, suffix)
-        split = split_of(path)
+        part = load_question_file(path, options.images, suffix)
+        split = split_from_filename(path)
         if split in seen:
             raise TaskError(f"{path}: split {split!r} already loaded from {seen[split]}; score them separately")
         seen[split] = path

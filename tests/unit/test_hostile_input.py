@@ -231,3 +231,46 @@ def test_bom_and_latin1_in_mme_lists(tmp_path):
     (folder / "existence.txt").write_bytes("a.jpg\tIs there a d\xf6g?\tYes\tYes\n".encode("latin-1"))
     line = _error(_cli("score", "mme", "--answers", str(folder), "--out", str(tmp_path / "r2.json")))
     assert f"{folder / 'existence.txt'}:1: not UTF-8 text" in line
+
+
+def test_a_full_disk_names_the_path(tmp_path, monkeypatch, capsys):
+    """Disk full while caching answers: a CacheError naming the cache file (finished answers kept); while writing a
+    result: one error line naming the file, exit 2, no traceback."""
+    import errno
+
+    from mmhallu_eval.cache import ResponseCache
+    from mmhallu_eval.cache import CacheError
+    from mmhallu_eval.types import Response
+
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+
+    class Full:  # a connection whose every write finds the disk full
+        def __enter__(self):
+            raise sqlite3.OperationalError("database or disk is full")
+
+        def __exit__(self, *exc):
+            return False
+
+    cache._conn = Full()
+    with pytest.raises(CacheError, match=f"{tmp_path / 'cache.sqlite'}: the disk is full"):
+        cache.put_many([("k", Response(id="1", text="Yes"))])
+
+    import mmhallu_eval.files as files
+    from mmhallu_eval.cli import main
+
+    answers = tmp_path / "a.jsonl"
+    answers.write_text('{"question_id": "1", "text": "Yes"}\n')
+    data = tmp_path / "coco_pope_random.json"
+    data.write_text('{"question_id": 1, "image": "a.jpg", "text": "Is there a cat?", "label": "yes"}\n')
+    out = tmp_path / "o" / "r.json"
+
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(files, "atomic_write_text", full)
+    monkeypatch.setattr("sys.argv", ["mmhallu", "score", "pope", "--data", str(data), "--answers", str(answers), "--out", str(out)])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: {out}: No space left on device" in err and "Traceback" not in err

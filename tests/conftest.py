@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny models and generated data are built once per session, offline."""
+"""Shared fixtures: tiny models and generated data are built once per test run, offline."""
 from __future__ import annotations
 
 import os
@@ -67,7 +67,7 @@ def coco_fixture(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
-    """Task caches (e.g. CHAIR ground truth) go to a per-session folder, never to the user's home."""
+    """Task caches (e.g. CHAIR ground truth) go to a folder of the test run, never to the user's home."""
     monkeypatch.setenv("MMHALLU_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 

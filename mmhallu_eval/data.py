@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image
 
-from .files import sha256_file
+from .files import atomic_write_bytes, sha256_file
 from .task import TaskError
 from .types import ImageLike
 
@@ -115,8 +115,5 @@ def pinned_file(url: str, sha256: str, name: str) -> Path:
     digest = hashlib.sha256(body).hexdigest()
     if digest != sha256:
         raise TaskError(f"{url}: SHA-256 {digest} is not the pinned {sha256}; the file changed upstream, pass a local copy")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_bytes(body)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, body)
     return path

@@ -52,11 +52,17 @@ class PooledMetric:
         return self.ci if self.compare is None else self.compare
 
 
-def pooled_totals(metrics: Sequence[Metric], *tables: PooledMetric) -> tuple[PooledMetric, ...]:
+def add_sums(sums: Iterable[Sums], stats: Sequence[str]) -> dict[str, float]:
+    """Summed statistics of several groups (or units), statistic by statistic."""
+    sums = list(sums)
+    return {k: sum(s[k] for s in sums) for k in stats}
+
+
+def pooled_totals(stats: Sequence[str], metrics: Sequence[Metric], *tables: PooledMetric) -> tuple[PooledMetric, ...]:
     """Pooled metrics for a task that also reports whole-result tables (AMBER's and HallusionBench's printouts): each
     group metric on the statistics summed over all groups, then `tables`, functions of every group's sums."""
     def on_total(formula: Callable[[Sums], Value]) -> Callable[[dict[str, Sums]], Value]:
-        return lambda groups: formula({k: sum(g[k] for g in groups.values()) for k in next(iter(groups.values()), {})})
+        return lambda groups: formula(add_sums(groups.values(), stats))
 
     return (*(PooledMetric(m.name, on_total(m.formula), m.higher_is_better, m.ci, m.compare) for m in metrics), *tables)
 
@@ -199,7 +205,7 @@ def evaluate(measure: Measure, sums_by_group: dict[str, Sums], pooled: bool) -> 
         return {m.name: m.formula(sums) for m in measure.metrics}
     if measure.pooled is not None:
         return {m.name: m.formula(sums_by_group) for m in measure.pooled}
-    total = {k: sum(s[k] for s in sums_by_group.values()) for k in measure.stats}
+    total = add_sums(sums_by_group.values(), measure.stats)
     return {m.name: m.formula(total) for m in measure.metrics}
 
 

@@ -65,7 +65,4 @@ def read_lmms_eval_log(path: Path, samples: list[Sample], known: tuple[LmmsEvalT
                             "in the dataset's order)")
         if match.offer(sample.id, _answer(row, where), f"doc_id {doc_id}") and spec.label is not None:
             labels[sample.id] = spec.label(row)
-    for s in docs:
-        if s.id not in match.texts:
-            match.missing.append(s.id)
-    return match, labels, spec
+    return match.finish(docs), labels, spec

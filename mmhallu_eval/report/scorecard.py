@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..errors import TaskError
 from ..registry import get_task
 
 IMPROVED, REGRESSED, UNCHANGED = "improved", "regressed", "no significant change"
@@ -22,7 +23,7 @@ def _verdict(e: dict[str, Any]) -> str:
 def _groups_of(task: str) -> tuple[str, ...]:
     try:
         return get_task(task).capabilities.scorecard_groups
-    except Exception:  # noqa: BLE001 - a run of a plugin not loaded here still gets its pooled rows
+    except TaskError:  # a run of a plugin not loaded here still gets its pooled rows
         return ()
 
 

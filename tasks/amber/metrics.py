@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from mmhallu_eval import Sums
+from mmhallu_eval import Sums, add_sums
 
 from .loaders import INITIAL_NUM
 
@@ -74,12 +74,8 @@ def _yes_no_table(score: dict[str, float], num: dict[str, float], epsilon: float
 def _section(sums: list[Sums], epsilon: float = 0.0001) -> dict[str, float]:
     """One printed section over the script's counters of `sums` (one counter each, added in the script's order)."""
     score = {k: sum(s[f"{k}_score"] for s in sums) for k in ("correct", "no", "ans_no")}
-    num: dict[str, float] = {}
-    for k in ("correct", "no", "ans_no"):
-        value = 0.0
-        for i, s in enumerate(sums):
-            value = counter(int(s[f"{k}_num"])) if i == 0 else value + counter(int(s[f"{k}_num"]))
-        num[k] = value
+    # one script counter per section, added left to right (0.0 + the first is the first exactly)
+    num = {k: sum(counter(int(s[f"{k}_num"])) for s in sums) for k in ("correct", "no", "ans_no")}
     return _yes_no_table(score, num, epsilon)
 
 
@@ -98,7 +94,7 @@ def official_table(groups: dict[str, Sums]) -> dict[str, Any] | None:
         }
     has_attribute = any(a in groups for a in ATTRIBUTES)
     if "existence" in groups and has_attribute and "relation" in groups:
-        table["discriminative"] = _section([_summed([get(n) for n in DISCRIMINATIVE])])
+        table["discriminative"] = _section([add_sums((get(n) for n in DISCRIMINATIVE), STATS)])
     if "existence" in groups:
         table["existence"] = _section([get("existence")], epsilon=0.001)
     if has_attribute:
@@ -108,10 +104,6 @@ def official_table(groups: dict[str, Sums]) -> dict[str, Any] | None:
     if "relation" in groups:
         table["relation"] = _section([get("relation")])
     return table or None
-
-
-def _summed(sums: list[Sums]) -> dict[str, float]:
-    return {k: sum(s[k] for s in sums) for k in STATS}
 
 
 def amber_score(groups: dict[str, Sums]) -> float | None:

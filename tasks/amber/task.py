@@ -58,7 +58,7 @@ MEASURE = Measure(
     stats=STATS,
     unit_stats=unit_stats,
     metrics=METRICS,
-    pooled=pooled_totals(METRICS, PooledMetric("amber_score", amber_score, True), PooledMetric("official_table", official_table)),  # type: ignore[arg-type]
+    pooled=pooled_totals(STATS, METRICS, PooledMetric("amber_score", amber_score, True), PooledMetric("official_table", official_table)),  # type: ignore[arg-type]
     group_order=("generative", *DISCRIMINATIVE),
     accuracy_metric="accuracy",
 )

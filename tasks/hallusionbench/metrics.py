@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from mmhallu_eval import Sums
+from mmhallu_eval import Sums, add_sums
 
 from .verdicts import CORRECT, INCORRECT, UNCLEAR
 
@@ -98,14 +98,10 @@ def _pct(num: float, den: float) -> float | None:
     return round(100 * num / den, 4) if den else None
 
 
-def _all(groups: dict[str, Sums]) -> dict[str, float]:
-    return {k: sum(g[k] for g in groups.values()) for k in STATS}
-
-
 def official_table(groups: dict[str, Sums]) -> dict[str, Any]:
     """The script's tables keyed by its own labels, its rounding included (None where it would divide by zero)."""
     levels = {name: groups[name] for name in ("VD", "VS") if name in groups}
-    levels["Overall"] = _all(groups)
+    levels["Overall"] = add_sums(groups.values(), STATS)
     overall = levels["Overall"]
     per_figure = {}
     for name, s in levels.items():

@@ -37,6 +37,9 @@ class RepopeOptions(TaskOptions):
 
 def label_files(data: str) -> list[Path]:
     if data in PUBLISHED:
+        if data == "repope":  # the original files too, beside them: they tell which questions RePOPE removed
+            for s in SPLITS:
+                published(PUBLISHED["pope"].format(split=s))
         return [published(PUBLISHED[data].format(split=s)) for s in SPLITS]
     paths: list[Path] = []
     for part in data.split(","):
@@ -62,14 +65,8 @@ def original_of(path: Path) -> Path | None:
     found = _FILE.match(path.name)
     if not found or not found.group("kind"):
         return None
-    if _is_cached(path):
-        return published(f"coco_pope_{found.group('split')}.json")
     sibling = path.with_name(f"{found.group('prefix')}pope_{found.group('split')}.json")
     return sibling if sibling.is_file() else None
-
-
-def _is_cached(path: Path) -> bool:
-    return path.name in SHA256 and path.parent.name == COMMIT[:7] and path.parent.parent.name == "repope"
 
 
 def load_samples(options: RepopeOptions) -> list[Sample]:

@@ -14,7 +14,7 @@ from .scoring import AnswerMatch, match_answers
 from .registry import TaskAlias, get_task, include_path, task, task_alias, task_names
 from .options import TaskOptions, opt
 from .prompts import DESCRIBE, SHORT_ANSWER, YES_NO
-from .task import Capabilities, LmmsEvalTask, MixProbe, Parser, TaskSpec, single_image_request
+from .task import Capabilities, LmmsEvalTask, MixProbe, Parser, PeerMetric, TaskSpec, VlmevalkitDataset, single_image_request
 from .types import GenerationConfig, ImageLike, Request, Response, Sample, user_message
 
 __version__ = "0.1.0"
@@ -28,6 +28,8 @@ __all__ = [
     "JudgeOptions",
     "MixProbe",
     "LmmsEvalTask",
+    "PeerMetric",
+    "VlmevalkitDataset",
     "TaskAlias",
     "TaskOptions",
     "task_alias",

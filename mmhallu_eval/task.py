@@ -3,7 +3,7 @@ declaration its numbers derive from)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any, Callable
 
 from .errors import TaskError
@@ -11,7 +11,7 @@ from .measure import Measure
 from .options import TaskOptions, parse
 from .types import GenerationConfig, Request, Sample, user_message
 
-__all__ = ["Capabilities", "Loader", "LmmsEvalTask", "MixProbe", "Parser", "Scorer", "TaskError", "TaskOptions", "TaskSpec", "single_image_request"]
+__all__ = ["Capabilities", "Loader", "LmmsEvalTask", "MixProbe", "PeerMetric", "Parser", "Scorer", "TaskError", "TaskOptions", "TaskSpec", "VlmevalkitDataset", "single_image_request"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,41 @@ class LmmsEvalTask:
     #: lmms-eval's own parsed label in a line (compared with this harness's parser)
     label: Callable[[dict[str, Any]], Any] | None = None
 
+    def peer_metrics(self) -> dict[str, "PeerMetric"]:
+        """`metrics` as places in result.json: the group's metric, or the whole result's."""
+        where = ("groups", self.group) if self.group else ("metrics",)
+        return {peer: PeerMetric((*where, mine)) for peer, mine in self.metrics.items()}
+
+
+@dataclass(frozen=True)
+class PeerMetric:
+    """Where a peer tool's reported number sits in this harness's result.json, and the factor from its scale to ours."""
+
+    path: tuple[str, ...]
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class VlmevalkitDataset:
+    """How one VLMEvalKit dataset's prediction file maps onto a task here (declared by the task, in its capabilities)."""
+
+    #: VLMEvalKit's dataset name, the tail of its file names ({model}_{name}.xlsx)
+    name: str
+    #: a sample's join key
+    key: Callable[[Sample], Hashable]
+    #: a row's join keys, one per question it answers (a POPE row answers every split its category lists); raises
+    #: TaskError naming what the row lacks
+    row_keys: Callable[[dict[str, str]], list[Hashable]]
+    #: columns the rows must have besides index and prediction
+    columns: tuple[str, ...] = ()
+    #: VLMEvalKit's extracted Yes/No/Unknown → this task's parsed value (None: the two are not comparable)
+    label: Callable[[str], Any] | None = None
+    #: the samples VLMEvalKit's dataset holds (None: all) and, when some are left out, why
+    covers: Callable[[Sample], bool] | None = None
+    covers_note: str = ""
+    #: VLMEvalKit's score-file cells ("row/column" for tables with a split column, else "column") → ours
+    metrics: Mapping[str, PeerMetric] = field(default_factory=dict)
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -77,6 +112,8 @@ class Capabilities:
     judged: bool = False
     #: the lmms-eval tasks whose `--log_samples` files `mmhallu score --format lmms-eval` reads as this task's answers
     lmms_eval: tuple[LmmsEvalTask, ...] = ()
+    #: the VLMEvalKit datasets whose prediction files `mmhallu score --format vlmevalkit` reads as this task's answers
+    vlmevalkit: tuple[VlmevalkitDataset, ...] = ()
     #: groups whose headline metrics get their own rows on the compare scorecard (POPE's splits)
     scorecard_groups: tuple[str, ...] = ()
 

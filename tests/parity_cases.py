@@ -87,3 +87,52 @@ def hallusion_case(data: Path, result: Path, replies: Path, seed: int = 0) -> tu
     result.write_text(json.dumps(rows))
     replies.write_text(json.dumps(saved))
     return result, replies
+
+
+#: yes/no answers for VLMEvalKit's exact matching: punctuation touching spaces or not, a thousands comma (every mark is
+#: then deleted), more than 32 periods (only 32 are), both words, neither, and cells pandas would read as missing
+VLMEVALKIT_TEXTS = (*YESNO_TEXTS, "Yes.", "No.", "yes/no", "Yes,it is.", "No (not visible).", "I see 1,000 dogs, yes.",
+                    "(yes)", "no-one", "Yes! No!", "... " * 20 + "no", "yes" + "." * 40 + "no", "None", "N/A", "", "Yes\nNo",
+                    "There is no dog; yes, a cat.", "[No]", "Yes_")
+
+
+def _vlmevalkit_rows(task: str, samples: list, rng: random.Random) -> list[dict]:
+    """The rows of VLMEvalKit's dataset file (image column dropped, as its predictions are written) for `samples`."""
+    if task == "pope":
+        rows: dict[tuple, dict] = {}
+        for s in samples:  # one row per distinct question; category lists the splits that ask it
+            row = rows.setdefault((s.metadata["image"], s.metadata["question"]), {
+                "question": s.metadata["question"], "answer": s.target.capitalize(), "category": [], "image_path": s.metadata["image"]})
+            row["category"].append(s.group)
+        return [{"index": i, **r, "category": ",".join(r["category"])} for i, r in enumerate(rows.values())]
+    if task == "mme":
+        return [{"index": i, "question": s.metadata["question"], "answer": s.metadata["gt"], "category": s.group,
+                 "image_path": f"{s.group}/{s.metadata['image']}"} for i, s in enumerate(samples)]
+    if task == "hallusionbench":
+        return [{"index": "_".join((m["category"], m["subcategory"], m["visual_input"], m["set_id"], m["figure_id"], m["question_id"])),
+                 "question": m["question"], "answer": "Yes" if m["gt_answer"] == "1" else "No", "category": m["category"],
+                 "l2-category": f"{m['category']}_{m['subcategory']}", "image_path": m["filename"]}
+                for s in samples if (m := s.metadata)["visual_input"] != "0"]
+    if task == "amber":
+        return [{"index": s.metadata["amber_id"], "question": s.metadata["question"], "answer": s.target, "category": s.metadata["type"],
+                 "image_path": s.metadata["image"]} for s in samples if s.target is not None]
+    raise ValueError(task)
+
+
+def vlmevalkit_predictions(task: str, samples: list, out: Path, seed: int = 0) -> dict[str, Path]:
+    """VLMEvalKit's prediction file of a run on `samples`, written as its `dump` writes each PRED_FORMAT (xlsx through
+    xlsxwriter with strings never formulas, tsv and csv fully quoted, json records indented by 4): {suffix: path}.
+    `out` is the path without suffix, named like VLMEvalKit's: {model}_{dataset}."""
+    import csv
+
+    import pandas as pd
+
+    rng = random.Random(seed)
+    frame = pd.DataFrame(_vlmevalkit_rows(task, samples, rng))
+    frame["prediction"] = [rng.choice(VLMEVALKIT_TEXTS) for _ in range(len(frame))]
+    paths = {suffix: out.with_name(out.name + suffix) for suffix in (".xlsx", ".tsv", ".json")}
+    with pd.ExcelWriter(paths[".xlsx"], engine="xlsxwriter", engine_kwargs={"options": {"strings_to_formulas": False}}) as writer:
+        frame.to_excel(writer, index=False)
+    frame.to_csv(paths[".tsv"], sep="\t", index=False, encoding="utf-8", quoting=csv.QUOTE_ALL)
+    paths[".json"].write_text(json.dumps(frame.to_dict("records"), indent=4, ensure_ascii=False))
+    return paths

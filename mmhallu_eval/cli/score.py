@@ -17,8 +17,8 @@ COMMON = {"answers", "out", "parser", "allow_missing", "reasoning", "task_arg", 
 
 
 def _read(spec: Any, typed: Any, answers: Path, fmt: str) -> tuple[list[Any], Any, dict[str, Any], Any, str]:
-    """(samples, AnswerMatch, the peer tool's parsed label per sample id, the lmms-eval task read, the format read)."""
-    from ..interop import FORMATS, detect_format, read_lmms_eval_log
+    """(samples, AnswerMatch, the peer tool's parsed label per sample id, the peer's task or dataset read, the format read)."""
+    from ..interop import FORMATS, detect_format, read_lmms_eval_log, read_vlmevalkit
     from ..scoring import match_answers
 
     if fmt not in FORMATS:
@@ -30,6 +30,9 @@ def _read(spec: Any, typed: Any, answers: Path, fmt: str) -> tuple[list[Any], An
         samples = spec.load(typed)
         match, labels, lmms_task = read_lmms_eval_log(answers, samples, spec.capabilities.lmms_eval, spec.name)
         return samples, match, labels, lmms_task, f"lmms-eval:{lmms_task.name}"
+    if fmt == "vlmevalkit":
+        samples, match, labels, dataset = read_vlmevalkit(answers, spec.load(typed), spec.capabilities.vlmevalkit, spec.name)
+        return samples, match, labels, dataset, f"vlmevalkit:{dataset.name}"
     if spec.read_answers is not None:
         if fmt == "llava":
             fail(f"{spec.name}'s answers are not LLaVA's JSON lines; use --format official (see the task's README)")
@@ -53,7 +56,7 @@ def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, pa
         spec = get_task(task)
         chosen = spec.parser(parser)
         typed = spec.parse_options(options)
-        samples, match, labels, lmms_task, extra["answers_format"] = _read(spec, typed, answers, fmt)
+        samples, match, labels, source, extra["answers_format"] = _read(spec, typed, answers, fmt)
         if not match.texts and not match.invalid:
             fail(f"{answers}: no answers in the file")
         for note in match.notes:
@@ -75,7 +78,7 @@ def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, pa
         atomic_write_jsonl(samples_out, iter_scored_texts(spec, chosen, samples, match.texts, typed, reasoning), each=each)  # type: ignore[arg-type]
         result = builder.result(chosen, extra={**extra, "reasoning": reasoning})
         if peer_results is not None:
-            result["peer_reported"] = _peer(spec, peer_results, lmms_task, result, labels, parsed, match.texts)
+            result["peer_reported"] = _peer(spec, peer_results, source, result, labels, parsed, match.texts)
     except user_errors() as exc:
         fail(str(exc))
     atomic_write_json(out, result)
@@ -83,18 +86,35 @@ def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, pa
     typer.echo(f"wrote {out}")
 
 
-def _peer(spec: Any, path: Path, lmms_task: Any, result: dict[str, Any], labels: dict[str, Any], parsed: dict[str, Any],
+def _peer(spec: Any, path: Path, source: Any, result: dict[str, Any], labels: dict[str, Any], parsed: dict[str, Any],
           texts: dict[str, str]) -> dict[str, Any]:
-    """`peer_reported`: the peer's numbers for the lmms-eval task read (or the task's only one) beside the official ones."""
-    from ..interop import peer_reported, read_peer_results
+    """`peer_reported`: the peer's numbers (lmms-eval's results.json or VLMEvalKit's score file) for the task or dataset
+    whose answers were read (else the one its file name or the task names) beside the official ones."""
+    from ..interop import LmmsEvalTask, dataset_of, peer_reported, read_peer_results, read_vlmevalkit_scores
+    from ..task import VlmevalkitDataset
 
-    known = spec.capabilities.lmms_eval
-    lmms_task = lmms_task or (known[0] if known else None)
+    caps = spec.capabilities
+    if path.suffix.lower() == ".csv" or (path.suffix.lower() == ".json" and not is_lmms_eval_results(path)):
+        dataset = source if isinstance(source, VlmevalkitDataset) else dataset_of(path.with_name(path.name.replace("_score", "").replace("_acc", "")),
+                                                                                   caps.vlmevalkit)
+        dataset = dataset or (caps.vlmevalkit[0] if len(caps.vlmevalkit) == 1 else None)
+        if dataset is None:
+            fail(f"--peer-results {path}: no VLMEvalKit dataset of {spec.name} named by the file (keep VLMEvalKit's name MODEL_DATASET_score.csv)")
+        return peer_reported(read_vlmevalkit_scores(path, dataset.name), dataset.metrics, result,
+                             labels if isinstance(source, VlmevalkitDataset) else {}, parsed, texts)
+    known = caps.lmms_eval
+    lmms_task = source if isinstance(source, LmmsEvalTask) else (known[0] if known else None)
     if lmms_task is None:
         fail(f"--peer-results: no lmms-eval task maps to {spec.name}")
-    peer = read_peer_results(path, lmms_task.name)
-    ours = result["groups"].get(lmms_task.group, {}) if lmms_task.group else result["metrics"]
-    return peer_reported(peer, lmms_task.metrics, ours, labels, parsed, texts)
+    return peer_reported(read_peer_results(path, lmms_task.name), lmms_task.peer_metrics(), result,
+                         labels if isinstance(source, LmmsEvalTask) else {}, parsed, texts)
+
+
+def is_lmms_eval_results(path: Path) -> bool:
+    from ..files import read_json
+
+    data = read_json(path)
+    return isinstance(data, dict) and "results" in data
 
 
 def _common_params() -> list[inspect.Parameter]:
@@ -107,9 +127,10 @@ def _common_params() -> list[inspect.Parameter]:
         option("task_arg", list[str], [], "A task option TASK.KEY=VALUE (the same as its flag)."),
         option("include_path", list[str], [], "Folder with user task plugins."),
         option("format", str, "official", "Answers format: auto (detect and say which), official (the task's own; LLaVA's "
-               "JSON lines for POPE-style tasks), llava, or lmms-eval (a --log_samples file; questions from --data)."),
-        option("peer_results", Optional[Path], None, "The peer tool's reported numbers (lmms-eval *_results.json): written "
-               "beside the official ones as peer_reported, with the items both tools parse differently."),
+               "JSON lines for POPE-style tasks), llava, lmms-eval (a --log_samples file) or vlmevalkit (a predictions .xlsx/.tsv/.json); "
+               "the questions come from --data."),
+        option("peer_results", Optional[Path], None, "The peer tool's reported numbers (lmms-eval *_results.json, VLMEvalKit "
+               "*_score.csv): written beside the official ones as peer_reported, with the items both tools parse differently."),
     ]
 
 

@@ -8,20 +8,29 @@ from ..errors import TaskError
 from ..files import iter_jsonl
 from ..task import LmmsEvalTask
 from .lmms_eval import lmms_eval_task_of, read_lmms_eval_log
-from .peer import PeerNumbers, peer_reported, read_peer_results
+from .peer import PeerNumbers, peer_reported, read_peer_results, read_vlmevalkit_scores
+from .vlmevalkit import dataset_of, read_vlmevalkit, yorn_extraction
 
-__all__ = ["FORMATS", "LmmsEvalTask", "PeerNumbers", "detect_format", "lmms_eval_task_of", "peer_reported", "read_lmms_eval_log",
-           "read_peer_results"]
+__all__ = ["FORMATS", "LmmsEvalTask", "PeerNumbers", "dataset_of", "detect_format", "lmms_eval_task_of", "peer_reported", "read_lmms_eval_log",
+           "read_peer_results", "read_vlmevalkit", "read_vlmevalkit_scores", "yorn_extraction"]
 
 #: `mmhallu score --format`: official = the task's own answers format (LLaVA's JSONL for POPE-style tasks)
-FORMATS = ("auto", "official", "llava", "lmms-eval")
+FORMATS = ("auto", "official", "llava", "lmms-eval", "vlmevalkit")
+
+
+def _vlmevalkit_json(path: Path) -> bool:
+    """A JSON list of records with index and prediction (VLMEvalKit's PRED_FORMAT=json)."""
+    with path.open("rb") as f:
+        head = f.read(4096).lstrip()
+    return head.startswith(b"[") and b'"prediction"' in head and b'"index"' in head
 
 
 def detect_format(path: Path) -> tuple[str, str]:
     """(format, why) for `--format auto`, from the file's name and first record."""
     if path.suffix.lower() in (".xlsx", ".tsv", ".csv"):
-        raise TaskError(f"{path}: a spreadsheet of predictions (VLMEvalKit's format) is not read; export the answers as JSON "
-                        "lines with question_id and text, or use the tool's per-item log")
+        return "vlmevalkit", f"a {path.suffix.lower()} table (VLMEvalKit's predictions)"
+    if path.suffix.lower() == ".json" and path.is_file() and _vlmevalkit_json(path):
+        return "vlmevalkit", "a JSON list of records with index and prediction (VLMEvalKit's predictions)"
     if path.suffix.lower() == ".jsonl" or lmms_eval_task_of(path):
         try:
             first = next(iter_jsonl(path), (0, {}))[1]

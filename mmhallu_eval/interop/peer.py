@@ -1,13 +1,17 @@
-"""A peer tool's reported numbers (lmms-eval's `*_results.json`) set beside the official ones: `peer_reported` in
-result.json, with the delta per metric and the items whose parsed label differs between the two tools."""
+"""A peer tool's reported numbers (lmms-eval's `*_results.json`, VLMEvalKit's `*_score.csv`/`*_acc.csv`) set beside
+the official ones: `peer_reported` in result.json, with the delta per metric and the items whose parsed label differs
+between the two tools."""
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import TaskError
 from ..files import read_json
+from ..task import PeerMetric
 
 #: how many differing items result.json lists (all are counted)
 LISTED = 50
@@ -38,16 +42,48 @@ def read_peer_results(path: Path, task: str) -> PeerNumbers:
     return PeerNumbers("lmms-eval", data.get("lmms_eval_version"), str(path), task, metrics)
 
 
-def peer_reported(peer: PeerNumbers, names: dict[str, str], ours: dict[str, Any], labels: dict[str, Any],
+def read_vlmevalkit_scores(path: Path, dataset: str) -> PeerNumbers:
+    """VLMEvalKit's score file (csv, or json with EVAL_FORMAT=json): a table with a `split` column (POPE,
+    HallusionBench: cells named "split/column") or one row (MME, AMBER: cells named by column)."""
+    import pandas as pd
+
+    try:
+        frame = pd.DataFrame(read_json(path)) if path.suffix.lower() == ".json" else pd.read_csv(path)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise TaskError(f"{path}: not a VLMEvalKit score file ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if frame.empty:
+        raise TaskError(f"{path}: no rows; pass the *_score.csv VLMEvalKit's evaluation wrote")
+    metrics: dict[str, float] = {}
+    for i, row in enumerate(frame.to_dict("records")):
+        if "split" not in row and i:
+            raise TaskError(f"{path}: {len(frame)} rows and no 'split' column; not a VLMEvalKit score file of {dataset}")
+        for column, value in row.items():
+            if column != "split" and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                metrics[f"{row['split']}/{column}" if "split" in row else str(column)] = float(value)
+    if not metrics:
+        raise TaskError(f"{path}: no numbers; pass the *_score.csv VLMEvalKit's evaluation wrote")
+    return PeerNumbers("VLMEvalKit", None, str(path), dataset, metrics)
+
+
+def _at(result: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = result
+    for part in path:
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def peer_reported(peer: PeerNumbers, names: Mapping[str, PeerMetric], result: dict[str, Any], labels: dict[str, Any],
                   parsed: dict[str, Any], responses: dict[str, str]) -> dict[str, Any]:
     """The comparison written into result.json: per peer metric its value, the official value of the metric with the
-    same meaning, and official − peer; then the items both tools read differently (when the peer's log was read)."""
+    same meaning (on the peer's scale), and official − peer; then the items both tools read differently (when the
+    peer's per-item reading is known)."""
     metrics = {}
     for peer_name, value in peer.metrics.items():
         mine = names.get(peer_name)
-        official = ours.get(mine) if mine else None
-        metrics[peer_name] = {"metric": mine, "peer": value, "official": official,
-                              "delta": official - value if isinstance(official, (int, float)) else None}
+        official = _at(result, mine.path) if mine else None
+        official = official * mine.scale if mine and isinstance(official, (int, float)) and not isinstance(official, bool) else None
+        metrics[peer_name] = {"metric": ".".join(mine.path) if mine else None, "peer": value, "official": official,
+                              "delta": official - value if official is not None else None}
     differ = [sid for sid, label in labels.items() if sid in parsed and label != parsed[sid]]
     return {
         "tool": peer.tool, "version": peer.version, "file": peer.file, "task": peer.task, "metrics": metrics,

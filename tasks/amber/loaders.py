@@ -130,7 +130,7 @@ def load_samples(options: AmberOptions) -> list[Sample]:
         samples.append(Sample(
             id=str(qid), prompt=str(q["query"]) + suffix, images=[resolve_image(str(q["image"]), options.images)],
             target=None if generative else str(truth["truth"]), group=section,
-            metadata={"amber_id": qid, "type": truth["type"], "image": q["image"],
+            metadata={"amber_id": qid, "type": truth["type"], "image": q["image"], "question": q["query"],
                       **({"truth": truth["truth"], "hallu": truth["hallu"]} if generative else {})},
         ))
     return samples

@@ -11,7 +11,7 @@ from .verdicts import CORRECT, INCORRECT, UNCLEAR
 
 STATS = ("q_n", "q_correct", "pair_n", "pair_correct", "easy_n", "easy_correct", "hard_n", "hard_correct", "easy_q", "hard_q",
          "fig_n", "fig_correct", "fig_wrong", "fig_inconsistent", "fig_score", "lh", "vi", "mix", "yes_pred", "yes_gt",
-         "fp_n", "fp_gt", "unclear")
+         "fp_n", "fp_gt", "unclear", "no_original")
 
 
 def analysis(m: dict[str, str], verdict: str, same: str | None, original: str | None) -> tuple[int, int]:
@@ -62,7 +62,8 @@ def set_stats(records: list[dict[str, Any]]) -> tuple[float, ...]:
         m, correct = r["metadata"], int(r["correct"])
         s["q_n"] += 1
         s["q_correct"] += correct
-        lh, vi = analysis(m, r["parsed"], r.get("same"), originals.get(m["question_id"]))
+        lh, vi = (0, 0) if r.get("no_original") else analysis(m, r["parsed"], r.get("same"), originals.get(m["question_id"]))
+        s["no_original"] += bool(r.get("no_original"))
         s["mix" if lh and vi else "lh" if lh else "vi"] += 1 if (lh or vi) else 0
         if not (m["category"] == "VS" and m["figure_id"] == "0"):
             f = figures[m["figure_id"]]
@@ -91,7 +92,8 @@ def share(num: str, den: str):
 
 
 def analysis_share(name: str):
-    return lambda s: s[name] / (s["lh"] + s["vi"] + s["mix"]) if s["lh"] + s["vi"] + s["mix"] else None
+    """A share of the LH/VI analysis; None when questions lacked their figure-0 answer (the analysis would be partial)."""
+    return lambda s: s[name] / (s["lh"] + s["vi"] + s["mix"]) if s["lh"] + s["vi"] + s["mix"] and not s["no_original"] else None
 
 
 def _pct(num: float, den: float) -> float | None:
@@ -108,7 +110,7 @@ def official_table(groups: dict[str, Sums]) -> dict[str, Any]:
         wrong = None if not s["fig_n"] else _pct(s["fig_inconsistent"], s["fig_n"]) + _pct(s["fig_wrong"], s["fig_n"])  # type: ignore[operator]
         per_figure[name] = {"Correct": _pct(s["fig_correct"], s["fig_n"]), "Wrong": wrong,
                             "Score": round(s["fig_score"] / s["fig_n"], 4) if s["fig_n"] else None}
-    cg = overall["lh"] + overall["vi"] + overall["mix"]
+    cg = 0 if overall["no_original"] else overall["lh"] + overall["vi"] + overall["mix"]  # no analysis without every figure-0 answer
     return {
         "leaderboard": {
             "Acc per question pair (qAcc)": _pct(overall["pair_correct"], overall["pair_n"]),

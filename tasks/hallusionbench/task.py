@@ -14,6 +14,7 @@ from .loaders import FIELDS, HallusionOptions, check_row, data_file, key_of, loa
 from .metrics import STATS, analysis_share, official_table, set_stats, share
 from .verdicts import (CORRECT, INCORRECT, UNCLEAR, correctness_prompt, correctness_verdict, official_cache, same_prompt, same_verdict,
                        saved_replies)
+from .vlmevalkit import DATASETS as VLMEVALKIT
 
 PROMPT_VERSION = "hallusionbench-utils.py-744007c"
 PARSERS = {
@@ -38,7 +39,8 @@ def _judge_free(samples: list[Sample], texts: list[str]) -> list[dict[str, Any]]
         answer = read[s.id]
         verdict = UNCLEAR if answer is None else CORRECT if (answer == "yes") == (s.target == "1") else INCORRECT
         original = read.get(_original_key(s))
-        out.append({"verdict": verdict, "same": None if s.metadata["figure_id"] == "0" else str(int(answer is not None and answer == original)),
+        paired = s.metadata["figure_id"] != "0" and _original_key(s) in read
+        out.append({"verdict": verdict, "same": str(int(answer is not None and answer == original)) if paired else None,
                     "judge": {"kind": "none", "parser": "yesno"}})
     return out
 
@@ -71,17 +73,19 @@ def _from_judge(samples: list[Sample], texts: list[str], options: HallusionOptio
         replies[sid][f"{kind}_reply"] = v.reply
         if v.error is not None:
             replies[sid]["error"] = f"judge_error: {v.error}"
-    return [_verdict_of(s, replies[s.id], judge.describe()) for s in samples]
+    return [_verdict_of(s, replies[s.id], judge.describe(), _original_key(s) in by_key) for s in samples]
 
 
-def _verdict_of(s: Sample, replies: dict[str, Any], judge: dict[str, Any]) -> dict[str, Any]:
+def _verdict_of(s: Sample, replies: dict[str, Any], judge: dict[str, Any], paired: bool = True) -> dict[str, Any]:
+    """The verdicts of one question from its judge replies; `paired`: its figure-0 question was answered too (only
+    then is there a consistency reply to read)."""
     if replies.get("error"):
         return {"error": replies["error"], "judge": judge}
     if replies.get("correctness_reply") is None:
         return {"error": f"no_verdict: no correctness reply for {s.id}", "judge": judge}
     out = {"verdict": correctness_verdict(replies["correctness_reply"]), "same": None, "judge": judge,
            "judge_reply": replies["correctness_reply"]}
-    if s.metadata["figure_id"] != "0":
+    if s.metadata["figure_id"] != "0" and paired:
         if not isinstance(replies.get("same_reply"), str):
             return {"error": f"no_verdict: no consistency reply for {s.id} (needed for figures other than 0)", "judge": judge}
         out.update(same=same_verdict(replies["same_reply"]), same_reply=replies["same_reply"])
@@ -89,6 +93,10 @@ def _verdict_of(s: Sample, replies: dict[str, Any], judge: dict[str, Any]) -> di
 
 
 def score_batch(samples: list[Sample], texts: list[str], parser: Parser, options: HallusionOptions) -> list[dict[str, Any]]:
+    """Verdicts, then correctness. A question on an edited figure whose figure-0 question was not answered at all (a
+    file that leaves the no-figure questions out, like VLMEvalKit's) is scored for correctness and marked no_original:
+    the LH/VI analysis, which needs that answer, is then not computed; one whose figure-0 verdict failed is an error."""
+    answered = {s.id for s in samples}
     if parser.name == "yesno":
         judged = _judge_free(samples, texts)
     elif options.official_cache:
@@ -99,14 +107,15 @@ def score_batch(samples: list[Sample], texts: list[str], parser: Parser, options
     elif options.judge_replies:
         saved = saved_replies(options.judge_replies)
         info = {"kind": "saved-replies", "file": options.judge_replies}
-        judged = [_verdict_of(s, saved.get(s.id, {}), info) for s in samples]
+        judged = [_verdict_of(s, saved.get(s.id, {}), info, _original_key(s) in answered) for s in samples]
     else:
         judged = _from_judge(samples, texts, options)
-    answered = {s.id for s in samples}
     failed = {s.id for s, j in zip(samples, judged) if "error" in j}
     out = []
     for s, j in zip(samples, judged):
-        if "error" not in j and s.metadata["figure_id"] != "0" and (_original_key(s) not in answered or _original_key(s) in failed):
+        if "error" not in j and s.metadata["figure_id"] != "0" and _original_key(s) not in answered:
+            j = {**j, "same": None, "no_original": True}
+        elif "error" not in j and s.metadata["figure_id"] != "0" and _original_key(s) in failed:
             j = {"error": f"no_original_verdict: the figure-0 question {_original_key(s)} has no verdict, which the LH/VI analysis needs",
                  "judge": j.get("judge")}
         if "error" in j:
@@ -138,7 +147,7 @@ METRICS = (
         Metric("consistency_inconsistent", share("fig_inconsistent", "fig_n"), False),
         Metric("consistency_wrong", share("fig_wrong", "fig_n"), False),
         Metric("lh", analysis_share("lh")), Metric("vi", analysis_share("vi")), Metric("mixed", analysis_share("mix")),
-        Metric("unclear", count("unclear")), Metric("n", count("q_n")),
+        Metric("unclear", count("unclear")), Metric("no_original", count("no_original")), Metric("n", count("q_n")),
 )
 MEASURE = Measure(
     stats=STATS,
@@ -202,5 +211,5 @@ def hallusionbench() -> TaskSpec:
         options=HallusionOptions,
         read_answers=read_answers,
         export=export,
-        capabilities=Capabilities(judged=True),
+        capabilities=Capabilities(judged=True, vlmevalkit=VLMEVALKIT),
     )

@@ -9,6 +9,7 @@ from mmhallu_eval import Capabilities, GenerationConfig, MixProbe, Measure, Metr
 from .loaders import COGNITION, DEFAULT_DATA, PERCEPTION, SUBTASKS, MmeOptions, load_samples
 from .official_format import read_results_dir, write_results_dir
 from .parsers import PARSERS
+from .vlmevalkit import DATASETS as VLMEVALKIT
 
 
 def score_sample(sample: Sample, text: str, parser: Parser) -> dict[str, Any]:
@@ -99,7 +100,7 @@ def mme() -> TaskSpec:
         generation=GenerationConfig(max_new_tokens=128),
         headline=("perception", "cognition"),
         options=MmeOptions,
-        capabilities=Capabilities(mix_probes=(MixProbe("attr", "color", "acc"), MixProbe("rel", "position", "acc"))),
+        capabilities=Capabilities(mix_probes=(MixProbe("attr", "color", "acc"), MixProbe("rel", "position", "acc")), vlmevalkit=VLMEVALKIT),
         read_answers=lambda path, options: read_results_dir(Path(path)),
         limit_unit=lambda s: (s.metadata["subtask"], s.metadata["image"]),
         export=export,

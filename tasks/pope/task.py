@@ -7,6 +7,7 @@ from mmhallu_eval import Capabilities, GenerationConfig, LmmsEvalTask, MixProbe,
 
 from .loaders import DEFAULT_DATA, PopeOptions, load_samples
 from .parsers import PARSERS, strict
+from .vlmevalkit import DATASETS as VLMEVALKIT
 
 
 def score_sample(sample: Sample, text: str, parser: Parser) -> dict[str, Any]:
@@ -112,5 +113,5 @@ def pope() -> TaskSpec:
         options=PopeOptions,
         # POPE adversarial is where co-occurrence hallucination shows; its gap to random adds to the object error
         capabilities=Capabilities(failure_pair=right_answer, mix_probes=(MixProbe("obj", "adversarial", "accuracy", baseline="random"),),
-                                  lmms_eval=LMMS_EVAL, scorecard_groups=("adversarial", "popular", "random")),
+                                  lmms_eval=LMMS_EVAL, vlmevalkit=VLMEVALKIT, scorecard_groups=("adversarial", "popular", "random")),
     )

@@ -47,22 +47,34 @@ class MixProbe:
 
 @dataclass(frozen=True)
 class LmmsEvalTask:
-    """How one lmms-eval task's log maps onto a task here (declared by the task, in its capabilities)."""
+    """How one lmms-eval task's log maps onto a task here (declared by the task, in its capabilities). Lines join the
+    samples by `doc_id` (the document's row in lmms-eval's dataset, in the order of this task's loader), or, where that
+    dataset's order is its own, by a key both sides name (`key` and `line_key`)."""
 
     name: str
     #: the samples its documents are, in dataset order: those of this group (None: all samples, in loader order)
     group: str | None
-    #: lmms-eval metric name → the metric here with the same meaning (for --peer-results)
-    metrics: dict[str, str] = field(default_factory=dict)
+    #: lmms-eval metric name → the metric here with the same meaning (a name in the group's or the whole result's
+    #: metrics, or a place in result.json)
+    metrics: Mapping[str, "str | PeerMetric"] = field(default_factory=dict)
     #: a line against the sample it lands on: an error text when they are not the same question, else None
     check: Callable[[Sample, dict[str, Any]], str | None] | None = None
     #: lmms-eval's own parsed label in a line (compared with this harness's parser)
     label: Callable[[dict[str, Any]], Any] | None = None
+    #: join by key instead of doc_id: a sample's key and a line's (a line's raises TaskError naming what it lacks)
+    key: Callable[[Sample], Hashable] | None = None
+    line_key: Callable[[dict[str, Any]], Hashable] | None = None
+    #: the samples lmms-eval's dataset holds (None: all) and, when some are left out, why
+    covers: Callable[[Sample], bool] | None = None
+    covers_note: str = ""
+    #: a task whose questions are the log's own (CHAIR: the images captioned, ground truth from the task's options):
+    #: ([(where, line)] with `filtered_resps` the answer text, typed options) → (samples, their answers)
+    from_lines: Callable[[list[tuple[str, dict[str, Any]]], Any], tuple[list[Sample], Any]] | None = None
 
     def peer_metrics(self) -> dict[str, "PeerMetric"]:
         """`metrics` as places in result.json: the group's metric, or the whole result's."""
         where = ("groups", self.group) if self.group else ("metrics",)
-        return {peer: PeerMetric((*where, mine)) for peer, mine in self.metrics.items()}
+        return {peer: mine if isinstance(mine, PeerMetric) else PeerMetric((*where, mine)) for peer, mine in self.metrics.items()}
 
 
 @dataclass(frozen=True)

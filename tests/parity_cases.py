@@ -136,3 +136,28 @@ def vlmevalkit_predictions(task: str, samples: list, out: Path, seed: int = 0) -
     frame.to_csv(paths[".tsv"], sep="\t", index=False, encoding="utf-8", quoting=csv.QUOTE_ALL)
     paths[".json"].write_text(json.dumps(frame.to_dict("records"), indent=4, ensure_ascii=False))
     return paths
+
+
+def lmms_eval_docs(task: str, samples: list, seed: int = 0) -> list[tuple[dict, str]]:
+    """(document, answer) pairs of an lmms-eval run on `samples`: the documents in the schema of the dataset lmms-eval's
+    task loads (without the image), in the order written to the log. MME: lmms-lab MME (question_id
+    "subtask/image"); hallusion_bench_image: lmms-lab HallusionBench's image split (the questions with a figure);
+    amber_g: the AMBER generative queries with their annotation (question_id, task_type, truth, hallu)."""
+    rng = random.Random(seed)
+    if task == "mme":
+        return [({"question_id": f"{s.group}/{s.metadata['image']}", "question": s.metadata["question"], "answer": s.metadata["gt"],
+                  "category": s.group}, rng.choice(YESNO_TEXTS)) for s in samples]
+    if task == "hallusionbench":
+        return [({k: m[k] for k in ("category", "subcategory", "visual_input", "set_id", "figure_id", "question_id",
+                                    "question", "gt_answer_details", "gt_answer", "filename")}, rng.choice(HB_ANSWERS))
+                for s in samples if (m := s.metadata)["visual_input"] != "0"]
+    if task == "amber":
+        out = []
+        for s in samples:
+            m = s.metadata
+            pool = m["truth"] + m["hallu"] + ["dogs", "Car", "people", "table", "sky"]
+            words = rng.sample(pool, min(len(pool), rng.randint(0, 6)))
+            text = " ".join(f"There is a {w} here." for w in words) or "An empty scene."
+            out.append(({"question_id": m["amber_id"], "task_type": "generative", "truth": m["truth"], "hallu": m["hallu"]}, text))
+        return out
+    raise ValueError(task)

@@ -27,8 +27,7 @@ def _read(spec: Any, typed: Any, answers: Path, fmt: str) -> tuple[list[Any], An
         fmt, why = detect_format(answers)
         typer.secho(f"{answers}: read as {fmt} ({why})", err=True)
     if fmt == "lmms-eval":
-        samples = spec.load(typed)
-        match, labels, lmms_task = read_lmms_eval_log(answers, samples, spec.capabilities.lmms_eval, spec.name)
+        samples, match, labels, lmms_task = read_lmms_eval_log(answers, lambda: spec.load(typed), spec.capabilities.lmms_eval, spec.name, typed)
         return samples, match, labels, lmms_task, f"lmms-eval:{lmms_task.name}"
     if fmt == "vlmevalkit":
         samples, match, labels, dataset = read_vlmevalkit(answers, spec.load(typed), spec.capabilities.vlmevalkit, spec.name)

@@ -1,11 +1,13 @@
 """lmms-eval's `--log_samples` files (`{date}_samples_{task}.jsonl`). A line holds `doc_id` (the row index of the
 document in the task's dataset split), `filtered_resps` (the answer: a string since lmms-eval 0.7, a one-element list
 before), `input` (the question text) and one object per metric with lmms-eval's own parsed label. The document is not
-written, so the answers are joined back to the questions the user passes (`--data`), in the order lmms-eval's dataset
-holds them, and every line's own ids are checked against the question it lands on."""
+written, so the answers are joined back to the questions the user passes (`--data`): in the order lmms-eval's dataset
+holds them, every line's own ids checked against the question it lands on, or — where lmms-eval's dataset has an
+order of its own — by the ids and question text a line's metric objects and `input` name."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from ..files import iter_jsonl
 from ..scoring import AnswerMatch
 from ..task import LmmsEvalTask
 from ..types import Sample
+from .join import REPEATED, KeyJoin
 
 _LOG_NAME = re.compile(r"_samples_(?P<task>.+)\.jsonl$")
 
@@ -35,8 +38,7 @@ def _answer(row: dict[str, Any], where: str) -> str:
     return value
 
 
-def read_lmms_eval_log(path: Path, samples: list[Sample], known: tuple[LmmsEvalTask, ...], task: str) -> tuple[AnswerMatch, dict[str, Any], LmmsEvalTask]:
-    """The answers of a log matched to `samples`, with lmms-eval's parsed label per sample id."""
+def _task(path: Path, known: tuple[LmmsEvalTask, ...], task: str) -> LmmsEvalTask:
     if not known:
         raise TaskError(f"{path}: `mmhallu score {task}` reads no lmms-eval logs (no lmms-eval task maps to it)")
     name = lmms_eval_task_of(path)
@@ -45,8 +47,12 @@ def read_lmms_eval_log(path: Path, samples: list[Sample], known: tuple[LmmsEvalT
         names = ", ".join(k.name for k in known)
         raise TaskError(f"{path}: " + (f"a log of lmms-eval task {name!r}, not one `mmhallu score {task}` reads ({names})" if name else
                                        f"cannot tell the lmms-eval task from the file name; name it like lmms-eval does: DATE_samples_TASK.jsonl ({names})"))
-    docs = [s for s in samples if spec.group is None or s.group == spec.group]
-    match, labels, seen = AnswerMatch(), {}, {}
+    return spec
+
+
+def _lines(path: Path) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """(where, doc_id, line) of every line; a line without an integer doc_id or with a repeated one stops the read."""
+    seen: dict[int, int] = {}
     for lineno, row in iter_jsonl(path):
         where = f"{path}:{lineno}"
         doc_id = row.get("doc_id")
@@ -55,14 +61,55 @@ def read_lmms_eval_log(path: Path, samples: list[Sample], known: tuple[LmmsEvalT
         if doc_id in seen:
             raise TaskError(f"{where}: doc_id {doc_id} again (first on line {seen[doc_id]}): two runs concatenated? score each log on its own")
         seen[doc_id] = lineno
-        if not 0 <= doc_id < len(docs):
-            raise TaskError(f"{where}: doc_id {doc_id}, but --data has {len(docs)} questions for lmms-eval task {spec.name!r}; "
-                            "pass the question files the run used")
-        sample = docs[doc_id]
-        problem = spec.check(sample, row) if spec.check else None
-        if problem:
-            raise TaskError(f"{where}: doc_id {doc_id} is {problem}; the log's ids do not match --data (pass the question files the run used, "
-                            "in the dataset's order)")
+        yield where, doc_id, row
+
+
+def read_lmms_eval_log(path: Path, load: Callable[[], list[Sample]], known: tuple[LmmsEvalTask, ...], task: str, options: Any = None
+                       ) -> tuple[list[Sample], AnswerMatch, dict[str, Any], LmmsEvalTask]:
+    """(the samples, the answers of a log matched to them, lmms-eval's parsed label per sample id, the lmms-eval task).
+    `load` gives the questions of --data; a task whose questions are the log's own (CHAIR: the images captioned) builds
+    them from the lines instead."""
+    spec = _task(path, known, task)
+    if spec.from_lines is not None:
+        lines = [(where, row) for where, _, row in _lines(path)]
+        for where, row in lines:
+            row["filtered_resps"] = _answer(row, where)
+        samples, match = spec.from_lines(lines, options)
+        return samples, match, {}, spec
+    samples = load()
+    docs = [s for s in samples if (spec.group is None or s.group == spec.group) and (spec.covers is None or spec.covers(s))]
+    match, labels = AnswerMatch(), {}
+    if len(docs) < len(samples) and spec.covers is not None:
+        match.notes.append(f"lmms-eval's {spec.name} holds {len(docs)} of the {len(samples)} questions in --data ({spec.covers_note}); the others are not scored")
+    join = KeyJoin(docs, spec.key) if spec.key is not None and spec.line_key is not None else None
+    first_unknown = ""
+    for where, doc_id, row in _lines(path):
+        if join is not None:
+            try:
+                key = spec.line_key(row)  # type: ignore[misc]
+            except (TaskError, KeyError, TypeError, AttributeError) as exc:
+                raise TaskError(f"{where}: doc_id {doc_id}: not a line of lmms-eval task {spec.name!r} ({exc})") from None
+            found = join.take(key)
+            if found is None:
+                match.unknown.append(f"doc_id {doc_id} {key}")
+                first_unknown = first_unknown or f"{where}: {key}"
+                continue
+            if found is REPEATED:
+                match.duplicates.append(f"doc_id {doc_id}")
+                continue
+            sample: Sample = found  # type: ignore[assignment]
+        else:
+            if not 0 <= doc_id < len(docs):
+                raise TaskError(f"{where}: doc_id {doc_id}, but --data has {len(docs)} questions for lmms-eval task {spec.name!r}; "
+                                "pass the question files the run used")
+            sample = docs[doc_id]
+            problem = spec.check(sample, row) if spec.check else None
+            if problem:
+                raise TaskError(f"{where}: doc_id {doc_id} is {problem}; the log's ids do not match --data (pass the question files the run used, "
+                                "in the dataset's order)")
         if match.offer(sample.id, _answer(row, where), f"doc_id {doc_id}") and spec.label is not None:
             labels[sample.id] = spec.label(row)
-    return match.finish(docs), labels, spec
+    if join is not None and not join.any_taken:
+        raise TaskError(f"{path}: none of its lines is a question in --data (first: {first_unknown}); pass the question files the "
+                        f"lmms-eval run used ({spec.name})")
+    return samples, match.finish(docs), labels, spec

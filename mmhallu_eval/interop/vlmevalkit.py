@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Hashable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from ..errors import TaskError
 from ..scoring import AnswerMatch
 from ..task import VlmevalkitDataset
 from ..types import Sample
+from .join import REPEATED, KeyJoin
 
 #: file endings VLMEvalKit writes predictions in (PRED_FORMAT), plus the csv its evaluation writes
 SUFFIXES = (".xlsx", ".tsv", ".json", ".csv")
@@ -171,17 +172,12 @@ def _rows(path: Path, spec: VlmevalkitDataset) -> Iterator[tuple[str, dict[str, 
 
 def read_vlmevalkit(path: Path, samples: list[Sample], known: tuple[VlmevalkitDataset, ...], task: str
                     ) -> tuple[list[Sample], AnswerMatch, dict[str, Any], VlmevalkitDataset]:
-    """(the samples VLMEvalKit's dataset holds, their answers, VLMEvalKit's parsed label per sample id, the dataset).
-    Questions a dataset repeats word for word (AMBER asks ten twice, same image, same truth) take the rows with their
-    key in file order."""
+    """(the samples VLMEvalKit's dataset holds, their answers, VLMEvalKit's parsed label per sample id, the dataset)."""
     spec = _dataset(path, known, task)
     held = [s for s in samples if spec.covers is None or spec.covers(s)]
-    by_key: dict[Hashable, list[Sample]] = {}
-    for s in held:
-        by_key.setdefault(spec.key(s), []).append(s)
+    join = KeyJoin(held, spec.key)
     match, labels = AnswerMatch(), {}
     seen: dict[str, str] = {}
-    taken: dict[Hashable, int] = {}
     first_unknown = ""
     if len(held) < len(samples):
         match.notes.append(f"VLMEvalKit's {spec.name} holds {len(held)} of the {len(samples)} questions in --data ({spec.covers_note}); the others are not scored")
@@ -195,19 +191,15 @@ def read_vlmevalkit(path: Path, samples: list[Sample], known: tuple[VlmevalkitDa
         except TaskError as exc:
             raise TaskError(f"{where} (index {index}): {exc}") from None
         for key in keys:
-            if key not in by_key:
+            sample = join.take(key)
+            if sample is None:
                 match.unknown.append(f"index {index} {key}")
                 first_unknown = first_unknown or f"{where} (index {index}): {key}"
-                continue
-            n = taken.get(key, 0)
-            taken[key] = n + 1
-            if n >= len(by_key[key]):
+            elif sample is REPEATED:
                 match.duplicates.append(f"index {index}")
-                continue
-            sample = by_key[key][n]
-            if match.offer(sample.id, row["prediction"], f"index {index}") and spec.label is not None:
-                labels[sample.id] = spec.label(peer_label(row))
-    if not taken:
+            elif match.offer(sample.id, row["prediction"], f"index {index}") and spec.label is not None:  # type: ignore[union-attr]
+                labels[sample.id] = spec.label(peer_label(row))  # type: ignore[union-attr]
+    if not join.any_taken:
         raise TaskError(f"{path}: none of its rows is a question in --data (first: {first_unknown}); pass the question files the "
                         f"VLMEvalKit run used ({spec.name})")
     return held, match.finish(held), labels, spec

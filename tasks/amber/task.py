@@ -15,6 +15,7 @@ from mmhallu_tasks.pope.task import right_answer
 from .loaders import AmberOptions, load_data, load_samples
 from .metrics import DISCRIMINATIVE, FRACTIONS, STATS, amber_score, official_table
 from .scorer import NO, YES, Similarity, score_answer, score_description
+from .lmms_eval import LMMS_EVAL
 from .vlmevalkit import DATASETS as VLMEVALKIT
 
 
@@ -107,7 +108,7 @@ def amber() -> TaskSpec:
         headline=("amber_score", "chair", "f1"),
         options=AmberOptions,
         read_answers=read_answers,
-        capabilities=Capabilities(failure_pair=right_answer, display=_display, vlmevalkit=VLMEVALKIT),
+        capabilities=Capabilities(failure_pair=right_answer, display=_display, vlmevalkit=VLMEVALKIT, lmms_eval=LMMS_EVAL),
     )
 
 

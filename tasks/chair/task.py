@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmhallu_eval import DESCRIBE, AnswerMatch, Capabilities, GenerationConfig, Measure, Metric, Parser, Sample, TaskError, TaskSpec, atomic_write_json, atomic_write_jsonl, count, iter_jsonl, ratio, read_json, read_text, resolve_image, task, TaskOptions, opt
+from mmhallu_eval import DESCRIBE, AnswerMatch, Capabilities, GenerationConfig, LmmsEvalTask, Measure, Metric, Parser, PeerMetric, Sample, TaskError, TaskSpec, atomic_write_json, atomic_write_jsonl, count, iter_jsonl, ratio, read_json, read_text, resolve_image, task, TaskOptions, opt
 
 from .groundtruth import build_ground_truth, images_with_instances, load_gt_json
 from .normalize import DEFAULT_SYNONYMS, CaptionWords, normalizer_for
@@ -143,31 +143,56 @@ def export(records: list[dict[str, Any]], task_dir: Path) -> None:
 
 
 def read_answers(path: Any, options: ChairOptions) -> tuple[list[Sample], AnswerMatch]:
-    """OPERA-style caption files: JSONL (or a JSON list) of {image_id, caption}. An image captioned twice is a
-    duplicate and an image without ground truth an unknown id, reported (and left out) as for POPE."""
+    """OPERA-style caption files: JSONL (or a JSON list) of {image_id, caption}."""
     path = Path(path)
     id_key, cap_key = options.image_id_key, options.caption_key
     data = read_json(path) if path.suffix == ".json" else None
     if data is not None and not isinstance(data, list):
         raise TaskError(f"{path}: expected a JSON list of {{{id_key}, {cap_key}}} rows")
     rows = list(enumerate(data, start=1)) if data is not None else list(iter_jsonl(path))
-    ids: list[int] = []
+    captions = []
     for lineno, row in rows:
         if not isinstance(row, dict) or id_key not in row or cap_key not in row:
             raise TaskError(f"{path}:{lineno}: needs {id_key!r} and {cap_key!r}")
+        captions.append((f"{path}:{lineno}", f"line {lineno}", row[id_key], row[cap_key]))
+    return captioned_samples(captions, options, id_key)
+
+
+def captioned_samples(captions: list[tuple[str, str, Any, Any]], options: ChairOptions, id_key: str = "image_id") -> tuple[list[Sample], AnswerMatch]:
+    """Samples for the images of (where, how the file names the row, image id, caption) rows, ground truth from the
+    options. An image captioned twice is a duplicate and an image without ground truth an unknown id, reported (and
+    left out) as for POPE."""
+    ids: list[int] = []
+    for where, _, image_id, _ in captions:
         try:
-            ids.append(int(row[id_key]))
+            ids.append(int(image_id))
         except (TypeError, ValueError):
-            raise TaskError(f"{path}:{lineno}: {id_key} {row[id_key]!r} is not an image id (a whole number)") from None
+            raise TaskError(f"{where}: {id_key} {image_id!r} is not an image id (a whole number)") from None
     gt = _ground_truth(options, sorted(set(ids)), allow_unknown=True)
     samples, match = [], AnswerMatch()
-    for (lineno, row), image_id in zip(rows, ids):
+    for (_, name, _, caption), image_id in zip(captions, ids):
         if image_id not in gt:
-            match.unknown.append(f"{image_id} (line {lineno})")
+            match.unknown.append(f"{image_id} ({name})")
             continue
-        if match.offer(str(image_id), row[cap_key], f"{image_id} (line {lineno})"):
-            samples.append(Sample(id=str(image_id), prompt="", target=gt[image_id], metadata={"image_id": image_id, "line": lineno, "synonyms": options.synonyms}))
+        if match.offer(str(image_id), caption, f"{image_id} ({name})"):
+            samples.append(Sample(id=str(image_id), prompt="", target=gt[image_id], metadata={"image_id": image_id, "source": name, "synonyms": options.synonyms}))
     return samples, match
+
+
+def lmms_eval_captions(lines: list[tuple[str, dict[str, Any]]], options: ChairOptions) -> tuple[list[Sample], AnswerMatch]:
+    """lmms-eval's coco_cap_chair log: each line's metric objects name the image (`image_id`); its answer is the caption."""
+    captions = []
+    for where, row in lines:
+        logged = next((row[k] for k in LMMS_EVAL_METRICS if isinstance(row.get(k), dict)), None)
+        if logged is None or "image_id" not in logged:
+            raise TaskError(f"{where}: no {' / '.join(LMMS_EVAL_METRICS)} object with the image_id; not a coco_cap_chair log line")
+        captions.append((where, f"doc_id {row['doc_id']}", logged["image_id"], row["filtered_resps"]))
+    return captioned_samples(captions, options)
+
+
+#: lmms-eval's coco_cap_chair metrics (percent) and the metrics here with the same meaning
+LMMS_EVAL_METRICS = {"coco_cap_chair_i": PeerMetric(("metrics", "chair_i"), 100.0), "coco_cap_chair_s": PeerMetric(("metrics", "chair_s"), 100.0),
+                     "coco_cap_recall": PeerMetric(("metrics", "recall"), 100.0)}
 
 
 def mentions(text: str, metadata: dict[str, Any]) -> list[str]:
@@ -218,5 +243,6 @@ def chair() -> TaskSpec:
         options=ChairOptions,
         read_answers=read_answers,
         export=export,
-        capabilities=Capabilities(mentions=mentions, failure_pair=cleaned_caption, display=display),
+        capabilities=Capabilities(mentions=mentions, failure_pair=cleaned_caption, display=display,
+                                  lmms_eval=(LmmsEvalTask("coco_cap_chair", None, LMMS_EVAL_METRICS, from_lines=lmms_eval_captions),)),
     )

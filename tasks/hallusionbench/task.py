@@ -14,6 +14,7 @@ from .loaders import FIELDS, HallusionOptions, check_row, data_file, key_of, loa
 from .metrics import STATS, analysis_share, official_table, set_stats, share
 from .verdicts import (CORRECT, INCORRECT, UNCLEAR, correctness_prompt, correctness_verdict, official_cache, same_prompt, same_verdict,
                        saved_replies)
+from .lmms_eval import LMMS_EVAL
 from .vlmevalkit import DATASETS as VLMEVALKIT
 
 PROMPT_VERSION = "hallusionbench-utils.py-744007c"
@@ -211,5 +212,5 @@ def hallusionbench() -> TaskSpec:
         options=HallusionOptions,
         read_answers=read_answers,
         export=export,
-        capabilities=Capabilities(judged=True, vlmevalkit=VLMEVALKIT),
+        capabilities=Capabilities(judged=True, vlmevalkit=VLMEVALKIT, lmms_eval=LMMS_EVAL),
     )

@@ -9,6 +9,7 @@ from mmhallu_eval import Capabilities, GenerationConfig, MixProbe, Measure, Metr
 from .loaders import COGNITION, DEFAULT_DATA, PERCEPTION, SUBTASKS, MmeOptions, load_samples
 from .official_format import read_results_dir, write_results_dir
 from .parsers import PARSERS
+from .lmms_eval import LMMS_EVAL
 from .vlmevalkit import DATASETS as VLMEVALKIT
 
 
@@ -100,7 +101,7 @@ def mme() -> TaskSpec:
         generation=GenerationConfig(max_new_tokens=128),
         headline=("perception", "cognition"),
         options=MmeOptions,
-        capabilities=Capabilities(mix_probes=(MixProbe("attr", "color", "acc"), MixProbe("rel", "position", "acc")), vlmevalkit=VLMEVALKIT),
+        capabilities=Capabilities(mix_probes=(MixProbe("attr", "color", "acc"), MixProbe("rel", "position", "acc")), vlmevalkit=VLMEVALKIT, lmms_eval=LMMS_EVAL),
         read_answers=lambda path, options: read_results_dir(Path(path)),
         limit_unit=lambda s: (s.metadata["subtask"], s.metadata["image"]),
         export=export,

@@ -14,6 +14,7 @@ from .scoring import AnswerMatch, match_answers
 from .registry import TaskAlias, get_task, include_path, task, task_alias, task_names
 from .options import TaskOptions, opt
 from .prompts import DESCRIBE, SHORT_ANSWER, YES_NO
+from .interop.vlmevalkit import file_key, first_column, image_number, question_key
 from .task import Capabilities, LmmsEvalTask, MixProbe, Parser, PeerMetric, TaskSpec, VlmevalkitDataset, single_image_request
 from .types import GenerationConfig, ImageLike, Request, Response, Sample, user_message
 
@@ -54,6 +55,10 @@ __all__ = [
     "count",
     "pooled_totals",
     "add_sums",
+    "file_key",
+    "first_column",
+    "image_number",
+    "question_key",
     "ratio",
     "create_judge",
     "get_task",

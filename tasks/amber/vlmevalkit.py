@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from mmhallu_eval import PeerMetric, Sample, VlmevalkitDataset
-from mmhallu_eval.interop.vlmevalkit import file_key, question_key
+from mmhallu_eval import PeerMetric, Sample, VlmevalkitDataset, file_key, question_key
 
 
 def sample_key(s: Sample) -> Hashable:

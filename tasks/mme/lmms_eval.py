@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
-from mmhallu_eval import LmmsEvalTask, Sample, TaskError
-from mmhallu_eval.interop.vlmevalkit import file_key, question_key
+from mmhallu_eval import LmmsEvalTask, Sample, TaskError, file_key, question_key
 
 #: what lmms-eval 0.7.3's mme.yaml puts around the question (its default and per-model prompts)
 PRE_PROMPTS = ("[UNUSED_TOKEN_146]user\n",)

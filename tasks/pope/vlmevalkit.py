@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from mmhallu_eval import PeerMetric, Sample, TaskError, VlmevalkitDataset
-from mmhallu_eval.interop.vlmevalkit import first_column, image_number, question_key
+from mmhallu_eval import PeerMetric, Sample, TaskError, VlmevalkitDataset, first_column, image_number, question_key
 
 #: columns a VLMEvalKit POPE file may name its image in (its image itself is dropped from predictions)
 IMAGE_COLUMNS = ("image_path", "image_source", "image_name", "image_id")

@@ -14,10 +14,11 @@ lmms-eval runs in its own venv (--peer-venv; created when missing), offline. Wha
   torch==2.13.0 is pinned instead), the lmms-eval wheel with --no-deps, plus `decord` and `filelock<4`;
 - data: its `pope` task loads `lmms-lab-encoder/POPE` split `test`; offline, `load_dataset` resolves
   `./lmms-lab-encoder/POPE/data/test-00000-of-00001.parquet` under the working directory, so the parquet is copied there;
-- model classes: batch 1 uses `llava_hf` (float32; `device_map=cpu` is needed with transformers 5, and it refuses
-  larger batches); batch 8 uses the generic `huggingface` class, patched in the peer venv in two places — it picks
-  AutoModelForCausalLM for LLaVA configs (AutoModelForImageTextToText is needed) and passes `audios=` to processors
-  that reject it. That class always loads bfloat16, so this harness runs batch 8 in bfloat16 too (`--dtype bfloat16`).
+- model classes: batch 1 uses `llava_hf` (float32; `device=cpu,device_map=cpu` are needed on a CPU machine, and it refuses
+  larger batches); batch 8 uses the generic `huggingface` class, patched in the peer venv in two places — it looks
+  the config's `model_type` string up in the auto classes' mappings, which transformers 5 keys by config class, so
+  every model falls through to AutoModel (no `generate`): the patch looks up the config's class, image-text-to-text
+  first; and it passes `audios=` to processors that reject it. That class always loads bfloat16, so this harness runs batch 8 in bfloat16 too (`--dtype bfloat16`).
 
 Each repeat runs every configuration of both tools once, alternating tools, in fresh output folders (no cache reuse).
 Reported: wall times (median over repeats), lmms-eval / this harness, answers identical between the tools (per
@@ -44,8 +45,8 @@ SPLITS = ("adversarial", "popular", "random")
 PATCHES = [  # (old, new) in lmms_eval/models/chat/huggingface.py
     ("        if config.model_type in AutoModelForCausalLM._model_mapping.keys():\n            model_cls = AutoModelForCausalLM\n"
      "        elif config.model_type in AutoModelForImageTextToText._model_mapping.keys():\n            model_cls = AutoModelForImageTextToText\n",
-     "        if config.model_type in AutoModelForImageTextToText._model_mapping.keys():\n            model_cls = AutoModelForImageTextToText\n"
-     "        elif config.model_type in AutoModelForCausalLM._model_mapping.keys():\n            model_cls = AutoModelForCausalLM\n"),
+     "        if type(config) in AutoModelForImageTextToText._model_mapping.keys():\n            model_cls = AutoModelForImageTextToText\n"
+     "        elif type(config) in AutoModelForCausalLM._model_mapping.keys():\n            model_cls = AutoModelForCausalLM\n"),
     ('            kwargs = {"images": images, "videos": videos, "audios": audios}\n',
      '            kwargs = {"images": images, "videos": videos}\n'),
 ]
@@ -85,7 +86,7 @@ def peer_venv(venv: Path, work: Path) -> Path:
                 sys.exit(f"{target}: the code a patch expects is not there (another lmms-eval version?)")
             text = text.replace(old, new)
         target.write_text(text)
-        say(f"patched {target}: AutoModelForImageTextToText before AutoModelForCausalLM; no audios= to the processor")
+        say(f"patched {target}: the auto class chosen by the config's class (image-text-to-text first); no audios= to the processor")
         (venv / ".lmms-eval-ready").write_text(LMMS_EVAL_VERSION)
     return python
 
@@ -130,7 +131,7 @@ def run_ours(model: str, questions: Path, images: Path, out: Path, batch: int, d
 
 
 def run_peer(python: Path, model: str, cwd: Path, out: Path, batch: int, env: dict[str, str]) -> float:
-    model_class, args = ("llava_hf", f"pretrained={model},device_map=cpu") if batch == 1 else ("huggingface", f"pretrained={model},device=cpu,device_map=cpu")
+    model_class, args = ("llava_hf", f"pretrained={model},device=cpu,device_map=cpu") if batch == 1 else ("huggingface", f"pretrained={model},device=cpu,device_map=cpu")
     cmd = [str(python), "-m", "lmms_eval", "--model", model_class, "--model_args", args, "--tasks", "pope", "--batch_size", str(batch),
            "--output_path", str(out), "--log_samples"]
     wall = timed(cmd, cwd, env, out.with_suffix(".log"))

@@ -105,6 +105,10 @@ class VlmevalkitDataset:
     covers_note: str = ""
     #: VLMEvalKit's score-file cells ("row/column" for tables with a split column, else "column") → ours
     metrics: Mapping[str, PeerMetric] = field(default_factory=dict)
+    #: for a dataset whose rows state everything its scoring needs (POPE: label and split): a file with none of
+    #: `join_columns` is scored on its own questions, a row → its samples (raises TaskError naming what is wrong)
+    join_columns: tuple[str, ...] = ()
+    from_rows: Callable[[dict[str, str]], list[Sample]] | None = None
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ def _read(spec: Any, typed: Any, answers: Path, fmt: str) -> tuple[list[Any], An
         samples, match, labels, lmms_task = read_lmms_eval_log(answers, lambda: spec.load(typed), spec.capabilities.lmms_eval, spec.name, typed)
         return samples, match, labels, lmms_task, f"lmms-eval:{lmms_task.name}"
     if fmt == "vlmevalkit":
-        samples, match, labels, dataset = read_vlmevalkit(answers, spec.load(typed), spec.capabilities.vlmevalkit, spec.name)
+        samples, match, labels, dataset = read_vlmevalkit(answers, lambda: spec.load(typed), spec.capabilities.vlmevalkit, spec.name)
         return samples, match, labels, dataset, f"vlmevalkit:{dataset.name}"
     if spec.read_answers is not None:
         if fmt == "llava":

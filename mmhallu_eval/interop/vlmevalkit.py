@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +159,7 @@ def peer_label(row: dict[str, str]) -> str:
     return extracted if extracted in ("Yes", "No", "Unknown") else yorn_extraction(row.get("prediction", ""))
 
 
-def _rows(path: Path, spec: VlmevalkitDataset) -> Iterator[tuple[str, dict[str, str]]]:
+def _rows(path: Path, spec: VlmevalkitDataset) -> tuple[list[str], list[tuple[str, dict[str, str]]]]:
     columns, rows = read_table(path)
     needed = [c for c in ("index", "prediction", *spec.columns) if c not in columns]
     if needed:
@@ -167,25 +167,45 @@ def _rows(path: Path, spec: VlmevalkitDataset) -> Iterator[tuple[str, dict[str, 
                         f"VLMEvalKit wrote for {spec.name} ({{model}}_{spec.name}.xlsx)")
     if not rows:
         raise TaskError(f"{path}: no rows")
-    yield from rows
-
-
-def read_vlmevalkit(path: Path, samples: list[Sample], known: tuple[VlmevalkitDataset, ...], task: str
-                    ) -> tuple[list[Sample], AnswerMatch, dict[str, Any], VlmevalkitDataset]:
-    """(the samples VLMEvalKit's dataset holds, their answers, VLMEvalKit's parsed label per sample id, the dataset)."""
-    spec = _dataset(path, known, task)
-    held = [s for s in samples if spec.covers is None or spec.covers(s)]
-    join = KeyJoin(held, spec.key)
-    match, labels = AnswerMatch(), {}
     seen: dict[str, str] = {}
-    first_unknown = ""
-    if len(held) < len(samples):
-        match.notes.append(f"VLMEvalKit's {spec.name} holds {len(held)} of the {len(samples)} questions in --data ({spec.covers_note}); the others are not scored")
-    for where, row in _rows(path, spec):
+    for where, row in rows:
         index = row["index"]
         if index in seen:
             raise TaskError(f"{where}: index {index} again (first on {seen[index]}): two runs concatenated? score each file on its own")
         seen[index] = where.rpartition(": ")[2]
+    return columns, rows
+
+
+def read_vlmevalkit(path: Path, load: Callable[[], list[Sample]], known: tuple[VlmevalkitDataset, ...], task: str
+                    ) -> tuple[list[Sample], AnswerMatch, dict[str, Any], VlmevalkitDataset]:
+    """(the samples VLMEvalKit's dataset holds, their answers, VLMEvalKit's parsed label per sample id, the dataset).
+    `load` gives the questions of --data; a file without the columns a join needs is scored on the questions it states
+    itself, where the dataset allows that (`VlmevalkitDataset.from_rows`)."""
+    spec = _dataset(path, known, task)
+    columns, rows = _rows(path, spec)
+    match, labels = AnswerMatch(), {}
+    if spec.from_rows is not None and spec.join_columns and not set(spec.join_columns) & set(columns):
+        samples = []
+        for where, row in rows:
+            try:
+                own = spec.from_rows(row)
+            except TaskError as exc:
+                raise TaskError(f"{where} (index {row['index']}): {exc}") from None
+            for sample in own:
+                samples.append(sample)
+                if match.offer(sample.id, row["prediction"], f"index {row['index']}") and spec.label is not None:
+                    labels[sample.id] = spec.label(peer_label(row))
+        match.notes.append(f"no {' / '.join(spec.join_columns)} column to match the rows to --data: the {len(samples)} questions are scored as the "
+                           "file states them (its answer and category columns), not checked against the benchmark's files")
+        return samples, match.finish(samples), labels, spec
+    samples = load()
+    held = [s for s in samples if spec.covers is None or spec.covers(s)]
+    join = KeyJoin(held, spec.key)
+    first_unknown = ""
+    if len(held) < len(samples):
+        match.notes.append(f"VLMEvalKit's {spec.name} holds {len(held)} of the {len(samples)} questions in --data ({spec.covers_note}); the others are not scored")
+    for where, row in rows:
+        index = row["index"]
         try:
             keys = spec.row_keys(row)
         except TaskError as exc:

@@ -34,6 +34,9 @@ class LoopConfig:
     pair_options: dict[str, Any] = field(default_factory=dict)
     limit: int | None = None
     batch_size: int | None = None
+    #: requests per generate call in the two evaluations (default: batch_size); greedy answers do not depend on it,
+    #: while sampling own captions does, so the two are set apart
+    eval_batch_size: int | None = None
     max_new_tokens: int | None = None
     backend_args: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
@@ -100,7 +103,8 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
 
         def go() -> dict[str, Any]:
             log(f"[loop] {name}: evaluating {cfg.model}{' + ' + adapter if adapter else ''} on {', '.join(cfg.tasks)}")
-            run(RunConfig(model=cfg.model, tasks=cfg.tasks, out=out / name, limit=cfg.limit, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens,
+            run(RunConfig(model=cfg.model, tasks=cfg.tasks, out=out / name, limit=cfg.limit, batch_size=cfg.eval_batch_size or cfg.batch_size,
+                          max_new_tokens=cfg.max_new_tokens,
                           task_args=cfg.task_args, backend_args={**cfg.backend_args, "adapter": adapter}, resume=True, show_progress=cfg.show_progress))
             return {"run": str(out / name)}
 

@@ -1,5 +1,6 @@
 """VLMEvalKit's POPE predictions: one row per distinct question, `category` listing every split that asks it
-("adversarial,popular"); rows name their image in an image column, matched to --data by the image's number."""
+("adversarial,popular"); rows naming their image in an image column are matched to --data by the image's number; a
+file with no image column is scored on the questions it states (its `answer` is the label, `category` the splits)."""
 from __future__ import annotations
 
 from collections.abc import Hashable
@@ -15,11 +16,24 @@ def sample_key(s: Sample) -> Hashable:
     return (s.group, image_number(s.metadata["image"]), question_key(s.metadata["question"]))
 
 
-def row_keys(row: dict[str, str]) -> list[Hashable]:
+def splits_of(row: dict[str, str]) -> list[str]:
     splits = [c.strip() for c in row["category"].split(",") if c.strip()]
-    unknown = [c for c in splits if c not in SPLITS]
-    if not splits or unknown:
+    if not splits or any(c not in SPLITS for c in splits):
         raise TaskError(f"category {row['category']!r}: expected POPE splits ({', '.join(SPLITS)}), comma-separated")
+    return splits
+
+
+def own_samples(row: dict[str, str]) -> list[Sample]:
+    """The row's questions as the file states them, one per split (ids SPLIT-INDEX)."""
+    label = row.get("answer", "").strip().lower()
+    if label not in ("yes", "no"):
+        raise TaskError(f"answer {row.get('answer')!r}: expected Yes or No (the question's label)")
+    return [Sample(id=f"{split}-{row['index']}", prompt=row["question"], target=label, group=split,
+                   metadata={"question_id": row["index"], "question": row["question"]}) for split in splits_of(row)]
+
+
+def row_keys(row: dict[str, str]) -> list[Hashable]:
+    splits = splits_of(row)
     try:
         image = image_number(first_column(row, IMAGE_COLUMNS))
     except TaskError as exc:
@@ -32,4 +46,4 @@ METRICS = {f"{row}/{column}": PeerMetric(("groups", row, mine) if row != "Overal
            for row in ("Overall", *SPLITS) for column, mine in (("Overall", "f1"), ("acc", "accuracy"), ("precision", "precision"), ("recall", "recall"))}
 
 DATASETS = (VlmevalkitDataset("POPE", sample_key, row_keys, columns=("question", "category"),
-                              label={"Yes": "yes", "No": "no"}.get, metrics=METRICS),)
+                              label={"Yes": "yes", "No": "no"}.get, metrics=METRICS, join_columns=IMAGE_COLUMNS, from_rows=own_samples),)

@@ -130,6 +130,25 @@ def test_pope_predictions_score_like_the_same_answers_in_llava_format(shared_ben
         assert results[0][key] == results[1][key], key
 
 
+def test_pope_predictions_without_an_image_column_are_scored_as_they_state_their_questions(shared_benchmarks, cases, tmp_path):
+    rows = rows_of(cases["pope"][".tsv"])
+    bare = _write_tsv(tmp_path / "Model_POPE.tsv", [{k: v for k, v in r.items() if k != "image_path"} for r in rows])
+    results = []
+    for answers in (cases["pope"][".tsv"], bare):
+        out = tmp_path / answers.stem / "result.json"
+        done = score("pope", "--data", str(shared_benchmarks / "pope"), "--format", "vlmevalkit", "--answers", str(answers),
+                     "--peer-results", str(FIXTURES / "TinyModel_POPE_score.csv"), "--out", str(out))
+        assert done.returncode == 0, done.stderr
+        results.append(json.loads(out.read_text()))
+    assert "no image_path / image_source / image_name / image_id column to match the rows to --data: the 9000 questions are scored as the file states them" in done.stderr
+    for key in ("metrics", "n", "n_scored"):
+        assert results[0][key] == results[1][key], key
+    strip = lambda groups: {g: {k: v for k, v in m.items() if k != "ci"} for g, m in groups.items()}  # noqa: E731 - resampled in another unit order
+    assert strip(results[0]["groups"]) == strip(results[1]["groups"])
+    assert results[0]["peer_reported"]["metrics"] == results[1]["peer_reported"]["metrics"]
+    assert results[0]["peer_reported"]["differing_items"]["count"] == results[1]["peer_reported"]["differing_items"]["count"]
+
+
 def _write_tsv(path: Path, rows: list[dict]) -> Path:
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter="\t", quoting=csv.QUOTE_ALL)
@@ -155,8 +174,10 @@ def test_files_that_do_not_fit_get_one_clear_error(shared_benchmarks, cases, tmp
     assert "no 'prediction' column" in fails(no_prediction) and "M_POPE.xlsx" in fails(no_prediction)
     twice = _write_tsv(tmp_path / "T_POPE.tsv", rows + rows[:1])
     assert f"row {len(rows) + 2}: index {rows[0]['index']} again (first on row 2): two runs concatenated?" in fails(twice)
-    no_image = _write_tsv(tmp_path / "I_POPE.tsv", [{k: v for k, v in r.items() if k != "image_path"} for r in rows[:3]])
-    assert "row 2 (index 0): none of the columns image_path, image_source, image_name, image_id is filled in" in fails(no_image)
+    no_image = _write_tsv(tmp_path / "I_POPE.tsv", [r | {"image_path": ""} if i == 1 else r for i, r in enumerate(rows)])
+    assert "row 3 (index 1): none of the columns image_path, image_source, image_name, image_id is filled in" in fails(no_image)
+    bad_label = _write_tsv(tmp_path / "L_POPE.tsv", [{k: v for k, v in r.items() if k != "image_path"} | {"answer": "maybe"} for r in rows[:2]])
+    assert "row 2 (index 0): answer 'maybe': expected Yes or No" in fails(bad_label)
     other = _write_tsv(tmp_path / "O_POPE.tsv", [r | {"question": "Is there a unicorn in the image?"} for r in rows[:3]])
     assert "none of its rows is a question in --data (first: " in fails(other) and "pass the question files the VLMEvalKit run used" in fails(other)
     assert "a VLMEvalKit MME file (by its name); score it with `mmhallu score mme`" in fails(cases["mme"][".tsv"])

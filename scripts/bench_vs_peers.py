@@ -194,7 +194,6 @@ def main() -> None:
                      "wall_ours_s": walls[("ours", batch)], "wall_peer_s": walls[("peer", batch)], "median_ours_s": t_ours, "median_peer_s": t_peer,
                      "peer_over_ours": t_peer / t_ours, "questions": len(peer), "identical_answers": same,
                      "ours": {k: our_result["metrics"][k] for k in ("accuracy", "precision", "recall", "f1", "yes_ratio")},
-                     "ours_generated": our_result.get("generation", {}),
                      "peer": {k: peer_metrics.get(f"pope_{k}" if k != "f1" else "pope_f1_score") for k in ("accuracy", "precision", "recall", "f1", "yes_ratio")}})
     report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs", "model": model,
               "lmms_eval": LMMS_EVAL_VERSION, "repeats": args.repeats, "rows": rows}

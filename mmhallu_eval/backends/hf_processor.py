@@ -4,6 +4,8 @@ Transformers builds the *video* processor of Qwen-VL, LLaVA-OneVision, InternVL,
 torchvision. Image-only evaluation never calls it, so when torchvision is missing the processor is built from the
 same class without its video part: the image processor, tokenizer, chat template and every other setting are the
 checkpoint's, so the image path — and the token ids — are what `AutoProcessor` builds where torchvision exists.
+Pixtral's processor (Mistral 3) imports the torchvision image processor for one sizing function whose PIL twin is
+the same code; that twin stands in (`TORCHVISION_TWINS`).
 """
 from __future__ import annotations
 
@@ -18,6 +20,10 @@ from .base import BackendError
 
 #: packages a processor imports for its own use, and the extra that installs them
 PROCESSOR_EXTRAS = {"num2words": "smolvlm"}
+#: processors whose module imports a torchvision image-processing module only for a function its PIL twin holds as
+#: the same code (tests/e2e/test_families.py compares the two): where torchvision is missing, the twin stands in
+TORCHVISION_TWINS = {"PixtralProcessor": ("transformers.models.pixtral.processing_pixtral", "transformers.models.pixtral.image_processing_pixtral",
+                                          "transformers.models.pixtral.image_processing_pil_pixtral", ("get_resize_output_image_size",))}
 
 
 def torchvision_available() -> bool:
@@ -83,6 +89,27 @@ def image_only(cls: type) -> type:
     return ImageOnly
 
 
+def twin_processor_class(name: str) -> type:
+    """The processor class `name` of TORCHVISION_TWINS, its torchvision import answered by the PIL twin's functions.
+    transformers marks the class as needing torchvision (a placeholder stands at `transformers.<name>`), so it is
+    taken from its module."""
+    import importlib
+    import sys
+    import types
+
+    module, needed, twin, functions = TORCHVISION_TWINS[name]
+    if needed not in sys.modules:
+        try:
+            importlib.import_module(needed)
+        except ImportError:
+            source = importlib.import_module(twin)
+            stand_in = types.ModuleType(needed, f"{needed} without torchvision: {', '.join(functions)} from {twin}")
+            for function in functions:
+                setattr(stand_in, function, getattr(source, function))
+            sys.modules[needed] = stand_in
+    return getattr(importlib.import_module(module), name)
+
+
 def _processor_class_name(model: str, revision: str | None, trust_remote_code: bool) -> str | None:
     """The processor class a checkpoint names (processor_config.json, then tokenizer_config.json), else the one
     transformers maps its model type to."""
@@ -114,6 +141,8 @@ def load_processor(model: str, revision: str | None = None, trust_remote_code: b
     try:
         if not trust_remote_code and not torchvision_available():
             name = _processor_class_name(model, revision, trust_remote_code)
+            if name in TORCHVISION_TWINS:
+                return twin_processor_class(name).from_pretrained(model, revision=revision)
             cls = getattr(transformers, name, None) if name else None
             if cls is not None and "video_processor" in cls.get_attributes():
                 processor = image_only(cls).from_pretrained(model, revision=revision)

@@ -95,15 +95,26 @@ def test_paligemma_uses_its_processors_documented_format(tmp_path, pope_fixture)
     assert fmt["kind"] == "processor" and fmt["source"] == "paligemma" and "<bos>" in fmt["format"]
 
 
-def test_torchvision_only_processor_is_one_line(tmp_path, pope_fixture):
-    from mmhallu_eval.backends.hf_processor import torchvision_available
+def test_torchvision_only_processor_is_one_line(tmp_path, pope_fixture, monkeypatch):
+    """A processor transformers builds only with torchvision (here Pixtral's, with its PIL twin taken away)."""
+    from mmhallu_eval.backends import hf_processor
 
-    if torchvision_available():
+    if hf_processor.torchvision_available():
         pytest.skip("torchvision is installed: the Pixtral processor loads")
     model = build_family("mistral3", tmp_path / "m3")
+    monkeypatch.setattr(hf_processor, "TORCHVISION_TWINS", {})
     line = _error_line(_run(model, tmp_path / "run", pope_fixture))
     assert "PixtralProcessor" in line and "needs torchvision" in line
     assert not (tmp_path / "run").exists()
+
+
+def test_pixtral_processor_loads_without_torchvision(tmp_path):
+    """Mistral 3's processor: the class transformers marks as needing torchvision, built with the PIL twin of its one
+    torchvision import; its image processor is the checkpoint's own (PIL)."""
+    from mmhallu_eval.backends.hf_processor import load_processor
+
+    processor = load_processor(str(build_family("mistral3", tmp_path / "m3")))
+    assert type(processor).__name__ == "PixtralProcessor" and type(processor.image_processor).__name__ == "PixtralImageProcessorPil"
 
 
 def test_missing_processor_package_names_the_extra(tmp_path, pope_fixture, monkeypatch):

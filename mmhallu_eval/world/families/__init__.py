@@ -33,7 +33,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("smolvlm", idefics.build_smolvlm, needs=("num2words",)),
     Family("internvl", others.build_internvl),
     Family("mllama", others.build_mllama),
-    Family("mistral3", others.build_mistral3, needs=("torchvision",)),  # transformers' PixtralProcessor imports it
+    Family("mistral3", others.build_mistral3),
     Family("aya_vision", others.build_aya_vision),
 )}
 

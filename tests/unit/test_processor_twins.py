@@ -1,0 +1,25 @@
+"""A processor whose torchvision import is answered by a PIL twin gets the same code: each function the twin lends is,
+docstrings aside, the torchvision module's function statement for statement (read from the installed transformers'
+source, without importing torchvision)."""
+import ast
+import importlib.util
+
+import pytest
+
+from mmhallu_eval.backends.hf_processor import TORCHVISION_TWINS
+
+
+def _function(module: str, name: str) -> str:
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin, f"{module} is not in this transformers"
+    tree = ast.parse(open(spec.origin, encoding="utf-8").read())
+    found = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+    found.body = [b for b in found.body if not (isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str))]
+    return ast.unparse(found)
+
+
+@pytest.mark.parametrize("processor", sorted(TORCHVISION_TWINS))
+def test_twin_functions_are_the_torchvision_modules_own_code(processor):
+    _, needed, twin, functions = TORCHVISION_TWINS[processor]
+    for name in functions:
+        assert _function(twin, name) == _function(needed, name), f"{twin}.{name} differs from {needed}.{name}: the twin cannot stand in"

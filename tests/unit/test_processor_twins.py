@@ -3,6 +3,7 @@ docstrings aside, the torchvision module's function statement for statement (rea
 source, without importing torchvision)."""
 import ast
 import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -10,9 +11,12 @@ from mmhallu_eval.backends.hf_processor import TORCHVISION_TWINS
 
 
 def _function(module: str, name: str) -> str:
-    spec = importlib.util.find_spec(module)
-    assert spec is not None and spec.origin, f"{module} is not in this transformers"
-    tree = ast.parse(open(spec.origin, encoding="utf-8").read())
+    """The function's source from the module's file, found through its package (the module itself may be a stand-in
+    in sys.modules)."""
+    package, _, leaf = module.rpartition(".")
+    spec = importlib.util.find_spec(package)
+    assert spec is not None and spec.submodule_search_locations, f"{package} is not in this transformers"
+    tree = ast.parse((Path(list(spec.submodule_search_locations)[0]) / f"{leaf}.py").read_text(encoding="utf-8"))
     found = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
     found.body = [b for b in found.body if not (isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str))]
     return ast.unparse(found)

@@ -106,6 +106,11 @@ def twin_processor_class(name: str) -> type:
             stand_in = types.ModuleType(needed, f"{needed} without torchvision: {', '.join(functions)} from {twin}")
             for function in functions:
                 setattr(stand_in, function, getattr(source, function))
+
+            def _rest(attribute: str, _needed: str = needed) -> Any:  # transformers probes for its classes with getattr
+                raise AttributeError(f"{_needed}.{attribute} needs torchvision, which is not installed (only {', '.join(functions)} stands in)")
+
+            stand_in.__getattr__ = _rest  # type: ignore[attr-defined]
             sys.modules[needed] = stand_in
     return getattr(importlib.import_module(module), name)
 

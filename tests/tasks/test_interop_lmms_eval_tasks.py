@@ -67,6 +67,7 @@ def test_hallusion_bench_image_log_scores_the_questions_with_a_figure(shared_ben
     assert all(r["response"] == by[tuple(r["metadata"][k] for k in ids)] for r in records(out))
 
 
+@pytest.mark.slow  # spaCy / NLTK scoring of a whole log
 def test_amber_g_log_in_dataset_order_with_its_truth_checked(shared_benchmarks, tmp_path):
     vectors = amber_vectors(shared_benchmarks / "amber", tmp_path / "vectors")
     path, lines = log(tmp_path, "amber_g")
@@ -99,6 +100,7 @@ def test_lines_that_are_not_the_datas_questions_get_clear_errors(shared_benchmar
     assert done.returncode == 2 and "a log of lmms-eval task 'mme', not one `mmhallu score pope` reads" in done.stderr
 
 
+@pytest.mark.slow  # spaCy / NLTK scoring of a whole log
 def test_coco_cap_chair_log_scores_its_own_images_and_matches_opera(shared_benchmarks, tmp_path):
     opera = shared_benchmarks / "chair" / "opera_captions"
     path, lines = log(tmp_path, "coco_cap_chair")

@@ -157,6 +157,7 @@ def _write_tsv(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+@pytest.mark.slow  # ten CLI runs
 def test_files_that_do_not_fit_get_one_clear_error(shared_benchmarks, cases, tmp_path):
     import pandas as pd
 

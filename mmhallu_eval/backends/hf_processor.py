@@ -21,7 +21,7 @@ from .base import BackendError
 #: packages a processor imports for its own use, and the extra that installs them
 PROCESSOR_EXTRAS = {"num2words": "smolvlm"}
 #: processors whose module imports a torchvision image-processing module only for a function its PIL twin holds as
-#: the same code (tests/e2e/test_families.py compares the two): where torchvision is missing, the twin stands in
+#: the same code (tests/unit/test_processor_twins.py compares the two): where torchvision is missing, the twin stands in
 TORCHVISION_TWINS = {"PixtralProcessor": ("transformers.models.pixtral.processing_pixtral", "transformers.models.pixtral.image_processing_pixtral",
                                           "transformers.models.pixtral.image_processing_pil_pixtral", ("get_resize_output_image_size",))}
 

@@ -89,13 +89,12 @@ def _peer(spec: Any, path: Path, source: Any, result: dict[str, Any], labels: di
           texts: dict[str, str]) -> dict[str, Any]:
     """`peer_reported`: the peer's numbers (lmms-eval's results.json or VLMEvalKit's score file) for the task or dataset
     whose answers were read (else the one its file name or the task names) beside the official ones."""
-    from ..interop import LmmsEvalTask, dataset_of, peer_reported, read_peer_results, read_vlmevalkit_scores
+    from ..interop import LmmsEvalTask, dataset_of, is_vlmevalkit_scores, peer_reported, read_peer_results, read_vlmevalkit_scores
     from ..task import VlmevalkitDataset
 
     caps = spec.capabilities
-    if path.suffix.lower() == ".csv" or (path.suffix.lower() == ".json" and not is_lmms_eval_results(path)):
-        dataset = source if isinstance(source, VlmevalkitDataset) else dataset_of(path.with_name(path.name.replace("_score", "").replace("_acc", "")),
-                                                                                   caps.vlmevalkit)
+    if is_vlmevalkit_scores(path):
+        dataset = source if isinstance(source, VlmevalkitDataset) else dataset_of(path, caps.vlmevalkit)
         dataset = dataset or (caps.vlmevalkit[0] if len(caps.vlmevalkit) == 1 else None)
         if dataset is None:
             fail(f"--peer-results {path}: no VLMEvalKit dataset of {spec.name} named by the file (keep VLMEvalKit's name MODEL_DATASET_score.csv)")
@@ -107,13 +106,6 @@ def _peer(spec: Any, path: Path, source: Any, result: dict[str, Any], labels: di
         fail(f"--peer-results: no lmms-eval task maps to {spec.name}")
     return peer_reported(read_peer_results(path, lmms_task.name), lmms_task.peer_metrics(), result,
                          labels if isinstance(source, LmmsEvalTask) else {}, parsed, texts)
-
-
-def is_lmms_eval_results(path: Path) -> bool:
-    from ..files import read_json
-
-    data = read_json(path)
-    return isinstance(data, dict) and "results" in data
 
 
 def _common_params() -> list[inspect.Parameter]:

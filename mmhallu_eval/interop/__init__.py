@@ -8,10 +8,10 @@ from ..errors import TaskError
 from ..files import iter_jsonl
 from ..task import LmmsEvalTask
 from .lmms_eval import lmms_eval_task_of, read_lmms_eval_log
-from .peer import PeerNumbers, peer_reported, read_peer_results, read_vlmevalkit_scores
+from .peer import PeerNumbers, is_vlmevalkit_scores, peer_reported, read_peer_results, read_vlmevalkit_scores
 from .vlmevalkit import dataset_of, read_vlmevalkit, yorn_extraction
 
-__all__ = ["FORMATS", "LmmsEvalTask", "PeerNumbers", "dataset_of", "detect_format", "lmms_eval_task_of", "peer_reported", "read_lmms_eval_log",
+__all__ = ["FORMATS", "LmmsEvalTask", "PeerNumbers", "dataset_of", "detect_format", "is_vlmevalkit_scores", "lmms_eval_task_of", "peer_reported", "read_lmms_eval_log",
            "read_peer_results", "read_vlmevalkit", "read_vlmevalkit_scores", "yorn_extraction"]
 
 #: `mmhallu score --format`: official = the task's own answers format (LLaVA's JSONL for POPE-style tasks)

@@ -16,7 +16,7 @@ from ..files import iter_jsonl
 from ..scoring import AnswerMatch
 from ..task import LmmsEvalTask
 from ..types import Sample
-from .join import REPEATED, KeyJoin
+from .join import KeyJoin, covered
 
 _LOG_NAME = re.compile(r"_samples_(?P<task>.+)\.jsonl$")
 
@@ -77,27 +77,19 @@ def read_lmms_eval_log(path: Path, load: Callable[[], list[Sample]], known: tupl
         samples, match = spec.from_lines(lines, options)
         return samples, match, {}, spec
     samples = load()
-    docs = [s for s in samples if (spec.group is None or s.group == spec.group) and (spec.covers is None or spec.covers(s))]
     match, labels = AnswerMatch(), {}
-    if len(docs) < len(samples) and spec.covers is not None:
-        match.notes.append(f"lmms-eval's {spec.name} holds {len(docs)} of the {len(samples)} questions in --data ({spec.covers_note}); the others are not scored")
-    join = KeyJoin(docs, spec.key) if spec.key is not None and spec.line_key is not None else None
-    first_unknown = ""
+    docs = [s for s in covered(samples, spec.covers, spec.covers_note, f"lmms-eval's {spec.name}", match) if spec.group is None or s.group == spec.group]
+    join = KeyJoin(docs, spec.key, match) if spec.key is not None and spec.line_key is not None else None
     for where, doc_id, row in _lines(path):
         if join is not None:
             try:
                 key = spec.line_key(row)  # type: ignore[misc]
             except (TaskError, KeyError, TypeError, AttributeError) as exc:
                 raise TaskError(f"{where}: doc_id {doc_id}: not a line of lmms-eval task {spec.name!r} ({exc})") from None
-            found = join.take(key)
+            found = join.take(key, f"doc_id {doc_id}", where)
             if found is None:
-                match.unknown.append(f"doc_id {doc_id} {key}")
-                first_unknown = first_unknown or f"{where}: {key}"
                 continue
-            if found is REPEATED:
-                match.duplicates.append(f"doc_id {doc_id}")
-                continue
-            sample: Sample = found  # type: ignore[assignment]
+            sample = found
         else:
             if not 0 <= doc_id < len(docs):
                 raise TaskError(f"{where}: doc_id {doc_id}, but --data has {len(docs)} questions for lmms-eval task {spec.name!r}; "
@@ -109,7 +101,6 @@ def read_lmms_eval_log(path: Path, load: Callable[[], list[Sample]], known: tupl
                                 "in the dataset's order)")
         if match.offer(sample.id, _answer(row, where), f"doc_id {doc_id}") and spec.label is not None:
             labels[sample.id] = spec.label(row)
-    if join is not None and not join.any_taken:
-        raise TaskError(f"{path}: none of its lines is a question in --data (first: {first_unknown}); pass the question files the "
-                        f"lmms-eval run used ({spec.name})")
+    if join is not None:
+        join.require_any(path, "lines", "lmms-eval", spec.name)
     return samples, match.finish(docs), labels, spec

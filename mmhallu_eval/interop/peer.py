@@ -42,6 +42,15 @@ def read_peer_results(path: Path, task: str) -> PeerNumbers:
     return PeerNumbers("lmms-eval", data.get("lmms_eval_version"), str(path), task, metrics)
 
 
+def is_vlmevalkit_scores(path: Path) -> bool:
+    """VLMEvalKit writes its scores as csv (or, with EVAL_FORMAT=json, a JSON list of rows); lmms-eval's results file is
+    a JSON object."""
+    if path.suffix.lower() != ".json":
+        return path.suffix.lower() == ".csv"
+    with path.open("rb") as f:
+        return f.read(4096).lstrip().startswith(b"[")
+
+
 def read_vlmevalkit_scores(path: Path, dataset: str) -> PeerNumbers:
     """VLMEvalKit's score file (csv, or json with EVAL_FORMAT=json): a table with a `split` column (POPE,
     HallusionBench: cells named "split/column") or one row (MME, AMBER: cells named by column)."""

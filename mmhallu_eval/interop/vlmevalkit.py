@@ -14,7 +14,7 @@ from ..errors import TaskError
 from ..scoring import AnswerMatch
 from ..task import VlmevalkitDataset
 from ..types import Sample
-from .join import REPEATED, KeyJoin
+from .join import KeyJoin, covered
 
 #: file endings VLMEvalKit writes predictions in (PRED_FORMAT), plus the csv its evaluation writes
 SUFFIXES = (".xlsx", ".tsv", ".json", ".csv")
@@ -128,9 +128,13 @@ def read_table(path: Path) -> tuple[list[str], list[tuple[str, dict[str, str]]]]
     return columns, [(f"{path}: row {i + 2}", r) for i, r in enumerate(rows)]
 
 
+#: what VLMEvalKit's evaluation appends to a predictions file's name for the files it writes beside it
+EVALUATION_SUFFIXES = ("_auxmatch", "_score", "_acc")
+
+
 def dataset_of(path: Path, known: tuple[VlmevalkitDataset, ...]) -> VlmevalkitDataset | None:
-    """The dataset a file belongs to, from VLMEvalKit's file name `{model}_{dataset}[_auxmatch].{ext}`."""
-    stem = path.stem.removesuffix("_auxmatch")
+    """The dataset a file belongs to, from VLMEvalKit's file names `{model}_{dataset}[_auxmatch|_score|_acc].{ext}`."""
+    stem = next((path.stem.removesuffix(s) for s in EVALUATION_SUFFIXES if path.stem.endswith(s)), path.stem)
     return next((d for d in sorted(known, key=lambda d: -len(d.name)) if stem == d.name or stem.endswith("_" + d.name)), None)
 
 
@@ -198,12 +202,8 @@ def read_vlmevalkit(path: Path, load: Callable[[], list[Sample]], known: tuple[V
         match.notes.append(f"no {' / '.join(spec.join_columns)} column to match the rows to --data: the {len(samples)} questions are scored as the "
                            "file states them (its answer and category columns), not checked against the benchmark's files")
         return samples, match.finish(samples), labels, spec
-    samples = load()
-    held = [s for s in samples if spec.covers is None or spec.covers(s)]
-    join = KeyJoin(held, spec.key)
-    first_unknown = ""
-    if len(held) < len(samples):
-        match.notes.append(f"VLMEvalKit's {spec.name} holds {len(held)} of the {len(samples)} questions in --data ({spec.covers_note}); the others are not scored")
+    held = covered(load(), spec.covers, spec.covers_note, f"VLMEvalKit's {spec.name}", match)
+    join = KeyJoin(held, spec.key, match)
     for where, row in rows:
         index = row["index"]
         try:
@@ -211,15 +211,8 @@ def read_vlmevalkit(path: Path, load: Callable[[], list[Sample]], known: tuple[V
         except TaskError as exc:
             raise TaskError(f"{where} (index {index}): {exc}") from None
         for key in keys:
-            sample = join.take(key)
-            if sample is None:
-                match.unknown.append(f"index {index} {key}")
-                first_unknown = first_unknown or f"{where} (index {index}): {key}"
-            elif sample is REPEATED:
-                match.duplicates.append(f"index {index}")
-            elif match.offer(sample.id, row["prediction"], f"index {index}") and spec.label is not None:  # type: ignore[union-attr]
-                labels[sample.id] = spec.label(peer_label(row))  # type: ignore[union-attr]
-    if not join.any_taken:
-        raise TaskError(f"{path}: none of its rows is a question in --data (first: {first_unknown}); pass the question files the "
-                        f"VLMEvalKit run used ({spec.name})")
+            sample = join.take(key, f"index {index}", f"{where} (index {index})")
+            if sample is not None and match.offer(sample.id, row["prediction"], f"index {index}") and spec.label is not None:
+                labels[sample.id] = spec.label(peer_label(row))
+    join.require_any(path, "rows", "VLMEvalKit", spec.name)
     return held, match.finish(held), labels, spec

@@ -11,6 +11,8 @@ from mmhallu_eval import SHORT_ANSWER, Sample, TaskError, TaskOptions, iter_json
 HF_PREFIX = "hf:"
 DEFAULT_DATA = "hf:lmms-lab/POPE"
 LABELS = ("yes", "no")
+#: the three POPE splits, in the order lmms-lab/POPE and the compare scorecard list them
+SPLITS = ("adversarial", "popular", "random")
 
 
 def split_from_filename(path: Path) -> str:

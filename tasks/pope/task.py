@@ -5,7 +5,7 @@ from typing import Any
 
 from mmhallu_eval import Capabilities, GenerationConfig, LmmsEvalTask, MixProbe, Measure, Metric, Parser, Sample, Sums, TaskSpec, count, task
 
-from .loaders import DEFAULT_DATA, PopeOptions, load_samples
+from .loaders import DEFAULT_DATA, SPLITS, PopeOptions, load_samples
 from .parsers import PARSERS, strict
 from .vlmevalkit import DATASETS as VLMEVALKIT
 
@@ -113,5 +113,5 @@ def pope() -> TaskSpec:
         options=PopeOptions,
         # POPE adversarial is where co-occurrence hallucination shows; its gap to random adds to the object error
         capabilities=Capabilities(failure_pair=right_answer, mix_probes=(MixProbe("obj", "adversarial", "accuracy", baseline="random"),),
-                                  lmms_eval=LMMS_EVAL, vlmevalkit=VLMEVALKIT, scorecard_groups=("adversarial", "popular", "random")),
+                                  lmms_eval=LMMS_EVAL, vlmevalkit=VLMEVALKIT, scorecard_groups=SPLITS),
     )

@@ -7,9 +7,10 @@ from collections.abc import Hashable
 
 from mmhallu_eval import PeerMetric, Sample, TaskError, VlmevalkitDataset, first_column, image_number, question_key
 
+from .loaders import LABELS, SPLITS
+
 #: columns a VLMEvalKit POPE file may name its image in (its image itself is dropped from predictions)
 IMAGE_COLUMNS = ("image_path", "image_source", "image_name", "image_id")
-SPLITS = ("adversarial", "popular", "random")
 
 
 def sample_key(s: Sample) -> Hashable:
@@ -26,7 +27,7 @@ def splits_of(row: dict[str, str]) -> list[str]:
 def own_samples(row: dict[str, str]) -> list[Sample]:
     """The row's questions as the file states them, one per split (ids SPLIT-INDEX)."""
     label = row.get("answer", "").strip().lower()
-    if label not in ("yes", "no"):
+    if label not in LABELS:
         raise TaskError(f"answer {row.get('answer')!r}: expected Yes or No (the question's label)")
     return [Sample(id=f"{split}-{row['index']}", prompt=row["question"], target=label, group=split,
                    metadata={"question_id": row["index"], "question": row["question"]}) for split in splits_of(row)]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
-from mmhallu_eval import LmmsEvalTask, Sample, TaskError, file_key, question_key
+from mmhallu_eval import LmmsEvalTask, TaskError, file_key, question_key
+
+from .vlmevalkit import sample_key  # the same question identity: subtask, image file name, question text
 
 #: what lmms-eval 0.7.3's mme.yaml puts around the question (its default and per-model prompts)
 PRE_PROMPTS = ("[UNUSED_TOKEN_146]user\n",)
@@ -21,10 +23,6 @@ def question_of(text: str) -> str:
         if text.endswith(post):
             return text[: -len(post)]
     return text
-
-
-def sample_key(s: Sample) -> Hashable:
-    return (s.metadata["subtask"], file_key(s.metadata["image"]), question_key(s.metadata["question"]))
 
 
 def line_key(row: dict[str, Any]) -> Hashable:

@@ -72,9 +72,18 @@ def count(stat: str) -> Callable[[Sums], int]:
     return lambda s: int(s[stat])
 
 
+def quotient(num: Any, den: Any) -> Any:
+    """num / den, None when den is 0 — or, on columns of bootstrap draws (arrays), NaN where den is 0, so a formula
+    written with it is evaluated on all draws at once."""
+    if isinstance(den, np.ndarray):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(den != 0, num / den, np.nan)
+    return num / den if den else None
+
+
 def ratio(num: str, den: str) -> Callable[[Sums], float | None]:
-    """num / den, None when den is 0."""
-    return lambda s: s[num] / s[den] if s[den] else None
+    """The metric num / den (None when den is 0)."""
+    return lambda s: quotient(s[num], s[den])
 
 
 def by_id(record: Record) -> Hashable:
@@ -198,48 +207,110 @@ def unit_table(measure: Measure, records: Iterable[Record], validate: bool = Tru
     return acc.table()
 
 
-def evaluate(measure: Measure, sums_by_group: dict[str, Sums], pooled: bool) -> dict[str, Value]:
-    """The metric values of one group (`pooled` False, one entry) or pooled over the given groups."""
+def _formula_input(measure: Measure, sums_by_group: dict[str, Any], pooled: bool) -> Any:
+    """What a formula is called with: the group's sums, every group's sums (a pooled table), or their total."""
     if not pooled:
         (sums,) = sums_by_group.values()
-        return {m.name: m.formula(sums) for m in measure.metrics}
+        return sums
     if measure.pooled is not None:
-        return {m.name: m.formula(sums_by_group) for m in measure.pooled}
-    total = add_sums(sums_by_group.values(), measure.stats)
-    return {m.name: m.formula(total) for m in measure.metrics}
+        return sums_by_group
+    return add_sums(sums_by_group.values(), measure.stats)
 
 
-def _quantiles(values: dict[str, list[float]], names: list[str]) -> dict[str, list[float]]:
-    out = {}
-    for name in names:
-        arr = np.asarray(values.get(name, []), dtype=np.float64)
-        if arr.size:
-            out[name] = [float(np.quantile(arr, q)) for q in CI_QUANTILES]
-    return out
+def evaluate(measure: Measure, sums_by_group: dict[str, Sums], pooled: bool) -> dict[str, Value]:
+    """The metric values of one group (`pooled` False, one entry) or pooled over the given groups."""
+    arg = _formula_input(measure, sums_by_group, pooled)
+    return {m.name: m.formula(arg) for m in (measure.pooled_metrics() if pooled else measure.metrics)}
+
+
+def _quantiles(values: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    return {name: [float(np.quantile(arr, q)) for q in CI_QUANTILES] for name, arr in values.items() if arr.size}
+
+
+#: picks drawn per block of resamples (resamples × units); bounds the draws' memory for large tasks
+_DRAW_BLOCK = 1 << 20
+#: draws on which a formula's result over all draws at once is checked against its value draw by draw
+_CHECKED_DRAWS = 8
 
 
 class _Resampler:
-    """One bootstrap draw per stratum (units with replacement, the stratum's size), as summed statistics. The draws
-    are `rng.integers(0, n, n)` per stratum in order, so intervals are reproducible and equal an index-resampling
-    loop; the sums go through per-unit counts (or, when units share few distinct statistic rows — POPE's confusion
-    cells — through counts of those rows), so memory stays at one vector per draw."""
+    """Bootstrap draws (units with replacement, each stratum its own size) as summed statistics. The draws are
+    `rng.integers(0, n, n)` per stratum in order, resample after resample — taken a block of resamples at a time
+    from the same stream, so intervals are reproducible and equal an index-resampling loop; the sums go through
+    per-unit counts (or, when units share few distinct statistic rows — POPE's confusion cells — through counts of
+    those rows), so memory stays at one block of picks."""
 
     def __init__(self, rows: np.ndarray):
         patterns, inverse = np.unique(rows, axis=0, return_inverse=True) if len(rows) else (rows, np.zeros(0, dtype=np.int64))
         self.compressed = len(patterns) * 4 < len(rows)
         self.rows, self.patterns, self.inverse = rows, patterns, np.asarray(inverse).reshape(-1)
+        # whole numbers below 2**53 sum exactly in any order, so a block's sums can be one matrix product
+        self.exact = bool(np.all(np.abs(rows) < 2.0 ** 53) and np.all(rows == np.round(rows))) if len(rows) else True
 
-    def sums(self, strata: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
-        out = []
-        for units in strata:
-            picks = rng.integers(0, len(units), size=len(units))
-            if self.compressed:
-                counts = np.bincount(self.inverse[units[picks]], minlength=len(self.patterns)).astype(np.float64)
-                out.append(counts @ self.patterns)
-            else:
-                counts = np.bincount(picks, minlength=len(units)).astype(np.float64)
-                out.append(counts @ self.rows[units])
-        return out
+    def sums(self, strata: list[np.ndarray], rng: np.random.Generator, resamples: int) -> list[np.ndarray]:
+        """Per stratum (in `strata` order), the summed statistics of each draw: a (resamples, statistics) array."""
+        sizes = [len(u) for u in strata]
+        bounds = np.cumsum([0, *sizes])
+        highs = np.repeat(np.asarray(sizes, dtype=np.int64), sizes)
+        block = max(1, _DRAW_BLOCK // max(len(highs), 1))
+        tables = [self.patterns if self.compressed else self.rows[units] for units in strata]
+        out: list[list[np.ndarray]] = [[] for _ in strata]
+        done = 0
+        while done < resamples:
+            c = min(block, resamples - done)
+            picks = rng.integers(0, highs, size=(c, len(highs))) if len(highs) else np.zeros((c, 0), dtype=np.int64)
+            for i, (units, table, lo, hi) in enumerate(zip(strata, tables, bounds[:-1], bounds[1:])):
+                chosen = picks[:, lo:hi]
+                if self.compressed:
+                    chosen, width = self.inverse[units[chosen]], len(self.patterns)
+                else:
+                    width = len(units)
+                offsets = np.arange(c, dtype=np.int64)[:, None] * width
+                counts = np.bincount((chosen + offsets).reshape(-1), minlength=c * width).reshape(c, width).astype(np.float64)
+                out[i].append(counts @ table if self.exact else np.stack([row @ table for row in counts]))
+            done += c
+        return [np.concatenate(blocks) if blocks else np.zeros((0, self.rows.shape[1])) for blocks in out]
+
+
+def _draw_values(measure: Measure, names: list[str], drawn: dict[str, np.ndarray], pooled: bool) -> dict[str, np.ndarray]:
+    """Each named metric on every draw (`drawn`: group → (draws, statistics) sums), None and NaN left out. A formula
+    runs once on whole columns of draws when it accepts arrays and agrees with its draw-by-draw value on the first
+    draws (plain arithmetic does; `x if y else None` raises and is evaluated draw by draw)."""
+    n_draws = len(next(iter(drawn.values())))
+    columns = {g: {s: a[:, i] for i, s in enumerate(measure.stats)} for g, a in drawn.items()}
+    whole = _formula_input(measure, columns, pooled)
+    per_draw: list[Any] = []
+
+    def draw(j: int) -> Any:
+        while len(per_draw) <= j:
+            k = len(per_draw)
+            per_draw.append(_formula_input(measure, {g: dict(zip(measure.stats, a[k])) for g, a in drawn.items()}, pooled))
+        return per_draw[j]
+
+    out = {}
+    for m in (m for m in (measure.pooled_metrics() if pooled else measure.metrics) if m.name in names):
+        values = _on_columns(m.formula, whole, [m.formula(draw(j)) for j in range(min(n_draws, _CHECKED_DRAWS))], n_draws)
+        if values is None:
+            values = np.asarray([_as_float(m.formula(draw(j))) for j in range(n_draws)], dtype=np.float64)
+        out[m.name] = values[~np.isnan(values)]
+    return out
+
+
+def _as_float(v: Value) -> float:
+    return np.nan if v is None else float(v)
+
+
+def _on_columns(formula: Callable[[Any], Any], whole: Any, checked: list[Value], n_draws: int) -> np.ndarray | None:
+    try:
+        with np.errstate(all="ignore"):
+            values = formula(whole)
+    except Exception:  # noqa: BLE001 - a formula written for one draw at a time (a conditional, int(), max())
+        return None
+    if not (isinstance(values, np.ndarray) and values.shape == (n_draws,) and values.dtype.kind in "biuf"):
+        return None
+    values = values.astype(np.float64)
+    expected = np.asarray([_as_float(v) for v in checked], dtype=np.float64)
+    return values if np.array_equal(values[:len(expected)], expected, equal_nan=True) else None
 
 
 def intervals(measure: Measure, table: UnitTable, groups: list[str],
@@ -255,36 +326,17 @@ def intervals(measure: Measure, table: UnitTable, groups: list[str],
     resampler = _Resampler(table.rows)
     if measure.stratified:
         strata_order = list(dict.fromkeys(table.groups))  # first appearance, the order the draws are made in
-        rng = np.random.default_rng(seed)
-        pooled_vals: dict[str, list[float]] = {}
-        group_vals: dict[str, dict[str, list[float]]] = {g: {} for g in groups}
-        for _ in range(resamples):
-            drawn = dict(zip(strata_order, resampler.sums([group_units_idx[g] for g in strata_order], rng)))
-            by_group = {g: dict(zip(measure.stats, drawn[g])) for g in groups}
-            _collect(pooled_vals, evaluate(measure, by_group, pooled=True), ci_pooled)
-            for g in groups:
-                _collect(group_vals[g], evaluate(measure, {g: by_group[g]}, pooled=False), ci_group)
-        return _quantiles(pooled_vals, ci_pooled), {g: _quantiles(group_vals[g], ci_group) for g in groups}
+        drawn = dict(zip(strata_order, resampler.sums([group_units_idx[g] for g in strata_order], np.random.default_rng(seed), resamples)))
+        pooled_ci = _quantiles(_draw_values(measure, ci_pooled, {g: drawn[g] for g in groups}, pooled=True))
+        return pooled_ci, {g: _quantiles(_draw_values(measure, ci_group, {g: drawn[g]}, pooled=False)) for g in groups}
 
     def one(units: np.ndarray, pooled: bool, names: list[str]) -> dict[str, list[float]]:
-        rng = np.random.default_rng(seed)
-        vals: dict[str, list[float]] = {}
-        for _ in range(resamples):
-            (sums,) = resampler.sums([units], rng)
-            by = {ALL: dict(zip(measure.stats, sums))}
-            _collect(vals, evaluate(measure, by, pooled=pooled), names)
-        return _quantiles(vals, names)
+        (sums,) = resampler.sums([units], np.random.default_rng(seed), resamples)
+        return _quantiles(_draw_values(measure, names, {ALL: sums}, pooled))
 
     pooled_ci = one(np.arange(len(table.keys)), True, ci_pooled)
     per_group = {g: one(group_units_idx[g], False, ci_group) for g in groups} if ci_group else {}
     return pooled_ci, per_group
-
-
-def _collect(into: dict[str, list[float]], values: dict[str, Value], names: list[str]) -> None:
-    for name in names:
-        v = values.get(name)
-        if v is not None and not (isinstance(v, float) and np.isnan(v)):
-            into.setdefault(name, []).append(float(v))
 
 
 @dataclass

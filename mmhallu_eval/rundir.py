@@ -14,6 +14,7 @@ import platform
 import shutil
 import subprocess
 import sys
+from functools import lru_cache
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -45,6 +46,12 @@ def run_fingerprint(config: dict[str, Any]) -> str:
 
 
 def package_versions() -> dict[str, str]:
+    """Versions of what a run's numbers depend on (read once per process: reading package metadata costs ~15 ms)."""
+    return dict(_package_versions())
+
+
+@lru_cache(maxsize=1)
+def _package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for dist in ("mmhallu-eval", "torch", "transformers", "vllm", "trl", "peft", "datasets", "nltk", "pycocotools"):
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from mmhallu_eval import Sums, add_sums
+from mmhallu_eval import Sums, add_sums, quotient, ratio
 
 from .loaders import INITIAL_NUM
 
@@ -30,30 +30,34 @@ def counter(total: int) -> float:
     return value
 
 
-def _ratio(score: str, num: str):
-    return lambda s: s[score] / s[num] if s[num] else None
+def _complement(formula):
+    """1 - formula (None stays None)."""
+    def complement(s: Sums) -> Any:
+        value = formula(s)
+        return None if value is None else 1 - value
+    return complement
 
 
 def precision(s: Sums) -> float | None:
     """Of the answers "No", the share whose truth is no."""
-    return s["ans_no_score"] / s["ans_no_num"] if s["ans_no_num"] else None
+    return quotient(s["ans_no_score"], s["ans_no_num"])
 
 
 def recall(s: Sums) -> float | None:
-    return s["no_score"] / s["no_num"] if s["no_num"] else None
+    return quotient(s["no_score"], s["no_num"])
 
 
 def f1(s: Sums) -> float | None:
     p, r = precision(s), recall(s)
-    return 2 * p * r / (p + r) if p is not None and r is not None and p + r else None
+    return None if p is None or r is None else quotient(2 * p * r, p + r)
 
 
 FRACTIONS = {
-    "chair": (_ratio("chair_score", "chair_num"), False),
-    "cover": (_ratio("safe_cover_score", "safe_cover_num"), True),
-    "hal": (lambda s: 1 - s["non_hallu_score"] / s["non_hallu_num"] if s["non_hallu_num"] else None, False),
-    "cog": (_ratio("hallu_cover_score", "hallu_cover_num"), False),
-    "accuracy": (_ratio("correct_score", "correct_num"), True),
+    "chair": (ratio("chair_score", "chair_num"), False),
+    "cover": (ratio("safe_cover_score", "safe_cover_num"), True),
+    "hal": (_complement(ratio("non_hallu_score", "non_hallu_num")), False),
+    "cog": (ratio("hallu_cover_score", "hallu_cover_num"), False),
+    "accuracy": (ratio("correct_score", "correct_num"), True),
     "precision": (precision, True),
     "recall": (recall, True),
     "f1": (f1, True),

@@ -87,10 +87,6 @@ def set_stats(records: list[dict[str, Any]]) -> tuple[float, ...]:
     return tuple(s[k] for k in STATS)
 
 
-def share(num: str, den: str):
-    return lambda s: s[num] / s[den] if s[den] else None
-
-
 def analysis_share(name: str):
     """A share of the LH/VI analysis; None when questions lacked their figure-0 answer (the analysis would be partial)."""
     return lambda s: s[name] / (s["lh"] + s["vi"] + s["mix"]) if s["lh"] + s["vi"] + s["mix"] and not s["no_original"] else None

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmhallu_eval import (AnswerMatch, Capabilities, GenerationConfig, Measure, Metric, Parser, PooledMetric, Sample, TaskError, TaskSpec,
+from mmhallu_eval import (AnswerMatch, Capabilities, GenerationConfig, Measure, Metric, Parser, PooledMetric, Sample, ratio, TaskError, TaskSpec,
                           atomic_write_json, count, create_judge, pooled_totals, judge_cache, read_json, task)
 
 from mmhallu_tasks.pope.parsers import strict
 
 from .loaders import FIELDS, HallusionOptions, check_row, data_file, key_of, load_rows, load_samples, sample_of, set_of
-from .metrics import STATS, analysis_share, official_table, set_stats, share
+from .metrics import STATS, analysis_share, official_table, set_stats
 from .verdicts import (CORRECT, INCORRECT, UNCLEAR, correctness_prompt, correctness_verdict, official_cache, same_prompt, same_verdict,
                        saved_replies)
 from .lmms_eval import LMMS_EVAL
@@ -135,18 +135,18 @@ def score_sample(sample: Sample, text: str, parser: Parser) -> dict[str, Any]:
 
 
 _F = {
-    "qacc": (share("pair_correct", "pair_n"), True), "facc": (share("fig_correct", "fig_n"), True),
-    "easy_aacc": (share("easy_correct", "easy_n"), True), "hard_aacc": (share("hard_correct", "hard_n"), True),
-    "aacc": (share("q_correct", "q_n"), True),
+    "qacc": (ratio("pair_correct", "pair_n"), True), "facc": (ratio("fig_correct", "fig_n"), True),
+    "easy_aacc": (ratio("easy_correct", "easy_n"), True), "hard_aacc": (ratio("hard_correct", "hard_n"), True),
+    "aacc": (ratio("q_correct", "q_n"), True),
 }
 METRICS = (
         *(Metric(name, f, better, ci=True) for name, (f, better) in _F.items()),
         Metric("yes_no_bias_pct_diff", lambda s: (s["yes_pred"] - s["yes_gt"]) / s["q_n"] if s["q_n"] else None),
         Metric("yes_no_bias_fp_ratio", lambda s: (s["fp_n"] - s["fp_gt"]) / s["fp_n"] if s["fp_n"] else None),
-        Metric("figure_score", share("fig_score", "fig_n"), True),
-        Metric("consistency_correct", share("fig_correct", "fig_n"), True),
-        Metric("consistency_inconsistent", share("fig_inconsistent", "fig_n"), False),
-        Metric("consistency_wrong", share("fig_wrong", "fig_n"), False),
+        Metric("figure_score", ratio("fig_score", "fig_n"), True),
+        Metric("consistency_correct", ratio("fig_correct", "fig_n"), True),
+        Metric("consistency_inconsistent", ratio("fig_inconsistent", "fig_n"), False),
+        Metric("consistency_wrong", ratio("fig_wrong", "fig_n"), False),
         Metric("lh", analysis_share("lh")), Metric("vi", analysis_share("vi")), Metric("mixed", analysis_share("mix")),
         Metric("unclear", count("unclear")), Metric("no_original", count("no_original")), Metric("n", count("q_n")),
 )

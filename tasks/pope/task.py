@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmhallu_eval import Capabilities, GenerationConfig, LmmsEvalTask, MixProbe, Measure, Metric, Parser, Sample, Sums, TaskSpec, count, task
+from mmhallu_eval import Capabilities, GenerationConfig, LmmsEvalTask, MixProbe, Measure, Metric, Parser, Sample, Sums, TaskSpec, count, quotient, task
 
 from .loaders import DEFAULT_DATA, SPLITS, PopeOptions, load_samples
 from .parsers import PARSERS, strict
@@ -28,29 +28,29 @@ def unit_stats(records: list[dict[str, Any]]) -> tuple[bool | int, ...]:
 
 
 def precision(s: Sums) -> float | None:
-    return s["tp"] / (s["tp"] + s["fp"]) if s["tp"] + s["fp"] > 0 else None
+    return quotient(s["tp"], s["tp"] + s["fp"])
 
 
 def recall(s: Sums) -> float | None:
     """Over all positives: an unread answer to a yes question is a miss."""
-    return s["tp"] / s["positives"] if s["positives"] > 0 else None
+    return quotient(s["tp"], s["positives"])
 
 
 def f1(s: Sums) -> float | None:
     p, r = precision(s), recall(s)
-    return 2 * p * r / (p + r) if p is not None and r is not None and p + r > 0 else None
+    return None if p is None or r is None else quotient(2 * p * r, p + r)
 
 
 MEASURE = Measure(
     stats=("tp", "fp", "tn", "fn", "n", "positives", "unparseable_strict"),
     unit_stats=unit_stats,
     metrics=(
-        Metric("accuracy", lambda s: (s["tp"] + s["tn"]) / s["n"] if s["n"] else None, True, ci=True),
+        Metric("accuracy", lambda s: quotient(s["tp"] + s["tn"], s["n"]), True, ci=True),
         Metric("precision", precision, True, ci=True),
         Metric("recall", recall, True, ci=True),
         Metric("f1", f1, True, ci=True),
         #: the share of *predicted* yes (lmms-eval reports the share of yes labels under this name)
-        Metric("yes_ratio", lambda s: (s["tp"] + s["fp"]) / s["n"] if s["n"] else None, None, ci=True),
+        Metric("yes_ratio", lambda s: quotient(s["tp"] + s["fp"], s["n"]), None, ci=True),
         Metric("tp", count("tp")), Metric("fp", count("fp")), Metric("tn", count("tn")), Metric("fn", count("fn")),
         Metric("n", count("n")),
         Metric("unparsed", lambda s: int(s["n"] - s["tp"] - s["fp"] - s["tn"] - s["fn"])),

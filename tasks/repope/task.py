@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmhallu_eval import AnswerMatch, match_answers, Capabilities, GenerationConfig, Measure, Metric, Parser, Sample, Sums, TaskSpec, count, task
+from mmhallu_eval import AnswerMatch, match_answers, Capabilities, GenerationConfig, Measure, Metric, Parser, Sample, Sums, TaskSpec, count, quotient, task
 
 from mmhallu_tasks.pope.parsers import PARSERS as POPE_PARSERS
 from mmhallu_tasks.pope.task import right_answer
@@ -48,17 +48,17 @@ def _parsed(s: Sums) -> float:
 
 
 def precision(s: Sums) -> float | None:
-    return s["tp"] / (s["tp"] + s["fp"]) if s["tp"] + s["fp"] else None
+    return quotient(s["tp"], s["tp"] + s["fp"])
 
 
 def recall(s: Sums) -> float | None:
     """Over the read answers to yes questions (not over all positives, as POPE's own recall is)."""
-    return s["tp"] / (s["tp"] + s["fn"]) if s["tp"] + s["fn"] else None
+    return quotient(s["tp"], s["tp"] + s["fn"])
 
 
 def f1(s: Sums) -> float | None:
     p, r = precision(s), recall(s)
-    return 2 * p * r / (p + r) if p is not None and r is not None and p + r else None
+    return None if p is None or r is None else quotient(2 * p * r, p + r)
 
 
 MEASURE = Measure(
@@ -68,8 +68,8 @@ MEASURE = Measure(
         Metric("precision", precision, True, ci=True),
         Metric("recall", recall, True, ci=True),
         Metric("f1", f1, True, ci=True),
-        Metric("accuracy", lambda s: (s["tp"] + s["tn"]) / _parsed(s) if _parsed(s) else None, True, ci=True),
-        Metric("yes_ratio", lambda s: (s["tp"] + s["fp"]) / _parsed(s) if _parsed(s) else None, None, ci=True),
+        Metric("accuracy", lambda s: quotient(s["tp"] + s["tn"], _parsed(s)), True, ci=True),
+        Metric("yes_ratio", lambda s: quotient(s["tp"] + s["fp"], _parsed(s)), None, ci=True),
         Metric("tp", count("tp")), Metric("fp", count("fp")), Metric("tn", count("tn")), Metric("fn", count("fn")),
         Metric("n", count("n")),
         Metric("unparsed", lambda s: int(s["n"] - _parsed(s))),

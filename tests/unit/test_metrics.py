@@ -81,11 +81,12 @@ def test_stratified_resampling_keeps_group_sizes():
     measure = Measure(
         stats=("right", "n"), unit_stats=lambda rs: (bool(rs[0]["correct"]), 1), stratified=True, group_order=("b", "a"),
         metrics=(Metric("acc", ratio("right", "n"), ci=True), Metric("n", count("n"))),
-        pooled=(PooledMetric("sizes", lambda by: seen.append({g: s["n"] for g, s in by.items()}) or 0.0, ci=True),),
+        # the formula may see one draw or a column of draws at once (see measure._draw_values)
+        pooled=(PooledMetric("sizes", lambda by: seen.append({g: set(np.atleast_1d(s["n"]).tolist()) for g, s in by.items()}) or 0.0, ci=True),),
     )
     out = summarize(measure, records)
     assert list(out.groups) == ["b", "a"] and out.groups["a"]["n"] == 30
-    assert all(s == {"b": 10.0, "a": 30.0} for s in seen) and len(seen) == 1001
+    assert seen and all(s == {"b": {10.0}, "a": {30.0}} for s in seen)
     table = unit_table(measure, records)
     pooled, per = intervals(measure, table, ["b", "a"])
     assert pooled == out.ci and per["a"] == out.groups["a"]["ci"]
@@ -97,3 +98,18 @@ def test_unit_sizes_are_checked():
     measure = Measure(stats=("n",), unit_stats=lambda rs: (1,), metrics=(), unit=lambda r: r["u"], unit_size=2, describe_unit=lambda k: f"image {k}")
     with pytest.raises(TaskError, match="image x: expected 2 questions, found 1"):
         summarize(measure, [{"id": "1", "u": "x"}])
+
+
+def test_formulas_on_columns_of_draws_equal_draw_by_draw():
+    """A formula that takes arrays runs once on all draws; the intervals equal those of the same formula written
+    for one draw at a time, and a formula that means something else on arrays is caught and run draw by draw."""
+    records = [{"id": str(i), "group": "ab"[i % 2], "correct": i % 3 != 0} for i in range(90)]
+
+    def measure(formula):
+        return Measure(stats=("right", "n"), unit_stats=lambda rs: (bool(rs[0]["correct"]), 1), metrics=(Metric("acc", formula, ci=True),))
+
+    table = unit_table(measure(ratio("right", "n")), records)
+    per_draw = intervals(measure(lambda s: s["right"] / s["n"] if s["n"] else None), table, ["a", "b"])
+    assert intervals(measure(ratio("right", "n")), table, ["a", "b"]) == per_draw
+    assert intervals(measure(lambda s: np.max(s["right"]) / s["n"]), table, ["a", "b"]) == per_draw
+    assert per_draw[0]["acc"][0] < 2 / 3 < per_draw[0]["acc"][1]

@@ -49,6 +49,9 @@ class ResponseCache:
         try:
             self._conn = sqlite3.connect(self.path, timeout=60)
             self._conn.execute("PRAGMA journal_mode=WAL")
+            # a commit survives the process being killed without waiting for the disk (no fsync per batch); only a
+            # power loss or OS crash can roll back the last commits, whose responses a rerun generates again
+            self._conn.execute("PRAGMA synchronous=NORMAL")
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
             tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if tables and (tables != {"responses"} or version != SCHEMA):

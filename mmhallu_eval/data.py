@@ -48,23 +48,22 @@ def image_digest(image: ImageLike) -> str:
         h = hashlib.sha256(f"{image.mode}:{image.size}".encode())
         h.update(image.tobytes())
         return h.hexdigest()
-    path = Path(image)
     try:
-        st = path.stat()
+        st = os.stat(image)
     except OSError:
         st = None
     if st is None or not stat.S_ISREG(st.st_mode):
-        return f"missing:{path}"
+        return f"missing:{Path(image)}"
     # one stat per request and no realpath (symlink spellings of one file just hash it twice); abspath keeps a
     # relative name from meaning another file after a chdir
-    return _file_digest(os.path.abspath(path), st.st_mtime_ns, st.st_size)
+    return _file_digest(os.path.abspath(image), st.st_mtime_ns, st.st_size)
 
 
 def image_missing(image: ImageLike) -> str | None:
     """The path of a missing image file, or None when the image is available."""
     if isinstance(image, Image.Image):
         return None
-    return None if Path(image).is_file() else str(image)
+    return None if os.path.isfile(image) else str(image)
 
 
 def load_hf_dataset(name: str, split: str | None = None, **kwargs: Any) -> Any:

@@ -224,7 +224,7 @@ def evaluate(measure: Measure, sums_by_group: dict[str, Sums], pooled: bool) -> 
 
 
 def _quantiles(values: dict[str, np.ndarray]) -> dict[str, list[float]]:
-    return {name: [float(np.quantile(arr, q)) for q in CI_QUANTILES] for name, arr in values.items() if arr.size}
+    return {name: np.quantile(arr, CI_QUANTILES).tolist() for name, arr in values.items() if arr.size}
 
 
 #: picks drawn per block of resamples (resamples × units); bounds the draws' memory for large tasks
@@ -254,15 +254,18 @@ class _Resampler:
         highs = np.repeat(np.asarray(sizes, dtype=np.int64), sizes)
         block = max(1, _DRAW_BLOCK // max(len(highs), 1))
         tables = [self.patterns if self.compressed else self.rows[units] for units in strata]
+        cells = [self.inverse[units] for units in strata] if self.compressed else []
         out: list[list[np.ndarray]] = [[] for _ in strata]
         done = 0
         while done < resamples:
             c = min(block, resamples - done)
-            picks = rng.integers(0, highs, size=(c, len(highs))) if len(highs) else np.zeros((c, 0), dtype=np.int64)
+            # one bound per stratum's positions; a single stratum's scalar bound draws the same numbers, faster
+            high = sizes[0] if len(sizes) == 1 else highs
+            picks = rng.integers(0, high, size=(c, len(highs))) if len(highs) else np.zeros((c, 0), dtype=np.int64)
             for i, (units, table, lo, hi) in enumerate(zip(strata, tables, bounds[:-1], bounds[1:])):
                 chosen = picks[:, lo:hi]
                 if self.compressed:
-                    chosen, width = self.inverse[units[chosen]], len(self.patterns)
+                    chosen, width = cells[i][chosen], len(self.patterns)
                 else:
                     width = len(units)
                 offsets = np.arange(c, dtype=np.int64)[:, None] * width

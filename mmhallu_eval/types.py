@@ -5,7 +5,7 @@ importing each other, and so that everything written to disk is JSON-serialisabl
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypedDict, Union
 
@@ -28,7 +28,7 @@ class GenerationConfig:
         return self.temperature <= 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def with_overrides(self, **overrides: Any) -> "GenerationConfig":
         """Return a copy where every non-None override replaces the task default."""

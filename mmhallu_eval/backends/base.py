@@ -35,9 +35,21 @@ class Backend(abc.ABC):
     #: the prompt opens a <think> block that the model closes before answering (see reasoning.split_reasoning)
     opens_reasoning: bool = False
 
+    #: `prepare` does work worth running ahead: the batch loop prepares the next batch while this one generates
+    prefetch: bool = False
+
     @abc.abstractmethod
     def generate(self, requests: list[Request]) -> list[Response]:
         """Responses in the order of `requests`; a failed item carries `error` instead of raising."""
+
+    def prepare(self, requests: list[Request]) -> Any:
+        """The part of `generate` that needs no model (images decoded, inputs built), for `generate_prepared`.
+        Runs in a worker thread while the previous batch generates; may raise (the batch then goes item by item)."""
+        return None
+
+    def generate_prepared(self, requests: list[Request], prepared: Any) -> list[Response]:
+        """`generate` from `prepare(requests)`'s result: the same responses."""
+        return self.generate(requests)
 
     def fingerprint(self) -> str:
         """Identifies the weights (+ adapter) so cached responses are never reused across models."""

@@ -3,6 +3,8 @@ failure, progress bar, and timing of the backend's own work (to measure harness 
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 from tqdm.auto import tqdm
@@ -63,12 +65,18 @@ def generate_cached(
             twins[keys[r.id]] = []
             todo.append(r)
     size = batch_size or backend.default_batch_size or max(len(todo), 1)
+    batches = [todo[start : start + size] for start in range(0, len(todo), size)]
     pending = len(todo) + stats.shared
-    with tqdm(total=len(requests), initial=len(requests) - pending, desc=desc, disable=not show_progress, unit="req") as bar:
-        for start in range(0, len(todo), size):
-            batch = todo[start : start + size]
-            t0 = time.perf_counter()
-            responses = _generate_with_fallback(backend, batch)
+    # one batch prepared ahead (a single worker): its images decoded and inputs built while the current one generates
+    ahead = backend.prefetch and len(batches) > 1
+    with tqdm(total=len(requests), initial=len(requests) - pending, desc=desc, disable=not show_progress, unit="req") as bar, \
+            (ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare") if ahead else nullcontext()) as pool:
+        t0 = time.perf_counter()
+        next_prepared = pool.submit(backend.prepare, batches[0]) if pool is not None else None
+        for k, batch in enumerate(batches):
+            prepared = next_prepared
+            next_prepared = pool.submit(backend.prepare, batches[k + 1]) if pool is not None and k + 1 < len(batches) else None
+            responses = _generate_with_fallback(backend, batch, prepared)
             stats.backend_seconds += time.perf_counter() - t0
             cache.put_many((keys[resp.id], resp) for resp in responses)
             for resp in responses:
@@ -80,13 +88,15 @@ def generate_cached(
                 else:
                     stats.generated += 1
             bar.update(sum(1 + len(twins[keys[r.id]]) for r in batch))
+            t0 = time.perf_counter()
     return results, stats
 
 
-def _generate_with_fallback(backend: Backend, batch: list[Request]) -> list[Response]:
-    """A failing batch is retried item by item so one bad sample cannot sink its neighbours."""
+def _generate_with_fallback(backend: Backend, batch: list[Request], prepared: Future | None = None) -> list[Response]:
+    """A failing batch (or a failing preparation of it) is retried item by item so one bad sample cannot sink its
+    neighbours."""
     try:
-        return backend.generate(batch)
+        return backend.generate(batch) if prepared is None else backend.generate_prepared(batch, prepared.result())
     except Exception as exc:
         if len(batch) == 1:
             return [Response(id=batch[0].id, error=f"generation_error: {type(exc).__name__}: {exc}")]

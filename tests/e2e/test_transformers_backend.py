@@ -75,3 +75,22 @@ def test_cuda_bfloat16_generates(tiny_llava, pope_requests):
     assert backend.describe()["dtype"] == "bfloat16"
     out = backend.generate(pope_requests[:8])
     assert all(r.error is None and r.n_output_tokens for r in out)
+
+
+def test_batches_prepared_ahead_give_the_same_responses(tiny_idefics3, pope_requests, tmp_path):
+    """With the next batch encoded in a worker thread while one generates (on by default on accelerators), the
+    responses equal those of batches encoded in turn, and their order is kept."""
+    from mmhallu_eval.backends.cached import generate_cached
+    from mmhallu_eval.cache import ResponseCache
+
+    backend = create_backend("transformers", model=str(tiny_idefics3), device="cpu", dtype="float32")
+    assert backend.prefetch is False  # on a CPU the model's threads use every core
+    runs = {}
+    for ahead in (False, True):
+        backend.prefetch = ahead
+        cache = ResponseCache(tmp_path / f"cache-{ahead}.sqlite")
+        responses, stats = generate_cached(backend, pope_requests, cache, batch_size=5, show_progress=False)
+        cache.close()
+        assert stats.failed == 0
+        runs[ahead] = [(responses[r.id].text, responses[r.id].n_prompt_tokens) for r in pope_requests]
+    assert runs[True] == runs[False]

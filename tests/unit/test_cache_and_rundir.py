@@ -36,3 +36,31 @@ def test_cache_roundtrip_keeps_only_successes(tmp_path):
 def test_secrets_are_redacted_from_command_line():
     argv = ["mmhallu", "run", "--judge-api-key", "sk-123", "--api-token=abc", "--judge-api-key-env", "MY_KEY", "--model", "m"]
     assert redact_argv(argv) == ["mmhallu", "run", "--judge-api-key", "***", "--api-token=***", "--judge-api-key-env", "MY_KEY", "--model", "m"]
+
+
+def test_a_batch_whose_preparation_fails_goes_item_by_item(tmp_path):
+    """A backend that prepares batches ahead: a preparation that raises costs only the bad item, in order."""
+    from mmhallu_eval.backends.base import Backend
+    from mmhallu_eval.backends.cached import generate_cached
+    from mmhallu_eval.types import GenerationConfig, Request, Response
+
+    class Ahead(Backend):
+        prefetch = True
+
+        def prepare(self, requests):
+            if any(r.id == "r3" for r in requests):
+                raise ValueError("cannot decode r3")
+            return [r.id.upper() for r in requests]
+
+        def generate(self, requests):
+            return self.generate_prepared(requests, self.prepare(requests))
+
+        def generate_prepared(self, requests, prepared):
+            return [Response(id=r.id, text=p) for r, p in zip(requests, prepared)]
+
+    requests = [Request(id=f"r{i}", messages=[{"role": "user", "content": f"q{i}"}], images=[], generation=GenerationConfig()) for i in range(7)]
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    responses, stats = generate_cached(Ahead(), requests, cache, batch_size=2, show_progress=False)
+    cache.close()
+    assert [responses[r.id].text for r in requests] == ["R0", "R1", "R2", "", "R4", "R5", "R6"]
+    assert "cannot decode r3" in responses["r3"].error and stats.failed == 1 and stats.generated == 6

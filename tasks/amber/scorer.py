@@ -56,10 +56,10 @@ class Similarity:
 
 
 def extract_nouns(text: str) -> list[str]:
+    use_bundled_nltk_data()  # imports NLTK as import_nltk does
     import nltk
     from nltk.stem import WordNetLemmatizer
 
-    use_bundled_nltk_data()
     lemmatizer = WordNetLemmatizer()
     tagged = nltk.pos_tag(nltk.word_tokenize(text))
     return [lemmatizer.lemmatize(word) for word, pos in tagged if pos.startswith("NN")]

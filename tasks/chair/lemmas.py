@@ -59,6 +59,10 @@ class Lemmas:
             self.new += 1
         return lemma
 
+    def known(self, word: str, pos: str) -> str | None:
+        """The stored lemma, or None (WordNet is not consulted)."""
+        return self.table.get(f"{pos}\t{word}")
+
     def save(self) -> None:
         """Store the table when it grew (a failed write only costs the next run the WordNet load)."""
         if self.new:

@@ -2,8 +2,9 @@
 two-word phrase merging, the toilet-seat rule, synonym → COCO category.
 
 The result is identical to the official script; it is faster because every piece of per-token work is
-memoised (sentence tokenisation, tagger predictions keyed on their full feature context, lemmas) and the
-vocabulary sets are built once instead of once per word.
+memoised (sentence tokenisation, tagger predictions keyed on their full feature context, lemmas), the
+vocabulary sets are built once instead of once per word, and a caption is tagged only as far as its last token
+whose tag can change what CHAIR counts (see `Normalizer.needs_tag`).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,8 @@ COCO_DOUBLE_WORDS = (
     "tennis racket", "wine glass", "hot dog", "cell phone", "mobile phone", "teddy bear", "hair drier",
     "potted plant", "bow tie", "laptop computer", "stove top oven", "home plate", "train track",
 )
+#: WordNet's parts of speech a tag maps to (J, V, N, R; any other tag lemmatises as a noun)
+_POS_LETTERS = ("a", "v", "n", "r")
 ANIMAL_WORDS = ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "animal", "cub")
 VEHICLE_WORDS = ("jet", "train")
 
@@ -137,6 +141,12 @@ class Normalizer:
         self._vectors: dict[str, "np.ndarray | None"] = {}
         self.lemmas = Lemmas()  # WordNet itself loads only for a (word, pos) pair not seen in an earlier run
         self._sentences: dict[str, list[str]] = {}
+        # every word a lemma must equal for CHAIR to count something: object names, the words of the two-word
+        # phrases, and the toilet-seat rule's
+        self._counted = frozenset(vocab.objects | {w for phrase in vocab.double_words for w in phrase.split(" ")} | {"toilet", "seat"})
+        self._needs: dict[str, bool] = {}
+        #: words `needs_tag` met whose lemmas are not all in the table yet (for `learn`)
+        self.unlearned: set[str] = set()
 
     def tokenize(self, text: str) -> list[str]:
         """nltk.word_tokenize: Punkt sentences, then NLTKWordTokenizer per sentence (memoised)."""
@@ -148,13 +158,16 @@ class Normalizer:
             out.extend(tokens)
         return out
 
-    def tag(self, tokens: list[str]) -> list[str]:
-        """PerceptronTagger.tag with each prediction memoised on everything its features read."""
+    def tag(self, tokens: list[str], upto: int | None = None) -> list[str]:
+        """PerceptronTagger.tag with each prediction memoised on everything its features read; the tags of the first
+        `upto` tokens only, when given (a tag depends on the words around it and the tags before it, never after)."""
         tagger = self._tagger
         prev, prev2 = tagger.START
-        context = tagger.START + [tagger.normalize(w) for w in tokens] + tagger.END
+        upto = len(tokens) if upto is None else upto
+        seen = tokens[: upto + 2]  # a word's features read the two words after it
+        context = tagger.START + [tagger.normalize(w) for w in seen] + (tagger.END if len(seen) == len(tokens) else [])
         tags = []
-        for i, word in enumerate(tokens):
+        for i, word in enumerate(tokens[:upto]):
             tag = tagger.tagdict.get(word)
             if not tag:
                 key = (word, prev, prev2, *context[i : i + 5])
@@ -191,16 +204,50 @@ class Normalizer:
     def lemma(self, word: str, tag: str) -> str:
         return self.lemmas(word, self._pos.get(tag[:1], "n"))
 
+    def needs_tag(self, word: str) -> bool:
+        """Whether the word's tag can change CHAIR's result: its lemmas under the parts of speech a tag can select
+        differ and one of them is a word CHAIR counts. Any other word's lemma takes part in no object, phrase or
+        rule, and merging counts it as one token whatever it is. True when a lemma is not in the table yet."""
+        needed = self._needs.get(word)
+        if needed is None:
+            lemmas = {self.lemmas.known(word, pos) for pos in _POS_LETTERS}
+            if None in lemmas:
+                self.unlearned.add(word)
+                return True
+            needed = self._needs[word] = len(lemmas) > 1 and not self._counted.isdisjoint(lemmas)
+        return needed
+
+    def learn(self, words: Iterable[str]) -> None:
+        """Put the lemmas `needs_tag` reads into the table for these words (WordNet loads if one is new)."""
+        for word in words:
+            if word not in self._needs:
+                for pos in _POS_LETTERS:
+                    self.lemmas(word, pos)
+
     def tagged(self, caption: str) -> tuple[list[str], list[str]]:
-        """The lower-cased caption's tokens and their tags (the part worth spreading over processes)."""
+        """The lower-cased caption's tokens and the tags of as many as CHAIR needs (the part worth spreading over
+        processes): up to the last token whose tag matters."""
         tokens = self.tokenize(caption.lower())
-        return tokens, self.tag(tokens)
+        needed = [self.needs_tag(w) for w in tokens]  # every word asked, so `unlearned` lists all the table lacks
+        upto = next((i + 1 for i in range(len(tokens) - 1, -1, -1) if needed[i]), 0)
+        return tokens, self.tag(tokens, upto)
 
     def caption_words(self, caption: str) -> CaptionWords:
-        return self.words_of(*self.tagged(caption))
+        words = self.words_of(*self.tagged(caption))
+        assert words is not None
+        return words
 
-    def words_of(self, tokens: list[str], tags: list[str]) -> CaptionWords:
-        lemmas = [self.lemma(w, t) for w, t in zip(tokens, tags)]
+    def words_of(self, tokens: list[str], tags: list[str], stored_only: bool = False) -> CaptionWords | None:
+        """Object words from the tokens and the tags of the first len(tags) of them: the untagged ones are words whose
+        tag cannot matter (see `needs_tag`), lemmatised as nouns. `stored_only`: None instead of consulting WordNet
+        for a lemma not in the table (worker processes leave those captions to the process that owns the table)."""
+        pos = [self._pos.get(t[:1], "n") for t in tags] + ["n"] * (len(tokens) - len(tags))
+        if stored_only:
+            lemmas = [self.lemmas.known(w, p) for w, p in zip(tokens, pos)]
+            if None in lemmas:
+                return None
+        else:
+            lemmas = [self.lemmas(w, p) for w, p in zip(tokens, pos)]
         merged: list[str] = []
         double = self.vocab.double_words
         i = 0
@@ -217,7 +264,7 @@ class Normalizer:
             words = [w for w in words if w != "seat"]
         objects = self.vocab.objects
         words = [w for w in words if w in objects]
-        return CaptionWords(words, [self.vocab.to_category[w] for w in words], len(merged))
+        return CaptionWords(words, [self.vocab.to_category[w] for w in words], len(merged))  # type: ignore[arg-type]
 
 
 @lru_cache(maxsize=4)

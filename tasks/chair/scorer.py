@@ -13,10 +13,20 @@ from .normalize import CaptionWords, normalizer_for
 PARALLEL_MIN = 400
 
 
-def _tag_worker(job: tuple[str | None, list[str]]) -> list[tuple[list[str], list[str]]]:
+Normalized = tuple[list[str], list[str], "CaptionWords | None"]
+
+
+def _normalize(job: tuple[str | None, list[str]]) -> tuple[list[Normalized], set[str]]:
+    """Tokens, tags and (where every lemma is in the table) object words of each caption, and the words whose lemmas
+    the table lacks. Runs in a worker process or in this one."""
     synonyms, captions = job
     normalizer = normalizer_for(synonyms)
-    return [normalizer.tagged(c) for c in captions]
+    normalizer.unlearned.clear()
+    out = []
+    for caption in captions:
+        tokens, tags = normalizer.tagged(caption)
+        out.append((tokens, tags, normalizer.words_of(tokens, tags, stored_only=True)))
+    return out, set(normalizer.unlearned)
 
 
 def _processes() -> int:
@@ -47,14 +57,15 @@ def caption_words_many(synonyms: str | None, captions: list[str]) -> list[Captio
     normalizer = normalizer_for(synonyms)
     procs = _processes()
     if procs <= 1 or len(captions) < PARALLEL_MIN:
-        tagged = [normalizer.tagged(c) for c in captions]
+        chunks = [_normalize((synonyms, captions))]
     else:
         size = -(-len(captions) // (procs * 4))
-        jobs = [(synonyms, captions[i : i + size]) for i in range(0, len(captions), size)]
-        tagged = [t for chunk in _pool(procs).map(_tag_worker, jobs) for t in chunk]
-    words = [normalizer.words_of(tokens, tags) for tokens, tags in tagged]
+        chunks = _pool(procs).map(_normalize, [(synonyms, captions[i : i + size]) for i in range(0, len(captions), size)])
+    words = [cw if cw is not None else normalizer.words_of(tokens, tags) for chunk, _ in chunks for tokens, tags, cw in chunk]
+    # the next run can skip tagging where the tag cannot matter: every word's lemmas under each part of speech stored
+    normalizer.learn(set().union(*(unlearned for _, unlearned in chunks)))
     normalizer.lemmas.save()
-    return words
+    return words  # type: ignore[return-value]
 
 
 def score_caption_words(cw: CaptionWords, gt: Iterable[str]) -> dict[str, Any]:

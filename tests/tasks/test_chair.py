@@ -75,6 +75,26 @@ def test_per_caption_identical_to_official(normalizer, shared_benchmarks):
         assert [c for c in got.categories if c not in set(gt[str(image_id)])] == hallucinated
 
 
+def test_tagging_stops_where_no_tag_can_matter(shared_benchmarks, tmp_path):
+    """Once every word's lemmas are in the table, captions are tagged only up to their last word whose tag can change
+    an object, a phrase or the token count; the words found are those of tagging every token, caption by caption."""
+    from mmhallu_tasks.chair.lemmas import Lemmas
+
+    fresh = Normalizer(Vocabulary.from_file(None))
+    fresh.lemmas = Lemmas(tmp_path / "lemmas.json")  # an empty table: every word is tagged
+    captions = [json.loads(l)["caption"] for f in ("llava-1.5/greedy.jsonl", "minigpt4/beam5.jsonl")
+                for l in (shared_benchmarks / "chair/opera_captions" / f).read_text().splitlines()] + [c for c, *_ in TRICKY]
+    full = [fresh.tagged(c) for c in captions]
+    assert all(len(tags) == len(tokens) for tokens, tags in full)
+    fresh.learn({w for tokens, _ in full for w in tokens})
+    lazy = [fresh.tagged(c) for c in captions]
+    assert sum(len(t) for _, t in lazy) < 0.8 * sum(len(t) for _, t in full)
+    for (tokens, tags), (_, some) in zip(full, lazy):
+        assert some == tags[:len(some)]
+        assert fresh.words_of(tokens, some) == fresh.words_of(tokens, tags)
+    assert fresh.needs_tag("dogs") and not fresh.needs_tag("the")  # "dogs" as an adjective stays "dogs"
+
+
 @pytest.mark.parametrize("name", sorted(OFFICIAL))
 def test_metrics_match_official(shared_benchmarks, name):
     from mmhallu_eval import get_task

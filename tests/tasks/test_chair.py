@@ -234,3 +234,25 @@ def test_tokenizer_and_tagger_identical_to_nltk(normalizer, shared_benchmarks):
         tokens = nltk.word_tokenize(text)
         assert normalizer.tokenize(text) == tokens, text
         assert normalizer.tag(tokens) == [t for _, t in nltk.pos_tag(tokens)], text
+
+
+def test_word_tokenizer_identical_to_nltk_on_generated_text():
+    """The tokenizer that skips substitutions which cannot match equals NLTK's on strings dense in the characters and
+    words its patterns look for (quotes, periods, brackets, dashes, contractions, non-ASCII case variants)."""
+    from hypothesis import given, settings, strategies as st
+    from nltk.tokenize import NLTKWordTokenizer
+
+    from mmhallu_tasks.chair.normalize import _WordTokenizer
+
+    ours, nltk_own = _WordTokenizer(NLTKWordTokenizer), NLTKWordTokenizer()
+    pieces = st.sampled_from(["a", "B", "x", " ", "  ", "\t", "\n", ".", "..", ",", ":", ";", "'", "''", '"', "`", "``", "«", "»", "“", "”",
+                              "‘", "’", "„", "(", ")", "[", "]", "{", "}", "<", ">", "-", "--", "\u2013", "?", "!", "*", "@", "#", "$",
+                              "%", "&", "3", "can", "not", "Can", "NOT", "gon", "na", "wan", "'s", "'ll", "n't", "N'T", "'t", "is",
+                              "was", "d", "'ye", "more", "'n", "gim", "me", "lem", "got", "ta", "ı", "İ", "ſ", "K"])
+
+    @settings(max_examples=3000, deadline=None, derandomize=True)
+    @given(st.lists(pieces, max_size=20).map("".join))
+    def same(text):
+        assert ours.tokenize(text) == nltk_own.tokenize(text)
+
+    same()

@@ -103,21 +103,27 @@ def bench_vllm(model: str, data: Path, out: Path, n: int, max_new: int, dtype: s
     t0 = time.perf_counter()
     backend = create_backend("vllm", model=model, dtype=dtype, gpu_memory_utilization=gpu_mem)
     startup = time.perf_counter() - t0
-    seen: list[tuple[list, list, list]] = []
-    inner = backend._generate
+    seen: list[tuple[list, list, list, bool]] = []  # (requests, prompts, params, add_special_tokens) as queued
+    inner = backend._enqueue
 
-    def recording(requests, prompts, params):
-        responses = inner(requests, prompts, params)
-        seen.append((prompts, params, [r.text for r in responses]))
-        return responses
+    def recording(requests, prompts, params, add_special, idx, failed):
+        seen.append((requests, prompts, params, add_special))
+        return inner(requests, prompts, params, add_special, idx, failed)
 
-    backend._generate = recording
+    backend._enqueue = recording
     tokenizer = getattr(backend.processor, "tokenizer", backend.processor)
+
+    def texts_of(run: str) -> list[str]:
+        by_id = {}
+        for line in (out / run / "pope" / "samples.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            by_id[row["id"]] = row["response"]
+        return [by_id[r.id] for rs, _, _, _ in seen for r in rs]
 
     def raw(label: str) -> dict:
         _reset_vllm_caches(backend.llm)
         t = time.perf_counter()
-        outputs = backend.llm.generate(prompts, params, use_tqdm=False)
+        outputs = backend.llm.generate(prompts, params, use_tqdm=False, tokenization_kwargs={"add_special_tokens": add_special})
         secs = time.perf_counter() - t
         texts = [decode_output(tokenizer, list(o.outputs[0].token_ids))[0] for o in outputs]
         tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
@@ -128,16 +134,21 @@ def bench_vllm(model: str, data: Path, out: Path, n: int, max_new: int, dtype: s
 
     try:
         bench_one("vllm-warmup", "vllm", {}, model, data, out, n, max_new, None, backend=backend)
-        prompts = [p for ps, _, _ in seen for p in ps]
-        params = [q for _, qs, _ in seen for q in qs]
-        backend_texts = [t for _, _, ts in seen for t in ts]
+        prompts = [p for _, ps, _, _ in seen for p in ps]
+        params = [q for _, _, qs, _ in seen for q in qs]
+        rules = {a for _, _, _, a in seen}
+        if len(rules) != 1:
+            sys.exit("the model's prompts follow two special-token rules; raw LLM.generate takes one")
+        (add_special,) = rules
+        backend_texts = texts_of("vllm-warmup")
         rows = [raw("vllm-raw-generate-1")]
         for i in range(1, repeats + 1):
             seen.clear()
             _reset_vllm_caches(backend.llm)
-            task = bench_one("vllm" if i == 1 else f"vllm-{i}", "vllm", {"dtype": dtype}, model, data, out, n, max_new, None, backend=backend)
+            label = "vllm" if i == 1 else f"vllm-{i}"
+            task = bench_one(label, "vllm", {"dtype": dtype}, model, data, out, n, max_new, None, backend=backend)
             task["startup_s"] = round(startup, 2)
-            task["same_texts_as_warmup"] = [t for _, _, ts in seen for t in ts] == backend_texts
+            task["same_texts_as_warmup"] = texts_of(label) == backend_texts
             rows += [task, raw(f"vllm-raw-generate-{i + 1}")]
     finally:
         backend.close()

@@ -1,7 +1,9 @@
 """In-process vLLM backend: one `vllm.LLM`, every request of a task handed to it in one call so vLLM's scheduler
 does the batching. Prompts are rendered by the model's own processor (`hf_prompt.render`) and tokenised with the
 same special-token rule transformers applies, so both backends feed the same ids; LoRA adapters go through
-`LoRARequest`, unmerged."""
+`LoRARequest`, unmerged. Where vLLM has `LLM.enqueue` (0.3x), prompts are built and queued a chunk at a time, so
+the engine generates the first chunks while the later ones are still being built (images decoded, templates
+rendered); the outputs are collected once, at the end."""
 from __future__ import annotations
 
 import json
@@ -70,6 +72,10 @@ def _vllm_version() -> str:
     import vllm
 
     return str(vllm.__version__)
+
+
+#: prompts built and queued per `LLM.enqueue` call: the engine starts on the first chunk while the rest are built
+QUEUE_CHUNK = 16
 
 
 class VLLMBackend(Backend):
@@ -170,9 +176,12 @@ class VLLMBackend(Backend):
         return prompt, add_special_tokens
 
     def generate(self, requests: list[Request]) -> list[Response]:
-        """One engine call per special-token rule (a checkpoint has one, so in practice one call)."""
+        """Every request queued a chunk at a time, then all collected; without `LLM.enqueue`, one engine call per
+        special-token rule (a checkpoint has one, so in practice one call)."""
         if not requests:
             return []
+        if hasattr(self.llm, "enqueue") and hasattr(self.llm, "wait_for_completion"):
+            return self._generate_queued(requests)
         by_rule: dict[bool, list[int]] = {}
         prompts = []
         for i, r in enumerate(requests):
@@ -185,6 +194,56 @@ class VLLMBackend(Backend):
             done = self._generate([requests[i] for i in idx], [prompts[i] for i in idx], [params[i] for i in idx], add_special)
             out.update(zip(idx, done))
         return [out[i] for i in range(len(requests))]
+
+    def _generate_queued(self, requests: list[Request]) -> list[Response]:
+        queued: list[tuple[str, int]] = []  # (vLLM's request id, position), in the order queued
+        responses: dict[int, Response] = {}
+        try:
+            for start in range(0, len(requests), QUEUE_CHUNK):
+                by_rule: dict[bool, list[tuple[int, dict[str, Any]]]] = {}
+                for i in range(start, min(start + QUEUE_CHUNK, len(requests))):
+                    prompt, add_special = self._prompt(requests[i])
+                    by_rule.setdefault(add_special, []).append((i, prompt))
+                for add_special, items in by_rule.items():
+                    idx = [i for i, _ in items]
+                    queued += self._enqueue([requests[i] for i in idx], [p for _, p in items],
+                                            [self._sampling(requests[i].generation) for i in idx], add_special, idx, responses)
+        except BaseException:
+            if queued:  # nothing of this call may run on into the next one
+                self.llm.llm_engine.abort_request([rid for rid, _ in queued], internal=True)
+            raise
+        outputs = self.llm.wait_for_completion(use_tqdm=False)  # in the order queued (sorted by vLLM's request counter)
+        # vLLM reports its own numbering; the ids `enqueue` returned carry a random suffix after it
+        if len(outputs) != len(queued) or any(rid != out.request_id and not rid.startswith(f"{out.request_id}-") for (rid, _), out in zip(queued, outputs)):
+            raise BackendError(f"vLLM returned {len(outputs)} outputs for {len(queued)} queued prompts, or in another order; "
+                               "this vLLM version's LLM.enqueue is not supported: please report it")
+        for (_, i), out in zip(queued, outputs):
+            responses[i] = self._response(requests[i], out)
+        return [responses[i] for i in range(len(requests))]
+
+    def _enqueue(self, requests: list[Request], prompts: list[dict[str, Any]], params: list[Any], add_special_tokens: bool, idx: list[int],
+                 failed: dict[int, Response]) -> list[tuple[str, int]]:
+        """Queue prompts (vLLM validates each as it is added and withdraws the call's others if one fails); a failing
+        call is retried prompt by prompt, so only the invalid ones become failed responses. (request id, position)."""
+        from vllm.exceptions import VLLMValidationError
+
+        try:
+            ids = self.llm.enqueue(prompts, params, use_tqdm=False, lora_request=self.lora, tokenization_kwargs={"add_special_tokens": add_special_tokens})
+        except (VLLMValidationError, ValueError) as exc:
+            if len(requests) == 1:
+                failed[idx[0]] = Response(id=requests[0].id, error=f"invalid_request: {str(exc).splitlines()[0]}")
+                return []
+            return [q for k in range(len(requests))
+                    for q in self._enqueue(requests[k : k + 1], prompts[k : k + 1], params[k : k + 1], add_special_tokens, idx[k : k + 1], failed)]
+        return list(zip(ids, idx))
+
+    def _response(self, request: Request, out: Any) -> Response:
+        # decoded from the token ids with the HF tokenizer, as the transformers backend does (vLLM's own detokenizer
+        # holds back a trailing partial UTF-8 byte where transformers writes U+FFFD)
+        tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        text, n_tokens = decode_output(tokenizer, list(out.outputs[0].token_ids))
+        n_prompt = len(out.prompt_token_ids) if out.prompt_token_ids is not None else None
+        return Response(id=request.id, text=text, n_output_tokens=n_tokens, n_prompt_tokens=n_prompt)
 
     def _generate(self, requests: list[Request], prompts: list[dict[str, Any]], params: list[Any], add_special_tokens: bool) -> list[Response]:
         """vLLM validates every prompt before it schedules any; one over-long prompt fails the call. Halving finds
@@ -200,15 +259,7 @@ class VLLMBackend(Backend):
             mid = len(requests) // 2
             return (self._generate(requests[:mid], prompts[:mid], params[:mid], add_special_tokens)
                     + self._generate(requests[mid:], prompts[mid:], params[mid:], add_special_tokens))
-        responses = []
-        tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        for r, out in zip(requests, outputs):
-            # decoded from the token ids with the HF tokenizer, as the transformers backend does (vLLM's own
-            # detokenizer holds back a trailing partial UTF-8 byte where transformers writes U+FFFD)
-            text, n_tokens = decode_output(tokenizer, list(out.outputs[0].token_ids))
-            n_prompt = len(out.prompt_token_ids) if out.prompt_token_ids is not None else None
-            responses.append(Response(id=r.id, text=text, n_output_tokens=n_tokens, n_prompt_tokens=n_prompt))
-        return responses
+        return [self._response(r, out) for r, out in zip(requests, outputs)]
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)

@@ -5,10 +5,13 @@ import hashlib
 import json
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from .task import TaskError
+
+T = TypeVar("T")
 
 
 def _decode(raw: bytes, path: Path, line: int | None = None) -> str:
@@ -102,12 +105,17 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n")
 
 
-def atomic_write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], each: Callable[[dict[str, Any]], None] | None = None) -> None:
-    """One JSON line per row, streamed to a temp file then renamed; `each(row)` sees every row as it is written."""
+def atomic_write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], each: Callable[[dict[str, Any]], None] | None = None,
+                       meanwhile: Callable[[], T] | None = None) -> T | None:
+    """One JSON line per row, streamed to a temp file then renamed; `each(row)` sees every row as it is written.
+    `meanwhile()` runs while the written rows go to disk (fsync waits without the GIL) and its result is returned;
+    the file is renamed into place before an error of `meanwhile` is raised, as if it had run after the write."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.chmod(tmp, 0o666 & ~_umask())
+    result: T | None = None
+    error: BaseException | None = None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             for row in rows:
@@ -115,11 +123,23 @@ def atomic_write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], each: C
                 if each is not None:
                     each(row)
             fh.flush()
-            os.fsync(fh.fileno())
+            if meanwhile is None:
+                os.fsync(fh.fileno())
+            else:
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    synced = pool.submit(os.fsync, fh.fileno())
+                    try:
+                        result = meanwhile()
+                    except BaseException as exc:  # noqa: BLE001 - raised below, once the rows are safely in place
+                        error = exc
+                    synced.result()
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if error is not None:
+        raise error
+    return result
 
 
 def _json_default(obj: Any) -> Any:

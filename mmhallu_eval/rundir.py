@@ -196,7 +196,7 @@ class RunDir:
                    finish: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """samples.jsonl first (streamed, each record also handed to `result`), then result.json from `finish()`:
         a result.json on disk always has its samples beside it."""
-        atomic_write_jsonl(self.task_dir(task) / "samples.jsonl", records, each=result)
-        out = finish()
+        out = atomic_write_jsonl(self.task_dir(task) / "samples.jsonl", records, each=result, meanwhile=finish)  # scored while it syncs
+        assert out is not None
         atomic_write_json(self.task_dir(task) / "result.json", out)
         return out

@@ -64,3 +64,25 @@ def test_a_batch_whose_preparation_fails_goes_item_by_item(tmp_path):
     cache.close()
     assert [responses[r.id].text for r in requests] == ["R0", "R1", "R2", "", "R4", "R5", "R6"]
     assert "cannot decode r3" in responses["r3"].error and stats.failed == 1 and stats.generated == 6
+
+
+def test_jsonl_scored_while_it_syncs_is_in_place_before_an_error(tmp_path):
+    """`meanwhile` runs while the rows go to disk: its result is returned, and when it fails the rows are still
+    renamed into place (as when the result was computed after the write) before the error is raised."""
+    import json
+
+    import pytest
+
+    from mmhallu_eval.files import atomic_write_jsonl
+
+    seen = []
+    out = atomic_write_jsonl(tmp_path / "a.jsonl", [{"i": 1}, {"i": 2}], each=seen.append, meanwhile=lambda: len(seen))
+    assert out == 2 and [json.loads(l) for l in (tmp_path / "a.jsonl").read_text().splitlines()] == [{"i": 1}, {"i": 2}]
+
+    def fails():
+        raise ValueError("no result")
+
+    with pytest.raises(ValueError, match="no result"):
+        atomic_write_jsonl(tmp_path / "b.jsonl", [{"i": 3}], meanwhile=fails)
+    assert (tmp_path / "b.jsonl").read_text() == '{"i": 3}\n'
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

@@ -7,7 +7,7 @@ from .backends.judge import Judge, JudgeOptions, create_judge, judge_cache
 from .data import cache_root, image_digest, load_hf_dataset, open_image, pinned_file, resolve_image
 from .files import atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, read_text, require_fields
 from .errors import TaskError, UserError
-from .measure import Measure, Metric, PooledMetric, Sums, add_sums, count, pooled_totals, quotient, ratio
+from .measure import Measure, Metric, PooledMetric, Sums, add_sums, count, f1_of, pooled_totals, quotient, ratio
 from .nltk_resources import download_nltk_resources, missing_nltk_resources, use_bundled_nltk_data
 from .paired import group_units, keep_whole_units
 from .scoring import AnswerMatch, match_answers
@@ -59,6 +59,7 @@ __all__ = [
     "first_column",
     "image_number",
     "question_key",
+    "f1_of",
     "quotient",
     "ratio",
     "create_judge",

@@ -81,6 +81,11 @@ def quotient(num: Any, den: Any) -> Any:
     return num / den if den else None
 
 
+def f1_of(precision: Any, recall: Any) -> Any:
+    """The harmonic mean 2pr / (p + r); None when either is None or both are 0 (NaN there on columns of draws)."""
+    return None if precision is None or recall is None else quotient(2 * precision * recall, precision + recall)
+
+
 def ratio(num: str, den: str) -> Callable[[Sums], float | None]:
     """The metric num / den (None when den is 0)."""
     return lambda s: quotient(s[num], s[den])

@@ -14,10 +14,10 @@ import platform
 import shutil
 import subprocess
 import sys
-from functools import lru_cache
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterable

@@ -43,7 +43,6 @@ class TransformersBackend(Backend):
 
     name = "transformers"
     default_batch_size = 8
-    prefetch = True
 
     def __init__(
         self,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from mmhallu_eval import Sums, add_sums, quotient, ratio
+from mmhallu_eval import Sums, add_sums, f1_of, quotient, ratio
 
 from .loaders import INITIAL_NUM
 
@@ -48,8 +48,7 @@ def recall(s: Sums) -> float | None:
 
 
 def f1(s: Sums) -> float | None:
-    p, r = precision(s), recall(s)
-    return None if p is None or r is None else quotient(2 * p * r, p + r)
+    return f1_of(precision(s), recall(s))
 
 
 FRACTIONS = {

@@ -9,10 +9,10 @@ whose tag can change what CHAIR counts (see `Normalizer.needs_tag`).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -28,8 +28,6 @@ COCO_DOUBLE_WORDS = (
     "tennis racket", "wine glass", "hot dog", "cell phone", "mobile phone", "teddy bear", "hair drier",
     "potted plant", "bow tie", "laptop computer", "stove top oven", "home plate", "train track",
 )
-#: WordNet's parts of speech a tag maps to (J, V, N, R; any other tag lemmatises as a noun)
-_POS_LETTERS = ("a", "v", "n", "r")
 ANIMAL_WORDS = ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "animal", "cub")
 VEHICLE_WORDS = ("jet", "train")
 
@@ -182,7 +180,8 @@ class Normalizer:
         self._nltk = nltk
         self._tagger = _get_tagger("eng")
         self._word_tokenizer = _WordTokenizer(NLTKWordTokenizer)
-        self._pos = {"J": ADJ, "V": VERB, "N": NOUN, "R": ADV}
+        self._pos = {"J": ADJ, "V": VERB, "N": NOUN, "R": ADV}  # by a tag's first letter; any other tag is a noun
+        self._pos_letters = tuple(dict.fromkeys([*self._pos.values(), NOUN]))  # every part of speech a tag can select
         self._predictions: dict[tuple[str, ...], str] = {}
         self._classes = sorted(self._tagger.classes)
         self._class_index = {c: i for i, c in enumerate(self._classes)}
@@ -249,8 +248,9 @@ class Normalizer:
             vec[self._class_index[label]] = weight
         return vec
 
-    def lemma(self, word: str, tag: str) -> str:
-        return self.lemmas(word, self._pos.get(tag[:1], "n"))
+    def pos_of(self, tag: str) -> str:
+        """The WordNet part of speech OPERA lemmatises a word of this tag as."""
+        return self._pos.get(tag[:1], "n")
 
     def needs_tag(self, word: str) -> bool:
         """Whether the word's tag can change CHAIR's result: its lemmas under the parts of speech a tag can select
@@ -258,7 +258,7 @@ class Normalizer:
         rule, and merging counts it as one token whatever it is. True when a lemma is not in the table yet."""
         needed = self._needs.get(word)
         if needed is None:
-            lemmas = {self.lemmas.known(word, pos) for pos in _POS_LETTERS}
+            lemmas = {self.lemmas.known(word, pos) for pos in self._pos_letters}
             if None in lemmas:
                 self.unlearned.add(word)
                 return True
@@ -269,7 +269,7 @@ class Normalizer:
         """Put the lemmas `needs_tag` reads into the table for these words (WordNet loads if one is new)."""
         for word in words:
             if word not in self._needs:
-                for pos in _POS_LETTERS:
+                for pos in self._pos_letters:
                     self.lemmas(word, pos)
 
     def tagged(self, caption: str) -> tuple[list[str], list[str]]:
@@ -289,7 +289,7 @@ class Normalizer:
         """Object words from the tokens and the tags of the first len(tags) of them: the untagged ones are words whose
         tag cannot matter (see `needs_tag`), lemmatised as nouns. `stored_only`: None instead of consulting WordNet
         for a lemma not in the table (worker processes leave those captions to the process that owns the table)."""
-        pos = [self._pos.get(t[:1], "n") for t in tags] + ["n"] * (len(tokens) - len(tags))
+        pos = [self.pos_of(t) for t in tags] + ["n"] * (len(tokens) - len(tags))
         if stored_only:
             lemmas = [self.lemmas.known(w, p) for w, p in zip(tokens, pos)]
             if None in lemmas:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmhallu_eval import Capabilities, GenerationConfig, LmmsEvalTask, MixProbe, Measure, Metric, Parser, Sample, Sums, TaskSpec, count, quotient, task
+from mmhallu_eval import Capabilities, GenerationConfig, LmmsEvalTask, MixProbe, Measure, Metric, Parser, Sample, Sums, TaskSpec, count, f1_of, quotient, task
 
 from .loaders import DEFAULT_DATA, SPLITS, PopeOptions, load_samples
 from .parsers import PARSERS, strict
@@ -37,8 +37,7 @@ def recall(s: Sums) -> float | None:
 
 
 def f1(s: Sums) -> float | None:
-    p, r = precision(s), recall(s)
-    return None if p is None or r is None else quotient(2 * p * r, p + r)
+    return f1_of(precision(s), recall(s))
 
 
 MEASURE = Measure(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmhallu_eval import AnswerMatch, match_answers, Capabilities, GenerationConfig, Measure, Metric, Parser, Sample, Sums, TaskSpec, count, quotient, task
+from mmhallu_eval import AnswerMatch, match_answers, Capabilities, GenerationConfig, Measure, Metric, Parser, Sample, Sums, TaskSpec, count, f1_of, quotient, task
 
 from mmhallu_tasks.pope.parsers import PARSERS as POPE_PARSERS
 from mmhallu_tasks.pope.task import right_answer
@@ -57,8 +57,7 @@ def recall(s: Sums) -> float | None:
 
 
 def f1(s: Sums) -> float | None:
-    p, r = precision(s), recall(s)
-    return None if p is None or r is None else quotient(2 * p * r, p + r)
+    return f1_of(precision(s), recall(s))
 
 
 MEASURE = Measure(

@@ -4,7 +4,8 @@ backend against a local `vllm serve`, each through the real runner (`mmhallu_eva
 
     python scripts/bench_backends.py --out /tmp/bench --n 256 --max-new-tokens 16 \
         [--model DIR | --model-shape tiny-idefics3|llava-1.5-1b] [--device cpu|cuda] [--dtype float32|bfloat16]
-        [--backends transformers,vllm,openai] [--batch-sizes 1,8,32] [--vllm-repeats 5] [--gpu-memory-utilization 0.45]
+        [--backends transformers,vllm,openai] [--batch-sizes 1,8,32] [--repeats 3] [--prefetch auto|on|off|both]
+        [--vllm-repeats 5] [--gpu-memory-utilization 0.45]
 
 Without --model it builds a model with random weights locally (no hub access needed), so generations run to
 max_new_tokens and the figures are a pure engine/harness measurement: `tiny-idefics3` (~0.3 M parameters; vLLM's
@@ -16,7 +17,9 @@ over the backend's own generate time, the whole task's wall time, and the harnes
 task's wall time spent outside the backend's generate calls (loading samples, cache, parsing, scoring, writing).
 Model loading and engine start-up are excluded (they happen before the task starts) and printed separately.
 It also checks that every transformers batch size gives the same answers as batch 1, and vLLM/OpenAI the same
-as transformers. For vLLM it also times raw `LLM.generate` on the exact prompts the backend built, alternating
+as transformers. `--prefetch both` times the transformers backend with and without preparing the next batch in a
+worker thread (`Backend.prefetch`), the two alternating within each of `--repeats` rounds on one loaded model, and
+reports the median wall time of each. For vLLM it also times raw `LLM.generate` on the exact prompts the backend built, alternating
 with the timed task passes (`--vllm-repeats`), and reports the task's time over raw (the issue's "within 10%").
 Results go to OUT/bench.json; a Markdown table is printed for docs/benchmarks.md.
 """
@@ -84,6 +87,53 @@ def bench_one(label: str, backend_name: str, backend_args: dict, model: str, dat
             "samples_per_s": round(stats["generated"] / gen_s, 2), "output_tokens_per_s": round(tokens / gen_s, 1),
             "overhead_share": round((total_s - gen_s) / total_s, 4), "overhead_ms_per_sample": round(1000 * (total_s - gen_s) / stats["requested"], 3),
             "answers": answers}
+
+
+def bench_transformers(model: str, data: Path, out: Path, args: argparse.Namespace, device: str) -> list[dict]:
+    """Each batch size `args.repeats` times on one loaded model, after an untimed warm-up; with `--prefetch both`
+    the runs with and without the next batch prepared ahead alternate."""
+    from mmhallu_eval.backends import create_backend
+
+    t0 = time.perf_counter()
+    backend_args = {"device": device, "dtype": args.dtype}
+    backend = create_backend("transformers", model=model, **backend_args)
+    startup = round(time.perf_counter() - t0, 2)
+    modes = {"auto": [backend.prefetch], "on": [True], "off": [False], "both": [True, False]}[args.prefetch]
+    rows = []
+    try:
+        if args.repeats > 1:  # untimed: first kernel launches, allocator growth and clock ramp-up fall on no timed run
+            bench_one("transformers-warmup", "transformers", backend_args, model, data, out, min(args.n, 64), args.max_new_tokens,
+                      max(int(x) for x in args.batch_sizes.split(",")), backend=backend)
+        for b in [int(x) for x in args.batch_sizes.split(",")]:
+            for i in range(1, args.repeats + 1):
+                for mode in modes if i % 2 else modes[::-1]:  # ABBA: a trend in the machine's pace falls on both alike
+                    backend.prefetch = mode
+                    label = f"transformers-b{b}" + ("" if args.prefetch == "auto" else "-prefetch" if mode else "-noprefetch") + (f"-{i}" if args.repeats > 1 else "")
+                    row = bench_one(label, "transformers", backend_args, model, data, out, args.n, args.max_new_tokens, b, backend=backend)
+                    row.update(startup_s=startup, prefetch=mode, round=i)
+                    rows.append(row)
+    finally:
+        backend.close()
+    return rows
+
+
+def _transformers_medians(rows: list[dict]) -> list[dict]:
+    """Median wall time, generate time and overhead share per (batch size, prefetch) over the repeated rows; with
+    both prefetch settings, the median over rounds of each round's wall-time ratio, with / without."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["backend"] == "transformers":
+            groups.setdefault((r["batch_size"], r["prefetch"]), []).append(r)
+    out = []
+    for (b, p), rs in groups.items():
+        m = {"batch_size": b, "prefetch": p, "runs": len(rs), "total_s": round(statistics.median(r["total_s"] for r in rs), 4),
+             "backend_s": round(statistics.median(r["backend_s"] for r in rs), 4),
+             "overhead_share": round(statistics.median(r["overhead_share"] for r in rs), 4)}
+        if p and (b, False) in groups:
+            without = {r["round"]: r["total_s"] for r in groups[(b, False)]}
+            m["with_over_without"] = round(statistics.median(r["total_s"] / without[r["round"]] for r in rs if r["round"] in without), 3)
+        out.append(m)
+    return out
 
 
 def _reset_vllm_caches(llm) -> None:
@@ -185,6 +235,9 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=16)
     ap.add_argument("--backends", default="transformers,vllm,openai")
     ap.add_argument("--batch-sizes", default="1,8,32")
+    ap.add_argument("--repeats", type=int, default=1, help="rounds of transformers runs per batch size (medians reported)")
+    ap.add_argument("--prefetch", choices=["auto", "on", "off", "both"], default="auto",
+                    help="transformers: prepare the next batch while one generates (auto: the backend's choice, on for accelerators)")
     ap.add_argument("--vllm-repeats", type=int, default=1, help="timed vLLM task passes, each followed by a raw LLM.generate pass")
     ap.add_argument("--gpu-memory-utilization", type=float, default=0.45,
                     help="vLLM's share of GPU memory, in-process and for vllm serve (below half: the server may start before the in-process engine has freed its share)")
@@ -205,9 +258,9 @@ def main() -> None:
     wanted = args.backends.split(",")
     rows: list[dict] = []
     if "transformers" in wanted:
-        for b in [int(x) for x in args.batch_sizes.split(",")]:
-            rows.append(bench_one(f"transformers-b{b}", "transformers", {"device": device, "dtype": args.dtype}, model, data, out, args.n, args.max_new_tokens, b))
-            print(json.dumps({k: v for k, v in rows[-1].items() if k != "answers"}), flush=True)
+        for row in bench_transformers(model, data, out, args, device):
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "answers"}), flush=True)
     if "vllm" in wanted:
         for row in bench_vllm(model, data, out, args.n, args.max_new_tokens, args.dtype, args.gpu_memory_utilization, args.vllm_repeats):
             rows.append(row)
@@ -233,6 +286,9 @@ def main() -> None:
     tf = {r["batch_size"]: r for r in rows if r["backend"] == "transformers"}
     summary = {"platform": platform.platform(), "cpus": os.cpu_count(), "gpu": _gpu_name(), "model": model, "model_shape": None if args.model else args.model_shape,
                "dtype": args.dtype, "n": args.n, "max_new_tokens": args.max_new_tokens, "rows": rows}
+    medians = _transformers_medians(rows)
+    if medians:
+        summary["transformers_medians"] = medians
     if 1 in tf and 8 in tf:
         summary["transformers_b8_over_b1"] = round(tf[8]["samples_per_s"] / tf[1]["samples_per_s"], 2)
     raws = [r["backend_s"] for r in rows if r["backend"] == "vllm LLM.generate"]
@@ -248,6 +304,12 @@ def main() -> None:
     for r in rows:
         print(f"| {r['label']} | {r['samples_per_s']} | {r['output_tokens_per_s']} | {r['overhead_share'] * 100:.1f}% | {r['overhead_ms_per_sample']} ms "
               f"| {r['startup_s']} | {r['same_answers_as_first'] if r['same_answers_as_first'] is not None else 'raw = backend: ' + str(r['same_texts_as_backend'])} |")
+    if medians:
+        print("\n| batch | prefetch | runs | median task wall (s) | median generate calls (s) | median harness overhead | with / without, median of rounds |")
+        print("|---|---|---|---|---|---|---|")
+        for m in medians:
+            print(f"| {m['batch_size']} | {m['prefetch']} | {m['runs']} | {m['total_s']} | {m['backend_s']} | {m['overhead_share'] * 100:.1f}% "
+                  f"| {m.get('with_over_without', '')} |")
     if "transformers_b8_over_b1" in summary:
         print(f"\ntransformers batch 8 / batch 1 throughput: {summary['transformers_b8_over_b1']}×")
     if "vllm_task_over_raw_generate" in summary:

@@ -53,6 +53,7 @@ class TransformersBackend(Backend):
         device: str = "auto",
         trust_remote_code: bool = False,
         chat_template: str | None = None,
+        prefetch: bool = False,
         **_: Any,
     ):
         import torch
@@ -67,9 +68,9 @@ class TransformersBackend(Backend):
         self.adapter = adapter
         self.trust_remote_code = trust_remote_code
         self.device = _pick_device(device)
-        # encode the next batch while this one generates when the model runs on an accelerator; on a CPU the model's
-        # own threads already use every core (measured on 2 cores: prefetching was no faster)
-        self.prefetch = not self.device.startswith("cpu")
+        # encode the next batch in a worker thread while this one generates: opt-in, since it was measured no faster on
+        # a 2-core CPU (the model's threads use every core) nor on an H200 (docs/benchmarks.md)
+        self.prefetch = prefetch
         self.dtype = _pick_dtype(dtype, self.device)
         config = load_config(model, revision, trust_remote_code)
         self.processor = load_processor(model, revision=revision, trust_remote_code=trust_remote_code)

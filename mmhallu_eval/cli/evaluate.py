@@ -143,22 +143,3 @@ def _backend_args(backend: str, **kwargs: Any) -> dict[str, Any]:
     }.get(backend, ("dtype", "device", "revision", "adapter", "trust_remote_code", "chat_template"))
     return {k: v for k, v in kwargs.items() if k in keys and v is not None}
 
-
-def _headline(result: dict[str, Any]) -> str:
-    keys = [k for k, v in result["metrics"].items() if isinstance(v, float)][:5]
-    parts = [f"{k}={result['metrics'][k]:.4f}" for k in keys]
-    if result["errors"].get("total"):
-        parts.append(f"errors={result['errors']['total']}")
-    return ", ".join(parts) + f" (n={result['n']}, parser={result['parser']})"
-
-
-def _backend_args(backend: str, **kwargs: Any) -> dict[str, Any]:
-    """Only the options that concern the chosen backend go into the run's identity."""
-    keys = {
-        "openai": ("base_url", "api_key_env", "concurrency", "revision"),
-        "vllm": ("dtype", "revision", "adapter", "max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "max_images", "enforce_eager",
-                 "trust_remote_code", "chat_template"),
-    }.get(backend, ("dtype", "device", "revision", "adapter", "trust_remote_code", "chat_template"))
-    return {k: v for k, v in kwargs.items() if k in keys and v is not None}
-
-

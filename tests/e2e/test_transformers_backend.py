@@ -77,14 +77,17 @@ def test_cuda_bfloat16_generates(tiny_llava, pope_requests):
     assert all(r.error is None and r.n_output_tokens for r in out)
 
 
-def test_batches_prepared_ahead_give_the_same_responses(tiny_idefics3, pope_requests, tmp_path):
-    """With the next batch encoded in a worker thread while one generates (on by default on accelerators), the
-    responses equal those of batches encoded in turn, and their order is kept."""
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_batches_prepared_ahead_give_the_same_responses(device, tiny_idefics3, pope_requests, tmp_path):
+    """With the next batch encoded in a worker thread while one generates (opt-in), the responses equal those of
+    batches encoded in turn, and their order is kept."""
     from mmhallu_eval.backends.cached import generate_cached
     from mmhallu_eval.cache import ResponseCache
 
-    backend = create_backend("transformers", model=str(tiny_idefics3), device="cpu", dtype="float32")
-    assert backend.prefetch is False  # on a CPU the model's threads use every core
+    if device == "cuda":
+        _needs_cuda()
+    backend = create_backend("transformers", model=str(tiny_idefics3), device=device, dtype="float32")
+    assert backend.prefetch is False and create_backend("transformers", model=str(tiny_idefics3), device=device, prefetch=True).prefetch
     runs = {}
     for ahead in (False, True):
         backend.prefetch = ahead

@@ -6,23 +6,35 @@ import hashlib
 import json
 import sqlite3
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
 from .data import image_digest
 from .errors import UserError
-from .types import Request, Response
+from .types import GenerationConfig, Request, Response
 
 
-def request_key(model_fingerprint: str, request: Request) -> str:
-    """Stable hash of what determines a response: model, chat messages, image contents, decoding settings."""
-    payload = {
-        "model": model_fingerprint,
-        "messages": request.messages,
-        "images": [image_digest(im) for im in request.images],
-        "generation": request.generation.to_dict(),
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+#: `json.dumps(..., sort_keys=True, ensure_ascii=False)` and `json.dumps(..., ensure_ascii=False)`, each encoder built
+#: once: keys and checksums are made for every request
+_encode_sorted = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def request_key(model_fingerprint: str, request: Request, digests: list[str] | None = None) -> str:
+    """Stable hash of what determines a response: model, chat messages, image contents (`digests`, the images'
+    `image_digest`s, when the caller has them), decoding settings. The hashed text is
+    `json.dumps({"model", "messages", "images", "generation"}, sort_keys=True, ensure_ascii=False)`, written out
+    member by member in sorted order (the generation settings' part once per setting)."""
+    images = [image_digest(im) for im in request.images] if digests is None else digests
+    text = (f'{{"generation": {_generation_json(request.generation)}, "images": {_encode(images)}, '
+            f'"messages": {_encode_sorted(request.messages)}, "model": {_encode(model_fingerprint)}}}')
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@lru_cache(maxsize=64)
+def _generation_json(generation: GenerationConfig) -> str:
+    return _encode_sorted(generation.to_dict())
 
 
 class CacheError(UserError):
@@ -36,7 +48,7 @@ _TABLE = ("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, text TEXT
 
 def checksum(key: str, text: str, n_output: int | None, n_prompt: int | None) -> str:
     """What a cached value must hash to: an edited or corrupted row is never served as if the model said it."""
-    return hashlib.sha256(json.dumps([key, text, n_output, n_prompt], ensure_ascii=False).encode()).hexdigest()[:32]
+    return hashlib.sha256(_encode([key, text, n_output, n_prompt]).encode()).hexdigest()[:32]
 
 
 class ResponseCache:

@@ -42,8 +42,13 @@ def _file_digest(path: str, mtime_ns: int, size: int) -> str:
     return sha256_file(path)
 
 
+#: what `image_digest` returns for a name that is not a readable file, before the name
+MISSING = "missing:"
+
+
 def image_digest(image: ImageLike) -> str:
-    """Content hash of an image, used in cache keys and to detect train/eval overlap."""
+    """Content hash of an image, used in cache keys and to detect train/eval overlap; `MISSING` + the name for a
+    file that does not exist (or is not a regular file)."""
     if isinstance(image, Image.Image):
         h = hashlib.sha256(f"{image.mode}:{image.size}".encode())
         h.update(image.tobytes())
@@ -53,17 +58,11 @@ def image_digest(image: ImageLike) -> str:
     except OSError:
         st = None
     if st is None or not stat.S_ISREG(st.st_mode):
-        return f"missing:{Path(image)}"
+        return f"{MISSING}{Path(image)}"
     # one stat per request and no realpath (symlink spellings of one file just hash it twice); abspath keeps a
     # relative name from meaning another file after a chdir
-    return _file_digest(os.path.abspath(image), st.st_mtime_ns, st.st_size)
-
-
-def image_missing(image: ImageLike) -> str | None:
-    """The path of a missing image file, or None when the image is available."""
-    if isinstance(image, Image.Image):
-        return None
-    return None if os.path.isfile(image) else str(image)
+    name = os.fspath(image)
+    return _file_digest(name if os.path.isabs(name) else os.path.abspath(name), st.st_mtime_ns, st.st_size)
 
 
 def load_hf_dataset(name: str, split: str | None = None, **kwargs: Any) -> Any:

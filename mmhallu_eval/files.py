@@ -119,7 +119,7 @@ def atomic_write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], each: C
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
+                fh.write(encode(row) + "\n")
                 if each is not None:
                     each(row)
             fh.flush()
@@ -148,6 +148,10 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "item"):  # numpy scalars
         return obj.item()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+#: `json.dumps(row, ensure_ascii=False, default=_json_default)`, the encoder built once (a samples.jsonl line each)
+encode = json.JSONEncoder(ensure_ascii=False, default=_json_default).encode
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

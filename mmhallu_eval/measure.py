@@ -4,7 +4,7 @@ computes result.json's metrics and groups, the bootstrap intervals and the paire
 so a formula is written in exactly one place. Corpus metrics are ratios of sums, never means of ratios."""
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -229,13 +229,28 @@ def evaluate(measure: Measure, sums_by_group: dict[str, Sums], pooled: bool) -> 
 
 
 def _quantiles(values: dict[str, np.ndarray]) -> dict[str, list[float]]:
-    return {name: np.quantile(arr, CI_QUANTILES).tolist() for name, arr in values.items() if arr.size}
+    """Each metric's interval; metrics with as many values (no draw left out) in one call, row by row the same
+    numbers."""
+    by_size: dict[int, list[str]] = {}
+    for name, arr in values.items():
+        if arr.size:
+            by_size.setdefault(arr.size, []).append(name)
+    found = {}
+    for names in by_size.values():
+        rows = np.quantile(np.stack([values[n] for n in names]), CI_QUANTILES, axis=1).T.tolist()
+        found.update(zip(names, rows))
+    return {name: found[name] for name in values if name in found}
 
 
 #: picks drawn per block of resamples (resamples × units); bounds the draws' memory for large tasks
 _DRAW_BLOCK = 1 << 20
 #: draws on which a formula's result over all draws at once is checked against its value draw by draw
 _CHECKED_DRAWS = 8
+#: picks kept to be reused by the next set of the same size (32 MB of int32); larger sets draw them again
+_KEPT_PICKS = 1 << 23
+#: up to this many distinct statistic rows, a draw's count of each is one comparison pass over small picks, which
+#: moves a fraction of the memory an index-and-bincount pass does
+_FEW_PATTERNS = 8
 
 
 class _Resampler:
@@ -252,31 +267,45 @@ class _Resampler:
         # whole numbers below 2**53 sum exactly in any order, so a block's sums can be one matrix product
         self.exact = bool(np.all(np.abs(rows) < 2.0 ** 53) and np.all(rows == np.round(rows))) if len(rows) else True
 
-    def sums(self, strata: list[np.ndarray], rng: np.random.Generator, resamples: int) -> list[np.ndarray]:
-        """Per stratum (in `strata` order), the summed statistics of each draw: a (resamples, statistics) array."""
-        sizes = [len(u) for u in strata]
-        bounds = np.cumsum([0, *sizes])
+    @staticmethod
+    def draw(sizes: list[int], rng: np.random.Generator, resamples: int) -> Iterator[np.ndarray]:
+        """The picks, a block of resamples at a time: row r holds resample r's positions, stratum after stratum."""
+        total = sum(sizes)
         highs = np.repeat(np.asarray(sizes, dtype=np.int64), sizes)
-        block = max(1, _DRAW_BLOCK // max(len(highs), 1))
-        tables = [self.patterns if self.compressed else self.rows[units] for units in strata]
-        cells = [self.inverse[units] for units in strata] if self.compressed else []
-        out: list[list[np.ndarray]] = [[] for _ in strata]
+        block = max(1, _DRAW_BLOCK // max(total, 1))
+        # int32 picks are the very numbers int64 ones are (the same bounded 32-bit draws), in half the memory
+        dtype = np.int32 if total and max(sizes) < 2**31 else np.int64
         done = 0
         while done < resamples:
             c = min(block, resamples - done)
             # one bound per stratum's positions; a single stratum's scalar bound draws the same numbers, faster
             high = sizes[0] if len(sizes) == 1 else highs
-            picks = rng.integers(0, high, size=(c, len(highs))) if len(highs) else np.zeros((c, 0), dtype=np.int64)
+            yield rng.integers(0, high, size=(c, total), dtype=dtype) if total else np.zeros((c, 0), dtype=np.int64)
+            done += c
+
+    def sums(self, strata: list[np.ndarray], blocks: Iterable[np.ndarray]) -> list[np.ndarray]:
+        """Per stratum (in `strata` order), the summed statistics of each draw: a (resamples, statistics) array, from
+        `draw`'s blocks for these strata's sizes."""
+        bounds = np.cumsum([0, *(len(u) for u in strata)])
+        tables = [self.patterns if self.compressed else self.rows[units] for units in strata]
+        few = self.compressed and len(self.patterns) <= _FEW_PATTERNS
+        cells = [self.inverse[units].astype(np.uint8 if few else np.int64) for units in strata] if self.compressed else []
+        out: list[list[np.ndarray]] = [[] for _ in strata]
+        for picks in blocks:
+            c = len(picks)
             for i, (units, table, lo, hi) in enumerate(zip(strata, tables, bounds[:-1], bounds[1:])):
                 chosen = picks[:, lo:hi]
-                if self.compressed:
-                    chosen, width = cells[i][chosen], len(self.patterns)
+                if few:
+                    chosen = np.take(cells[i], chosen)
+                    counts = np.stack([(chosen == k).sum(axis=1, dtype=np.int64) for k in range(len(table))], axis=1).astype(np.float64)
                 else:
-                    width = len(units)
-                offsets = np.arange(c, dtype=np.int64)[:, None] * width
-                counts = np.bincount((chosen + offsets).reshape(-1), minlength=c * width).reshape(c, width).astype(np.float64)
+                    if self.compressed:
+                        chosen, width = cells[i][chosen], len(self.patterns)
+                    else:
+                        width = len(units)
+                    offsets = np.arange(c, dtype=np.int64)[:, None] * width
+                    counts = np.bincount((chosen + offsets).reshape(-1), minlength=c * width).reshape(c, width).astype(np.float64)
                 out[i].append(counts @ table if self.exact else np.stack([row @ table for row in counts]))
-            done += c
         return [np.concatenate(blocks) if blocks else np.zeros((0, self.rows.shape[1])) for blocks in out]
 
 
@@ -334,12 +363,21 @@ def intervals(measure: Measure, table: UnitTable, groups: list[str],
     resampler = _Resampler(table.rows)
     if measure.stratified:
         strata_order = list(dict.fromkeys(table.groups))  # first appearance, the order the draws are made in
-        drawn = dict(zip(strata_order, resampler.sums([group_units_idx[g] for g in strata_order], np.random.default_rng(seed), resamples)))
+        strata = [group_units_idx[g] for g in strata_order]
+        drawn = dict(zip(strata_order, resampler.sums(strata, resampler.draw([len(u) for u in strata], np.random.default_rng(seed), resamples))))
         pooled_ci = _quantiles(_draw_values(measure, ci_pooled, {g: drawn[g] for g in groups}, pooled=True))
         return pooled_ci, {g: _quantiles(_draw_values(measure, ci_group, {g: drawn[g]}, pooled=False)) for g in groups}
 
+    drawn_for: dict[int, list[np.ndarray]] = {}
+
     def one(units: np.ndarray, pooled: bool, names: list[str]) -> dict[str, list[float]]:
-        (sums,) = resampler.sums([units], np.random.default_rng(seed), resamples)
+        # each set's generator starts afresh from the seed, so sets of one size draw the very same picks: drawn once
+        blocks = drawn_for.get(len(units))
+        if blocks is None:
+            blocks = resampler.draw([len(units)], np.random.default_rng(seed), resamples)
+            if len(units) * resamples <= _KEPT_PICKS:
+                blocks = drawn_for[len(units)] = list(blocks)
+        (sums,) = resampler.sums([units], blocks)
         return _quantiles(_draw_values(measure, names, {ALL: sums}, pooled))
 
     pooled_ci = one(np.arange(len(table.keys)), True, ci_pooled)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from tqdm.auto import tqdm
 
 from ..cache import ResponseCache, request_key
-from ..data import image_missing
+from ..data import MISSING, image_digest
 from ..types import Request, Response
 from .base import Backend
 
@@ -26,12 +26,8 @@ class GenerationStats:
     backend_seconds: float = 0.0
 
 
-def _first_missing_image(request: Request) -> str | None:
-    for im in request.images:
-        missing = image_missing(im)
-        if missing:
-            return missing
-    return None
+def _first_missing_image(request: Request, digests: list[str]) -> str | None:
+    return next((str(im) for im, d in zip(request.images, digests) if d.startswith(MISSING)), None)
 
 
 def generate_cached(
@@ -45,13 +41,14 @@ def generate_cached(
     """Responses by request id. Finished batches are committed to the cache before the next starts."""
     stats = GenerationStats(requested=len(requests))
     fingerprint = backend.fingerprint()
-    keys = {r.id: request_key(fingerprint, r) for r in requests}
+    digests = {r.id: [image_digest(im) for im in r.images] for r in requests}  # one stat per image serves both uses
+    keys = {r.id: request_key(fingerprint, r, digests[r.id]) for r in requests}
     hits = cache.get_many(keys.values())
     results: dict[str, Response] = {}
     todo: list[Request] = []
     twins: dict[str, list[Request]] = {}
     for r in requests:
-        missing = _first_missing_image(r)
+        missing = _first_missing_image(r, digests[r.id])
         if missing:
             results[r.id] = Response(id=r.id, error=f"missing_image: {missing}")
             stats.failed += 1

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import image_digest
+from ..data import MISSING, image_digest
 from ..files import atomic_write_json, atomic_write_jsonl, iter_jsonl
 from ..registry import get_task
 from ..task import TaskError
@@ -70,7 +70,7 @@ def eval_images(tasks: list[str], task_args: dict[str, dict[str, str]]) -> tuple
                 if isinstance(im, (str, Path)):
                     names.add(Path(im).name)
                 digest = image_digest(im)
-                if not digest.startswith("missing:"):
+                if not digest.startswith(MISSING):
                     digests.add(digest)
     return names, digests
 

@@ -1,12 +1,35 @@
+import hashlib
+import json
+
+import pytest
 from PIL import Image
 
 from mmhallu_eval.cache import ResponseCache, request_key
+from mmhallu_eval.data import image_digest
 from mmhallu_eval.rundir import redact_argv
 from mmhallu_eval.types import GenerationConfig, Request, Response, user_message
 
 
 def _req(image, text="Is there a cat?", max_new_tokens=8):
     return Request(id="x", messages=user_message(text), images=[image], generation=GenerationConfig(max_new_tokens=max_new_tokens))
+
+
+@pytest.mark.parametrize("text, n_images, gen", [
+    ("Is there a cat?", 1, {}), ("Décris l'image « ici » \u2028 \"quoted\"", 2, {"max_new_tokens": 7, "temperature": 0.7, "top_p": 0.9}),
+    ("", 0, {"max_new_tokens": 1}),
+])
+def test_request_key_hashes_the_sorted_json_of_its_parts(tmp_path, text, n_images, gen):
+    """The key is the hash of json.dumps(payload, sort_keys=True, ensure_ascii=False): caches written by earlier
+    versions keep hitting."""
+    images = []
+    for i in range(n_images):
+        Image.new("RGB", (4, 4), (i * 40, 0, 0)).save(tmp_path / f"{i}.png")
+        images.append(str(tmp_path / f"{i}.png"))
+    if n_images == 2:
+        images.append(str(tmp_path / "absent.png"))
+    r = Request(id="q", messages=user_message(text, len(images)), images=images, generation=GenerationConfig(**gen))
+    payload = {"model": "fp-é", "messages": r.messages, "images": [image_digest(im) for im in images], "generation": r.generation.to_dict()}
+    assert request_key("fp-é", r) == hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def test_request_key_depends_on_model_text_image_content_and_generation(tmp_path):

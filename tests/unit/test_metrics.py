@@ -74,6 +74,52 @@ def test_intervals_equal_an_index_resampling_loop(case):
     assert got.groups["random"]["ci"] == expected  # one group: resampled alone with a fresh generator, same draws
 
 
+SCORE = Measure(stats=("score", "n"), unit_stats=lambda rs: (rs[0]["score"], 1), metrics=(Metric("mean", ratio("score", "n"), ci=True),))
+
+
+def _loop_ci(measure, records, names):
+    """Intervals by the textbook loop: a fresh generator, 1,000 resamples of the records' indices."""
+    table = unit_table(measure, records)
+    draws = np.random.default_rng(BOOTSTRAP_SEED)
+    values: dict[str, list[float]] = {}
+    for _ in range(1000):
+        idx = draws.integers(0, len(records), size=len(records))
+        sums = dict(zip(measure.stats, table.rows[idx].sum(axis=0)))
+        for k, v in evaluate(measure, {ALL: sums}, pooled=True).items():
+            if v is not None and k in names:
+                values.setdefault(k, []).append(v)
+    return {k: [float(np.quantile(v, q)) for q in CI_QUANTILES] for k, v in values.items()}
+
+
+@pytest.mark.parametrize("kind", ["pope", "scores"])
+@pytest.mark.parametrize("block, kept", [(1 << 20, 1 << 23), (1000, 10)])
+def test_groups_of_one_size_and_every_drawing_path_equal_the_loop(kind, block, kept, monkeypatch):
+    """Groups of equal size reuse one set of picks (each set's generator starts from the seed); picks drawn in
+    several blocks, not kept, few or many distinct unit rows, whole or fractional statistics: every group's
+    interval is that of its own index-resampling loop (to the last bits, for fractional statistics)."""
+    import mmhallu_eval.measure as measure_module
+
+    monkeypatch.setattr(measure_module, "_DRAW_BLOCK", block)
+    monkeypatch.setattr(measure_module, "_KEPT_PICKS", kept)
+    rng = np.random.default_rng(11)
+    if kind == "pope":
+        measure, names = POPE, ("accuracy", "precision", "recall", "f1", "yes_ratio")
+        groups = {g: _pope_records(rng.integers(-1, 2, size=40).tolist(), rng.integers(0, 2, size=40).tolist(), group=g) for g in ("a", "b")}
+    else:
+        measure, names = SCORE, ("mean",)
+        groups = {g: [{"id": str(i), "group": g, "score": float(x)} for i, x in enumerate(rng.random(40) * 3)] for g in ("a", "b")}
+    for g, rs in groups.items():
+        for r in rs:
+            r["id"] = f"{g}{r['id']}"
+    got = summarize(measure, [r for rs in groups.values() for r in rs])
+    for g, rs in groups.items():
+        expected = _loop_ci(measure, rs, names)
+        if kind == "pope":
+            assert got.groups[g]["ci"] == expected, g
+        else:  # fractional sums: the same draws, added in another order
+            assert got.groups[g]["ci"] == {k: pytest.approx(v, rel=1e-12) for k, v in expected.items()}, g
+
+
 def test_stratified_resampling_keeps_group_sizes():
     """Stratified: every draw has each group's own number of units, and pooled values come from the same draws."""
     records = [{"id": f"{g}{i}", "group": g, "correct": i % k != 0} for g, n, k in (("a", 30, 3), ("b", 10, 2)) for i in range(n)]

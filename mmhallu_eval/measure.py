@@ -253,7 +253,7 @@ _KEPT_PICKS = 1 << 23
 _FEW_PATTERNS = 8
 
 
-class _Resampler:
+class Resampler:
     """Bootstrap draws (units with replacement, each stratum its own size) as summed statistics. The draws are
     `rng.integers(0, n, n)` per stratum in order, resample after resample — taken a block of resamples at a time
     from the same stream, so intervals are reproducible and equal an index-resampling loop; the sums go through
@@ -309,10 +309,11 @@ class _Resampler:
         return [np.concatenate(blocks) if blocks else np.zeros((0, self.rows.shape[1])) for blocks in out]
 
 
-def _draw_values(measure: Measure, names: list[str], drawn: dict[str, np.ndarray], pooled: bool) -> dict[str, np.ndarray]:
-    """Each named metric on every draw (`drawn`: group → (draws, statistics) sums), None and NaN left out. A formula
-    runs once on whole columns of draws when it accepts arrays and agrees with its draw-by-draw value on the first
-    draws (plain arithmetic does; `x if y else None` raises and is evaluated draw by draw)."""
+def draw_values(measure: Measure, names: Iterable[str], drawn: dict[str, np.ndarray], pooled: bool, drop_missing: bool = True) -> dict[str, np.ndarray]:
+    """Each named metric on every draw (`drawn`: group → (draws, statistics) sums), None and NaN left out (or, with
+    `drop_missing` off, kept as NaN so that draws stay aligned). A formula runs once on whole columns of draws when it
+    accepts arrays and agrees with its draw-by-draw value on the first draws (plain arithmetic does; `x if y else
+    None` raises and is evaluated draw by draw)."""
     n_draws = len(next(iter(drawn.values())))
     columns = {g: {s: a[:, i] for i, s in enumerate(measure.stats)} for g, a in drawn.items()}
     whole = _formula_input(measure, columns, pooled)
@@ -329,7 +330,7 @@ def _draw_values(measure: Measure, names: list[str], drawn: dict[str, np.ndarray
         values = _on_columns(m.formula, whole, [m.formula(draw(j)) for j in range(min(n_draws, _CHECKED_DRAWS))], n_draws)
         if values is None:
             values = np.asarray([_as_float(m.formula(draw(j))) for j in range(n_draws)], dtype=np.float64)
-        out[m.name] = values[~np.isnan(values)]
+        out[m.name] = values[~np.isnan(values)] if drop_missing else values
     return out
 
 
@@ -360,13 +361,13 @@ def intervals(measure: Measure, table: UnitTable, groups: list[str],
         return {}, {}
     labels = np.asarray(table.groups)
     group_units_idx = {g: np.flatnonzero(labels == g) for g in groups}
-    resampler = _Resampler(table.rows)
+    resampler = Resampler(table.rows)
     if measure.stratified:
         strata_order = list(dict.fromkeys(table.groups))  # first appearance, the order the draws are made in
         strata = [group_units_idx[g] for g in strata_order]
         drawn = dict(zip(strata_order, resampler.sums(strata, resampler.draw([len(u) for u in strata], np.random.default_rng(seed), resamples))))
-        pooled_ci = _quantiles(_draw_values(measure, ci_pooled, {g: drawn[g] for g in groups}, pooled=True))
-        return pooled_ci, {g: _quantiles(_draw_values(measure, ci_group, {g: drawn[g]}, pooled=False)) for g in groups}
+        pooled_ci = _quantiles(draw_values(measure, ci_pooled, {g: drawn[g] for g in groups}, pooled=True))
+        return pooled_ci, {g: _quantiles(draw_values(measure, ci_group, {g: drawn[g]}, pooled=False)) for g in groups}
 
     drawn_for: dict[int, list[np.ndarray]] = {}
 
@@ -378,7 +379,7 @@ def intervals(measure: Measure, table: UnitTable, groups: list[str],
             if len(units) * resamples <= _KEPT_PICKS:
                 blocks = drawn_for[len(units)] = list(blocks)
         (sums,) = resampler.sums([units], blocks)
-        return _quantiles(_draw_values(measure, names, {ALL: sums}, pooled))
+        return _quantiles(draw_values(measure, names, {ALL: sums}, pooled))
 
     pooled_ci = one(np.arange(len(table.keys)), True, ci_pooled)
     per_group = {g: one(group_units_idx[g], False, ci_group) for g in groups} if ci_group else {}

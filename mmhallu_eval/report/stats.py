@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..measure import Measure, evaluate
+from ..measure import Measure, Resampler, draw_values, evaluate
 from ..metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 
 EXACT_MAX = 25  # exact binomial McNemar up to this many discordant pairs, chi-square with correction above
@@ -46,8 +46,40 @@ def paired_bootstrap(
 
     `base`/`tuned` map group → (units × stats) arrays whose rows are the same units in the same order.
     Units are resampled within each group with the same indices for both runs (the pairing); the metric values
-    come from the task's declaration (`measure.evaluate`), as result.json's do.
+    come from the task's declaration (`measure.evaluate`), as result.json's do. The draws are
+    `rng.integers(0, n_g, n_g)` group after group, resample after resample; with whole-number statistics they are
+    summed and evaluated a block of resamples at a time (`measure.Resampler`, `measure.draw_values`), otherwise one
+    resample at a time — the same deltas either way.
     """
+    groups = list(base)
+    sizes = [len(base[g]) for g in groups]
+    if not (groups and all(sizes)):
+        return _paired_bootstrap_loop(base, tuned, measure, resamples, seed)
+    rb, rt = (Resampler(np.concatenate([runs[g] for g in groups])) for runs in (base, tuned))
+    if not (rb.exact and rt.exact):
+        return _paired_bootstrap_loop(base, tuned, measure, resamples, seed)
+    bounds = np.cumsum([0, *sizes])
+    strata = [np.arange(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    parts: dict[str, list[list[np.ndarray]]] = {"base": [[] for _ in groups], "tuned": [[] for _ in groups]}
+    for picks in Resampler.draw(sizes, np.random.default_rng(seed), resamples):
+        for run, resampler in (("base", rb), ("tuned", rt)):
+            for i, sums in enumerate(resampler.sums(strata, [picks])):
+                parts[run][i].append(sums)
+    drawn = {run: {g: np.concatenate(blocks) for g, blocks in zip(groups, per)} for run, per in parts.items()}
+    out: dict[str, dict[Any, np.ndarray]] = {}
+    for key, subset in [(None, groups)] + [(g, [g]) for g in groups]:
+        pooled = key is None
+        names = measure.directions(pooled=pooled)
+        vb, vt = (draw_values(measure, names, {g: drawn[run][g] for g in subset}, pooled, drop_missing=False) for run in ("base", "tuned"))
+        for name in vb:
+            both = ~np.isnan(vb[name]) & ~np.isnan(vt[name])
+            if both.any():
+                out.setdefault(name, {})[key] = vt[name][both] - vb[name][both]
+    return out
+
+
+def _paired_bootstrap_loop(base: dict[Any, np.ndarray], tuned: dict[Any, np.ndarray], measure: Measure, resamples: int, seed: int) -> dict[str, dict[Any, np.ndarray]]:
+    """`paired_bootstrap` one resample at a time (fractional statistics: sums in the order a resample lists them)."""
     rng = np.random.default_rng(seed)
     out: dict[str, dict[Any, list[float]]] = {}
     groups = list(base)

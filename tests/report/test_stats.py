@@ -4,6 +4,7 @@ import pytest
 from scipy import stats
 
 from mmhallu_eval.measure import Measure, Metric, ratio
+from mmhallu_eval.metrics import BOOTSTRAP_SEED
 from mmhallu_eval.report.stats import bootstrap_p, mcnemar, paired_bootstrap
 
 
@@ -43,3 +44,40 @@ def test_paired_bootstrap_reproducible_and_centered():
     assert lo < observed < hi and lo > 0
     assert bootstrap_p(d1["acc"][None]) < 0.01
     assert bootstrap_p(np.array([-1.0, 1.0] * 50)) == pytest.approx(1.0)
+
+
+def _pope_units(rng, n):
+    """POPE unit rows (its declared statistics) for n answers with some unread ones."""
+    from mmhallu_tasks.pope.task import MEASURE as POPE
+
+    names = {1: "yes", 0: "no", -1: None}
+    preds, labels = rng.integers(-1, 2, size=n), rng.integers(0, 2, size=n)
+    records = [{"id": str(i), "parsed": names[p], "target": names[t], "strict_parsed": names[p], "correct": p == t} for i, (p, t) in enumerate(zip(preds, labels))]
+    return np.array([POPE.unit_stats([r]) for r in records], dtype=float)
+
+
+@pytest.mark.parametrize("kind", ["pope", "many_rows", "fractional"])
+def test_paired_bootstrap_blocks_equal_the_resample_loop(kind):
+    """Whole-number statistics go a block of resamples at a time: the same deltas, in the same order, as the loop
+    one resample at a time (three groups of different sizes, pooled and per group, metrics that are sometimes
+    undefined); fractional ones take the loop itself."""
+    from mmhallu_eval.report.stats import _paired_bootstrap_loop
+    from mmhallu_tasks.pope.task import MEASURE as POPE
+
+    rng = np.random.default_rng(7)
+    sizes = {"adversarial": 31, "popular": 12, "random": 50}
+    measure = POPE
+    base = {g: _pope_units(rng, n) for g, n in sizes.items()}
+    tuned = {g: _pope_units(rng, n) for g, n in sizes.items()}
+    if kind == "fractional":
+        base = {g: a + 0.25 for g, a in base.items()}
+    if kind == "many_rows":  # a distinct statistic row per unit: counts per unit, not per distinct row
+        measure = Measure(stats=("right", "n"), unit_stats=lambda rs: (0, 1), metrics=(Metric("acc", ratio("right", "n"), True, ci=True),))
+        base = {g: np.stack([rng.integers(0, 30, n), rng.integers(0, 30, n) + 30], axis=1).astype(float) for g, n in sizes.items()}
+        tuned = {g: np.stack([rng.integers(0, 30, n), rng.integers(0, 30, n) + 30], axis=1).astype(float) for g, n in sizes.items()}
+    got = paired_bootstrap(base, tuned, measure, resamples=300)
+    want = _paired_bootstrap_loop(base, tuned, measure, 300, BOOTSTRAP_SEED)
+    assert set(got) == set(want) and {k: set(v) for k, v in got.items()} == {k: set(v) for k, v in want.items()}
+    for name, per in want.items():
+        for key, deltas in per.items():
+            assert np.array_equal(got[name][key], deltas), (name, key)

@@ -127,7 +127,7 @@ def test_stratified_resampling_keeps_group_sizes():
     measure = Measure(
         stats=("right", "n"), unit_stats=lambda rs: (bool(rs[0]["correct"]), 1), stratified=True, group_order=("b", "a"),
         metrics=(Metric("acc", ratio("right", "n"), ci=True), Metric("n", count("n"))),
-        # the formula may see one draw or a column of draws at once (see measure._draw_values)
+        # the formula may see one draw or a column of draws at once (see measure.draw_values)
         pooled=(PooledMetric("sizes", lambda by: seen.append({g: set(np.atleast_1d(s["n"]).tolist()) for g, s in by.items()}) or 0.0, ci=True),),
     )
     out = summarize(measure, records)

@@ -87,9 +87,11 @@ def _file_digest(path: Path, head: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def model_fingerprint(model: str, revision: str | None = None, adapter: str | None = None, chat_template: str | None = None) -> str:
+def model_fingerprint(model: str, revision: str | None = None, adapter: str | None = None, chat_template: str | None = None,
+                      adapter_merged: bool = False) -> str:
     """Content fingerprint of a local model folder, or `hub-id@revision` for a hub id; a user's chat template file
-    changes every prompt, so it is part of the fingerprint too."""
+    changes every prompt, so it is part of the fingerprint too, and so is an adapter merged into the weights (its
+    answers can differ from the unmerged adapter's in floating-point rounding)."""
     parts: dict[str, Any] = {}
     path = Path(model)
     if path.is_dir():
@@ -103,6 +105,8 @@ def model_fingerprint(model: str, revision: str | None = None, adapter: str | No
         parts["adapter"] = {str(f.relative_to(apath)): _file_digest(f) for f in sorted(apath.rglob("*")) if f.is_file()}
     if chat_template:
         parts["chat_template"] = _file_digest(Path(chat_template)) if Path(chat_template).is_file() else chat_template
+    if adapter and adapter_merged:
+        parts["adapter_merged"] = True
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 

@@ -54,6 +54,7 @@ class TransformersBackend(Backend):
         trust_remote_code: bool = False,
         chat_template: str | None = None,
         prefetch: bool = False,
+        merge_adapter: bool = False,
         **_: Any,
     ):
         import torch
@@ -83,6 +84,9 @@ class TransformersBackend(Backend):
             except ImportError as exc:
                 raise BackendError("--adapter needs peft: pip install 'mmhallu-eval[train]'") from exc
             self.model = PeftModel.from_pretrained(self.model, adapter)
+            if merge_adapter:  # LoRA weights added into the layers: one matrix product per layer instead of three
+                self.model = self.model.merge_and_unload()
+        self.adapter_merged = bool(adapter and merge_adapter)
         self.model.to(self.device).eval()
         tokenizer = getattr(self.processor, "tokenizer", self.processor)
         tokenizer.padding_side = "left"
@@ -93,7 +97,7 @@ class TransformersBackend(Backend):
         # from two threads at once ("Already borrowed")
         self._tokenizer_lock = threading.Lock()
         self._torch = torch
-        self._fingerprint = model_fingerprint(model, revision, adapter, chat_template)
+        self._fingerprint = model_fingerprint(model, revision, adapter, chat_template, self.adapter_merged)
 
     def fingerprint(self) -> str:
         return self._fingerprint
@@ -104,6 +108,7 @@ class TransformersBackend(Backend):
             "model": self.model_name,
             "revision": self.revision,
             "adapter": self.adapter,
+            **({"adapter_merged": True} if self.adapter_merged else {}),
             "model_fingerprint": self._fingerprint,
             "architecture": type(self.model).__name__,
             "dtype": str(self.dtype).replace("torch.", ""),

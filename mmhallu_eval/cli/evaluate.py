@@ -56,6 +56,7 @@ def run_cmd(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
     revision: Optional[str] = typer.Option(None, help="Model revision for hub ids."),
     adapter: Optional[str] = typer.Option(None, help="PEFT adapter folder to evaluate on top of --model."),
+    merge_adapter: bool = typer.Option(False, "--merge-adapter", help="--backend transformers: add the adapter's LoRA weights into the model before evaluating (faster; answers can differ from the unmerged adapter's in floating-point rounding); written into the manifest."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run modelling/processor code shipped with the checkpoint (transformers, vllm); written into the manifest."),
     chat_template: Optional[Path] = typer.Option(None, help="Jinja chat template for a checkpoint that has none (or to replace its own); written into the manifest."),
     reasoning: str = typer.Option("strip", help="strip: parse the answer after </think> (reasoning models); keep: parse the raw text. The raw text is always kept."),
@@ -84,6 +85,8 @@ def run_cmd(
 
     if reasoning not in REASONING_MODES:
         fail(f"--reasoning {reasoning!r}: choose {' or '.join(REASONING_MODES)}")
+    if merge_adapter and (backend != "transformers" or not adapter):
+        fail("--merge-adapter merges an --adapter into the model of --backend transformers; give both (vLLM applies adapters unmerged)")
     task_list = [t.strip() for t in tasks.split(",") if t.strip()]
     task_args = parse_task_args(task_arg)
     judge = {"judge_model": judge_model, "judge_base_url": judge_base_url, "judge_api_key_env": judge_api_key_env, "judge_backend": judge_backend}
@@ -106,7 +109,8 @@ def run_cmd(
         max_new_tokens=max_new_tokens,
         parsers=parse_parsers(parser, task_list),
         task_args=task_args,
-        backend_args=_backend_args(backend, dtype=dtype, device=device, revision=revision, adapter=adapter, base_url=base_url, api_key_env=api_key_env,
+        backend_args=_backend_args(backend, dtype=dtype, device=device, revision=revision, adapter=adapter, merge_adapter=merge_adapter or None,
+                                   base_url=base_url, api_key_env=api_key_env,
                                    trust_remote_code=trust_remote_code or None, chat_template=str(chat_template) if chat_template else None,
                                    concurrency=concurrency, max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
                                    tensor_parallel_size=tensor_parallel_size, max_images=max_images,
@@ -140,6 +144,6 @@ def _backend_args(backend: str, **kwargs: Any) -> dict[str, Any]:
         "openai": ("base_url", "api_key_env", "concurrency", "revision"),
         "vllm": ("dtype", "revision", "adapter", "max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "max_images", "enforce_eager",
                  "trust_remote_code", "chat_template"),
-    }.get(backend, ("dtype", "device", "revision", "adapter", "trust_remote_code", "chat_template"))
+    }.get(backend, ("dtype", "device", "revision", "adapter", "merge_adapter", "trust_remote_code", "chat_template"))
     return {k: v for k, v in kwargs.items() if k in keys and v is not None}
 

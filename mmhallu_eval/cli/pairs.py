@@ -104,7 +104,7 @@ def _loop(**values: Any) -> None:
     cfg = LoopConfig(
         model=values["model"], train_annotations=str(values["train_data"]), train_images=str(values["train_images"]), tasks=split(values["tasks"]),
         out=values["out"], task_args=parse_task_args(values["task_arg"]), strategies=split(values["strategy"]), pair_options=strategy_values(values),
-        limit=values["limit"], max_new_tokens=values["max_new_tokens"], backend_args={"device": values["device"]},
+        limit=values["limit"], max_new_tokens=values["max_new_tokens"], backend_args={"device": values["device"]}, merge_adapter=values["merge_adapter"],
         mix=parse_mix(values["mix"]) if values["mix"] else None,
         train={"epochs": values["epochs"], "learning_rate": values["lr"], "beta": values["beta"], "batch_size": values["batch_size"],
                "loss_type": split(values["loss_type"])},
@@ -135,6 +135,7 @@ def register_loop(app: typer.Typer) -> None:
         option("batch_size", int, 4),
         option("loss_type", str, "sigmoid"),
         option("device", str, "auto"),
+        option("merge_adapter", bool, False, "Evaluate the tuned model with the adapter merged into the weights (faster; answers can differ from the unmerged adapter's in floating-point rounding)."),
         option("no_progress", bool, False),
         *strategy_params(),
     ]

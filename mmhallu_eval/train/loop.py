@@ -39,6 +39,9 @@ class LoopConfig:
     eval_batch_size: int | None = None
     max_new_tokens: int | None = None
     backend_args: dict[str, Any] = field(default_factory=dict)
+    #: evaluate the tuned model with the adapter merged into the weights (transformers backend; faster, answers can
+    #: differ from the unmerged adapter's in floating-point rounding)
+    merge_adapter: bool = False
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
     #: fixed pair-type weights (obj/attr/rel/wh) instead of the mix set from the base run's failures
     mix: dict[str, float] | None = None
@@ -100,12 +103,15 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
     def evaluate(name: str, adapter: str | None) -> Stage:
         inputs = {"model": cfg.model, "adapter": adapter, "tasks": cfg.tasks, "task_args": cfg.task_args, "limit": cfg.limit,
                   "max_new_tokens": cfg.max_new_tokens, "adapter_hash": _dir_hash(adapter) if adapter else None}
+        backend_args = {**cfg.backend_args, "adapter": adapter}
+        if adapter and cfg.merge_adapter:
+            inputs["merge_adapter"] = backend_args["merge_adapter"] = True
 
         def go() -> dict[str, Any]:
             log(f"[loop] {name}: evaluating {cfg.model}{' + ' + adapter if adapter else ''} on {', '.join(cfg.tasks)}")
             run(RunConfig(model=cfg.model, tasks=cfg.tasks, out=out / name, limit=cfg.limit, batch_size=cfg.eval_batch_size or cfg.batch_size,
                           max_new_tokens=cfg.max_new_tokens,
-                          task_args=cfg.task_args, backend_args={**cfg.backend_args, "adapter": adapter}, resume=True, show_progress=cfg.show_progress))
+                          task_args=cfg.task_args, backend_args=backend_args, resume=True, show_progress=cfg.show_progress))
             return {"run": str(out / name)}
 
         return Stage(name, inputs, [out / name / t / "result.json" for t in cfg.tasks], go)

@@ -52,6 +52,14 @@ def test_lora_dpo_trains_and_reloads(tiny_llava, pairs, tmp_path):
     tuned = create_backend("transformers", model=str(tiny_llava), adapter=str(out), device="cpu")
     assert tuned.fingerprint() != base.fingerprint()
     assert tuned.generate([req])[0].error is None
+    merged = create_backend("transformers", model=str(tiny_llava), adapter=str(out), device="cpu", merge_adapter=True)
+    assert type(merged.model).__name__ == "LlavaForConditionalGeneration"  # LoRA folded in: no PEFT wrapper left
+    assert merged.describe()["adapter_merged"] is True and "adapter_merged" not in tuned.describe()
+    assert merged.fingerprint() not in (tuned.fingerprint(), base.fingerprint())  # its cached answers are its own
+    assert merged.generate([req])[0].error is None
+    proc = subprocess.run([*CLI, "run", "--model", str(tiny_llava), "--tasks", "pope", "--out", str(tmp_path / "r"), "--merge-adapter"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "--merge-adapter merges an --adapter" in proc.stderr and not (tmp_path / "r").exists()
 
 
 def test_full_dpo_changes_weights(tiny_llava, pairs, tmp_path):

@@ -306,7 +306,7 @@ class Resampler:
                     offsets = np.arange(c, dtype=np.int64)[:, None] * width
                     counts = np.bincount((chosen + offsets).reshape(-1), minlength=c * width).reshape(c, width).astype(np.float64)
                 out[i].append(counts @ table if self.exact else np.stack([row @ table for row in counts]))
-        return [np.concatenate(blocks) if blocks else np.zeros((0, self.rows.shape[1])) for blocks in out]
+        return [np.concatenate(parts) if parts else np.zeros((0, self.rows.shape[1])) for parts in out]
 
 
 def draw_values(measure: Measure, names: Iterable[str], drawn: dict[str, np.ndarray], pooled: bool, drop_missing: bool = True) -> dict[str, np.ndarray]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,15 +28,57 @@ def resolve_image(name: str, folder: str | Path | None) -> str:
     return str(Path(folder) / p)
 
 
+#: pixels of recently decoded images kept (bytes): requests that come back to one file soon after (POPE asks six
+#: questions per image, in a row) reuse its decoded pixels instead of reading and decoding it again
+DECODED_BYTES = 64 << 20
+
+
+class _RecentImages:
+    """Decoded RGB images by (path, modification time, size), the least recently used dropped beyond a byte budget,
+    so memory stays bounded whatever the data. Callers get copies: the kept pixels never change."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.items: OrderedDict[tuple[str, int, int], Image.Image] = OrderedDict()
+        self.size = 0
+        self.lock = threading.Lock()  # the transformers backend may decode the next batch in a worker thread
+
+    def get(self, key: tuple[str, int, int], path: Path) -> Image.Image:
+        with self.lock:
+            kept = self.items.get(key)
+            if kept is not None:
+                self.items.move_to_end(key)
+                return kept.copy()
+        with Image.open(path) as im:
+            decoded = im.convert("RGB")
+        nbytes = decoded.width * decoded.height * 3
+        with self.lock:
+            if nbytes <= self.budget and key not in self.items:
+                self.items[key] = decoded
+                self.size += nbytes
+                while self.size > self.budget:
+                    _, old = self.items.popitem(last=False)
+                    self.size -= old.width * old.height * 3
+        return decoded.copy()
+
+
+_RECENT = _RecentImages(DECODED_BYTES)
+
+
 def open_image(image: ImageLike) -> Image.Image:
-    """Load an image as RGB; a missing or unreadable file raises FileNotFoundError/OSError naming the path."""
+    """Load an image as RGB; a missing or unreadable file raises FileNotFoundError/OSError naming the path. A file
+    decoded shortly before (same path, modification time and size) is not read again."""
     if isinstance(image, Image.Image):
         return image.convert("RGB")
     path = Path(image)
-    if not path.is_file():
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
         raise FileNotFoundError(f"missing image: {path}")
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    name = os.fspath(image)
+    return _RECENT.get((name if os.path.isabs(name) else os.path.abspath(name), st.st_mtime_ns, st.st_size), path)
 
 
 @lru_cache(maxsize=65536)

@@ -109,3 +109,29 @@ def test_jsonl_scored_while_it_syncs_is_in_place_before_an_error(tmp_path):
         atomic_write_jsonl(tmp_path / "b.jsonl", [{"i": 3}], meanwhile=fails)
     assert (tmp_path / "b.jsonl").read_text() == '{"i": 3}\n'
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_recently_decoded_images_are_reused_as_copies_and_bounded(tmp_path):
+    """A file decoded shortly before is not read again; callers get copies; a rewritten file is decoded afresh; the
+    kept pixels stay within the byte budget; a missing file is an error naming it."""
+    import os
+
+    from mmhallu_eval.data import _RecentImages, open_image
+
+    path = tmp_path / "a.png"
+    Image.new("RGB", (8, 6), (10, 20, 30)).save(path)
+    first = open_image(str(path))
+    first.putpixel((0, 0), (255, 255, 255))  # the caller's copy, not the kept one
+    second = open_image(str(path))
+    assert second.getpixel((0, 0)) == (10, 20, 30) and second.size == (8, 6) and second.mode == "RGB"
+    Image.new("RGB", (8, 6), (99, 0, 0)).save(path)
+    os.utime(path, ns=(1, 1))  # a changed file: another modification time
+    assert open_image(str(path)).getpixel((0, 0)) == (99, 0, 0)
+    recent = _RecentImages(budget=2 * 8 * 6 * 3)
+    for i in range(4):
+        p = tmp_path / f"{i}.png"
+        Image.new("RGB", (8, 6), (i, 0, 0)).save(p)
+        assert recent.get((str(p), i, 0), p).getpixel((0, 0)) == (i, 0, 0)
+    assert len(recent.items) == 2 and recent.size <= recent.budget
+    with pytest.raises(FileNotFoundError, match="missing image: .*nope.png"):
+        open_image(str(tmp_path / "nope.png"))

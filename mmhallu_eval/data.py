@@ -39,7 +39,7 @@ class _RecentImages:
 
     def __init__(self, budget: int):
         self.budget = budget
-        self.items: OrderedDict[tuple[str, int, int], Image.Image] = OrderedDict()
+        self.items: OrderedDict[tuple[str, int, int], tuple[Image.Image, int]] = OrderedDict()  # key → (pixels, bytes)
         self.size = 0
         self.lock = threading.Lock()  # the transformers backend may decode the next batch in a worker thread
 
@@ -48,17 +48,17 @@ class _RecentImages:
             kept = self.items.get(key)
             if kept is not None:
                 self.items.move_to_end(key)
-                return kept.copy()
+                return kept[0].copy()
         with Image.open(path) as im:
             decoded = im.convert("RGB")
         nbytes = decoded.width * decoded.height * 3
         with self.lock:
             if nbytes <= self.budget and key not in self.items:
-                self.items[key] = decoded
+                self.items[key] = (decoded, nbytes)
                 self.size += nbytes
                 while self.size > self.budget:
-                    _, old = self.items.popitem(last=False)
-                    self.size -= old.width * old.height * 3
+                    _, (_, freed) = self.items.popitem(last=False)
+                    self.size -= freed
         return decoded.copy()
 
 
@@ -70,15 +70,24 @@ def open_image(image: ImageLike) -> Image.Image:
     decoded shortly before (same path, modification time and size) is not read again."""
     if isinstance(image, Image.Image):
         return image.convert("RGB")
-    path = Path(image)
+    key = _file_key(image)
+    if key is None:
+        raise FileNotFoundError(f"missing image: {Path(image)}")
+    return _RECENT.get(key, Path(image))
+
+
+def _file_key(image: str | Path) -> tuple[str, int, int] | None:
+    """(absolute name, modification time, size) of a regular file, from one `stat`; None when there is none. No
+    realpath: symlink spellings of one file are just two keys; abspath keeps a relative name from meaning another
+    file after a chdir."""
     try:
-        st = os.stat(path)
+        st = os.stat(image)
     except OSError:
-        st = None
-    if st is None or not stat.S_ISREG(st.st_mode):
-        raise FileNotFoundError(f"missing image: {path}")
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
     name = os.fspath(image)
-    return _RECENT.get((name if os.path.isabs(name) else os.path.abspath(name), st.st_mtime_ns, st.st_size), path)
+    return name if os.path.isabs(name) else os.path.abspath(name), st.st_mtime_ns, st.st_size
 
 
 @lru_cache(maxsize=65536)
@@ -97,16 +106,8 @@ def image_digest(image: ImageLike) -> str:
         h = hashlib.sha256(f"{image.mode}:{image.size}".encode())
         h.update(image.tobytes())
         return h.hexdigest()
-    try:
-        st = os.stat(image)
-    except OSError:
-        st = None
-    if st is None or not stat.S_ISREG(st.st_mode):
-        return f"{MISSING}{Path(image)}"
-    # one stat per request and no realpath (symlink spellings of one file just hash it twice); abspath keeps a
-    # relative name from meaning another file after a chdir
-    name = os.fspath(image)
-    return _file_digest(name if os.path.isabs(name) else os.path.abspath(name), st.st_mtime_ns, st.st_size)
+    key = _file_key(image)  # one stat per request
+    return f"{MISSING}{Path(image)}" if key is None else _file_digest(*key)
 
 
 def load_hf_dataset(name: str, split: str | None = None, **kwargs: Any) -> Any:

@@ -62,6 +62,7 @@ def bench_one(label: str, backend_name: str, backend_args: dict, model: str, dat
               backend=None) -> dict:
     """One task run through the real runner; the backend is created here and closed after, unless one is passed in."""
     from mmhallu_eval.backends import create_backend
+    from mmhallu_eval.files import iter_jsonl
     from mmhallu_eval.runner import RunConfig, run
 
     t0 = time.perf_counter()
@@ -80,7 +81,7 @@ def bench_one(label: str, backend_name: str, backend_args: dict, model: str, dat
     stats = json.loads((run_dir / "manifest.json").read_text())["tasks"]["pope"]["stats"]
     with sqlite3.connect(run_dir / "cache.sqlite") as conn:
         tokens = conn.execute("SELECT SUM(n_output_tokens) FROM responses").fetchone()[0] or 0
-    answers = [json.loads(line)["response"] for line in (run_dir / "pope" / "samples.jsonl").read_text().splitlines()]
+    answers = [row["response"] for _, row in iter_jsonl(run_dir / "pope" / "samples.jsonl")]
     gen_s, total_s = stats["backend_seconds"], stats["total_seconds"]
     return {"label": label, "backend": backend_name, "batch_size": batch, "startup_s": round(startup, 2), "requests": stats["generated"],
             "samples": stats["requested"], "backend_s": gen_s, "total_s": total_s,
@@ -149,6 +150,7 @@ def bench_vllm(model: str, data: Path, out: Path, n: int, max_new: int, dtype: s
     turn, `repeats` times, ending with raw."""
     from mmhallu_eval.backends import create_backend
     from mmhallu_eval.backends.base import decode_output
+    from mmhallu_eval.files import iter_jsonl
 
     t0 = time.perf_counter()
     backend = create_backend("vllm", model=model, dtype=dtype, gpu_memory_utilization=gpu_mem)
@@ -164,10 +166,7 @@ def bench_vllm(model: str, data: Path, out: Path, n: int, max_new: int, dtype: s
     tokenizer = getattr(backend.processor, "tokenizer", backend.processor)
 
     def texts_of(run: str) -> list[str]:
-        by_id = {}
-        for line in (out / run / "pope" / "samples.jsonl").read_text().splitlines():
-            row = json.loads(line)
-            by_id[row["id"]] = row["response"]
+        by_id = {row["id"]: row["response"] for _, row in iter_jsonl(out / run / "pope" / "samples.jsonl")}
         return [by_id[r.id] for rs, _, _, _ in seen for r in rs]
 
     def raw(label: str) -> dict:
@@ -237,7 +236,7 @@ def main() -> None:
     ap.add_argument("--batch-sizes", default="1,8,32")
     ap.add_argument("--repeats", type=int, default=1, help="rounds of transformers runs per batch size (medians reported)")
     ap.add_argument("--prefetch", choices=["auto", "on", "off", "both"], default="auto",
-                    help="transformers: prepare the next batch while one generates (auto: the backend's choice, on for accelerators)")
+                    help="transformers: prepare the next batch while one generates (auto: the backend's default, off)")
     ap.add_argument("--vllm-repeats", type=int, default=1, help="timed vLLM task passes, each followed by a raw LLM.generate pass")
     ap.add_argument("--gpu-memory-utilization", type=float, default=0.45,
                     help="vLLM's share of GPU memory, in-process and for vllm serve (below half: the server may start before the in-process engine has freed its share)")

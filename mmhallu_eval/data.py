@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
 import threading
@@ -31,49 +32,63 @@ def resolve_image(name: str, folder: str | Path | None) -> str:
 #: pixels of recently decoded images kept (bytes): requests that come back to one file soon after (POPE asks six
 #: questions per image, in a row) reuse its decoded pixels instead of reading and decoding it again
 DECODED_BYTES = 64 << 20
+#: file contents kept from hashing (bytes) until the image is decoded: the cache key needs every image's hash before
+#: generation starts, and the decode that follows uses these bytes instead of reading the file a second time
+HASHED_BYTES = 64 << 20
 
 
-class _RecentImages:
-    """Decoded RGB images by (path, modification time, size), the least recently used dropped beyond a byte budget,
-    so memory stays bounded whatever the data. Callers get copies: the kept pixels never change."""
+class _Kept:
+    """Values by key, the least recently used dropped beyond a byte budget, so memory stays bounded whatever the
+    data. Locked: the transformers backend may decode the next batch in a worker thread."""
 
     def __init__(self, budget: int):
         self.budget = budget
-        self.items: OrderedDict[tuple[str, int, int], tuple[Image.Image, int]] = OrderedDict()  # key → (pixels, bytes)
+        self.items: OrderedDict[tuple[str, int, int], tuple[Any, int]] = OrderedDict()  # key → (value, bytes)
         self.size = 0
-        self.lock = threading.Lock()  # the transformers backend may decode the next batch in a worker thread
+        self.lock = threading.Lock()
 
-    def get(self, key: tuple[str, int, int], path: Path) -> Image.Image:
+    def get(self, key: tuple[str, int, int], remove: bool = False) -> Any:
         with self.lock:
-            kept = self.items.get(key)
-            if kept is not None:
+            kept = self.items.pop(key, None) if remove else self.items.get(key)
+            if kept is None:
+                return None
+            if remove:
+                self.size -= kept[1]
+            else:
                 self.items.move_to_end(key)
-                return kept[0].copy()
-        with Image.open(path) as im:
-            decoded = im.convert("RGB")
-        nbytes = decoded.width * decoded.height * 3
+            return kept[0]
+
+    def put(self, key: tuple[str, int, int], value: Any, nbytes: int) -> None:
         with self.lock:
-            if nbytes <= self.budget and key not in self.items:
-                self.items[key] = (decoded, nbytes)
-                self.size += nbytes
-                while self.size > self.budget:
-                    _, (_, freed) = self.items.popitem(last=False)
-                    self.size -= freed
-        return decoded.copy()
+            if nbytes > self.budget or key in self.items:
+                return
+            self.items[key] = (value, nbytes)
+            self.size += nbytes
+            while self.size > self.budget:
+                _, (_, freed) = self.items.popitem(last=False)
+                self.size -= freed
 
 
-_RECENT = _RecentImages(DECODED_BYTES)
+_DECODED = _Kept(DECODED_BYTES)  # RGB images; callers get copies, so the kept pixels never change
+_HASHED = _Kept(HASHED_BYTES)  # file bytes, each handed to one decode and then dropped
 
 
 def open_image(image: ImageLike) -> Image.Image:
     """Load an image as RGB; a missing or unreadable file raises FileNotFoundError/OSError naming the path. A file
-    decoded shortly before (same path, modification time and size) is not read again."""
+    decoded shortly before (same path, modification time and size) is not decoded again, and one hashed shortly
+    before is decoded from the bytes the hash read: each image is read once."""
     if isinstance(image, Image.Image):
         return image.convert("RGB")
     key = _file_key(image)
     if key is None:
         raise FileNotFoundError(f"missing image: {Path(image)}")
-    return _RECENT.get(key, Path(image))
+    decoded = _DECODED.get(key)
+    if decoded is None:
+        raw = _HASHED.get(key, remove=True)
+        with Image.open(Path(image) if raw is None else io.BytesIO(raw)) as im:
+            decoded = im.convert("RGB")
+        _DECODED.put(key, decoded, decoded.width * decoded.height * 3)
+    return decoded.copy()
 
 
 def _file_key(image: str | Path) -> tuple[str, int, int] | None:
@@ -92,7 +107,13 @@ def _file_key(image: str | Path) -> tuple[str, int, int] | None:
 
 @lru_cache(maxsize=65536)
 def _file_digest(path: str, mtime_ns: int, size: int) -> str:
-    return sha256_file(path)
+    if size > HASHED_BYTES:
+        return sha256_file(path)
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    if len(raw) == size:  # not changed since the stat that made the key
+        _HASHED.put((path, mtime_ns, size), raw, size)
+    return hashlib.sha256(raw).hexdigest()
 
 
 #: what `image_digest` returns for a name that is not a readable file, before the name

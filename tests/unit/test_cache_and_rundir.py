@@ -4,6 +4,7 @@ import json
 import pytest
 from PIL import Image
 
+from mmhallu_eval.backends.base import Backend
 from mmhallu_eval.cache import ResponseCache, request_key
 from mmhallu_eval.data import image_digest
 from mmhallu_eval.rundir import redact_argv
@@ -111,12 +112,47 @@ def test_jsonl_scored_while_it_syncs_is_in_place_before_an_error(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
+def test_each_image_is_read_once_for_its_hash_and_its_decode(tmp_path, monkeypatch):
+    """The cache key hashes every image before generation; the decode that follows uses the bytes the hash read, so
+    through `generate_cached` each image file is opened once, however many requests show it."""
+    import builtins
+
+    from mmhallu_eval.backends.cached import generate_cached
+    from mmhallu_eval.data import _HASHED, open_image
+
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"read-once-{i}.png")
+        Image.new("RGB", (8, 6), (i, 40, 50)).save(paths[-1])
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def counting_open(file, *args, **kwargs):
+        if str(file).startswith(str(tmp_path)):
+            opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    class Decoding(Backend):
+        def generate(self, requests):
+            return [Response(id=r.id, text=str(open_image(r.images[0]).getpixel((0, 0)))) for r in requests]
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    requests = [Request(id=f"q{k}", messages=user_message(f"question {k}"), images=[str(paths[k % 3])], generation=GenerationConfig())
+                for k in range(9)]
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    out, _ = generate_cached(Decoding(), requests, cache, batch_size=2, show_progress=False)
+    cache.close()
+    assert [out[f"q{k}"].text for k in range(9)] == [str((k % 3, 40, 50)) for k in range(9)]
+    assert sorted(opened) == sorted(str(p) for p in paths)  # one open per image: the hash's
+    assert not any(key[0].startswith(str(tmp_path)) for key in _HASHED.items)  # the bytes dropped once decoded
+
+
 def test_recently_decoded_images_are_reused_as_copies_and_bounded(tmp_path):
     """A file decoded shortly before is not read again; callers get copies; a rewritten file is decoded afresh; the
     kept pixels stay within the byte budget; a missing file is an error naming it."""
     import os
 
-    from mmhallu_eval.data import _RecentImages, open_image
+    from mmhallu_eval.data import _Kept, open_image
 
     path = tmp_path / "a.png"
     Image.new("RGB", (8, 6), (10, 20, 30)).save(path)
@@ -127,11 +163,10 @@ def test_recently_decoded_images_are_reused_as_copies_and_bounded(tmp_path):
     Image.new("RGB", (8, 6), (99, 0, 0)).save(path)
     os.utime(path, ns=(1, 1))  # a changed file: another modification time
     assert open_image(str(path)).getpixel((0, 0)) == (99, 0, 0)
-    recent = _RecentImages(budget=2 * 8 * 6 * 3)
+    kept = _Kept(budget=2 * 8 * 6 * 3)
     for i in range(4):
-        p = tmp_path / f"{i}.png"
-        Image.new("RGB", (8, 6), (i, 0, 0)).save(p)
-        assert recent.get((str(p), i, 0), p).getpixel((0, 0)) == (i, 0, 0)
-    assert len(recent.items) == 2 and recent.size <= recent.budget
+        kept.put((f"{i}.png", i, 0), i, 8 * 6 * 3)
+    assert list(kept.items) == [("2.png", 2, 0), ("3.png", 3, 0)] and kept.size <= kept.budget
+    assert kept.get(("3.png", 3, 0), remove=True) == 3 and kept.size == 8 * 6 * 3 and kept.get(("3.png", 3, 0)) is None
     with pytest.raises(FileNotFoundError, match="missing image: .*nope.png"):
         open_image(str(tmp_path / "nope.png"))

@@ -19,6 +19,7 @@ from .registry import get_task, include_path
 from .reasoning import Reasoning
 from .rundir import RunDir, now_iso
 from .files import iter_jsonl
+from .heap import frozen_heap
 from .scoring import ResultBuilder, image_names, iter_records
 from .task import TaskError, TaskSpec
 from .types import Sample
@@ -137,8 +138,9 @@ def run(config: RunConfig, backend: Backend | None = None) -> dict[str, dict[str
                 ResponseCache.remove(rundir.cache_path)
             cache = ResponseCache(rundir.cache_path)
             try:
-                for spec in specs:
-                    results[spec.name] = _run_task(spec, parsers[spec.name], options[spec.name], samples[spec.name], config, backend, cache, rundir, manifest)
+                with frozen_heap():  # the loaded model is not walked by the cycle collector during generation
+                    for spec in specs:
+                        results[spec.name] = _run_task(spec, parsers[spec.name], options[spec.name], samples[spec.name], config, backend, cache, rundir, manifest)
             finally:
                 cache.close()
             manifest["finished"] = now_iso()

@@ -151,6 +151,7 @@ def bench_vllm(model: str, data: Path, out: Path, n: int, max_new: int, dtype: s
     from mmhallu_eval.backends import create_backend
     from mmhallu_eval.backends.base import decode_output
     from mmhallu_eval.files import iter_jsonl
+    from mmhallu_eval.heap import frozen_heap
 
     t0 = time.perf_counter()
     backend = create_backend("vllm", model=model, dtype=dtype, gpu_memory_utilization=gpu_mem)
@@ -171,9 +172,10 @@ def bench_vllm(model: str, data: Path, out: Path, n: int, max_new: int, dtype: s
 
     def raw(label: str) -> dict:
         _reset_vllm_caches(backend.llm)
-        t = time.perf_counter()
-        outputs = backend.llm.generate(prompts, params, use_tqdm=False, tokenization_kwargs={"add_special_tokens": add_special})
-        secs = time.perf_counter() - t
+        with frozen_heap():  # as the runner does around its tasks, so that neither side pays for a full collection
+            t = time.perf_counter()
+            outputs = backend.llm.generate(prompts, params, use_tqdm=False, tokenization_kwargs={"add_special_tokens": add_special})
+            secs = time.perf_counter() - t
         texts = [decode_output(tokenizer, list(o.outputs[0].token_ids))[0] for o in outputs]
         tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
         return {"label": label, "backend": "vllm LLM.generate", "batch_size": None, "startup_s": None, "requests": len(prompts),

@@ -140,6 +140,7 @@ class VLLMBackend(Backend):
                 f"vLLM could not load {model!r} ({archs}): {_cause(exc, _architectures(model))}. "
                 "If vLLM does not support this architecture (on this hardware), use --backend transformers."
             ) from exc
+        self._params: dict[GenerationConfig, Any] = {}
         self.lora = None
         if adapter:
             from vllm.lora.request import LoRARequest
@@ -161,11 +162,15 @@ class VLLMBackend(Backend):
                 **{k: v for k, v in self.settings.items() if v is not None}}
 
     def _sampling(self, gen: GenerationConfig) -> Any:
-        from vllm import SamplingParams
+        """One SamplingParams per setting (vLLM copies it for each request). No detokenizing in vLLM: responses are
+        decoded from the token ids with the HF tokenizer (`_response`), so vLLM's own text would be thrown away."""
+        params = self._params.get(gen)
+        if params is None:
+            from vllm import SamplingParams
 
-        if gen.greedy:
-            return SamplingParams(max_tokens=gen.max_new_tokens, temperature=0.0)
-        return SamplingParams(max_tokens=gen.max_new_tokens, temperature=gen.temperature, top_p=gen.top_p)
+            sampling = {"temperature": 0.0} if gen.greedy else {"temperature": gen.temperature, "top_p": gen.top_p}
+            params = self._params[gen] = SamplingParams(max_tokens=gen.max_new_tokens, detokenize=False, **sampling)
+        return params
 
     def _prompt(self, r: Request) -> tuple[dict[str, Any], bool]:
         text, add_special_tokens = render(self.processor, self.prompt_format, r)

@@ -170,3 +170,37 @@ def test_recently_decoded_images_are_reused_as_copies_and_bounded(tmp_path):
     assert kept.get(("3.png", 3, 0), remove=True) == 3 and kept.size == 8 * 6 * 3 and kept.get(("3.png", 3, 0)) is None
     with pytest.raises(FileNotFoundError, match="missing image: .*nope.png"):
         open_image(str(tmp_path / "nope.png"))
+
+
+def test_the_loaded_heap_is_frozen_while_tasks_run_and_handed_back_after(tmp_path, pope_fixture):
+    """The runner keeps the cycle collector off everything alive when its tasks start (the loaded model) and hands
+    it back afterwards, even when a task fails; a program that froze objects itself is left as it was."""
+    import gc
+
+    from mmhallu_eval.heap import frozen_heap
+    from mmhallu_eval.runner import RunConfig, run
+
+    seen = []
+
+    class Watching(Backend):
+        def generate(self, requests):
+            seen.append(gc.get_freeze_count())
+            return [Response(id=r.id, text="yes") for r in requests]
+
+    assert gc.get_freeze_count() == 0
+    cfg = RunConfig(model="watching", tasks=["pope"], out=tmp_path / "run", limit=8, task_args={"pope": {"data": str(pope_fixture), "images": str(pope_fixture / "images")}},
+                    show_progress=False)
+    run(cfg, backend=Watching())
+    assert seen and all(n > 0 for n in seen) and gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), frozen_heap():
+        assert gc.get_freeze_count() > 0
+        raise RuntimeError("a failing task")
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        mine = gc.get_freeze_count()
+        with frozen_heap():
+            pass
+        assert gc.get_freeze_count() == mine  # not unfrozen by the harness
+    finally:
+        gc.unfreeze()

@@ -10,12 +10,14 @@ from contextlib import contextmanager
 
 @contextmanager
 def frozen_heap() -> Iterator[None]:
-    """Everything alive on entry is left out of cycle collection until exit (`gc.freeze`), then handed back
-    (`gc.unfreeze`), so garbage cycles among those objects are collected after the run, not never. Objects made
-    inside are collected as usual. When the program has already frozen objects, that is its business: left alone."""
+    """Garbage is collected once on entry (what an earlier stage left — a trained model in a reference cycle — must
+    not stay in memory for the whole run), then everything still alive is left out of cycle collection until exit
+    (`gc.freeze`) and handed back after (`gc.unfreeze`). Objects made inside are collected as usual. When the program
+    has already frozen objects, that is its business: left alone."""
     if gc.get_freeze_count():
         yield
         return
+    gc.collect()
     gc.freeze()
     try:
         yield

@@ -173,25 +173,40 @@ def test_recently_decoded_images_are_reused_as_copies_and_bounded(tmp_path):
 
 
 def test_the_loaded_heap_is_frozen_while_tasks_run_and_handed_back_after(tmp_path, pope_fixture):
-    """The runner keeps the cycle collector off everything alive when its tasks start (the loaded model) and hands
-    it back afterwards, even when a task fails; a program that froze objects itself is left as it was."""
+    """The runner collects what earlier work left as garbage, keeps the cycle collector off everything alive when
+    its tasks start (the loaded model) and hands it back afterwards, even when a task fails; a program that froze
+    objects itself is left as it was."""
     import gc
+    import weakref
 
     from mmhallu_eval.heap import frozen_heap
     from mmhallu_eval.runner import RunConfig, run
 
+    class Left:  # e.g. a trained model in a reference cycle, old enough that only a full collection finds it
+        pass
+
+    left = Left()
+    left.me = left
+    gone = weakref.ref(left)
     seen = []
 
     class Watching(Backend):
         def generate(self, requests):
-            seen.append(gc.get_freeze_count())
+            seen.append((gc.get_freeze_count(), gone() is None))
             return [Response(id=r.id, text="yes") for r in requests]
 
     assert gc.get_freeze_count() == 0
     cfg = RunConfig(model="watching", tasks=["pope"], out=tmp_path / "run", limit=8, task_args={"pope": {"data": str(pope_fixture), "images": str(pope_fixture / "images")}},
                     show_progress=False)
-    run(cfg, backend=Watching())
-    assert seen and all(n > 0 for n in seen) and gc.get_freeze_count() == 0
+    gc.collect()  # `left` survives into the oldest generation
+    gc.disable()  # no automatic collection: only the runner's own can free it
+    try:
+        del left
+        assert gone() is not None
+        run(cfg, backend=Watching())
+    finally:
+        gc.enable()
+    assert seen and all(n > 0 and freed for n, freed in seen) and gc.get_freeze_count() == 0
     with pytest.raises(RuntimeError), frozen_heap():
         assert gc.get_freeze_count() > 0
         raise RuntimeError("a failing task")

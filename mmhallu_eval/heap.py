@@ -1,5 +1,5 @@
 """Keeping Python's cycle collector off the loaded model: once torch, transformers or vLLM and a model are loaded, a
-full collection walks millions of objects that stay alive for the whole run (100-340 ms per collection measured in
+full collection walks millions of objects that stay alive for the whole run (100-400 ms per collection measured in
 a vLLM process on a 2-core CPU), and it lands in the middle of generation at random."""
 from __future__ import annotations
 

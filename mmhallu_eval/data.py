@@ -70,8 +70,9 @@ class _Kept:
 
 
 _DECODED = _Kept(DECODED_BYTES)  # RGB images; callers get copies, so the kept pixels never change
-_HASHED = _Kept(HASHED_BYTES)  # file bytes, each handed to one decode and then dropped (those of images never
-#                                decoded — answers from the cache, overlap checks — wait until pushed out)
+# file bytes, each handed to one decode and then dropped; those of images never decoded (answers from the cache,
+# overlap checks) wait until pushed out
+_HASHED = _Kept(HASHED_BYTES)
 
 
 def open_image(image: ImageLike) -> Image.Image:

@@ -47,15 +47,22 @@ class _Kept:
         self.size = 0
         self.lock = threading.Lock()
 
-    def get(self, key: tuple[str, int, int], remove: bool = False) -> Any:
+    def get(self, key: tuple[str, int, int]) -> Any:
+        """The value kept for `key` (now the most recently used), or None."""
         with self.lock:
-            kept = self.items.pop(key, None) if remove else self.items.get(key)
+            kept = self.items.get(key)
             if kept is None:
                 return None
-            if remove:
-                self.size -= kept[1]
-            else:
-                self.items.move_to_end(key)
+            self.items.move_to_end(key)
+            return kept[0]
+
+    def pop(self, key: tuple[str, int, int]) -> Any:
+        """The value kept for `key`, no longer kept, or None."""
+        with self.lock:
+            kept = self.items.pop(key, None)
+            if kept is None:
+                return None
+            self.size -= kept[1]
             return kept[0]
 
     def put(self, key: tuple[str, int, int], value: Any, nbytes: int) -> None:
@@ -86,7 +93,7 @@ def open_image(image: ImageLike) -> Image.Image:
         raise FileNotFoundError(f"missing image: {Path(image)}")
     decoded = _DECODED.get(key)
     if decoded is None:
-        raw = _HASHED.get(key, remove=True)
+        raw = _HASHED.pop(key)
         with Image.open(Path(image) if raw is None else io.BytesIO(raw)) as im:
             decoded = im.convert("RGB")
         _DECODED.put(key, decoded, decoded.width * decoded.height * 3)

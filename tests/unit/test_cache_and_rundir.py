@@ -167,7 +167,7 @@ def test_recently_decoded_images_are_reused_as_copies_and_bounded(tmp_path):
     for i in range(4):
         kept.put((f"{i}.png", i, 0), i, 8 * 6 * 3)
     assert list(kept.items) == [("2.png", 2, 0), ("3.png", 3, 0)] and kept.size <= kept.budget
-    assert kept.get(("3.png", 3, 0), remove=True) == 3 and kept.size == 8 * 6 * 3 and kept.get(("3.png", 3, 0)) is None
+    assert kept.pop(("3.png", 3, 0)) == 3 and kept.size == 8 * 6 * 3 and kept.get(("3.png", 3, 0)) is None
     with pytest.raises(FileNotFoundError, match="missing image: .*nope.png"):
         open_image(str(tmp_path / "nope.png"))
 

@@ -17,7 +17,7 @@ from .base import Backend, BackendError, check_adapter_base, decode_output, mode
 from .hf_model import load_config
 from .hf_processor import load_processor
 from .hf_prompt import prompt_format, render
-from .vllm_layout import unpublished_clip_keys
+from .vllm_layout import unpublished_tower_keys
 
 
 def _architectures(model: str) -> list[str]:
@@ -109,11 +109,11 @@ class VLLMBackend(Backend):
             ) from exc
         if not Path(model).is_dir() and (model.startswith((".", "/", "~")) or Path(model).exists()):
             raise BackendError(f"model path {model} does not exist (or is not a folder)")
-        unmapped = unpublished_clip_keys(model)
+        unmapped = unpublished_tower_keys(model)
         if unmapped:
             raise BackendError(
-                f"vLLM cannot load {model} ({', '.join(_architectures(model))}): its CLIP tower is saved as {unmapped[0]!r} (the transformers 5 layout) where vLLM's "
-                f"LLaVA loader expects 'vision_tower.vision_model.…' (the published LLaVA-1.5 layout). Rename the {len(unmapped)} "
+                f"vLLM cannot load {model} ({', '.join(_architectures(model))}): its vision tower is saved as {unmapped[0]!r} (the transformers 5 layout) where vLLM's "
+                f"loader expects 'vision_tower.vision_model.…' (the published llava-hf layout). Rename the {len(unmapped)} "
                 f"weights in place with `mmhallu vllm-layout {model} --fix` (transformers loads either layout), or use --backend transformers."
             )
         if adapter:

@@ -1,8 +1,9 @@
-"""Weight names vLLM cannot map. transformers 5 saves a LLaVA model's CLIP tower as `vision_tower.embeddings...`
-(or `model.vision_tower.embeddings...`); vLLM's LLaVA loader (0.26 to 0.33 at least) expects the layout of the
-published LLaVA-1.5 checkpoints, `vision_tower.vision_model.embeddings...`, and fails deep inside engine start-up
-("There is no module or parameter named 'vision_tower.embeddings'"). The check runs before vLLM starts; the fix
-renames the keys in place (transformers loads either layout to the same weights)."""
+"""Weight names vLLM cannot map. transformers 5 saves the CLIP or SigLIP tower of a LLaVA, LLaVA-NeXT or
+LLaVA-OneVision model as `vision_tower.embeddings...` (or `model.vision_tower.embeddings...`); vLLM's loaders for
+them (0.26 to 0.33 at least) expect the layout of the published llava-hf checkpoints,
+`vision_tower.vision_model.embeddings...`, and fail deep inside engine start-up ("There is no module or parameter
+named 'vision_tower.embeddings'"). The check runs before vLLM starts; the fix renames the keys in place
+(transformers loads either layout to the same weights)."""
 from __future__ import annotations
 
 import json
@@ -10,18 +11,21 @@ from pathlib import Path
 
 from ..files import atomic_write_json
 
-#: architectures whose vLLM loader wants `vision_tower.vision_model.*` for a CLIP tower
-_LLAVA_CLIP_ARCHS = {"LlavaForConditionalGeneration"}
+#: architectures whose vLLM loader wants `vision_tower.vision_model.*` for a CLIP or SigLIP tower
+_LLAVA_ARCHS = {"LlavaForConditionalGeneration", "LlavaNextForConditionalGeneration", "LlavaOnevisionForConditionalGeneration",
+                "Gemma3ForConditionalGeneration", "PaliGemmaForConditionalGeneration"}
+#: the towers that nest their weights under `vision_model` in the published layout (the config's default is CLIP)
+_TOWERS = {"clip_vision_model", "siglip_vision_model"}
 _PREFIXES = ("model.vision_tower.", "vision_tower.")
 
 
-def _needs_published_clip_keys(folder: Path) -> bool:
+def _needs_published_tower_keys(folder: Path) -> bool:
     try:
         cfg = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
         return False
     vision = cfg.get("vision_config") or {}
-    return bool(_LLAVA_CLIP_ARCHS & set(cfg.get("architectures") or [])) and vision.get("model_type", "clip_vision_model") == "clip_vision_model"
+    return bool(_LLAVA_ARCHS & set(cfg.get("architectures") or [])) and vision.get("model_type", "clip_vision_model") in _TOWERS
 
 
 def _published(key: str) -> str:
@@ -32,13 +36,13 @@ def _published(key: str) -> str:
     return key
 
 
-def unpublished_clip_keys(model: str | Path) -> list[str]:
-    """The CLIP-tower weight names in MODEL's safetensors files that vLLM cannot map (empty when there is nothing to
-    fix, or MODEL is not a local LLaVA folder with a CLIP tower). Reads the files' headers only."""
+def unpublished_tower_keys(model: str | Path) -> list[str]:
+    """The vision-tower weight names in MODEL's safetensors files that vLLM cannot map (empty when there is nothing to
+    fix, or MODEL is not a local LLaVA-family folder with a CLIP or SigLIP tower). Reads the files' headers only."""
     from safetensors import safe_open
 
     folder = Path(model)
-    if not folder.is_dir() or not _needs_published_clip_keys(folder):
+    if not folder.is_dir() or not _needs_published_tower_keys(folder):
         return []
     keys: list[str] = []
     for f in sorted(folder.glob("*.safetensors")):
@@ -47,13 +51,13 @@ def unpublished_clip_keys(model: str | Path) -> list[str]:
     return keys
 
 
-def publish_clip_keys(model: str | Path) -> int:
-    """Rename MODEL's CLIP-tower weights to the published layout, in place (safetensors files and their index).
+def publish_tower_keys(model: str | Path) -> int:
+    """Rename MODEL's vision-tower weights to the published layout, in place (safetensors files and their index).
     Returns how many weights were renamed; 0 leaves every file untouched."""
     from safetensors.torch import load_file, save_file
 
     folder = Path(model)
-    if not unpublished_clip_keys(folder):
+    if not unpublished_tower_keys(folder):
         return 0
     renamed = 0
     for f in sorted(folder.glob("*.safetensors")):

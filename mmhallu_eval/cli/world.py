@@ -191,17 +191,17 @@ def vllm_layout_cmd(
     model: Path = typer.Argument(..., help="A local model folder."),
     fix: bool = typer.Option(False, "--fix", help="Rename the weights in place (the safetensors files are rewritten)."),
 ) -> None:
-    """Check a model folder for weight names vLLM cannot load (a LLaVA CLIP tower saved by transformers 5); --fix
+    """Check a model folder for weight names vLLM cannot load (the CLIP or SigLIP tower of a LLaVA-family model saved by transformers 5); --fix
     renames them to the published layout, which transformers loads too."""
-    from ..backends.vllm_layout import publish_clip_keys, unpublished_clip_keys
+    from ..backends.vllm_layout import publish_tower_keys, unpublished_tower_keys
 
     if not (model / "config.json").is_file():
         fail(f"{model} is not a model folder (no config.json)")
-    keys = unpublished_clip_keys(model)
+    keys = unpublished_tower_keys(model)
     if not keys:
         typer.echo(f"{model}: nothing to rename; vLLM can map its weight names")
         return
     if not fix:
-        typer.echo(f"{model}: {len(keys)} CLIP-tower weights vLLM cannot map (e.g. {keys[0]}); rerun with --fix to rename them in place")
+        typer.echo(f"{model}: {len(keys)} vision-tower weights vLLM cannot map (e.g. {keys[0]}); rerun with --fix to rename them in place")
         raise typer.Exit(1)
-    typer.echo(f"{model}: renamed {publish_clip_keys(model)} weights to vision_tower.vision_model.*")
+    typer.echo(f"{model}: renamed {publish_tower_keys(model)} weights to vision_tower.vision_model.*")

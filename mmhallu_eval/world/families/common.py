@@ -70,8 +70,12 @@ def text_config(cls: Any, tok: Any, **overrides: Any) -> Any:
 def save(out: str | Path, model_cls: Any, config: Any, processor: Any, tok: Any, seed: int,
          video_processor: dict[str, Any] | None = None) -> Path:
     """Seeded random weights, the processor, and (for families with one) the video processor config a published
-    checkpoint carries beside the image processor — the file that makes `AutoProcessor` need torchvision."""
+    checkpoint carries beside the image processor — the file that makes `AutoProcessor` need torchvision. A CLIP or
+    SigLIP tower is saved under the published `vision_tower.vision_model.*` names (transformers 5 drops the
+    `vision_model`; vLLM loads only the published names)."""
     import torch
+
+    from ...backends.vllm_layout import publish_tower_keys
 
     out = Path(out)
     torch.manual_seed(seed)
@@ -84,6 +88,7 @@ def save(out: str | Path, model_cls: Any, config: Any, processor: Any, tok: Any,
         processor.save_pretrained(out)
     if video_processor is not None:
         (out / "video_preprocessor_config.json").write_text(json.dumps(video_processor, indent=2) + "\n")
+    publish_tower_keys(out)
     return out
 
 

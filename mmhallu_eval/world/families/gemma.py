@@ -6,8 +6,11 @@ from pathlib import Path
 
 from .common import Tokens, family_tokenizer, ids, save, text_config
 
+#: Gemma's vocabulary has runs of one to four newlines as single tokens (vLLM's Gemma 3 processor looks them up)
+NEWLINES = ("\n", "\n\n", "\n\n\n", "\n\n\n\n")
 GEMMA3_TOKENS = Tokens(bos="<bos>", eos="<eos>", pad="<pad>", add_bos=True, special=("<start_of_turn>", "<end_of_turn>"),
-                       named={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"})
+                       named={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"},
+                       plain=NEWLINES)
 #: google/gemma-3-*-it: starts with {{ bos_token }}; the assistant role is "model"
 GEMMA3_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
@@ -31,7 +34,7 @@ def build_gemma3(out: Path, seed: int = 0) -> Path:
     return save(out, Gemma3ForConditionalGeneration, config, processor, tok, seed)
 
 
-PALIGEMMA_TOKENS = Tokens(bos="<bos>", eos="<eos>", pad="<pad>", add_bos=True, named={"image_token": "<image>"})
+PALIGEMMA_TOKENS = Tokens(bos="<bos>", eos="<eos>", pad="<pad>", add_bos=True, named={"image_token": "<image>"}, plain=NEWLINES)
 
 
 def build_paligemma(out: Path, seed: int = 0) -> Path:

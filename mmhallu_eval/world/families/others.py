@@ -103,8 +103,9 @@ def build_aya_vision(out: Path, seed: int = 0) -> Path:
     from transformers import AyaVisionConfig, AyaVisionForConditionalGeneration, AyaVisionProcessor, CohereConfig, GotOcr2ImageProcessorPil
 
     tok = family_tokenizer(COHERE_TOKENS, AYA_TEMPLATE)
+    # as published (CohereLabs/aya-vision-*): the SigLIP tower without its pooling head, which the model never uses
     vision = {"model_type": "siglip_vision_model", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-              "image_size": 32, "patch_size": 8}
+              "image_size": 32, "patch_size": 8, "vision_use_head": False}
     config = AyaVisionConfig(vision_config=vision, text_config={**text_config(CohereConfig, tok).to_dict(), "model_type": "cohere"},
                              image_token_index=ids(tok, "<|IMG_PATCH|>")[0], downsample_factor=2, vision_feature_layer=-1,
                              vision_feature_select_strategy="full", tie_word_embeddings=False)

@@ -113,4 +113,6 @@ def build_glm4v(out: Path, seed: int = 0) -> Path:
                          image_end_token_id=i1, video_start_token_id=v0, video_end_token_id=v1, tie_word_embeddings=False)
     image_processor = Glm4vImageProcessorPil(patch_size=14, merge_size=2, temporal_patch_size=2, size={"shortest_edge": 56 * 56, "longest_edge": 2 * 56 * 56})
     processor = image_only(Glm4vProcessor)(image_processor=image_processor, tokenizer=tok, chat_template=GLM_TEMPLATE)
-    return save(out, Glm4vForConditionalGeneration, config, processor, tok, seed, {"video_processor_type": "Glm4vVideoProcessor"})
+    # as published (GLM-4.1V's video_preprocessor_config.json): vLLM sizes its start-up profiling from the video side
+    video = {"video_processor_type": "Glm4vVideoProcessor", "size": dict(image_processor.size), "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2}
+    return save(out, Glm4vForConditionalGeneration, config, processor, tok, seed, video)

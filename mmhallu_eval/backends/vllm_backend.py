@@ -113,7 +113,7 @@ class VLLMBackend(Backend):
         if unmapped:
             raise BackendError(
                 f"vLLM cannot load {model} ({', '.join(_architectures(model))}): its vision tower is saved as {unmapped[0]!r} (the transformers 5 layout) where vLLM's "
-                f"loader expects 'vision_tower.vision_model.…' (the published llava-hf layout). Rename the {len(unmapped)} "
+                f"loader expects 'vision_tower.vision_model.…' (the published checkpoints' layout). Rename the {len(unmapped)} "
                 f"weights in place with `mmhallu vllm-layout {model} --fix` (transformers loads either layout), or use --backend transformers."
             )
         if adapter:

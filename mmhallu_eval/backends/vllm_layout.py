@@ -1,6 +1,6 @@
-"""Weight names vLLM cannot map. transformers 5 saves the CLIP or SigLIP tower of a LLaVA, LLaVA-NeXT or
-LLaVA-OneVision model as `vision_tower.embeddings...` (or `model.vision_tower.embeddings...`); vLLM's loaders for
-them (0.26 to 0.33 at least) expect the layout of the published llava-hf checkpoints,
+"""Weight names vLLM cannot map. transformers 5 saves the CLIP or SigLIP tower of a LLaVA, LLaVA-NeXT,
+LLaVA-OneVision, Gemma 3 or PaliGemma model as `vision_tower.embeddings...` (or `model.vision_tower.embeddings...`);
+vLLM's loaders for them (0.26 to 0.33 at least) expect the layout of the published checkpoints,
 `vision_tower.vision_model.embeddings...`, and fail deep inside engine start-up ("There is no module or parameter
 named 'vision_tower.embeddings'"). The check runs before vLLM starts; the fix renames the keys in place
 (transformers loads either layout to the same weights)."""
@@ -12,7 +12,7 @@ from pathlib import Path
 from ..files import atomic_write_json
 
 #: architectures whose vLLM loader wants `vision_tower.vision_model.*` for a CLIP or SigLIP tower
-_LLAVA_ARCHS = {"LlavaForConditionalGeneration", "LlavaNextForConditionalGeneration", "LlavaOnevisionForConditionalGeneration",
+_NESTED_TOWER_ARCHS = {"LlavaForConditionalGeneration", "LlavaNextForConditionalGeneration", "LlavaOnevisionForConditionalGeneration",
                 "Gemma3ForConditionalGeneration", "PaliGemmaForConditionalGeneration"}
 #: the towers that nest their weights under `vision_model` in the published layout (the config's default is CLIP)
 _TOWERS = {"clip_vision_model", "siglip_vision_model"}
@@ -25,7 +25,7 @@ def _needs_published_tower_keys(folder: Path) -> bool:
     except (OSError, ValueError):
         return False
     vision = cfg.get("vision_config") or {}
-    return bool(_LLAVA_ARCHS & set(cfg.get("architectures") or [])) and vision.get("model_type", "clip_vision_model") in _TOWERS
+    return bool(_NESTED_TOWER_ARCHS & set(cfg.get("architectures") or [])) and vision.get("model_type", "clip_vision_model") in _TOWERS
 
 
 def _published(key: str) -> str:
@@ -38,7 +38,7 @@ def _published(key: str) -> str:
 
 def unpublished_tower_keys(model: str | Path) -> list[str]:
     """The vision-tower weight names in MODEL's safetensors files that vLLM cannot map (empty when there is nothing to
-    fix, or MODEL is not a local LLaVA-family folder with a CLIP or SigLIP tower). Reads the files' headers only."""
+    fix, or MODEL is not a local folder of one of those architectures with a CLIP or SigLIP tower). Reads the files' headers only."""
     from safetensors import safe_open
 
     folder = Path(model)

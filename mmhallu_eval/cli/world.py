@@ -191,8 +191,9 @@ def vllm_layout_cmd(
     model: Path = typer.Argument(..., help="A local model folder."),
     fix: bool = typer.Option(False, "--fix", help="Rename the weights in place (the safetensors files are rewritten)."),
 ) -> None:
-    """Check a model folder for weight names vLLM cannot load (the CLIP or SigLIP tower of a LLaVA-family model saved by transformers 5); --fix
-    renames them to the published layout, which transformers loads too."""
+    """Check a model folder for weight names vLLM cannot load (the CLIP or SigLIP tower of a LLaVA, LLaVA-NeXT,
+    LLaVA-OneVision, Gemma 3 or PaliGemma model saved by transformers 5); --fix renames them to the published
+    layout, which transformers loads too."""
     from ..backends.vllm_layout import publish_tower_keys, unpublished_tower_keys
 
     if not (model / "config.json").is_file():

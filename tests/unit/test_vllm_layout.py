@@ -54,8 +54,9 @@ def test_other_models_and_bad_folders_are_left_alone(tiny_idefics3, tmp_path):
 
 @pytest.mark.parametrize("family", ["llava_next", "llava_onevision", "gemma3", "paligemma"])
 def test_family_builds_carry_the_published_tower_names_and_load_whole(family, tmp_path):
-    """The tiny builds of the other LLaVA-style families (CLIP or SigLIP tower) are saved the way their published
-    checkpoints are, so vLLM loads them; transformers maps those names back to every weight of the model."""
+    """The tiny builds of the other families with a CLIP or SigLIP tower are saved the way their published
+    checkpoints are, so vLLM loads them; transformers maps those names back to every weight of the model, and the
+    same architecture built and saved by transformers 5 is caught by the check."""
     from safetensors import safe_open
 
     from mmhallu_eval.world.families import build_family
@@ -64,5 +65,7 @@ def test_family_builds_carry_the_published_tower_names_and_load_whole(family, tm
     assert unpublished_tower_keys(model) == []
     with safe_open(str(model / "model.safetensors"), framework="pt") as fh:
         assert any(".vision_tower.vision_model." in f".{k}" for k in fh.keys())
-    _, info = AutoModelForImageTextToText.from_pretrained(model, output_loading_info=True)
+    loaded, info = AutoModelForImageTextToText.from_pretrained(model, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"], info
+    type(loaded)(loaded.config).save_pretrained(tmp_path / "fresh")  # built from its config, as `world tiny-model` does
+    assert unpublished_tower_keys(tmp_path / "fresh")

@@ -6,6 +6,7 @@ import difflib
 import hashlib
 import importlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def generate(self, requests: list[Request]) -> list[Response]:
         """Responses in the order of `requests`; a failed item carries `error` instead of raising."""
+
+    def generate_stream(self, requests: list[Request]) -> Iterator[list[Response]]:
+        """`generate`'s responses in groups, each as soon as it is done (any order, every request once): the caller
+        caches and scores finished groups while the engine works on the rest, and a run stopped part-way keeps them."""
+        yield self.generate(requests)
 
     def prepare(self, requests: list[Request]) -> Any:
         """The part of `generate` that needs no model (images decoded, inputs built), for `generate_prepared`.

@@ -3,6 +3,7 @@ failure, progress bar, and timing of the backend's own work (to measure harness 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -73,20 +74,41 @@ def generate_cached(
         for k, batch in enumerate(batches):
             prepared = next_prepared
             next_prepared = pool.submit(backend.prepare, batches[k + 1]) if pool is not None and k + 1 < len(batches) else None
-            responses = _generate_with_fallback(backend, batch, prepared)
-            stats.backend_seconds += time.perf_counter() - t0
-            cache.put_many((keys[resp.id], resp) for resp in responses)
-            for resp in responses:
-                for twin in twins[keys[resp.id]]:
-                    results[twin.id] = replace(resp, id=twin.id)
-                results[resp.id] = resp
-                if resp.error:
-                    stats.failed += 1 + len(twins[keys[resp.id]])
-                else:
-                    stats.generated += 1
-            bar.update(sum(1 + len(twins[keys[r.id]]) for r in batch))
-            t0 = time.perf_counter()
+            for responses in _stream_with_fallback(backend, batch, prepared):  # each group cached as soon as it is done
+                stats.backend_seconds += time.perf_counter() - t0
+                cache.put_many((keys[resp.id], resp) for resp in responses)
+                for resp in responses:
+                    for twin in twins[keys[resp.id]]:
+                        results[twin.id] = replace(resp, id=twin.id)
+                    results[resp.id] = resp
+                    if resp.error:
+                        stats.failed += 1 + len(twins[keys[resp.id]])
+                    else:
+                        stats.generated += 1
+                bar.update(sum(1 + len(twins[keys[r.id]]) for r in responses))
+                t0 = time.perf_counter()
     return results, stats
+
+
+def _stream_with_fallback(backend: Backend, batch: list[Request], prepared: Future | None = None) -> Iterator[list[Response]]:
+    """The batch's responses in the groups the backend finishes them in. If the backend fails part-way, what it has
+    answered stands and the rest is retried item by item, as a failing batch is."""
+    if prepared is not None:
+        yield _generate_with_fallback(backend, batch, prepared)
+        return
+    answered: set[str] = set()
+    try:
+        for group in backend.generate_stream(batch):
+            answered.update(resp.id for resp in group)
+            yield group
+    except Exception as exc:
+        if len(batch) == 1:
+            if batch[0].id not in answered:
+                yield [Response(id=batch[0].id, error=f"generation_error: {type(exc).__name__}: {exc}")]
+            return
+    for r in batch:  # after a failure (or requests a stream left unanswered), the rest one at a time
+        if r.id not in answered:
+            yield _generate_with_fallback(backend, [r])
 
 
 def _generate_with_fallback(backend: Backend, batch: list[Request], prepared: Future | None = None) -> list[Response]:

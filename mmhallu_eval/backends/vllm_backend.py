@@ -3,11 +3,13 @@ does the batching. Prompts are rendered by the model's own processor (`hf_prompt
 same special-token rule transformers applies, so both backends feed the same ids; LoRA adapters go through
 `LoRARequest`, unmerged. Where vLLM has `LLM.enqueue` (0.3x), prompts are built and queued a chunk at a time, so
 the engine generates the first chunks while the later ones are still being built (images decoded, templates
-rendered); the outputs are collected once, at the end."""
+rendered); finished responses are handed back in groups while the engine runs on, so the runner caches them (a
+run stopped part-way keeps them) and the progress bar moves."""
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,8 @@ def _vllm_version() -> str:
 
 #: prompts built and queued per `LLM.enqueue` call: the engine starts on the first chunk while the rest are built
 QUEUE_CHUNK = 16
+#: finished responses handed back at a time while the engine runs on (cached, so a run stopped part-way keeps them)
+STREAM_GROUP = 64
 
 
 class VLLMBackend(Backend):
@@ -181,12 +185,49 @@ class VLLMBackend(Backend):
         return prompt, add_special_tokens
 
     def generate(self, requests: list[Request]) -> list[Response]:
-        """Every request queued a chunk at a time, then all collected; without `LLM.enqueue`, one engine call per
-        special-token rule (a checkpoint has one, so in practice one call)."""
+        """Every response, in the order of `requests` (`generate_stream` collected)."""
+        out = {resp.id: resp for group in self.generate_stream(requests) for resp in group}
+        return [out[r.id] for r in requests]
+
+    def generate_stream(self, requests: list[Request]) -> Iterator[list[Response]]:
+        """Every request queued a chunk at a time, then the engine stepped and finished responses handed back
+        `STREAM_GROUP` at a time while it runs on; without `LLM.enqueue`, one engine call per special-token rule (a
+        checkpoint has one, so in practice one call)."""
         if not requests:
-            return []
-        if hasattr(self.llm, "enqueue") and hasattr(self.llm, "wait_for_completion"):
-            return self._generate_queued(requests)
+            return
+        if not (hasattr(self.llm, "enqueue") and hasattr(getattr(self.llm, "llm_engine", None), "step")):
+            yield self._generate_whole(requests)
+            return
+        failed: dict[int, Response] = {}
+        queued = self._queue(requests, failed)
+        # vLLM's outputs carry its own request numbering; the ids `enqueue` returned add a random suffix to it
+        waiting = {rid.split("-", 1)[0]: i for rid, i in queued}
+        engine = self.llm.llm_engine
+        done: list[Response] = []
+        try:
+            if failed:
+                yield [failed[i] for i in sorted(failed)]
+            while waiting and engine.has_unfinished_requests():
+                for out in engine.step():
+                    if out.finished:
+                        i = waiting.pop(str(out.request_id), None)
+                        if i is None:
+                            raise BackendError(f"vLLM finished request {out.request_id!r}, which this call did not queue; this vLLM version's "
+                                               "LLM.enqueue is not supported: please report it")
+                        done.append(self._response(requests[i], out))
+                if len(done) >= STREAM_GROUP:
+                    yield done
+                    done = []
+            if done:
+                yield done
+            if waiting:
+                raise BackendError(f"vLLM stopped with {len(waiting)} of {len(queued)} queued prompts unanswered; "
+                                   "this vLLM version's LLM.enqueue is not supported: please report it")
+        finally:
+            if waiting:  # stopped or failed part-way: nothing of this call may run on into the next one
+                self.llm.llm_engine.abort_request([rid for rid, i in queued if rid.split("-", 1)[0] in waiting], internal=True)
+
+    def _generate_whole(self, requests: list[Request]) -> list[Response]:
         by_rule: dict[bool, list[int]] = {}
         prompts = []
         for i, r in enumerate(requests):
@@ -200,9 +241,10 @@ class VLLMBackend(Backend):
             out.update(zip(idx, done))
         return [out[i] for i in range(len(requests))]
 
-    def _generate_queued(self, requests: list[Request]) -> list[Response]:
-        queued: list[tuple[str, int]] = []  # (vLLM's request id, position), in the order queued
-        responses: dict[int, Response] = {}
+    def _queue(self, requests: list[Request], failed: dict[int, Response]) -> list[tuple[str, int]]:
+        """Prompts built and queued `QUEUE_CHUNK` at a time (the engine starts on the first chunks while the rest are
+        built); (vLLM's request id, position) in the order queued, invalid prompts into `failed`."""
+        queued: list[tuple[str, int]] = []
         try:
             for start in range(0, len(requests), QUEUE_CHUNK):
                 by_rule: dict[bool, list[tuple[int, dict[str, Any]]]] = {}
@@ -212,19 +254,12 @@ class VLLMBackend(Backend):
                 for add_special, items in by_rule.items():
                     idx = [i for i, _ in items]
                     queued += self._enqueue([requests[i] for i in idx], [p for _, p in items],
-                                            [self._sampling(requests[i].generation) for i in idx], add_special, idx, responses)
+                                            [self._sampling(requests[i].generation) for i in idx], add_special, idx, failed)
         except BaseException:
             if queued:  # nothing of this call may run on into the next one
                 self.llm.llm_engine.abort_request([rid for rid, _ in queued], internal=True)
             raise
-        outputs = self.llm.wait_for_completion(use_tqdm=False)  # in the order queued (sorted by vLLM's request counter)
-        # vLLM reports its own numbering; the ids `enqueue` returned carry a random suffix after it
-        if len(outputs) != len(queued) or any(rid != out.request_id and not rid.startswith(f"{out.request_id}-") for (rid, _), out in zip(queued, outputs)):
-            raise BackendError(f"vLLM returned {len(outputs)} outputs for {len(queued)} queued prompts, or in another order; "
-                               "this vLLM version's LLM.enqueue is not supported: please report it")
-        for (_, i), out in zip(queued, outputs):
-            responses[i] = self._response(requests[i], out)
-        return [responses[i] for i in range(len(requests))]
+        return queued
 
     def _enqueue(self, requests: list[Request], prompts: list[dict[str, Any]], params: list[Any], add_special_tokens: bool, idx: list[int],
                  failed: dict[int, Response]) -> list[tuple[str, int]]:

@@ -129,3 +129,48 @@ def test_unsupported_architecture_names_it(pope_args, tmp_path):
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "MllamaForConditionalGeneration" in proc.stderr and "--backend transformers" in proc.stderr
     assert len(proc.stderr.strip().splitlines()[-1]) < 600  # the error itself, not vLLM's traceback, ends the output
+
+
+def test_finished_groups_are_cached_as_they_come_and_a_stop_loses_only_the_rest(tiny_idefics3, pope_fixture, tmp_path, monkeypatch):
+    """The whole task is one vLLM call, yet finished responses reach the cache group by group while the engine runs
+    on: a run stopped part-way (here: Ctrl-C while the third group is cached) keeps the first groups, the engine is
+    left with nothing of the call, and the rerun generates only the rest — the same answers as one pass."""
+    import mmhallu_eval.backends.vllm_backend as vllm_backend
+    from mmhallu_eval import GenerationConfig, get_task
+    from mmhallu_eval.backends import create_backend
+    from mmhallu_eval.backends.cached import generate_cached
+    from mmhallu_eval.cache import ResponseCache
+
+    spec = get_task("pope")
+    samples = spec.load({"data": str(pope_fixture), "images": str(pope_fixture / "images")})
+    # answers of 1 to 6 tokens (random weights never stop early): requests finish over several engine steps
+    requests = [spec.build_request(s, GenerationConfig(max_new_tokens=1 + i % 6)) for i, s in enumerate(samples[:24])]
+    monkeypatch.setattr(vllm_backend, "STREAM_GROUP", 4)
+    monkeypatch.setattr(vllm_backend, "QUEUE_CHUNK", 4)
+    backend = create_backend("vllm", model=str(tiny_idefics3), dtype="float32", enforce_eager=True)
+    try:
+        whole = {r.id: r.text for r in backend.generate(requests)}
+
+        class StopAtThirdGroup(ResponseCache):
+            puts = 0
+
+            def put_many(self, items):
+                type(self).puts += 1
+                if self.puts == 3:
+                    raise KeyboardInterrupt
+                super().put_many(items)
+
+        cache = StopAtThirdGroup(tmp_path / "cache.sqlite")
+        with pytest.raises(KeyboardInterrupt):
+            generate_cached(backend, requests, cache, show_progress=False)
+        kept = len(cache)
+        cache.close()
+        assert 8 <= kept < len(requests)
+        assert not backend.llm.llm_engine.has_unfinished_requests()
+        cache = ResponseCache(tmp_path / "cache.sqlite")
+        out, stats = generate_cached(backend, requests, cache, show_progress=False)
+        assert stats.cached == kept and stats.cached + stats.generated + stats.shared == len(requests)
+        assert {k: v.text for k, v in out.items()} == whole
+        cache.close()
+    finally:
+        backend.close()

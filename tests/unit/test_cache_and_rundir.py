@@ -219,3 +219,40 @@ def test_the_loaded_heap_is_frozen_while_tasks_run_and_handed_back_after(tmp_pat
         assert gc.get_freeze_count() == mine  # not unfrozen by the harness
     finally:
         gc.unfreeze()
+
+
+def test_a_stream_that_fails_part_way_keeps_its_groups_and_retries_the_rest(tmp_path):
+    """Responses a backend streams are cached group by group; when it fails part-way, what it answered stands and
+    only the unanswered requests are retried, one at a time (a bad one becomes a failed sample)."""
+    from mmhallu_eval.backends.cached import generate_cached
+
+    class Streaming(Backend):
+        default_batch_size = None
+        calls: list[list[str]] = []
+
+        def generate(self, requests):
+            self.calls.append([r.id for r in requests])
+            if any(r.id == "q5" for r in requests):
+                raise RuntimeError("bad request")
+            return [Response(id=r.id, text=f"answer {r.id}") for r in requests]
+
+        def generate_stream(self, requests):
+            self.calls.append([r.id for r in requests])
+            for i in range(0, len(requests), 2):
+                group = requests[i : i + 2]
+                if any(r.id == "q5" for r in group):
+                    raise RuntimeError("engine stopped")
+                yield [Response(id=r.id, text=f"answer {r.id}") for r in reversed(group)]
+
+    requests = [Request(id=f"q{i}", messages=[{"role": "user", "content": f"question {i}"}], images=[], generation=GenerationConfig()) for i in range(8)]
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    puts = []
+    inner = cache.put_many
+    cache.put_many = lambda items: (puts.append(len(items := list(items))), inner(items))
+    out, stats = generate_cached(Streaming(), requests, cache, show_progress=False)
+    assert Streaming.calls == [[f"q{i}" for i in range(8)], ["q4"], ["q5"], ["q6"], ["q7"]]
+    assert puts == [2, 2, 1, 1, 1, 1]  # q0-q3 in the stream's two groups, then the rest one by one
+    assert [out[r.id].text for r in requests if r.id != "q5"] == [f"answer q{i}" for i in range(8) if i != 5]
+    assert out["q5"].error.startswith("generation_error: RuntimeError: bad request")
+    assert (stats.generated, stats.failed) == (7, 1) and len(cache) == 7
+    cache.close()

@@ -92,15 +92,17 @@ def _loop_ci(measure, records, names):
 
 
 @pytest.mark.parametrize("kind", ["pope", "scores"])
-@pytest.mark.parametrize("block, kept", [(1 << 20, 1 << 23), (1000, 10)])
-def test_groups_of_one_size_and_every_drawing_path_equal_the_loop(kind, block, kept, monkeypatch):
+@pytest.mark.parametrize("block, kept, sets", [(1 << 20, 1 << 23, 64), (1000, 10, 1)])
+def test_groups_of_one_size_and_every_drawing_path_equal_the_loop(kind, block, kept, sets, monkeypatch):
     """Groups of equal size reuse one set of picks (each set's generator starts from the seed); picks drawn in
-    several blocks, not kept, few or many distinct unit rows, whole or fractional statistics: every group's
-    interval is that of its own index-resampling loop (to the last bits, for fractional statistics)."""
+    several blocks, not kept, few or many distinct unit rows, whole or fractional statistics, intervals taken set by
+    set or several sets at once: every group's interval is that of its own index-resampling loop (to the last bits,
+    for fractional statistics)."""
     import mmhallu_eval.measure as measure_module
 
     monkeypatch.setattr(measure_module, "_DRAW_BLOCK", block)
     monkeypatch.setattr(measure_module, "_KEPT_PICKS", kept)
+    monkeypatch.setattr(measure_module, "_QUANTILE_SETS", sets)
     rng = np.random.default_rng(11)
     if kind == "pope":
         measure, names = POPE, ("accuracy", "precision", "recall", "f1", "yes_ratio")
@@ -118,6 +120,21 @@ def test_groups_of_one_size_and_every_drawing_path_equal_the_loop(kind, block, k
             assert got.groups[g]["ci"] == expected, g
         else:  # fractional sums: the same draws, added in another order
             assert got.groups[g]["ci"] == {k: pytest.approx(v, rel=1e-12) for k, v in expected.items()}, g
+
+
+@pytest.mark.parametrize("units", [300, 70_000])
+def test_counts_of_few_distinct_rows_equal_index_sums(units):
+    """Few distinct unit rows are counted in a narrow integer type sized to the stratum (16 bits below 65,536 units,
+    32 above): each draw's sums equal the picked rows summed directly."""
+    from mmhallu_eval.measure import Resampler
+
+    rng = np.random.default_rng(5)
+    rows = np.eye(4)[rng.integers(0, 4, size=units)]  # four distinct rows, like POPE's confusion cells
+    resampler = Resampler(rows)
+    blocks = list(resampler.draw([units], np.random.default_rng(0), 3))
+    (sums,) = resampler.sums([np.arange(units)], blocks)
+    expected = np.concatenate([rows[picks].sum(axis=1) for picks in blocks])
+    assert np.array_equal(sums, expected)
 
 
 def test_stratified_resampling_keeps_group_sizes():

@@ -3,7 +3,6 @@ committed after every batch so a killed run loses at most the batch in flight.""
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
 import time
 from functools import lru_cache
@@ -12,13 +11,14 @@ from typing import Iterable
 
 from .data import image_digest
 from .errors import UserError
+from .files import json_encoder
 from .types import GenerationConfig, Request, Response
 
 
 #: `json.dumps(..., sort_keys=True, ensure_ascii=False)` and `json.dumps(..., ensure_ascii=False)`, each encoder built
 #: once: keys and checksums are made for every request
-_encode_sorted = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
-_encode = json.JSONEncoder(ensure_ascii=False).encode
+_encode_sorted = json_encoder(sort_keys=True)
+_encode = json_encoder()
 
 
 def request_key(model_fingerprint: str, request: Request, digests: list[str] | None = None) -> str:

@@ -150,8 +150,31 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-#: `json.dumps(row, ensure_ascii=False, default=_json_default)`, the encoder built once (a samples.jsonl line each)
-encode = json.JSONEncoder(ensure_ascii=False, default=_json_default).encode
+def json_encoder(sort_keys: bool = False, default: Callable[[Any], Any] | None = None) -> Callable[[Any], str]:
+    """`json.dumps(obj, ensure_ascii=False, sort_keys=sort_keys, default=default)` as a function for hot paths (a
+    samples.jsonl line, a cache key, a checksum: one per request). `JSONEncoder.encode` builds the standard library's
+    C encoder afresh on every call, about as long as encoding a short record takes; this builds it once. There is
+    no circular-reference check (the objects are records and parsed JSON, never circular). Where the C encoder is
+    missing or does not give `json.dumps`'s text, `JSONEncoder.encode` itself."""
+    encoder = json.JSONEncoder(ensure_ascii=False, sort_keys=sort_keys, default=default)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return encoder.encode
+    try:
+        built = make(None, encoder.default, json.encoder.encode_basestring, None, encoder.key_separator, encoder.item_separator,
+                     sort_keys, False, True)
+    except TypeError:  # another signature in another Python
+        return encoder.encode
+
+    def encode(obj: Any) -> str:
+        return "".join(built(obj, 0))
+
+    probe = {"b": [1, -2.5, None, True, float("nan"), "é\n\"\u2028"], "a": {"z": 0, "y": []}, "": "x"}
+    return encode if encode(probe) == encoder.encode(probe) else encoder.encode
+
+
+#: `json.dumps(row, ensure_ascii=False, default=_json_default)` (a samples.jsonl line each)
+encode = json_encoder(default=_json_default)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -27,6 +29,17 @@ class GenerationStats:
     backend_seconds: float = 0.0
 
 
+def _digest(image: Any, named: dict[str | Path, str]) -> str:
+    """`image_digest`, once per file name in a call (POPE asks six questions of each image): one `stat` serves the
+    request key and the missing-image check of every request that shows it."""
+    if not isinstance(image, (str, Path)):
+        return image_digest(image)
+    found = named.get(image)
+    if found is None:
+        found = named[image] = image_digest(image)
+    return found
+
+
 def _first_missing_image(request: Request, digests: list[str]) -> str | None:
     return next((str(im) for im, d in zip(request.images, digests) if d.startswith(MISSING)), None)
 
@@ -42,7 +55,8 @@ def generate_cached(
     """Responses by request id. Finished batches are committed to the cache before the next starts."""
     stats = GenerationStats(requested=len(requests))
     fingerprint = backend.fingerprint()
-    digests = {r.id: [image_digest(im) for im in r.images] for r in requests}  # one stat per image serves both uses
+    named: dict[str | Path, str] = {}
+    digests = {r.id: [_digest(im, named) for im in r.images] for r in requests}
     keys = {r.id: request_key(fingerprint, r, digests[r.id]) for r in requests}
     hits = cache.get_many(keys.values())
     results: dict[str, Response] = {}

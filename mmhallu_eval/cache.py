@@ -1,5 +1,6 @@
 """SQLite response cache: the resume mechanism. Keyed by model fingerprint + request hash + generation config,
-committed after every batch so a killed run loses at most the batch in flight."""
+committed after every batch (every group a streaming backend finishes) so a killed run loses at most what was in
+flight."""
 from __future__ import annotations
 
 import hashlib

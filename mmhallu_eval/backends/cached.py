@@ -52,7 +52,8 @@ def generate_cached(
     desc: str = "generate",
     show_progress: bool = True,
 ) -> tuple[dict[str, Response], GenerationStats]:
-    """Responses by request id. Finished batches are committed to the cache before the next starts."""
+    """Responses by request id. Finished batches (groups, for a backend that streams them) are committed to the cache
+    as they come."""
     stats = GenerationStats(requested=len(requests))
     fingerprint = backend.fingerprint()
     named: dict[str | Path, str] = {}

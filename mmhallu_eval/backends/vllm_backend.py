@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,8 +79,9 @@ def _vllm_version() -> str:
 
 #: prompts built and queued per `LLM.enqueue` call: the engine starts on the first chunk while the rest are built
 QUEUE_CHUNK = 16
-#: finished responses handed back at a time while the engine runs on (cached, so a run stopped part-way keeps them)
-STREAM_GROUP = 64
+#: seconds between hand-backs of the responses finished meanwhile (each group is one cache commit; a run stopped
+#: part-way keeps every group handed back): a short task is one group, a long one loses at most this much work
+STREAM_SECONDS = 1.0
 
 
 class VLLMBackend(Backend):
@@ -190,8 +192,8 @@ class VLLMBackend(Backend):
         return [out[r.id] for r in requests]
 
     def generate_stream(self, requests: list[Request]) -> Iterator[list[Response]]:
-        """Every request queued a chunk at a time, then the engine stepped and finished responses handed back
-        `STREAM_GROUP` at a time while it runs on; without `LLM.enqueue`, one engine call per special-token rule (a
+        """Every request queued a chunk at a time, then the engine stepped and the responses finished meanwhile handed
+        back every `STREAM_SECONDS` while it runs on; without `LLM.enqueue`, one engine call per special-token rule (a
         checkpoint has one, so in practice one call)."""
         if not requests:
             return
@@ -207,6 +209,7 @@ class VLLMBackend(Backend):
         try:
             if failed:
                 yield [failed[i] for i in sorted(failed)]
+            last = time.monotonic()
             while waiting and engine.has_unfinished_requests():
                 for out in engine.step():
                     if out.finished:
@@ -215,9 +218,9 @@ class VLLMBackend(Backend):
                             raise BackendError(f"vLLM finished request {out.request_id!r}, which this call did not queue; this vLLM version's "
                                                "LLM.enqueue is not supported: please report it")
                         done.append(self._response(requests[i], out))
-                if len(done) >= STREAM_GROUP:
+                if done and waiting and time.monotonic() - last >= STREAM_SECONDS:
                     yield done
-                    done = []
+                    done, last = [], time.monotonic()
             if done:
                 yield done
             if waiting:

@@ -228,7 +228,10 @@ class VLLMBackend(Backend):
                                    "this vLLM version's LLM.enqueue is not supported: please report it")
         finally:
             if waiting:  # stopped or failed part-way: nothing of this call may run on into the next one
-                self.llm.llm_engine.abort_request([rid for rid, i in queued if rid.split("-", 1)[0] in waiting], internal=True)
+                try:
+                    engine.abort_request([rid for rid, i in queued if rid.split("-", 1)[0] in waiting], internal=True)
+                except Exception:  # noqa: BLE001 - an engine that died has nothing left to run; its own error is the one raised
+                    pass
 
     def _generate_whole(self, requests: list[Request]) -> list[Response]:
         by_rule: dict[bool, list[int]] = {}

@@ -166,6 +166,8 @@ def train_dpo(cfg: TrainConfig, show_progress: bool = True) -> Path:
             trainer.remove_callback(cb)
     trainer.train()
     trainer.save_model(str(out))
+    if peft_config is not None:
+        _sort_target_modules(out / "adapter_config.json")
     processor.save_pretrained(str(out))
     checkpoints = out / "checkpoints"
     if checkpoints.is_dir() and not any(checkpoints.iterdir()):
@@ -173,3 +175,13 @@ def train_dpo(cfg: TrainConfig, show_progress: bool = True) -> Path:
     atomic_write_json(out / "mmhallu_train.json", {**asdict(cfg), "n_pairs": len(pairs), "adapter": not cfg.full})
     atomic_write_json(out / "dpo_config.json", json.loads(args.to_json_string()))
     return out
+
+
+def _sort_target_modules(config_file: Path) -> None:
+    """PEFT keeps `target_modules` as a set and writes it in the set's order, which changes with Python's string
+    hashing from process to process: sorted, the same training writes the same adapter folder, so its fingerprint
+    (and the cache keys of every evaluation of it) is the same run after run."""
+    config = json.loads(config_file.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+        atomic_write_json(config_file, config)

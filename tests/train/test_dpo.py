@@ -43,6 +43,9 @@ def test_lora_dpo_trains_and_reloads(tiny_llava, pairs, tmp_path):
     dpo = json.loads((out / "dpo_config.json").read_text())
     assert dpo["max_length"] is None and dpo["loss_weights"] == [1.0, 0.5]
     assert (out / "processor_config.json").exists()
+    # PEFT writes its set of target modules in hash order; sorted, a rerun writes the same folder (same fingerprint)
+    targets = json.loads((out / "adapter_config.json").read_text())["target_modules"]
+    assert len(targets) > 1 and targets == sorted(targets)
     from mmhallu_eval import GenerationConfig, Request, user_message
     from mmhallu_eval.backends import create_backend
 

@@ -89,9 +89,11 @@ class ResponseCache:
             Path(f"{path}{suffix}").unlink(missing_ok=True)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Response]:
-        keys = list(dict.fromkeys(keys))
         out: dict[str, Response] = {}
         try:
+            if not self._conn.execute("SELECT EXISTS (SELECT 1 FROM responses)").fetchone()[0]:
+                return out  # a new run's cache: nothing to look up
+            keys = list(dict.fromkeys(keys))
             for i in range(0, len(keys), 500):
                 chunk = keys[i : i + 500]
                 rows = self._conn.execute(

@@ -50,6 +50,7 @@ def test_request_key_depends_on_model_text_image_content_and_generation(tmp_path
 
 def test_cache_roundtrip_keeps_only_successes(tmp_path):
     cache = ResponseCache(tmp_path / "c.sqlite")
+    assert cache.get_many(["k1", "k2"]) == {}  # a new cache: nothing to look up
     cache.put_many([("k1", Response(id="a", text="Yes", n_output_tokens=2)), ("k2", Response(id="b", error="boom"))])
     got = cache.get_many(["k1", "k2"])
     assert list(got) == ["k1"] and got["k1"].text == "Yes" and got["k1"].cached

@@ -122,7 +122,7 @@ def _stream_with_fallback(backend: Backend, batch: list[Request], prepared: Futu
     except Exception as exc:
         if len(batch) == 1:
             if batch[0].id not in answered:
-                yield [Response(id=batch[0].id, error=f"generation_error: {type(exc).__name__}: {exc}")]
+                yield [_failed(batch[0], exc)]
             return
     for r in batch:  # after a failure (or requests a stream left unanswered), the rest one at a time
         if r.id not in answered:
@@ -136,5 +136,9 @@ def _generate_with_fallback(backend: Backend, batch: list[Request], prepared: Fu
         return backend.generate(batch) if prepared is None else backend.generate_prepared(batch, prepared.result())
     except Exception as exc:
         if len(batch) == 1:
-            return [Response(id=batch[0].id, error=f"generation_error: {type(exc).__name__}: {exc}")]
+            return [_failed(batch[0], exc)]
     return [resp for r in batch for resp in _generate_with_fallback(backend, [r])]
+
+
+def _failed(request: Request, exc: Exception) -> Response:
+    return Response(id=request.id, error=f"generation_error: {type(exc).__name__}: {exc}")

@@ -203,7 +203,7 @@ class VLLMBackend(Backend):
         failed: dict[int, Response] = {}
         queued = self._queue(requests, failed)
         # vLLM's outputs carry its own request numbering; the ids `enqueue` returned add a random suffix to it
-        waiting = {rid.split("-", 1)[0]: i for rid, i in queued}
+        waiting = {rid.split("-", 1)[0]: (rid, i) for rid, i in queued}
         engine = self.llm.llm_engine
         done: list[Response] = []
         try:
@@ -213,11 +213,11 @@ class VLLMBackend(Backend):
             while waiting and engine.has_unfinished_requests():
                 for out in engine.step():
                     if out.finished:
-                        i = waiting.pop(str(out.request_id), None)
-                        if i is None:
+                        found = waiting.pop(str(out.request_id), None)
+                        if found is None:
                             raise BackendError(f"vLLM finished request {out.request_id!r}, which this call did not queue; this vLLM version's "
                                                "LLM.enqueue is not supported: please report it")
-                        done.append(self._response(requests[i], out))
+                        done.append(self._response(requests[found[1]], out))
                 if done and waiting and time.monotonic() - last >= STREAM_SECONDS:
                     yield done
                     done, last = [], time.monotonic()
@@ -227,11 +227,8 @@ class VLLMBackend(Backend):
                 raise BackendError(f"vLLM stopped with {len(waiting)} of {len(queued)} queued prompts unanswered; "
                                    "this vLLM version's LLM.enqueue is not supported: please report it")
         finally:
-            if waiting:  # stopped or failed part-way: nothing of this call may run on into the next one
-                try:
-                    engine.abort_request([rid for rid, i in queued if rid.split("-", 1)[0] in waiting], internal=True)
-                except Exception:  # noqa: BLE001 - an engine that died has nothing left to run; its own error is the one raised
-                    pass
+            if waiting:  # stopped or failed part-way
+                self._abort([rid for rid, _ in waiting.values()])
 
     def _generate_whole(self, requests: list[Request]) -> list[Response]:
         by_rule: dict[bool, list[int]] = {}
@@ -262,10 +259,17 @@ class VLLMBackend(Backend):
                     queued += self._enqueue([requests[i] for i in idx], [p for _, p in items],
                                             [self._sampling(requests[i].generation) for i in idx], add_special, idx, failed)
         except BaseException:
-            if queued:  # nothing of this call may run on into the next one
-                self.llm.llm_engine.abort_request([rid for rid, _ in queued], internal=True)
+            if queued:
+                self._abort([rid for rid, _ in queued])
             raise
         return queued
+
+    def _abort(self, request_ids: list[str]) -> None:
+        """Withdraw queued requests: nothing of a call that stopped may run on into the next one."""
+        try:
+            self.llm.llm_engine.abort_request(request_ids, internal=True)
+        except Exception:  # noqa: BLE001 - an engine that died has nothing left to run; its own error is the one raised
+            pass
 
     def _enqueue(self, requests: list[Request], prompts: list[dict[str, Any]], params: list[Any], add_special_tokens: bool, idx: list[int],
                  failed: dict[int, Response]) -> list[tuple[str, int]]:

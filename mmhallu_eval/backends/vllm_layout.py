@@ -13,7 +13,7 @@ from ..files import atomic_write_json
 
 #: architectures whose vLLM loader wants `vision_tower.vision_model.*` for a CLIP or SigLIP tower
 _NESTED_TOWER_ARCHS = {"LlavaForConditionalGeneration", "LlavaNextForConditionalGeneration", "LlavaOnevisionForConditionalGeneration",
-                "Gemma3ForConditionalGeneration", "PaliGemmaForConditionalGeneration"}
+                       "Gemma3ForConditionalGeneration", "PaliGemmaForConditionalGeneration"}
 #: the towers that nest their weights under `vision_model` in the published layout (the config's default is CLIP)
 _TOWERS = {"clip_vision_model", "siglip_vision_model"}
 _PREFIXES = ("model.vision_tower.", "vision_tower.")

@@ -217,7 +217,9 @@ def test_the_loaded_heap_is_frozen_while_tasks_run_and_handed_back_after(tmp_pat
         mine = gc.get_freeze_count()
         with frozen_heap():
             pass
-        assert gc.get_freeze_count() == mine  # not unfrozen by the harness
+        # Not unfrozen by the harness (that would leave 0). Frozen objects still die by reference count — another
+        # thread's frames, say — so the count may fall a little; it cannot rise unless the harness froze more.
+        assert 0 < gc.get_freeze_count() <= mine
     finally:
         gc.unfreeze()
 

@@ -150,18 +150,19 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def json_encoder(sort_keys: bool = False, default: Callable[[Any], Any] | None = None) -> Callable[[Any], str]:
-    """`json.dumps(obj, ensure_ascii=False, sort_keys=sort_keys, default=default)` as a function for hot paths (a
-    samples.jsonl line, a cache key, a checksum: one per request). `JSONEncoder.encode` builds the standard library's
+def json_encoder(sort_keys: bool = False, default: Callable[[Any], Any] | None = None, ensure_ascii: bool = False) -> Callable[[Any], str]:
+    """`json.dumps(obj, ensure_ascii=ensure_ascii, sort_keys=sort_keys, default=default)` as a function for hot paths
+    (a samples.jsonl line, a cache key, a checksum, a sample's part of a task's hash: one per request). `JSONEncoder.encode` builds the standard library's
     C encoder afresh on every call, about as long as encoding a short record takes; this builds it once. There is
     no circular-reference check (the objects are records and parsed JSON, never circular). Where the C encoder is
     missing or does not give `json.dumps`'s text, `JSONEncoder.encode` itself."""
-    encoder = json.JSONEncoder(ensure_ascii=False, sort_keys=sort_keys, default=default)
+    encoder = json.JSONEncoder(ensure_ascii=ensure_ascii, sort_keys=sort_keys, default=default)
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:
         return encoder.encode
     try:
-        built = make(None, encoder.default, json.encoder.encode_basestring, None, encoder.key_separator, encoder.item_separator,
+        strings = json.encoder.encode_basestring_ascii if ensure_ascii else json.encoder.encode_basestring
+        built = make(None, encoder.default, strings, None, encoder.key_separator, encoder.item_separator,
                      sort_keys, False, True)
     except TypeError:  # another signature in another Python
         return encoder.encode

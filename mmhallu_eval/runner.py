@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,7 +17,7 @@ from .quiet import hide_library_progress_bars
 from .registry import get_task, include_path
 from .reasoning import Reasoning
 from .rundir import RunDir, now_iso
-from .files import iter_jsonl
+from .files import iter_jsonl, json_encoder
 from .heap import frozen_heap
 from .scoring import ResultBuilder, image_names, iter_records
 from .task import TaskError, TaskSpec
@@ -65,11 +64,15 @@ class RunConfig:
         }
 
 
+#: `json.dumps(..., default=str)`, the encoder built once (one line per sample)
+_encode_sample = json_encoder(default=str, ensure_ascii=True)
+
+
 def samples_hash(samples: list[Sample]) -> str:
     """Identifies the evaluated set (ids, prompts, targets, image names) for manifests and compare."""
     h = hashlib.sha256()
     for s in samples:
-        h.update(json.dumps([s.id, s.prompt, s.target, image_names(s)], default=str).encode())
+        h.update(_encode_sample([s.id, s.prompt, s.target, image_names(s)]).encode())
     return h.hexdigest()[:16]
 
 
@@ -77,8 +80,8 @@ def data_roots(samples: list[Sample]) -> list[str]:
     """The folders the task's image files are in (absolute): the only places the run report shows images from."""
     import os
 
-    folders = {os.path.dirname(os.path.abspath(im)) for s in samples for im in s.images if isinstance(im, (str, Path))}
-    return sorted(folders)[:1000]
+    named = {im for s in samples for im in s.images if isinstance(im, (str, Path))}  # POPE shows each image six times
+    return sorted({os.path.dirname(os.path.abspath(im)) for im in named})[:1000]
 
 
 def load_task_samples(spec: TaskSpec, options: Any, limit: int | None) -> list[Sample]:
@@ -173,16 +176,15 @@ def _run_task(spec, parser, options: Any, samples: list[Sample], config: RunConf
                                lambda: builder.result(parser, extra={"generation": generation.to_dict(), "reasoning": config.reasoning}))
     if spec.export is not None:  # official-format files, from the records just written
         spec.export([row for _, row in iter_jsonl(rundir.task_dir(spec.name) / "samples.jsonl")], rundir.task_dir(spec.name))
-    total = time.perf_counter() - t0
+    evaluated = {"n_samples": len(samples), "samples_hash": samples_hash(samples), "data_roots": data_roots(samples)}
+    total = time.perf_counter() - t0  # everything the task costs but the manifest's own write
     manifest["tasks"][spec.name] = {
         "task_version": spec.version,
         "parser": parser.name,
         "parser_version": parser.version,
         "reasoning": config.reasoning,
         "generation": generation.to_dict(),
-        "n_samples": len(samples),
-        "samples_hash": samples_hash(samples),
-        "data_roots": data_roots(samples),
+        **evaluated,
         **({"judge": result["judge"], "prompt_version": result.get("prompt_version")} if result.get("judge") else {}),
         "stats": {**asdict(stats), "total_seconds": round(total, 3), "backend_seconds": round(stats.backend_seconds, 3)},
         "finished": now_iso(),

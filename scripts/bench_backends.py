@@ -14,8 +14,9 @@ CPU build runs that architecture) or `llava-1.5-1b` (LLaVA-1.5's vision tower an
 per-sample cost is that of a real VLM, so its harness-overhead share is the one users see. The POPE questions
 come from a generated fixture (--n of them). For each configuration it reports samples/s and output tokens/s
 over the backend's own generate time, the whole task's wall time, and the harness overhead: the share of the
-task's wall time spent outside the backend's generate calls (loading samples, cache, parsing, scoring, writing).
-Model loading and engine start-up are excluded (they happen before the task starts) and printed separately.
+task's wall time spent outside the backend's generate calls (requests, cache, parsing, scoring, writing, the
+manifest entry). Model loading and engine start-up are excluded (they happen before the task starts) and printed
+separately; so is reading the task's data, which the runner does before the model loads.
 It also checks that every transformers batch size gives the same answers as batch 1, and vLLM/OpenAI the same
 as transformers. `--prefetch both` times the transformers backend with and without preparing the next batch in a
 worker thread (`Backend.prefetch`), the two alternating within each of `--repeats` rounds on one loaded model, and

@@ -126,10 +126,11 @@ def test_cli_on_hostile_answer_files(tmp_path, pope_fixture):
             assert [line for line in result.output.splitlines() if line.startswith("error: ")], (name, result.output)
 
 
-@given(json_values | st.integers(), st.booleans())
+@given(json_values | st.integers(), st.booleans(), st.booleans())
 @settings(max_examples=300, deadline=None)
-def test_the_built_once_json_encoder_writes_what_json_dumps_writes(value, sort_keys):
-    """samples.jsonl lines, cache keys and checksums go through `json_encoder`: its text is `json.dumps`'s, byte for byte."""
+def test_the_built_once_json_encoder_writes_what_json_dumps_writes(value, sort_keys, ensure_ascii):
+    """samples.jsonl lines, cache keys, checksums and task hashes go through `json_encoder`: its text is
+    `json.dumps`'s, byte for byte."""
     from mmhallu_eval.files import json_encoder
 
-    assert json_encoder(sort_keys=sort_keys)(value) == json.dumps(value, ensure_ascii=False, sort_keys=sort_keys)
+    assert json_encoder(sort_keys=sort_keys, ensure_ascii=ensure_ascii)(value) == json.dumps(value, ensure_ascii=ensure_ascii, sort_keys=sort_keys)

@@ -5,7 +5,7 @@ backend against a local `vllm serve`, each through the real runner (`mmhallu_eva
     python scripts/bench_backends.py --out /tmp/bench --n 256 --max-new-tokens 16 \
         [--model DIR | --model-shape tiny-idefics3|llava-1.5-1b] [--device cpu|cuda] [--dtype float32|bfloat16]
         [--backends transformers,vllm,openai] [--batch-sizes 1,8,32] [--repeats 3] [--prefetch auto|on|off|both]
-        [--vllm-repeats 5] [--gpu-memory-utilization 0.45]
+        [--vllm-repeats 5] [--gpu-memory-utilization 0.45] [--malloc tuned|default]
 
 Without --model it builds a model with random weights locally (no hub access needed), so generations run to
 max_new_tokens and the figures are a pure engine/harness measurement: `tiny-idefics3` (~0.3 M parameters; vLLM's
@@ -243,7 +243,12 @@ def main() -> None:
     ap.add_argument("--vllm-repeats", type=int, default=1, help="timed vLLM task passes, each followed by a raw LLM.generate pass")
     ap.add_argument("--gpu-memory-utilization", type=float, default=0.45,
                     help="vLLM's share of GPU memory, in-process and for vllm serve (below half: the server may start before the in-process engine has freed its share)")
+    ap.add_argument("--malloc", choices=["tuned", "default"], default="tuned",
+                    help="tuned: glibc malloc keeps freed blocks for reuse, as the mmhallu command sets it (heap.tune_malloc)")
     args = ap.parse_args()
+    from mmhallu_eval.heap import tune_malloc
+
+    malloc_tuned = tune_malloc() if args.malloc == "tuned" else False
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     from mmhallu_eval.world.fixtures import build_pope_fixture
@@ -287,7 +292,7 @@ def main() -> None:
         r["same_answers_as_first"] = r.pop("answers") == ref if "answers" in r else None
     tf = {r["batch_size"]: r for r in rows if r["backend"] == "transformers"}
     summary = {"platform": platform.platform(), "cpus": os.cpu_count(), "gpu": _gpu_name(), "model": model, "model_shape": None if args.model else args.model_shape,
-               "dtype": args.dtype, "n": args.n, "max_new_tokens": args.max_new_tokens, "rows": rows}
+               "dtype": args.dtype, "n": args.n, "max_new_tokens": args.max_new_tokens, "malloc_tuned": malloc_tuned, "rows": rows}
     medians = _transformers_medians(rows)
     if medians:
         summary["transformers_medians"] = medians

@@ -16,6 +16,9 @@ class _Replica:
     """Runs inside a Ray actor: one backend instance for the actor's lifetime."""
 
     def __init__(self, backend: str, kwargs: dict[str, Any]):
+        from ..heap import tune_malloc
+
+        tune_malloc()  # the actor's process is this backend's alone, as the `mmhallu` command's own process is
         self.backend = create_backend(backend, **kwargs)
 
     def info(self) -> dict[str, Any]:

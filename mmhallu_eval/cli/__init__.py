@@ -33,6 +33,9 @@ def build_app(argv: list[str] | None = None) -> typer.Typer:
 
 
 def main() -> None:
+    from ..heap import tune_malloc
+
+    tune_malloc()  # this process is the command's own: keep freed tensor memory for reuse
     try:
         build_app()(prog_name="mmhallu")
     except OSError as exc:  # a full disk, a read-only folder, a permission: one line naming the file

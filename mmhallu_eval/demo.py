@@ -38,6 +38,9 @@ class DemoSettings:
     dpo_beta: float = 0.1
     dpo_batch: int = 8
     dpo_max_steps: int = 300
+    #: TRL's default recomputes activations in the backward pass to save memory on large models; the demo model is
+    #: tiny, and without it DPO takes 48.6 instead of 62.6 s on 2 cores, the adapter byte-identical
+    dpo_gradient_checkpointing: bool = False
     #: requests per generate call in the evaluations: the tiny model's CPU throughput at 32 is ~2× that at 8, with the
     #: same greedy answers
     eval_batch_size: int = 32
@@ -172,7 +175,7 @@ def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Callabl
         max_new_tokens=None, backend_args={"device": "cpu", "dtype": "float32"}, merge_adapter=settings.merge_adapter,
         train={"epochs": settings.dpo_epochs, "learning_rate": settings.dpo_lr, "beta": settings.dpo_beta, "batch_size": settings.dpo_batch, "loss_type": list(settings.dpo_loss),
                "loss_weights": list(settings.dpo_loss_weights) if settings.dpo_loss_weights else None,
-               "max_steps": settings.dpo_max_steps},
+               "max_steps": settings.dpo_max_steps, "extra": {"gradient_checkpointing": settings.dpo_gradient_checkpointing}},
         seed=settings.seed, show_progress=show_progress, mix=settings.pair_mix,
         pair_options={k: v for k, v in settings.pair_options.items() if k in _declared(strategies)},
         scorecard_first=[("pope", "adversarial"), ("chair", None)],  # where the demo model's hallucination is designed to show

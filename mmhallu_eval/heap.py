@@ -30,7 +30,7 @@ def tune_malloc() -> bool:
     """Keep freed blocks up to 32 MB in the process (reused by the next batch's tensors instead of mapped and
     faulted in again); what the PyTorch CPU guides get from tcmalloc or jemalloc, without a preloaded library.
     Answers are unchanged (PyTorch aligns every tensor to 64 bytes either way); the cost is that a process keeps
-    its peak memory until it exits (the demo's peak RSS 0.94 → 1.06 GB, 18 s faster). Done once by the `mmhallu`
+    its peak memory until it exits (the demo's peak RSS 0.94 → 1.05 GB, and 27 s faster). Done once by the `mmhallu`
     command for its own process; skipped outside glibc, with `MMHALLU_TUNE_MALLOC=0`, or when the user set
     `MALLOC_*_` variables, glibc malloc tunables or preloaded another allocator. True when applied."""
     if os.environ.get(OPT_OUT, "1") == "0" or any(v in os.environ for v in _OWN_SETTINGS):

@@ -154,9 +154,9 @@ def json_encoder(sort_keys: bool = False, default: Callable[[Any], Any] | None =
     """`json.dumps(obj, ensure_ascii=ensure_ascii, sort_keys=sort_keys, default=default)` as a function for hot paths
     (a samples.jsonl line, a cache key, a checksum, a sample's part of a task's hash: one per request).
     `JSONEncoder.encode` builds the standard library's C encoder afresh on every call, about as long as encoding a
-    short record takes; this builds it once. There is
-    no circular-reference check (the objects are records and parsed JSON, never circular). Where the C encoder is
-    missing or does not give `json.dumps`'s text, `JSONEncoder.encode` itself."""
+    short record takes; this builds it once. There is no circular-reference check (the objects are records and
+    parsed JSON, never circular). Where the C encoder is missing or does not give `json.dumps`'s text,
+    `JSONEncoder.encode` itself."""
     encoder = json.JSONEncoder(ensure_ascii=ensure_ascii, sort_keys=sort_keys, default=default)
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:

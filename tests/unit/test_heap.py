@@ -24,8 +24,9 @@ print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start)
 
 
 def _faults(mode: str) -> tuple[str, int]:
-    out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True,
-                         env={k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != heap.OPT_OUT}).stdout.split()
+    # glibc's own malloc, as the machine's settings or a preloaded allocator would otherwise leave it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k not in (heap.OPT_OUT, "GLIBC_TUNABLES", "LD_PRELOAD")}
+    out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True, env=env).stdout.split()
     return out[0], int(out[1])
 
 

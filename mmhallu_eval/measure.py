@@ -273,6 +273,24 @@ def _count_type(most: int) -> type:
     return np.uint16 if most < 1 << 16 else np.uint32 if most < 1 << 32 else np.uint64
 
 
+def _distinct_rows(rows: np.ndarray, whole: bool) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(rows, axis=0, return_inverse=True)`: the distinct rows in sorted order and each row's index among
+    them. Rows of whole numbers whose column ranges multiply below 2**52 are first numbered (column 0 the most
+    significant digit, so the numbers sort as the rows do) and the numbers made unique: a fifth of the time."""
+    if not len(rows):
+        return rows, np.zeros(0, dtype=np.int64)
+    if whole and rows.ndim == 2 and rows.shape[1]:
+        low = rows.min(axis=0)
+        spans = [int(x) for x in (rows.max(axis=0) - low + 1).tolist()]
+        if float(np.prod(spans, dtype=np.float64)) < 2.0 ** 52:
+            weights = np.cumprod([1, *spans[:0:-1]], dtype=np.int64)[::-1]
+            codes = (rows - low).astype(np.int64) @ weights
+            _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+            return rows[first], inverse.reshape(-1)
+    patterns, inverse = np.unique(rows, axis=0, return_inverse=True)
+    return patterns, np.asarray(inverse).reshape(-1)
+
+
 class Resampler:
     """Bootstrap draws (units with replacement, each stratum its own size) as summed statistics. The draws are
     `rng.integers(0, n, n)` per stratum in order, resample after resample — taken a block of resamples at a time
@@ -281,11 +299,11 @@ class Resampler:
     those rows), so memory stays at one block of picks."""
 
     def __init__(self, rows: np.ndarray):
-        patterns, inverse = np.unique(rows, axis=0, return_inverse=True) if len(rows) else (rows, np.zeros(0, dtype=np.int64))
-        self.compressed = len(patterns) * 4 < len(rows)
-        self.rows, self.patterns, self.inverse = rows, patterns, np.asarray(inverse).reshape(-1)
         # whole numbers below 2**53 sum exactly in any order, so a block's sums can be one matrix product
         self.exact = bool(np.all(np.abs(rows) < 2.0 ** 53) and np.all(rows == np.round(rows))) if len(rows) else True
+        patterns, inverse = _distinct_rows(rows, self.exact)
+        self.compressed = len(patterns) * 4 < len(rows)
+        self.rows, self.patterns, self.inverse = rows, patterns, inverse
 
     @staticmethod
     def draw(sizes: list[int], rng: np.random.Generator, resamples: int) -> Iterator[np.ndarray]:

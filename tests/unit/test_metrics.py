@@ -2,6 +2,8 @@
 reproducible bootstrap intervals that equal an index-resampling loop, stratified resampling."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mmhallu_eval.measure import ALL, Measure, Metric, PooledMetric, count, evaluate, intervals, ratio, summarize, unit_table
 from mmhallu_eval.metrics import BOOTSTRAP_SEED, CI_QUANTILES
@@ -135,6 +137,21 @@ def test_counts_of_few_distinct_rows_equal_index_sums(units):
     (sums,) = resampler.sums([np.arange(units)], blocks)
     expected = np.concatenate([rows[picks].sum(axis=1) for picks in blocks])
     assert np.array_equal(sums, expected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_distinct_rows_are_numpys_unique_rows(data):
+    """The numbered path for whole-number rows (and the fallback) give `np.unique(axis=0)`'s rows and indices."""
+    from mmhallu_eval.measure import _distinct_rows
+
+    n, k = data.draw(st.integers(1, 60)), data.draw(st.integers(1, 8))
+    values = data.draw(st.sampled_from([st.integers(-3, 3), st.integers(0, 2**40), st.floats(-4, 4).map(lambda x: round(x, 1))]))
+    rows = np.array(data.draw(st.lists(st.lists(values, min_size=k, max_size=k), min_size=n, max_size=n)), dtype=np.float64)
+    whole = bool(np.all(np.abs(rows) < 2.0**53) and np.all(rows == np.round(rows)))
+    patterns, inverse = _distinct_rows(rows, whole)
+    expected, expected_inverse = np.unique(rows, axis=0, return_inverse=True)
+    assert np.array_equal(patterns, expected) and np.array_equal(inverse, np.asarray(expected_inverse).reshape(-1))
 
 
 def test_stratified_resampling_keeps_group_sizes():

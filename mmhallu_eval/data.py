@@ -19,14 +19,27 @@ from .types import ImageLike
 
 
 def resolve_image(name: str, folder: str | Path | None) -> str:
-    """Path of image `name` inside `folder` (or `name` itself when absolute/folder is None).
+    """Path of image `name` inside `folder` (or `name` itself when absolute/folder is None): `str(Path(folder) /
+    name)`, whose exact text goes into the samples hash. A plain file name (no `/`) is joined to the folder's
+    pathlib text directly, which is that very text without two `Path`s per question (a million-question file).
 
     Missing files are not an error here: the runner records them per sample so the run goes on.
     """
+    if _POSIX and name and "/" not in name and name != ".":
+        base = "." if folder is None else _folder_text(folder)
+        return name if base == "." else base + name if base.endswith("/") else f"{base}/{name}"
     p = Path(name)
     if folder is None or p.is_absolute():
         return str(p)
     return str(Path(folder) / p)
+
+
+_POSIX = os.name == "posix"
+
+
+@lru_cache(maxsize=64)
+def _folder_text(folder: str | Path) -> str:
+    return str(Path(folder))
 
 
 #: pixels of recently decoded images kept (bytes): requests that come back to one file soon after (POPE asks six

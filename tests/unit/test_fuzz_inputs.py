@@ -134,3 +134,19 @@ def test_the_built_once_json_encoder_writes_what_json_dumps_writes(value, sort_k
     from mmhallu_eval.files import json_encoder
 
     assert json_encoder(sort_keys=sort_keys, ensure_ascii=ensure_ascii)(value) == json.dumps(value, ensure_ascii=ensure_ascii, sort_keys=sort_keys)
+
+
+path_text = st.text(alphabet="ab./ \\:~é", max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(name=path_text, folder=st.none() | path_text | path_text.map(lambda t: __import__("pathlib").Path(t)))
+def test_an_image_path_is_pathlibs_text(name, folder):
+    """Loaders join image names to folders with `resolve_image`; its text goes into the samples hash that `compare`
+    checks, so the direct join of a plain file name must be pathlib's text byte for byte."""
+    from pathlib import Path
+
+    from mmhallu_eval.data import resolve_image
+
+    expected = str(Path(name)) if folder is None or Path(name).is_absolute() else str(Path(folder) / Path(name))
+    assert resolve_image(name, folder) == expected

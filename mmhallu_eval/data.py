@@ -18,6 +18,10 @@ from .task import TaskError
 from .types import ImageLike
 
 
+#: a name without `/` is one pathlib part only where `/` is the only separator
+_POSIX = os.name == "posix"
+
+
 def resolve_image(name: str, folder: str | Path | None) -> str:
     """Path of image `name` inside `folder` (or `name` itself when absolute/folder is None): `str(Path(folder) /
     name)`, whose exact text goes into the samples hash. A plain file name (no `/`) is joined to the folder's
@@ -27,14 +31,11 @@ def resolve_image(name: str, folder: str | Path | None) -> str:
     """
     if _POSIX and name and "/" not in name and name != ".":
         base = "." if folder is None else _folder_text(folder)
-        return name if base == "." else base + name if base.endswith("/") else f"{base}/{name}"
+        return name if base == "." else os.path.join(base, name)
     p = Path(name)
     if folder is None or p.is_absolute():
         return str(p)
     return str(Path(folder) / p)
-
-
-_POSIX = os.name == "posix"
 
 
 @lru_cache(maxsize=64)

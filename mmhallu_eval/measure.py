@@ -279,7 +279,7 @@ def _distinct_rows(rows: np.ndarray, whole: bool) -> tuple[np.ndarray, np.ndarra
     significant digit, so the numbers sort as the rows do) and the numbers made unique: a fifth of the time."""
     if not len(rows):
         return rows, np.zeros(0, dtype=np.int64)
-    if whole and rows.ndim == 2 and rows.shape[1]:
+    if whole and rows.shape[1]:
         low = rows.min(axis=0)
         spans = [int(x) for x in (rows.max(axis=0) - low + 1).tolist()]
         if float(np.prod(spans, dtype=np.float64)) < 2.0 ** 52:

@@ -142,16 +142,16 @@ def test_counts_of_few_distinct_rows_equal_index_sums(units):
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_distinct_rows_are_numpys_unique_rows(data):
-    """The numbered path for whole-number rows (and the fallback) give `np.unique(axis=0)`'s rows and indices."""
-    from mmhallu_eval.measure import _distinct_rows
+    """The resampler's distinct rows — numbered for whole-number rows, else `np.unique(axis=0)` — are
+    `np.unique(axis=0)`'s rows and indices."""
+    from mmhallu_eval.measure import Resampler
 
     n, k = data.draw(st.integers(1, 60)), data.draw(st.integers(1, 8))
     values = data.draw(st.sampled_from([st.integers(-3, 3), st.integers(0, 2**40), st.floats(-4, 4).map(lambda x: round(x, 1))]))
     rows = np.array(data.draw(st.lists(st.lists(values, min_size=k, max_size=k), min_size=n, max_size=n)), dtype=np.float64)
-    whole = bool(np.all(np.abs(rows) < 2.0**53) and np.all(rows == np.round(rows)))
-    patterns, inverse = _distinct_rows(rows, whole)
+    resampler = Resampler(rows)
     expected, expected_inverse = np.unique(rows, axis=0, return_inverse=True)
-    assert np.array_equal(patterns, expected) and np.array_equal(inverse, np.asarray(expected_inverse).reshape(-1))
+    assert np.array_equal(resampler.patterns, expected) and np.array_equal(resampler.inverse, np.asarray(expected_inverse).reshape(-1))
 
 
 def test_stratified_resampling_keeps_group_sizes():

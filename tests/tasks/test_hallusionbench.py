@@ -73,8 +73,12 @@ def test_judge_client_sends_the_official_prompts_caches_and_counts_failures(case
         done = score("--judge-base-url", server.url, *args)
         assert done.returncode == 0, done.stderr
         first = server.total
-        prompt = server.bodies[0]["messages"][0]["content"]
+        # the two kinds of prompt go out concurrently, in no fixed order: each is looked up by what it holds
+        prompts = [body["messages"][0]["content"] for body in server.bodies]
+        prompt = next(p for p in prompts if "Prediction answer:" in p)
         assert prompt.startswith("Imagine you are an intelligent teacher. Thoroughly read the question, reference answer")
+        same = next(p for p in prompts if "response1:" in p)
+        assert same.startswith("Imagine you are an intelligent teacher. Thoroughly read the two responses to two different questions.")
         assert "please generate \u201cincorrect\u201d." in prompt and prompt.endswith("\nOutput:")
         assert score("--judge-base-url", server.url, *args).returncode == 0
         assert server.total == first, "the same judge and prompts are answered from the cache"

@@ -193,3 +193,18 @@ def test_formulas_on_columns_of_draws_equal_draw_by_draw():
     assert intervals(measure(ratio("right", "n")), table, ["a", "b"]) == per_draw
     assert intervals(measure(lambda s: np.max(s["right"]) / s["n"]), table, ["a", "b"]) == per_draw
     assert per_draw[0]["acc"][0] < 2 / 3 < per_draw[0]["acc"][1]
+
+
+def test_a_group_of_every_unit_has_the_pooled_intervals():
+    """A run of one POPE split (and a task without groups) resamples the same units for the group as for the pooled
+    values: the group's intervals are the pooled ones, equal to those the group's own draw gives."""
+    from mmhallu_eval.measure import pooled_totals
+
+    records = _pope_records([1, 1, 0, 0, 1, -1, 0, 1] * 9, [1, 0, 0, 1, 1, 1, 0, 0] * 9, group="adversarial")
+    table = unit_table(POPE, records)
+    pooled, per = intervals(POPE, table, ["adversarial"])
+    # pooled formulas declared apart turn the shortcut off: the group is drawn on its own
+    apart = Measure(stats=POPE.stats, unit_stats=POPE.unit_stats, metrics=POPE.metrics, pooled=pooled_totals(POPE.stats, POPE.metrics))
+    own_pooled, own = intervals(apart, table, ["adversarial"])
+    assert per == own and pooled == own_pooled == per["adversarial"] and set(pooled) == {"accuracy", "precision", "recall", "f1", "yes_ratio"}
+    assert per["adversarial"] is not pooled

@@ -424,8 +424,7 @@ def intervals(measure: Measure, table: UnitTable, groups: list[str],
 
     # a group of every unit (a task without groups, or a run of one split) draws the pooled set's very picks; with
     # the group formulas pooled too, its intervals are the pooled ones, computed once
-    same = {g for g in groups if len(group_units_idx[g]) == len(table.keys)} if measure.pooled is None else set()
-    own = [g for g in groups if g not in same] if ci_group else []
+    own = [g for g in groups if measure.pooled is not None or len(group_units_idx[g]) < len(table.keys)] if ci_group else []
     pooled_ci, *group_ci = _quantiles(itertools.chain([one(np.arange(len(table.keys)), True, ci_pooled)],
                                                       (one(group_units_idx[g], False, ci_group) for g in own)))
     by_group = dict(zip(own, group_ci))

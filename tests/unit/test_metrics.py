@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmhallu_eval.measure import ALL, Measure, Metric, PooledMetric, count, evaluate, intervals, ratio, summarize, unit_table
+from mmhallu_eval.measure import ALL, Measure, Metric, PooledMetric, count, evaluate, intervals, pooled_totals, ratio, summarize, unit_table
 from mmhallu_eval.metrics import BOOTSTRAP_SEED, CI_QUANTILES
 from mmhallu_tasks.pope.task import MEASURE as POPE
 
@@ -198,8 +198,6 @@ def test_formulas_on_columns_of_draws_equal_draw_by_draw():
 def test_a_group_of_every_unit_has_the_pooled_intervals():
     """A run of one POPE split (and a task without groups) resamples the same units for the group as for the pooled
     values: the group's intervals are the pooled ones, equal to those the group's own draw gives."""
-    from mmhallu_eval.measure import pooled_totals
-
     records = _pope_records([1, 1, 0, 0, 1, -1, 0, 1] * 9, [1, 0, 0, 1, 1, 1, 0, 0] * 9, group="adversarial")
     table = unit_table(POPE, records)
     pooled, per = intervals(POPE, table, ["adversarial"])

@@ -185,9 +185,10 @@ def cache_root() -> Path:
     return Path(os.environ.get("MMHALLU_CACHE") or Path.home() / ".cache" / "mmhallu-eval")
 
 
-def pinned_file(url: str, sha256: str, name: str) -> Path:
+def pinned_file(url: str, sha256: str, name: str, option: str, local: str = "the local copy") -> Path:
     """A published file at a fixed commit, downloaded once into `cache_root()/name` and checked against its
-    SHA-256 (a changed or truncated download is an error, never data)."""
+    SHA-256 (a changed or truncated download is an error, never data). `option` is the task option (`TASK.KEY`)
+    that takes `local` instead, named in the error a machine without network gets."""
     path = cache_root() / name
     if path.is_file() and sha256_file(path) == sha256:
         return path
@@ -197,8 +198,10 @@ def pinned_file(url: str, sha256: str, name: str) -> Path:
         with urllib.request.urlopen(url, timeout=60) as reply:  # noqa: S310 - a fixed https URL
             body = reply.read()
     except OSError as exc:
-        raise TaskError(f"could not download {url} ({exc}); without network access, download it elsewhere and pass "
-                        "the local file through the task's data option") from None
+        task, _, key = option.partition(".")
+        raise TaskError(f"could not download {url} ({exc}). Without network access, download it elsewhere and either "
+                        f"put it at {path} (checked against its SHA-256) or pass {local} as {option} "
+                        f"(`mmhallu score {task} --{key} ...`, `mmhallu run --task-arg {option}=...`)") from None
     digest = hashlib.sha256(body).hexdigest()
     if digest != sha256:
         raise TaskError(f"{url}: SHA-256 {digest} is not the pinned {sha256}; the file changed upstream, pass a local copy")

@@ -70,7 +70,8 @@ class AmberData:
 
 def data_file(data: str, name: str) -> Path:
     if data == "github":
-        return pinned_file(URL.format(name=name), SHA256[name], f"amber/{COMMIT[:7]}/{name}")
+        return pinned_file(URL.format(name=name), SHA256[name], f"amber/{COMMIT[:7]}/{name}", "amber.data",
+                           "the folder of AMBER's data files")
     path = Path(data) / name
     if not path.is_file():
         raise TaskError(f"{path}: not found; amber.data is AMBER's data/ folder (github.com/junyangwang0410/AMBER) or 'github'")

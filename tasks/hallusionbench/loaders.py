@@ -60,7 +60,7 @@ def check_row(row: Any, where: str) -> dict[str, Any]:
 
 
 def data_file(data: str) -> Path:
-    return pinned_file(URL, SHA256, f"hallusionbench/{COMMIT[:7]}/HallusionBench.json") if data == "github" else Path(data)
+    return pinned_file(URL, SHA256, f"hallusionbench/{COMMIT[:7]}/HallusionBench.json", "hallusionbench.data") if data == "github" else Path(data)
 
 
 def sample_of(row: dict[str, Any], images: str | None, suffix: str) -> Sample:

@@ -57,7 +57,7 @@ def label_files(data: str) -> list[Path]:
 
 
 def published(name: str) -> Path:
-    return pinned_file(URL.format(name=name), SHA256[name], f"repope/{COMMIT[:7]}/{name}")
+    return pinned_file(URL.format(name=name), SHA256[name], f"repope/{COMMIT[:7]}/{name}", "repope.data")
 
 
 def original_of(path: Path) -> Path | None:

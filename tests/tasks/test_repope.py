@@ -74,8 +74,12 @@ def test_default_data_without_network_is_a_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setenv("MMHALLU_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
-    with pytest.raises(Exception, match="could not download https://raw.githubusercontent.com/YanNeu/RePOPE/bcf22e5"):
+    with pytest.raises(Exception, match="could not download https://raw.githubusercontent.com/YanNeu/RePOPE/bcf22e5") as err:
         get_task("repope").load({})
+    # the error says both ways round it: where to put the file, and which option and flags take a local copy
+    message = str(err.value)
+    assert str(tmp_path / "cache" / "repope") in message
+    assert "repope.data" in message and "mmhallu score repope --data" in message and "--task-arg repope.data=" in message
 
 
 def test_pinned_download_is_checked_and_cached(shared_benchmarks, tmp_path, monkeypatch):

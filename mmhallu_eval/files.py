@@ -26,16 +26,21 @@ def _decode(raw: bytes, path: Path, line: int | None = None) -> str:
 def read_text(path: str | Path) -> str:
     """A text file as UTF-8 (BOM dropped); a missing file or other encoding is a clear error."""
     path = Path(path)
+    _must_be_file(path)
+    return _decode(path.read_bytes(), path)
+
+
+def _must_be_file(path: Path) -> None:
+    if path.is_dir():
+        raise TaskError(f"{path}: a folder, where a file is expected; name the file inside it")
     if not path.is_file():
         raise TaskError(f"{path}: file not found")
-    return _decode(path.read_bytes(), path)
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for each non-blank line, streaming; a malformed line names file and line."""
     path = Path(path)
-    if not path.is_file():
-        raise TaskError(f"{path}: file not found")
+    _must_be_file(path)
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             line = _decode(raw, path, lineno)

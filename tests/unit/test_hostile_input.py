@@ -220,6 +220,13 @@ def test_empty_and_duplicated_answer_files(tmp_path, finer_fixture, shared_bench
     assert proc.returncode == 2 and "1 duplicate answer ids (first: item 96 (= item 0))" in proc.stderr
 
 
+def test_a_folder_given_for_an_answers_file(tmp_path, pope_fixture):
+    folder = tmp_path / "answers"
+    folder.mkdir()
+    line = _error(_cli("score", "pope", "--data", str(pope_fixture), "--answers", str(folder), "--out", str(tmp_path / "r.json")))
+    assert line == f"error: {folder}: a folder, where a file is expected; name the file inside it"
+
+
 def test_bom_and_latin1_in_mme_lists(tmp_path):
     folder = tmp_path / "mme"
     folder.mkdir()

@@ -97,6 +97,24 @@ def load_task_samples(spec: TaskSpec, options: Any, limit: int | None) -> list[S
     return samples[:limit]
 
 
+def check_images(spec: TaskSpec, options: Any, samples: list[Sample]) -> None:
+    """Each distinct image file looked up once before the model loads. None of them there is a wrong images folder
+    (or images not downloaded): an error now, not a model load followed by every sample failing. Some missing: one
+    line saying how many; their samples are recorded as missing_image failures and the run goes on."""
+    import os
+
+    named = {str(im) for s in samples for im in s.images if isinstance(im, (str, Path))}
+    missing = sorted(im for im in named if not os.path.isfile(im))
+    if not missing:
+        return
+    if len(missing) == len(named):
+        fix = (f"give the folder that holds them as --task-arg {spec.name}.images=FOLDER" if hasattr(options, "images")
+               else f"check the task's data options (mmhallu tasks {spec.name})")
+        raise TaskError(f"task {spec.name!r}: none of its {len(named)} image files is there (first: {missing[0]}); {fix}")
+    print(f"[{spec.name}] {len(missing)} of {len(named)} image files are missing (first: {missing[0]}): their samples are "
+          "recorded as missing_image failures", file=sys.stderr)
+
+
 def check_task_options(specs: list[TaskSpec], task_args: dict[str, dict[str, Any]], parsers: dict[str, str]) -> dict[str, Any]:
     """Every `--task-arg` and `--parser` parsed and checked before anything loads: typed options per task."""
     names = [s.name for s in specs]
@@ -125,6 +143,8 @@ def run(config: RunConfig, backend: Backend | None = None) -> dict[str, dict[str
     options = check_task_options(specs, config.task_args, config.parsers)
     parsers = {spec.name: spec.parser(config.parsers.get(spec.name)) for spec in specs}
     samples = {spec.name: load_task_samples(spec, options[spec.name], config.limit) for spec in specs}
+    for spec in specs:
+        check_images(spec, options[spec.name], samples[spec.name])
     rundir = RunDir(config.out)
     rundir.check_usable(config.overwrite)
     own_backend = backend is None

@@ -103,10 +103,22 @@ def test_missing_image_is_recorded_and_run_goes_on(tiny_llava, pope_fixture, tmp
         1 for f in data.glob("*_pope_*.json") for l in f.read_text().splitlines() if json.loads(l)["image"] == victim.name
     )
     assert n_missing > 0
+    n_images = len(list((data / "images").iterdir())) + 1
+    assert f"[pope] 1 of {n_images} image files are missing (first: {victim})" in proc.stderr  # said before the model loads
     assert result["errors"]["total"] == n_missing and result["errors"]["missing_image"] == n_missing
     assert result["n_scored"] == result["n"] - n_missing
     bad = [json.loads(l) for l in (out / "pope/samples.jsonl").read_text().splitlines() if json.loads(l)["error"]]
     assert len(bad) == n_missing and str(victim) in bad[0]["error"]
+
+
+def test_a_wrong_images_folder_is_refused_before_the_model_loads(pope_fixture, tmp_path):
+    out = tmp_path / "run"
+    args = run_args(tmp_path / "no-model", pope_fixture, out)  # the model is never looked at
+    args[args.index(f"pope.images={pope_fixture / 'images'}")] = f"pope.images={tmp_path / 'elsewhere'}"
+    proc = subprocess.run(args, capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "task 'pope': none of its" in proc.stderr and f"(first: {tmp_path / 'elsewhere'}" in proc.stderr
+    assert "--task-arg pope.images=FOLDER" in proc.stderr and not out.exists()
 
 
 def test_different_run_in_same_folder_is_refused(tiny_llava, pope_fixture, tmp_path):

@@ -29,6 +29,10 @@ def build_app(argv: list[str] | None = None) -> typer.Typer:
     app.add_typer(train.train_app, name="train")
     app.add_typer(world.world_app, name="world")
     app.add_typer(world.build_app, name="build")
+    for info in app.registered_commands:  # the commands list shows a docstring's line breaks as they are: one line each
+        doc = info.help or (info.callback.__doc__ if info.callback else None)
+        if info.short_help is None and doc:
+            info.short_help = " ".join(doc.split("\n\n")[0].split())
     return app
 
 

@@ -123,3 +123,13 @@ def test_a_toy_strategy_from_an_entry_point_gets_its_flag(world, tmp_path):
     toy = [r for r in rows if r["strategy"] == "toy_upper"]
     assert len(toy) == 24 and toy[0]["prompt"][0]["content"][-1]["text"] == "Is it a dragon?"
     assert any(r["strategy"] == "finer" for r in rows)
+
+
+def test_the_commands_list_gives_each_command_one_paragraph():
+    """A docstring wrapped over two lines is one paragraph in `mmhallu --help`, not a line break mid-sentence."""
+    from typer.testing import CliRunner
+
+    from mmhallu_eval.cli import build_app
+
+    listing = CliRunner().invoke(build_app([]), ["--help"], env={"COLUMNS": "200"}).output
+    assert "shapes world → demo VLM → POPE/CHAIR/MME/FINER → DPO pairs → DPO (LoRA) → evaluate again" in listing

@@ -79,7 +79,7 @@ def declared_options(cls: type, skip: tuple[str, ...] = (), prefix: str = "") ->
         flag = f"--{f.name.replace('_', '-')}"
         names = (flag,) + ((f"--{f.metadata['flag']}",) if f.metadata.get("flag") else ())
         default = f.default
-        help_text = prefix + f.metadata.get("help", "") + (f" [default: {default}]" if default not in (None, "", ()) else "")
+        help_text = prefix + f.metadata.get("help", "") + (f" (default: {default})" if default not in (None, "", ()) else "")
         if inner is bool:
             params.append(option(f.name, Optional[bool], None, help_text, (f"{flag}/--no-{flag[2:]}",)))
         elif typing.get_origin(inner) is tuple:

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import typer
 
 from ..options import fields_of
+from ..train.dpo import TRAIN_DEFAULTS as D
 from .common import command, declared_options, fail, given, option, parse_task_args, split, user_errors
 
 
@@ -129,11 +130,11 @@ def register_loop(app: typer.Typer) -> None:
         option("mix", Optional[str], None, "Fixed pair-type weights, e.g. obj=1,attr=0.2,rel=0.2,wh=0.2 (default: set from the base run's failures)."),
         option("limit", Optional[int], None),
         option("max_new_tokens", Optional[int], None),
-        option("epochs", float, 1.0),
-        option("lr", float, 5e-5),
-        option("beta", float, 0.1),
-        option("batch_size", int, 4),
-        option("loss_type", str, "sigmoid"),
+        option("epochs", float, D["epochs"], "Passes over the pairs (a fraction allowed)."),
+        option("lr", float, D["learning_rate"], "Learning rate."),
+        option("beta", float, D["beta"], "DPO's β (TRL's beta): how far the policy may move from the reference."),
+        option("batch_size", int, D["batch_size"], "Pairs per device per step."),
+        option("loss_type", str, ",".join(D["loss_type"]), "TRL loss types, comma-separated, e.g. sigmoid,sft."),
         option("device", str, "auto"),
         option("merge_adapter", bool, False, "Evaluate the tuned model with the adapter merged into the weights (faster; answers can differ from the unmerged adapter's in floating-point rounding)."),
         option("no_progress", bool, False),

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from ..train.dpo import TRAIN_DEFAULTS as D  # a light module: TRL and torch load when training starts
 from .common import fail, user_errors
 
 train_app = typer.Typer(no_args_is_help=True, help="Preference tuning with TRL.")
@@ -18,16 +19,16 @@ def train_dpo_cmd(
     out: Path = typer.Option(..., help="Output folder (adapter or full model, processor, train_log.jsonl, configs)."),
     config: Optional[Path] = typer.Option(None, help="YAML with TrainConfig fields and any DPOConfig field."),
     full: bool = typer.Option(False, help="Full fine-tuning instead of LoRA."),
-    beta: Optional[float] = typer.Option(None),
-    lr: Optional[float] = typer.Option(None, "--lr"),
-    epochs: Optional[float] = typer.Option(None),
-    max_steps: Optional[int] = typer.Option(None),
-    batch_size: Optional[int] = typer.Option(None),
-    grad_accum: Optional[int] = typer.Option(None),
-    loss_type: Optional[str] = typer.Option(None, help="TRL loss types, comma-separated, e.g. sigmoid,sft."),
+    beta: Optional[float] = typer.Option(None, help=f"DPO's β (TRL's beta): how far the policy may move from the reference. (default: {D['beta']})"),
+    lr: Optional[float] = typer.Option(None, "--lr", help=f"Learning rate. (default: {D['learning_rate']})"),
+    epochs: Optional[float] = typer.Option(None, help=f"Passes over the pairs (a fraction allowed). (default: {D['epochs']})"),
+    max_steps: Optional[int] = typer.Option(None, help=f"Optimizer steps, overriding --epochs when positive. (default: {D['max_steps']})"),
+    batch_size: Optional[int] = typer.Option(None, help=f"Pairs per device per step. (default: {D['batch_size']})"),
+    grad_accum: Optional[int] = typer.Option(None, help=f"Steps accumulated per optimizer update. (default: {D['grad_accum']})"),
+    loss_type: Optional[str] = typer.Option(None, help=f"TRL loss types, comma-separated, e.g. sigmoid,sft. (default: {','.join(D['loss_type'])})"),
     loss_weights: Optional[str] = typer.Option(None, help="Weights for the loss types, e.g. 1,0.5."),
-    lora_r: Optional[int] = typer.Option(None),
-    seed: Optional[int] = typer.Option(None),
+    lora_r: Optional[int] = typer.Option(None, help=f"LoRA rank (alpha {D['lora_alpha']}, dropout {D['lora_dropout']}; --config sets those). (default: {D['lora_r']})"),
+    seed: Optional[int] = typer.Option(None, help=f"Seed of the adapter's initialisation and the pairs' order. (default: {D['seed']})"),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar or per-step metrics on stdout (train_log.jsonl has them)."),
 ) -> None:
     """DPO on preference pairs with TRL (LoRA by default). Multi-GPU: `accelerate launch -m mmhallu_eval.cli train dpo ...`."""

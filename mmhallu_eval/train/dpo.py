@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,11 @@ class TrainConfig:
         base.setdefault("extra", {}).update(extra)
         check_dpo_settings(base, where=str(path))
         return cls(**base)
+
+
+#: every setting's default (the `train dpo` and `loop` commands show them in their help)
+TRAIN_DEFAULTS: dict[str, Any] = {f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+                                  for f in fields(TrainConfig) if f.default is not MISSING or f.default_factory is not MISSING}
 
 
 def check_dpo_settings(settings: dict[str, Any], where: str = "train settings") -> None:

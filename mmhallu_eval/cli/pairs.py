@@ -92,7 +92,7 @@ def register_pairs_build(app: typer.Typer) -> None:
         option("mix_from_run", Optional[Path], None, "Set the mix from a base run's weakest slices."),
         option("exclude_eval_tasks", Optional[str], None, "Drop pairs on images of these evaluation tasks, e.g. pope,chair."),
         option("task_arg", list[str], [], "Options of the excluded tasks, TASK.KEY=VALUE."),
-        option("seed", int, 0),
+        option("seed", int, 0, "Seed of the pair sampling: the same seed writes the same pairs."),
         *strategy_params(),
     ]
     command(app, "build", _pairs_build, params, "Preference pairs in TRL's vision format (images, prompt, chosen, rejected) with provenance.")
@@ -128,16 +128,16 @@ def register_loop(app: typer.Typer) -> None:
         option("task_arg", list[str], [], "Task option TASK.KEY=VALUE (repeatable)."),
         option("strategy", str, "finer,povid", "Pair strategies built from the training annotations or from the base model's own captions."),
         option("mix", Optional[str], None, "Fixed pair-type weights, e.g. obj=1,attr=0.2,rel=0.2,wh=0.2 (default: set from the base run's failures)."),
-        option("limit", Optional[int], None),
-        option("max_new_tokens", Optional[int], None),
+        option("limit", Optional[int], None, "Evaluate only the first N samples of each task (both evaluations)."),
+        option("max_new_tokens", Optional[int], None, "Override the tasks' max_new_tokens (both evaluations)."),
         option("epochs", float, D["epochs"], "Passes over the pairs (a fraction allowed)."),
         option("lr", float, D["learning_rate"], "Learning rate."),
         option("beta", float, D["beta"], "DPO's β (TRL's beta): how far the policy may move from the reference."),
         option("batch_size", int, D["batch_size"], "Pairs per device per step."),
         option("loss_type", str, ",".join(D["loss_type"]), "TRL loss types, comma-separated, e.g. sigmoid,sft."),
-        option("device", str, "auto"),
+        option("device", str, "auto", "auto, cpu, cuda, cuda:1, ... for the evaluations and the base model's sampled captions (training uses CUDA when there is one)."),
         option("merge_adapter", bool, False, "Evaluate the tuned model with the adapter merged into the weights (faster; answers can differ from the unmerged adapter's in floating-point rounding)."),
-        option("no_progress", bool, False),
+        option("no_progress", bool, False, "Hide progress bars."),
         *strategy_params(),
     ]
     command(app, "loop", _loop, params, "Evaluate → pairs from the base run's failures → DPO → evaluate the adapter → compare (resumable).")

@@ -18,7 +18,7 @@ app = typer.Typer()
 @world_app.command("build")
 def world_build_cmd(
     out: Path = typer.Option(..., help="Folder for images/, COCO-style annotations, scene graphs, synonyms.txt."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="The world's seed: the same seed draws the same scenes."),
     train: int = typer.Option(400, help="Training images."),
     test: int = typer.Option(200, help="Test images."),
 ) -> None:
@@ -40,10 +40,10 @@ def build_pope_cmd(
     out: Path = typer.Option(..., help="Folder for <name>_pope_{random,popular,adversarial}.json."),
     split: str = typer.Option("val2014", help="Which instances_<split>.json when a folder is given."),
     name: str = typer.Option("coco", help="Dataset name in the file names."),
-    n_images: int = typer.Option(500),
+    n_images: int = typer.Option(500, help="Images sampled (POPE's files: 500)."),
     per_image: int = typer.Option(3, help="Positive (and negative) questions per image."),
     min_objects: int = typer.Option(3, help="Only images with at least this many distinct objects."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed of the image and object sampling: the same seed writes the same files."),
 ) -> None:
     """POPE's own sampling: per image 3 present and 3 absent objects, negatives random/popular/adversarial."""
     from ..benchmarks.pope import build_pope
@@ -67,8 +67,15 @@ def _annotations_arg(path: Path, split: str) -> Path:
     return path
 
 
+#: the options the annotation-built benchmarks share
+_ANNOTATIONS = typer.Option(..., help="Scene-graph JSON or COCO instances JSON, or a folder holding scene_graph_<split>.json or instances_<split>.json.")
+_SPLIT = typer.Option("test", help="Which file of a folder given as --annotations.")
+_SEED = typer.Option(0, help="Seed of the question sampling: the same seed writes the same files.")
+
+
 @build_app.command("mme")
-def build_mme_cmd(annotations: Path = typer.Option(...), out: Path = typer.Option(...), split: str = typer.Option("test"), seed: int = typer.Option(0)) -> None:
+def build_mme_cmd(annotations: Path = _ANNOTATIONS, out: Path = typer.Option(..., help="Folder for the <subtask>.txt lists."),
+                  split: str = _SPLIT, seed: int = _SEED) -> None:
     """MME-style yes/no pairs (existence, count, position, color) as flat <subtask>.txt lists."""
     from ..benchmarks.qa import build_mme
 
@@ -80,7 +87,8 @@ def build_mme_cmd(annotations: Path = typer.Option(...), out: Path = typer.Optio
 
 
 @build_app.command("finer")
-def build_finer_cmd(annotations: Path = typer.Option(...), out: Path = typer.Option(...), split: str = typer.Option("test"), seed: int = typer.Option(0)) -> None:
+def build_finer_cmd(annotations: Path = _ANNOTATIONS, out: Path = typer.Option(..., help="Folder for the FINER question files."),
+                    split: str = _SPLIT, seed: int = _SEED) -> None:
     """FINER-style 5-way MCQ pairs (positive + one-slot negative) for multi_obj, multi_attr, multi_rel, wh."""
     from ..benchmarks.qa import build_finer
 
@@ -92,7 +100,8 @@ def build_finer_cmd(annotations: Path = typer.Option(...), out: Path = typer.Opt
 
 
 @build_app.command("mmhal")
-def build_mmhal_cmd(annotations: Path = typer.Option(...), out: Path = typer.Option(..., help="JSON file (the MMHal template format)."), split: str = typer.Option("test"), n_items: int = typer.Option(96), seed: int = typer.Option(0)) -> None:
+def build_mmhal_cmd(annotations: Path = _ANNOTATIONS, out: Path = typer.Option(..., help="JSON file (the MMHal template format)."),
+                    split: str = _SPLIT, n_items: int = typer.Option(96, help="Questions written (MMHal-Bench has 96)."), seed: int = _SEED) -> None:
     """MMHal-style open questions with image_content, in the response_template.json format."""
     from ..benchmarks.qa import build_mmhal
 
@@ -114,7 +123,7 @@ def tiny_model_cmd(
     out: Path = typer.Option(..., help="Folder to save the model and processor to."),
     arch: str = typer.Option("llava", help="llava or idefics3 (ChatML test models), or a family name (see --family)."),
     family: Optional[str] = typer.Option(None, help="A published family's layout and chat template: " + ", ".join(_family_names()) + "."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed of the random weights."),
 ) -> None:
     """Build a tiny random-weight VLM with a locally trained tokenizer (offline, seconds)."""
     from ..world.families import build_family
@@ -133,8 +142,8 @@ def tiny_model_cmd(
 @world_app.command("pope-fixture")
 def pope_fixture_cmd(
     out: Path = typer.Option(..., help="Folder for images/ and *_pope_<split>.json."),
-    n_images: int = typer.Option(8),
-    seed: int = typer.Option(0),
+    n_images: int = typer.Option(8, help="Images drawn (1–3 shapes each; per split as many yes as no questions)."),
+    seed: int = typer.Option(0, help="Seed of the drawn scenes."),
 ) -> None:
     """Generate shape images and POPE question files for them."""
     from ..world.fixtures import build_pope_fixture

@@ -135,7 +135,7 @@ def test_the_commands_list_gives_each_command_one_paragraph():
     assert "shapes world → demo VLM → POPE/CHAIR/MME/FINER → DPO pairs → DPO (LoRA) → evaluate again" in listing
 
 
-def test_no_help_text_is_taken_for_terminal_markup():
+def test_every_option_is_described_and_no_help_text_is_taken_for_terminal_markup():
     """The terminal's help renderer (rich) swallows `[word ...]` as a style tag, so a help text written `[default:
     0.8]` lost its default on screen; every command's help and option texts are checked for such brackets."""
     import re
@@ -145,13 +145,15 @@ def test_no_help_text_is_taken_for_terminal_markup():
     from mmhallu_eval.cli import build_app
 
     tag = re.compile(r"(?<!\\)\[[a-z#/@][^\[]*?\]")
-    found, stack = [], [("mmhallu", get_command(build_app([])))]
+    found, undescribed, stack = [], [], [("mmhallu", get_command(build_app([])))]
     while stack:
         path, command = stack.pop()
         found += [f"{path} {p.name}" for p in command.params if tag.search(getattr(p, "help", None) or "")]
         found += [path] if tag.search(command.help or "") else []
+        undescribed += [f"{path} {p.name}" for p in command.params if p.param_type_name == "option" and not (p.help or "").strip()]
         stack += [(f"{path} {name}", sub) for name, sub in getattr(command, "commands", {}).items()]
     assert not found, found
+    assert not undescribed, undescribed  # and every option says what it is for
     from typer.testing import CliRunner
 
     shown = CliRunner().invoke(build_app([]), ["score", "amber", "--help"], env={"COLUMNS": "300"}).output

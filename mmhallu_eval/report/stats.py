@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from ..measure import Measure, Resampler, draw_values, evaluate
+from ..measure import Measure, draw_values, evaluate
 from ..metrics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+from ..resample import Resampler
 
 EXACT_MAX = 25  # exact binomial McNemar up to this many discordant pairs, chi-square with correction above
 
@@ -48,7 +49,7 @@ def paired_bootstrap(
     Units are resampled within each group with the same indices for both runs (the pairing); the metric values
     come from the task's declaration (`measure.evaluate`), as result.json's do. The draws are
     `rng.integers(0, n_g, n_g)` group after group, resample after resample; with whole-number statistics they are
-    summed and evaluated a block of resamples at a time (`measure.Resampler`, `measure.draw_values`), otherwise one
+    summed and evaluated a block of resamples at a time (`resample.Resampler`, `measure.draw_values`), otherwise one
     resample at a time — the same deltas either way.
     """
     groups = list(base)

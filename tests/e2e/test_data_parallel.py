@@ -49,5 +49,6 @@ def test_two_ray_replicas_equal_one(tiny_llava, pope_fixture, tmp_path):
 
 def test_replica_start_failure_is_a_clear_error(pope_fixture, tmp_path):
     proc = subprocess.run([*CLI, "run", "--model", str(tmp_path / "nowhere"), "--tasks", "pope", "--out", str(tmp_path / "r"), "--data-parallel", "2",
-                           "--task-arg", f"pope.data={pope_fixture}"], capture_output=True, text=True)
+                           "--task-arg", f"pope.data={pope_fixture}", "--task-arg", f"pope.images={pope_fixture / 'images'}"],
+                          capture_output=True, text=True)
     assert proc.returncode == 2 and "does not exist" in proc.stderr, proc.stderr

@@ -59,7 +59,8 @@ def test_openai_backend_matches_transformers(tiny_llava, pope_fixture, tmp_path)
 
 def test_unreachable_base_url_fails_fast(tmp_path, pope_fixture):
     proc = subprocess.run([*CLI, "run", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--tasks", "pope",
-                           "--out", str(tmp_path / "r"), "--task-arg", f"pope.data={pope_fixture}"], capture_output=True, text=True)
+                           "--out", str(tmp_path / "r"), "--task-arg", f"pope.data={pope_fixture}", "--task-arg", f"pope.images={pope_fixture / 'images'}"],
+                          capture_output=True, text=True)
     assert proc.returncode == 2 and "cannot reach the OpenAI-compatible server at http://127.0.0.1:9/v1" in proc.stderr
 
 

@@ -74,7 +74,8 @@ def test_credentials_in_base_urls_never_reach_files(tmp_path, pope_fixture, shar
 
 
 def test_api_key_env_must_name_a_set_variable(tmp_path, pope_fixture):
-    args = ["run", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--tasks", "pope", "--task-arg", f"pope.data={pope_fixture}"]
+    args = ["run", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--tasks", "pope", "--task-arg", f"pope.data={pope_fixture}",
+            "--task-arg", f"pope.images={pope_fixture / 'images'}"]
     line = _error(_cli(*args, "--out", str(tmp_path / "a"), "--api-key-env", "sk-REALKEY0123456789abcdef"))
     assert "NAME of an environment variable" in line and "sk-REAL" not in line
     line = _error(_cli(*args, "--out", str(tmp_path / "b"), "--api-key-env", "MMHALLU_UNSET_VAR", env={"MMHALLU_UNSET_VAR": ""}))

@@ -101,8 +101,9 @@ def test_groups_of_one_size_and_every_drawing_path_equal_the_loop(kind, block, k
     set or several sets at once: every group's interval is that of its own index-resampling loop (to the last bits,
     for fractional statistics)."""
     import mmhallu_eval.measure as measure_module
+    import mmhallu_eval.resample as resample_module
 
-    monkeypatch.setattr(measure_module, "_DRAW_BLOCK", block)
+    monkeypatch.setattr(resample_module, "_DRAW_BLOCK", block)
     monkeypatch.setattr(measure_module, "_KEPT_PICKS", kept)
     monkeypatch.setattr(measure_module, "_QUANTILE_SETS", sets)
     rng = np.random.default_rng(11)
@@ -128,7 +129,7 @@ def test_groups_of_one_size_and_every_drawing_path_equal_the_loop(kind, block, k
 def test_counts_of_few_distinct_rows_equal_index_sums(units):
     """Few distinct unit rows are counted in a narrow integer type sized to the stratum (16 bits below 65,536 units,
     32 above): each draw's sums equal the picked rows summed directly."""
-    from mmhallu_eval.measure import Resampler
+    from mmhallu_eval.resample import Resampler
 
     rng = np.random.default_rng(5)
     rows = np.eye(4)[rng.integers(0, 4, size=units)]  # four distinct rows, like POPE's confusion cells
@@ -144,7 +145,7 @@ def test_counts_of_few_distinct_rows_equal_index_sums(units):
 def test_distinct_rows_are_numpys_unique_rows(data):
     """The resampler's distinct rows — numbered for whole-number rows, else `np.unique(axis=0)` — are
     `np.unique(axis=0)`'s rows and indices."""
-    from mmhallu_eval.measure import Resampler
+    from mmhallu_eval.resample import Resampler
 
     n, k = data.draw(st.integers(1, 60)), data.draw(st.integers(1, 8))
     values = data.draw(st.sampled_from([st.integers(-3, 3), st.integers(0, 2**40), st.floats(-4, 4).map(lambda x: round(x, 1))]))

@@ -33,6 +33,9 @@ class RepopeOptions(TaskOptions):
                               "labels of the same commit), or POPE-format label files / a folder of them")
     images: str | None = opt(None, "folder with the COCO val2014 images")
     prompt_suffix: str = opt("", "text appended to each question (RePOPE asks the bare question; \\n for a newline)")
+    questions: str | None = opt(None, "scoring only: the merged questions file the answers' question_ids refer to (LLaVA's "
+                                      "llava_pope_test.jsonl: question_id, image, text, category); each question is found "
+                                      "among the labelled ones by split, image and question")
 
 
 def label_files(data: str) -> list[Path]:
@@ -70,15 +73,19 @@ def original_of(path: Path) -> Path | None:
 
 
 def load_samples(options: RepopeOptions) -> list[Sample]:
+    if options.questions:
+        raise TaskError("repope.questions maps saved answers to the questions (mmhallu score repope); a run asks the "
+                        "labelled questions themselves, leave it out")
     samples, _ = load_with_removed(options)
     return samples
 
 
-def load_with_removed(options: RepopeOptions) -> tuple[list[Sample], dict[str, set[str]]]:
-    """The samples, and per split the ids of questions RePOPE removed (when the original POPE file is known)."""
+def load_with_removed(options: RepopeOptions) -> tuple[list[Sample], dict[str, dict[str, tuple[str, str]]]]:
+    """The samples, and per split the questions RePOPE removed, id → (image, question) (when the original POPE file
+    is known)."""
     suffix = options.prompt_suffix.replace("\\n", "\n")
     samples: list[Sample] = []
-    removed: dict[str, set[str]] = {}
+    removed: dict[str, dict[str, tuple[str, str]]] = {}
     seen: dict[str, Path] = {}
     for path in label_files(options.data):
         part = load_question_file(path, options.images, suffix)
@@ -89,6 +96,7 @@ def load_with_removed(options: RepopeOptions) -> tuple[list[Sample], dict[str, s
         original = original_of(path)
         if original is not None:
             kept = {str(s.metadata["question_id"]) for s in part}
-            removed[split] = {str(row.get("question_id")) for _, row in iter_jsonl(original)} - kept
+            removed[split] = {str(row.get("question_id")): (str(row.get("image")), str(row.get("text")))
+                              for _, row in iter_jsonl(original) if str(row.get("question_id")) not in kept}
         samples.extend(part)
     return samples, removed

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmhallu_eval import AnswerMatch, match_answers, Capabilities, GenerationConfig, Measure, Metric, Parser, Sample, Sums, TaskSpec, count, f1_of, quotient, task
+from mmhallu_eval import AnswerMatch, match_answers, Capabilities, TaskError, iter_jsonl, require_fields, GenerationConfig, Measure, Metric, Parser, Sample, Sums, TaskSpec, count, f1_of, quotient, task
 
 from mmhallu_tasks.pope.parsers import PARSERS as POPE_PARSERS
 from mmhallu_tasks.pope.task import right_answer
@@ -78,9 +78,12 @@ MEASURE = Measure(
 
 
 def read_answers(path: Path, options: RepopeOptions) -> tuple[list[Sample], AnswerMatch]:
-    """POPE-style answers (JSONL: `question_id` or a namespaced `id`, and `text`). Answers to questions RePOPE
-    removed are counted and listed (`removed_answers`), not scored."""
+    """POPE-style answers (JSONL: `question_id` or a namespaced `id`, and `text`), or with `repope.questions` the ids
+    of a merged questions file. Answers to questions RePOPE removed are counted and listed (`removed_answers`), not
+    scored."""
     samples, removed = load_with_removed(options)
+    if options.questions:
+        return samples, match_merged(samples, removed, path, Path(options.questions))
     match = match_answers(samples, path)
     single = next(iter(removed)) if len(removed) == 1 and len({s.group for s in samples}) == 1 else None
     def was_removed(key: str) -> bool:
@@ -90,6 +93,40 @@ def read_answers(path: Path, options: RepopeOptions) -> tuple[list[Sample], Answ
     match.set_apart("removed", [k for k in match.unknown if was_removed(k)], "are to questions RePOPE removed")
     match.unknown = [k for k in match.unknown if not was_removed(k)]
     return samples, match
+
+
+def match_merged(samples: list[Sample], removed: dict[str, dict[str, tuple[str, str]]], answers: Path, questions: Path) -> AnswerMatch:
+    """Answers keyed by a merged questions file (LLaVA's llava_pope_test.jsonl, made from POPE's files of another
+    commit, with other ids): each of its questions is found among the labelled ones by category (the split), image
+    and question — the text up to its first line break, LLaVA's appended instruction left out."""
+    labelled = {(s.group, s.metadata["image"], s.metadata["question"]): s.id for s in samples}
+    gone = {(split, image, text) for split, rows in removed.items() for image, text in rows.values()}
+    asked: dict[str, tuple[str, str, str]] = {}
+    for lineno, row in iter_jsonl(questions):
+        require_fields(row, ("question_id", "image", "text", "category"), f"{questions}:{lineno}", text=("image", "text"))
+        asked[str(row["question_id"])] = (str(row["category"]), row["image"], row["text"].partition("\n")[0])
+    match, removed_keys, elsewhere = AnswerMatch(), [], []
+    for lineno, row in iter_jsonl(answers):
+        key = row.get("question_id", row.get("id"))
+        if key is None or "text" not in row:
+            raise TaskError(f"{answers}:{lineno}: an answer needs 'question_id' (an id of {questions.name}) and 'text'")
+        key = str(key)
+        question = asked.get(key)
+        if question is None:
+            match.unknown.append(key)
+        elif question in labelled:
+            match.offer(labelled[question], row["text"], key)
+        elif question in gone:
+            removed_keys.append(key)
+        else:
+            elsewhere.append(key)
+    match.set_apart("removed", removed_keys, "are to questions RePOPE removed")
+    if elsewhere:
+        match.unknown.extend(elsewhere)
+        match.notes.append(f"{len(elsewhere)} answers are to questions of {questions.name} that the label files do not ask "
+                           f"(first: {', '.join(elsewhere[:5])}): POPE's files changed between commits, and these are not "
+                           "in the version the labels relabel")
+    return match.finish(samples)
 
 
 @task("repope")

@@ -51,6 +51,46 @@ def test_removed_answers_need_no_allow_missing_but_unknown_ids_do(shared_benchma
     assert done.returncode == 2 and "1 answer ids not in the data (first: random-99999)" in done.stderr
 
 
+def test_llava_answers_keyed_by_its_merged_questions_file(shared_benchmarks, tmp_path):
+    """LLaVA-1.5-13B's published POPE answers carry the ids of llava_pope_test.jsonl (made from POPE's files of an
+    earlier commit): with repope.questions each is found by split, image and question. The scores equal those of the
+    same answers re-keyed here by a join of their own, and every answer is accounted for."""
+    llava, folder = shared_benchmarks / "pope" / "llava-1.5-13b", shared_benchmarks / "repope"
+    questions = {}
+    for line in (llava / "llava_pope_test.jsonl").read_text().splitlines():
+        q = json.loads(line)
+        questions[q["question_id"]] = (q["category"], q["image"], q["text"].split("\n")[0])
+    labelled = {}
+    for split in ("adversarial", "popular", "random"):
+        for line in (folder / f"coco_repope_{split}.json").read_text().splitlines():
+            row = json.loads(line)
+            labelled[split, row["image"], row["text"]] = f"{split}-{row['question_id']}"
+    answers = [json.loads(line) for line in (llava / "answers_llava-v1.5-13b.jsonl").read_text().splitlines()]
+    rekeyed = tmp_path / "rekeyed.jsonl"
+    rekeyed.write_text("".join(json.dumps({"question_id": labelled[questions[a["question_id"]]], "text": a["text"]}) + "\n"
+                               for a in answers if questions[a["question_id"]] in labelled))
+    expected = score("--data", str(folder), "--answers", str(rekeyed), "--out", str(tmp_path / "e.json"), "--allow-missing")
+    assert expected.returncode == 0, expected.stderr
+    args = ("--data", str(folder), "--questions", str(llava / "llava_pope_test.jsonl"), "--answers", str(llava / "answers_llava-v1.5-13b.jsonl"))
+    refused = score(*args, "--out", str(tmp_path / "r.json"))
+    assert refused.returncode == 2 and "that the label files do not ask" in refused.stderr
+    done = score(*args, "--out", str(tmp_path / "r.json"), "--allow-missing")
+    assert done.returncode == 0, done.stderr
+    got, want = json.loads((tmp_path / "r.json").read_text()), json.loads((tmp_path / "e.json").read_text())
+    assert got["metrics"] == want["metrics"] and got["groups"] == want["groups"] and got["ci"] == want["ci"]
+    scored = sum(1 for a in answers if questions[a["question_id"]] in labelled)
+    assert got["n"] == scored == 7863
+    assert got["removed_answers"] + got["unknown_answers"] + scored == len(answers) == 8910
+    assert got["removed_answers"] == 801 and got["missing_answers"] == 2684 + 2727 + 2774 - scored
+
+
+def test_questions_file_is_for_scoring_only(pope_fixture, tmp_path):
+    done = subprocess.run([*CLI, "run", "--model", str(tmp_path / "m"), "--tasks", "repope", "--out", str(tmp_path / "r"),
+                           "--task-arg", f"repope.data={pope_fixture}", "--task-arg", f"repope.questions={pope_fixture}/q.jsonl"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "repope.questions maps saved answers" in done.stderr
+
+
 def test_parser_reads_substrings_like_eval_utils():
     from mmhallu_tasks.repope.task import repope_official
 

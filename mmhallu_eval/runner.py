@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -78,8 +79,6 @@ def samples_hash(samples: list[Sample]) -> str:
 
 def data_roots(samples: list[Sample]) -> list[str]:
     """The folders the task's image files are in (absolute): the only places the run report shows images from."""
-    import os
-
     named = {im for s in samples for im in s.images if isinstance(im, (str, Path))}  # POPE shows each image six times
     return sorted({os.path.dirname(os.path.abspath(im)) for im in named})[:1000]
 
@@ -101,8 +100,6 @@ def check_images(spec: TaskSpec, options: Any, samples: list[Sample]) -> None:
     """Each distinct image file looked up once before the model loads. None of them there is a wrong images folder
     (or images not downloaded): an error now, not a model load followed by every sample failing. Some missing: one
     line saying how many; their samples are recorded as missing_image failures and the run goes on."""
-    import os
-
     named = {str(im) for s in samples for im in s.images if isinstance(im, (str, Path))}
     missing = sorted(im for im in named if not os.path.isfile(im))
     if not missing:

@@ -10,7 +10,7 @@ from .errors import TaskError, UserError
 from .measure import Measure, Metric, PooledMetric, Sums, add_sums, count, f1_of, pooled_totals, quotient, ratio
 from .nltk_resources import download_nltk_resources, missing_nltk_resources, use_bundled_nltk_data
 from .paired import group_units, keep_whole_units
-from .scoring import AnswerMatch, match_answers
+from .scoring import AnswerMatch, iter_answer_rows, match_answers
 from .registry import TaskAlias, get_task, include_path, task, task_alias, task_names
 from .options import TaskOptions, opt
 from .prompts import DESCRIBE, SHORT_ANSWER, YES_NO
@@ -78,6 +78,7 @@ __all__ = [
     "open_image",
     "pinned_file",
     "cache_root",
+    "iter_answer_rows",
     "match_answers",
     "read_json",
     "read_text",

@@ -85,10 +85,12 @@ def data_roots(samples: list[Sample]) -> list[str]:
 
 def load_task_samples(spec: TaskSpec, options: Any, limit: int | None) -> list[Sample]:
     samples = spec.load(options)
-    ids = [s.id for s in samples]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise TaskError(f"task {spec.name!r}: sample id {dup!r} occurs more than once in the data")
+    seen: set[str] = set()
+    for s in samples:
+        if s.id in seen:
+            raise TaskError(f"task {spec.name!r}: sample id {s.id!r} occurs more than once in the data (every sample is scored "
+                            "once under its id): remove the repeated entry or give it an id of its own")
+        seen.add(s.id)
     if not limit:
         return samples
     if spec.limit_unit is not None:

@@ -198,6 +198,18 @@ class AnswerMatch:
                 "invalid_answers": len(self.invalid), **{f"{reason}_answers": len(ids) for reason, ids in self.set_aside.items()}}
 
 
+def iter_answer_rows(answers: Path | str, text_field: str = "text") -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(line number, key, row) of each JSONL answer: the key is its `question_id`, else its `id`, as text. A row
+    without a key or without `text_field` is an error naming the file and line."""
+    for lineno, row in iter_jsonl(answers):
+        key = row.get("question_id", row.get("id"))
+        if key is None:
+            raise TaskError(f"{answers}:{lineno}: no 'question_id' or 'id' field")
+        if text_field not in row:
+            raise TaskError(f"{answers}:{lineno}: no {text_field!r} field with the model's answer")
+        yield lineno, str(key), row
+
+
 def match_answers(samples: list[Sample], answers: Path | str, text_field: str = "text") -> AnswerMatch:
     """Match JSONL answers (`question_id` or `id`, plus `text`) to samples.
 
@@ -207,13 +219,7 @@ def match_answers(samples: list[Sample], answers: Path | str, text_field: str = 
     qid_counts = Counter(str(s.metadata.get("question_id")) for s in samples)
     by_qid = {str(s.metadata.get("question_id")): s for s in samples if qid_counts[str(s.metadata.get("question_id"))] == 1}
     match = AnswerMatch()
-    for lineno, row in iter_jsonl(answers):
-        key = row.get("question_id", row.get("id"))
-        if key is None:
-            raise TaskError(f"{answers}:{lineno}: no 'question_id' or 'id' field")
-        if text_field not in row:
-            raise TaskError(f"{answers}:{lineno}: no {text_field!r} field with the model's answer")
-        key = str(key)
+    for lineno, key, row in iter_answer_rows(answers, text_field):
         sample = by_id.get(key) or by_qid.get(key)
         if sample is None:
             if qid_counts.get(key, 0) > 1:

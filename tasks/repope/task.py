@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmhallu_eval import AnswerMatch, match_answers, Capabilities, TaskError, iter_jsonl, require_fields, GenerationConfig, Measure, Metric, Parser, Sample, Sums, TaskSpec, count, f1_of, quotient, task
+from mmhallu_eval import AnswerMatch, iter_answer_rows, match_answers, Capabilities, iter_jsonl, require_fields, GenerationConfig, Measure, Metric, Parser, Sample, Sums, TaskSpec, count, f1_of, quotient, task
 
 from mmhallu_tasks.pope.parsers import PARSERS as POPE_PARSERS
 from mmhallu_tasks.pope.task import right_answer
@@ -106,11 +106,7 @@ def match_merged(samples: list[Sample], removed: dict[str, dict[str, tuple[str, 
         require_fields(row, ("question_id", "image", "text", "category"), f"{questions}:{lineno}", text=("image", "text"))
         asked[str(row["question_id"])] = (str(row["category"]), row["image"], row["text"].partition("\n")[0])
     match, removed_keys, elsewhere = AnswerMatch(), [], []
-    for lineno, row in iter_jsonl(answers):
-        key = row.get("question_id", row.get("id"))
-        if key is None or "text" not in row:
-            raise TaskError(f"{answers}:{lineno}: an answer needs 'question_id' (an id of {questions.name}) and 'text'")
-        key = str(key)
+    for _, key, row in iter_answer_rows(answers):
         question = asked.get(key)
         if question is None:
             match.unknown.append(key)

@@ -228,6 +228,20 @@ def test_a_folder_given_for_an_answers_file(tmp_path, pope_fixture):
     assert line == f"error: {folder}: a folder, where a file is expected; name the file inside it"
 
 
+def test_a_sample_id_twice_in_the_data_is_refused_before_the_model_loads(tmp_path, pope_fixture):
+    data = tmp_path / "pope"
+    shutil.copytree(pope_fixture, data)
+    split = data / "shapes_pope_random.json"
+    first = split.read_text().splitlines()[0]
+    split.write_text(split.read_text() + first + "\n")
+    out = tmp_path / "run"
+    line = _error(_cli("run", "--model", str(tmp_path / "no-model"), "--tasks", "pope", "--task-arg", f"pope.data={data}",
+                       "--task-arg", f"pope.images={data / 'images'}", "--out", str(out)))
+    qid = json.loads(first)["question_id"]
+    assert line.startswith(f"error: task 'pope': sample id 'random-{qid}' occurs more than once in the data") and "remove the repeated entry" in line
+    assert not out.exists()
+
+
 def test_bom_and_latin1_in_mme_lists(tmp_path):
     folder = tmp_path / "mme"
     folder.mkdir()

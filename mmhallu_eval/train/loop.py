@@ -51,6 +51,10 @@ class LoopConfig:
     scorecard_first: list[tuple[str, str | None]] = field(default_factory=list)
 
 
+#: the pairs file and the adapter folder in the loop's folder
+PAIRS, ADAPTER = "pairs.jsonl", "adapter"
+
+
 def _fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -85,8 +89,6 @@ class LoopState:
 
 
 def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    from ..report.pages import compare_report
-
     options = strategy_options(cfg.strategies, cfg.pair_options)  # every option checked before anything runs
     needs_run = [s for s in cfg.strategies if "run" in get_strategy(s).needs]
     if needs_run:
@@ -100,23 +102,7 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
     ctx = PairContext(annotations=cfg.train_annotations, images=cfg.train_images, seed=cfg.seed, model=cfg.model, backend_args=cfg.backend_args,
                       batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, tasks=cfg.tasks, task_args=cfg.task_args, work_dir=out, log=log)
 
-    def evaluate(name: str, adapter: str | None) -> Stage:
-        inputs = {"model": cfg.model, "adapter": adapter, "tasks": cfg.tasks, "task_args": cfg.task_args, "limit": cfg.limit,
-                  "max_new_tokens": cfg.max_new_tokens, "adapter_hash": _dir_hash(adapter) if adapter else None}
-        backend_args = {**cfg.backend_args, "adapter": adapter}
-        if adapter and cfg.merge_adapter:
-            inputs["merge_adapter"] = backend_args["merge_adapter"] = True
-
-        def go() -> dict[str, Any]:
-            log(f"[loop] {name}: evaluating {cfg.model}{' + ' + adapter if adapter else ''} on {', '.join(cfg.tasks)}")
-            run(RunConfig(model=cfg.model, tasks=cfg.tasks, out=out / name, limit=cfg.limit, batch_size=cfg.eval_batch_size or cfg.batch_size,
-                          max_new_tokens=cfg.max_new_tokens,
-                          task_args=cfg.task_args, backend_args=backend_args, resume=True, show_progress=cfg.show_progress))
-            return {"run": str(out / name)}
-
-        return Stage(name, inputs, [out / name / t / "result.json" for t in cfg.tasks], go)
-
-    base = Path(state.execute(evaluate("base", None), log)["run"])
+    base = Path(state.execute(_evaluate_stage(cfg, "base", None, log), log)["run"])
     for name in cfg.strategies:
         strategy = get_strategy(name)
         if strategy.prepare is not None:
@@ -127,7 +113,38 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
     adaptive, evidence = mix_from_run(base)
     ctx.mix = dict(cfg.mix) if cfg.mix else adaptive
     evidence["mix_source"] = ("fixed (LoopConfig.mix / --mix); the adaptive mix would be " + json.dumps(adaptive)) if cfg.mix else "adaptive (base run's failures)"
-    pairs_path = out / "pairs.jsonl"
+    state.execute(_pairs_stage(cfg, ctx, options, evidence, log), log)
+    state.execute(_train_stage(cfg, log), log)
+    tuned = Path(state.execute(_evaluate_stage(cfg, "tuned", str(out / ADAPTER), log), log)["run"])
+    state.data["stages"].pop("compare", None)  # always rewritten: it reads the two runs
+    state.execute(_compare_stage(cfg, base, tuned, log), log)
+    return state.data
+
+
+def _evaluate_stage(cfg: LoopConfig, name: str, adapter: str | None, log: Callable[[str], None]) -> Stage:
+    """The tasks evaluated on the model (`adapter`: with the tuned LoRA adapter) into DIR/NAME, resumable."""
+    out = Path(cfg.out)
+    inputs = {"model": cfg.model, "adapter": adapter, "tasks": cfg.tasks, "task_args": cfg.task_args, "limit": cfg.limit,
+              "max_new_tokens": cfg.max_new_tokens, "adapter_hash": _dir_hash(adapter) if adapter else None}
+    backend_args = {**cfg.backend_args, "adapter": adapter}
+    if adapter and cfg.merge_adapter:
+        inputs["merge_adapter"] = backend_args["merge_adapter"] = True
+
+    def go() -> dict[str, Any]:
+        log(f"[loop] {name}: evaluating {cfg.model}{' + ' + adapter if adapter else ''} on {', '.join(cfg.tasks)}")
+        run(RunConfig(model=cfg.model, tasks=cfg.tasks, out=out / name, limit=cfg.limit, batch_size=cfg.eval_batch_size or cfg.batch_size,
+                      max_new_tokens=cfg.max_new_tokens,
+                      task_args=cfg.task_args, backend_args=backend_args, resume=True, show_progress=cfg.show_progress))
+        return {"run": str(out / name)}
+
+    return Stage(name, inputs, [out / name / t / "result.json" for t in cfg.tasks], go)
+
+
+def _pairs_stage(cfg: LoopConfig, ctx: PairContext, options: dict[str, Any], evidence: dict[str, Any], log: Callable[[str], None]) -> Stage:
+    """The strategies' pairs at `ctx.mix`, evaluation images left out, into DIR/pairs.jsonl (and the mix, with its
+    evidence, into DIR/mix.json)."""
+    out = Path(cfg.out)
+    pairs_path = out / PAIRS
 
     def make_pairs() -> dict[str, Any]:
         pairs = build_pairs(cfg.strategies, ctx, options)
@@ -138,28 +155,32 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
         return {"pairs": str(pairs_path), "n_pairs": len(pairs), "dropped_contaminated": dropped, "mix": ctx.mix}
 
     prepared = {n: _file_hash(out / f"{n}.jsonl") for n in cfg.strategies if get_strategy(n).prepare is not None}
-    pair_inputs = {"annotations": cfg.train_annotations, "images": cfg.train_images, "strategies": cfg.strategies, "mix": ctx.mix, "seed": cfg.seed,
-                   "options": {n: as_strings(o) for n, o in options.items()}, "prepared": prepared}
-    state.execute(Stage("pairs", pair_inputs, [pairs_path], make_pairs), log)
+    inputs = {"annotations": cfg.train_annotations, "images": cfg.train_images, "strategies": cfg.strategies, "mix": ctx.mix, "seed": cfg.seed,
+              "options": {n: as_strings(o) for n, o in options.items()}, "prepared": prepared}
+    return Stage("pairs", inputs, [pairs_path], make_pairs)
 
-    adapter = out / "adapter"
+
+def _train_stage(cfg: LoopConfig, log: Callable[[str], None]) -> Stage:
+    """DPO with a LoRA adapter on DIR/pairs.jsonl, into DIR/adapter."""
+    pairs_path, adapter = Path(cfg.out) / PAIRS, Path(cfg.out) / ADAPTER
 
     def train() -> dict[str, Any]:
         log("[loop] train: DPO (LoRA) with TRL")
         train_dpo(TrainConfig(model=cfg.model, pairs=str(pairs_path), out=str(adapter), **cfg.train), show_progress=cfg.show_progress)
         return {"adapter": str(adapter), "log": str(adapter / "train_log.jsonl")}
 
-    state.execute(Stage("train", {"model": cfg.model, "pairs_hash": _file_hash(pairs_path), **cfg.train}, [adapter / "adapter_config.json"], train), log)
-    tuned = Path(state.execute(evaluate("tuned", str(adapter)), log)["run"])
+    return Stage("train", {"model": cfg.model, "pairs_hash": _file_hash(pairs_path), **cfg.train}, [adapter / "adapter_config.json"], train)
+
+
+def _compare_stage(cfg: LoopConfig, base: Path, tuned: Path, log: Callable[[str], None]) -> Stage:
+    from ..report.pages import compare_report
 
     def compare() -> dict[str, Any]:
-        html, js = compare_report(base, tuned, out / "compare", first=cfg.scorecard_first)
+        html, js = compare_report(base, tuned, Path(cfg.out) / "compare", first=cfg.scorecard_first)
         log(f"[loop] compare: {html}")
         return {"html": str(html), "json": str(js)}
 
-    state.data["stages"].pop("compare", None)  # always rewritten: it reads the two runs
-    state.execute(Stage("compare", {"base": str(base), "tuned": str(tuned)}, [], compare), log)
-    return state.data
+    return Stage("compare", {"base": str(base), "tuned": str(tuned)}, [], compare)
 
 
 def _file_hash(path: Path) -> str:

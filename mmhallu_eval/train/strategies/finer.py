@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ...annotations import OPPOSITE, cooccurrence, vocabulary
 from ...options import opt
@@ -19,6 +19,18 @@ class FinerOptions(StyleOptions):
     both_polarities: bool = opt(False, "a positive and a one-slot negative per chosen image and type (instead of --neg-ratio)")
 
 
+@dataclass
+class _Draw:
+    """What every pair of one build draws from: the random stream, the dataset's vocabulary and co-occurrences, and
+    where pairs go."""
+
+    rng: random.Random
+    classes: list[str]
+    values: dict[str, list[Any]]
+    co: Any
+    add: Callable[..., None]
+
+
 def finer_pairs(graphs: list[dict[str, Any]], images: str | Path, mix: dict[str, float], neg_ratio: float = 0.5, seed: int = 0,
                 answer_style: str = "sentence", both_polarities: bool = False) -> list[dict[str, Any]]:
     """Per image and type (chosen with probability ∝ mix weight) one pair, positive or one-slot negative
@@ -30,55 +42,11 @@ def finer_pairs(graphs: list[dict[str, Any]], images: str | Path, mix: dict[str,
     sentences hardly moves its one-word answers, so pick the style its benchmarks are answered in."""
     rng = random.Random(seed)
     classes, values = vocabulary(graphs)
-    co = cooccurrence(graphs)
-    top = max(mix.values()) if mix else 1.0
     pairs: list[dict[str, Any]] = []
-    add = styled_adder(pairs, answer_style)
-
-    def one_pair(pid: str, image: str, g: dict[str, Any], ptype: str, neg: bool, meta: dict[str, Any]) -> None:
-        objs = g["objects"]
-        present = {o["name"] for o in objs}
-        by_id = {o["id"]: o for o in objs}
-        o = rng.choice(objs)
-        name = o["name"]
-        if ptype == "obj":
-            if not neg:
-                add(pid, image, f"Is there a {name} in the image?", (f"Yes, there is a {name} in the image.", "Yes"), (f"No, there is no {name} in the image.", "No"), **meta, slots={"object": name})
-            else:
-                x = adversarial_absent(present, co, classes, rng)
-                if x:
-                    add(pid, image, f"Is there a {x} in the image?", (f"No, there is no {x}, but I can see a {name}.", "No"), (f"Yes, there is a {x} in the image.", "Yes"), **meta, slots={"object": x}, swapped={"object": [name, x]})
-        elif ptype in ("attr", "wh"):
-            attrs = o.get("attributes", {})
-            key = "color" if "color" in attrs else next(iter(attrs), None)
-            if key is None:
-                return
-            value = str(attrs[key])
-            others = [v for v in values.get(key, []) if v != value]
-            if not others:
-                return
-            other = rng.choice(others)
-            if ptype == "wh":
-                add(pid, image, f"What {key} is the {name}?", (f"The {name} is {value}.", value), (f"The {name} is {other}.", other), **{**meta, "polarity": "wh"}, slots={"object": name, key: value})
-            elif not neg:
-                add(pid, image, f"Is the {name} {value}?", (f"Yes, the {name} is {value}.", "Yes"), (f"No, the {name} is not {value}.", "No"), **meta, slots={"object": name, key: value})
-            else:
-                add(pid, image, f"Is the {name} {other}?", (f"No, but I can see a {value} {name}.", "No"), (f"Yes, the {name} is {other}.", "Yes"), **meta, slots={"object": name, key: other}, swapped={key: [value, other]})
-        elif ptype == "rel":
-            rels = [r for r in g.get("relations", []) if r["predicate"] in OPPOSITE]
-            if not rels:
-                return
-            r = rng.choice(rels)
-            a, b, pred = by_id[r["subject"]]["name"], by_id[r["object"]]["name"], r["predicate"]
-            if not neg:
-                add(pid, image, f"Is the {a} {pred} the {b}?", (f"Yes, the {a} is {pred} the {b}.", "Yes"), (f"No, the {a} is not {pred} the {b}.", "No"), **meta, slots={"subject": a, "predicate": pred, "object": b})
-            else:
-                opp = OPPOSITE[pred]
-                add(pid, image, f"Is the {a} {opp} the {b}?", (f"No, the {a} is {pred} the {b}.", "No"), (f"Yes, the {a} is {opp} the {b}.", "Yes"), **meta, slots={"subject": a, "predicate": opp, "object": b}, swapped={"predicate": [pred, opp]})
-
+    draw = _Draw(rng, classes, values, cooccurrence(graphs), styled_adder(pairs, answer_style))
+    top = max(mix.values()) if mix else 1.0
     for g in graphs:
-        objs = g["objects"]
-        if not objs:
+        if not g["objects"]:
             continue
         image = str(Path(images) / g["file_name"])
         for ptype in PAIR_TYPES:
@@ -88,8 +56,56 @@ def finer_pairs(graphs: list[dict[str, Any]], images: str | Path, mix: dict[str,
             for neg in polarities:
                 pid = f"finer-{g['image_id']}-{ptype}" + (f"-{'neg' if neg else 'pos'}" if both_polarities else "")
                 meta = {"strategy": "finer", "pair_type": ptype, "polarity": "neg" if neg else "pos", "image_id": g["image_id"]}
-                one_pair(pid, image, g, ptype, neg, meta)
+                o = rng.choice(g["objects"])  # drawn for every type, so that each type's pairs keep their stream
+                _BUILDERS[ptype](draw, pid, image, g, o, neg, meta)
     return pairs
+
+
+def _object_pair(d: _Draw, pid: str, image: str, g: dict[str, Any], o: dict[str, Any], neg: bool, meta: dict[str, Any]) -> None:
+    name = o["name"]
+    if not neg:
+        d.add(pid, image, f"Is there a {name} in the image?", (f"Yes, there is a {name} in the image.", "Yes"), (f"No, there is no {name} in the image.", "No"), **meta, slots={"object": name})
+        return
+    x = adversarial_absent({ob["name"] for ob in g["objects"]}, d.co, d.classes, d.rng)
+    if x:
+        d.add(pid, image, f"Is there a {x} in the image?", (f"No, there is no {x}, but I can see a {name}.", "No"), (f"Yes, there is a {x} in the image.", "Yes"), **meta, slots={"object": x}, swapped={"object": [name, x]})
+
+
+def _attribute_pair(d: _Draw, pid: str, image: str, g: dict[str, Any], o: dict[str, Any], neg: bool, meta: dict[str, Any]) -> None:
+    """An attribute question (`meta["pair_type"]` "attr": yes/no; "wh": which value) about the object's colour, else
+    its first attribute; the other value is one the dataset gives that attribute elsewhere."""
+    name, attrs = o["name"], o.get("attributes", {})
+    key = "color" if "color" in attrs else next(iter(attrs), None)
+    if key is None:
+        return
+    value = str(attrs[key])
+    others = [v for v in d.values.get(key, []) if v != value]
+    if not others:
+        return
+    other = d.rng.choice(others)
+    if meta["pair_type"] == "wh":
+        d.add(pid, image, f"What {key} is the {name}?", (f"The {name} is {value}.", value), (f"The {name} is {other}.", other), **{**meta, "polarity": "wh"}, slots={"object": name, key: value})
+    elif not neg:
+        d.add(pid, image, f"Is the {name} {value}?", (f"Yes, the {name} is {value}.", "Yes"), (f"No, the {name} is not {value}.", "No"), **meta, slots={"object": name, key: value})
+    else:
+        d.add(pid, image, f"Is the {name} {other}?", (f"No, but I can see a {value} {name}.", "No"), (f"Yes, the {name} is {other}.", "Yes"), **meta, slots={"object": name, key: other}, swapped={key: [value, other]})
+
+
+def _relation_pair(d: _Draw, pid: str, image: str, g: dict[str, Any], o: dict[str, Any], neg: bool, meta: dict[str, Any]) -> None:
+    rels = [r for r in g.get("relations", []) if r["predicate"] in OPPOSITE]
+    if not rels:
+        return
+    r = d.rng.choice(rels)
+    by_id = {ob["id"]: ob for ob in g["objects"]}
+    a, b, pred = by_id[r["subject"]]["name"], by_id[r["object"]]["name"], r["predicate"]
+    if not neg:
+        d.add(pid, image, f"Is the {a} {pred} the {b}?", (f"Yes, the {a} is {pred} the {b}.", "Yes"), (f"No, the {a} is not {pred} the {b}.", "No"), **meta, slots={"subject": a, "predicate": pred, "object": b})
+        return
+    opp = OPPOSITE[pred]
+    d.add(pid, image, f"Is the {a} {opp} the {b}?", (f"No, the {a} is {pred} the {b}.", "No"), (f"Yes, the {a} is {opp} the {b}.", "Yes"), **meta, slots={"subject": a, "predicate": opp, "object": b}, swapped={"predicate": [pred, opp]})
+
+
+_BUILDERS: dict[str, Callable[..., None]] = {"obj": _object_pair, "attr": _attribute_pair, "wh": _attribute_pair, "rel": _relation_pair}
 
 
 STRATEGY = Strategy(

@@ -18,17 +18,29 @@ def _resolved(path: Path | str) -> Path:
 
 
 def check_outputs(outputs: Iterable[Path | str], inputs: Iterable[Path | str | None], own_names: Iterable[str] = (), what: str = "--out") -> None:
-    """Refuse before writing: an output equal to an input file, or inside an input folder unless its name is one
-    the command owns there (e.g. report.html in a run folder)."""
+    """Refuse before writing: an output that is a folder or lies under a file, one equal to an input file, or one
+    inside an input folder unless its name is one the command owns there (e.g. report.html in a run folder)."""
     own = set(own_names)
     ins = [_resolved(p) for p in inputs if p]
     for out in outputs:
         o = _resolved(out)
+        if o.is_dir():
+            raise UserError(f"{what} {out} is a folder, where this command writes a file; name the file")
+        blocked = next((p for p in o.parents if p.exists() and not p.is_dir()), None)
+        if blocked is not None:
+            raise UserError(f"{what} {out}: {blocked} is a file, where a folder is expected; give {what} a folder path")
         for i in ins:
             if o == i:
                 raise UserError(f"{what} {out} is one of this command's inputs ({i}); write the output elsewhere")
             if i.is_dir() and o.is_relative_to(i) and not (o.parent == i and o.name in own):
                 raise UserError(f"{what} {out} is inside the input folder {i}; write the output elsewhere")
+
+
+def file_in(out: Path | str, default_name: str) -> Path:
+    """`out`, or `out/default_name` when `out` is an existing folder: an --out that names a folder gets the command's
+    usual file inside it (as `cp FILE DIR` does) instead of a failed rename over the folder."""
+    out = Path(out)
+    return out / default_name if out.is_dir() else out
 
 
 def is_run_layout(folder: Path) -> tuple[bool, list[str]]:

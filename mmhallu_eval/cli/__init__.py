@@ -42,11 +42,21 @@ def main() -> None:
     tune_malloc()  # this process is the command's own: keep freed tensor memory for reuse
     try:
         build_app()(prog_name="mmhallu")
-    except OSError as exc:  # a full disk, a read-only folder, a permission: one line naming the file
-        if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
+    except OSError as exc:  # a full disk, a read-only folder, a permission, a file in a folder's place: one line naming the path
+        if exc.errno not in (*_PATH_ERRORS, errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
             raise
-        typer.secho(f"error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}", fg=typer.colors.RED, err=True)
+        where = exc.filename2 if exc.errno == errno.EISDIR and exc.filename2 else exc.filename
+        typer.secho(f"error: {where or ''}{': ' if where else ''}{exc.strerror or exc}{_PATH_ERRORS.get(exc.errno or 0, '')}",
+                    fg=typer.colors.RED, err=True)
         raise SystemExit(2) from None
+
+
+#: errors of a path that names the wrong kind of thing, with what to do
+_PATH_ERRORS = {
+    errno.EEXIST: " (a file where a folder is to be made); give a folder path or move the file",
+    errno.ENOTDIR: " (a file where a folder is expected); give a folder path",
+    errno.EISDIR: " (a folder where a file is expected); name a file",
+}
 
 
 def __getattr__(name: str) -> typer.Typer:

@@ -53,12 +53,13 @@ def parse_mix(value: str | None) -> dict[str, float]:
 def _pairs_build(**values: Any) -> None:
     """Preference pairs in TRL's vision format (images, prompt, chosen, rejected) with provenance."""
     from ..files import atomic_write_json
+    from ..outputs import file_in
     from ..train.mix import mix_from_run
     from ..train.pairs import PairSet, drop_contaminated
     from ..train.strategy import PairContext, build_pairs, get_strategy, strategy_options
 
     strategies = split(values["strategy"])
-    out: Path = values["out"]
+    out = file_in(values["out"], "pairs.jsonl")
     try:
         for name in strategies:
             if "model" in get_strategy(name).needs:
@@ -84,7 +85,7 @@ def register_pairs_build(app: typer.Typer) -> None:
     described = "; ".join(f"{n}: {get_strategy(n).description}" for n in strategy_names())
     params = [
         option("strategy", str, ..., f"Pair strategies, comma-separated ({described})."),
-        option("out", Path, ..., "pairs.jsonl to write (+ .meta.json with counts and the mix)."),
+        option("out", Path, ..., "pairs.jsonl to write (+ .meta.json with counts and the mix), or a folder to write pairs.jsonl in."),
         option("annotations", Optional[str], None, "Scene-graph JSON or COCO instances file (strategies built from annotations)."),
         option("images", Optional[str], None, "Folder the annotations' file names are relative to."),
         option("run", Optional[str], None, "A run on training images (hadpo: the failures of its tasks)."),

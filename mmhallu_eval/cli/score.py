@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import typer
 
-from ..outputs import check_outputs
+from ..outputs import check_outputs, file_in
 from ..registry import TaskAlias, get_task, include_path, task_aliases, task_names
 from .common import command, declared_options, fail, given, headline, option, parse_task_args, user_errors
 
@@ -48,6 +48,7 @@ def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, pa
     from ..scoring import ResultBuilder, iter_scored_texts
 
     extra: dict[str, Any] = {"answers_file": str(answers)}
+    out = file_in(out, "result.json")
     samples_out = out.with_name(out.stem + ".samples.jsonl")
     try:
         inputs = [answers, *(v for v in options.values() if isinstance(v, (str, Path)) and str(v) and Path(v).exists())]
@@ -111,7 +112,7 @@ def _peer(spec: Any, path: Path, source: Any, result: dict[str, Any], labels: di
 def _common_params() -> list[inspect.Parameter]:
     return [
         option("answers", Path, ..., "The saved answers (the task's answers format; see its README)."),
-        option("out", Path, ..., "result.json to write (samples go to <out stem>.samples.jsonl)."),
+        option("out", Path, ..., "result.json to write (samples go to <out stem>.samples.jsonl), or a folder to write result.json in."),
         option("parser", Optional[str], None, "A named parser of the task (default: the official one)."),
         option("allow_missing", bool, False, "Score the answers that match even if some are missing/unknown."),
         option("reasoning", str, "strip", "strip: parse the answer after </think>; keep: the raw text."),

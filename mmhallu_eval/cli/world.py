@@ -100,13 +100,14 @@ def build_finer_cmd(annotations: Path = _ANNOTATIONS, out: Path = typer.Option(.
 
 
 @build_app.command("mmhal")
-def build_mmhal_cmd(annotations: Path = _ANNOTATIONS, out: Path = typer.Option(..., help="JSON file (the MMHal template format)."),
+def build_mmhal_cmd(annotations: Path = _ANNOTATIONS, out: Path = typer.Option(..., help="JSON file (the MMHal template format), or a folder to write response_template.json in."),
                     split: str = _SPLIT, n_items: int = typer.Option(96, help="Questions written (MMHal-Bench has 96)."), seed: int = _SEED) -> None:
     """MMHal-style open questions with image_content, in the response_template.json format."""
     from ..benchmarks.qa import build_mmhal
+    from ..outputs import file_in
 
     try:
-        path = build_mmhal(_annotations_arg(annotations, split), out, n_items, seed)
+        path = build_mmhal(_annotations_arg(annotations, split), file_in(out, "response_template.json"), n_items, seed)
     except user_errors() as exc:
         fail(str(exc))
     typer.echo(f"wrote {path}")

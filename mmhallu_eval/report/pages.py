@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any, Callable
 
 from ..files import atomic_write_json, atomic_write_text
-from ..outputs import check_outputs
+from ..outputs import check_outputs, file_in
 from ..registry import get_task, task_names
 from ..task import TaskError
 from .charts import Bar, bar_chart
@@ -95,7 +95,7 @@ def _sample_rows(task: str, samples: list[dict[str, Any]], thumbs: dict[str, str
 
 def run_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     run = load_run(run_dir)
-    out = Path(out) if out else run.root / "report.html"
+    out = file_in(out, "report.html") if out else run.root / "report.html"
     check_outputs([out], [run.root], own_names={"report.html"})
     thumbs: dict[str, str | None] = {}
     locate = image_locator(run)
@@ -183,7 +183,7 @@ def leaderboard(run_dirs: list[str | Path], out: str | Path) -> tuple[Path, Path
     """The leaderboard of the run folders that can be read; the others are listed on the page and skipped."""
     import pandas as pd
 
-    out = Path(out)
+    out = file_in(out, "leaderboard.html")
     runs, broken = [], []
     for d in run_dirs:
         try:

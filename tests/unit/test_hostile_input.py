@@ -242,6 +242,33 @@ def test_a_sample_id_twice_in_the_data_is_refused_before_the_model_loads(tmp_pat
     assert not out.exists()
 
 
+def test_an_out_that_names_a_folder_gets_the_usual_file_inside(scored, tmp_path, pope_fixture):
+    """report, leaderboard and score write into an existing folder given as --out (as `cp FILE DIR` does)."""
+    folder = tmp_path / "pages"
+    folder.mkdir()
+    assert _cli("report", str(scored), "--out", str(folder)).returncode == 0
+    assert _cli("leaderboard", str(scored), "--out", str(folder)).returncode == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["leaderboard.csv", "leaderboard.html", "leaderboard.md", "report.html"]
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text("".join(json.dumps({"question_id": r["id"], "text": "No"}) + "\n"
+                               for r in map(json.loads, (scored / "pope" / "samples.jsonl").read_text().splitlines())))
+    rescored = tmp_path / "rescored"
+    rescored.mkdir()
+    proc = _cli("score", "pope", "--data", str(pope_fixture), "--answers", str(answers), "--out", str(rescored))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in rescored.iterdir()) == ["result.json", "result.samples.jsonl"]
+
+
+def test_an_out_folder_that_is_a_file_is_one_error_line(scored, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    line = _error(_cli("compare", str(scored), str(scored), "--out", str(blocker)))
+    assert line.endswith(f"{blocker} is a file, where a folder is expected; give --out a folder path")
+    line = _error(_cli("world", "pope-fixture", "--out", str(blocker)))
+    assert line.startswith(f"error: {blocker}/") and "a file where a folder is expected" in line
+    assert blocker.read_text() == ""
+
+
 def test_bom_and_latin1_in_mme_lists(tmp_path):
     folder = tmp_path / "mme"
     folder.mkdir()

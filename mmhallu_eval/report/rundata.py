@@ -34,7 +34,9 @@ class RunData:
     @property
     def label(self) -> str:
         model = self.manifest.get("model", {})
-        name = model.get("model") or self.manifest.get("config", {}).get("model") or self.root.name
+        name = model.get("model") or self.manifest.get("config", {}).get("model")
+        if not name:  # results scored from saved answers: no model named, the folder is the name
+            return self.root.name
         adapter = model.get("adapter")
         return f"{_short(name)}{' + ' + _short(adapter) if adapter else ''} ({self.root.name})"
 

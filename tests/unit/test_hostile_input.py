@@ -249,6 +249,7 @@ def test_an_out_that_names_a_folder_gets_the_usual_file_inside(scored, tmp_path,
     assert _cli("report", str(scored), "--out", str(folder)).returncode == 0
     assert _cli("leaderboard", str(scored), "--out", str(folder)).returncode == 0
     assert sorted(p.name for p in folder.iterdir()) == ["leaderboard.csv", "leaderboard.html", "leaderboard.md", "report.html"]
+    assert (folder / "leaderboard.csv").read_text().splitlines()[1].startswith("scored,")  # no model named: the folder's name alone
     answers = tmp_path / "answers.jsonl"
     answers.write_text("".join(json.dumps({"question_id": r["id"], "text": "No"}) + "\n"
                                for r in map(json.loads, (scored / "pope" / "samples.jsonl").read_text().splitlines())))

@@ -37,10 +37,11 @@ def check_outputs(outputs: Iterable[Path | str], inputs: Iterable[Path | str | N
 
 
 def file_in(out: Path | str, default_name: str) -> Path:
-    """`out`, or `out/default_name` when `out` is an existing folder: an --out that names a folder gets the command's
-    usual file inside it (as `cp FILE DIR` does) instead of a failed rename over the folder."""
+    """`out`, or `out/default_name` when `out` is a folder: an existing one, or a path without a file extension (as
+    lmms-eval reads its --output_path; `--out reports/` reaches the command without its slash). An --out that names a
+    folder gets the command's usual file inside it instead of a failed rename over the folder."""
     out = Path(out)
-    return out / default_name if out.is_dir() else out
+    return out / default_name if out.is_dir() or not out.suffix else out
 
 
 def is_run_layout(folder: Path) -> tuple[bool, list[str]]:

@@ -32,12 +32,13 @@ def tasks_cmd(
             default = f" [default: {o['default']}]" if o["default"] else ""
             typer.echo(f"  {o['name']} ({o['type']}){default}: {o['help']}")
         return
-    width = max((len(s.name) for s in rows), default=4)
-    typer.echo(f"{'task'.ljust(width)}  version  parser (others)                      data source")
+    table = [("task", "version", "parser (others)", "data source")]
     for s in rows:
         others = ", ".join(p for p in sorted(s.parsers) if p != s.default_parser)
-        parser_col = f"{s.default_parser} ({others})" if others else s.default_parser
-        typer.echo(f"{s.name.ljust(width)}  {s.version.ljust(7)}  {parser_col.ljust(35)}  {s.data_source}")
+        table.append((s.name, s.version, f"{s.default_parser} ({others})" if others else s.default_parser, s.data_source))
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    for row in table:
+        typer.echo("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[3]]))
 
 
 @app.command("run")

@@ -85,7 +85,7 @@ def register_pairs_build(app: typer.Typer) -> None:
     described = "; ".join(f"{n}: {get_strategy(n).description}" for n in strategy_names())
     params = [
         option("strategy", str, ..., f"Pair strategies, comma-separated ({described})."),
-        option("out", Path, ..., "pairs.jsonl to write (+ .meta.json with counts and the mix), or a folder to write pairs.jsonl in."),
+        option("out", Path, ..., "pairs.jsonl to write (+ .meta.json with counts and the mix), or a folder (existing, or a name without an extension) to write pairs.jsonl in."),
         option("annotations", Optional[str], None, "Scene-graph JSON or COCO instances file (strategies built from annotations)."),
         option("images", Optional[str], None, "Folder the annotations' file names are relative to."),
         option("run", Optional[str], None, "A run on training images (hadpo: the failures of its tasks)."),

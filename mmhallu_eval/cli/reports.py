@@ -15,7 +15,7 @@ app = typer.Typer()
 @app.command("report")
 def report_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder written by `mmhallu run`."),
-    out: Optional[Path] = typer.Option(None, help="HTML file, or a folder to write report.html in (default RUN_DIR/report.html)."),
+    out: Optional[Path] = typer.Option(None, help="HTML file, or a folder (existing, or a name without an extension) to write report.html in (default RUN_DIR/report.html)."),
     include: list[Path] = typer.Option([], "--include-path", help="Folder with user task plugins (runs of plugin tasks)."),
 ) -> None:
     """One self-contained HTML page: metrics with CIs, groups, errors, manifest, filterable samples."""
@@ -54,7 +54,7 @@ def compare_cmd(
 @app.command("leaderboard")
 def leaderboard_cmd(
     runs: list[Path] = typer.Argument(..., help="Run folders."),
-    out: Path = typer.Option(Path("reports/leaderboard.html"), help="HTML file, or a folder to write leaderboard.html in; .csv and .md are written beside it."),
+    out: Path = typer.Option(Path("reports/leaderboard.html"), help="HTML file, or a folder (existing, or a name without an extension) to write leaderboard.html in; .csv and .md are written beside it."),
     include: list[Path] = typer.Option([], "--include-path", help="Folder with user task plugins (runs of plugin tasks)."),
 ) -> None:
     """A sortable HTML leaderboard of runs plus CSV and Markdown tables for papers."""

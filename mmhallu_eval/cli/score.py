@@ -112,7 +112,7 @@ def _peer(spec: Any, path: Path, source: Any, result: dict[str, Any], labels: di
 def _common_params() -> list[inspect.Parameter]:
     return [
         option("answers", Path, ..., "The saved answers (the task's answers format; see its README)."),
-        option("out", Path, ..., "result.json to write (samples go to <out stem>.samples.jsonl), or a folder to write result.json in."),
+        option("out", Path, ..., "result.json to write (samples go to <out stem>.samples.jsonl), or a folder (existing, or a name without an extension) to write result.json in."),
         option("parser", Optional[str], None, "A named parser of the task (default: the official one)."),
         option("allow_missing", bool, False, "Score the answers that match even if some are missing/unknown."),
         option("reasoning", str, "strip", "strip: parse the answer after </think>; keep: the raw text."),

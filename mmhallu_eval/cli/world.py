@@ -100,7 +100,7 @@ def build_finer_cmd(annotations: Path = _ANNOTATIONS, out: Path = typer.Option(.
 
 
 @build_app.command("mmhal")
-def build_mmhal_cmd(annotations: Path = _ANNOTATIONS, out: Path = typer.Option(..., help="JSON file (the MMHal template format), or a folder to write response_template.json in."),
+def build_mmhal_cmd(annotations: Path = _ANNOTATIONS, out: Path = typer.Option(..., help="JSON file (the MMHal template format), or a folder (existing, or a name without an extension) to write response_template.json in."),
                     split: str = _SPLIT, n_items: int = typer.Option(96, help="Questions written (MMHal-Bench has 96)."), seed: int = _SEED) -> None:
     """MMHal-style open questions with image_content, in the response_template.json format."""
     from ..benchmarks.qa import build_mmhal

@@ -258,6 +258,8 @@ def test_an_out_that_names_a_folder_gets_the_usual_file_inside(scored, tmp_path,
     proc = _cli("score", "pope", "--data", str(pope_fixture), "--answers", str(answers), "--out", str(rescored))
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in rescored.iterdir()) == ["result.json", "result.samples.jsonl"]
+    assert _cli("leaderboard", str(scored), "--out", str(tmp_path / "board")).returncode == 0  # no extension: a folder
+    assert (tmp_path / "board" / "leaderboard.html").is_file()
 
 
 def test_an_out_folder_that_is_a_file_is_one_error_line(scored, tmp_path):

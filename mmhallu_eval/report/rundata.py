@@ -55,8 +55,9 @@ def load_run(root: str | Path) -> RunData:
     manifest_path = root / "manifest.json"
     manifest = read_json(manifest_path) if manifest_path.exists() else {}
     run = RunData(root=root, manifest=manifest)
-    # `mmhallu score --out DIR/result.json` writes DIR/result.samples.jsonl beside it; a run writes <task>/samples.jsonl
-    found = [(p, p.with_name("samples.jsonl")) for p in sorted(root.glob("*/result.json"))]
+    # a run writes <task>/samples.jsonl; `mmhallu score --out X/result.json` writes X/result.samples.jsonl beside it,
+    # so results scored into DIR/<task>/ (several tasks: one run) or into DIR itself read as a run too
+    found = [(p, _samples_beside(p)) for p in sorted(root.glob("*/result.json"))]
     if not found and (root / "result.json").is_file():
         found = [(root / "result.json", root / "result.samples.jsonl")]
     for result_path, samples_path in found:
@@ -67,3 +68,10 @@ def load_run(root: str | Path) -> RunData:
     if not run.tasks:
         raise TaskError(f"{root}: no <task>/result.json inside; is this a run folder written by `mmhallu run`?")
     return run
+
+
+def _samples_beside(result: Path) -> Path:
+    """A run's samples.jsonl, else the result.samples.jsonl `mmhallu score` writes beside its result.json."""
+    run_samples = result.with_name("samples.jsonl")
+    scored = result.with_name("result.samples.jsonl")
+    return scored if not run_samples.exists() and scored.exists() else run_samples

@@ -258,6 +258,11 @@ def test_an_out_that_names_a_folder_gets_the_usual_file_inside(scored, tmp_path,
     proc = _cli("score", "pope", "--data", str(pope_fixture), "--answers", str(answers), "--out", str(rescored))
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in rescored.iterdir()) == ["result.json", "result.samples.jsonl"]
+    # results scored into DIR/<task>/result.json read as a run too (result.samples.jsonl beside each)
+    by_task = tmp_path / "by-task"
+    assert _cli("score", "pope", "--data", str(pope_fixture), "--answers", str(answers), "--out", str(by_task / "pope" / "result.json")).returncode == 0
+    proc = _cli("compare", str(by_task), str(rescored), "--out", str(tmp_path / "cmp"))
+    assert proc.returncode == 0 and json.loads((tmp_path / "cmp" / "compare.json").read_text())["tasks"]["pope"], proc.stderr
     assert _cli("leaderboard", str(scored), "--out", str(tmp_path / "board")).returncode == 0  # no extension: a folder
     assert (tmp_path / "board" / "leaderboard.html").is_file()
 

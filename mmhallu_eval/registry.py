@@ -27,7 +27,7 @@ def task(name: str) -> Callable[[Callable[[], TaskSpec]], Callable[[], TaskSpec]
     def decorator(factory: Callable[[], TaskSpec]) -> Callable[[], TaskSpec]:
         origin = getattr(factory, "__module__", "?")
         if name in _FACTORIES and _ORIGINS.get(name) != origin:
-            raise TaskError(f"task {name!r} is registered twice: by {_ORIGINS[name]} and by {origin}")
+            raise TaskError(f"task {name!r} is registered twice: by {_ORIGINS[name]} and by {origin}; give one of them another name")
         _FACTORIES[name] = factory
         _ORIGINS[name] = origin
         return factory

@@ -41,7 +41,11 @@ def main() -> None:
 
     tune_malloc()  # this process is the command's own: keep freed tensor memory for reuse
     try:
-        build_app()(prog_name="mmhallu")
+        app = build_app()
+    except typer.Exit as exc:  # a plugin folder that cannot be read: its error line is out, no traceback after it
+        raise SystemExit(exc.exit_code) from None
+    try:
+        app(prog_name="mmhallu")
     except OSError as exc:  # a full disk, a read-only folder, a permission, a file in a folder's place: one line naming the path
         if exc.errno not in (*_PATH_ERRORS, errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
             raise

@@ -48,7 +48,6 @@ def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, pa
     from ..scoring import ResultBuilder, iter_scored_texts
 
     extra: dict[str, Any] = {"answers_file": str(answers)}
-    out = file_in(out, "result.json")
     samples_out = out.with_name(out.stem + ".samples.jsonl")
     try:
         inputs = [answers, *(v for v in options.values() if isinstance(v, (str, Path)) and str(v) and Path(v).exists())]
@@ -137,9 +136,10 @@ def _register(app: typer.Typer, name: str, spec_options: type, alias: TaskAlias 
         options = {k: v for k, v in given(values).items() if k not in COMMON}
         for key, value in parse_task_args(values["task_arg"]).get(task, {}).items():
             options.setdefault(key, value)
+        out = file_in(values["out"], "result.json")
         if get_task(task).capabilities.judged and "judge_cache" not in options:  # judge replies cached beside the result
-            options["judge_cache"] = str(Path(values["out"]).parent / "judge_cache.sqlite")
-        score_saved(task, options, values["answers"], values["out"], values["parser"], values["allow_missing"], values["reasoning"],
+            options["judge_cache"] = str(out.parent / "judge_cache.sqlite")
+        score_saved(task, options, values["answers"], out, values["parser"], values["allow_missing"], values["reasoning"],
                     values["format"], values["peer_results"])
 
     params = _common_params() + declared_options(spec_options, skip=("max_new_tokens",))

@@ -92,6 +92,21 @@ def test_a_toy_task_gets_every_command_from_its_declaration(toy_tasks, tmp_path)
 
 
 @pytest.mark.slow
+def test_a_plugin_that_fails_to_import_or_takes_a_builtin_name_is_one_error_line(tmp_path):
+    broken = tmp_path / "broken" / "oops"
+    broken.mkdir(parents=True)
+    (broken / "task.py").write_text("def x(:\n")
+    proc = _cli("tasks", "--include-path", str(broken.parent))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"error: task file {broken / 'task.py'} failed to import: invalid syntax (task.py, line 1)"
+    clash = tmp_path / "clash" / "mine"
+    clash.mkdir(parents=True)
+    (clash / "task.py").write_text("from mmhallu_eval import task\n\n\n@task('pope')\ndef mine():\n    raise AssertionError\n")
+    proc = _cli("score", "pope", "--help", "--include-path", str(clash.parent))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "task 'pope' is registered twice" in proc.stderr and proc.stderr.rstrip().endswith("give one of them another name")
+
+
 def test_a_toy_task_runs_and_compares(toy_tasks, tiny_llava, tmp_path):
     args = ["run", "--model", str(tiny_llava), "--tasks", "toy_echo", "--include-path", str(toy_tasks), "--no-progress", "--device", "cpu",
             "--max-new-tokens", "3"]

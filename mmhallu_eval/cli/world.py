@@ -191,8 +191,13 @@ def setup_cmd(what: str = typer.Argument(..., help="nltk: download the NLTK reso
         fail(f"unknown setup target {what!r}; available: nltk")
     from ..nltk_resources import download_nltk_resources, missing_nltk_resources
 
-    if not download_nltk_resources() or missing_nltk_resources():
-        fail(f"could not download NLTK resources {', '.join(missing_nltk_resources())}; set NLTK_DATA to a folder that has them")
+    downloaded = download_nltk_resources()
+    missing = missing_nltk_resources()
+    if missing:
+        fail(f"could not download NLTK resources {', '.join(missing)}; set NLTK_DATA to a folder that has them")
+    if not downloaded:
+        fail("could not download the NLTK resources (no connection to NLTK's server?); the parts scoring reads ship with "
+             "mmhallu-eval, so CHAIR and AMBER score without them")
     typer.echo("NLTK resources ready")
 
 

@@ -19,3 +19,15 @@ print("ok")
 def test_nltk_loads_without_scipy_stats_and_its_fisher_test_still_works():
     proc = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_setup_nltk_offline_says_scoring_does_not_need_the_download(monkeypatch):
+    from typer.testing import CliRunner
+
+    import mmhallu_eval.nltk_resources as resources
+    from mmhallu_eval.cli import app
+
+    monkeypatch.setattr(resources, "download_nltk_resources", lambda: False)  # no network: every download fails
+    result = CliRunner().invoke(app, ["setup", "nltk"])
+    assert result.exit_code == 2
+    assert "the parts scoring reads ship with mmhallu-eval" in result.output and "resources ;" not in result.output

@@ -134,4 +134,20 @@ def build_pairs(names: list[str], ctx: PairContext, options: dict[str, Any]) -> 
     pairs: list[Pair] = []
     for name in names:
         pairs += get_strategy(name).build(ctx, options[name])
+    check_pair_images(pairs, ctx.log)
     return pairs
+
+
+def check_pair_images(pairs: list[Pair], log: Callable[[str], None]) -> None:
+    """Each image the pairs show looked up once: none of them there is a wrong images folder (the annotations' file
+    names are relative to it), an error now rather than when training starts; some missing, one line saying how many
+    (training refuses pairs whose images are missing)."""
+    named = {str(im) for p in pairs for im in p.get("images", [])}
+    missing = sorted(im for im in named if not Path(im).is_file())
+    if not missing:
+        return
+    if len(missing) == len(named):
+        raise TaskError(f"none of the {len(named)} images the pairs show is there (first: {missing[0]}); give the folder the annotations' "
+                        "file names are relative to (--images; --train-images for mmhallu loop)")
+    log(f"warning: {len(missing)} of {len(named)} images the pairs show are missing (first: {missing[0]}); "
+        "`mmhallu train dpo` needs every one")

@@ -154,6 +154,15 @@ def test_pairs_build_cli_with_exclusion(world, tmp_path):
     assert set(rows[0]) >= {"images", "prompt", "chosen", "rejected", "strategy", "pair_type"}
 
 
+def test_a_wrong_images_folder_is_an_error_before_any_pairs_are_written(world, tmp_path):
+    out = tmp_path / "pairs.jsonl"
+    proc = subprocess.run([*CLI, "pairs", "build", "--strategy", "finer", "--annotations", str(world / "scene_graph_train.json"),
+                           "--images", str(world / "images" / "train"), "--out", str(out)], capture_output=True, text=True)
+    first = world / "images" / "train" / load_graphs(world / "scene_graph_train.json")[0]["file_name"]  # train/train/…: one level too deep
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: none of the ") and f"(first: {first})" in proc.stderr
+    assert "--images" in proc.stderr and not out.exists()
+
+
 def test_hadpo_from_a_runs_failures(shared_benchmarks, tmp_path):
     from mmhallu_eval import get_task
     from report_helpers import write_run

@@ -129,6 +129,7 @@ def train_dpo(cfg: TrainConfig, show_progress: bool = True) -> Path:
 
     from ..backends.hf_processor import load_processor
 
+    check_train_out(cfg)
     if not show_progress:  # the weight-loading and dataset-mapping bars too
         hide_library_progress_bars()
     out = Path(cfg.out)
@@ -180,6 +181,33 @@ def train_dpo(cfg: TrainConfig, show_progress: bool = True) -> Path:
     atomic_write_json(out / "mmhallu_train.json", {**asdict(cfg), "n_pairs": len(pairs), "adapter": not cfg.full})
     atomic_write_json(out / "dpo_config.json", json.loads(args.to_json_string()))
     return out
+
+
+#: what marks a folder as an earlier training output (a finished one has all three; an interrupted one the log)
+TRAIN_MARKERS = ("mmhallu_train.json", "train_log.jsonl", "checkpoints")
+
+
+def check_train_out(cfg: TrainConfig) -> None:
+    """Refused before anything loads: an output folder that is the model's own folder (or inside it, or holding it),
+    that holds the pairs file, or that holds anything but an earlier training output — training writes its adapter,
+    processor, configs and logs there, over files of the same names."""
+    out = Path(cfg.out).expanduser().resolve()
+    model = Path(cfg.model).expanduser()
+    if model.is_dir():
+        m = model.resolve()
+        where = "is" if out == m else "is inside" if out.is_relative_to(m) else "holds" if m.is_relative_to(out) else None
+        if where:
+            raise TaskError(f"--out {cfg.out} {where} the model's folder {cfg.model}: training would write its processor and configs "
+                            "over the model's own files; give --out a new folder")
+    if out.is_file():
+        raise TaskError(f"--out {cfg.out} is a file; give --out a folder")
+    if Path(cfg.pairs).expanduser().resolve().is_relative_to(out):
+        raise TaskError(f"--out {cfg.out} holds the pairs file {cfg.pairs}; give --out a folder of its own")
+    if out.is_dir():
+        entries = sorted(c.name for c in out.iterdir())
+        if entries and not any(name in entries for name in TRAIN_MARKERS):
+            raise TaskError(f"--out {cfg.out} holds files that are not a training output ({', '.join(entries[:3])}"
+                            f"{', …' if len(entries) > 3 else ''}); give --out a new folder, or an earlier training output to replace")
 
 
 def _sort_target_modules(config_file: Path) -> None:

@@ -98,3 +98,32 @@ def test_lora_targets_resolve_the_language_model(tiny_llava):
     assert lora_targets(model, "all-linear") == "all-linear"
     with pytest.raises(TaskError, match="no linear layers under a language_model"):
         lora_targets(model.model.vision_tower, "language-model")
+
+
+def test_an_output_folder_that_would_write_over_inputs_or_other_files_is_refused_before_loading(tmp_path):
+    from mmhallu_eval.task import TaskError
+    from mmhallu_eval.train.dpo import TrainConfig, check_train_out
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    pairs = tmp_path / "data" / "pairs.jsonl"
+    pairs.parent.mkdir()
+    pairs.write_text("")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "README.md").write_text("mine")
+    refused = {
+        model: "is the model's folder", model / "adapter": "is inside the model's folder", tmp_path: "holds the model's folder",
+        pairs.parent: "holds the pairs file", tmp_path / "notes": "holds files that are not a training output (README.md)",
+        pairs: "is a file",
+    }
+    for out, why in refused.items():
+        with pytest.raises(TaskError, match=f"--out {out} {why}".replace("(", r"\(").replace(")", r"\)")):
+            check_train_out(TrainConfig(model=str(model), pairs=str(pairs), out=str(out)))
+    earlier = tmp_path / "adapter"
+    earlier.mkdir()
+    (earlier / "train_log.jsonl").write_text("")  # an earlier (here: interrupted) training output is replaced
+    for out in (earlier, tmp_path / "new"):
+        check_train_out(TrainConfig(model=str(model), pairs=str(pairs), out=str(out)))
+    proc = subprocess.run([*CLI, "train", "dpo", "--model", str(model), "--pairs", str(pairs), "--out", str(model)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "is the model's folder" in proc.stderr and sorted(p.name for p in model.iterdir()) == ["config.json"]

@@ -96,9 +96,11 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
                         "`mmhallu pairs build --run RUN_DIR`, then `mmhallu train dpo`")
     check_dpo_settings(cfg.train)
     out = Path(cfg.out)
+    check_loop_out(out, cfg.model)
     out.mkdir(parents=True, exist_ok=True)
     state = LoopState(out / "loop.json")
     state.data["config"] = json.loads(json.dumps(cfg.__dict__, default=str))
+    atomic_write_json(state.path, state.data)  # the folder is a loop's from now on: a stop in the first stage leaves it resumable
     ctx = PairContext(annotations=cfg.train_annotations, images=cfg.train_images, seed=cfg.seed, model=cfg.model, backend_args=cfg.backend_args,
                       batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, tasks=cfg.tasks, task_args=cfg.task_args, work_dir=out, log=log)
 
@@ -119,6 +121,21 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
     state.data["stages"].pop("compare", None)  # always rewritten: it reads the two runs
     state.execute(_compare_stage(cfg, base, tuned, log), log)
     return state.data
+
+
+def check_loop_out(out: Path, model: str) -> None:
+    """A new folder or an earlier loop's (which the loop continues): not a file, not the model's folder (or inside it,
+    or holding it), not a folder of other files — the loop writes runs, pairs and an adapter there."""
+    if out.is_file():
+        raise TaskError(f"--out {out} is a file; give --out a folder")
+    here, m = out.expanduser().resolve(), Path(model).expanduser()
+    if m.is_dir() and (here == m.resolve() or here.is_relative_to(m.resolve()) or m.resolve().is_relative_to(here)):
+        raise TaskError(f"--out {out} and the model's folder {model} overlap: the loop writes runs, pairs and an adapter there; give --out a new folder")
+    if out.is_dir() and not (out / "loop.json").exists():
+        entries = sorted(c.name for c in out.iterdir())
+        if entries:
+            raise TaskError(f"--out {out} holds files that are not a loop's ({', '.join(entries[:3])}{', …' if len(entries) > 3 else ''}; no "
+                            "loop.json); give --out a new folder, or an earlier loop's folder to continue it")
 
 
 def _evaluate_stage(cfg: LoopConfig, name: str, adapter: str | None, log: Callable[[str], None]) -> Stage:

@@ -294,6 +294,16 @@ def test_pairs_build_cli_contrast_and_loop_strategies(world, tmp_path):
         run_loop(LoopConfig(model="m", train_annotations="a", train_images="i", tasks=["pope"], out=tmp_path / "loop", strategies=["contrast"],
                             train={"learning_rte": 1e-5}))
     assert not (tmp_path / "loop").exists()
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "README.md").write_text("mine")
+    with pytest.raises(TaskError, match=r"--out .*notes holds files that are not a loop's \(README.md; no loop.json\)"):
+        run_loop(LoopConfig(model="m", train_annotations="a", train_images="i", tasks=["pope"], out=other, strategies=["contrast"]))
+    model = tmp_path / "model"
+    model.mkdir()
+    with pytest.raises(TaskError, match="and the model's folder .* overlap"):
+        run_loop(LoopConfig(model=str(model), train_annotations="a", train_images="i", tasks=["pope"], out=model / "loop", strategies=["contrast"]))
+    assert sorted(p.name for p in other.iterdir()) == ["README.md"] and not any(model.iterdir())
 
 
 def test_povid_descriptions_in_reading_order(world):

@@ -96,6 +96,11 @@ _DECODED = _Kept(DECODED_BYTES)  # RGB images; callers get copies, so the kept p
 _HASHED = _Kept(HASHED_BYTES)
 
 
+class UnreadableImage(OSError):
+    """An image file that is there but cannot be decoded (truncated, not an image): its samples fail as image_error,
+    naming the file, not as a generation error."""
+
+
 def open_image(image: ImageLike) -> Image.Image:
     """Load an image as RGB; a missing or unreadable file raises FileNotFoundError/OSError naming the path. A file
     decoded shortly before (same path, modification time and size) is not decoded again, and one hashed shortly
@@ -108,8 +113,11 @@ def open_image(image: ImageLike) -> Image.Image:
     decoded = _DECODED.get(key)
     if decoded is None:
         raw = _HASHED.pop(key)
-        with Image.open(Path(image) if raw is None else io.BytesIO(raw)) as im:
-            decoded = im.convert("RGB")
+        try:
+            with Image.open(Path(image) if raw is None else io.BytesIO(raw)) as im:
+                decoded = im.convert("RGB")
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # what PIL raises for a bad file
+            raise UnreadableImage(f"{Path(image)}: {exc}") from exc
         _DECODED.put(key, decoded, decoded.width * decoded.height * 3)
     return decoded.copy()
 

@@ -13,7 +13,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..cache import ResponseCache, request_key
-from ..data import MISSING, image_digest
+from ..data import MISSING, UnreadableImage, image_digest
 from ..types import Request, Response
 from .base import Backend
 
@@ -141,4 +141,6 @@ def _generate_with_fallback(backend: Backend, batch: list[Request], prepared: Fu
 
 
 def _failed(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, UnreadableImage):
+        return Response(id=request.id, error=f"image_error: {exc}")
     return Response(id=request.id, error=f"generation_error: {type(exc).__name__}: {exc}")

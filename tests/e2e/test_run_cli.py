@@ -93,22 +93,24 @@ def test_kill_mid_run_then_resume_matches_uninterrupted(tiny_llava, pope_fixture
 def test_missing_image_is_recorded_and_run_goes_on(tiny_llava, pope_fixture, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(pope_fixture, data)
-    victim = sorted((data / "images").iterdir())[0]
+    victim, truncated = sorted((data / "images").iterdir())[:2]
     victim.unlink()
+    truncated.write_bytes(truncated.read_bytes()[:100])  # there, but not a whole image
     out = tmp_path / "run"
     proc = subprocess.run(run_args(tiny_llava, data, out, "--max-new-tokens", "4"), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     result = json.loads((out / "pope/result.json").read_text())
-    n_missing = sum(
-        1 for f in data.glob("*_pope_*.json") for l in f.read_text().splitlines() if json.loads(l)["image"] == victim.name
-    )
-    assert n_missing > 0
+    showing = lambda image: sum(1 for f in data.glob("*_pope_*.json") for l in f.read_text().splitlines() if json.loads(l)["image"] == image.name)
+    n_missing, n_unreadable = showing(victim), showing(truncated)
+    assert n_missing > 0 and n_unreadable > 0
     n_images = len(list((data / "images").iterdir())) + 1
     assert f"[pope] 1 of {n_images} image files are missing (first: {victim})" in proc.stderr  # said before the model loads
-    assert result["errors"]["total"] == n_missing and result["errors"]["missing_image"] == n_missing
-    assert result["n_scored"] == result["n"] - n_missing
+    assert result["errors"]["total"] == n_missing + n_unreadable
+    assert result["errors"]["missing_image"] == n_missing and result["errors"]["image_error"] == n_unreadable
+    assert result["n_scored"] == result["n"] - n_missing - n_unreadable
     bad = [json.loads(l) for l in (out / "pope/samples.jsonl").read_text().splitlines() if json.loads(l)["error"]]
-    assert len(bad) == n_missing and str(victim) in bad[0]["error"]
+    assert len(bad) == n_missing + n_unreadable
+    assert {b["error"] for b in bad} == {f"missing_image: {victim}", f"image_error: {truncated}: image file is truncated"}
 
 
 def test_a_wrong_images_folder_is_refused_before_the_model_loads(pope_fixture, tmp_path):

@@ -129,6 +129,9 @@ def run_cmd(
         results = run(config)
     except user_errors() as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        fail(f"interrupted: the responses of finished batches are kept in {out / 'cache.sqlite'}; rerun the same command to continue "
+             "from them", code=130)
     for name, result in results.items():
         typer.echo(f"{name}: {headline(result)}")
     typer.echo(f"results in {out}")

@@ -116,6 +116,9 @@ def _loop(**values: Any) -> None:
         state = run_loop(cfg, log=typer.echo)
     except user_errors() as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        fail(f"interrupted: rerun the same command to continue; finished stages are skipped (see {Path(cfg.out) / 'loop.json'}) and an "
+             "evaluation continues from its cached responses", code=130)
     typer.echo(f"loop done: {Path(cfg.out) / 'loop.json'}; compare page {state['stages']['compare']['outputs']['html']}")
 
 

@@ -174,6 +174,8 @@ def demo_cmd(
         state = run_demo(out, settings, log=typer.echo, show_progress=not no_progress)
     except user_errors() as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted: rerun the same command to continue; what is built and the loop's finished stages are kept and skipped", code=130)
     from ..demo import LIMITS
     from ..report.scorecard import format_scorecard
 

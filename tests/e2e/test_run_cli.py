@@ -90,6 +90,21 @@ def test_kill_mid_run_then_resume_matches_uninterrupted(tiny_llava, pope_fixture
     assert (killed / "pope/samples.jsonl").read_text() == (clean / "pope/samples.jsonl").read_text()
 
 
+def test_ctrl_c_says_how_to_continue_and_keeps_finished_batches(tiny_llava, pope_fixture, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(run_args(tiny_llava, pope_fixture, out, "--max-new-tokens", "48", "--batch-size", "1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and _cached_rows(out / "cache.sqlite") < 3:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == (f"error: interrupted: the responses of finished batches are kept in {out / 'cache.sqlite'}; "
+                                            "rerun the same command to continue from them")
+    assert _cached_rows(out / "cache.sqlite") >= 3 and not (out / ".lock").exists()
+
+
 def test_missing_image_is_recorded_and_run_goes_on(tiny_llava, pope_fixture, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(pope_fixture, data)

@@ -162,10 +162,11 @@ def image_digest(image: ImageLike) -> str:
     return f"{MISSING}{Path(image)}" if key is None else _file_digest(*key)
 
 
-def load_hf_dataset(name: str, split: str | None = None, **kwargs: Any) -> Any:
+def load_hf_dataset(name: str, split: str | None = None, option: str | None = None, **kwargs: Any) -> Any:
     """Load a hub dataset (or its local cache), or a folder written by `Dataset.save_to_disk`.
 
-    Offline failures get an actionable message instead of a stack of HTTP errors.
+    Offline failures get an actionable message instead of a stack of HTTP errors; `option` (`TASK.KEY`) is the task
+    option that names the data, so the message can say where local files go.
     """
     try:
         import datasets
@@ -182,9 +183,15 @@ def load_hf_dataset(name: str, split: str | None = None, **kwargs: Any) -> Any:
     try:
         return datasets.load_dataset(name, split=split, **kwargs)
     except Exception as exc:
+        if option is None:
+            where = "point the task at local files instead"
+        else:
+            task, _, key = option.partition(".")
+            where = (f"pass hf:DIR, or the benchmark's own files, as {option} (`mmhallu score {task} --{key} ...`, "
+                     f"`mmhallu run --task-arg {option}=...`)")
         raise TaskError(
-            f"could not load the HF dataset {name!r} (split={split!r}): {type(exc).__name__}: {exc}. "
-            "Without network access, download it elsewhere and point the task at local files instead."
+            f"could not load the HF dataset {name!r} (split={split!r}): {type(exc).__name__}: {exc}. Without network access, save "
+            f"it on a machine with one (`datasets.load_dataset({name!r}, split={split!r}).save_to_disk(DIR)`) and {where}."
         ) from exc
 
 

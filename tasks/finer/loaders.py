@@ -89,13 +89,14 @@ def read_rows(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
         yield from iter_jsonl(path)
 
 
-def local_files(data: Path) -> list[tuple[str | None, Path]]:
-    """(setting or None when rows carry it, file) pairs from a file or a folder of <setting>.<ext> files."""
+def local_files(data: Path, what: str = "FINER data") -> list[tuple[str | None, Path]]:
+    """(setting or None when rows carry it, file) pairs from a file or a folder of <setting>.<ext> files; `what` names
+    the file in errors (the data, or answer rows that carry their questions)."""
     if data.is_file():
         setting = data.stem if data.stem in SETTINGS else None
         return [(setting, data)]
     if not data.is_dir():
-        raise TaskError(f"{data}: FINER data file or folder not found")
+        raise TaskError(f"{data}: {what} file or folder not found")
     files = [(p.stem, p) for p in sorted(data.iterdir()) if p.suffix in (".csv", ".jsonl", ".json") and p.stem in SETTINGS]
     if not files:
         raise TaskError(f"{data}: no {{{','.join(SETTINGS)}}}.csv/.jsonl files")
@@ -107,7 +108,7 @@ def load_local(data: Path, settings: tuple[str, ...], images: str | None, with_t
     samples: list[Sample] = []
     match = AnswerMatch()
     seen: set[str] = set()
-    for file_setting, path in local_files(data):
+    for file_setting, path in local_files(data, "answers" if with_text else "FINER data"):
         for i, row in read_rows(path):
             where = f"{path}:{i}"
             setting = file_setting or row.get("setting")
@@ -126,10 +127,10 @@ def load_local(data: Path, settings: tuple[str, ...], images: str | None, with_t
     return samples, match.finish(samples)
 
 
-def load_hf(name: str, settings: tuple[str, ...], images: str | None) -> list[Sample]:
+def load_hf(name: str, settings: tuple[str, ...], images: str | None, option: str | None = None) -> list[Sample]:
     samples: list[Sample] = []
     for setting in settings:
-        ds = load_hf_dataset(name, split=setting)
+        ds = load_hf_dataset(name, split=setting, option=option)
         for i, row in enumerate(ds):
             samples.append(row_to_sample(dict(row), setting, i, images, f"{name}[{setting}][{i}]"))
     return samples

@@ -74,7 +74,7 @@ def _spec(name: str) -> TaskSpec:
     def load(options: Any) -> list[Sample]:
         settings = parse_settings(options.settings)
         if options.data.startswith("hf:"):
-            return load_hf(options.data[3:], settings, options.images)
+            return load_hf(options.data[3:], settings, options.images, option=f"{name}.data")
         return load_local(Path(options.data), settings, options.images)[0]
 
     def read_answers(path: Any, options: Any) -> tuple[list[Sample], Any]:

@@ -96,7 +96,7 @@ def load_release(root: Path, subtasks: tuple[str, ...], suffix: str) -> list[Sam
 
 
 def load_hf(name: str, subtasks: tuple[str, ...], suffix: str) -> list[Sample]:
-    ds = load_hf_dataset(name, split="test")
+    ds = load_hf_dataset(name, split="test", option="mme.data")
     samples: list[Sample] = []
     seen: dict[str, int] = {}
     for i, row in enumerate(ds):

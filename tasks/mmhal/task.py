@@ -80,7 +80,7 @@ class MmhalOptions(JudgeOptions):
 def load_samples(options: MmhalOptions) -> list[Sample]:
     data = options.data
     if data.startswith("hf:"):
-        ds = load_hf_dataset(data[3:], split="test")
+        ds = load_hf_dataset(data[3:], split="test", option="mmhal.data")
         return [
             _sample(i, dict(row), row["image"] if row.get("image") is not None and not isinstance(row["image"], str) else _image_for(dict(row), options.images, f"{data}[{i}]"))
             for i, row in enumerate(ds)

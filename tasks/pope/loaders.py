@@ -102,7 +102,7 @@ def load_merged(path: Path, images: str | None, labels_dir: str | None, suffix: 
 
 def load_hf(name: str, images: str | None, suffix: str) -> list[Sample]:
     """The lmms-lab/POPE layout: question_id, question, answer, image_source, image, category."""
-    ds = load_hf_dataset(name, split="test")
+    ds = load_hf_dataset(name, split="test", option="pope.data")
     samples = []
     for i, row in enumerate(ds):
         where = f"{name}[{i}]"

@@ -277,6 +277,18 @@ def test_an_out_folder_that_is_a_file_is_one_error_line(scored, tmp_path):
     assert blocker.read_text() == ""
 
 
+def test_a_hub_dataset_without_network_says_where_local_files_go(tmp_path):
+    """Offline, the default hub data of POPE fails with the way to bring it over and the task option to give it as."""
+    proc = _cli("run", "--model", str(tmp_path / "no-model"), "--tasks", "pope", "--out", str(tmp_path / "r"),
+                env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    line = _error(proc)
+    assert line.startswith("error: could not load the HF dataset 'lmms-lab/POPE' (split='test')")
+    assert ".save_to_disk(DIR)`) and pass hf:DIR, or the benchmark's own files, as pope.data (`mmhallu score pope --data ...`" in line
+    missing = tmp_path / "answers.jsonl"
+    assert _error(_cli("score", "finer_docci", "--answers", str(missing), "--out", str(tmp_path / "f"))) == \
+        f"error: {missing}: answers file or folder not found"
+
+
 def test_bom_and_latin1_in_mme_lists(tmp_path):
     folder = tmp_path / "mme"
     folder.mkdir()

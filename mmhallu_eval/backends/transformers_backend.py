@@ -15,13 +15,30 @@ Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
 
 def _pick_device(device: str) -> str:
+    """`auto`: CUDA when there is one, else the CPU; anything else is checked here, before the model loads, so a typo
+    or a device this machine lacks is one line, not an error from deep inside `model.to`."""
     import torch
 
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    return "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise BackendError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise BackendError(f"--device {device}: this machine has no CUDA device this PyTorch can use (torch {torch.__version__}); "
+                               "use --device cpu (or auto)")
+        if parsed.index is not None and parsed.index >= count:
+            raise BackendError(f"--device {device}: there are {count} CUDA device(s), numbered from 0")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise BackendError(f"--device {device}: MPS is not available here; use --device cpu (or auto)")
+    return device
+
+
+#: the dtypes `--dtype` takes besides auto
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 def _pick_dtype(dtype: str, device: str) -> Any:
@@ -31,10 +48,9 @@ def _pick_dtype(dtype: str, device: str) -> Any:
         if device.startswith("cuda") and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float32
-    try:
-        return getattr(torch, dtype)
-    except AttributeError:
-        raise BackendError(f"unknown dtype {dtype!r}; use auto, float32, bfloat16 or float16") from None
+    if dtype not in DTYPES:
+        raise BackendError(f"unknown dtype {dtype!r}; use auto, {', '.join(DTYPES[:-1])} or {DTYPES[-1]}")
+    return getattr(torch, dtype)
 
 
 class TransformersBackend(Backend):

@@ -343,3 +343,24 @@ def test_a_full_disk_names_the_path(tmp_path, monkeypatch, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert f"error: {out}: No space left on device" in err and "Traceback" not in err
+
+
+def test_a_device_or_dtype_this_machine_cannot_use_is_one_line_before_the_model_loads(tmp_path, pope_fixture):
+    import torch
+
+    from mmhallu_eval.backends.base import BackendError
+    from mmhallu_eval.backends.transformers_backend import _pick_device, _pick_dtype
+
+    with pytest.raises(BackendError, match="unknown device 'cdua'; use auto, cpu, cuda, cuda:N or mps"):
+        _pick_device("cdua")
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendError, match="--device cuda:1: this machine has no CUDA device"):
+            _pick_device("cuda:1")
+    assert _pick_device("cpu") == "cpu" and _pick_device("auto") in ("cpu", "cuda")
+    with pytest.raises(BackendError, match="unknown dtype 'nn'; use auto, float32, bfloat16 or float16"):
+        _pick_dtype("nn", "cpu")
+    assert _pick_dtype("bfloat16", "cpu") is torch.bfloat16
+    (tmp_path / "model").mkdir()  # the device is checked before anything of the model is read
+    line = _error(_cli("run", "--model", str(tmp_path / "model"), "--tasks", "pope", "--task-arg", f"pope.data={pope_fixture}",
+                       "--task-arg", f"pope.images={pope_fixture / 'images'}", "--out", str(tmp_path / "r"), "--device", "cdua"))
+    assert line == "error: unknown device 'cdua'; use auto, cpu, cuda, cuda:N or mps"

@@ -136,6 +136,10 @@ def run(config: RunConfig, backend: Backend | None = None) -> dict[str, dict[str
     """Evaluate every task; each task's files are written as soon as it finishes. Everything that can be checked
     without the model — tasks, options, parsers, the data of every task, the output folder — is checked first, so a
     mistake costs no model load and leaves nothing behind (and `--overwrite` deletes nothing)."""
+    for name in ("limit", "batch_size", "max_new_tokens", "data_parallel"):  # 0 would read as "not given", -3 as "all but 3"
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise TaskError(f"run setting {name}={value!r}: give a whole number of at least 1")
     for path in config.include_paths:
         include_path(path)
     specs = [get_task(name) for name in config.tasks]

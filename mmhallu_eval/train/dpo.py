@@ -39,6 +39,28 @@ class TrainConfig:
     logging_steps: int = 1
     extra: dict[str, Any] = field(default_factory=dict)  # any other DPOConfig field (from --config YAML)
 
+    def __post_init__(self) -> None:
+        """Numbers that cannot train are refused here, before a model loads (a zero batch, a negative rate)."""
+        for name in ("beta", "learning_rate", "epochs", "lora_dropout"):  # YAML reads 5e-5 (no dot) as text
+            value = getattr(self, name)
+            if isinstance(value, str):
+                try:
+                    setattr(self, name, float(value))
+                except ValueError:
+                    raise TaskError(f"train setting {name}={value!r}: give a number") from None
+        positive = {"beta": self.beta, "learning_rate": self.learning_rate, "epochs": self.epochs}
+        at_least_one = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "lora_r": self.lora_r, "logging_steps": self.logging_steps}
+        for name, value in positive.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise TaskError(f"train setting {name}={value!r}: give a number above 0")
+        for name, value in at_least_one.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise TaskError(f"train setting {name}={value!r}: give a whole number of at least 1")
+        if not isinstance(self.max_steps, int) or (self.max_steps < 1 and self.max_steps != -1):
+            raise TaskError(f"train setting max_steps={self.max_steps!r}: give a whole number of at least 1, or -1 for --epochs")
+        if not 0 <= self.lora_dropout < 1:
+            raise TaskError(f"train setting lora_dropout={self.lora_dropout!r}: give a share from 0 to below 1")
+
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
         import yaml

@@ -96,6 +96,7 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
                         "`mmhallu pairs build --run RUN_DIR`, then `mmhallu train dpo`")
     check_dpo_settings(cfg.train)
     out = Path(cfg.out)
+    TrainConfig(model=cfg.model, pairs=str(out / PAIRS), out=str(out / ADAPTER), **cfg.train)  # its values checked now, not after the base run
     check_loop_out(out, cfg.model)
     out.mkdir(parents=True, exist_ok=True)
     state = LoopState(out / "loop.json")

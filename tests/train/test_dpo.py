@@ -127,3 +127,21 @@ def test_an_output_folder_that_would_write_over_inputs_or_other_files_is_refused
         check_train_out(TrainConfig(model=str(model), pairs=str(pairs), out=str(out)))
     proc = subprocess.run([*CLI, "train", "dpo", "--model", str(model), "--pairs", str(pairs), "--out", str(model)], capture_output=True, text=True)
     assert proc.returncode == 2 and "is the model's folder" in proc.stderr and sorted(p.name for p in model.iterdir()) == ["config.json"]
+
+
+def test_training_numbers_that_cannot_train_are_refused_and_yaml_exponents_read_as_numbers(tmp_path):
+    from mmhallu_eval.task import TaskError
+    from mmhallu_eval.train.dpo import TrainConfig
+
+    base = {"model": "m", "pairs": "p", "out": "o"}
+    for bad, why in (({"epochs": 0}, "epochs=0: give a number above 0"), ({"batch_size": 0}, "batch_size=0: give a whole number of at least 1"),
+                     ({"learning_rate": -1e-5}, "learning_rate=-1e-05: give a number above 0"), ({"max_steps": 0}, "max_steps=0: give a whole"),
+                     ({"beta": "much"}, "beta='much': give a number")):
+        with pytest.raises(TaskError, match=f"train setting {why}"):
+            TrainConfig(**base, **bad)
+    cfg = tmp_path / "dpo.yaml"
+    cfg.write_text("learning_rate: 5e-5\nbeta: 1e-1\n")  # YAML 1.1 reads these as text
+    loaded = TrainConfig.from_yaml(cfg, **base)
+    assert loaded.learning_rate == 5e-5 and loaded.beta == 0.1
+    proc = subprocess.run([*CLI, "train", "dpo", "--model", "m", "--pairs", "p", "--out", str(tmp_path / "o"), "--epochs", "0"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: train setting epochs=0.0: give a number above 0"

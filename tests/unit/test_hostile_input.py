@@ -364,3 +364,17 @@ def test_a_device_or_dtype_this_machine_cannot_use_is_one_line_before_the_model_
     line = _error(_cli("run", "--model", str(tmp_path / "model"), "--tasks", "pope", "--task-arg", f"pope.data={pope_fixture}",
                        "--task-arg", f"pope.images={pope_fixture / 'images'}", "--out", str(tmp_path / "r"), "--device", "cdua"))
     assert line == "error: unknown device 'cdua'; use auto, cpu, cuda, cuda:N or mps"
+
+
+def test_counts_below_one_are_refused_not_read_as_defaults(tmp_path, pope_fixture):
+    """`--limit 0` read as "no limit" and `--limit -3` as "all but three"; `--batch-size 0` as the default."""
+    from mmhallu_eval.runner import RunConfig, run
+    from mmhallu_eval.task import TaskError
+
+    args = ["run", "--model", str(tmp_path / "m"), "--tasks", "pope", "--out", str(tmp_path / "r")]
+    for flag, value in (("--limit", "0"), ("--limit", "-3"), ("--batch-size", "0"), ("--max-new-tokens", "0")):
+        proc = _cli(*args, flag, value)
+        assert proc.returncode == 2 and f"Invalid value for '{flag}'" in proc.stderr, proc.stderr
+    with pytest.raises(TaskError, match="run setting limit=-3: give a whole number of at least 1"):
+        run(RunConfig(model="m", tasks=["pope"], out=tmp_path / "r", limit=-3))
+    assert not (tmp_path / "r").exists()

@@ -2,6 +2,7 @@
 declaration its numbers derive from)."""
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from collections.abc import Hashable, Mapping
 from typing import Any, Callable
@@ -199,7 +200,7 @@ class TaskSpec:
         """Resolve a parser name (None → the task default) or fail with the valid choices."""
         name = name or self.default_parser
         if name not in self.parsers:
-            raise TaskError(
-                f"task {self.name!r} has no parser {name!r}; choose one of: {', '.join(sorted(self.parsers))}"
-            )
+            close = difflib.get_close_matches(name, sorted(self.parsers), n=1)
+            raise TaskError(f"task {self.name!r} has no parser {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                            f"choose one of: {', '.join(sorted(self.parsers))}")
         return self.parsers[name]

@@ -62,7 +62,7 @@ def leaderboard_cmd(
 
     try:
         _include(include)
-        paths = leaderboard(runs, out)
+        paths = leaderboard(runs, out, skipped=lambda run, why: typer.secho(f"skipped {run}: {why}", fg=typer.colors.YELLOW, err=True))
     except user_errors() as exc:
         fail(str(exc))
     typer.echo("wrote " + ", ".join(map(str, paths)))

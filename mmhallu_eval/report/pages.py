@@ -179,8 +179,9 @@ def _link(target: Path, page: Path) -> str:
     return "./" + quote(os.path.relpath(target, page.parent).replace(os.sep, "/"), safe="/")
 
 
-def leaderboard(run_dirs: list[str | Path], out: str | Path) -> tuple[Path, Path, Path]:
-    """The leaderboard of the run folders that can be read; the others are listed on the page and skipped."""
+def leaderboard(run_dirs: list[str | Path], out: str | Path, skipped: Callable[[str, str], None] | None = None) -> tuple[Path, Path, Path]:
+    """The leaderboard of the run folders that can be read; the others are listed on the page, skipped, and each
+    handed to `skipped(run, why)`."""
     import pandas as pd
 
     out = file_in(out, "leaderboard.html")
@@ -190,6 +191,8 @@ def leaderboard(run_dirs: list[str | Path], out: str | Path) -> tuple[Path, Path
             runs.append(load_run(d))
         except (TaskError, OSError, ValueError, KeyError) as exc:
             broken.append({"run": str(d), "why": str(exc)})
+            if skipped is not None:
+                skipped(str(d), str(exc))
     if not runs:
         raise TaskError("no readable run folder: " + "; ".join(f"{b['run']}: {b['why']}" for b in broken))
     csv_path, md_path = out.with_suffix(".csv"), out.with_suffix(".md")

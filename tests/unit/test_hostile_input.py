@@ -378,3 +378,12 @@ def test_counts_below_one_are_refused_not_read_as_defaults(tmp_path, pope_fixtur
     with pytest.raises(TaskError, match="run setting limit=-3: give a whole number of at least 1"):
         run(RunConfig(model="m", tasks=["pope"], out=tmp_path / "r", limit=-3))
     assert not (tmp_path / "r").exists()
+
+
+def test_a_leaderboard_says_which_runs_it_skipped_and_a_parser_typo_gets_a_suggestion(scored, tmp_path, pope_fixture):
+    proc = _cli("leaderboard", str(scored), str(tmp_path / "gone"), "--out", str(tmp_path / "board.html"))
+    assert proc.returncode == 0 and f"skipped {tmp_path / 'gone'}: {tmp_path / 'gone'}: run folder not found" in proc.stderr
+    assert str(tmp_path / "gone") in (tmp_path / "board.html").read_text()  # and listed on the page
+    line = _error(_cli("score", "pope", "--data", str(pope_fixture), "--answers", str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "r"),
+                       "--parser", "strcit"))
+    assert line == "error: task 'pope' has no parser 'strcit' (did you mean 'strict'?); choose one of: pope-official, pope-opera, strict"

@@ -47,7 +47,11 @@ def compare_cmd(
         fail(str(exc))
     from ..report.scorecard import format_scorecard
 
-    typer.echo(format_scorecard(json.loads(js.read_text())["scorecard"]))
+    compared = json.loads(js.read_text())
+    typer.echo(format_scorecard(compared["scorecard"]))
+    for side, run in (("base", base), ("tuned", tuned)):
+        if compared[f"tasks_only_in_{side}"]:
+            typer.secho(f"not compared (only in {run}): {', '.join(compared[f'tasks_only_in_{side}'])}", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"wrote {html} and {js}")
 
 

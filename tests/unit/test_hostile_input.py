@@ -387,3 +387,14 @@ def test_a_leaderboard_says_which_runs_it_skipped_and_a_parser_typo_gets_a_sugge
     line = _error(_cli("score", "pope", "--data", str(pope_fixture), "--answers", str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "r"),
                        "--parser", "strcit"))
     assert line == "error: task 'pope' has no parser 'strcit' (did you mean 'strict'?); choose one of: pope-official, pope-opera, strict"
+
+
+def test_compare_says_which_tasks_it_left_out(scored, tmp_path):
+    two = tmp_path / "two"
+    shutil.copytree(scored, two)
+    (two / "extra").mkdir()
+    result = json.loads((two / "pope" / "result.json").read_text())
+    (two / "extra" / "result.json").write_text(json.dumps({**result, "task": "repope"}))
+    proc = _cli("compare", str(scored), str(two), "--out", str(tmp_path / "cmp"))
+    assert proc.returncode == 0, proc.stderr
+    assert f"not compared (only in {two}): repope" in proc.stderr

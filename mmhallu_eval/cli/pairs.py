@@ -47,6 +47,10 @@ def parse_mix(value: str | None) -> dict[str, float]:
             mix[key.strip()] = float(weight)
         except ValueError:
             fail(f"--mix {part!r}: expected TYPE=WEIGHT")
+        if not mix[key.strip()] >= 0:
+            fail(f"--mix {part!r}: a weight is 0 or more")
+    if not any(mix.values()):
+        fail(f"--mix {value!r}: at least one pair type needs a weight above 0")
     return mix
 
 

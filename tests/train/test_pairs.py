@@ -385,3 +385,20 @@ def test_caption_swap_pairs_differ_in_one_class_in_place(world, tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows and {r["kind"] for r in rows} == {"swap"} and all(text(r["chosen"]).startswith("There is a") for r in rows)
+
+
+def test_mix_weights_and_shares_out_of_range_are_refused(world, tmp_path):
+    import pytest
+
+    from mmhallu_eval.task import TaskError
+
+    args = [*CLI, "pairs", "build", "--annotations", str(world / "scene_graph_train.json"), "--images", str(world / "images"), "--out", str(tmp_path / "p")]
+    for extra, why in ((["--strategy", "finer", "--mix", "obj=-1"], "--mix 'obj=-1': a weight is 0 or more"),
+                       (["--strategy", "finer", "--mix", "obj=0,attr=0"], "at least one pair type needs a weight above 0"),
+                       (["--strategy", "finer", "--neg-ratio", "2"], "neg_ratio 2.0: choose a share in [0, 1]"),
+                       (["--strategy", "povid", "--noise-strength", "1.5"], "noise_strength 1.5: choose a level in (0, 1)")):
+        proc = subprocess.run([*args, *extra], capture_output=True, text=True)
+        assert proc.returncode == 2 and why in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    with pytest.raises(TaskError, match="at least one type needs a weight above 0"):
+        finer_pairs(load_graphs(world / "scene_graph_train.json"), world / "images", {"obj": 0.0})
+    assert not (tmp_path / "p").exists()

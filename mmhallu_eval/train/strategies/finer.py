@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ...annotations import OPPOSITE, cooccurrence, vocabulary
+from ...errors import TaskError
 from ...options import opt
 from ..strategy import Strategy
 from .common import PAIR_TYPES, StyleOptions, adversarial_absent, styled_adder
@@ -17,6 +18,10 @@ from .common import PAIR_TYPES, StyleOptions, adversarial_absent, styled_adder
 class FinerOptions(StyleOptions):
     neg_ratio: float = opt(0.5, "share of one-slot negatives among the pairs")
     both_polarities: bool = opt(False, "a positive and a one-slot negative per chosen image and type (instead of --neg-ratio)")
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.neg_ratio <= 1:
+            raise TaskError(f"neg_ratio {self.neg_ratio}: choose a share in [0, 1]")
 
 
 @dataclass
@@ -45,6 +50,8 @@ def finer_pairs(graphs: list[dict[str, Any]], images: str | Path, mix: dict[str,
     pairs: list[dict[str, Any]] = []
     draw = _Draw(rng, classes, values, cooccurrence(graphs), styled_adder(pairs, answer_style))
     top = max(mix.values()) if mix else 1.0
+    if top <= 0:
+        raise TaskError(f"pair-type mix {mix}: at least one type needs a weight above 0")
     for g in graphs:
         if not g["objects"]:
             continue

@@ -27,6 +27,10 @@ class PovidOptions:
     injector_model: str | None = opt(None, "an LLM that injects hallucinations instead of the rules (OpenAI-compatible)")
     injector_base_url: str | None = opt(None, "base URL of the injector LLM")
 
+    def __post_init__(self) -> None:
+        if not 0 < self.noise_strength < 1:  # 1 - strength is ᾱ, under a square root
+            raise TaskError(f"noise_strength {self.noise_strength}: choose a level in (0, 1)")
+
 
 def povid_pairs(graphs: list[dict[str, Any]], images: str | Path, seed: int = 0, injector: Callable[[str], str] | None = None,
                 order: str = "annotation") -> list[dict[str, Any]]:

@@ -52,6 +52,9 @@ def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, pa
     try:
         inputs = [answers, *(v for v in options.values() if isinstance(v, (str, Path)) and str(v) and Path(v).exists())]
         check_outputs([out, samples_out], [*inputs, *([peer_results] if peer_results else [])])
+        for given_path, flag in ((answers, "--answers"), (peer_results, "--peer-results")):
+            if given_path is not None and not Path(given_path).exists():  # before the task's data is read or downloaded
+                fail(f"{flag} {given_path}: not found")
         spec = get_task(task)
         chosen = spec.parser(parser)
         typed = spec.parse_options(options)

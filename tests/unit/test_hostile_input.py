@@ -286,7 +286,8 @@ def test_a_hub_dataset_without_network_says_where_local_files_go(tmp_path):
     assert ".save_to_disk(DIR)`) and pass hf:DIR, or the benchmark's own files, as pope.data (`mmhallu score pope --data ...`" in line
     missing = tmp_path / "answers.jsonl"
     assert _error(_cli("score", "finer_docci", "--answers", str(missing), "--out", str(tmp_path / "f"))) == \
-        f"error: {missing}: answers file or folder not found"
+        f"error: --answers {missing}: not found"  # before the hub is tried for the data
+    assert _error(_cli("score", "amber", "--answers", str(missing), "--out", str(tmp_path / "a"))) == f"error: --answers {missing}: not found"
 
 
 def test_bom_and_latin1_in_mme_lists(tmp_path):
@@ -384,6 +385,7 @@ def test_a_leaderboard_says_which_runs_it_skipped_and_a_parser_typo_gets_a_sugge
     proc = _cli("leaderboard", str(scored), str(tmp_path / "gone"), "--out", str(tmp_path / "board.html"))
     assert proc.returncode == 0 and f"skipped {tmp_path / 'gone'}: {tmp_path / 'gone'}: run folder not found" in proc.stderr
     assert str(tmp_path / "gone") in (tmp_path / "board.html").read_text()  # and listed on the page
+    (tmp_path / "a.jsonl").write_text("")
     line = _error(_cli("score", "pope", "--data", str(pope_fixture), "--answers", str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "r"),
                        "--parser", "strcit"))
     assert line == "error: task 'pope' has no parser 'strcit' (did you mean 'strict'?); choose one of: pope-official, pope-opera, strict"

@@ -48,8 +48,8 @@ def parse_parsers(value: str | None, tasks: list[str]) -> dict[str, str]:
 
 
 def split(value: str) -> list[str]:
-    """A comma-separated option as its non-empty items."""
-    return [v.strip() for v in value.split(",") if v.strip()]
+    """A comma-separated option as its distinct non-empty items, in order (a task or strategy named twice counts once)."""
+    return list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
 
 
 def headline(result: dict[str, Any]) -> str:

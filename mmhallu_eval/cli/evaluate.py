@@ -8,7 +8,7 @@ import typer
 
 from ..options import describe
 from ..registry import get_task, include_path, task_names
-from .common import fail, headline, parse_parsers, parse_task_args, user_errors
+from .common import fail, headline, parse_parsers, parse_task_args, split, user_errors
 
 app = typer.Typer()
 
@@ -88,7 +88,9 @@ def run_cmd(
         fail(f"--reasoning {reasoning!r}: choose {' or '.join(REASONING_MODES)}")
     if merge_adapter and (backend != "transformers" or not adapter):
         fail("--merge-adapter merges an --adapter into the model of --backend transformers; give both (vLLM applies adapters unmerged)")
-    task_list = [t.strip() for t in tasks.split(",") if t.strip()]
+    task_list = split(tasks)
+    if not task_list:
+        fail(f"--tasks {tasks!r}: name at least one task (mmhallu tasks lists them)")
     task_args = parse_task_args(task_arg)
     judge = {"judge_model": judge_model, "judge_base_url": judge_base_url, "judge_api_key_env": judge_api_key_env, "judge_backend": judge_backend}
     try:

@@ -400,3 +400,11 @@ def test_compare_says_which_tasks_it_left_out(scored, tmp_path):
     proc = _cli("compare", str(scored), str(two), "--out", str(tmp_path / "cmp"))
     assert proc.returncode == 0, proc.stderr
     assert f"not compared (only in {two}): repope" in proc.stderr
+
+
+def test_tasks_named_twice_run_once_and_none_named_is_refused(tmp_path):
+    from mmhallu_eval.cli.common import split
+
+    assert split("pope, chair,pope,,") == ["pope", "chair"]
+    line = _error(_cli("run", "--model", str(tmp_path / "m"), "--tasks", ",", "--out", str(tmp_path / "r")))
+    assert line == "error: --tasks ',': name at least one task (mmhallu tasks lists them)"

@@ -19,14 +19,12 @@ app = typer.Typer()
 def world_build_cmd(
     out: Path = typer.Option(..., help="Folder for images/, COCO-style annotations, scene graphs, synonyms.txt."),
     seed: int = typer.Option(0, help="The world's seed: the same seed draws the same scenes."),
-    train: int = typer.Option(400, help="Training images."),
-    test: int = typer.Option(200, help="Test images."),
+    train: int = typer.Option(400, min=1, help="Training images."),
+    test: int = typer.Option(200, min=1, help="Test images."),
 ) -> None:
     """Generate the shapes world: scenes with full ground truth in standard formats (deterministic per seed)."""
     from ..world.shapes import build_world
 
-    if train < 1 or test < 1:
-        fail(f"--train {train} --test {test}: both splits need at least one image")
     try:
         build_world(out, seed=seed, n_train=train, n_test=test)
     except OSError as exc:
@@ -40,9 +38,9 @@ def build_pope_cmd(
     out: Path = typer.Option(..., help="Folder for <name>_pope_{random,popular,adversarial}.json."),
     split: str = typer.Option("val2014", help="Which instances_<split>.json when a folder is given."),
     name: str = typer.Option("coco", help="Dataset name in the file names."),
-    n_images: int = typer.Option(500, help="Images sampled (POPE's files: 500)."),
-    per_image: int = typer.Option(3, help="Positive (and negative) questions per image."),
-    min_objects: int = typer.Option(3, help="Only images with at least this many distinct objects."),
+    n_images: int = typer.Option(500, min=1, help="Images sampled (POPE's files: 500)."),
+    per_image: int = typer.Option(3, min=1, help="Positive (and negative) questions per image."),
+    min_objects: int = typer.Option(3, min=1, help="Only images with at least this many distinct objects."),
     seed: int = typer.Option(0, help="Seed of the image and object sampling: the same seed writes the same files."),
 ) -> None:
     """POPE's own sampling: per image 3 present and 3 absent objects, negatives random/popular/adversarial."""
@@ -101,7 +99,7 @@ def build_finer_cmd(annotations: Path = _ANNOTATIONS, out: Path = typer.Option(.
 
 @build_app.command("mmhal")
 def build_mmhal_cmd(annotations: Path = _ANNOTATIONS, out: Path = typer.Option(..., help="JSON file (the MMHal template format), or a folder (existing, or a name without an extension) to write response_template.json in."),
-                    split: str = _SPLIT, n_items: int = typer.Option(96, help="Questions written (MMHal-Bench has 96)."), seed: int = _SEED) -> None:
+                    split: str = _SPLIT, n_items: int = typer.Option(96, min=1, help="Questions written (MMHal-Bench has 96)."), seed: int = _SEED) -> None:
     """MMHal-style open questions with image_content, in the response_template.json format."""
     from ..benchmarks.qa import build_mmhal
     from ..outputs import file_in
@@ -143,7 +141,7 @@ def tiny_model_cmd(
 @world_app.command("pope-fixture")
 def pope_fixture_cmd(
     out: Path = typer.Option(..., help="Folder for images/ and *_pope_<split>.json."),
-    n_images: int = typer.Option(8, help="Images drawn (1–3 shapes each; per split as many yes as no questions)."),
+    n_images: int = typer.Option(8, min=1, help="Images drawn (1–3 shapes each; per split as many yes as no questions)."),
     seed: int = typer.Option(0, help="Seed of the drawn scenes."),
 ) -> None:
     """Generate shape images and POPE question files for them."""

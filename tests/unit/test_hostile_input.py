@@ -408,3 +408,11 @@ def test_tasks_named_twice_run_once_and_none_named_is_refused(tmp_path):
     assert split("pope, chair,pope,,") == ["pope", "chair"]
     line = _error(_cli("run", "--model", str(tmp_path / "m"), "--tasks", ",", "--out", str(tmp_path / "r")))
     assert line == "error: --tasks ',': name at least one task (mmhallu tasks lists them)"
+
+
+def test_builders_refuse_counts_below_one(tmp_path):
+    for args in (["world", "pope-fixture", "--n-images", "0"], ["world", "build", "--train", "0"], ["build", "mmhal", "--annotations", "a", "--n-items", "0"],
+                 ["train", "dpo", "--model", "m", "--pairs", "p", "--batch-size", "0"]):
+        proc = _cli(*args, "--out", str(tmp_path / "o"))
+        assert proc.returncode == 2 and "Input should be greater than or equal to 1" in proc.stderr, (args, proc.stderr)
+    assert not (tmp_path / "o").exists()

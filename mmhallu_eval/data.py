@@ -7,6 +7,7 @@ import os
 import stat
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,18 @@ def image_digest(image: ImageLike) -> str:
     return f"{MISSING}{Path(image)}" if key is None else _file_digest(*key)
 
 
+def option_flags(option: str) -> str:
+    """A task option (`TASK.KEY`) with the flags that set it, for errors that tell a user where a local file goes."""
+    task, _, key = option.partition(".")
+    return f"{option} (`mmhallu score {task} --{key} ...`, `mmhallu run --task-arg {option}=...`)"
+
+
+def missing_files(paths: Iterable[Any]) -> tuple[set[str], list[str]]:
+    """(the distinct file names, those not there, sorted): each file looked up once however often it is named."""
+    named = {str(p) for p in paths}
+    return named, sorted(p for p in named if not os.path.isfile(p))
+
+
 def load_hf_dataset(name: str, split: str | None = None, option: str | None = None, **kwargs: Any) -> Any:
     """Load a hub dataset (or its local cache), or a folder written by `Dataset.save_to_disk`.
 
@@ -183,12 +196,8 @@ def load_hf_dataset(name: str, split: str | None = None, option: str | None = No
     try:
         return datasets.load_dataset(name, split=split, **kwargs)
     except Exception as exc:
-        if option is None:
-            where = "point the task at local files instead"
-        else:
-            task, _, key = option.partition(".")
-            where = (f"pass hf:DIR, or the benchmark's own files, as {option} (`mmhallu score {task} --{key} ...`, "
-                     f"`mmhallu run --task-arg {option}=...`)")
+        where = ("point the task at local files instead" if option is None
+                 else f"pass hf:DIR, or the benchmark's own files, as {option_flags(option)}")
         raise TaskError(
             f"could not load the HF dataset {name!r} (split={split!r}): {type(exc).__name__}: {exc}. Without network access, save "
             f"it on a machine with one (`datasets.load_dataset({name!r}, split={split!r}).save_to_disk(DIR)`) and {where}."
@@ -213,10 +222,8 @@ def pinned_file(url: str, sha256: str, name: str, option: str, local: str = "the
         with urllib.request.urlopen(url, timeout=60) as reply:  # noqa: S310 - a fixed https URL
             body = reply.read()
     except OSError as exc:
-        task, _, key = option.partition(".")
         raise TaskError(f"could not download {url} ({exc}). Without network access, download it elsewhere and either "
-                        f"put it at {path} (checked against its SHA-256) or pass {local} as {option} "
-                        f"(`mmhallu score {task} --{key} ...`, `mmhallu run --task-arg {option}=...`)") from None
+                        f"put it at {path} (checked against its SHA-256) or pass {local} as {option_flags(option)}") from None
     digest = hashlib.sha256(body).hexdigest()
     if digest != sha256:
         raise TaskError(f"{url}: SHA-256 {digest} is not the pinned {sha256}; the file changed upstream, pass a local copy")

@@ -44,6 +44,21 @@ def file_in(out: Path | str, default_name: str) -> Path:
     return out / default_name if out.is_dir() or not out.suffix else out
 
 
+def folder_relation(out: Path | str, other: Path | str) -> str | None:
+    """How the folder `out` sits against the folder `other` (both resolved): "is", "is inside", "holds", or None."""
+    o, t = _resolved(out), _resolved(other)
+    return "is" if o == t else "is inside" if o.is_relative_to(t) else "holds" if t.is_relative_to(o) else None
+
+
+def foreign_entries(folder: Path, markers: Iterable[str]) -> list[str]:
+    """The entries of a non-empty folder that has none of `markers` (the files an earlier output of the same kind
+    leaves), sorted; [] for a missing or empty folder or one that has a marker."""
+    if not folder.is_dir():
+        return []
+    entries = sorted(c.name for c in folder.iterdir())
+    return [] if any(m in entries for m in markers) else entries
+
+
 def is_run_layout(folder: Path) -> tuple[bool, list[str]]:
     """Whether `folder` holds nothing but a run's files: (True, []) or (False, the first foreign entries)."""
     foreign = []

@@ -13,6 +13,7 @@ from typing import Any
 from .backends import Backend, create_backend
 from .backends.cached import generate_cached
 from .cache import ResponseCache
+from .data import missing_files
 from .paired import keep_whole_units
 from .quiet import hide_library_progress_bars
 from .registry import get_task, include_path
@@ -102,8 +103,7 @@ def check_images(spec: TaskSpec, options: Any, samples: list[Sample]) -> None:
     """Each distinct image file looked up once before the model loads. None of them there is a wrong images folder
     (or images not downloaded): an error now, not a model load followed by every sample failing. Some missing: one
     line saying how many; their samples are recorded as missing_image failures and the run goes on."""
-    named = {str(im) for s in samples for im in s.images if isinstance(im, (str, Path))}
-    missing = sorted(im for im in named if not os.path.isfile(im))
+    named, missing = missing_files(im for s in samples for im in s.images if isinstance(im, (str, Path)))
     if not missing:
         return
     if len(missing) == len(named):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write_json
+from ..outputs import folder_relation, foreign_entries
 from ..quiet import hide_library_progress_bars
 from ..task import TaskError
 from .pairs import read_pairs
@@ -213,23 +214,19 @@ def check_train_out(cfg: TrainConfig) -> None:
     """Refused before anything loads: an output folder that is the model's own folder (or inside it, or holding it),
     that holds the pairs file, or that holds anything but an earlier training output — training writes its adapter,
     processor, configs and logs there, over files of the same names."""
-    out = Path(cfg.out).expanduser().resolve()
-    model = Path(cfg.model).expanduser()
-    if model.is_dir():
-        m = model.resolve()
-        where = "is" if out == m else "is inside" if out.is_relative_to(m) else "holds" if m.is_relative_to(out) else None
-        if where:
-            raise TaskError(f"--out {cfg.out} {where} the model's folder {cfg.model}: training would write its processor and configs "
-                            "over the model's own files; give --out a new folder")
+    out = Path(cfg.out).expanduser()
+    where = folder_relation(out, cfg.model) if Path(cfg.model).expanduser().is_dir() else None
+    if where:
+        raise TaskError(f"--out {cfg.out} {where} the model's folder {cfg.model}: training would write its processor and configs "
+                        "over the model's own files; give --out a new folder")
     if out.is_file():
         raise TaskError(f"--out {cfg.out} is a file; give --out a folder")
-    if Path(cfg.pairs).expanduser().resolve().is_relative_to(out):
+    if folder_relation(cfg.pairs, out) == "is inside":
         raise TaskError(f"--out {cfg.out} holds the pairs file {cfg.pairs}; give --out a folder of its own")
-    if out.is_dir():
-        entries = sorted(c.name for c in out.iterdir())
-        if entries and not any(name in entries for name in TRAIN_MARKERS):
-            raise TaskError(f"--out {cfg.out} holds files that are not a training output ({', '.join(entries[:3])}"
-                            f"{', …' if len(entries) > 3 else ''}); give --out a new folder, or an earlier training output to replace")
+    entries = foreign_entries(out, TRAIN_MARKERS)
+    if entries:
+        raise TaskError(f"--out {cfg.out} holds files that are not a training output ({', '.join(entries[:3])}"
+                        f"{', …' if len(entries) > 3 else ''}); give --out a new folder, or an earlier training output to replace")
 
 
 def _sort_target_modules(config_file: Path) -> None:

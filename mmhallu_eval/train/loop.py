@@ -13,6 +13,7 @@ from typing import Any, Callable
 from ..errors import TaskError
 from ..files import atomic_write_json, read_json
 from ..options import as_strings
+from ..outputs import folder_relation, foreign_entries
 from ..rundir import now_iso
 from ..runner import RunConfig, run
 from .dpo import TrainConfig, check_dpo_settings, train_dpo
@@ -129,14 +130,12 @@ def check_loop_out(out: Path, model: str) -> None:
     or holding it), not a folder of other files — the loop writes runs, pairs and an adapter there."""
     if out.is_file():
         raise TaskError(f"--out {out} is a file; give --out a folder")
-    here, m = out.expanduser().resolve(), Path(model).expanduser()
-    if m.is_dir() and (here == m.resolve() or here.is_relative_to(m.resolve()) or m.resolve().is_relative_to(here)):
+    if Path(model).expanduser().is_dir() and folder_relation(out, model):
         raise TaskError(f"--out {out} and the model's folder {model} overlap: the loop writes runs, pairs and an adapter there; give --out a new folder")
-    if out.is_dir() and not (out / "loop.json").exists():
-        entries = sorted(c.name for c in out.iterdir())
-        if entries:
-            raise TaskError(f"--out {out} holds files that are not a loop's ({', '.join(entries[:3])}{', …' if len(entries) > 3 else ''}; no "
-                            "loop.json); give --out a new folder, or an earlier loop's folder to continue it")
+    entries = foreign_entries(out, ["loop.json"])
+    if entries:
+        raise TaskError(f"--out {out} holds files that are not a loop's ({', '.join(entries[:3])}{', …' if len(entries) > 3 else ''}; no "
+                        "loop.json); give --out a new folder, or an earlier loop's folder to continue it")
 
 
 def _evaluate_stage(cfg: LoopConfig, name: str, adapter: str | None, log: Callable[[str], None]) -> Stage:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from ..annotations import load_graphs
+from ..data import missing_files
 from ..errors import TaskError
 from ..options import fields_of, parse
 
@@ -142,8 +143,7 @@ def check_pair_images(pairs: list[Pair], log: Callable[[str], None]) -> None:
     """Each image the pairs show looked up once: none of them there is a wrong images folder (the annotations' file
     names are relative to it), an error now rather than when training starts; some missing, one line saying how many
     (training refuses pairs whose images are missing)."""
-    named = {str(im) for p in pairs for im in p.get("images", [])}
-    missing = sorted(im for im in named if not Path(im).is_file())
+    named, missing = missing_files(im for p in pairs for im in p.get("images", []))
     if not missing:
         return
     if len(missing) == len(named):

@@ -319,7 +319,9 @@ def intervals(measure: Measure, table: UnitTable, groups: list[str],
     if measure.stratified:
         strata_order = list(dict.fromkeys(table.groups))  # first appearance, the order the draws are made in
         strata = [group_units_idx[g] for g in strata_order]
-        drawn = dict(zip(strata_order, resampler.sums(strata, resampler.draw([len(u) for u in strata], np.random.default_rng(seed), resamples))))
+        rng = np.random.default_rng(seed)
+        drawn = dict(zip(strata_order, resampler.counted_sums(strata, rng, resamples) if resampler.few else
+                         resampler.sums(strata, resampler.draw([len(u) for u in strata], rng, resamples))))
         pooled_ci, *group_ci = _quantiles(itertools.chain([draw_values(measure, ci_pooled, {g: drawn[g] for g in groups}, pooled=True)],
                                                           (draw_values(measure, ci_group, {g: drawn[g]}, pooled=False) for g in groups)))
         return pooled_ci, dict(zip(groups, group_ci))
@@ -327,6 +329,9 @@ def intervals(measure: Measure, table: UnitTable, groups: list[str],
     drawn_for: dict[int, list[np.ndarray]] = {}
 
     def one(units: np.ndarray, pooled: bool, names: list[str]) -> dict[str, np.ndarray]:
+        if resampler.few:
+            (sums,) = resampler.counted_sums([units], np.random.default_rng(seed), resamples)
+            return draw_values(measure, names, {ALL: sums}, pooled)
         # each set's generator starts afresh from the seed, so sets of one size draw the very same picks: drawn once
         blocks = drawn_for.get(len(units))
         if blocks is None:

@@ -1,6 +1,7 @@
 """Bootstrap draws as summed statistics: units drawn with replacement, stratum by stratum, from one reproducible
-random stream, and summed a block of resamples at a time — through counts of the few distinct statistic rows where
-units share them (POPE's confusion cells), so that memory stays at one block of picks and time at a few passes."""
+random stream. Where units share a few distinct statistic rows (POPE's confusion cells, right or wrong) a draw is
+the number of times each row is drawn — one multinomial draw per resample, whatever the number of units; otherwise
+positions are drawn and summed a block of resamples at a time, so that memory stays at one block of picks."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -39,18 +40,41 @@ def _distinct_rows(rows: np.ndarray, whole: bool) -> tuple[np.ndarray, np.ndarra
 
 
 class Resampler:
-    """Bootstrap draws (units with replacement, each stratum its own size) as summed statistics. The draws are
-    `rng.integers(0, n, n)` per stratum in order, resample after resample — taken a block of resamples at a time
-    from the same stream, so intervals are reproducible and equal an index-resampling loop; the sums go through
-    per-unit counts (or, when units share few distinct statistic rows — POPE's confusion cells — through counts of
-    those rows), so memory stays at one block of picks."""
+    """Bootstrap draws (units with replacement, each stratum its own size) as summed statistics, two ways.
+    `counted_sums`, for units of `few` distinct statistic rows: each resample's count of each row, drawn at once
+    (the task intervals of result.json). `draw` and `sums`, for any units: the positions, `rng.integers(0, n, n)`
+    per stratum in order, resample after resample — taken a block of resamples at a time from the same stream, so
+    sums equal an index-resampling loop's (the paired comparison, which must draw the same units for both runs,
+    and intervals over many distinct rows); they are summed through per-unit counts (or counts of few distinct
+    rows), so memory stays at one block of picks."""
 
     def __init__(self, rows: np.ndarray):
+        """`rows`: one row of summable statistics per unit."""
         # whole numbers below 2**53 sum exactly in any order, so a block's sums can be one matrix product
         self.exact = bool(np.all(np.abs(rows) < 2.0 ** 53) and np.all(rows == np.round(rows))) if len(rows) else True
         patterns, inverse = _distinct_rows(rows, self.exact)
         self.compressed = len(patterns) * 4 < len(rows)
         self.rows, self.patterns, self.inverse = rows, patterns, inverse
+        #: the units share at most `_FEW_PATTERNS` distinct rows: draws can be counts of those rows
+        self.few = self.compressed and len(patterns) <= _FEW_PATTERNS
+
+    def counted_sums(self, strata: list[np.ndarray], rng: np.random.Generator, resamples: int) -> list[np.ndarray]:
+        """Per stratum (drawn in `strata` order), the summed statistics of each resample, for units of `few`
+        distinct rows: n units drawn with replacement take each distinct row a multinomial(n, the row's share)
+        number of times — the distribution of drawing positions, from k − 1 binomial draws per resample instead of
+        n bounded integers (0.3 ms for 1,000 resamples of 256 or of 9,000 units)."""
+        out = []
+        for units in strata:
+            if not len(units):
+                out.append(np.zeros((resamples, self.rows.shape[1])))
+                continue
+            # only the rows this stratum has: its draws then depend on its own units alone, as drawn positions do
+            tally = np.bincount(self.inverse[units], minlength=len(self.patterns))
+            present = np.flatnonzero(tally)
+            counts = rng.multinomial(len(units), tally[present] / len(units), size=resamples).astype(np.float64)
+            table = self.patterns[present]
+            out.append(counts @ table if self.exact else np.stack([row @ table for row in counts]))
+        return out
 
     @staticmethod
     def draw(sizes: list[int], rng: np.random.Generator, resamples: int) -> Iterator[np.ndarray]:

@@ -54,26 +54,59 @@ def test_bootstrap_reproducible_and_brackets_estimate():
     assert summarize(ACCURACY, []).ci == {}
 
 
+def _counted_loop_ci(measure, records, names):
+    """Intervals by counting, one resample at a time: a fresh generator; per resample, how often each of the
+    records' distinct statistic rows is drawn — multinomial(n, the row's share)."""
+    table = unit_table(measure, records)
+    patterns, inverse = np.unique(table.rows, axis=0, return_inverse=True)
+    shares = np.bincount(np.asarray(inverse).reshape(-1)) / len(records)
+    draws = np.random.default_rng(BOOTSTRAP_SEED)
+    values: dict[str, list[float]] = {}
+    for _ in range(1000):
+        sums = dict(zip(measure.stats, draws.multinomial(len(records), shares) @ patterns))
+        for k, v in evaluate(measure, {ALL: sums}, pooled=True).items():
+            if v is not None and k in names:
+                values.setdefault(k, []).append(v)
+    return {k: [float(np.quantile(v, q)) for q in CI_QUANTILES] for k, v in values.items()}
+
+
+POPE_CI = ("accuracy", "precision", "recall", "f1", "yes_ratio")
+
+
 @pytest.mark.parametrize("case", ["mixed", "all_no", "with_unread"])
-def test_intervals_equal_an_index_resampling_loop(case):
-    """Summing through per-unit counts draws the same resamples as indexing the records: the same intervals."""
+def test_intervals_of_few_distinct_rows_equal_a_counting_loop(case):
+    """POPE's units share a few statistic rows (its confusion cells): each resample draws how often each is drawn,
+    all resamples at once — the intervals of a loop drawing one resample's counts at a time."""
     rng = np.random.default_rng(3)
     label = rng.integers(0, 2, size=57)
     pred = {"mixed": rng.integers(0, 2, size=57), "all_no": np.zeros(57, dtype=np.int64), "with_unread": rng.integers(-1, 2, size=57)}[case]
     records = _pope_records(pred.tolist(), label.tolist())
     got = summarize(POPE, records)
-    table = unit_table(POPE, records)
-    draws = np.random.default_rng(BOOTSTRAP_SEED)
-    values: dict[str, list[float]] = {}
-    for _ in range(1000):
-        idx = draws.integers(0, 57, size=57)
-        sums = dict(zip(POPE.stats, table.rows[idx].sum(axis=0)))
-        for k, v in evaluate(POPE, {ALL: sums}, pooled=True).items():
-            if v is not None and k in ("accuracy", "precision", "recall", "f1", "yes_ratio"):
-                values.setdefault(k, []).append(v)
-    expected = {k: [float(np.quantile(v, q)) for q in CI_QUANTILES] for k, v in values.items()}
+    expected = _counted_loop_ci(POPE, records, POPE_CI)
     assert got.ci == expected
     assert got.groups["random"]["ci"] == expected  # one group: resampled alone with a fresh generator, same draws
+
+
+def test_counted_draws_have_the_distribution_of_drawn_positions():
+    """Counting draws of the distinct rows is the bootstrap itself, not an approximation: the counts have the
+    multinomial mean and covariance of n positions drawn with replacement, and POPE's intervals agree with an
+    index-resampling loop's to within the resampling noise of 1,000 draws."""
+    from mmhallu_eval.resample import Resampler
+
+    rng = np.random.default_rng(8)
+    rows = np.eye(4)[rng.integers(0, 4, size=300)]
+    share = rows.mean(axis=0)
+    (sums,) = Resampler(rows).counted_sums([np.arange(300)], np.random.default_rng(1), 20_000)
+    positions = rows[np.random.default_rng(2).integers(0, 300, size=(20_000, 300))].sum(axis=1)
+    expected_cov = 300 * (np.diag(share) - np.outer(share, share))
+    for draws in (sums, positions):
+        assert np.allclose(draws.mean(axis=0), 300 * share, rtol=0.01)
+        assert np.allclose(np.cov(draws.T), expected_cov, atol=0.05 * expected_cov.max())
+    label = rng.integers(0, 2, size=400)
+    records = _pope_records(np.where(rng.random(400) < 0.85, label, 1 - label).tolist(), label.tolist())
+    got, by_positions = summarize(POPE, records).ci, _loop_ci(POPE, records, POPE_CI)
+    for name, (lo, hi) in by_positions.items():
+        assert got[name] == pytest.approx([lo, hi], abs=0.2 * (hi - lo)), name
 
 
 SCORE = Measure(stats=("score", "n"), unit_stats=lambda rs: (rs[0]["score"], 1), metrics=(Metric("mean", ratio("score", "n"), ci=True),))
@@ -108,7 +141,7 @@ def test_groups_of_one_size_and_every_drawing_path_equal_the_loop(kind, block, k
     monkeypatch.setattr(measure_module, "_QUANTILE_SETS", sets)
     rng = np.random.default_rng(11)
     if kind == "pope":
-        measure, names = POPE, ("accuracy", "precision", "recall", "f1", "yes_ratio")
+        measure, names = POPE, POPE_CI
         groups = {g: _pope_records(rng.integers(-1, 2, size=40).tolist(), rng.integers(0, 2, size=40).tolist(), group=g) for g in ("a", "b")}
     else:
         measure, names = SCORE, ("mean",)
@@ -118,7 +151,7 @@ def test_groups_of_one_size_and_every_drawing_path_equal_the_loop(kind, block, k
             r["id"] = f"{g}{r['id']}"
     got = summarize(measure, [r for rs in groups.values() for r in rs])
     for g, rs in groups.items():
-        expected = _loop_ci(measure, rs, names)
+        expected = (_counted_loop_ci if kind == "pope" else _loop_ci)(measure, rs, names)
         if kind == "pope":
             assert got.groups[g]["ci"] == expected, g
         else:  # fractional sums: the same draws, added in another order

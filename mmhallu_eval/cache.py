@@ -26,16 +26,21 @@ def request_key(model_fingerprint: str, request: Request, digests: list[str] | N
     """Stable hash of what determines a response: model, chat messages, image contents (`digests`, the images'
     `image_digest`s, when the caller has them), decoding settings. The hashed text is
     `json.dumps({"model", "messages", "images", "generation"}, sort_keys=True, ensure_ascii=False)`, written out
-    member by member in sorted order (the generation settings' part once per setting)."""
+    member by member in sorted order (the generation settings' and the model's parts once each)."""
     images = [image_digest(im) for im in request.images] if digests is None else digests
     text = (f'{{"generation": {_generation_json(request.generation)}, "images": {_encode(images)}, '
-            f'"messages": {_encode_sorted(request.messages)}, "model": {_encode(model_fingerprint)}}}')
+            f'"messages": {_encode_sorted(request.messages)}, "model": {_fingerprint_json(model_fingerprint)}}}')
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 @lru_cache(maxsize=64)
 def _generation_json(generation: GenerationConfig) -> str:
     return _encode_sorted(generation.to_dict())
+
+
+@lru_cache(maxsize=16)
+def _fingerprint_json(model_fingerprint: str) -> str:
+    return _encode(model_fingerprint)
 
 
 class CacheError(UserError):

@@ -307,8 +307,9 @@ def _on_columns(formula: Callable[[Any], Any], whole: Any, checked: list[Value],
 
 def intervals(measure: Measure, table: UnitTable, groups: list[str],
               resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[dict[str, list[float]], dict[str, dict[str, list[float]]]]:
-    """(pooled intervals, per-group intervals). Unstratified: the pooled draw resamples all units, each group is
-    resampled on its own (a fresh generator per set); stratified: one draw per group feeds both."""
+    """(pooled intervals, per-group intervals). Units of few distinct statistic rows are drawn as counts of those
+    rows (`Resampler.counted_sums`), others by position. Unstratified: the pooled draw resamples all units, each
+    group is resampled on its own (a fresh generator per set); stratified: one draw per group feeds both."""
     ci_group = [m.name for m in measure.metrics if m.ci]
     ci_pooled = [m.name for m in measure.pooled_metrics() if m.ci]
     if not len(table.keys) or not (ci_group or ci_pooled):

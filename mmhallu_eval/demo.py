@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from .benchmarks.pope import build_pope
 from .benchmarks.qa import build_finer, build_mme, build_mmhal
+from .errors import TaskError
 from .files import atomic_write_json
 from .nltk_resources import download_nltk_resources, missing_nltk_resources
 from .quiet import hide_library_progress_bars
@@ -157,9 +158,25 @@ LIMITS = ("FINER-style MCQ: the demo model answers the 5-way format near chance 
           "it); MMHal-style open answers do not move. Those rows check that the pipeline runs, not the method.")
 
 
+#: what the demo writes in its folder: the built world, benchmarks and model, and the loop's runs and reports
+DEMO_ENTRIES = ("assets", "loop")
+
+
+def check_demo_out(out: Path) -> None:
+    """A new folder or an earlier demo's: the demo rebuilds (deletes) a stale world under assets/, so a folder
+    holding anything else is refused before anything is written."""
+    if out.is_file():
+        raise TaskError(f"--out {out} is a file; give --out a folder")  # the loop's folder check says the same
+    foreign = sorted(c.name for c in out.iterdir() if c.name not in DEMO_ENTRIES) if out.is_dir() else []
+    if foreign:
+        raise TaskError(f"--out {out} holds files that are not the demo's ({', '.join(foreign[:3])}{', …' if len(foreign) > 3 else ''}); "
+                        "give --out a new folder, or an earlier demo's folder to continue it")
+
+
 def run_demo(out: str | Path, settings: DemoSettings | None = None, log: Callable[[str], None] = print, show_progress: bool = True) -> dict[str, Any]:
     settings = settings or DemoSettings()
     out = Path(out)
+    check_demo_out(out)
     if not show_progress:
         hide_library_progress_bars()  # the demo model's save bar too, before the loop's own runs
     ready = prepare(out, settings, log)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from .errors import UserError
+from .errors import TaskError, UserError
 
 #: the files a run folder is made of (run.py writes them; report/compare add their pages)
 RUN_TOP_FILES = {"manifest.json", "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "judge_cache.sqlite", "judge_cache.sqlite-wal",
@@ -57,6 +57,17 @@ def foreign_entries(folder: Path, markers: Iterable[str]) -> list[str]:
         return []
     entries = sorted(c.name for c in folder.iterdir())
     return [] if any(m in entries for m in markers) else entries
+
+
+def refuse_foreign_folder(out: Path, markers: Iterable[str], kind: str, instead: str, note: str = "") -> None:
+    """A command that writes many files into --out takes a new or empty folder, or one an earlier output of the same
+    kind left (it has one of `markers`): anything else would get the command's files among, and over, its own."""
+    if out.is_file():
+        raise TaskError(f"--out {out} is a file; give --out a folder")
+    entries = foreign_entries(out, markers)
+    if entries:
+        raise TaskError(f"--out {out} holds files that are not {kind} ({', '.join(entries[:3])}{', …' if len(entries) > 3 else ''}{note}); "
+                        f"give --out a new folder, or {instead}")
 
 
 def is_run_layout(folder: Path) -> tuple[bool, list[str]]:

@@ -23,10 +23,14 @@ def world_build_cmd(
     test: int = typer.Option(200, min=1, help="Test images."),
 ) -> None:
     """Generate the shapes world: scenes with full ground truth in standard formats (deterministic per seed)."""
+    from ..outputs import refuse_foreign_folder
     from ..world.shapes import build_world
 
     try:
+        refuse_foreign_folder(out, ["world.json"], "a shapes world's", "an earlier world build's folder to build it again")
         build_world(out, seed=seed, n_train=train, n_test=test)
+    except user_errors() as exc:
+        fail(str(exc))
     except OSError as exc:
         fail(f"{out}: cannot write the world there ({exc.strerror or exc})")
     typer.echo(f"wrote the shapes world to {out} ({train} train, {test} test images)")
@@ -145,9 +149,14 @@ def pope_fixture_cmd(
     seed: int = typer.Option(0, help="Seed of the drawn scenes."),
 ) -> None:
     """Generate shape images and POPE question files for them."""
+    from ..outputs import refuse_foreign_folder
     from ..world.fixtures import build_pope_fixture
 
-    build_pope_fixture(out, n_images=n_images, seed=seed)
+    try:
+        refuse_foreign_folder(out, ["shapes_pope_random.json"], "a POPE fixture's", "an earlier fixture's folder to build it again")
+        build_pope_fixture(out, n_images=n_images, seed=seed)
+    except user_errors() as exc:
+        fail(str(exc))
     typer.echo(f"wrote POPE fixture to {out}")
 
 

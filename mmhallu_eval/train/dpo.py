@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write_json
-from ..outputs import folder_relation, foreign_entries
+from ..outputs import folder_relation, refuse_foreign_folder
 from ..quiet import hide_library_progress_bars
 from ..task import TaskError
 from .pairs import read_pairs
@@ -219,14 +219,9 @@ def check_train_out(cfg: TrainConfig) -> None:
     if where:
         raise TaskError(f"--out {cfg.out} {where} the model's folder {cfg.model}: training would write its processor and configs "
                         "over the model's own files; give --out a new folder")
-    if out.is_file():
-        raise TaskError(f"--out {cfg.out} is a file; give --out a folder")
     if folder_relation(cfg.pairs, out) == "is inside":
         raise TaskError(f"--out {cfg.out} holds the pairs file {cfg.pairs}; give --out a folder of its own")
-    entries = foreign_entries(out, TRAIN_MARKERS)
-    if entries:
-        raise TaskError(f"--out {cfg.out} holds files that are not a training output ({', '.join(entries[:3])}"
-                        f"{', …' if len(entries) > 3 else ''}); give --out a new folder, or an earlier training output to replace")
+    refuse_foreign_folder(out, TRAIN_MARKERS, "a training output", "an earlier training output to replace")
 
 
 def _sort_target_modules(config_file: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from ..errors import TaskError
 from ..files import atomic_write_json, read_json
 from ..options import as_strings
-from ..outputs import folder_relation, foreign_entries
+from ..outputs import folder_relation, refuse_foreign_folder
 from ..rundir import now_iso
 from ..runner import RunConfig, run
 from .dpo import TrainConfig, check_dpo_settings, train_dpo
@@ -128,14 +128,9 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
 def check_loop_out(out: Path, model: str) -> None:
     """A new folder or an earlier loop's (which the loop continues): not a file, not the model's folder (or inside it,
     or holding it), not a folder of other files — the loop writes runs, pairs and an adapter there."""
-    if out.is_file():
-        raise TaskError(f"--out {out} is a file; give --out a folder")
     if Path(model).expanduser().is_dir() and folder_relation(out, model):
         raise TaskError(f"--out {out} and the model's folder {model} overlap: the loop writes runs, pairs and an adapter there; give --out a new folder")
-    entries = foreign_entries(out, ["loop.json"])
-    if entries:
-        raise TaskError(f"--out {out} holds files that are not a loop's ({', '.join(entries[:3])}{', …' if len(entries) > 3 else ''}; no "
-                        "loop.json); give --out a new folder, or an earlier loop's folder to continue it")
+    refuse_foreign_folder(out, ["loop.json"], "a loop's", "an earlier loop's folder to continue it", note="; no loop.json")
 
 
 def _evaluate_stage(cfg: LoopConfig, name: str, adapter: str | None, log: Callable[[str], None]) -> Stage:

@@ -15,6 +15,12 @@ from typing import Any, Literal
 from .errors import TaskError
 
 
+def is_count(value: Any) -> bool:
+    """A whole number of at least 1 (not a bool): a batch size, a limit, a number of steps — where 0 must not be
+    read as "not given" nor -3 as "all but three"."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def opt(default: Any = None, help: str = "", flag: str | None = None) -> Any:
     """A declared option: its default and help (and, for the `mmhallu score` flags, another flag name)."""
     return field(default=default, metadata={"help": help, "flag": flag})

@@ -21,6 +21,7 @@ from .reasoning import Reasoning
 from .rundir import RunDir, now_iso
 from .files import iter_jsonl, json_encoder
 from .heap import frozen_heap
+from .options import is_count
 from .scoring import ResultBuilder, image_names, iter_records
 from .task import TaskError, TaskSpec
 from .types import Sample
@@ -49,6 +50,14 @@ class RunConfig:
     #: replicas of the backend (Ray actors); neither this nor the cluster address changes results
     data_parallel: int = 1
     ray_address: str | None = None
+
+    def __post_init__(self) -> None:
+        """Settings that cannot run are refused before anything loads; a task named twice is run once."""
+        for name in ("limit", "batch_size", "max_new_tokens", "data_parallel"):
+            value = getattr(self, name)
+            if value is not None and not is_count(value):
+                raise TaskError(f"run setting {name}={value!r}: give a whole number of at least 1")
+        self.tasks = list(dict.fromkeys(self.tasks))
 
     def identity(self, model_fingerprint: str) -> dict[str, Any]:
         """What makes two runs the same run (batch size and progress do not change results)."""
@@ -136,10 +145,6 @@ def run(config: RunConfig, backend: Backend | None = None) -> dict[str, dict[str
     """Evaluate every task; each task's files are written as soon as it finishes. Everything that can be checked
     without the model — tasks, options, parsers, the data of every task, the output folder — is checked first, so a
     mistake costs no model load and leaves nothing behind (and `--overwrite` deletes nothing)."""
-    for name in ("limit", "batch_size", "max_new_tokens", "data_parallel"):  # 0 would read as "not given", -3 as "all but 3"
-        value = getattr(config, name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise TaskError(f"run setting {name}={value!r}: give a whole number of at least 1")
     for path in config.include_paths:
         include_path(path)
     specs = [get_task(name) for name in config.tasks]

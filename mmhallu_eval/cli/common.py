@@ -60,10 +60,13 @@ def headline(result: dict[str, Any]) -> str:
     return ", ".join(parts) + f" (n={result['n']}, parser={result['parser']})"
 
 
-def option(name: str, kind: Any, default: Any = None, help: str = "", flags: tuple[str, ...] = (), metavar: str | None = None) -> inspect.Parameter:
-    """A keyword parameter typer turns into `--flags` (default: `--name-with-dashes`)."""
+def option(name: str, kind: Any, default: Any = None, help: str = "", flags: tuple[str, ...] = (), metavar: str | None = None,
+           min: int | None = None) -> inspect.Parameter:
+    """A keyword parameter typer turns into `--flags` (default: `--name-with-dashes`); `min`: the smallest number the
+    flag takes (1 for counts, so that 0 is refused by the flag, not read as "not given")."""
     names = flags or (f"--{name.replace('_', '-')}",)
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(default, *names, help=help, metavar=metavar), annotation=kind)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(default, *names, help=help, metavar=metavar, min=min),
+                             annotation=kind)
 
 
 def declared_options(cls: type, skip: tuple[str, ...] = (), prefix: str = "") -> list[inspect.Parameter]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write_json
+from ..options import is_count
 from ..outputs import folder_relation, refuse_foreign_folder
 from ..quiet import hide_library_progress_bars
 from ..task import TaskError
@@ -55,7 +56,7 @@ class TrainConfig:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise TaskError(f"train setting {name}={value!r}: give a number above 0")
         for name, value in at_least_one.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_count(value):
                 raise TaskError(f"train setting {name}={value!r}: give a whole number of at least 1")
         if not isinstance(self.max_steps, int) or (self.max_steps < 1 and self.max_steps != -1):
             raise TaskError(f"train setting max_steps={self.max_steps!r}: give a whole number of at least 1, or -1 for --epochs")

@@ -392,9 +392,14 @@ def test_counts_below_one_are_refused_not_read_as_defaults(tmp_path, pope_fixtur
     for flag, value in (("--limit", "0"), ("--limit", "-3"), ("--batch-size", "0"), ("--max-new-tokens", "0")):
         proc = _cli(*args, flag, value)
         assert proc.returncode == 2 and f"Invalid value for '{flag}'" in proc.stderr, proc.stderr
+    loop = ["loop", "--model", "m", "--train-data", "a.json", "--train-images", "i", "--tasks", "pope", "--out", str(tmp_path / "l")]
+    for flag in ("--limit", "--max-new-tokens", "--batch-size"):
+        proc = _cli(*loop, flag, "0")
+        assert proc.returncode == 2 and f"Invalid value for '{flag}'" in proc.stderr, proc.stderr
     with pytest.raises(TaskError, match="run setting limit=-3: give a whole number of at least 1"):
         run(RunConfig(model="m", tasks=["pope"], out=tmp_path / "r", limit=-3))
-    assert not (tmp_path / "r").exists()
+    assert not (tmp_path / "r").exists() and not (tmp_path / "l").exists()
+    assert RunConfig(model="m", tasks=["pope", "chair", "pope"], out=tmp_path / "r").tasks == ["pope", "chair"]  # the API runs a task once too
 
 
 def test_a_leaderboard_says_which_runs_it_skipped_and_a_parser_typo_gets_a_suggestion(scored, tmp_path, pope_fixture):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..annotations import absent_ranked, cooccurrence, from_coco
 from ..errors import TaskError
+from ..outputs import write_built_files
 
 SPLITS = ("random", "popular", "adversarial")
 
@@ -26,8 +27,7 @@ def build_pope(instances: str | Path, out: str | Path, name: str = "coco", n_ima
     frequency = Counter(o for g in all_graphs for o in {o["name"] for o in g["objects"]})
     co = cooccurrence(all_graphs)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {}
+    files = {}
     for split in SPLITS:
         rows, qid = [], 1
         split_rng = random.Random(f"{seed}-{split}")
@@ -45,7 +45,5 @@ def build_pope(instances: str | Path, out: str | Path, name: str = "coco", n_ima
                 for obj, label in ((pos, "yes"), (neg, "no")):
                     rows.append({"question_id": qid, "image": g["file_name"], "text": f"Is there a {obj} in the image?", "label": label})
                     qid += 1
-        path = out / f"{name}_pope_{split}.json"
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        paths[split] = path
-    return paths
+        files[out / f"{name}_pope_{split}.json"] = "".join(json.dumps(r) + "\n" for r in rows)
+    return dict(zip(SPLITS, write_built_files(files, [instances])))

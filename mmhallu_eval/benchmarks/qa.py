@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..annotations import OPPOSITE, SIZE_ORDER, absent_ranked, cooccurrence, load_graphs, vocabulary
+from ..outputs import write_built_files
 from ..prompts import YES_NO
 
 
@@ -46,14 +47,9 @@ def build_mme(annotations: str | Path, out: str | Path, seed: int = 0) -> dict[s
         if color and others:
             lines["color"] += [f"{name}\tIs there a {color} {o['name']} in this image?{YES_NO}\tYes",
                                f"{name}\tIs there a {rng.choice(others)} {o['name']} in this image?{YES_NO}\tNo"]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for subtask, rows in lines.items():
-        if rows:
-            paths[subtask] = out / f"{subtask}.txt"
-            paths[subtask].write_text("".join(r + "\n" for r in rows))
-    return paths
+    kept = {subtask: rows for subtask, rows in lines.items() if rows}
+    files = {Path(out) / f"{subtask}.txt": "".join(r + "\n" for r in rows) for subtask, rows in kept.items()}
+    return dict(zip(kept, write_built_files(files, [annotations])))
 
 
 def _mcq(question: str, correct: str, distractors: list[str], rng: random.Random) -> dict[str, Any]:
@@ -105,14 +101,9 @@ def build_finer(annotations: str | Path, out: str | Path, seed: int = 0) -> dict
             preds = list(OPPOSITE)
             rows["multi_rel"].append({**base, "qtype": "rel1_pos", **_mcq(f"Is the {a} {p} the {b}?", f"Yes, the {a} is {p} the {b}.", [f"No, the {a} is {q} the {b}." for q in preds if q != p], rng)})
             rows["multi_rel"].append({**base, "qtype": "rel1_neg", **_mcq(f"Is the {a} {OPPOSITE[p]} the {b}?", f"No, the {a} is {p} the {b}.", [f"Yes, the {a} is {OPPOSITE[p]} the {b}."] + [f"No, the {a} is {q} the {b}." for q in preds if q not in (p,)], rng)})
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for setting, items in rows.items():
-        if items:
-            paths[setting] = out / f"{setting}.jsonl"
-            paths[setting].write_text("".join(json.dumps(r) + "\n" for r in items))
-    return paths
+    kept = {setting: items for setting, items in rows.items() if items}
+    files = {Path(out) / f"{setting}.jsonl": "".join(json.dumps(r) + "\n" for r in items) for setting, items in kept.items()}
+    return dict(zip(kept, write_built_files(files, [annotations])))
 
 
 QUESTION_TYPES = ("attribute", "adversarial", "comparison", "counting", "relation", "environment", "holistic", "other")
@@ -155,7 +146,4 @@ def build_mmhal(annotations: str | Path, out: str | Path, n_items: int = 96, see
             "question_type": qtype, "question_topic": "shapes", "image_id": Path(g["file_name"]).stem, "image_src": g["file_name"],
             "image_content": sorted({o["name"].capitalize() for o in objs}), "question": q, "gt_answer": gt, "model_answer": "",
         })
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(items, indent=1))
-    return out
+    return write_built_files({Path(out): json.dumps(items, indent=1)}, [annotations])[0]

@@ -293,6 +293,34 @@ def test_generators_do_not_write_among_other_files(tmp_path):
         assert proc.returncode == 0, proc.stderr
 
 
+def test_benchmark_builders_replace_neither_their_input_nor_other_files(tmp_path):
+    """build pope/mme/finer/mmhal write files of fixed names: one that is the input, or an existing file with other
+    content (the official coco_pope_random.json, a build with another seed), is refused before any file is written;
+    the same build again leaves its files as they are."""
+    world = tmp_path / "world"
+    assert _cli("world", "build", "--out", str(world), "--train", "2", "--test", "6").returncode == 0
+    graphs = world / "scene_graph_test.json"
+    before = graphs.read_bytes()
+    assert _error(_cli("build", "mmhal", "--annotations", str(graphs), "--out", str(graphs))) == \
+        f"error: --out {graphs} is one of this command's inputs ({graphs.resolve()}); write the output elsewhere"
+    assert graphs.read_bytes() == before
+    pope = tmp_path / "pope"
+    pope.mkdir()
+    official = pope / "coco_pope_random.json"
+    official.write_text('{"question_id": 1, "image": "COCO_val2014_000000310196.jpg", "text": "Is there a snowboard in the image?", "label": "yes"}\n')
+    line = _error(_cli("build", "pope", "--coco-annotations", str(world), "--split", "test", "--out", str(pope), "--min-objects", "1"))
+    assert line == (f"error: --out: {official} already exists with other content (a file this build did not write, or one written "
+                    "with other settings); give --out a new path, or move coco_pope_random.json away to write it again")
+    assert sorted(p.name for p in pope.iterdir()) == ["coco_pope_random.json"]  # nothing written, not even the other splits
+    mme = tmp_path / "mme"
+    assert _cli("build", "mme", "--annotations", str(world), "--out", str(mme)).returncode == 0
+    written = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in mme.iterdir()}
+    assert _cli("build", "mme", "--annotations", str(world), "--out", str(mme)).returncode == 0
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in mme.iterdir()} == written
+    assert "already exists with other content" in _error(_cli("build", "mme", "--annotations", str(world), "--out", str(mme), "--seed", "7"))
+    assert {p.name: p.read_bytes() for p in mme.iterdir()} == {k: v[0] for k, v in written.items()}
+
+
 def test_a_hub_dataset_without_network_says_where_local_files_go(tmp_path):
     """Offline, the default hub data of POPE fails with the way to bring it over and the task option to give it as."""
     proc = _cli("run", "--model", str(tmp_path / "no-model"), "--tasks", "pope", "--out", str(tmp_path / "r"),

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import TaskError, UserError
-from .files import atomic_write_text
 
 #: the files a run folder is made of (run.py writes them; report/compare add their pages)
 RUN_TOP_FILES = {"manifest.json", "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "judge_cache.sqlite", "judge_cache.sqlite-wal",
@@ -35,21 +34,6 @@ def check_outputs(outputs: Iterable[Path | str], inputs: Iterable[Path | str | N
                 raise UserError(f"{what} {out} is one of this command's inputs ({i}); write the output elsewhere")
             if i.is_dir() and o.is_relative_to(i) and not (o.parent == i and o.name in own):
                 raise UserError(f"{what} {out} is inside the input folder {i}; write the output elsewhere")
-
-
-def write_built_files(files: dict[Path, str], inputs: Iterable[Path | str], what: str = "--out") -> list[Path]:
-    """Write a builder's files (path -> text) after checking them all: refuse one that is an input, or one that would
-    replace an existing file with other content (an official file of the same name, a build with other settings);
-    the same content again is left as it is, so building twice with the same settings is a no-op."""
-    check_outputs(files, inputs, what=what)
-    for path, text in files.items():
-        if path.is_file() and path.read_bytes() != text.encode("utf-8"):
-            raise UserError(f"{what}: {path} already exists with other content (a file this build did not write, or one "
-                            f"written with other settings); give {what} a new path, or move {path.name} away to write it again")
-    for path, text in files.items():
-        if not path.is_file():
-            atomic_write_text(path, text)
-    return list(files)
 
 
 def file_in(out: Path | str, default_name: str) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..annotations import absent_ranked, cooccurrence, from_coco
 from ..errors import TaskError
-from ..outputs import write_built_files
+from .writing import write_built_files
 
 SPLITS = ("random", "popular", "adversarial")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..annotations import OPPOSITE, SIZE_ORDER, absent_ranked, cooccurrence, load_graphs, vocabulary
-from .writing import write_built_files
 from ..prompts import YES_NO
+from .writing import write_built_files
 
 
 

@@ -178,13 +178,16 @@ class VLLMBackend(Backend):
             params = self._params[gen] = SamplingParams(max_tokens=gen.max_new_tokens, detokenize=False, **sampling)
         return params
 
-    def _prompt(self, r: Request) -> tuple[dict[str, Any], bool]:
-        text, add_special_tokens = render(self.processor, self.prompt_format, r)
-        prompt: dict[str, Any] = {"prompt": text}
-        if r.images:
-            images = [open_image(im) for im in r.images]
-            prompt["multi_modal_data"] = {"image": images if len(images) > 1 else images[0]}
-        return prompt, add_special_tokens
+    def _prompts(self, requests: list[Request]) -> list[tuple[dict[str, Any], bool]]:
+        """(vLLM prompt, add_special_tokens) per request: the texts rendered in one call, each image decoded."""
+        out = []
+        for r, (text, add_special_tokens) in zip(requests, render(self.processor, self.prompt_format, requests)):
+            prompt: dict[str, Any] = {"prompt": text}
+            if r.images:
+                images = [open_image(im) for im in r.images]
+                prompt["multi_modal_data"] = {"image": images if len(images) > 1 else images[0]}
+            out.append((prompt, add_special_tokens))
+        return out
 
     def generate(self, requests: list[Request]) -> list[Response]:
         """Every response, in the order of `requests` (`generate_stream` collected)."""
@@ -233,8 +236,7 @@ class VLLMBackend(Backend):
     def _generate_whole(self, requests: list[Request]) -> list[Response]:
         by_rule: dict[bool, list[int]] = {}
         prompts = []
-        for i, r in enumerate(requests):
-            prompt, add_special = self._prompt(r)
+        for i, (prompt, add_special) in enumerate(self._prompts(requests)):
             prompts.append(prompt)
             by_rule.setdefault(add_special, []).append(i)
         params = [self._sampling(r.generation) for r in requests]
@@ -251,8 +253,8 @@ class VLLMBackend(Backend):
         try:
             for start in range(0, len(requests), QUEUE_CHUNK):
                 by_rule: dict[bool, list[tuple[int, dict[str, Any]]]] = {}
-                for i in range(start, min(start + QUEUE_CHUNK, len(requests))):
-                    prompt, add_special = self._prompt(requests[i])
+                chunk = requests[start : start + QUEUE_CHUNK]
+                for i, (prompt, add_special) in enumerate(self._prompts(chunk), start):
                     by_rule.setdefault(add_special, []).append((i, prompt))
                 for add_special, items in by_rule.items():
                     idx = [i for i, _ in items]

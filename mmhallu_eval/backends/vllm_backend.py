@@ -16,7 +16,7 @@ from typing import Any
 
 from ..data import open_image
 from ..types import GenerationConfig, Request, Response
-from .base import Backend, BackendError, check_adapter_base, decode_output, model_fingerprint
+from .base import Backend, BackendError, OutputDecoder, check_adapter_base, model_fingerprint
 from .hf_model import load_config
 from .hf_processor import load_processor
 from .hf_prompt import prompt_format, render
@@ -129,6 +129,7 @@ class VLLMBackend(Backend):
         self.processor = load_processor(model, revision=revision, trust_remote_code=trust_remote_code)
         self.prompt_format = prompt_format(self.processor, model, getattr(config, "model_type", ""), chat_template)
         self.opens_reasoning = self.prompt_format.opens_reasoning
+        self.decode = OutputDecoder(getattr(self.processor, "tokenizer", self.processor))
         self.trust_remote_code = trust_remote_code
         self.model_name, self.revision, self.adapter = model, revision, adapter
         self.settings = {"dtype": dtype, "max_model_len": max_model_len, "gpu_memory_utilization": gpu_memory_utilization,
@@ -292,8 +293,7 @@ class VLLMBackend(Backend):
     def _response(self, request: Request, out: Any) -> Response:
         # decoded from the token ids with the HF tokenizer, as the transformers backend does (vLLM's own detokenizer
         # holds back a trailing partial UTF-8 byte where transformers writes U+FFFD)
-        tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        text, n_tokens = decode_output(tokenizer, list(out.outputs[0].token_ids))
+        text, n_tokens = self.decode(list(out.outputs[0].token_ids))
         n_prompt = len(out.prompt_token_ids) if out.prompt_token_ids is not None else None
         return Response(id=request.id, text=text, n_output_tokens=n_tokens, n_prompt_tokens=n_prompt)
 

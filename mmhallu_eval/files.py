@@ -110,41 +110,79 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n")
 
 
+class JsonlWriter:
+    """A JSONL file written row by row into a temp file beside it and renamed into place by `commit`, so readers never
+    see half a file and rows can be written as they become known (`mmhallu run` writes each answer's record while
+    the engine works on the rest). `each(row)` sees every row as it is written. Leaving the `with` block without a
+    commit removes the temp file."""
+
+    def __init__(self, path: str | Path, each: Callable[[dict[str, Any]], None] | None = None):
+        self.path = Path(path)
+        self.each = each
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            os.chmod(self._tmp, 0o666 & ~_umask())
+            self._fh = os.fdopen(fd, "w", encoding="utf-8")
+        except BaseException:
+            Path(self._tmp).unlink(missing_ok=True)
+            raise
+        self._done = False
+
+    def __enter__(self) -> "JsonlWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._done:
+            self.discard()
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._fh.write(encode(row) + "\n")
+        if self.each is not None:
+            self.each(row)
+
+    def commit(self, meanwhile: Callable[[], T] | None = None) -> T | None:
+        """Sync and rename into place. `meanwhile()` runs while the rows go to disk (fsync waits without the GIL) and
+        its result is returned; the file is renamed into place before an error of `meanwhile` is raised, as if it had
+        run after the write."""
+        result: T | None = None
+        error: BaseException | None = None
+        try:
+            with self._fh as fh:
+                fh.flush()
+                if meanwhile is None:
+                    os.fsync(fh.fileno())
+                else:
+                    with ThreadPoolExecutor(max_workers=1) as pool:
+                        synced = pool.submit(os.fsync, fh.fileno())
+                        try:
+                            result = meanwhile()
+                        except BaseException as exc:  # noqa: BLE001 - raised below, once the rows are safely in place
+                            error = exc
+                        synced.result()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.discard()
+            raise
+        self._done = True
+        if error is not None:
+            raise error
+        return result
+
+    def discard(self) -> None:
+        self._done = True
+        self._fh.close()
+        Path(self._tmp).unlink(missing_ok=True)
+
+
 def atomic_write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], each: Callable[[dict[str, Any]], None] | None = None,
                        meanwhile: Callable[[], T] | None = None) -> T | None:
-    """One JSON line per row, streamed to a temp file then renamed; `each(row)` sees every row as it is written.
-    `meanwhile()` runs while the written rows go to disk (fsync waits without the GIL) and its result is returned;
-    the file is renamed into place before an error of `meanwhile` is raised, as if it had run after the write."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o666 & ~_umask())
-    result: T | None = None
-    error: BaseException | None = None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(encode(row) + "\n")
-                if each is not None:
-                    each(row)
-            fh.flush()
-            if meanwhile is None:
-                os.fsync(fh.fileno())
-            else:
-                with ThreadPoolExecutor(max_workers=1) as pool:
-                    synced = pool.submit(os.fsync, fh.fileno())
-                    try:
-                        result = meanwhile()
-                    except BaseException as exc:  # noqa: BLE001 - raised below, once the rows are safely in place
-                        error = exc
-                    synced.result()
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if error is not None:
-        raise error
-    return result
+    """One JSON line per row, streamed to a temp file then renamed (`JsonlWriter`); `each(row)` sees every row as it
+    is written, `meanwhile()` runs while they go to disk and its result is returned."""
+    with JsonlWriter(path, each) as out:
+        for row in rows:
+            out.write(row)
+        return out.commit(meanwhile)
 
 
 def _json_default(obj: Any) -> Any:

@@ -20,10 +20,10 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from .errors import UserError
-from .files import atomic_write_json, atomic_write_jsonl, read_json
+from .files import JsonlWriter, atomic_write_json, read_json
 from .outputs import is_run_layout
 from .redact import redact, redact_argv
 from .scoring import SCHEMA_VERSION
@@ -192,11 +192,15 @@ class RunDir:
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         atomic_write_json(self.manifest_path, redact(manifest))
 
-    def write_task(self, task: str, records: Iterable[dict[str, Any]], result: Callable[[dict[str, Any]], None],
-                   finish: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """samples.jsonl first (streamed, each record also handed to `result`), then result.json from `finish()`:
-        a result.json on disk always has its samples beside it."""
-        out = atomic_write_jsonl(self.task_dir(task) / "samples.jsonl", records, each=result, meanwhile=finish)  # scored while it syncs
-        assert out is not None
-        atomic_write_json(self.task_dir(task) / "result.json", out)
-        return out
+    def samples_writer(self, task: str, each: Callable[[dict[str, Any]], None] | None = None) -> JsonlWriter:
+        """`task`'s samples.jsonl, written record by record and put in place by `commit` (`each` sees every record).
+        Temp files of a run killed while writing it are removed first: they are this folder's own, and the run lock
+        is held."""
+        folder = self.task_dir(task)
+        for stale in folder.glob(".samples.jsonl.*.tmp"):
+            stale.unlink(missing_ok=True)
+        return JsonlWriter(folder / "samples.jsonl", each)
+
+    def write_result(self, task: str, result: dict[str, Any]) -> None:
+        """result.json, once samples.jsonl is in place: a result.json on disk always has its samples beside it."""
+        atomic_write_json(self.task_dir(task) / "result.json", result)

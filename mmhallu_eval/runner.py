@@ -6,6 +6,7 @@ import hashlib
 import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,9 @@ from .rundir import RunDir, now_iso
 from .files import iter_jsonl, json_encoder
 from .heap import frozen_heap
 from .options import is_count
-from .scoring import ResultBuilder, image_names, iter_records
+from .scoring import RecordStream, ResultBuilder, image_names
 from .task import TaskError, TaskSpec
-from .types import Sample
+from .types import Response, Sample
 
 
 @dataclass
@@ -195,13 +196,23 @@ def _run_task(spec, parser, options: Any, samples: list[Sample], config: RunConf
     t0 = time.perf_counter()
     generation = spec.generation.with_overrides(max_new_tokens=options.max_new_tokens or config.max_new_tokens)
     requests = [spec.build_request(s, generation) for s in samples]
-    responses, stats = generate_cached(
-        backend, requests, cache, config.batch_size, desc=spec.name, show_progress=config.show_progress
-    )
-    records = iter_records(spec, parser, samples, responses, options, config.reasoning, backend.opens_reasoning)
+    records = RecordStream(spec, parser, samples, options, config.reasoning, backend.opens_reasoning)
     builder = ResultBuilder(spec)
-    result = rundir.write_task(spec.name, records, builder.add,
-                               lambda: builder.result(parser, extra={"generation": generation.to_dict(), "reasoning": config.reasoning}))
+    # each group of answers is scored and written while the engine works on the rest (a streaming backend's)
+    with rundir.samples_writer(spec.name, each=builder.add) as out:
+
+        def write_ready(found: Mapping[str, Response]) -> None:
+            for record in records.ready(found):
+                out.write(record)
+
+        responses, stats = generate_cached(
+            backend, requests, cache, config.batch_size, desc=spec.name, show_progress=config.show_progress, on_group=write_ready
+        )
+        for record in records.rest(responses):
+            out.write(record)
+        result = out.commit(meanwhile=lambda: builder.result(parser, extra={"generation": generation.to_dict(), "reasoning": config.reasoning}))
+    assert result is not None
+    rundir.write_result(spec.name, result)
     if spec.export is not None:  # official-format files, from the records just written
         spec.export([row for _, row in iter_jsonl(rundir.task_dir(spec.name) / "samples.jsonl")], rundir.task_dir(spec.name))
     evaluated = {"n_samples": len(samples), "samples_hash": samples_hash(samples), "data_roots": data_roots(samples)}

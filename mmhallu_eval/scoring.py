@@ -134,13 +134,44 @@ def build_result(spec: TaskSpec, parser: Parser, records: Iterable[Record], extr
     return builder.result(parser, extra)
 
 
+class RecordStream:
+    """`make_records` in sample order, each as soon as its sample and every one before it has a response: `run` scores
+    and writes the answers finished so far while the engine works on the rest. Records are made in chunks of at most
+    `chunk` samples; a task with a batch scorer (CHAIR's, a judge's) gets the same chunks as if every response were
+    there at once (whole `chunk`s from the start, the remainder last), the others record by record."""
+
+    def __init__(self, spec: TaskSpec, parser: Parser, samples: list[Sample], options: Any = None, reasoning: Reasoning = "strip",
+                 opens_reasoning: bool = False, chunk: int = 4096):
+        self.spec, self.parser, self.samples, self.options = spec, parser, samples, options
+        self.reasoning, self.opens_reasoning, self.chunk = reasoning, opens_reasoning, chunk
+        self.done = 0
+
+    def ready(self, responses: Mapping[str, Response]) -> Iterator[Record]:
+        """The records that `responses` completes since the last call (none where a sample before them is unanswered)."""
+        end = self.done
+        while end < len(self.samples) and self.samples[end].id in responses:
+            end += 1
+        if self.spec.score_batch is not None:
+            end = self.done + (end - self.done) // self.chunk * self.chunk
+        return self._upto(end, responses)
+
+    def rest(self, responses: Mapping[str, Response]) -> Iterator[Record]:
+        """Every record not yet made (`responses` has one for every sample)."""
+        return self._upto(len(self.samples), responses)
+
+    def _upto(self, end: int, responses: Mapping[str, Response]) -> Iterator[Record]:
+        while self.done < end:
+            start, self.done = self.done, min(self.done + self.chunk, end)
+            yield from make_records(self.spec, self.parser, self.samples[start:self.done], responses, self.options, self.reasoning,
+                                    self.opens_reasoning)
+
+
 def iter_records(
     spec: TaskSpec, parser: Parser, samples: list[Sample], responses: Mapping[str, Response], options: Any = None,
     reasoning: Reasoning = "strip", opens_reasoning: bool = False, chunk: int = 4096,
 ) -> Iterator[Record]:
     """`make_records` in chunks, for writing and summarising as they come."""
-    for start in range(0, len(samples), chunk):
-        yield from make_records(spec, parser, samples[start:start + chunk], responses, options, reasoning, opens_reasoning)
+    return RecordStream(spec, parser, samples, options, reasoning, opens_reasoning, chunk).rest(responses)
 
 
 @dataclass

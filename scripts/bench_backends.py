@@ -24,7 +24,9 @@ reports the median wall time of each. For vLLM it also times raw `LLM.generate` 
 with the timed task passes (`--vllm-repeats`), and reports the task's time over raw (target: within 3%) two ways:
 the medians of all passes, and each task pass over the mean of the raw passes on either side of it (a drift of the
 machine's pace then falls on both), with the median of those paired ratios and its 95% bootstrap interval; the
-verdict is "within" only when the whole interval is at or below 1.03.
+verdict is "within" only when the whole interval is at or below 1.03. It also reports how long each task pass ran on
+after the engine handed back its last answer (until `run` returned): the harness's work that cannot overlap the
+engine's.
 Results go to OUT/bench.json; a Markdown table is printed for docs/benchmarks.md.
 """
 from __future__ import annotations
@@ -79,6 +81,7 @@ def bench_one(label: str, backend_name: str, backend_args: dict, model: str, dat
                     task_args={"pope": {"data": str(data), "images": str(data / "images")}}, backend_args=backend_args, overwrite=True, show_progress=False)
     try:
         run(cfg, backend=backend)
+        ended = time.perf_counter()
     finally:
         if owned:
             backend.close()
@@ -91,7 +94,7 @@ def bench_one(label: str, backend_name: str, backend_args: dict, model: str, dat
             "samples": stats["requested"], "backend_s": gen_s, "total_s": total_s,
             "samples_per_s": round(stats["generated"] / gen_s, 2), "output_tokens_per_s": round(tokens / gen_s, 1),
             "overhead_share": round((total_s - gen_s) / total_s, 4), "overhead_ms_per_sample": round(1000 * (total_s - gen_s) / stats["requested"], 3),
-            "answers": answers}
+            "answers": answers, "ended_at": ended}
 
 
 def bench_transformers(model: str, data: Path, out: Path, args: argparse.Namespace, device: str) -> list[dict]:
@@ -167,6 +170,15 @@ def bench_vllm(model: str, data: Path, out: Path, n: int, max_new: int, dtype: s
         return inner(requests, prompts, params, add_special, idx, failed)
 
     backend._enqueue = recording
+    handed: list[float] = []  # when each group of answers was handed back
+    stream = backend.generate_stream
+
+    def timed_stream(requests):
+        for group in stream(requests):
+            handed.append(time.perf_counter())
+            yield group
+
+    backend.generate_stream = timed_stream
 
     def texts_of(run: str) -> list[str]:
         by_id = {row["id"]: row["response"] for _, row in iter_jsonl(out / run / "pope" / "samples.jsonl")}
@@ -199,7 +211,10 @@ def bench_vllm(model: str, data: Path, out: Path, n: int, max_new: int, dtype: s
             seen.clear()
             _reset_vllm_caches(backend.llm)
             label = "vllm" if i == 1 else f"vllm-{i}"
+            handed.clear()
             task = bench_one(label, "vllm", {"dtype": dtype}, model, data, out, n, max_new, None, backend=backend)
+            # what the harness still does after the engine's last answer: the part of its work that cannot overlap
+            task["after_last_answer_ms"] = round(1000 * (task["ended_at"] - handed[-1]), 2)
             task["startup_s"] = round(startup, 2)
             task["same_texts_as_warmup"] = texts_of(label) == backend_texts
             rows += [task, raw(f"vllm-raw-generate-{i + 1}")]
@@ -282,11 +297,11 @@ def main() -> None:
     if "transformers" in wanted:
         for row in bench_transformers(model, data, out, args, device):
             rows.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k != "answers"}), flush=True)
+            print(json.dumps({k: v for k, v in row.items() if k not in ("answers", "ended_at")}), flush=True)
     if "vllm" in wanted:
         for row in bench_vllm(model, data, out, args.n, args.max_new_tokens, args.dtype, args.gpu_memory_utilization, args.vllm_repeats):
             rows.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k != "answers"}), flush=True)
+            print(json.dumps({k: v for k, v in row.items() if k not in ("answers", "ended_at")}), flush=True)
     if "openai" in wanted:
         port = _free_port()
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
@@ -298,13 +313,14 @@ def main() -> None:
             _wait_for(f"http://127.0.0.1:{port}/v1/models", proc)
             rows.append(bench_one("openai-vllm-serve", "openai", {"base_url": f"http://127.0.0.1:{port}/v1", "concurrency": 32}, "bench", data, out,
                                   args.n, args.max_new_tokens, None))
-            print(json.dumps({k: v for k, v in rows[-1].items() if k != "answers"}), flush=True)
+            print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("answers", "ended_at")}), flush=True)
         finally:
             proc.terminate()
             proc.wait(60)
     ref = next((r["answers"] for r in rows if "answers" in r), [])
     for r in rows:
         r["same_answers_as_first"] = r.pop("answers") == ref if "answers" in r else None
+        r.pop("ended_at", None)
     tf = {r["batch_size"]: r for r in rows if r["backend"] == "transformers"}
     summary = {"platform": platform.platform(), "cpus": os.cpu_count(), "gpu": _gpu_name(), "model": model, "model_shape": None if args.model else args.model_shape,
                "dtype": args.dtype, "n": args.n, "max_new_tokens": args.max_new_tokens, "malloc_tuned": malloc_tuned, "rows": rows}
@@ -322,6 +338,8 @@ def main() -> None:
         summary["vllm_generate_over_raw_generate"] = round(statistics.median(r["backend_s"] for r in tasks) / raw_s, 3)
         summary["vllm_paired"] = {"task": paired_ratios([r["total_s"] for r in tasks], raws),
                                   "generate_calls": paired_ratios([r["backend_s"] for r in tasks], raws)}
+        after = [r["after_last_answer_ms"] for r in tasks]
+        summary["vllm_after_last_answer_ms"] = {"median": round(statistics.median(after), 2), "min": min(after), "max": max(after)}
     (out / "bench.json").write_text(json.dumps(summary, indent=1))
     print("\n| configuration | samples/s | output tokens/s | harness overhead | overhead per sample | start-up (s) | same answers as first row |")
     print("|---|---|---|---|---|---|---|")
@@ -342,6 +360,8 @@ def main() -> None:
         for name, p in summary["vllm_paired"].items():
             print(f"paired ({name} pass over its neighbouring raw passes), {len(p['ratios'])} passes: median {p['median']}×, "
                   f"95% interval {p['ci95'][0]}–{p['ci95'][1]}×: {p['verdict']} {p['target']}×")
+        after = summary["vllm_after_last_answer_ms"]
+        print(f"after the engine's last answer, until the task's run returned: median {after['median']} ms ({after['min']}–{after['max']})")
 
 
 def _cuda() -> bool:

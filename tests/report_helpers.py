@@ -18,5 +18,9 @@ def write_run(root: Path, task: str, samples, texts: dict[str, str], parser: str
     root.mkdir(parents=True, exist_ok=True)
     manifest = {"schema_version": 1, "model": {"model": model, "backend": "test"}, "versions": {}, "started": "2026-01-01T00:00:00+00:00"}
     (root / "manifest.json").write_text(json.dumps(manifest))
-    run.write_task(task, records, lambda r: None, lambda: build_result(spec, chosen, records))
+    with run.samples_writer(task) as out:
+        for record in records:
+            out.write(record)
+        out.commit()
+    run.write_result(task, build_result(spec, chosen, records))
     return root

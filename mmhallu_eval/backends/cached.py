@@ -3,7 +3,7 @@ failure, progress bar, and timing of the backend's own work (to measure harness 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, nullcontext
 from dataclasses import dataclass, replace
@@ -51,9 +51,11 @@ def generate_cached(
     batch_size: int | None = None,
     desc: str = "generate",
     show_progress: bool = True,
+    on_group: Callable[[Mapping[str, Response]], None] | None = None,
 ) -> tuple[dict[str, Response], GenerationStats]:
     """Responses by request id. Finished batches (groups, for a backend that streams them) are committed to the cache
-    as they come."""
+    as they come; then `on_group` sees every response so far (cached ones included), so the caller can score those
+    while a streaming backend's engine works on the rest. Its time is not the backend's."""
     stats = GenerationStats(requested=len(requests))
     fingerprint = backend.fingerprint()
     named: dict[str | Path, str] = {}
@@ -103,6 +105,8 @@ def generate_cached(
                         else:
                             stats.generated += 1
                     bar.update(sum(1 + len(twins[keys[r.id]]) for r in responses))
+                    if on_group is not None:
+                        on_group(results)
                     t0 = time.perf_counter()
     return results, stats
 

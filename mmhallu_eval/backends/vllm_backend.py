@@ -79,9 +79,10 @@ def _vllm_version() -> str:
 
 #: prompts built and queued per `LLM.enqueue` call: the engine starts on the first chunk while the rest are built
 QUEUE_CHUNK = 16
-#: seconds between hand-backs of the responses finished meanwhile (each group is one cache commit; a run stopped
-#: part-way keeps every group handed back): a short task is one group, a long one loses at most this much work
-STREAM_SECONDS = 1.0
+#: seconds between hand-backs of the responses finished meanwhile. Each group is one cache commit (a run stopped
+#: part-way keeps every group handed back) and is scored and written by `run` while the engine works on the rest,
+#: so little is left to do after the last answer; the main process would otherwise only wait for the engine here
+STREAM_SECONDS = 0.05
 
 
 class VLLMBackend(Backend):

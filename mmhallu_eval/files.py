@@ -114,11 +114,12 @@ class JsonlWriter:
     """A JSONL file written row by row into a temp file beside it and renamed into place by `commit`, so readers never
     see half a file and rows can be written as they become known (`mmhallu run` writes each answer's record while
     the engine works on the rest). `each(row)` sees every row as it is written. Leaving the `with` block without a
-    commit removes the temp file."""
+    commit removes the temp file, and the folder it made for it if that is left empty."""
 
     def __init__(self, path: str | Path, each: Callable[[dict[str, Any]], None] | None = None):
         self.path = Path(path)
         self.each = each
+        self._made = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         try:
@@ -173,6 +174,11 @@ class JsonlWriter:
         self._done = True
         self._fh.close()
         Path(self._tmp).unlink(missing_ok=True)
+        if self._made:
+            try:
+                self.path.parent.rmdir()
+            except OSError:  # something else was written there meanwhile: not the writer's to remove
+                pass
 
 
 def atomic_write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], each: Callable[[dict[str, Any]], None] | None = None,

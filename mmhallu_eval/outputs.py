@@ -3,6 +3,7 @@ output that is an input, lies inside an input folder (other than the files the c
 file of a run folder the command does not own."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Iterable
 
@@ -70,13 +71,24 @@ def refuse_foreign_folder(out: Path, markers: Iterable[str], kind: str, instead:
                         f"give --out a new folder, or {instead}")
 
 
+#: the temp file of a task's samples.jsonl while the task generates (`JsonlWriter`): a run killed then leaves it
+_TASK_TEMP = re.compile(r"\.(samples\.jsonl|result\.json)\.[^/]+\.tmp")
+
+
+def _only_temp_files(folder: Path) -> bool:
+    """A task folder of a run killed before its files were in place: nothing but their temp files."""
+    names = [c.name for c in folder.iterdir()]
+    return bool(names) and all(_TASK_TEMP.fullmatch(n) for n in names)
+
+
 def is_run_layout(folder: Path) -> tuple[bool, list[str]]:
     """Whether `folder` holds nothing but a run's files: (True, []) or (False, the first foreign entries)."""
     foreign = []
     for child in sorted(folder.iterdir()):
         if child.is_file() and child.name in RUN_TOP_FILES:
             continue
-        if child.is_dir() and not child.is_symlink() and ((child / "result.json").exists() or (child / "samples.jsonl").exists()):
+        if child.is_dir() and not child.is_symlink() and ((child / "result.json").exists() or (child / "samples.jsonl").exists()
+                                                          or _only_temp_files(child)):
             continue
         foreign.append(child.name)
         if len(foreign) >= 3:

@@ -7,6 +7,7 @@ import pytest
 
 from mmhallu_eval.backends.base import Backend
 from mmhallu_eval.files import JsonlWriter
+from mmhallu_eval.outputs import is_run_layout
 from mmhallu_eval.registry import get_task
 from mmhallu_eval.runner import RunConfig, run
 from mmhallu_eval.scoring import RecordStream, make_records
@@ -63,10 +64,10 @@ def test_a_batch_scorer_sees_the_same_batches_as_when_every_answer_is_there():
 
 
 def test_a_writer_left_without_commit_leaves_nothing(tmp_path):
-    with pytest.raises(KeyboardInterrupt), JsonlWriter(tmp_path / "a.jsonl") as out:
+    with pytest.raises(KeyboardInterrupt), JsonlWriter(tmp_path / "made" / "a.jsonl") as out:
         out.write({"i": 1})
         raise KeyboardInterrupt
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # the folder it made for the file too
     with JsonlWriter(tmp_path / "b.jsonl") as out:
         out.commit()
     assert (tmp_path / "b.jsonl").read_text() == "" and [p.name for p in tmp_path.iterdir()] == ["b.jsonl"]
@@ -122,7 +123,8 @@ def test_run_writes_each_group_while_the_rest_generates(tmp_path, pope_fixture, 
 
 def test_a_run_stopped_part_way_keeps_its_answers_and_no_partial_samples_file(tmp_path, pope_fixture):
     """Ctrl-C between groups: the answered groups stay in the cache, no samples.jsonl (nor its temp file) is left, and
-    the rerun generates only the rest and removes the temp file a killed run would have left."""
+    the rerun generates only the rest. The temp file a killed run would leave keeps the folder a run folder (for
+    --overwrite) and the next run removes it."""
     def stop(n):
         if n == 2:
             raise KeyboardInterrupt
@@ -130,8 +132,10 @@ def test_a_run_stopped_part_way_keeps_its_answers_and_no_partial_samples_file(tm
     with pytest.raises(KeyboardInterrupt):
         run(_config(tmp_path / "run", pope_fixture), backend=Streaming(stop))
     task_dir = tmp_path / "run" / "pope"
-    assert list(task_dir.iterdir()) == []
-    (task_dir / ".samples.jsonl.killed.tmp").write_text("what a run killed while writing leaves\n")
+    assert not task_dir.exists()  # nor the task's folder, made for the temp file
+    task_dir.mkdir()  # what `kill -9` during generation leaves: the temp file in its folder, still a run folder's own
+    (task_dir / ".samples.jsonl.k1ll3d.tmp").write_text("what a run killed while writing leaves\n")
+    assert is_run_layout(tmp_path / "run") == (True, [])
     run(_config(tmp_path / "run", pope_fixture, resume=True), backend=Streaming())
     stats = json.loads((tmp_path / "run" / "manifest.json").read_text())["tasks"]["pope"]["stats"]
     assert (stats["cached"], stats["generated"]) == (4, 6)

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
+from .outputs import TEMP_SUFFIX, temp_prefix
 from .task import TaskError
 
 T = TypeVar("T")
@@ -87,8 +88,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """`atomic_write_text` for bytes (downloaded files)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o666 & ~_umask())
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -98,6 +98,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A new temp file in `path`'s folder, named as `outputs.is_temp_of` knows it, with a new file's permissions."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())
+    except BaseException:
+        os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return fd, tmp
 
 
 def _umask() -> int:
@@ -121,13 +133,8 @@ class JsonlWriter:
         self.each = each
         self._made = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            os.chmod(self._tmp, 0o666 & ~_umask())
-            self._fh = os.fdopen(fd, "w", encoding="utf-8")
-        except BaseException:
-            Path(self._tmp).unlink(missing_ok=True)
-            raise
+        fd, self._tmp = _temp_beside(self.path)
+        self._fh = os.fdopen(fd, "w", encoding="utf-8")
         self._done = False
 
     def __enter__(self) -> "JsonlWriter":

@@ -3,7 +3,6 @@ output that is an input, lies inside an input folder (other than the files the c
 file of a run folder the command does not own."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Iterable
 
@@ -71,14 +70,28 @@ def refuse_foreign_folder(out: Path, markers: Iterable[str], kind: str, instead:
                         f"give --out a new folder, or {instead}")
 
 
-#: the temp file of a task's samples.jsonl while the task generates (`JsonlWriter`): a run killed then leaves it
-_TASK_TEMP = re.compile(r"\.(samples\.jsonl|result\.json)\.[^/]+\.tmp")
+#: a task folder's own files (samples.jsonl is written first, result.json after it)
+TASK_FILES = ("result.json", "samples.jsonl")
+#: the end of an atomic write's temp file name (`files.atomic_write_bytes`, `files.JsonlWriter`)
+TEMP_SUFFIX = ".tmp"
+
+
+def temp_prefix(name: str) -> str:
+    """How the temp file of an atomic write of the file `name` begins (hidden, beside it)."""
+    return f".{name}."
+
+
+def is_temp_of(entry: str, name: str) -> bool:
+    """Whether `entry` is the temp file of an atomic write of the file `name` beside it: a write killed before its
+    rename (a run killed while its task generates) leaves one."""
+    prefix = temp_prefix(name)
+    return entry.startswith(prefix) and entry.endswith(TEMP_SUFFIX) and len(entry) > len(prefix) + len(TEMP_SUFFIX)
 
 
 def _only_temp_files(folder: Path) -> bool:
     """A task folder of a run killed before its files were in place: nothing but their temp files."""
     names = [c.name for c in folder.iterdir()]
-    return bool(names) and all(_TASK_TEMP.fullmatch(n) for n in names)
+    return bool(names) and all(any(is_temp_of(n, f) for f in TASK_FILES) for n in names)
 
 
 def is_run_layout(folder: Path) -> tuple[bool, list[str]]:
@@ -87,8 +100,7 @@ def is_run_layout(folder: Path) -> tuple[bool, list[str]]:
     for child in sorted(folder.iterdir()):
         if child.is_file() and child.name in RUN_TOP_FILES:
             continue
-        if child.is_dir() and not child.is_symlink() and ((child / "result.json").exists() or (child / "samples.jsonl").exists()
-                                                          or _only_temp_files(child)):
+        if child.is_dir() and not child.is_symlink() and (any((child / f).exists() for f in TASK_FILES) or _only_temp_files(child)):
             continue
         foreign.append(child.name)
         if len(foreign) >= 3:

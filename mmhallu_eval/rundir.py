@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from .errors import UserError
 from .files import JsonlWriter, atomic_write_json, read_json
-from .outputs import is_run_layout
+from .outputs import is_run_layout, is_temp_of
 from .redact import redact, redact_argv
 from .scoring import SCHEMA_VERSION
 
@@ -197,8 +197,9 @@ class RunDir:
         Temp files of a run killed while writing it are removed first: they are this folder's own, and the run lock
         is held."""
         folder = self.task_dir(task)
-        for stale in folder.glob(".samples.jsonl.*.tmp"):
-            stale.unlink(missing_ok=True)
+        for stale in folder.iterdir() if folder.is_dir() else ():
+            if is_temp_of(stale.name, "samples.jsonl"):
+                stale.unlink(missing_ok=True)
         return JsonlWriter(folder / "samples.jsonl", each)
 
     def write_result(self, task: str, result: dict[str, Any]) -> None:

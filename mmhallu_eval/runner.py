@@ -199,11 +199,19 @@ def _run_task(spec, parser, options: Any, samples: list[Sample], config: RunConf
     records = RecordStream(spec, parser, samples, options, config.reasoning, backend.opens_reasoning)
     builder = ResultBuilder(spec)
     # each group of answers is scored and written while the engine works on the rest (a streaming backend's)
+    evaluated: dict[str, Any] = {}
+
+    def describe_data() -> None:
+        """What identifies the evaluated set, made once: it needs no answers, so it is made while the engine works."""
+        if not evaluated:
+            evaluated.update(n_samples=len(samples), samples_hash=samples_hash(samples), data_roots=data_roots(samples))
+
     with rundir.samples_writer(spec.name, each=builder.add) as out:
 
         def write_ready(found: Mapping[str, Response]) -> None:
             for record in records.ready(found):
                 out.write(record)
+            describe_data()
 
         responses, stats = generate_cached(
             backend, requests, cache, config.batch_size, desc=spec.name, show_progress=config.show_progress, on_group=write_ready
@@ -215,7 +223,7 @@ def _run_task(spec, parser, options: Any, samples: list[Sample], config: RunConf
     rundir.write_result(spec.name, result)
     if spec.export is not None:  # official-format files, from the records just written
         spec.export([row for _, row in iter_jsonl(rundir.task_dir(spec.name) / "samples.jsonl")], rundir.task_dir(spec.name))
-    evaluated = {"n_samples": len(samples), "samples_hash": samples_hash(samples), "data_roots": data_roots(samples)}
+    describe_data()  # no group was handed back (every answer cached)
     total = time.perf_counter() - t0  # everything the task costs but the manifest's own write
     manifest["tasks"][spec.name] = {
         "task_version": spec.version,

@@ -3,14 +3,17 @@
 backend against a local `vllm serve`, each through the real runner (`mmhallu_eval.runner.run`).
 
     python scripts/bench_backends.py --out /tmp/bench --n 256 --max-new-tokens 16 \
-        [--model DIR | --model-shape tiny-idefics3|llava-1.5-1b] [--device cpu|cuda] [--dtype float32|bfloat16]
+        [--model DIR | --model-shape tiny-idefics3|small-idefics3|llava-1.5-1b] [--device cpu|cuda] [--dtype float32|bfloat16]
         [--backends transformers,vllm,openai] [--batch-sizes 1,8,32] [--repeats 3] [--prefetch auto|on|off|both]
         [--vllm-repeats 5] [--gpu-memory-utilization 0.45] [--malloc tuned|default]
 
 Without --model it builds a model with random weights locally (no hub access needed), so generations run to
-max_new_tokens and the figures are a pure engine/harness measurement: `tiny-idefics3` (~0.3 M parameters; vLLM's
-CPU build runs that architecture) or `llava-1.5-1b` (LLaVA-1.5's vision tower and projector — CLIP ViT-L/14 at
-336 px, 576 image tokens — in front of a TinyLlama-shaped 1.1 B Llama; ~1.4 B parameters, for GPUs), whose
+max_new_tokens and the figures are a pure engine/harness measurement: `tiny-idefics3` (~0.2 M parameters; vLLM's
+CPU build runs that architecture; its engine spends ~1.4 ms per question on a 2-core CPU, so the harness's share
+is the largest any model shows), `small-idefics3` (the same with a 4-layer, 256-wide language model, ~3.8 M
+parameters, ~3.8 ms per question on that CPU: still far less than a real checkpoint on a GPU) or `llava-1.5-1b`
+(LLaVA-1.5's vision tower and projector — CLIP ViT-L/14 at 336 px, 576 image tokens — in front of a
+TinyLlama-shaped 1.1 B Llama; ~1.4 B parameters, for GPUs), whose
 per-sample cost is that of a real VLM, so its harness-overhead share is the one users see. The POPE questions
 come from a generated fixture (--n of them). For each configuration it reports samples/s and output tokens/s
 over the backend's own generate time, the whole task's wall time, and the harness overhead: the share of the
@@ -237,6 +240,12 @@ def paired_ratios(task_s: list[float], raw_s: list[float], target: float = 1.03,
             "ci95": [round(float(low), 4), round(float(high), 4)], "target": target, "verdict": verdict}
 
 
+#: `small-idefics3`'s language model: enough work per token that vLLM's engine, not the main process that feeds it,
+#: sets the pace on a 2-core CPU, as a real checkpoint's engine does on a GPU
+SMALL_LANGUAGE_MODEL = {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 4, "num_attention_heads": 4,
+                        "num_key_value_heads": 4, "head_dim": 64}
+
+
 def build_llava_15_1b(out: Path, seed: int = 0) -> Path:
     """A random-weight model shaped like LLaVA-1.5 with a 1.1 B language model: the harness overhead measured on
     it is representative of a real checkpoint (the tiny models spend 1-30 ms per sample, real VLMs far more)."""
@@ -260,7 +269,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--model", default=None)
-    ap.add_argument("--model-shape", choices=["tiny-idefics3", "llava-1.5-1b"], default="tiny-idefics3")
+    ap.add_argument("--model-shape", choices=["tiny-idefics3", "small-idefics3", "llava-1.5-1b"], default="tiny-idefics3")
     ap.add_argument("--device", default=None, help="transformers backend device (default: cuda when available, else cpu)")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--n", type=int, default=256)
@@ -282,12 +291,14 @@ def main() -> None:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     from mmhallu_eval.world.fixtures import build_pope_fixture
-    from mmhallu_eval.world.tiny_models import build_tiny_model
+    from mmhallu_eval.world.tiny_models import build_tiny_idefics3, build_tiny_model
 
     if args.model:
         model = args.model
     elif args.model_shape == "llava-1.5-1b":
         model = str(out / "llava-1.5-1b") if (out / "llava-1.5-1b" / "config.json").exists() else str(build_llava_15_1b(out / "llava-1.5-1b"))
+    elif args.model_shape == "small-idefics3":
+        model = str(build_tiny_idefics3(out / "small-idefics3", text=SMALL_LANGUAGE_MODEL))
     else:
         model = str(build_tiny_model("idefics3", out / "tiny-idefics3"))
     device = args.device or ("cuda" if _cuda() else "cpu")

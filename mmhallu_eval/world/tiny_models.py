@@ -144,8 +144,10 @@ def build_tiny_llava(out: str | Path, seed: int = 0) -> Path:
     return build_llava(out, vision, _text_config(len(tok), tok.pad_token_id, tok.eos_token_id), tok, image_size=32, patch_size=8, seed=seed)
 
 
-def build_tiny_idefics3(out: str | Path, seed: int = 0) -> Path:
-    """Idefics3/SmolVLM architecture: SigLIP-style encoder (32px, patch 8) + pixel shuffle + 2-layer Llama."""
+def build_tiny_idefics3(out: str | Path, seed: int = 0, text: dict[str, Any] | None = None) -> Path:
+    """Idefics3/SmolVLM architecture: SigLIP-style encoder (32px, patch 8) + pixel shuffle + 2-layer Llama. `text`
+    overrides settings of the language model (a larger one, for benchmarks where the engine's work must not be
+    negligible)."""
     import torch
     from transformers import (
         Idefics3Config,
@@ -162,7 +164,7 @@ def build_tiny_idefics3(out: str | Path, seed: int = 0) -> Path:
     )
     config = Idefics3Config(
         vision_config=vision.to_dict(),
-        text_config=_text_config(len(tok), tok.pad_token_id, tok.eos_token_id).to_dict(),
+        text_config={**_text_config(len(tok), tok.pad_token_id, tok.eos_token_id).to_dict(), **(text or {})},
         image_token_id=tok.convert_tokens_to_ids("<image>"),
         scale_factor=2,
         pad_token_id=tok.pad_token_id,

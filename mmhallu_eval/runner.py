@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import os
 import sys
@@ -198,20 +199,19 @@ def _run_task(spec, parser, options: Any, samples: list[Sample], config: RunConf
     requests = [spec.build_request(s, generation) for s in samples]
     records = RecordStream(spec, parser, samples, options, config.reasoning, backend.opens_reasoning)
     builder = ResultBuilder(spec)
-    # each group of answers is scored and written while the engine works on the rest (a streaming backend's)
-    evaluated: dict[str, Any] = {}
 
-    def describe_data() -> None:
+    @functools.cache  # (`cache` here is the response cache)
+    def evaluated() -> dict[str, Any]:
         """What identifies the evaluated set, made once: it needs no answers, so it is made while the engine works."""
-        if not evaluated:
-            evaluated.update(n_samples=len(samples), samples_hash=samples_hash(samples), data_roots=data_roots(samples))
+        return {"n_samples": len(samples), "samples_hash": samples_hash(samples), "data_roots": data_roots(samples)}
 
+    # each group of answers is scored and written while the engine works on the rest (a streaming backend's)
     with rundir.samples_writer(spec.name, each=builder.add) as out:
 
         def write_ready(found: Mapping[str, Response]) -> None:
             for record in records.ready(found):
                 out.write(record)
-            describe_data()
+            evaluated()
 
         responses, stats = generate_cached(
             backend, requests, cache, config.batch_size, desc=spec.name, show_progress=config.show_progress, on_group=write_ready
@@ -223,7 +223,7 @@ def _run_task(spec, parser, options: Any, samples: list[Sample], config: RunConf
     rundir.write_result(spec.name, result)
     if spec.export is not None:  # official-format files, from the records just written
         spec.export([row for _, row in iter_jsonl(rundir.task_dir(spec.name) / "samples.jsonl")], rundir.task_dir(spec.name))
-    describe_data()  # no group was handed back (every answer cached)
+    data = evaluated()  # made here when no group was handed back (every answer cached)
     total = time.perf_counter() - t0  # everything the task costs but the manifest's own write
     manifest["tasks"][spec.name] = {
         "task_version": spec.version,
@@ -231,7 +231,7 @@ def _run_task(spec, parser, options: Any, samples: list[Sample], config: RunConf
         "parser_version": parser.version,
         "reasoning": config.reasoning,
         "generation": generation.to_dict(),
-        **evaluated,
+        **data,
         **({"judge": result["judge"], "prompt_version": result.get("prompt_version")} if result.get("judge") else {}),
         "stats": {**asdict(stats), "total_seconds": round(total, 3), "backend_seconds": round(stats.backend_seconds, 3)},
         "finished": now_iso(),

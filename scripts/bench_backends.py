@@ -265,6 +265,11 @@ def build_llava_15_1b(out: Path, seed: int = 0) -> Path:
     return folder
 
 
+def _print_row(row: dict) -> None:
+    """One measurement as a JSON line, without the answers and timestamp kept only for comparisons."""
+    print(json.dumps({k: v for k, v in row.items() if k not in ("answers", "ended_at")}), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
@@ -308,11 +313,11 @@ def main() -> None:
     if "transformers" in wanted:
         for row in bench_transformers(model, data, out, args, device):
             rows.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k not in ("answers", "ended_at")}), flush=True)
+            _print_row(row)
     if "vllm" in wanted:
         for row in bench_vllm(model, data, out, args.n, args.max_new_tokens, args.dtype, args.gpu_memory_utilization, args.vllm_repeats):
             rows.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k not in ("answers", "ended_at")}), flush=True)
+            _print_row(row)
     if "openai" in wanted:
         port = _free_port()
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
@@ -324,7 +329,7 @@ def main() -> None:
             _wait_for(f"http://127.0.0.1:{port}/v1/models", proc)
             rows.append(bench_one("openai-vllm-serve", "openai", {"base_url": f"http://127.0.0.1:{port}/v1", "concurrency": 32}, "bench", data, out,
                                   args.n, args.max_new_tokens, None))
-            print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("answers", "ended_at")}), flush=True)
+            _print_row(rows[-1])
         finally:
             proc.terminate()
             proc.wait(60)

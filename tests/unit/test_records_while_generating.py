@@ -140,3 +140,24 @@ def test_a_run_stopped_part_way_keeps_its_answers_and_no_partial_samples_file(tm
     stats = json.loads((tmp_path / "run" / "manifest.json").read_text())["tasks"]["pope"]["stats"]
     assert (stats["cached"], stats["generated"]) == (4, 6)
     assert sorted(p.name for p in task_dir.iterdir()) == ["result.json", "samples.jsonl"]  # the killed run's temp file too
+
+
+def test_the_manifest_names_the_evaluated_data_whether_groups_come_or_every_answer_is_cached(tmp_path, pope_fixture):
+    """The data's identity is made while groups come; a rerun that finds every answer cached (no group handed back)
+    makes the same one after generation."""
+    from mmhallu_eval.registry import get_task
+    from mmhallu_eval.runner import data_roots, load_task_samples, samples_hash
+
+    spec = get_task("pope")
+    samples = load_task_samples(spec, spec.parse_options({"data": str(pope_fixture), "images": str(pope_fixture / "images")}), 10)
+    want = {"n_samples": 10, "samples_hash": samples_hash(samples), "data_roots": data_roots(samples)}
+    assert want["data_roots"] == [str((pope_fixture / "images").resolve())]
+    groups: list[int] = []
+    run(_config(tmp_path / "run", pope_fixture), backend=Streaming(groups.append))
+    first = json.loads((tmp_path / "run" / "manifest.json").read_text())["tasks"]["pope"]
+    run(_config(tmp_path / "run", pope_fixture), backend=Streaming(groups.append))
+    again = json.loads((tmp_path / "run" / "manifest.json").read_text())["tasks"]["pope"]
+    assert groups == [0, 1, 2, 3, 4]  # five groups the first time, none the second
+    assert again["stats"]["cached"] == 10
+    for entry in (first, again):
+        assert {k: entry[k] for k in want} == want

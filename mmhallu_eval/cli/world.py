@@ -123,22 +123,20 @@ def _family_names() -> list[str]:
 
 @world_app.command("tiny-model")
 def tiny_model_cmd(
-    out: Path = typer.Option(..., help="Folder to save the model and processor to."),
-    arch: str = typer.Option("llava", help="llava or idefics3 (ChatML test models), or a family name (see --family)."),
+    out: Path = typer.Option(..., help="A new or empty folder for the model and processor, or an earlier tiny model's folder to build it again."),
+    arch: str = typer.Option("llava", help="llava or idefics3 (ChatML test models); for a published family's layout, give --family instead."),
     family: Optional[str] = typer.Option(None, help="A published family's layout and chat template: " + ", ".join(_family_names()) + "."),
     seed: int = typer.Option(0, help="Seed of the random weights."),
 ) -> None:
     """Build a tiny random-weight VLM with a locally trained tokenizer (offline, seconds)."""
-    from ..world.families import build_family
-    from ..world.tiny_models import build_tiny_model
+    from ..world.model_folder import build_model_folder
 
     try:
-        if family:
-            build_family(family, out, seed=seed)
-        else:
-            build_tiny_model(arch, out, seed=seed)  # type: ignore[arg-type]
-    except ValueError as exc:
+        build_model_folder(out, arch, family, seed)
+    except user_errors() as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(f"{out}: cannot write the model there ({exc.strerror or exc})")
     typer.echo(f"wrote {family or arch} tiny model to {out}")
 
 

@@ -272,18 +272,19 @@ def test_an_out_folder_that_is_a_file_is_one_error_line(scored, tmp_path):
     blocker.write_text("")
     line = _error(_cli("compare", str(scored), str(scored), "--out", str(blocker)))
     assert line.endswith(f"{blocker} is a file, where a folder is expected; give --out a folder path")
-    for command in (["world", "pope-fixture"], ["world", "build"], ["demo"]):
+    for command in (["world", "pope-fixture"], ["world", "build"], ["world", "tiny-model"], ["demo"]):
         assert _error(_cli(*command, "--out", str(blocker))) == f"error: --out {blocker} is a file; give --out a folder"
     assert blocker.read_text() == ""
 
 
 def test_generators_do_not_write_among_other_files(tmp_path):
-    """world build, pope-fixture and the demo write many files (the demo deletes a stale world it built): a folder
-    of other files is refused before anything is written; their own earlier output is built again."""
+    """world build, pope-fixture, tiny-model and the demo write many files (the demo deletes a stale world it built):
+    a folder of other files is refused before anything is written; their own earlier output is built again."""
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "README.md").write_text("mine")
-    for command, kind in ((["world", "build"], "a shapes world's"), (["world", "pope-fixture"], "a POPE fixture's"), (["demo"], "the demo's")):
+    for command, kind in ((["world", "build"], "a shapes world's"), (["world", "pope-fixture"], "a POPE fixture's"),
+                          (["world", "tiny-model"], "a tiny model's"), (["demo"], "the demo's")):
         line = _error(_cli(*command, "--out", str(notes)))
         assert line.startswith(f"error: --out {notes} holds files that are not {kind} (README.md); give --out a new folder, or "), line
     assert [p.name for p in notes.iterdir()] == ["README.md"]

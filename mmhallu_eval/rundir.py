@@ -98,15 +98,17 @@ class RunDir:
         if not any(c.name != LOCK for c in self.root.iterdir()):
             return
         layout, foreign = is_run_layout(self.root)
-        if not self.manifest_path.exists() and not overwrite:
+        has_manifest = self.manifest_path.exists()
+        if not layout and (overwrite or not has_manifest):  # --overwrite would not help: it never deletes these
             raise RunDirError(
-                f"{self.root} is not empty and is not a run folder (no {MANIFEST}). Use another --out, "
-                "or --overwrite to replace its contents."
+                f"{self.root} holds files that are not part of a run ({', '.join(foreign)})"
+                f"{'' if has_manifest else f', so it is not a run folder (no {MANIFEST})'}; --overwrite only replaces a run folder's own files: "
+                "move those out, or give --out a new folder"
             )
-        if overwrite and not layout:
+        if not has_manifest and not overwrite:
             raise RunDirError(
-                f"{self.root} holds files that are not part of a run ({', '.join(foreign)}); --overwrite only replaces a run folder's own "
-                "files, so give --out a new or a run folder"
+                f"{self.root} holds a run's files but no {MANIFEST}, so it is not a run folder that can be resumed. Use another --out, "
+                "or --overwrite to replace those files."
             )
 
     @contextmanager

@@ -259,3 +259,28 @@ def test_a_stream_that_fails_part_way_keeps_its_groups_and_retries_the_rest(tmp_
     assert out["q5"].error.startswith("generation_error: RuntimeError: bad request")
     assert (stats.generated, stats.failed) == (7, 1) and len(cache) == 7
     cache.close()
+
+
+def test_an_out_folder_is_refused_with_the_way_out_that_works(tmp_path):
+    """--overwrite is offered only where it would help: for a run's files without a manifest, not for a folder that
+    holds other files (which --overwrite never deletes). A run folder with a user's notes beside it still resumes."""
+    from mmhallu_eval.rundir import RunDir, RunDirError
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "mine.txt").write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(RunDirError, match=r"holds files that are not part of a run \(mine.txt\), so it is not a run folder") as err:
+            RunDir(notes).check_usable(overwrite)
+        assert "or --overwrite" not in str(err.value)
+    half = tmp_path / "half"  # a run stopped before its manifest was written
+    (half / "pope").mkdir(parents=True)
+    (half / "pope" / "samples.jsonl").write_text("")
+    with pytest.raises(RunDirError, match=r"holds a run's files but no manifest.json.*or --overwrite to replace those files"):
+        RunDir(half).check_usable(False)
+    RunDir(half).check_usable(True)
+    (half / "manifest.json").write_text("{}")
+    (half / "mine.txt").write_text("mine")
+    RunDir(half).check_usable(False)  # resuming writes nothing over the notes
+    with pytest.raises(RunDirError, match=r"not part of a run \(mine.txt\); --overwrite only replaces a run folder's own files"):
+        RunDir(half).check_usable(True)

@@ -57,7 +57,7 @@ def parse_mix(value: str | None) -> dict[str, float]:
 def _pairs_build(**values: Any) -> None:
     """Preference pairs in TRL's vision format (images, prompt, chosen, rejected) with provenance."""
     from ..files import atomic_write_json
-    from ..outputs import file_in
+    from ..outputs import check_outputs, file_in
     from ..train.mix import mix_from_run
     from ..train.pairs import PairSet, drop_contaminated
     from ..train.strategy import PairContext, build_pairs, get_strategy, strategy_options
@@ -65,6 +65,7 @@ def _pairs_build(**values: Any) -> None:
     strategies = split(values["strategy"])
     out = file_in(values["out"], "pairs.jsonl")
     try:
+        check_outputs(_pairs_outputs(out, bool(values["mix_from_run"])), _pairs_inputs(values))
         for name in strategies:
             if "model" in get_strategy(name).needs:
                 fail(f"{name} samples the model being tuned: use `mmhallu loop --strategy {name}` (it samples after the base run)")
@@ -79,8 +80,21 @@ def _pairs_build(**values: Any) -> None:
         fail(str(exc))
     PairSet(pairs, dropped, weights, {"strategies": strategies, "mix_evidence": evidence}).write(out)
     if values["mix_from_run"]:
-        atomic_write_json(out.with_suffix(".mix.json"), {"mix": weights, **evidence})
+        atomic_write_json(_pairs_outputs(out, True)[-1], {"mix": weights, **evidence})
     typer.echo(f"wrote {len(pairs)} pairs to {out} ({dropped} dropped: images used by {', '.join(excluded) or 'no'} evaluation tasks); mix {weights}")
+
+
+def _pairs_outputs(out: Path, mix_file: bool) -> list[Path]:
+    """The files `pairs build` writes: the pairs, their .meta.json and, with --mix-from-run, the .mix.json."""
+    return [out, out.with_suffix(".meta.json"), *([out.with_suffix(".mix.json")] if mix_file else [])]
+
+
+def _pairs_inputs(values: dict[str, Any]) -> list[str | Path]:
+    """Every file or folder `pairs build` reads: none of its outputs may replace one or lie inside one. A strategy's
+    or an excluded task's option that names an existing path is read too."""
+    named = [values[k] for k in ("annotations", "images", "run", "mix_from_run")]
+    named += list(strategy_values(values).values()) + [v for args in parse_task_args(values["task_arg"]).values() for v in args.values()]
+    return [v for v in named if isinstance(v, (str, Path)) and str(v) and Path(v).exists()]
 
 
 def register_pairs_build(app: typer.Typer) -> None:

@@ -163,6 +163,20 @@ def test_a_wrong_images_folder_is_an_error_before_any_pairs_are_written(world, t
     assert "--images" in proc.stderr and not out.exists()
 
 
+def test_pairs_are_never_written_over_or_into_what_the_build_reads(world, tmp_path):
+    """--out equal to the annotations file, or inside the images folder, is refused before anything is written (the
+    annotations were once replaced by the pairs)."""
+    annotations = tmp_path / "instances_train.json"
+    annotations.write_bytes((world / "instances_train.json").read_bytes())
+    before = annotations.read_bytes()
+    args = [*CLI, "pairs", "build", "--strategy", "caption_swap", "--annotations", str(annotations), "--images", str(world / "images")]
+    for out, says in ((annotations, "is one of this command's inputs"), (world / "images" / "pairs.jsonl", "is inside the input folder")):
+        proc = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stderr.strip().startswith(f"error: --out {out} {says}"), proc.stderr
+    assert annotations.read_bytes() == before and not (world / "images" / "pairs.jsonl").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["instances_train.json"]
+
+
 def test_hadpo_from_a_runs_failures(shared_benchmarks, tmp_path):
     from mmhallu_eval import get_task
     from report_helpers import write_run

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from ..files import atomic_write_json
+from .base import BackendError
 
 #: architectures whose vLLM loader wants `vision_tower.vision_model.*` for a CLIP or SigLIP tower
 _NESTED_TOWER_ARCHS = {"LlavaForConditionalGeneration", "LlavaNextForConditionalGeneration", "LlavaOnevisionForConditionalGeneration",
@@ -39,15 +40,18 @@ def _published(key: str) -> str:
 def unpublished_tower_keys(model: str | Path) -> list[str]:
     """The vision-tower weight names in MODEL's safetensors files that vLLM cannot map (empty when there is nothing to
     fix, or MODEL is not a local folder of one of those architectures with a CLIP or SigLIP tower). Reads the files' headers only."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     folder = Path(model)
     if not folder.is_dir() or not _needs_published_tower_keys(folder):
         return []
     keys: list[str] = []
     for f in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(f), framework="pt") as fh:
-            keys += [k for k in fh.keys() if _published(k) != k]
+        try:
+            with safe_open(str(f), framework="pt") as fh:
+                keys += [k for k in fh.keys() if _published(k) != k]
+        except (SafetensorError, OSError) as exc:
+            raise BackendError(f"{f}: not a readable safetensors file ({exc}); download or save the model again") from None
     return keys
 
 

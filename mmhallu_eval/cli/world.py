@@ -220,11 +220,15 @@ def vllm_layout_cmd(
 
     if not (model / "config.json").is_file():
         fail(f"{model} is not a model folder (no config.json)")
-    keys = unpublished_tower_keys(model)
-    if not keys:
-        typer.echo(f"{model}: nothing to rename; vLLM can map its weight names")
-        return
-    if not fix:
-        typer.echo(f"{model}: {len(keys)} vision-tower weights vLLM cannot map (e.g. {keys[0]}); rerun with --fix to rename them in place")
-        raise typer.Exit(1)
-    typer.echo(f"{model}: renamed {publish_tower_keys(model)} weights to vision_tower.vision_model.*")
+    try:
+        keys = unpublished_tower_keys(model)
+        if not keys:
+            typer.echo(f"{model}: nothing to rename; vLLM can map its weight names")
+            return
+        if not fix:
+            typer.echo(f"{model}: {len(keys)} vision-tower weights vLLM cannot map (e.g. {keys[0]}); rerun with --fix to rename them in place")
+            raise typer.Exit(1)
+        renamed = publish_tower_keys(model)
+    except user_errors() as exc:
+        fail(str(exc))
+    typer.echo(f"{model}: renamed {renamed} weights to vision_tower.vision_model.*")

@@ -50,6 +50,15 @@ def test_other_models_and_bad_folders_are_left_alone(tiny_idefics3, tmp_path):
     assert unpublished_tower_keys(tmp_path / "missing") == []  # a hub id or a missing folder: vLLM reports it itself
     proc = subprocess.run([*CLI, str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "no config.json" in proc.stderr
+    # a LLaVA folder whose weights file is not safetensors (a failed download): one error line naming the file
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text(json.dumps({"architectures": ["LlavaForConditionalGeneration"]}))
+    (broken / "model.safetensors").write_bytes(b"<html>rate limited</html>")
+    proc = subprocess.run([*CLI, str(broken), "--fix"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().startswith(f"error: {broken / 'model.safetensors'}: not a readable safetensors file (")
+    assert (broken / "model.safetensors").read_bytes() == b"<html>rate limited</html>"
 
 
 @pytest.mark.parametrize("family", ["llava_next", "llava_onevision", "gemma3", "paligemma"])

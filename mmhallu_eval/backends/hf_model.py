@@ -59,10 +59,13 @@ def auto_class_name(config: Any, processor: Any) -> str:
 
 def load_model(model: str, config: Any, processor: Any, revision: str | None, dtype: Any, trust_remote_code: bool) -> Any:
     import transformers
+    from safetensors import SafetensorError
 
     name = auto_class_name(config, processor)
     cls = getattr(transformers, name)
     try:
         return cls.from_pretrained(model, revision=revision, dtype=dtype, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise BackendError(f"could not load the weights of {model!r} with {name} ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from None
+    except (OSError, ValueError, SafetensorError) as exc:
+        # SafetensorError: a weights file that is cut short or not safetensors at all (a failed download)
+        damaged = "; a weights file is damaged or not safetensors: download or save the model again" if isinstance(exc, SafetensorError) else ""
+        raise BackendError(f"could not load the weights of {model!r} with {name} ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}){damaged}") from None

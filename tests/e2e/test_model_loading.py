@@ -56,6 +56,19 @@ def test_text_only_checkpoint_is_refused(tmp_path, existing_run, pope_fixture):
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
+def test_a_damaged_weights_file_is_one_line_and_the_run_untouched(llava_dir, tmp_path, existing_run, pope_fixture):
+    """A weights file cut short or replaced by an error page (a failed download): one line saying so, no traceback."""
+    import shutil
+
+    model = tmp_path / "damaged"
+    shutil.copytree(llava_dir, model)
+    (model / "model.safetensors").write_bytes(b"<html>503</html>")
+    out, before = existing_run
+    line = _error_line(_run(model, out, pope_fixture))
+    assert line.startswith(f"error: could not load the weights of {str(model)!r}") and "download or save the model again" in line, line
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_no_chat_template_needs_one_and_a_file_works(llava_dir, tmp_path, pope_fixture):
     import shutil
 

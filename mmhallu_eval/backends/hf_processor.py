@@ -156,6 +156,26 @@ def load_processor(model: str, revision: str | None = None, trust_remote_code: b
         return AutoProcessor.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
     except ImportError as exc:
         raise BackendError(_missing_package_message(model, exc)) from None
+    except (OSError, ValueError) as exc:
+        damaged = damaged_json(model)
+        why = f"{damaged}; download or save the model again" if damaged else f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        raise BackendError(f"could not load the processor of {model!r}: {why}") from None
+
+
+def damaged_json(model: str) -> str | None:
+    """The first JSON file of a model folder that does not parse, and where: a loader's own error says only
+    "Expecting value: line 1 column 1", not which of the folder's files it was reading."""
+    folder = Path(model)
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
+        try:
+            json.loads(path.read_bytes())
+        except UnicodeDecodeError:
+            return f"{path} is not UTF-8 text"
+        except ValueError as exc:
+            return f"{path} is not valid JSON ({exc})"
+        except OSError:
+            continue
+    return None
 
 
 def _missing_package_message(model: str, exc: ImportError) -> str:

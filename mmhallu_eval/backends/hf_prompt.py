@@ -55,7 +55,12 @@ def prompt_format(processor: Any, model: str, model_type: str, chat_template: st
         processor.chat_template = template
         return PromptFormat("chat_template", f"file:{path}", opens_reasoning(text))
     if _has_template(processor):
-        text = processor.apply_chat_template(_PROBE, add_generation_prompt=True, tokenize=False)
+        try:
+            text = processor.apply_chat_template(_PROBE, add_generation_prompt=True, tokenize=False)
+        except Exception as exc:  # noqa: BLE001 - jinja raises many types; all mean "this template does not render"
+            where = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
+            raise BackendError(f"the chat template of {model} does not render a user turn with an image{where}: {type(exc).__name__}: {exc}; "
+                               "fix the checkpoint's template, or give one with --chat-template FILE") from None
         return PromptFormat("chat_template", "checkpoint", opens_reasoning(text))
     if model_type in PROCESSOR_PROMPT_FAMILIES:
         return PromptFormat("processor", model_type)

@@ -69,6 +69,25 @@ def test_a_damaged_weights_file_is_one_line_and_the_run_untouched(llava_dir, tmp
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.parametrize("damage,says", [
+    (("tokenizer.json", "<html>503</html>"), "could not load the processor of {model!r}: {model}/tokenizer.json is not valid JSON ("),
+    (("processor_config.json", '{"image_processor": '), "could not load the processor of {model!r}: {model}/processor_config.json is not valid JSON ("),
+    (("chat_template.jinja", "{% for m in messages %}{{ m.content }}"), "the chat template of {model} does not render a user turn with an image (line 1): TemplateSyntaxError"),
+])
+def test_a_damaged_processor_file_or_template_is_named_in_one_line(llava_dir, tmp_path, existing_run, pope_fixture, damage, says):
+    import shutil
+
+    model = tmp_path / "damaged"
+    shutil.copytree(llava_dir, model)
+    name, text = damage
+    assert (model / name).is_file()
+    (model / name).write_text(text)
+    out, before = existing_run
+    line = _error_line(_run(model, out, pope_fixture))
+    assert line.startswith("error: " + says.format(model=str(model))), line
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_no_chat_template_needs_one_and_a_file_works(llava_dir, tmp_path, pope_fixture):
     import shutil
 

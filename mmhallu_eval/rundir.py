@@ -110,6 +110,19 @@ class RunDir:
                 f"{self.root} holds a run's files but no {MANIFEST}, so it is not a run folder that can be resumed. Use another --out, "
                 "or --overwrite to replace those files."
             )
+        if has_manifest and not overwrite:
+            self._previous_manifest()
+
+    def _previous_manifest(self) -> dict[str, Any]:
+        """The folder's manifest, or one error line saying which file is damaged and the ways on."""
+        try:
+            found = read_json(self.manifest_path)
+        except UserError as exc:
+            raise RunDirError(f"{exc}; restore it, or rerun with --overwrite to replace this run folder") from None
+        if not isinstance(found, dict):
+            raise RunDirError(f"{self.manifest_path}: not a run manifest (a JSON {type(found).__name__}); restore it, or rerun with --overwrite "
+                              "to replace this run folder")
+        return found
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -143,20 +156,17 @@ class RunDir:
         fingerprint = run_fingerprint(config)
         previous: dict[str, Any] | None = None
         self.check_usable(overwrite)
-        if self.manifest_path.exists():
-            previous = read_json(self.manifest_path)
-            same = previous.get("run_fingerprint") == fingerprint
-            if overwrite:
+        if overwrite:  # the old manifest is not read: replacing a damaged one is what --overwrite is for
+            if self.root.exists():
                 self._clear()
-                previous = None
-            elif not same and not resume:
+        elif self.manifest_path.exists():
+            previous = self._previous_manifest()
+            if previous.get("run_fingerprint") != fingerprint and not resume:
                 raise RunDirError(
                     f"{self.root} already holds a different run (model/tasks/options differ: fingerprint "
                     f"{previous.get('run_fingerprint')} vs {fingerprint}). Use another --out, --resume to continue in "
                     "this folder reusing its cached responses, or --overwrite to replace it."
                 )
-        elif overwrite and self.root.exists():
-            self._clear()
         self.root.mkdir(parents=True, exist_ok=True)
         manifest: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,

@@ -284,3 +284,18 @@ def test_an_out_folder_is_refused_with_the_way_out_that_works(tmp_path):
     RunDir(half).check_usable(False)  # resuming writes nothing over the notes
     with pytest.raises(RunDirError, match=r"not part of a run \(mine.txt\); --overwrite only replaces a run folder's own files"):
         RunDir(half).check_usable(True)
+
+
+def test_a_damaged_manifest_is_named_before_the_model_loads_and_overwrite_replaces_it(tmp_path):
+    from mmhallu_eval.rundir import RunDir, RunDirError
+
+    run = tmp_path / "run"
+    (run / "pope").mkdir(parents=True)
+    (run / "pope" / "result.json").write_text("{}")
+    for text, says in (("{\n", r"manifest.json:2: not valid JSON"), ("[1, 2]", r"manifest.json: not a run manifest \(a JSON list\)")):
+        (run / "manifest.json").write_text(text)
+        with pytest.raises(RunDirError, match=says + r".*; restore it, or rerun with --overwrite to replace this run folder"):
+            RunDir(run).check_usable(False)
+    manifest = RunDir(run).prepare({"model": "m"}, resume=False, overwrite=True)
+    assert manifest["history"] == [] and json.loads((run / "manifest.json").read_text())["config"] == {"model": "m"}
+    assert not (run / "pope").exists()

@@ -89,8 +89,8 @@ class RunDir:
         return self.root / task
 
     def check_usable(self, overwrite: bool) -> None:
-        """What can be refused before the model loads: a folder that is not a run folder (without --overwrite, or
-        at all when it holds anything but a run's files: --overwrite never deletes what a run did not write)."""
+        """What can be refused before the model loads: a folder with files a run did not write (with or without
+        --overwrite, which never deletes them), and without --overwrite a run's files with no manifest or a damaged one."""
         if not self.root.exists():
             return
         if not self.root.is_dir():

@@ -157,12 +157,12 @@ def load_processor(model: str, revision: str | None = None, trust_remote_code: b
     except ImportError as exc:
         raise BackendError(_missing_package_message(model, exc)) from None
     except (OSError, ValueError) as exc:
-        damaged = damaged_json(model)
+        damaged = _damaged_json(model)
         why = f"{damaged}; download or save the model again" if damaged else f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
         raise BackendError(f"could not load the processor of {model!r}: {why}") from None
 
 
-def damaged_json(model: str) -> str | None:
+def _damaged_json(model: str) -> str | None:
     """The first JSON file of a model folder that does not parse, and where: a loader's own error says only
     "Expecting value: line 1 column 1", not which of the folder's files it was reading."""
     folder = Path(model)

@@ -163,18 +163,17 @@ def load_processor(model: str, revision: str | None = None, trust_remote_code: b
 
 
 def _damaged_json(model: str) -> str | None:
-    """The first JSON file of a model folder that does not parse, and where: a loader's own error says only
-    "Expecting value: line 1 column 1", not which of the folder's files it was reading."""
+    """`files.read_json`'s error for the first JSON file of a model folder that does not read: a loader's own error
+    says only "Expecting value: line 1 column 1", not which of the folder's files it was reading."""
+    from ..errors import UserError
+    from ..files import read_json
+
     folder = Path(model)
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
         try:
-            json.loads(path.read_bytes())
-        except UnicodeDecodeError:
-            return f"{path} is not UTF-8 text"
-        except ValueError as exc:
-            return f"{path} is not valid JSON ({exc})"
-        except OSError:
-            continue
+            read_json(path)
+        except UserError as exc:
+            return str(exc)
     return None
 
 

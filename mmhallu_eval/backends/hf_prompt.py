@@ -39,6 +39,15 @@ def _has_template(processor: Any) -> bool:
     return bool(getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None))
 
 
+def _render_probe(processor: Any, template_name: str, way_on: str, **template: Any) -> Any:
+    """A user turn with an image rendered by the template, or one line naming it, where it fails and `way_on`."""
+    try:
+        return processor.apply_chat_template(_PROBE, add_generation_prompt=True, tokenize=False, **template)
+    except Exception as exc:  # noqa: BLE001 - jinja raises many types; all mean "this template does not render"
+        where = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
+        raise BackendError(f"{template_name} does not render a user turn with an image{where}: {type(exc).__name__}: {exc}{way_on}") from None
+
+
 def prompt_format(processor: Any, model: str, model_type: str, chat_template: str | Path | None = None) -> PromptFormat:
     """Choose (and for a user file, install and check) the prompt format, or refuse with what to do."""
     if chat_template is not None:
@@ -46,21 +55,13 @@ def prompt_format(processor: Any, model: str, model_type: str, chat_template: st
         if not path.is_file():
             raise BackendError(f"--chat-template {path}: file not found")
         template = path.read_text(encoding="utf-8")
-        try:
-            text = processor.apply_chat_template(_PROBE, chat_template=template, add_generation_prompt=True, tokenize=False)
-        except Exception as exc:  # noqa: BLE001 - jinja raises many types; all mean "this template does not render"
-            raise BackendError(f"--chat-template {path} does not render a user turn with an image: {type(exc).__name__}: {exc}") from None
+        text = _render_probe(processor, f"--chat-template {path}", "", chat_template=template)
         if not isinstance(text, str) or "cat" not in text:
             raise BackendError(f"--chat-template {path} renders no text for a user turn (got {text!r})")
         processor.chat_template = template
         return PromptFormat("chat_template", f"file:{path}", opens_reasoning(text))
     if _has_template(processor):
-        try:
-            text = processor.apply_chat_template(_PROBE, add_generation_prompt=True, tokenize=False)
-        except Exception as exc:  # noqa: BLE001 - jinja raises many types; all mean "this template does not render"
-            where = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
-            raise BackendError(f"the chat template of {model} does not render a user turn with an image{where}: {type(exc).__name__}: {exc}; "
-                               "fix the checkpoint's template, or give one with --chat-template FILE") from None
+        text = _render_probe(processor, f"the chat template of {model}", "; fix the checkpoint's template, or give one with --chat-template FILE")
         return PromptFormat("chat_template", "checkpoint", opens_reasoning(text))
     if model_type in PROCESSOR_PROMPT_FAMILIES:
         return PromptFormat("processor", model_type)

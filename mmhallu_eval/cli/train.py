@@ -34,11 +34,17 @@ def train_dpo_cmd(
     """DPO on preference pairs with TRL (LoRA by default). Multi-GPU: `accelerate launch -m mmhallu_eval.cli train dpo ...`."""
     from ..train.dpo import TrainConfig, train_dpo
 
+    weights = None
+    if loss_weights:
+        try:
+            weights = [float(w) for w in loss_weights.split(",")]
+        except ValueError:
+            fail(f"--loss-weights {loss_weights!r}: give numbers separated by commas, one per loss type, e.g. 1,0.5")
     overrides = {
         "full": full or None, "beta": beta, "learning_rate": lr, "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size,
         "grad_accum": grad_accum, "lora_r": lora_r, "seed": seed,
         "loss_type": loss_type.split(",") if loss_type else None,
-        "loss_weights": [float(w) for w in loss_weights.split(",")] if loss_weights else None,
+        "loss_weights": weights,
     }
     try:
         if config:

@@ -2,7 +2,10 @@
 default. Logs go to DIR/train_log.jsonl; the configs used are saved next to the checkpoint."""
 from __future__ import annotations
 
+import difflib
 import json
+import math
+import re
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -51,10 +54,19 @@ class TrainConfig:
                 except ValueError:
                     raise TaskError(f"train setting {name}={value!r}: give a number") from None
         positive = {"beta": self.beta, "learning_rate": self.learning_rate, "epochs": self.epochs}
-        at_least_one = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "lora_r": self.lora_r, "logging_steps": self.logging_steps}
         for name, value in positive.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0 or not math.isfinite(value):
                 raise TaskError(f"train setting {name}={value!r}: give a number above 0")
+        if isinstance(self.loss_type, str):  # `loss_type: sigmoid` in a YAML file
+            self.loss_type = [self.loss_type]
+        if not isinstance(self.loss_type, list) or not self.loss_type or not all(isinstance(t, str) and t for t in self.loss_type):
+            raise TaskError(f"train setting loss_type={self.loss_type!r}: give TRL loss type names, e.g. sigmoid or sigmoid,sft")
+        if self.loss_weights is not None and (
+            not isinstance(self.loss_weights, list)
+            or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in self.loss_weights)
+        ):
+            raise TaskError(f"train setting loss_weights={self.loss_weights!r}: give one number per loss type, e.g. 1,0.5")
+        at_least_one = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "lora_r": self.lora_r, "logging_steps": self.logging_steps}
         for name, value in at_least_one.items():
             if not is_count(value):
                 raise TaskError(f"train setting {name}={value!r}: give a whole number of at least 1")
@@ -67,7 +79,16 @@ class TrainConfig:
     def from_yaml(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
         import yaml
 
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise TaskError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
+        except UnicodeDecodeError:
+            raise TaskError(f"--config {path}: not UTF-8 text; save it as UTF-8 YAML") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            raise TaskError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
         if not isinstance(data, dict):
             raise TaskError(f"{path}: expected a mapping of settings")
         known = {f for f in cls.__dataclass_fields__}
@@ -88,7 +109,6 @@ def check_dpo_settings(settings: dict[str, Any], where: str = "train settings") 
     """Every setting is a TrainConfig field or a field of TRL's DPOConfig: a typo fails here, with a did-you-mean,
     before any model loads (not deep inside DPOConfig after the weights are in memory)."""
     import dataclasses
-    import difflib
 
     from trl import DPOConfig
 
@@ -122,12 +142,9 @@ class JsonlLogger:
 
 
 def to_dataset(pairs: list[dict[str, Any]]):
-    """TRL's vision preference dataset: images decoded by `datasets` from the paths."""
+    """TRL's vision preference dataset: images decoded by `datasets` from the paths (`read_pairs` has checked them)."""
     from datasets import Dataset, Image, Sequence
 
-    missing = [im for p in pairs for im in p["images"] if not Path(im).is_file()]
-    if missing:
-        raise TaskError(f"{len(missing)} pair image(s) not found (first: {missing[0]})")
     rows = [{"images": p["images"], "prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
     return Dataset.from_list(rows).cast_column("images", Sequence(Image()))
 
@@ -144,16 +161,63 @@ def lora_targets(model: Any, spec: str) -> str | list[str]:
     return names
 
 
+def dpo_arguments(cfg: TrainConfig) -> Any:
+    """TRL's DPOConfig for `cfg`, built before any model loads: a value TRL refuses (a loss type it does not know,
+    weights that do not match the loss types, a scheduler's name) is one error naming it, not a traceback after the
+    weights are in memory (or, in `loop`, after the base evaluation)."""
+    import torch
+    from trl import DPOConfig
+
+    known = _documented_loss_types(DPOConfig)
+    unknown = [t for t in cfg.loss_type if known and t not in known]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise TaskError(f"train setting loss_type: TRL's DPO has no loss type {unknown[0]!r}{hint}; it has {', '.join(known)}")
+    cuda = torch.cuda.is_available()
+    try:
+        return DPOConfig(
+            output_dir=str(Path(cfg.out) / "checkpoints"),
+            beta=cfg.beta,
+            learning_rate=cfg.learning_rate,
+            num_train_epochs=cfg.epochs,
+            max_steps=cfg.max_steps,
+            per_device_train_batch_size=cfg.batch_size,
+            gradient_accumulation_steps=cfg.grad_accum,
+            loss_type=cfg.loss_type,
+            loss_weights=cfg.loss_weights,
+            max_length=None,  # truncating image tokens breaks VLM inputs
+            bf16=bool(cuda and torch.cuda.is_bf16_supported()),
+            use_cpu=not cuda,
+            logging_steps=cfg.logging_steps,
+            save_strategy="no",
+            report_to=[],
+            seed=cfg.seed,
+            **cfg.extra,
+        )
+    except (ValueError, TypeError) as exc:
+        raise TaskError(f"train settings: TRL's DPOConfig refuses them: {' '.join(str(exc).split())}") from None
+
+
+def _documented_loss_types(dpo_config: type) -> list[str]:
+    """The loss types TRL's DPOConfig lists in its `loss_type` help (TRL checks the name only in the first training
+    step); empty when this TRL version words its help otherwise, and then TRL's own check is the one left."""
+    import dataclasses
+
+    help_text = next((f.metadata.get("help", "") for f in dataclasses.fields(dpo_config) if f.name == "loss_type"), "")
+    return re.findall(r"`'([a-z0-9_]+)'`", help_text)
+
+
 def train_dpo(cfg: TrainConfig, show_progress: bool = True) -> Path:
     """Train and save; with show_progress False nothing is printed per step (the losses still go to
     train_log.jsonl), as `--no-progress` promises for the rest of a run."""
-    import torch
     from transformers import AutoModelForImageTextToText
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOTrainer
 
     from ..backends.hf_processor import load_processor
 
     check_train_out(cfg)
+    args = dpo_arguments(cfg)
     if not show_progress:  # the weight-loading and dataset-mapping bars too
         hide_library_progress_bars()
     out = Path(cfg.out)
@@ -161,26 +225,6 @@ def train_dpo(cfg: TrainConfig, show_progress: bool = True) -> Path:
     dataset = to_dataset(pairs)
     processor = load_processor(cfg.model)  # as the backends load it: no torchvision needed for image pairs
     model = AutoModelForImageTextToText.from_pretrained(cfg.model)
-    cuda = torch.cuda.is_available()
-    args = DPOConfig(
-        output_dir=str(out / "checkpoints"),
-        beta=cfg.beta,
-        learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        loss_type=cfg.loss_type,
-        loss_weights=cfg.loss_weights,
-        max_length=None,  # truncating image tokens breaks VLM inputs
-        bf16=bool(cuda and torch.cuda.is_bf16_supported()),
-        use_cpu=not cuda,
-        logging_steps=cfg.logging_steps,
-        save_strategy="no",
-        report_to=[],
-        seed=cfg.seed,
-        **cfg.extra,
-    )
     peft_config = None
     if not cfg.full:
         from peft import LoraConfig
@@ -188,7 +232,11 @@ def train_dpo(cfg: TrainConfig, show_progress: bool = True) -> Path:
         targets = lora_targets(model, cfg.lora_target_modules)
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets, task_type="CAUSAL_LM")
     logger = JsonlLogger(out / "train_log.jsonl")
-    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor, peft_config=peft_config, callbacks=[logger.callback])
+    try:
+        trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor, peft_config=peft_config, callbacks=[logger.callback])
+    except _no_matching_module() as exc:
+        raise TaskError(f"lora_target_modules={cfg.lora_target_modules!r} names no module of {type(model).__name__} ({cfg.model}): "
+                        "give PEFT module names or a regex that match its layers, or all-linear or language-model") from exc
     if not show_progress:
         from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -205,6 +253,15 @@ def train_dpo(cfg: TrainConfig, show_progress: bool = True) -> Path:
     atomic_write_json(out / "mmhallu_train.json", {**asdict(cfg), "n_pairs": len(pairs), "adapter": not cfg.full})
     atomic_write_json(out / "dpo_config.json", json.loads(args.to_json_string()))
     return out
+
+
+def _no_matching_module() -> tuple[type[BaseException], ...]:
+    """PEFT's error for target modules that match nothing (a class of its own in recent PEFT versions)."""
+    try:
+        from peft.utils.error import NoMatchingPeftModuleError
+    except ImportError:
+        return ()
+    return (NoMatchingPeftModuleError,)
 
 
 #: what marks a folder as an earlier training output (a finished one has all three; an interrupted one the log)

@@ -16,7 +16,7 @@ from ..options import as_strings
 from ..outputs import folder_relation, refuse_foreign_folder
 from ..rundir import now_iso
 from ..runner import RunConfig, run
-from .dpo import TrainConfig, check_dpo_settings, train_dpo
+from .dpo import TrainConfig, check_dpo_settings, dpo_arguments, train_dpo
 from .mix import mix_from_run
 from .pairs import PairSet, drop_contaminated
 from .strategy import PairContext, build_pairs, get_strategy, strategy_options
@@ -97,7 +97,8 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
                         "`mmhallu pairs build --run RUN_DIR`, then `mmhallu train dpo`")
     check_dpo_settings(cfg.train)
     out = Path(cfg.out)
-    TrainConfig(model=cfg.model, pairs=str(out / PAIRS), out=str(out / ADAPTER), **cfg.train)  # its values checked now, not after the base run
+    # its values checked now (ours, then TRL's), not after the base run
+    dpo_arguments(TrainConfig(model=cfg.model, pairs=str(out / PAIRS), out=str(out / ADAPTER), **cfg.train))
     check_loop_out(out, cfg.model)
     out.mkdir(parents=True, exist_ok=True)
     state = LoopState(out / "loop.json")

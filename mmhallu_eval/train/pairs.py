@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import MISSING, image_digest
+from ..data import MISSING, image_digest, open_image
 from ..files import atomic_write_json, atomic_write_jsonl, iter_jsonl
 from ..registry import get_task
 from ..task import TaskError
@@ -29,15 +29,47 @@ def make_pair(pair_id: str, image: str, question: str, chosen: str, rejected: st
 
 
 def read_pairs(path: str | Path) -> list[Pair]:
+    """The pairs of a pairs.jsonl, each checked before any model loads: TRL's vision preference layout (a
+    conversational prompt with one image placeholder per image, chosen and rejected assistant turns) and images that
+    exist and decode. A bad line is named here, not met as an Arrow or processor error deep inside training."""
     pairs = []
+    readable: set[str] = set()
     for lineno, row in iter_jsonl(path):
+        where = f"{path}:{lineno}"
         missing = [f for f in REQUIRED if f not in row]
         if missing:
-            raise TaskError(f"{path}:{lineno}: a preference pair needs {', '.join(REQUIRED)} (missing {', '.join(missing)})")
+            raise TaskError(f"{where}: a preference pair needs {', '.join(REQUIRED)} (missing {', '.join(missing)})")
+        for name in ("prompt", "chosen", "rejected"):
+            _check_turns(row[name], name, where)
+        images = row["images"]
+        if not isinstance(images, list) or not images or not all(isinstance(im, str) and im for im in images):
+            raise TaskError(f"{where}: images must be a list of image file names, e.g. [\"images/0001.png\"] (got {images!r:.80})")
+        placeholders = sum(1 for turn in row["prompt"] if isinstance(turn["content"], list)
+                           for part in turn["content"] if isinstance(part, dict) and part.get("type") == "image")
+        if placeholders != len(images):
+            raise TaskError(f"{where}: the prompt has {placeholders} image placeholder(s) ({{\"type\": \"image\"}}) for {len(images)} image(s); "
+                            "give one per image")
+        for im in images:
+            if im not in readable:
+                try:
+                    open_image(im)
+                except OSError as exc:  # FileNotFoundError or UnreadableImage, naming the file
+                    raise TaskError(f"{where}: {'image not found: ' + im if isinstance(exc, FileNotFoundError) else exc}") from None
+                readable.add(im)
         pairs.append(row)
     if not pairs:
         raise TaskError(f"{path}: no preference pairs")
     return pairs
+
+
+def _check_turns(turns: Any, name: str, where: str) -> None:
+    """A conversation: a list of {"role": ..., "content": text or a list of parts} messages."""
+    ok = isinstance(turns, list) and bool(turns) and all(
+        isinstance(t, dict) and isinstance(t.get("role"), str) and isinstance(t.get("content"), (str, list)) for t in turns)
+    if not ok:
+        raise TaskError(f"{where}: {name} must be a list of messages such as "
+                        f"[{{\"role\": \"{'user' if name == 'prompt' else 'assistant'}\", \"content\": [{{\"type\": \"text\", \"text\": \"...\"}}]}}] "
+                        f"(got {turns!r:.80})")
 
 
 @dataclass

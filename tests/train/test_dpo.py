@@ -79,11 +79,30 @@ def test_full_dpo_changes_weights(tiny_llava, pairs, tmp_path):
     assert create_backend("transformers", model=str(out), device="cpu").describe()["architecture"] == "LlavaForConditionalGeneration"
 
 
-def test_bad_pairs_file_is_clear(tiny_llava, tmp_path):
+def test_bad_pairs_file_is_clear(tiny_llava, pairs, tmp_path):
+    from mmhallu_eval.task import TaskError
+    from mmhallu_eval.train.pairs import read_pairs
+
     bad = tmp_path / "pairs.jsonl"
     bad.write_text('{"images": ["x.png"], "prompt": []}\n')
     proc = subprocess.run([*CLI, "train", "dpo", "--model", str(tiny_llava), "--pairs", str(bad), "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert proc.returncode == 2 and f"{bad}:1: a preference pair needs" in proc.stderr
+    good = json.loads(pairs.read_text().splitlines()[0])
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("text")
+    # each of these met TRL or Arrow deep inside training (a traceback after the model had loaded), or trained on a string's letters
+    for change, why in (({"images": good["images"][0]}, "images must be a list of image file names"),
+                        ({"images": [3]}, "images must be a list of image file names"),
+                        ({"images": good["images"] * 2}, r"the prompt has 1 image placeholder\(s\) .* for 2 image\(s\)"),
+                        ({"images": ["nowhere.png"]}, "image not found: nowhere.png"),
+                        ({"images": [str(not_an_image)]}, f"{not_an_image}: cannot identify image file"),
+                        ({"prompt": "Is there a star?"}, "prompt must be a list of messages"),
+                        ({"chosen": "No."}, "chosen must be a list of messages"),
+                        ({"rejected": []}, "rejected must be a list of messages")):
+        bad.write_text(json.dumps(good) + "\n" + json.dumps({**good, **change}) + "\n")
+        with pytest.raises(TaskError, match=f"{bad}:2: {why}"):
+            read_pairs(bad)
+    assert len(read_pairs(pairs)) == len(pairs.read_text().splitlines())
 
 
 def test_lora_targets_resolve_the_language_model(tiny_llava):
@@ -145,3 +164,42 @@ def test_training_numbers_that_cannot_train_are_refused_and_yaml_exponents_read_
     assert loaded.learning_rate == 5e-5 and loaded.beta == 0.1
     proc = subprocess.run([*CLI, "train", "dpo", "--model", "m", "--pairs", "p", "--out", str(tmp_path / "o"), "--epochs", "0"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.strip() == "error: train setting epochs=0.0: give a number above 0"
+
+
+def test_settings_trl_would_refuse_late_are_refused_before_the_model_loads(tmp_path):
+    """TRL checks a loss type's name only in the first training step, and DPOConfig's own checks ran after the
+    weights had loaded: each is one error line now, before anything loads (`loop` makes the same check before its
+    base evaluation)."""
+    from mmhallu_eval.task import TaskError
+    from mmhallu_eval.train.dpo import TrainConfig, dpo_arguments
+
+    base = {"model": "m", "pairs": "p", "out": str(tmp_path / "o")}
+    for bad, why in (({"learning_rate": float("inf")}, "train setting learning_rate=inf: give a number above 0"),
+                     ({"loss_weights": ["a"]}, r"train setting loss_weights=\['a'\]: give one number per loss type"),
+                     ({"loss_type": [3]}, "train setting loss_type=\\[3\\]: give TRL loss type names")):
+        with pytest.raises(TaskError, match=why):
+            TrainConfig(**base, **bad)
+    for bad, why in (({"loss_type": ["sigmod"]}, r"TRL's DPO has no loss type 'sigmod' \(did you mean sigmoid\?\); it has sigmoid, hinge"),
+                     ({"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0]}, "DPOConfig refuses them: `loss_weights` must have the same length"),
+                     ({"extra": {"lr_scheduler_type": "sometimes"}}, "DPOConfig refuses them: sometimes is not a valid SchedulerType")):
+        with pytest.raises(TaskError, match=why):
+            dpo_arguments(TrainConfig(**base, **bad))
+    assert dpo_arguments(TrainConfig(**base, loss_type="apo_zero")).loss_type == ["apo_zero"]  # `loss_type: apo_zero` in YAML
+    assert not (tmp_path / "o").exists()
+    broken = tmp_path / "dpo.yaml"
+    broken.write_text("beta: 0.1\nloss_type: [sigmoid\n")
+    for config, why in ((broken, f"{broken}:3: not valid YAML"), (tmp_path / "none.yaml", f"--config {tmp_path / 'none.yaml'}: cannot read it")):
+        proc = subprocess.run([*CLI, "train", "dpo", "--model", "m", "--pairs", "p", "--out", str(tmp_path / "o"), "--config", str(config)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stderr.startswith(f"error: {why}"), proc.stderr
+    proc = subprocess.run([*CLI, "train", "dpo", "--model", "m", "--pairs", "p", "--out", str(tmp_path / "o"), "--loss-weights", "1,half"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --loss-weights '1,half': give numbers separated by commas")
+
+
+def test_lora_targets_that_match_nothing_are_named(tiny_llava, pairs, tmp_path):
+    from mmhallu_eval.task import TaskError
+    from mmhallu_eval.train.dpo import TrainConfig, train_dpo
+
+    with pytest.raises(TaskError, match="lora_target_modules='q_prj' names no module of LlavaForConditionalGeneration"):
+        train_dpo(TrainConfig(model=str(tiny_llava), pairs=str(pairs), out=str(tmp_path / "o"), lora_target_modules="q_prj", max_steps=1), show_progress=False)

@@ -307,6 +307,9 @@ def test_pairs_build_cli_contrast_and_loop_strategies(world, tmp_path):
     with pytest.raises(TaskError, match="'learning_rte' is neither.*Did you mean: learning_rate"):
         run_loop(LoopConfig(model="m", train_annotations="a", train_images="i", tasks=["pope"], out=tmp_path / "loop", strategies=["contrast"],
                             train={"learning_rte": 1e-5}))
+    with pytest.raises(TaskError, match="no loss type 'apo_zer' \\(did you mean apo_zero\\?\\)"):  # TRL itself checks it at the first step
+        run_loop(LoopConfig(model="m", train_annotations="a", train_images="i", tasks=["pope"], out=tmp_path / "loop", strategies=["contrast"],
+                            train={"loss_type": ["apo_zer", "sft"]}))
     assert not (tmp_path / "loop").exists()
     other = tmp_path / "notes"
     other.mkdir()

@@ -188,7 +188,11 @@ def leaderboard(run_dirs: list[str | Path], out: str | Path, skipped: Callable[[
     runs, broken = [], []
     for d in run_dirs:
         try:
-            runs.append(load_run(d))
+            run = load_run(d)
+            for task in run.tasks.values():  # its page lists them: a run whose records cannot be read is skipped too
+                for _ in task.read_samples():
+                    pass
+            runs.append(run)
         except (TaskError, OSError, ValueError, KeyError) as exc:
             broken.append({"run": str(d), "why": str(exc)})
             if skipped is not None:

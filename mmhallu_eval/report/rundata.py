@@ -1,12 +1,12 @@
 """Reading a run folder (manifest.json, <task>/result.json, <task>/samples.jsonl) for the reports."""
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..files import read_json
+from ..files import iter_jsonl, read_json
 from ..task import TaskError
 
 
@@ -19,10 +19,21 @@ class TaskRun:
 
     @property
     def samples(self) -> list[dict[str, Any]]:
+        """The task's records; a missing file is an error (the report would list no samples and compare would see
+        none in common), and so is a line without an id."""
         if self._samples is None:
-            text = self.samples_path.read_text(encoding="utf-8") if self.samples_path.exists() else ""
-            self._samples = [json.loads(line) for line in text.splitlines() if line.strip()]
+            self._samples = list(self.read_samples())
         return self._samples
+
+    def read_samples(self) -> Iterator[dict[str, Any]]:
+        """The records, streamed (nothing kept), each checked as `samples` checks them."""
+        if not self.samples_path.is_file():
+            raise TaskError(f"{self.samples_path}: not found, so {self.name}'s per-sample records are missing; rerun the command that "
+                            "wrote the folder (`mmhallu run` resumes from its cache) to write them again")
+        for lineno, row in iter_jsonl(self.samples_path):
+            if not isinstance(row.get("id"), str):
+                raise TaskError(f"{self.samples_path}:{lineno}: a record needs its sample id as text (\"id\")")
+            yield row
 
 
 @dataclass
@@ -54,6 +65,9 @@ def load_run(root: str | Path) -> RunData:
         raise TaskError(f"{root}: run folder not found")
     manifest_path = root / "manifest.json"
     manifest = read_json(manifest_path) if manifest_path.exists() else {}
+    _check_objects(manifest, manifest_path, "a mmhallu manifest.json", ("model", "config", "tasks"))
+    if any(not isinstance(t, dict) for t in manifest.get("tasks", {}).values()):
+        raise TaskError(f"{manifest_path}: not a mmhallu manifest.json (a task's entry under \"tasks\" is not an object)")
     run = RunData(root=root, manifest=manifest)
     # a run writes <task>/samples.jsonl; `mmhallu score --out X/result.json` writes X/result.samples.jsonl beside it,
     # so results scored into DIR/<task>/ (several tasks: one run) or into DIR itself read as a run too
@@ -62,12 +76,23 @@ def load_run(root: str | Path) -> RunData:
         found = [(root / "result.json", root / "result.samples.jsonl")]
     for result_path, samples_path in found:
         result = read_json(result_path)
-        if not isinstance(result, dict) or result.get("schema_version") != 1 or "task" not in result:
+        if not isinstance(result, dict) or result.get("schema_version") != 1 or any(f not in result for f in ("task", "metrics", "groups")):
             raise TaskError(f"{result_path}: not a mmhallu result.json (schema_version 1)")
+        _check_objects(result, result_path, "a mmhallu result.json", ("metrics", "groups", "ci"))
         run.tasks[result["task"]] = TaskRun(result["task"], result, samples_path)
     if not run.tasks:
         raise TaskError(f"{root}: no <task>/result.json inside; is this a run folder written by `mmhallu run`?")
     return run
+
+
+def _check_objects(obj: Any, path: Path, what: str, fields: tuple[str, ...]) -> None:
+    """`obj` and each of its `fields` that it has are JSON objects: an edited or damaged file is named here, not met
+    as a traceback in the middle of a page."""
+    if not isinstance(obj, dict):
+        raise TaskError(f"{path}: not {what} (expected a JSON object, got {type(obj).__name__})")
+    wrong = [f for f in fields if f in obj and not isinstance(obj[f], dict)]
+    if wrong:
+        raise TaskError(f"{path}: not {what} (\"{wrong[0]}\" is not an object); restore it or write the folder again")
 
 
 def _samples_beside(result: Path) -> Path:

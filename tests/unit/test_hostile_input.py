@@ -466,3 +466,34 @@ def test_builders_refuse_counts_below_one(tmp_path):
         proc = _cli(*args, "--out", str(tmp_path / "o"))
         assert proc.returncode == 2 and "Input should be greater than or equal to 1" in proc.stderr, (args, proc.stderr)
     assert not (tmp_path / "o").exists()
+
+
+def test_damaged_run_folders_are_named_by_the_pages_and_skipped_by_the_leaderboard(scored, tmp_path):
+    """A hand-edited or truncated manifest, result or samples file was a traceback (or, with samples.jsonl gone, a
+    compare that blamed "different samples"); each is now one line naming the file, and a leaderboard skips the run."""
+    manifest = {"model": {"model": "m"}, "tasks": {"pope": {"data_roots": []}}}
+    result = json.loads((scored / "pope" / "result.json").read_text())
+    lines = (scored / "pope" / "samples.jsonl").read_text().splitlines()
+    damages = {
+        "manifest-list": ({"manifest.json": "[1]"}, "manifest.json: not a mmhallu manifest.json (expected a JSON object, got list)"),
+        "manifest-task": ({"manifest.json": json.dumps({**manifest, "tasks": {"pope": 3}})}, "manifest.json: not a mmhallu manifest.json"),
+        "metrics": ({"pope/result.json": json.dumps({**result, "metrics": "x"})}, "pope/result.json: not a mmhallu result.json (\"metrics\" is not an object)"),
+        "no-groups": ({"pope/result.json": json.dumps({k: v for k, v in result.items() if k != "groups"})}, "pope/result.json: not a mmhallu result.json"),
+        "line": ({"pope/samples.jsonl": "\n".join([lines[0], "{broken", *lines[2:]])}, "pope/samples.jsonl:2: not valid JSON"),
+        "no-id": ({"pope/samples.jsonl": "\n".join([lines[0], json.dumps({"response": "Yes"})])}, "pope/samples.jsonl:2: a record needs its sample id"),
+        "no-samples": ({"pope/samples.jsonl": None}, "pope/samples.jsonl: not found, so pope's per-sample records are missing"),
+    }
+    for name, (files, why) in damages.items():
+        run = tmp_path / name
+        shutil.copytree(scored, run)
+        for rel, text in files.items():
+            if text is None:
+                (run / rel).unlink()
+            else:
+                (run / rel).write_text(text)
+        before = sorted(p.relative_to(run) for p in run.rglob("*"))
+        for args in (("report", str(run), "--out", str(tmp_path / f"{name}.html")), ("compare", str(scored), str(run), "--out", str(tmp_path / f"{name}-cmp"))):
+            assert _error(_cli(*args)).startswith(f"error: {run}/{why}")
+        proc = _cli("leaderboard", str(scored), str(run), "--out", str(tmp_path / f"{name}-board"))
+        assert proc.returncode == 0 and f"skipped {run}: {run}/{why}" in proc.stderr, proc.stderr
+        assert sorted(p.relative_to(run) for p in run.rglob("*")) == before

@@ -27,14 +27,49 @@ def _box_relation(a: list[float], b: list[float]) -> str | None:
     return "above" if dy > 0 else "below"
 
 
-def from_coco(instances: Path) -> list[dict[str, Any]]:
-    data = read_json(instances)
-    names = {c["id"]: c["name"] for c in data["categories"]}
+def _coco_lists(data: Any, path: Path) -> tuple[list[dict], list[dict], list[dict]]:
+    """(images, annotations, categories) of a COCO instances file, each entry checked for what the builders read: a
+    damaged or hand-made file is named with the entry at fault, not met as a KeyError in the middle of a build."""
+    if not isinstance(data, dict):
+        raise TaskError(f"{path}: expected a COCO instances file (an object with images, annotations and categories)")
+    lists = []
+    for key in ("images", "annotations", "categories"):
+        value = data.get(key)
+        if not isinstance(value, list) or not all(isinstance(entry, dict) for entry in value):
+            raise TaskError(f"{path}: a COCO instances file needs \"{key}\" as a list of objects")
+        lists.append(value)
+    images, annotations, categories = lists
+    for key, entries, text in (("categories", categories, "name"), ("images", images, "file_name")):
+        seen: set[Any] = set()
+        for i, entry in enumerate(entries):
+            if not isinstance(entry.get("id"), (int, str)) or not isinstance(entry.get(text), str) or not entry[text]:
+                raise TaskError(f"{path}: {key}[{i}] needs an \"id\" and \"{text}\" as text")
+            if entry["id"] in seen:
+                raise TaskError(f"{path}: {key}[{i}]: id {entry['id']!r} appears twice in {key}")
+            seen.add(entry["id"])
+    image_ids, category_ids = {im["id"] for im in images}, {c["id"] for c in categories}
+    for i, ann in enumerate(annotations):
+        if ann.get("image_id") not in image_ids:
+            raise TaskError(f"{path}: annotations[{i}]: image_id {ann.get('image_id')!r} is not among the images")
+        if ann.get("category_id") not in category_ids:
+            raise TaskError(f"{path}: annotations[{i}]: category_id {ann.get('category_id')!r} is not among the categories")
+        box = ann.get("bbox")
+        if box is not None and not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
+            raise TaskError(f"{path}: annotations[{i}]: bbox must be [x, y, width, height] (got {box!r:.60})")
+        if not isinstance(ann.get("attributes", {}), dict):
+            raise TaskError(f"{path}: annotations[{i}]: attributes must be an object such as {{\"color\": \"red\"}}")
+    return images, annotations, categories
+
+
+def from_coco(instances: Path, data: Any = None) -> list[dict[str, Any]]:
+    """Scene graphs from a COCO instances file (`data`: its contents, when already read)."""
+    images, annotations, categories = _coco_lists(read_json(instances) if data is None else data, instances)
+    names = {c["id"]: c["name"] for c in categories}
     by_image: dict[int, list[dict]] = {}
-    for ann in data["annotations"]:
+    for ann in annotations:
         by_image.setdefault(ann["image_id"], []).append(ann)
     graphs = []
-    for img in data["images"]:
+    for img in images:
         anns = by_image.get(img["id"], [])
         objs = [{"id": i + 1, "name": names[a["category_id"]], "attributes": dict(a.get("attributes", {})), "bbox": a.get("bbox")} for i, a in enumerate(anns)]
         rels = []
@@ -52,14 +87,19 @@ def load_graphs(path: str | Path) -> list[SceneGraph]:
     if not path.is_file():
         raise TaskError(f"{path}: annotation file not found")
     data = read_json(path)
-    if isinstance(data, dict) and "annotations" in data and "categories" in data:
-        return from_coco(path)
+    if isinstance(data, dict) and "annotations" in data:  # COCO (from_coco names what else it lacks)
+        return from_coco(path, data)
     graphs = data.get("images") if isinstance(data, dict) else data
     if not isinstance(graphs, list):
         raise TaskError(f"{path}: expected a scene graph ({{\"images\": [...]}}, or a list of images) or a COCO instances file")
     for i, g in enumerate(graphs):
         if not isinstance(g, dict) or "objects" not in g or "file_name" not in g:
             raise TaskError(f"{path}: image entry {i} needs 'file_name' and 'objects'")
+        if not isinstance(g["file_name"], str) or not isinstance(g["objects"], list):
+            raise TaskError(f"{path}: image entry {i}: 'file_name' must be text and 'objects' a list")
+        for k, o in enumerate(g["objects"]):
+            if not isinstance(o, dict) or not isinstance(o.get("name"), str) or not isinstance(o.get("attributes", {}), dict):
+                raise TaskError(f"{path}: image entry {i}, object {k}: needs a \"name\" as text (and \"attributes\", if any, as an object)")
     return graphs
 
 

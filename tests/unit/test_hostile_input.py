@@ -2,6 +2,7 @@
 is written, and bad answers are counted rather than scored silently."""
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -320,6 +321,37 @@ def test_benchmark_builders_replace_neither_their_input_nor_other_files(tmp_path
     assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in mme.iterdir()} == written
     assert "already exists with other content" in _error(_cli("build", "mme", "--annotations", str(world), "--out", str(mme), "--seed", "7"))
     assert {p.name: p.read_bytes() for p in mme.iterdir()} == {k: v[0] for k, v in written.items()}
+
+
+def test_damaged_coco_annotations_name_the_entry_at_fault(world, tmp_path):
+    """A COCO instances file with an annotation of an unknown category or image, no categories, an image without a
+    file name, an id twice or a name that is not text was a KeyError or TypeError traceback in every builder (and,
+    for an unknown image, silently dropped); each is one line naming the entry, and the scene-graph path names what
+    a COCO file lacks rather than calling it a bad scene graph."""
+    from mmhallu_eval.annotations import load_graphs
+    from mmhallu_eval.errors import TaskError
+
+    good = json.loads((world / "instances_test.json").read_text())
+    damages = (
+        (lambda d: d["annotations"][0].update(category_id=999), "annotations[0]: category_id 999 is not among the categories"),
+        (lambda d: d["annotations"][0].update(image_id=-5), "annotations[0]: image_id -5 is not among the images"),
+        (lambda d: d.pop("categories"), 'a COCO instances file needs "categories" as a list of objects'),
+        (lambda d: d["images"][0].pop("file_name"), 'images[0] needs an "id" and "file_name" as text'),
+        (lambda d: d["images"].append(dict(d["images"][0])), f"images[{len(good['images'])}]: id {good['images'][0]['id']} appears twice in images"),
+        (lambda d: d["categories"][0].update(name=5), 'categories[0] needs an "id" and "name" as text'),
+        (lambda d: d["annotations"][0].update(bbox=[1, 2]), "annotations[0]: bbox must be [x, y, width, height]"),
+        (lambda d: d["annotations"][0].update(attributes="red"), "annotations[0]: attributes must be an object"),
+    )
+    bad = tmp_path / "instances_test.json"
+    for damage, why in damages:
+        data = json.loads(json.dumps(good))
+        damage(data)
+        bad.write_text(json.dumps(data))
+        with pytest.raises(TaskError, match=re.escape(f"{bad}: {why}")):
+            load_graphs(bad)
+    assert _error(_cli("build", "pope", "--coco-annotations", str(bad), "--out", str(tmp_path / "pope"))).startswith(f"error: {bad}: annotations[0]")
+    assert not (tmp_path / "pope").exists()
+    assert len(load_graphs(world / "instances_test.json")) == len(good["images"])
 
 
 def test_a_hub_dataset_without_network_says_where_local_files_go(tmp_path):

@@ -92,10 +92,24 @@ def load_data(data: str) -> AmberData:
         if not isinstance(value, kind):
             raise TaskError(f"{data_file(data, name)}: expected a JSON {kind.__name__}, got {type(value).__name__}")
     for i, row in enumerate(annotations):
-        if not isinstance(row, dict) or row.get("id") != i + 1 or row.get("type") not in SECTION:
+        if not isinstance(row, dict) or row.get("id") != i + 1 or not isinstance(row.get("type"), str) or row["type"] not in SECTION:
             raise TaskError(f"{data_file(data, 'annotations.json')}: entry {i} must have id {i + 1} and an AMBER type, got {str(row)[:120]}")
+        if not _truth_fits(row):
+            raise TaskError(f"{data_file(data, 'annotations.json')}: entry {i} (id {i + 1}) needs "
+                            + ("\"truth\" and \"hallu\" as lists of object words" if row["type"] == "generative" else "\"truth\" as text (yes or no)")
+                            + f", got {str(row)[:120]}")
+    for i, q in enumerate(queries):
+        if not isinstance(q, dict) or not isinstance(q.get("query"), str) or not isinstance(q.get("image"), str):
+            raise TaskError(f"{data_file(data, 'query/query_all.json')}: entry {i} needs \"id\", \"image\" and \"query\" (text), got {str(q)[:120]}")
     vocabulary = frozenset(list(association) + [w for words in association.values() for w in words])
     return AmberData(annotations, queries, association, safe_words, vocabulary)
+
+
+def _truth_fits(row: dict) -> bool:
+    """What the scorer reads of an annotation: object word lists for a description, a yes/no answer otherwise."""
+    if row["type"] == "generative":
+        return all(isinstance(row.get(k), list) and all(isinstance(w, str) for w in row[k]) for k in ("truth", "hallu"))
+    return isinstance(row.get("truth"), str)
 
 
 def check_counters(path: Path) -> None:

@@ -76,6 +76,29 @@ def test_changed_counters_are_refused(shared_benchmarks, tmp_path):
     assert done.returncode == 2 and "metrics.txt:1: chair_num=0 differs from the published counters" in done.stderr
 
 
+def test_damaged_annotations_and_queries_are_named(shared_benchmarks, tmp_path):
+    """An annotation whose type is a list, one without truth or hallu, and a query without its text were a TypeError
+    or KeyError traceback; each is one line naming the entry."""
+    data = tmp_path / "data"
+    shutil.copytree(shared_benchmarks / "amber", data)
+    annotations = json.loads((data / "annotations.json").read_text())
+    queries = json.loads((data / "query" / "query_all.json").read_text())
+    (tmp_path / "a.json").write_text(json.dumps([{"id": 1005, "response": "Yes"}]))
+    cases = (
+        ("annotations.json", annotations, 1004, {"type": ["generative"]}, "entry 1004 must have id 1005 and an AMBER type"),
+        ("annotations.json", annotations, 0, {"hallu": None}, 'entry 0 (id 1) needs "truth" and "hallu" as lists of object words'),
+        ("annotations.json", annotations, 1004, {"truth": ["no"]}, 'entry 1004 (id 1005) needs "truth" as text (yes or no)'),
+        ("query/query_all.json", queries, 3, {"query": None}, 'entry 3 needs "id", "image" and "query" (text)'),
+    )
+    for name, rows, i, change, why in cases:
+        damaged = [dict(r) for r in rows]
+        damaged[i] = {**damaged[i], **change}
+        (data / name).write_text(json.dumps(damaged))
+        done = score("--data", str(data), "--answers", str(tmp_path / "a.json"), "--out", str(tmp_path / "r.json"), "--allow-missing")
+        assert done.returncode == 2 and f"error: {data / name}: {why}" in done.stderr, done.stderr
+        (data / name).write_text(json.dumps(rows))
+
+
 def build_amber_world(pope_fixture: Path, out: Path, shared: Path) -> Path:
     """AMBER's file layout over the generated shapes images: one description and two yes/no questions per image."""
     out.mkdir()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..files import read_json
 from ..types import Request, Response
 
 #: backend name → "module:Class"; modules are imported only when that backend is used.
@@ -116,13 +117,24 @@ def model_fingerprint(model: str, revision: str | None = None, adapter: str | No
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
+#: the weight files of a PEFT adapter folder (PEFT reads the .bin with torch.load(weights_only=True))
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
+
 def check_adapter_base(model: str, adapter: str) -> None:
-    """Refuse an adapter trained on another model. Same folder, same weights (content fingerprint) or, when only one
+    """Refuse a damaged adapter folder (an unreadable config, no weights: PEFT would look for them on the hub) and an
+    adapter trained on another model. Same folder, same weights (content fingerprint) or, when only one
     side is local, the same final name all count as the same model; anything else is an error before any loading."""
     cfg_path = Path(adapter) / "adapter_config.json"
     if not cfg_path.is_file():
         raise BackendError(f"--adapter {adapter}: no adapter_config.json there (expected a PEFT adapter folder)")
-    base = str(json.loads(cfg_path.read_text()).get("base_model_name_or_path") or "")
+    config = read_json(cfg_path)
+    if not isinstance(config, dict):
+        raise BackendError(f"{cfg_path}: not a PEFT adapter config (expected a JSON object); train or copy the adapter again")
+    if not any((Path(adapter) / name).is_file() for name in ADAPTER_WEIGHTS):
+        raise BackendError(f"--adapter {adapter}: no {' or '.join(ADAPTER_WEIGHTS)} there, so the folder holds no adapter weights; "
+                           "train or copy the adapter again")
+    base = str(config.get("base_model_name_or_path") or "")
     if not base or base == model:
         return
     model_dir, base_dir = Path(model).expanduser(), Path(base).expanduser()

@@ -69,3 +69,18 @@ def load_model(model: str, config: Any, processor: Any, revision: str | None, dt
         # SafetensorError: a weights file that is cut short or not safetensors at all (a failed download)
         damaged = "; a weights file is damaged or not safetensors: download or save the model again" if isinstance(exc, SafetensorError) else ""
         raise BackendError(f"could not load the weights of {model!r} with {name} ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}){damaged}") from None
+
+
+def load_adapter(peft_model: Any, model: Any, adapter: str, model_name: str) -> Any:
+    """`PeftModel.from_pretrained`, its errors in one line: a damaged weights file, or an adapter whose layers or
+    shapes do not fit this model (target modules it lacks, another rank than its weights have)."""
+    from safetensors import SafetensorError
+
+    try:
+        return peft_model.from_pretrained(model, adapter)
+    except SafetensorError as exc:
+        raise BackendError(f"--adapter {adapter}: its weights file is damaged or not safetensors ({exc}); train or copy the adapter again") from None
+    except (ValueError, RuntimeError, KeyError) as exc:  # PEFT: no matching module; torch: a state dict that does not fit
+        first = " ".join(str(exc).split())[:300]
+        raise BackendError(f"--adapter {adapter} does not fit {model_name!r} ({type(exc).__name__}: {first}); "
+                           "evaluate it on the model it was trained on, or train it again") from None

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from ..types import GenerationConfig, Request, Response
 from .base import Backend, BackendError, OutputDecoder, check_adapter_base, model_fingerprint
-from .hf_model import load_config, load_model
+from .hf_model import load_adapter, load_config, load_model
 from .hf_processor import load_processor
 from .hf_prompt import encode, prompt_format
 
@@ -99,7 +99,7 @@ class TransformersBackend(Backend):
                 from peft import PeftModel
             except ImportError as exc:
                 raise BackendError("--adapter needs peft: pip install 'mmhallu-eval[train]'") from exc
-            self.model = PeftModel.from_pretrained(self.model, adapter)
+            self.model = load_adapter(PeftModel, self.model, adapter, model)
             if merge_adapter:  # LoRA weights added into the layers: one matrix product per layer instead of three
                 self.model = self.model.merge_and_unload()
         self.adapter_merged = bool(adapter and merge_adapter)

@@ -1,5 +1,6 @@
 """DPO with TRL on the tiny model: LoRA and full fine-tuning change the weights and reload for generation."""
 import json
+import shutil
 import subprocess
 import sys
 
@@ -60,9 +61,24 @@ def test_lora_dpo_trains_and_reloads(tiny_llava, pairs, tmp_path):
     assert merged.describe()["adapter_merged"] is True and "adapter_merged" not in tuned.describe()
     assert merged.fingerprint() not in (tuned.fingerprint(), base.fingerprint())  # its cached answers are its own
     assert merged.generate([req])[0].error is None
+    # an adapter folder that is damaged, or does not fit the model, is one error line (it was a PEFT or torch traceback)
+    from mmhallu_eval.backends.base import BackendError
+
+    for name, damage, says in (("garbled", lambda d: (d / "adapter_model.safetensors").write_bytes(b"<html>"), "its weights file is damaged"),
+                               ("rank", lambda d: _edit_json(d / "adapter_config.json", r=4), "does not fit .*size mismatch"),
+                               ("targets", lambda d: _edit_json(d / "adapter_config.json", target_modules=["q_prj"]), "does not fit .*q_prj")):
+        damaged = tmp_path / name
+        shutil.copytree(out, damaged)
+        damage(damaged)
+        with pytest.raises(BackendError, match=f"--adapter {damaged}.*{says}"):
+            create_backend("transformers", model=str(tiny_llava), adapter=str(damaged), device="cpu")
     proc = subprocess.run([*CLI, "run", "--model", str(tiny_llava), "--tasks", "pope", "--out", str(tmp_path / "r"), "--merge-adapter"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "--merge-adapter merges an --adapter" in proc.stderr and not (tmp_path / "r").exists()
+
+
+def _edit_json(path, **changes):
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
 
 
 def test_full_dpo_changes_weights(tiny_llava, pairs, tmp_path):

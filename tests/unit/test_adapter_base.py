@@ -1,15 +1,18 @@
-"""An adapter is refused when its adapter_config.json names another base model than --model (both backends)."""
+"""An adapter is refused when its adapter_config.json names another base model than --model (both backends), or when
+its folder is damaged: a config that does not read, no weights file (PEFT would look for one on the hub)."""
 import json
 
 import pytest
 
 from mmhallu_eval.backends.base import BackendError, check_adapter_base
+from mmhallu_eval.errors import UserError
 
 
 def _adapter(tmp_path, base):
     d = tmp_path / "adapter"
     d.mkdir(exist_ok=True)
     (d / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base, "r": 8}))
+    (d / "adapter_model.safetensors").write_bytes(b"lora")
     return str(d)
 
 
@@ -40,3 +43,18 @@ def test_other_base_model_is_refused(tmp_path):
 def test_not_an_adapter_folder(tmp_path):
     with pytest.raises(BackendError, match="no adapter_config.json"):
         check_adapter_base("m", str(tmp_path))
+
+
+def test_a_damaged_adapter_folder_is_named(tmp_path):
+    adapter = _adapter(tmp_path, "m")
+    config = tmp_path / "adapter" / "adapter_config.json"
+    config.write_text("{r: 8")
+    with pytest.raises(UserError, match=f"{config}:1: not valid JSON"):
+        check_adapter_base("m", adapter)
+    config.write_text("[]")
+    with pytest.raises(BackendError, match="not a PEFT adapter config"):
+        check_adapter_base("m", adapter)
+    config.write_text(json.dumps({"base_model_name_or_path": "m"}))
+    (tmp_path / "adapter" / "adapter_model.safetensors").unlink()
+    with pytest.raises(BackendError, match="no adapter_model.safetensors or adapter_model.bin there"):
+        check_adapter_base("m", adapter)

@@ -45,6 +45,7 @@ def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, pa
                 reasoning: str = "strip", fmt: str = "official", peer_results: Path | None = None) -> None:
     """Score a saved answers file and write result.json + <stem>.samples.jsonl beside it."""
     from ..files import atomic_write_json, atomic_write_jsonl
+    from ..interop import peer_reported
     from ..scoring import ResultBuilder, iter_scored_texts
 
     extra: dict[str, Any] = {"answers_file": str(answers)}
@@ -69,6 +70,7 @@ def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, pa
         if problems and not allow_missing:
             fail("answers do not match the questions (see above); fix the file or pass --allow-missing to score what matches")
         extra.update(match.counts())
+        peer = _peer(spec, peer_results, source) if peer_results is not None else None
         builder = ResultBuilder(spec)
         parsed: dict[str, Any] = {}
 
@@ -79,8 +81,9 @@ def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, pa
 
         atomic_write_jsonl(samples_out, iter_scored_texts(spec, chosen, samples, match.texts, typed, reasoning), each=each)  # type: ignore[arg-type]
         result = builder.result(chosen, extra={**extra, "reasoning": reasoning})
-        if peer_results is not None:
-            result["peer_reported"] = _peer(spec, peer_results, source, result, labels, parsed, match.texts)
+        if peer is not None:
+            numbers, metrics, same_tool = peer
+            result["peer_reported"] = peer_reported(numbers, metrics, result, labels if same_tool else {}, parsed, match.texts)
     except user_errors() as exc:
         fail(str(exc))
     atomic_write_json(out, result)
@@ -88,11 +91,11 @@ def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, pa
     typer.echo(f"wrote {out}")
 
 
-def _peer(spec: Any, path: Path, source: Any, result: dict[str, Any], labels: dict[str, Any], parsed: dict[str, Any],
-          texts: dict[str, str]) -> dict[str, Any]:
-    """`peer_reported`: the peer's numbers (lmms-eval's results.json or VLMEvalKit's score file) for the task or dataset
-    whose answers were read (else the one its file name or the task names) beside the official ones."""
-    from ..interop import LmmsEvalTask, dataset_of, is_vlmevalkit_scores, peer_reported, read_peer_results, read_vlmevalkit_scores
+def _peer(spec: Any, path: Path, source: Any) -> tuple[Any, Any, bool]:
+    """The peer's numbers (lmms-eval's results.json or VLMEvalKit's score file) for the task or dataset whose answers
+    were read (else the one its file name or the task names), with their official counterparts, and whether the
+    answers file came from that tool (then its per-item readings compare too). Read before anything is written."""
+    from ..interop import LmmsEvalTask, dataset_of, is_vlmevalkit_scores, read_peer_results, read_vlmevalkit_scores
     from ..task import VlmevalkitDataset
 
     caps = spec.capabilities
@@ -101,14 +104,12 @@ def _peer(spec: Any, path: Path, source: Any, result: dict[str, Any], labels: di
         dataset = dataset or (caps.vlmevalkit[0] if len(caps.vlmevalkit) == 1 else None)
         if dataset is None:
             fail(f"--peer-results {path}: no VLMEvalKit dataset of {spec.name} named by the file (keep VLMEvalKit's name MODEL_DATASET_score.csv)")
-        return peer_reported(read_vlmevalkit_scores(path, dataset.name), dataset.metrics, result,
-                             labels if isinstance(source, VlmevalkitDataset) else {}, parsed, texts)
+        return read_vlmevalkit_scores(path, dataset.name), dataset.metrics, isinstance(source, VlmevalkitDataset)
     known = caps.lmms_eval
     lmms_task = source if isinstance(source, LmmsEvalTask) else (known[0] if known else None)
     if lmms_task is None:
         fail(f"--peer-results: no lmms-eval task maps to {spec.name}")
-    return peer_reported(read_peer_results(path, lmms_task.name), lmms_task.peer_metrics(), result,
-                         labels if isinstance(source, LmmsEvalTask) else {}, parsed, texts)
+    return read_peer_results(path, lmms_task.name), lmms_task.peer_metrics(), isinstance(source, LmmsEvalTask)
 
 
 def _common_params() -> list[inspect.Parameter]:

@@ -34,11 +34,15 @@ def read_peer_results(path: Path, task: str) -> PeerNumbers:
     results = data["results"]
     if task not in results:
         raise TaskError(f"{path}: no results for lmms-eval task {task!r} (it has {', '.join(results) or 'none'})")
+    if not isinstance(results[task], dict):
+        raise TaskError(f"{path}: results[{task!r}] is not an object of \"<metric>,<filter>\" numbers; not an lmms-eval results file")
     metrics = {}
     for key, value in results[task].items():
         name, _, filt = key.partition(",")
-        if filt == "none" and isinstance(value, (int, float)) and not isinstance(value, bool) and "_stderr" not in name:
+        if filt == "none" and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and "_stderr" not in name:
             metrics[name] = float(value)
+    if not metrics:
+        raise TaskError(f"{path}: results[{task!r}] has no number under a \"<metric>,none\" key; pass the *_results.json lmms-eval wrote")
     return PeerNumbers("lmms-eval", data.get("lmms_eval_version"), str(path), task, metrics)
 
 

@@ -123,3 +123,16 @@ def test_split_task_log_maps_to_its_split(interop, tmp_path):
     done = score("--data", str(interop / "shapes_pope_random.json"), "--format", "lmms-eval", "--answers", str(path), "--out", str(tmp_path / "o" / "r.json"))
     assert done.returncode == 0, done.stderr
     assert load(tmp_path / "o" / "r.json")["n"] == 102
+
+
+def test_a_results_file_without_the_tasks_numbers_is_named(interop, tmp_path):
+    """results["pope"] that is not an object was an AttributeError traceback; one with no "<metric>,none" number
+    wrote a result.json comparing nothing."""
+    log = interop / "pope_b1_r1" / f"{RUNS['pope_b1_r1']}_samples_pope.jsonl"
+    peer = tmp_path / "peer_results.json"
+    for results, message in (({"pope": 5}, "results['pope'] is not an object"),
+                             ({"pope": {"pope_accuracy,none": "high", "pope_f1_score,other": 0.9}}, "results['pope'] has no number under")):
+        peer.write_text(json.dumps({"results": results}))
+        done = score("--data", str(interop), "--format", "auto", "--answers", str(log), "--peer-results", str(peer), "--out", str(tmp_path / "o" / "r.json"))
+        assert done.returncode == 2 and f"error: {peer}: {message}" in done.stderr, done.stderr
+    assert not (tmp_path / "o").exists()

@@ -201,6 +201,22 @@ def test_hadpo_from_a_runs_failures(shared_benchmarks, tmp_path):
         assert not set(normalizer.caption_words(chosen).categories) & set(p["hallucinated"])
         assert p["rejected"][0]["content"][0]["text"] != chosen
     assert all(p["chosen"][0]["content"][0]["text"] == "No" for p in yesno)
+    # a run folder that is damaged is named (a missing samples.jsonl read as "no failures", a record without id a KeyError)
+    import pytest
+
+    from mmhallu_eval.task import TaskError
+
+    lines = (run / "pope" / "samples.jsonl").read_text().splitlines()
+    (run / "pope" / "samples.jsonl").write_text("\n".join([lines[0], json.dumps({k: v for k, v in json.loads(lines[1]).items() if k != "id"})]))
+    with pytest.raises(TaskError, match=r"pope/samples.jsonl:2: a record needs its id and prompt as text"):
+        hadpo_pairs(run)
+    (run / "pope" / "samples.jsonl").unlink()
+    with pytest.raises(TaskError, match=r"pope/samples.jsonl: not found, so pope's answers are missing"):
+        hadpo_pairs(run)
+    with pytest.raises(TaskError, match="no <task>/result.json inside"):
+        hadpo_pairs(tmp_path)
+    with pytest.raises(TaskError, match="folder not found"):
+        hadpo_pairs(tmp_path / "gone")
 
 
 def test_povid_noised_image_pairs(world, tmp_path):

@@ -23,8 +23,14 @@ class HadpoOptions:
 def _references(path: str | None) -> dict[int, str]:
     if not path:
         return {}
+    data = read_json(path)
+    annotations = data.get("annotations") if isinstance(data, dict) else None
+    if not isinstance(annotations, list):
+        raise TaskError(f"--reference-captions {path}: not a COCO captions file (no \"annotations\" list)")
     refs: dict[int, str] = {}
-    for ann in read_json(path).get("annotations", []):
+    for i, ann in enumerate(annotations):
+        if not isinstance(ann, dict) or "image_id" not in ann or not isinstance(ann.get("caption"), str):
+            raise TaskError(f"--reference-captions {path}: annotations[{i}] needs an image_id and a caption (text)")
         refs.setdefault(ann["image_id"], ann["caption"])
     return refs
 
@@ -34,16 +40,32 @@ def hadpo_pairs(run_dir: str | Path, reference_captions: dict[int, str] | None =
     run_dir = Path(run_dir)
     known = set(task_names())
     context = {"reference_captions": reference_captions or {}}
+    if not run_dir.is_dir():
+        raise TaskError(f"--run {run_dir}: folder not found")
+    tasks = sorted(p.parent for p in run_dir.glob("*/result.json"))
+    if not tasks:
+        raise TaskError(f"{run_dir}: no <task>/result.json inside; give --run a run folder written by `mmhallu run`")
     pairs = []
-    for samples in sorted(run_dir.glob("*/samples.jsonl")):
-        task = samples.parent.name
+    for folder in tasks:
+        task = folder.name
         pair_of = get_task(task).capabilities.failure_pair if task in known else None
         if pair_of is None:
             continue
-        for _, r in iter_jsonl(samples):
+        samples = folder / "samples.jsonl"
+        if not samples.is_file():
+            raise TaskError(f"{samples}: not found, so {task}'s answers are missing; rerun the command that wrote {run_dir} "
+                            "(`mmhallu run` resumes from its cache) to write them again")
+        for lineno, r in iter_jsonl(samples):
             if r.get("error") or not r.get("images"):
                 continue
-            made = pair_of(r, context)
+            if not isinstance(r.get("id"), str) or not isinstance(r.get("prompt"), str) or not isinstance(r["images"], list) \
+                    or not isinstance(r["images"][0], str):
+                raise TaskError(f"{samples}:{lineno}: a record needs its id and prompt as text and images as a list of file names")
+            try:
+                made = pair_of(r, context)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a record not as `mmhallu run` wrote it
+                raise TaskError(f"{samples}:{lineno}: record {r['id']!r} cannot be read as a {task} answer ({type(exc).__name__}: {exc}); "
+                                "the file is not as `mmhallu run` wrote it") from None
             if made is not None:
                 chosen, rejected, provenance = made
                 pairs.append(make_pair(f"hadpo-{task}-{r['id']}", r["images"][0], r["prompt"], chosen, rejected, strategy="hadpo", **provenance))

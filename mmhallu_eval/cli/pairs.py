@@ -58,7 +58,7 @@ def _pairs_build(**values: Any) -> None:
     """Preference pairs in TRL's vision format (images, prompt, chosen, rejected) with provenance."""
     from ..files import atomic_write_json
     from ..outputs import check_outputs, file_in
-    from ..train.mix import mix_from_run
+    from ..train.mix import mix_from_run, probing_tasks
     from ..train.pairs import PairSet, drop_contaminated
     from ..train.strategy import PairContext, build_pairs, get_strategy, strategy_options
 
@@ -71,6 +71,9 @@ def _pairs_build(**values: Any) -> None:
                 fail(f"{name} samples the model being tuned: use `mmhallu loop --strategy {name}` (it samples after the base run)")
         options = strategy_options(strategies, strategy_values(values))
         weights, evidence = mix_from_run(values["mix_from_run"]) if values["mix_from_run"] else (parse_mix(values["mix"]), {})
+        if values["mix_from_run"] and not any(evidence["evidence"].values()):
+            fail(f"--mix-from-run {values['mix_from_run']}: none of its tasks measures a pair type, so the mix would be the default; "
+                 f"give a run of {', '.join(probing_tasks())}, or --mix")
         ctx = PairContext(annotations=values["annotations"], images=values["images"], seed=values["seed"], mix=weights, run=values["run"],
                           work_dir=out.parent / f"{out.stem}_files")
         pairs = build_pairs(strategies, ctx, options)

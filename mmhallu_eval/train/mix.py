@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..errors import TaskError
 from ..files import read_json
 from ..registry import get_task, task_names
 from .strategies.common import PAIR_TYPES
@@ -14,8 +15,8 @@ FLOOR = 0.2
 
 
 def _metric(result: dict[str, Any], group: str | None, metric: str) -> float | None:
-    source = result["metrics"] if group is None else result.get("groups", {}).get(group, {})
-    value = source.get(metric)
+    source = result.get("metrics") if group is None else result.get("groups", {}).get(group) if isinstance(result.get("groups"), dict) else None
+    value = source.get(metric) if isinstance(source, dict) else None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
@@ -26,8 +27,13 @@ def mix_from_run(run_dir: str | Path) -> tuple[dict[str, float], dict[str, Any]]
     known = set(task_names())
     evidence: dict[str, dict[str, float]] = {k: {} for k in DEFAULT_MIX}
     gaps: dict[str, float] = {}
-    for path in sorted(run.glob("*/result.json")):
+    results = sorted(run.glob("*/result.json"))
+    if not results:
+        raise TaskError(f"{run}: {'folder not found' if not run.is_dir() else 'no <task>/result.json inside'}; give a run folder written by `mmhallu run`")
+    for path in results:
         result = read_json(path)
+        if not isinstance(result, dict):
+            raise TaskError(f"{path}: not a mmhallu result.json (expected a JSON object)")
         task = result.get("task", path.parent.name)
         if task not in known:
             continue
@@ -50,3 +56,8 @@ def mix_from_run(run_dir: str | Path) -> tuple[dict[str, float], dict[str, Any]]
         weights[ptype] = max(FLOOR, error + gaps.get(ptype, 0.0))
     total = sum(weights.values())
     return {k: round(v / total, 4) for k, v in weights.items()}, {"run": str(run), "evidence": evidence}
+
+
+def probing_tasks() -> list[str]:
+    """The registered tasks whose results speak for a pair type (those `mix_from_run` reads)."""
+    return [name for name in task_names() if get_task(name).capabilities.mix_probes]

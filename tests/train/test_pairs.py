@@ -219,6 +219,36 @@ def test_hadpo_from_a_runs_failures(shared_benchmarks, tmp_path):
         hadpo_pairs(tmp_path / "gone")
 
 
+def test_mix_from_a_runs_weakest_slices(shared_benchmarks, world, tmp_path):
+    """POPE's adversarial accuracy (and its gap to random) speaks for the obj pairs; a run without such a task, a
+    folder that is not a run, or none at all is refused rather than read as the default mix."""
+    import pytest
+
+    from mmhallu_eval import get_task
+    from mmhallu_eval.task import TaskError
+    from mmhallu_eval.train.mix import mix_from_run
+    from report_helpers import write_run
+
+    pope = get_task("pope")
+    samples = [s for split in ("random", "adversarial") for s in pope.load({"data": str(shared_benchmarks / f"pope/coco_pope_{split}.json")})[:40]]
+    run = write_run(tmp_path / "run", "pope", samples, {s.id: "Yes" for s in samples})  # always yes: half right on both splits
+    weights, evidence = mix_from_run(run)
+    assert evidence["evidence"]["obj"] == {"pope/adversarial/accuracy": 0.5, "pope random−adversarial accuracy gap": 0.0}
+    assert weights["obj"] == weights["attr"] == pytest.approx(0.25, abs=1e-4)  # error 0.5 each (no evidence: 0.5 too)
+    chair = get_task("chair")
+    base = shared_benchmarks / "chair/opera_captions"
+    csamples, match = chair.answers(base / "llava-1.5/greedy.jsonl", {"gt": str(base / "gt_objects.json")})
+    captions_only = write_run(tmp_path / "captions", "chair", csamples[:5], match.texts)
+    assert not any(mix_from_run(captions_only)[1]["evidence"].values())
+    out = tmp_path / "pairs.jsonl"
+    proc = subprocess.run([*CLI, "pairs", "build", "--strategy", "finer", "--annotations", str(world / "scene_graph_train.json"),
+                           "--images", str(world / "images"), "--mix-from-run", str(captions_only), "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "none of its tasks measures a pair type" in proc.stderr and "mme, pope" in proc.stderr and not out.exists()
+    for folder, why in ((tmp_path / "gone", "folder not found"), (world, "no <task>/result.json inside")):
+        with pytest.raises(TaskError, match=why):
+            mix_from_run(folder)
+
+
 def test_povid_noised_image_pairs(world, tmp_path):
     from PIL import Image
 

@@ -74,6 +74,10 @@ class LoopState:
     def __init__(self, path: Path):
         self.path = path
         self.data: dict[str, Any] = read_json(path) if path.exists() else {"stages": {}}
+        stages = self.data.get("stages") if isinstance(self.data, dict) else None
+        if not isinstance(stages, dict) or not all(isinstance(v, dict) for v in stages.values()):
+            raise TaskError(f"{path}: not a loop record (an object whose \"stages\" holds one object per stage); restore it, or give "
+                            "--out a new folder")
 
     def execute(self, stage: Stage, log: Callable[[str], None]) -> dict[str, Any]:
         fp = _fingerprint(stage.inputs)

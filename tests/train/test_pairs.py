@@ -367,6 +367,13 @@ def test_pairs_build_cli_contrast_and_loop_strategies(world, tmp_path):
     with pytest.raises(TaskError, match="and the model's folder .* overlap"):
         run_loop(LoopConfig(model=str(model), train_annotations="a", train_images="i", tasks=["pope"], out=model / "loop", strategies=["contrast"]))
     assert sorted(p.name for p in other.iterdir()) == ["README.md"] and not any(model.iterdir())
+    damaged = tmp_path / "damaged-loop"
+    damaged.mkdir()
+    for record in ("[]", '{"stages": 5}', '{"stages": {"base": "done"}}'):
+        (damaged / "loop.json").write_text(record)
+        with pytest.raises(TaskError, match="loop.json: not a loop record .*restore it, or give --out a new folder"):
+            run_loop(LoopConfig(model="m", train_annotations="a", train_images="i", tasks=["pope"], out=damaged, strategies=["contrast"]))
+        assert (damaged / "loop.json").read_text() == record
 
 
 def test_povid_descriptions_in_reading_order(world):

@@ -105,14 +105,18 @@ def _judge_replies(path: str, n: int) -> list[str]:
         raise TaskError(f"{path}: expected a JSON list of {n} judge replies in item order")
     out = []
     for i, r in enumerate(data):
+        text: object = None
         if isinstance(r, str):
-            out.append(r)
+            text = r
         elif isinstance(r, dict) and "choices" in r:
-            out.append(r["choices"][0]["message"]["content"])
-        elif isinstance(r, dict) and ("content" in r or "reply" in r):
-            out.append(r.get("content", r.get("reply")))
-        else:
+            choices = r["choices"]
+            first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+            text = first.get("message", {}).get("content") if isinstance(first.get("message"), dict) else None
+        elif isinstance(r, dict):
+            text = r.get("content", r.get("reply"))
+        if not isinstance(text, str):
             raise TaskError(f"{path}: reply {i} has no text (expected a string, {{content}} or an OpenAI response)")
+        out.append(text)
     return out
 
 

@@ -105,6 +105,12 @@ def test_score_from_saved_judge_replies_matches_official_averages(shared_benchma
         per_type = [scores[i] for i in range(96) if i % 8 == k]
         assert result["groups"][name]["average_score"] == pytest.approx(sum(per_type) / len(per_type))
     assert result["judge"]["kind"] == "saved-replies"
+    # a reply without text (no choices, a null content: eval_gpt4.py fails on it too) is named, not an IndexError
+    for damaged in ({"choices": []}, {"choices": [{"message": {"content": None}}]}, {"content": 3}):
+        saved.write_text(json.dumps([{"choices": [{"message": {"content": r}}]} for r in replies[:5]] + [damaged] + [r for r in replies[6:]]))
+        proc = subprocess.run([*CLI, "score", "mmhal", "--answers", str(path), "--judge-replies", str(saved), "--out", str(tmp_path / "bad.json")],
+                              capture_output=True, text=True)
+        assert proc.returncode == 2 and f"error: {saved}: reply 5 has no text" in proc.stderr, proc.stderr
 
 
 def test_unreachable_judge_fails_fast(shared_benchmarks, tmp_path):

@@ -27,9 +27,10 @@ def _box_relation(a: list[float], b: list[float]) -> str | None:
     return "above" if dy > 0 else "below"
 
 
-def _coco_lists(data: Any, path: Path) -> tuple[list[dict], list[dict], list[dict]]:
-    """(images, annotations, categories) of a COCO instances file, each entry checked for what the builders read: a
-    damaged or hand-made file is named with the entry at fault, not met as a KeyError in the middle of a build."""
+def check_coco_instances(data: Any, path: str | Path) -> tuple[list[dict], list[dict], list[dict]]:
+    """(images, annotations, categories) of a COCO instances file, each entry checked for what the builders and CHAIR
+    read: a damaged or hand-made file is named with the entry at fault, not met as a KeyError in the middle of a
+    build (or inside pycocotools)."""
     if not isinstance(data, dict):
         raise TaskError(f"{path}: expected a COCO instances file (an object with images, annotations and categories)")
     lists = []
@@ -63,7 +64,7 @@ def _coco_lists(data: Any, path: Path) -> tuple[list[dict], list[dict], list[dic
 
 def from_coco(instances: Path, data: Any = None) -> list[dict[str, Any]]:
     """Scene graphs from a COCO instances file (`data`: its contents, when already read)."""
-    images, annotations, categories = _coco_lists(read_json(instances) if data is None else data, instances)
+    images, annotations, categories = check_coco_instances(read_json(instances) if data is None else data, instances)
     names = {c["id"]: c["name"] for c in categories}
     by_image: dict[int, list[dict]] = {}
     for ann in annotations:

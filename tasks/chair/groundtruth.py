@@ -11,7 +11,7 @@ import io
 from pathlib import Path
 from typing import Iterable
 
-from mmhallu_eval import TaskError, atomic_write_json, cache_root, read_json
+from mmhallu_eval import TaskError, atomic_write_json, cache_root, check_coco_instances, read_json
 
 from .normalize import Normalizer
 
@@ -27,11 +27,31 @@ def annotation_files(folder: Path, kind: str) -> list[Path]:
     return files
 
 
-def _load_coco(path: Path):
+def _load_coco(path: Path, kind: str):
+    """pycocotools' index of an instances or captions file, after checking what CHAIR reads of it (pycocotools
+    itself fails with a bare KeyError on a damaged file, or reads one without annotations as empty)."""
     from pycocotools.coco import COCO
 
+    data = read_json(path)
+    if kind == "instances":
+        check_coco_instances(data, path)
+    else:
+        _check_captions(data, path)
+    coco = COCO()
+    coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(str(path))
+        coco.createIndex()
+    return coco
+
+
+def _check_captions(data: object, path: Path) -> None:
+    images = data.get("images") if isinstance(data, dict) else None
+    annotations = data.get("annotations") if isinstance(data, dict) else None
+    if not isinstance(images, list) or not isinstance(annotations, list) or not all(isinstance(im, dict) and "id" in im for im in images):
+        raise TaskError(f"{path}: a COCO captions file needs \"images\" (each with an id) and \"annotations\" lists")
+    for i, ann in enumerate(annotations):
+        if not isinstance(ann, dict) or "image_id" not in ann or not isinstance(ann.get("caption"), str):
+            raise TaskError(f"{path}: annotations[{i}] needs an image_id and a caption (text)")
 
 
 def _fingerprint(files: list[Path], synonyms_key: str) -> str:
@@ -46,7 +66,7 @@ def images_with_instances(folder: Path) -> dict[int, str]:
     """image_id → file_name for every image that has at least one instance annotation."""
     out: dict[int, str] = {}
     for path in annotation_files(folder, "instances"):
-        coco = _load_coco(path)
+        coco = _load_coco(path, "instances")
         for img_id in coco.getImgIds():
             if coco.getAnnIds(imgIds=[img_id]):
                 out[img_id] = coco.imgs[img_id]["file_name"]
@@ -65,7 +85,7 @@ def build_ground_truth(folder: Path, image_ids: Iterable[int], normalizer: Norma
         todo_set = set(todo)
         to_category = normalizer.vocab.to_category
         for path in annotation_files(folder, "instances"):
-            coco = _load_coco(path)
+            coco = _load_coco(path, "instances")
             names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
             here = [i for i in todo if i in coco.imgs]
             if not here:  # pycocotools treats an empty id list as "all images"
@@ -76,7 +96,7 @@ def build_ground_truth(folder: Path, image_ids: Iterable[int], normalizer: Norma
                     raise TaskError(f"{path}: category {name!r} is not in the CHAIR synonyms list; pass a synonyms file that has it")
                 found[ann["image_id"]].add(to_category[name])
         for path in annotation_files(folder, "captions"):
-            coco = _load_coco(path)
+            coco = _load_coco(path, "captions")
             here = [i for i in todo if i in coco.imgs]
             if not here:
                 continue

@@ -1,5 +1,6 @@
 """CHAIR: the OPERA chair.py normalisation and metrics, reproduced exactly; ground truth with pycocotools."""
 import json
+import re
 import os
 import subprocess
 import sys
@@ -179,6 +180,30 @@ def test_ground_truth_from_coco_files(coco_fixture, normalizer):
         assert set(cats) == expected  # the captions name the same objects
     again = build_ground_truth(coco_fixture, list(with_instances)[:2], normalizer, "default")
     assert again == {k: gt[k] for k in list(with_instances)[:2]}
+
+
+def test_damaged_coco_files_are_named_before_pycocotools_reads_them(coco_fixture, normalizer, tmp_path):
+    """pycocotools failed with a bare KeyError on an annotation of an unknown category or a caption without text,
+    and read an instances file without annotations as one with none (ground truth from the captions alone)."""
+    import shutil
+
+    from mmhallu_eval import TaskError
+    from mmhallu_tasks.chair.groundtruth import build_ground_truth
+
+    instances = json.loads((coco_fixture / "instances_val2014.json").read_text())
+    captions = json.loads((coco_fixture / "captions_val2014.json").read_text())
+    ids = [im["id"] for im in instances["images"]]
+    for name, data, why in (
+        ("instances_val2014.json", {**instances, "annotations": [{**instances["annotations"][0], "category_id": 999}]},
+         "annotations[0]: category_id 999 is not among the categories"),
+        ("instances_val2014.json", {k: v for k, v in instances.items() if k != "annotations"}, 'a COCO instances file needs "annotations" as a list of objects'),
+        ("captions_val2014.json", {**captions, "annotations": [{"image_id": ids[0]}]}, "annotations[0] needs an image_id and a caption (text)"),
+    ):
+        folder = tmp_path / f"coco-{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(coco_fixture, folder)
+        (folder / name).write_text(json.dumps(data))
+        with pytest.raises(TaskError, match=re.escape(f"{folder / name}: {why}")):
+            build_ground_truth(folder, ids, normalizer, "default")
 
 
 def test_caption_objects_join_instance_ground_truth(tmp_path, normalizer):

@@ -36,8 +36,12 @@ def _architectures(model: str) -> list[str]:
 def _lora_rank(adapter: str) -> int:
     """vLLM's max_lora_rank must cover the adapter's rank (and be one of the sizes vLLM supports). Called after
     check_adapter_base, which has already refused a folder without adapter_config.json."""
-    cfg = json.loads((Path(adapter) / "adapter_config.json").read_text())
-    rank = max([int(cfg.get("r", 8)), *[int(v) for v in (cfg.get("rank_pattern") or {}).values()]])
+    path = Path(adapter) / "adapter_config.json"
+    cfg = json.loads(path.read_text())
+    ranks = [cfg.get("r", 8), *(cfg.get("rank_pattern") or {}).values()] if isinstance(cfg.get("rank_pattern") or {}, dict) else [None]
+    if not all(isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in ranks):
+        raise BackendError(f"{path}: the LoRA rank (\"r\", \"rank_pattern\") must be whole numbers of at least 1; train or copy the adapter again")
+    rank = max(ranks)
     for size in (8, 16, 32, 64, 128, 256, 320, 512):
         if rank <= size:
             return size

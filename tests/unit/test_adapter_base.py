@@ -58,3 +58,17 @@ def test_a_damaged_adapter_folder_is_named(tmp_path):
     (tmp_path / "adapter" / "adapter_model.safetensors").unlink()
     with pytest.raises(BackendError, match="no adapter_model.safetensors or adapter_model.bin there"):
         check_adapter_base("m", adapter)
+
+
+def test_vllm_lora_rank_covers_the_adapter_and_a_bad_rank_is_named(tmp_path):
+    from mmhallu_eval.backends.vllm_backend import _lora_rank
+
+    adapter = _adapter(tmp_path, "m")
+    config = tmp_path / "adapter" / "adapter_config.json"
+    for settings, rank in (({"r": 16}, 16), ({"r": 8, "rank_pattern": {"q_proj": 40}}, 64), ({}, 8)):
+        config.write_text(json.dumps(settings))
+        assert _lora_rank(adapter) == rank
+    for settings in ({"r": "16"}, {"r": 0}, {"r": 8, "rank_pattern": [4]}):
+        config.write_text(json.dumps(settings))
+        with pytest.raises(BackendError, match="the LoRA rank .* must be whole numbers of at least 1"):
+            _lora_rank(adapter)

@@ -1,7 +1,7 @@
 """A scripted OpenAI-compatible chat server on 127.0.0.1 for judge and API-backend tests.
 
 The model answer inside the prompt steers the reply: RATE=k → "Rating: k"; NORATING; MULTI (two ratings);
-RAW=<text> → that exact reply; FAIL500:n / FAIL429:n / SLOW:n → the first n calls for that prompt fail with a
+RAW=<text> → that exact reply; NOCHOICES → a 200 reply with an empty choices list; FAIL500:n / FAIL429:n / SLOW:n → the first n calls for that prompt fail with a
 500, a 429, or answer after `slow_seconds` (a client timeout). Calls are counted per prompt."""
 from __future__ import annotations
 
@@ -60,6 +60,8 @@ class JudgeServer:
                             time.sleep(server.slow_seconds)
                         else:
                             return self._send(500 if kind == "FAIL500" else 429, {"error": {"message": f"scripted {kind}"}})
+                if "NOCHOICES" in answer:
+                    return self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": "judge", "choices": []})
                 if server.chat_fn is not None:
                     reply = server.chat_fn(body)
                 elif server.reply_fn is not None:

@@ -87,6 +87,8 @@ class ChatClient:
             try:
                 resp = self.client.chat.completions.create(**kwargs)
                 usage = getattr(resp, "usage", None)
+                if not getattr(resp, "choices", None):  # a proxy's or server's reply without an answer in it
+                    return ChatResult(error="the server replied without choices (no answer in the reply)", attempts=attempt + 1)
                 return ChatResult(text=resp.choices[0].message.content or "", n_output_tokens=getattr(usage, "completion_tokens", None),
                                   n_prompt_tokens=getattr(usage, "prompt_tokens", None), attempts=attempt + 1)
             except Exception as exc:  # noqa: BLE001 - classified below

@@ -73,7 +73,9 @@ def test_api_errors_are_recorded_per_sample(pope_fixture):
         server.reply_fn = lambda prompt: "Yes"
         backend = OpenAIBackend("m", base_url=server.url, max_retries=1)
         backend.client.backoff = 0.01
-        reqs = [Request(str(i), user_message(text), [str(image)], GenerationConfig(max_new_tokens=4)) for i, text in enumerate(["Is there a star?", "Is there a ring? FAIL500:99"])]
-        ok, bad = backend.generate(reqs)
+        reqs = [Request(str(i), user_message(text), [str(image)], GenerationConfig(max_new_tokens=4))
+                for i, text in enumerate(["Is there a star?", "Is there a ring? FAIL500:99", "Is there a moon? NOCHOICES"])]
+        ok, bad, empty = backend.generate(reqs)
     assert ok.text == "Yes" and ok.error is None
     assert bad.error.startswith("api_error: InternalServerError 500") and bad.text == ""
+    assert empty.error == "api_error: the server replied without choices (no answer in the reply)" and empty.text == ""

@@ -180,13 +180,17 @@ def _link(target: Path, page: Path) -> str:
 
 
 def leaderboard(run_dirs: list[str | Path], out: str | Path, skipped: Callable[[str, str], None] | None = None) -> tuple[Path, Path, Path]:
-    """The leaderboard of the run folders that can be read; the others are listed on the page, skipped, and each
-    handed to `skipped(run, why)`."""
+    """The leaderboard of the run folders that can be read, each once however often it is named; the others are
+    listed on the page, skipped, and each handed to `skipped(run, why)`."""
     import pandas as pd
 
     out = file_in(out, "leaderboard.html")
     runs, broken = [], []
+    seen: dict[Path, str | Path] = {}
     for d in run_dirs:
+        if Path(d).resolve() in seen:  # one folder named twice (`runs/* runs/base`) is one row
+            continue
+        seen[Path(d).resolve()] = d
         try:
             run = load_run(d)
             for task in run.tasks.values():  # its page lists them: a run whose records cannot be read is skipped too

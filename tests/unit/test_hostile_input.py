@@ -467,6 +467,8 @@ def test_a_leaderboard_says_which_runs_it_skipped_and_a_parser_typo_gets_a_sugge
     proc = _cli("leaderboard", str(scored), str(tmp_path / "gone"), "--out", str(tmp_path / "board.html"))
     assert proc.returncode == 0 and f"skipped {tmp_path / 'gone'}: {tmp_path / 'gone'}: run folder not found" in proc.stderr
     assert str(tmp_path / "gone") in (tmp_path / "board.html").read_text()  # and listed on the page
+    proc = _cli("leaderboard", str(scored), str(scored / "."), str(scored), "--out", str(tmp_path / "once"))
+    assert proc.returncode == 0 and len((tmp_path / "once" / "leaderboard.csv").read_text().splitlines()) == 2  # a run named thrice: one row
     (tmp_path / "a.jsonl").write_text("")
     line = _error(_cli("score", "pope", "--data", str(pope_fixture), "--answers", str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "r"),
                        "--parser", "strcit"))

@@ -3,6 +3,7 @@ declarations (train/strategies), so a new strategy brings its own flags and help
 from __future__ import annotations
 
 import inspect
+import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -47,8 +48,8 @@ def parse_mix(value: str | None) -> dict[str, float]:
             mix[key.strip()] = float(weight)
         except ValueError:
             fail(f"--mix {part!r}: expected TYPE=WEIGHT")
-        if not mix[key.strip()] >= 0:
-            fail(f"--mix {part!r}: a weight is 0 or more")
+        if not 0 <= mix[key.strip()] < math.inf:
+            fail(f"--mix {part!r}: a weight is a finite number, 0 or more")
     if not any(mix.values()):
         fail(f"--mix {value!r}: at least one pair type needs a weight above 0")
     return mix

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -66,7 +67,7 @@ def _convert(kind: Any, value: Any, where: str) -> Any:
         return tuple(_convert(item, v, where) for v in items)
     if not isinstance(value, str):  # already typed (from code rather than a command line)
         if inner is bool and isinstance(value, bool) or inner is int and type(value) is int or inner is float and type(value) in (int, float):
-            return inner(value)
+            return _finite(float(value), where) if inner is float else inner(value)
         value = str(value)
     if typing.get_origin(inner) is Literal:
         choices = [str(c) for c in typing.get_args(inner)]
@@ -82,10 +83,18 @@ def _convert(kind: Any, value: Any, where: str) -> Any:
         if inner is int:
             return int(value)
         if inner is float:
-            return float(value)
+            return _finite(float(value), where)
     except ValueError:
         raise TaskError(f"{where}={value!r}: expected {'a whole number' if inner is int else type_name(kind)}") from None
     return value
+
+
+def _finite(number: float, where: str) -> float:
+    """No option means nan or infinity: nan compares false with every bound (a similarity threshold that no noun
+    passes), infinity waits forever or weighs all."""
+    if not math.isfinite(number):
+        raise TaskError(f"{where}={number}: expected a finite number")
+    return number
 
 
 def fields_of(cls: type) -> list[tuple[dataclasses.Field, Any]]:

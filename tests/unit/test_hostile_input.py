@@ -531,3 +531,24 @@ def test_damaged_run_folders_are_named_by_the_pages_and_skipped_by_the_leaderboa
         proc = _cli("leaderboard", str(scored), str(run), "--out", str(tmp_path / f"{name}-board"))
         assert proc.returncode == 0 and f"skipped {run}: {run}/{why}" in proc.stderr, proc.stderr
         assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+
+
+def test_a_number_option_that_is_nan_or_infinite_is_refused(tmp_path):
+    """float("nan") and float("inf") parse: a similarity threshold of nan excluded every noun from AMBER's object
+    words, and an infinite --mix weight wrote Infinity into JSON."""
+    from dataclasses import dataclass
+
+    from mmhallu_eval.errors import TaskError
+    from mmhallu_eval.options import opt, parse
+
+    @dataclass
+    class Options:
+        similarity: float = opt(0.8, "threshold")
+
+    for raw in ("nan", "inf", "-Infinity", float("nan")):
+        with pytest.raises(TaskError, match=r"--task-arg t\.similarity=.*: expected a finite number"):
+            parse(Options, {"similarity": raw}, "t", "--task-arg t.")
+    assert parse(Options, {"similarity": "0.5"}, "t").similarity == 0.5
+    (tmp_path / "a.json").write_text("[]")
+    line = _error(_cli("score", "amber", "--data", "github", "--answers", str(tmp_path / "a.json"), "--out", str(tmp_path / "r"), "--similarity", "nan"))
+    assert line.endswith("similarity=nan: expected a finite number") and not (tmp_path / "r").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..quiet import library_renames_hidden
 from .base import BackendError
 
 #: auto classes tried in order, with the transformers mapping that says a model type belongs to each
@@ -77,7 +78,8 @@ def load_adapter(peft_model: Any, model: Any, adapter: str, model_name: str) -> 
     from safetensors import SafetensorError
 
     try:
-        return peft_model.from_pretrained(model, adapter)
+        with library_renames_hidden():  # PEFT asks the model with transformers' old name for activation checkpointing
+            return peft_model.from_pretrained(model, adapter)
     except SafetensorError as exc:
         raise BackendError(f"--adapter {adapter}: its weights file is damaged or not safetensors ({exc}); train or copy the adapter again") from None
     except (ValueError, RuntimeError, KeyError) as exc:  # PEFT: no matching module; torch: a state dict that does not fit

@@ -14,7 +14,7 @@ from typing import Any
 from ..files import atomic_write_json
 from ..options import is_count
 from ..outputs import folder_relation, refuse_foreign_folder
-from ..quiet import hide_library_progress_bars
+from ..quiet import hide_library_progress_bars, library_renames_hidden
 from ..task import TaskError
 from .pairs import read_pairs
 
@@ -176,25 +176,26 @@ def dpo_arguments(cfg: TrainConfig) -> Any:
         raise TaskError(f"train setting loss_type: TRL's DPO has no loss type {unknown[0]!r}{hint}; it has {', '.join(known)}")
     cuda = torch.cuda.is_available()
     try:
-        return DPOConfig(
-            output_dir=str(Path(cfg.out) / "checkpoints"),
-            beta=cfg.beta,
-            learning_rate=cfg.learning_rate,
-            num_train_epochs=cfg.epochs,
-            max_steps=cfg.max_steps,
-            per_device_train_batch_size=cfg.batch_size,
-            gradient_accumulation_steps=cfg.grad_accum,
-            loss_type=cfg.loss_type,
-            loss_weights=cfg.loss_weights,
-            max_length=None,  # truncating image tokens breaks VLM inputs
-            bf16=bool(cuda and torch.cuda.is_bf16_supported()),
-            use_cpu=not cuda,
-            logging_steps=cfg.logging_steps,
-            save_strategy="no",
-            report_to=[],
-            seed=cfg.seed,
-            **cfg.extra,
-        )
+        with library_renames_hidden():
+            return DPOConfig(
+                output_dir=str(Path(cfg.out) / "checkpoints"),
+                beta=cfg.beta,
+                learning_rate=cfg.learning_rate,
+                num_train_epochs=cfg.epochs,
+                max_steps=cfg.max_steps,
+                per_device_train_batch_size=cfg.batch_size,
+                gradient_accumulation_steps=cfg.grad_accum,
+                loss_type=cfg.loss_type,
+                loss_weights=cfg.loss_weights,
+                max_length=None,  # truncating image tokens breaks VLM inputs
+                bf16=bool(cuda and torch.cuda.is_bf16_supported()),
+                use_cpu=not cuda,
+                logging_steps=cfg.logging_steps,
+                save_strategy="no",
+                report_to=[],
+                seed=cfg.seed,
+                **cfg.extra,
+            )
     except (ValueError, TypeError) as exc:
         raise TaskError(f"train settings: TRL's DPOConfig refuses them: {' '.join(str(exc).split())}") from None
 
@@ -233,7 +234,9 @@ def train_dpo(cfg: TrainConfig, show_progress: bool = True) -> Path:
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=targets, task_type="CAUSAL_LM")
     logger = JsonlLogger(out / "train_log.jsonl")
     try:
-        trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor, peft_config=peft_config, callbacks=[logger.callback])
+        with library_renames_hidden():
+            trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor, peft_config=peft_config,
+                                 callbacks=[logger.callback])
     except _no_matching_module() as exc:
         raise TaskError(f"lora_target_modules={cfg.lora_target_modules!r} names no module of {type(model).__name__} ({cfg.model}): "
                         "give PEFT module names or a regex that match its layers, or all-linear or language-model") from exc
@@ -242,7 +245,8 @@ def train_dpo(cfg: TrainConfig, show_progress: bool = True) -> Path:
 
         for cb in (ProgressCallback, PrinterCallback):  # the progress bar and the per-step metrics dict on stdout
             trainer.remove_callback(cb)
-    trainer.train()
+    with library_renames_hidden():
+        trainer.train()
     trainer.save_model(str(out))
     if peft_config is not None:
         _sort_target_modules(out / "adapter_config.json")

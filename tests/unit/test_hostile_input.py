@@ -552,3 +552,20 @@ def test_a_number_option_that_is_nan_or_infinite_is_refused(tmp_path):
     (tmp_path / "a.json").write_text("[]")
     line = _error(_cli("score", "amber", "--data", "github", "--answers", str(tmp_path / "a.json"), "--out", str(tmp_path / "r"), "--similarity", "nan"))
     assert line.endswith("similarity=nan: expected a finite number") and not (tmp_path / "r").exists()
+
+
+def test_library_renames_are_hidden_and_other_warnings_are_not():
+    """TRL and PEFT still use transformers' old gradient-checkpointing names; the FutureWarnings that caused (three per
+    DPO training) are hidden, and nothing else is."""
+    import warnings
+
+    from mmhallu_eval.quiet import library_renames_hidden
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with library_renames_hidden():
+            warnings.warn("`gradient_checkpointing` is deprecated and will be removed in v6.", FutureWarning)
+            warnings.warn("`is_gradient_checkpointing` is deprecated and will be removed in v6.", FutureWarning)
+            warnings.warn("`use_cache` is deprecated", FutureWarning)
+            warnings.warn("`gradient_checkpointing` is deprecated", UserWarning)
+    assert [str(w.message) for w in seen] == ["`use_cache` is deprecated", "`gradient_checkpointing` is deprecated"]

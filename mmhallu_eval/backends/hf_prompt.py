@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import open_image
+from ..files import read_text
 from ..reasoning import opens_reasoning
 from ..types import Request
 from .base import BackendError
@@ -54,7 +55,7 @@ def prompt_format(processor: Any, model: str, model_type: str, chat_template: st
         path = Path(chat_template)
         if not path.is_file():
             raise BackendError(f"--chat-template {path}: file not found")
-        template = path.read_text(encoding="utf-8")
+        template = read_text(path)  # UTF-8 (BOM dropped); another encoding is named, not a UnicodeDecodeError
         text = _render_probe(processor, f"--chat-template {path}", "", chat_template=template)
         if not isinstance(text, str) or "cat" not in text:
             raise BackendError(f"--chat-template {path} renders no text for a user turn (got {text!r})")

@@ -107,6 +107,10 @@ def test_no_chat_template_needs_one_and_a_file_works(llava_dir, tmp_path, pope_f
     assert "does not render" in line
     line = _error_line(_run(model, tmp_path / "c", pope_fixture, "--chat-template", str(tmp_path / "missing.jinja")))
     assert "file not found" in line
+    latin1 = tmp_path / "latin1.jinja"
+    latin1.write_bytes((LLAVA_TEMPLATE + "{# modèle #}").encode("latin-1"))  # saved by an editor in Latin-1
+    line = _error_line(_run(model, tmp_path / "c2", pope_fixture, "--chat-template", str(latin1)))
+    assert line.startswith(f"error: {latin1}:") and "not UTF-8 text" in line
 
     good = tmp_path / "llava.jinja"
     good.write_text(LLAVA_TEMPLATE)

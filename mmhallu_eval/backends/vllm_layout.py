@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..files import atomic_write_json
+from ..files import atomic_write_json, read_json
 from .base import BackendError
 
 #: architectures whose vLLM loader wants `vision_tower.vision_model.*` for a CLIP or SigLIP tower
@@ -24,6 +24,8 @@ def _needs_published_tower_keys(folder: Path) -> bool:
     try:
         cfg = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
+        return False
+    if not isinstance(cfg, dict):  # loading the model names a damaged config.json
         return False
     vision = cfg.get("vision_config") or {}
     return bool(_NESTED_TOWER_ARCHS & set(cfg.get("architectures") or [])) and vision.get("model_type", "clip_vision_model") in _TOWERS
@@ -63,6 +65,10 @@ def publish_tower_keys(model: str | Path) -> int:
     folder = Path(model)
     if not unpublished_tower_keys(folder):
         return 0
+    index = folder / "model.safetensors.index.json"
+    data = read_json(index) if index.exists() else None  # read first: a damaged index stops the fix before any file changes
+    if data is not None and not (isinstance(data, dict) and isinstance(data.get("weight_map", {}), dict)):
+        raise BackendError(f"{index}: not a safetensors index (no \"weight_map\" object); download or save the model again")
     renamed = 0
     for f in sorted(folder.glob("*.safetensors")):
         state = load_file(str(f))
@@ -73,9 +79,7 @@ def publish_tower_keys(model: str | Path) -> int:
             save_file(new, str(tmp), metadata={"format": "pt"})
             tmp.replace(f)  # a crash mid-write leaves the original file whole
             renamed += changed
-    index = folder / "model.safetensors.index.json"
-    if index.exists():
-        data = json.loads(index.read_text())
+    if data is not None:
         data["weight_map"] = {_published(k): v for k, v in data.get("weight_map", {}).items()}
         atomic_write_json(index, data)
     return renamed

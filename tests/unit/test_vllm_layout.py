@@ -29,6 +29,14 @@ def test_llava_clip_keys_found_renamed_and_loaded_alike(tiny_llava, tmp_path):
 
     check = subprocess.run([*CLI, str(model)], capture_output=True, text=True)
     assert check.returncode == 1 and f"{len(keys)} vision-tower weights" in check.stdout and "--fix" in check.stdout
+    # a damaged index stops the fix before any weights file is rewritten (it used to rename them, then fail on the index)
+    index = (model / "model.safetensors.index.json").read_text()
+    weights = (model / "model.safetensors").read_bytes()
+    (model / "model.safetensors.index.json").write_text(index[:40])
+    damaged = subprocess.run([*CLI, str(model), "--fix"], capture_output=True, text=True)
+    assert damaged.returncode == 2 and "model.safetensors.index.json:1: not valid JSON" in damaged.stderr, damaged.stderr
+    assert (model / "model.safetensors").read_bytes() == weights
+    (model / "model.safetensors.index.json").write_text(index)
     fixed = subprocess.run([*CLI, str(model), "--fix"], capture_output=True, text=True)
     assert fixed.returncode == 0, fixed.stderr
     assert f"renamed {len(keys)} weights" in fixed.stdout

@@ -14,8 +14,8 @@ app = typer.Typer()
 
 @app.command("report")
 def report_cmd(
-    run_dir: Path = typer.Argument(..., help="A run folder written by `mmhallu run`."),
-    out: Optional[Path] = typer.Option(None, help="HTML file, or a folder (existing, or a name without an extension) to write report.html in (default RUN_DIR/report.html)."),
+    run_dir: Path = typer.Argument(..., help="A run folder written by `mmhallu run`, or a result file written by `mmhallu score`."),
+    out: Optional[Path] = typer.Option(None, help="HTML file, or a folder (existing, or a name without an extension) to write report.html in (default RUN_DIR/report.html, or FILE.report.html beside a result file)."),
     include: list[Path] = typer.Option([], "--include-path", help="Folder with user task plugins (runs of plugin tasks)."),
 ) -> None:
     """One self-contained HTML page: metrics with CIs, groups, errors, manifest, filterable samples."""
@@ -31,8 +31,8 @@ def report_cmd(
 
 @app.command("compare")
 def compare_cmd(
-    base: Path = typer.Argument(..., help="Run folder of the base model."),
-    tuned: Path = typer.Argument(..., help="Run folder of the tuned model."),
+    base: Path = typer.Argument(..., help="Run folder (or `mmhallu score` result file) of the base model."),
+    tuned: Path = typer.Argument(..., help="Run folder (or `mmhallu score` result file) of the tuned model."),
     out: Optional[Path] = typer.Option(None, help="Folder for compare.html and compare.json (default: TUNED)."),
     intersect: bool = typer.Option(False, help="Compare only the samples both runs evaluated."),
     include: list[Path] = typer.Option([], "--include-path", help="Folder with user task plugins (runs of plugin tasks)."),
@@ -57,7 +57,7 @@ def compare_cmd(
 
 @app.command("leaderboard")
 def leaderboard_cmd(
-    runs: list[Path] = typer.Argument(..., help="Run folders."),
+    runs: list[Path] = typer.Argument(..., help="Run folders (or `mmhallu score` result files)."),
     out: Path = typer.Option(Path("reports/leaderboard.html"), help="HTML file, or a folder (existing, or a name without an extension) to write leaderboard.html in; .csv and .md are written beside it."),
     include: list[Path] = typer.Option([], "--include-path", help="Folder with user task plugins (runs of plugin tasks)."),
 ) -> None:

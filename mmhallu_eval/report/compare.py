@@ -107,11 +107,11 @@ def compare_task(task: str, base: TaskRun, tuned: TaskRun, intersect: bool) -> d
 def compare_runs(base: RunData, tuned: RunData, intersect: bool = False) -> dict[str, Any]:
     common = [t for t in base.tasks if t in tuned.tasks]
     if not common:
-        raise TaskError(f"{base.root} and {tuned.root} have no task in common")
+        raise TaskError(f"{base.source} and {tuned.source} have no task in common")
     return {
         "schema_version": 1,
-        "base": {"run": str(base.root), "label": base.label, "model": base.manifest.get("model")},
-        "tuned": {"run": str(tuned.root), "label": tuned.label, "model": tuned.manifest.get("model")},
+        "base": {"run": str(base.source), "label": base.label, "model": base.manifest.get("model")},
+        "tuned": {"run": str(tuned.source), "label": tuned.label, "model": tuned.manifest.get("model")},
         "intersect": intersect,
         "alpha": ALPHA,
         "tasks": {t: compare_task(t, base.tasks[t], tuned.tasks[t], intersect) for t in common},

@@ -95,8 +95,8 @@ def _sample_rows(task: str, samples: list[dict[str, Any]], thumbs: dict[str, str
 
 def run_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     run = load_run(run_dir)
-    out = file_in(out, "report.html") if out else run.root / "report.html"
-    check_outputs([out], [run.root], own_names={"report.html"})
+    out = file_in(out, "report.html") if out else run.page
+    check_outputs([out], [run.source], own_names={"report.html"})
     thumbs: dict[str, str | None] = {}
     locate = image_locator(run)
     tasks = []
@@ -135,7 +135,7 @@ def compare_report(base_dir: str | Path, tuned_dir: str | Path, out_dir: str | P
     base, tuned = load_run(base_dir), load_run(tuned_dir)
     out_dir = Path(out_dir) if out_dir else tuned.root
     json_path = out_dir / "compare.json"
-    check_outputs([out_dir / "compare.html", json_path], [base.root, tuned.root], own_names={"compare.html", "compare.json"})
+    check_outputs([out_dir / "compare.html", json_path], [base.source, tuned.source], own_names={"compare.html", "compare.json"})
     data = compare_runs(base, tuned, intersect=intersect)
     flips = {t: {k: _flip_rows(t, base, tuned, v["flipped"][k]) for k in ("fixed", "broken")} for t, v in data["tasks"].items()}
     serialisable = json.loads(json.dumps(data))
@@ -188,7 +188,7 @@ def leaderboard(run_dirs: list[str | Path], out: str | Path, skipped: Callable[[
     runs, broken = [], []
     seen: dict[Path, str | Path] = {}
     for d in run_dirs:
-        if Path(d).resolve() in seen:  # one folder named twice (`runs/* runs/base`) is one row
+        if Path(d).resolve() in seen:  # one run named twice (`runs/* runs/base`) is one row
             continue
         seen[Path(d).resolve()] = d
         try:
@@ -204,7 +204,7 @@ def leaderboard(run_dirs: list[str | Path], out: str | Path, skipped: Callable[[
     if not runs:
         raise TaskError("no readable run folder: " + "; ".join(f"{b['run']}: {b['why']}" for b in broken))
     csv_path, md_path = out.with_suffix(".csv"), out.with_suffix(".md")
-    check_outputs([out, csv_path, md_path], [r.root for r in runs])
+    check_outputs([out, csv_path, md_path], [r.source for r in runs])
     columns: list[tuple[str, str]] = []
     for run in runs:
         for name, task in run.tasks.items():
@@ -213,7 +213,7 @@ def leaderboard(run_dirs: list[str | Path], out: str | Path, skipped: Callable[[
                     columns.append((name, m))
     rows, table = [], []
     for run in runs:
-        report = run_report(run.root)  # the page the link opens is one this command wrote
+        report = run_report(run.source)  # the page the link opens is one this command wrote
         cells, record = [], {"run": run.label}
         for name, m in columns:
             r = run.tasks.get(name)

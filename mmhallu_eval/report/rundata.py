@@ -41,13 +41,25 @@ class RunData:
     root: Path
     manifest: dict[str, Any]
     tasks: dict[str, TaskRun] = field(default_factory=dict)
+    #: the result file given in place of a folder (`mmhallu score --out scores/base.json`), else None
+    result_file: Path | None = None
+
+    @property
+    def source(self) -> Path:
+        """What names this run on a command line: its folder, or its result file."""
+        return self.result_file or self.root
+
+    @property
+    def page(self) -> Path:
+        """Where its report goes by default: report.html in a run folder, FILE.report.html beside a result file."""
+        return self.result_file.with_name(self.result_file.stem + ".report.html") if self.result_file else self.root / "report.html"
 
     @property
     def label(self) -> str:
         model = self.manifest.get("model", {})
         name = model.get("model") or self.manifest.get("config", {}).get("model")
-        if not name:  # results scored from saved answers: no model named, the folder is the name
-            return self.root.name
+        if not name:  # results scored from saved answers: no model named, the folder (or result file) is the name
+            return self.result_file.stem if self.result_file else self.root.name
         adapter = model.get("adapter")
         return f"{_short(name)}{' + ' + _short(adapter) if adapter else ''} ({self.root.name})"
 
@@ -59,10 +71,15 @@ def _short(name: object) -> str:
 
 
 def load_run(root: str | Path) -> RunData:
-    """A run folder, or a folder holding one result.json (what `mmhallu score` writes) as a single-task run."""
+    """A run folder, a folder holding one result.json (what `mmhallu score --out DIR` writes), or the result file
+    `mmhallu score --out FILE.json` writes (its records in FILE.samples.jsonl beside it), as a single-task run."""
     root = Path(root)
+    if root.is_file():
+        run = RunData(root=root.parent, manifest={}, result_file=root)
+        _add_task(run, root, root.with_name(root.stem + ".samples.jsonl"))
+        return run
     if not root.is_dir():
-        raise TaskError(f"{root}: run folder not found")
+        raise TaskError(f"{root}: run folder (or result file) not found")
     manifest_path = root / "manifest.json"
     manifest = read_json(manifest_path) if manifest_path.exists() else {}
     _check_objects(manifest, manifest_path, "a mmhallu manifest.json", ("model", "config", "tasks"))
@@ -75,14 +92,18 @@ def load_run(root: str | Path) -> RunData:
     if not found and (root / "result.json").is_file():
         found = [(root / "result.json", root / "result.samples.jsonl")]
     for result_path, samples_path in found:
-        result = read_json(result_path)
-        if not isinstance(result, dict) or result.get("schema_version") != 1 or any(f not in result for f in ("task", "metrics", "groups")):
-            raise TaskError(f"{result_path}: not a mmhallu result.json (schema_version 1)")
-        _check_objects(result, result_path, "a mmhallu result.json", ("metrics", "groups", "ci"))
-        run.tasks[result["task"]] = TaskRun(result["task"], result, samples_path)
+        _add_task(run, result_path, samples_path)
     if not run.tasks:
         raise TaskError(f"{root}: no <task>/result.json inside; is this a run folder written by `mmhallu run`?")
     return run
+
+
+def _add_task(run: RunData, result_path: Path, samples_path: Path) -> None:
+    result = read_json(result_path)
+    if not isinstance(result, dict) or result.get("schema_version") != 1 or any(f not in result for f in ("task", "metrics", "groups")):
+        raise TaskError(f"{result_path}: not a mmhallu result.json (schema_version 1)")
+    _check_objects(result, result_path, "a mmhallu result.json", ("metrics", "groups", "ci"))
+    run.tasks[result["task"]] = TaskRun(result["task"], result, samples_path)
 
 
 def _check_objects(obj: Any, path: Path, what: str, fields: tuple[str, ...]) -> None:

@@ -56,6 +56,36 @@ def test_compare_pope_verdicts(pope_runs, tmp_path):
     assert "&lt;script&gt;" in html and XSS not in html
 
 
+def test_result_files_written_by_score_are_runs_for_every_page(pope_runs, shared_benchmarks, tmp_path):
+    """`mmhallu score --out scores/base.json` writes base.json and base.samples.jsonl: report, compare and leaderboard
+    take those files as runs (they took only folders: "run folder not found"), and give the same numbers as the
+    same answers in run folders."""
+    base_dir, tuned_dir, samples, base, tuned = pope_runs
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    qfile = tmp_path / "pope" / "coco_pope_adversarial.json"  # the 600 questions the run folders answered
+    qfile.parent.mkdir()
+    qfile.write_text("\n".join((shared_benchmarks / "pope" / "coco_pope_adversarial.json").read_text().splitlines()[:600]) + "\n")
+    ids = [json.loads(line)["question_id"] for line in qfile.read_text().splitlines()]
+    for name, answers in (("base", base), ("tuned", tuned)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"question_id": q, "text": answers[s.id]}) + "\n" for q, s in zip(ids, samples)))
+        done = subprocess.run([*CLI, "score", "pope", "--data", str(qfile), "--answers", str(tmp_path / f"{name}.jsonl"), "--out", str(scores / f"{name}.json")],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    for args in (["report", str(scores / "base.json")], ["compare", str(scores / "base.json"), str(scores / "tuned.json")],
+                 ["leaderboard", str(scores / "base.json"), str(scores / "tuned.json"), "--out", str(tmp_path / "board")],
+                 ["compare", str(base_dir), str(tuned_dir), "--out", str(tmp_path / "folders")]):
+        done = subprocess.run([*CLI, *args], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    assert (scores / "base.report.html").is_file() and (scores / "tuned.report.html").is_file()  # the leaderboard's links
+    from_files = json.loads((scores / "compare.json").read_text())
+    from_folders = json.loads((tmp_path / "folders" / "compare.json").read_text())
+    assert from_files["tasks"]["pope"]["metrics"] == from_folders["tasks"]["pope"]["metrics"]
+    assert from_files["base"]["run"] == str(scores / "base.json") and from_files["base"]["label"] == "base"
+    board = (tmp_path / "board" / "leaderboard.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in board[1:]] == ["base", "tuned"]
+
+
 def test_compare_refuses_different_parser_and_sample_sets(pope_runs, tmp_path):
     base_dir, _, samples, base, tuned = pope_runs
     other = write_run(tmp_path / "opera", "pope", samples, tuned, parser="pope-opera")

@@ -465,7 +465,7 @@ def test_counts_below_one_are_refused_not_read_as_defaults(tmp_path, pope_fixtur
 
 def test_a_leaderboard_says_which_runs_it_skipped_and_a_parser_typo_gets_a_suggestion(scored, tmp_path, pope_fixture):
     proc = _cli("leaderboard", str(scored), str(tmp_path / "gone"), "--out", str(tmp_path / "board.html"))
-    assert proc.returncode == 0 and f"skipped {tmp_path / 'gone'}: {tmp_path / 'gone'}: run folder not found" in proc.stderr
+    assert proc.returncode == 0 and f"skipped {tmp_path / 'gone'}: {tmp_path / 'gone'}: run folder (or result file) not found" in proc.stderr
     assert str(tmp_path / "gone") in (tmp_path / "board.html").read_text()  # and listed on the page
     proc = _cli("leaderboard", str(scored), str(scored / "."), str(scored), "--out", str(tmp_path / "once"))
     assert proc.returncode == 0 and len((tmp_path / "once" / "leaderboard.csv").read_text().splitlines()) == 2  # a run named thrice: one row

@@ -179,6 +179,15 @@ def _link(target: Path, page: Path) -> str:
     return "./" + quote(os.path.relpath(target, page.parent).replace(os.sep, "/"), safe="/")
 
 
+def _distinct_labels(runs: list[RunData]) -> dict[Path, str]:
+    """Each run's label, by its source; runs whose labels coincide (`a/base` and `b/base` of one model) get their path
+    added, so no two rows of a table or bars of a chart read the same."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.label] = counts.get(run.label, 0) + 1
+    return {run.source: run.label if counts[run.label] == 1 else f"{run.label} [{run.source}]" for run in runs}
+
+
 def leaderboard(run_dirs: list[str | Path], out: str | Path, skipped: Callable[[str, str], None] | None = None) -> tuple[Path, Path, Path]:
     """The leaderboard of the run folders that can be read, each once however often it is named; the others are
     listed on the page, skipped, and each handed to `skipped(run, why)`."""
@@ -205,6 +214,7 @@ def leaderboard(run_dirs: list[str | Path], out: str | Path, skipped: Callable[[
         raise TaskError("no readable run folder: " + "; ".join(f"{b['run']}: {b['why']}" for b in broken))
     csv_path, md_path = out.with_suffix(".csv"), out.with_suffix(".md")
     check_outputs([out, csv_path, md_path], [r.source for r in runs])
+    labels = _distinct_labels(runs)
     columns: list[tuple[str, str]] = []
     for run in runs:
         for name, task in run.tasks.items():
@@ -214,7 +224,7 @@ def leaderboard(run_dirs: list[str | Path], out: str | Path, skipped: Callable[[
     rows, table = [], []
     for run in runs:
         report = run_report(run.source)  # the page the link opens is one this command wrote
-        cells, record = [], {"run": run.label}
+        cells, record = [], {"run": labels[run.source]}
         for name, m in columns:
             r = run.tasks.get(name)
             value = r.result["metrics"].get(m) if r else None
@@ -222,7 +232,7 @@ def leaderboard(run_dirs: list[str | Path], out: str | Path, skipped: Callable[[
             cells.append({"value": value, "ci": ci})
             record[f"{name}/{m}"] = value
             record[f"{name}/{m} ci"] = f"[{fmt_number(ci[0])}, {fmt_number(ci[1])}]" if ci else ""
-        rows.append({"label": run.label, "link": _link(report, out), "cells": cells})
+        rows.append({"label": labels[run.source], "link": _link(report, out), "cells": cells})
         table.append(record)
     known = set(task_names())
     directions = {}
@@ -237,7 +247,7 @@ def leaderboard(run_dirs: list[str | Path], out: str | Path, skipped: Callable[[
             for m in (m for n, m in columns if n == name):
                 if task and task.result["metrics"].get(m) is not None:
                     ci = task.result.get("ci", {}).get(m) or (None, None)
-                    bars.append(Bar(m, run.label, task.result["metrics"][m], *ci))
+                    bars.append(Bar(m, labels[run.source], task.result["metrics"][m], *ci))
         charts.append((name, bar_chart(bars, f"{name} by run")))
     frame = pd.DataFrame(table)
     atomic_write_text(csv_path, frame.map(_csv_cell).rename(columns=_csv_cell).to_csv(index=False))

@@ -469,6 +469,11 @@ def test_a_leaderboard_says_which_runs_it_skipped_and_a_parser_typo_gets_a_sugge
     assert str(tmp_path / "gone") in (tmp_path / "board.html").read_text()  # and listed on the page
     proc = _cli("leaderboard", str(scored), str(scored / "."), str(scored), "--out", str(tmp_path / "once"))
     assert proc.returncode == 0 and len((tmp_path / "once" / "leaderboard.csv").read_text().splitlines()) == 2  # a run named thrice: one row
+    twin = tmp_path / "elsewhere" / scored.name  # the same folder name under another parent: the rows say which is which
+    shutil.copytree(scored, twin)
+    assert _cli("leaderboard", str(scored), str(twin), "--out", str(tmp_path / "twins")).returncode == 0
+    rows = [line.split(",")[0] for line in (tmp_path / "twins" / "leaderboard.csv").read_text().splitlines()[1:]]
+    assert rows == [f"{scored.name} [{scored}]", f"{scored.name} [{twin}]"]
     (tmp_path / "a.jsonl").write_text("")
     line = _error(_cli("score", "pope", "--data", str(pope_fixture), "--answers", str(tmp_path / "a.jsonl"), "--out", str(tmp_path / "r"),
                        "--parser", "strcit"))

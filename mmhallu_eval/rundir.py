@@ -88,15 +88,16 @@ class RunDir:
     def task_dir(self, task: str) -> Path:
         return self.root / task
 
-    def check_usable(self, overwrite: bool) -> None:
+    def check_usable(self, overwrite: bool) -> dict[str, Any] | None:
         """What can be refused before the model loads: a folder with files a run did not write (with or without
-        --overwrite, which never deletes them), and without --overwrite a run's files with no manifest or a damaged one."""
+        --overwrite, which never deletes them), and without --overwrite a run's files with no manifest or a damaged one.
+        Returns the manifest it read (the run to resume or refuse), else None."""
         if not self.root.exists():
-            return
+            return None
         if not self.root.is_dir():
             raise RunDirError(f"{self.root} is a file, not a folder; give --out a folder")
         if not any(c.name != LOCK for c in self.root.iterdir()):
-            return
+            return None
         layout, foreign = is_run_layout(self.root)
         has_manifest = self.manifest_path.exists()
         if not layout and (overwrite or not has_manifest):  # --overwrite would not help: it never deletes these
@@ -110,8 +111,7 @@ class RunDir:
                 f"{self.root} holds a run's files but no {MANIFEST}, so it is not a run folder that can be resumed. Use another --out, "
                 "or --overwrite to replace those files."
             )
-        if has_manifest and not overwrite:
-            self._previous_manifest()
+        return self._previous_manifest() if has_manifest and not overwrite else None
 
     def _previous_manifest(self) -> dict[str, Any]:
         """The folder's manifest, or one error line saying which file is damaged and the ways on."""
@@ -154,19 +154,16 @@ class RunDir:
     def prepare(self, config: dict[str, Any], resume: bool, overwrite: bool) -> dict[str, Any]:
         """Claim the folder for `config` and return the manifest to keep updating."""
         fingerprint = run_fingerprint(config)
-        previous: dict[str, Any] | None = None
-        self.check_usable(overwrite)
-        if overwrite:  # the old manifest is not read: replacing a damaged one is what --overwrite is for
+        previous = self.check_usable(overwrite)  # not read with --overwrite: replacing a damaged one is what it is for
+        if overwrite:
             if self.root.exists():
                 self._clear()
-        elif self.manifest_path.exists():
-            previous = self._previous_manifest()
-            if previous.get("run_fingerprint") != fingerprint and not resume:
-                raise RunDirError(
-                    f"{self.root} already holds a different run (model/tasks/options differ: fingerprint "
-                    f"{previous.get('run_fingerprint')} vs {fingerprint}). Use another --out, --resume to continue in "
-                    "this folder reusing its cached responses, or --overwrite to replace it."
-                )
+        elif previous is not None and previous.get("run_fingerprint") != fingerprint and not resume:
+            raise RunDirError(
+                f"{self.root} already holds a different run (model/tasks/options differ: fingerprint "
+                f"{previous.get('run_fingerprint')} vs {fingerprint}). Use another --out, --resume to continue in "
+                "this folder reusing its cached responses, or --overwrite to replace it."
+            )
         self.root.mkdir(parents=True, exist_ok=True)
         manifest: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,

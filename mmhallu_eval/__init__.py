@@ -2,7 +2,7 @@
 
 The public API for task plugins lives here; it imports no torch, so scoring saved answers stays light.
 """
-from .annotations import SIZE_ORDER, check_coco_instances, load_graphs
+from .annotations import SIZE_ORDER, check_coco_captions, check_coco_instances, load_graphs
 from .backends.judge import Judge, JudgeOptions, create_judge, judge_cache
 from .data import cache_root, image_digest, load_hf_dataset, open_image, pinned_file, resolve_image
 from .files import atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, read_text, require_fields
@@ -36,6 +36,7 @@ __all__ = [
     "task_alias",
     "opt",
     "SIZE_ORDER",
+    "check_coco_captions",
     "check_coco_instances",
     "GenerationConfig",
     "Judge",

@@ -62,6 +62,18 @@ def check_coco_instances(data: Any, path: str | Path) -> tuple[list[dict], list[
     return images, annotations, categories
 
 
+def check_coco_captions(data: Any, where: str | Path) -> list[dict]:
+    """The annotations of a COCO captions file, each checked for what is read of it (an image_id and a caption):
+    CHAIR's ground truth and HA-DPO's reference captions."""
+    annotations = data.get("annotations") if isinstance(data, dict) else None
+    if not isinstance(annotations, list):
+        raise TaskError(f"{where}: not a COCO captions file (no \"annotations\" list)")
+    for i, ann in enumerate(annotations):
+        if not isinstance(ann, dict) or "image_id" not in ann or not isinstance(ann.get("caption"), str):
+            raise TaskError(f"{where}: annotations[{i}] needs an image_id and a caption (text)")
+    return annotations
+
+
 def from_coco(instances: Path, data: Any = None) -> list[dict[str, Any]]:
     """Scene graphs from a COCO instances file (`data`: its contents, when already read)."""
     images, annotations, categories = check_coco_instances(read_json(instances) if data is None else data, instances)

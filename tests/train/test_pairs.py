@@ -217,6 +217,15 @@ def test_hadpo_from_a_runs_failures(shared_benchmarks, tmp_path):
         hadpo_pairs(tmp_path)
     with pytest.raises(TaskError, match="folder not found"):
         hadpo_pairs(tmp_path / "gone")
+    from mmhallu_eval.train.strategies.hadpo import _references
+
+    refs = tmp_path / "captions.json"
+    for data, why in (([1], 'not a COCO captions file \\(no "annotations" list\\)'), ({"annotations": [{"caption": "A cat."}]}, r"annotations\[0\] needs an image_id")):
+        refs.write_text(json.dumps(data))
+        with pytest.raises(TaskError, match=f"--reference-captions {refs}: {why}"):
+            _references(str(refs))
+    refs.write_text(json.dumps({"annotations": [{"image_id": 7, "caption": "A cat."}, {"image_id": 7, "caption": "A dog."}]}))
+    assert _references(str(refs)) == {7: "A cat."}
 
 
 def test_mix_from_a_runs_weakest_slices(shared_benchmarks, world, tmp_path):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...annotations import check_coco_captions
 from ...errors import TaskError
 from ...files import iter_jsonl, read_json
 from ...options import opt
@@ -23,14 +24,8 @@ class HadpoOptions:
 def _references(path: str | None) -> dict[int, str]:
     if not path:
         return {}
-    data = read_json(path)
-    annotations = data.get("annotations") if isinstance(data, dict) else None
-    if not isinstance(annotations, list):
-        raise TaskError(f"--reference-captions {path}: not a COCO captions file (no \"annotations\" list)")
     refs: dict[int, str] = {}
-    for i, ann in enumerate(annotations):
-        if not isinstance(ann, dict) or "image_id" not in ann or not isinstance(ann.get("caption"), str):
-            raise TaskError(f"--reference-captions {path}: annotations[{i}] needs an image_id and a caption (text)")
+    for ann in check_coco_captions(read_json(path), f"--reference-captions {path}"):
         refs.setdefault(ann["image_id"], ann["caption"])
     return refs
 

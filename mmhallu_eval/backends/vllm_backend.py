@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import open_image
+from ..files import read_json
 from ..types import GenerationConfig, Request, Response
 from .base import Backend, BackendError, OutputDecoder, check_adapter_base, model_fingerprint
 from .hf_model import load_config
@@ -37,8 +38,9 @@ def _lora_rank(adapter: str) -> int:
     """vLLM's max_lora_rank must cover the adapter's rank (and be one of the sizes vLLM supports). Called after
     check_adapter_base, which has already refused a folder without adapter_config.json."""
     path = Path(adapter) / "adapter_config.json"
-    cfg = json.loads(path.read_text())
-    ranks = [cfg.get("r", 8), *(cfg.get("rank_pattern") or {}).values()] if isinstance(cfg.get("rank_pattern") or {}, dict) else [None]
+    cfg = read_json(path)
+    pattern = cfg.get("rank_pattern") or {}
+    ranks = [cfg.get("r", 8), *pattern.values()] if isinstance(pattern, dict) else [None]
     if not all(isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in ranks):
         raise BackendError(f"{path}: the LoRA rank (\"r\", \"rank_pattern\") must be whole numbers of at least 1; train or copy the adapter again")
     rank = max(ranks)

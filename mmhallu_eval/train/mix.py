@@ -15,7 +15,8 @@ FLOOR = 0.2
 
 
 def _metric(result: dict[str, Any], group: str | None, metric: str) -> float | None:
-    source = result.get("metrics") if group is None else result.get("groups", {}).get(group) if isinstance(result.get("groups"), dict) else None
+    groups = result.get("groups")
+    source = result.get("metrics") if group is None else groups.get(group) if isinstance(groups, dict) else None
     value = source.get(metric) if isinstance(source, dict) else None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 

@@ -3,6 +3,7 @@ user folders given with `--include-path`. Discovery is lazy so that importing th
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
 import importlib.util
 import pkgutil
@@ -15,6 +16,8 @@ from typing import Callable
 from .task import TaskError, TaskSpec
 
 ENTRY_POINT_GROUP = "mmhallu_eval.tasks"
+#: the package the task files of `--include-path` folders are imported into
+_USER_PACKAGE = "mmhallu_user_tasks"
 _FACTORIES: dict[str, Callable[[], TaskSpec]] = {}
 _ORIGINS: dict[str, str] = {}
 _loaded_builtin = False
@@ -25,7 +28,9 @@ def task(name: str) -> Callable[[Callable[[], TaskSpec]], Callable[[], TaskSpec]
     """Register a factory returning the `TaskSpec` of task `name`."""
 
     def decorator(factory: Callable[[], TaskSpec]) -> Callable[[], TaskSpec]:
-        origin = getattr(factory, "__module__", "?")
+        module = getattr(factory, "__module__", "?")
+        # a task file given with --include-path is named by its path: its module name is made up on import
+        origin = getattr(sys.modules.get(module), "__file__", None) or module if module.startswith(_USER_PACKAGE + ".") else module
         if name in _FACTORIES and _ORIGINS.get(name) != origin:
             raise TaskError(f"task {name!r} is registered twice: by {_ORIGINS[name]} and by {origin}; give one of them another name")
         _FACTORIES[name] = factory
@@ -92,7 +97,8 @@ def include_path(path: str | Path) -> None:
     _scanned_paths.add(root)
     files = sorted(root.glob("*/task.py")) + sorted(p for p in root.glob("*.py") if not p.name.startswith("_"))
     for file in files:
-        mod_name = f"mmhallu_user_tasks.{file.parent.name}_{file.stem}_{abs(hash(str(file))) % 10**8}"
+        # the same name for the same file in every process (str hashes change from one process to the next)
+        mod_name = f"{_USER_PACKAGE}.{file.parent.name}_{file.stem}_{hashlib.sha1(str(file).encode()).hexdigest()[:8]}"
         spec = importlib.util.spec_from_file_location(mod_name, file)
         if spec is None or spec.loader is None:
             continue

@@ -9,6 +9,7 @@ import sys
 import typer
 
 from . import evaluate, reports, train, world
+from .common import group
 from .pairs import register_loop, register_pairs_build
 from .score import score_app
 
@@ -18,22 +19,34 @@ def build_app(argv: list[str] | None = None) -> typer.Typer:
     `mmhallu score PLUGIN_TASK` exists."""
     argv = sys.argv[1:] if argv is None else argv
     include = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--include-path"] + [a.split("=", 1)[1] for a in argv if a.startswith("--include-path=")]
-    app = typer.Typer(add_completion=False, no_args_is_help=True, help="Measure hallucination in multimodal LLMs.")
+    app = group(add_completion=False, no_args_is_help=True, help="Measure hallucination in multimodal LLMs.")
     for module in (evaluate, reports, world):
         app.registered_commands += module.app.registered_commands
     app.add_typer(score_app(include), name="score")
-    pairs = typer.Typer(no_args_is_help=True, help="Build DPO preference pairs.")
+    pairs = group(no_args_is_help=True, help="Build DPO preference pairs.")
     register_pairs_build(pairs)
     app.add_typer(pairs, name="pairs")
     register_loop(app)
     app.add_typer(train.train_app, name="train")
     app.add_typer(world.world_app, name="world")
     app.add_typer(world.build_app, name="build")
-    for info in app.registered_commands:  # the commands list shows a docstring's line breaks as they are: one line each
+    _whole_short_help(app)
+    return app
+
+
+def _whole_short_help(app: typer.Typer) -> None:
+    """Each command's line in a commands list: its help's first paragraph on one line, whole (click cuts it to 45
+    characters with "..." and shows a docstring's line breaks as they are)."""
+    for info in app.registered_commands:
         doc = info.help or (info.callback.__doc__ if info.callback else None)
         if info.short_help is None and doc:
             info.short_help = " ".join(doc.split("\n\n")[0].split())
-    return app
+    for group_info in app.registered_groups:
+        sub = group_info.typer_instance
+        if sub is not None:
+            if not isinstance(group_info.short_help, str) and isinstance(sub.info.help, str):  # unset is typer's Default(None)
+                group_info.short_help = " ".join(sub.info.help.split("\n\n")[0].split())
+            _whole_short_help(sub)
 
 
 def main() -> None:

@@ -12,6 +12,12 @@ from ..errors import UserError
 from ..options import fields_of, type_name, unwrap
 
 
+def group(**kwargs: Any) -> typer.Typer:
+    """A command group with click's plain help and error layout: Rich's boxed help cuts long option names to fit an
+    80-column terminal (`--gpu-memory-ut…`), and plain text wraps the help beside the whole name instead."""
+    return typer.Typer(rich_markup_mode=None, **kwargs)
+
+
 def fail(message: str, code: int = 2) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)

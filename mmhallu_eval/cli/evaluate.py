@@ -8,9 +8,9 @@ import typer
 
 from ..options import describe
 from ..registry import get_task, include_path, task_names
-from .common import fail, headline, parse_parsers, parse_task_args, split, user_errors
+from .common import fail, group, headline, parse_parsers, parse_task_args, split, user_errors
 
-app = typer.Typer()
+app = group()
 
 
 @app.command("tasks")
@@ -78,7 +78,7 @@ def run_cmd(
     resume: bool = typer.Option(False, help="Continue in a folder that holds a different run, reusing its cache."),
     overwrite: bool = typer.Option(False, help="Replace the run the output folder holds (only a run folder's own files are deleted)."),
     rebuild_cache: bool = typer.Option(False, help="Start the folder's response cache afresh (after it was reported corrupt or edited)."),
-    no_progress: bool = typer.Option(False, help="Hide progress bars."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
 ) -> None:
     """Evaluate a model on one or more tasks; re-running the same command resumes from the cache."""
     from ..reasoning import REASONING_MODES

@@ -163,7 +163,7 @@ def register_loop(app: typer.Typer) -> None:
         option("loss_type", str, ",".join(D["loss_type"]), "TRL loss types, comma-separated, e.g. sigmoid,sft."),
         option("device", str, "auto", "auto, cpu, cuda, cuda:1, ... for the evaluations and the base model's sampled captions (training uses CUDA when there is one)."),
         option("merge_adapter", bool, False, "Evaluate the tuned model with the adapter merged into the weights (faster; answers can differ from the unmerged adapter's in floating-point rounding)."),
-        option("no_progress", bool, False, "Hide progress bars."),
+        option("no_progress", bool, False, "Hide progress bars.", ("--no-progress",)),
         *strategy_params(),
     ]
     command(app, "loop", _loop, params, "Evaluate → pairs from the base run's failures → DPO → evaluate the adapter → compare (resumable).")

@@ -7,9 +7,9 @@ from typing import Optional
 
 import typer
 
-from .common import fail, user_errors
+from .common import fail, group, user_errors
 
-app = typer.Typer()
+app = group()
 
 
 @app.command("report")

@@ -11,7 +11,7 @@ import typer
 
 from ..outputs import check_outputs, file_in
 from ..registry import TaskAlias, get_task, include_path, task_aliases, task_names
-from .common import command, declared_options, fail, given, headline, option, parse_task_args, user_errors
+from .common import command, declared_options, fail, given, group, headline, option, parse_task_args, user_errors
 
 COMMON = {"answers", "out", "parser", "allow_missing", "reasoning", "task_arg", "include_path", "format", "peer_results"}
 
@@ -156,7 +156,7 @@ def _register(app: typer.Typer, name: str, spec_options: type, alias: TaskAlias 
 
 def score_app(include: list[str]) -> typer.Typer:
     """One `score` command per registered task (and task alias), plugins from `include` folders too."""
-    app = typer.Typer(no_args_is_help=True, help="Score answers saved by any tool, without loading a model: `mmhallu score TASK --answers F --out R`.")
+    app = group(no_args_is_help=True, help="Score answers saved by any tool, without loading a model: `mmhallu score TASK --answers F --out R`.")
     try:
         for path in include:
             include_path(path)

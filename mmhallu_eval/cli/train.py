@@ -7,9 +7,9 @@ from typing import Optional
 import typer
 
 from ..train.dpo import TRAIN_DEFAULTS as D  # a light module: TRL and torch load when training starts
-from .common import fail, user_errors
+from .common import fail, group, user_errors
 
-train_app = typer.Typer(no_args_is_help=True, help="Preference tuning with TRL.")
+train_app = group(no_args_is_help=True, help="Preference tuning with TRL.")
 
 
 @train_app.command("dpo")

@@ -8,11 +8,11 @@ from typing import Optional
 
 import typer
 
-from .common import fail, user_errors
+from .common import fail, group, user_errors
 
-world_app = typer.Typer(no_args_is_help=True, help="Build offline models and fixtures (tests, the embedded default).")
-build_app = typer.Typer(no_args_is_help=True, help="Build benchmarks from COCO-format annotations or scene graphs.")
-app = typer.Typer()
+world_app = group(no_args_is_help=True, help="Build offline models and fixtures (tests, the embedded default).")
+build_app = group(no_args_is_help=True, help="Build benchmarks from COCO-format annotations or scene graphs.")
+app = group()
 
 
 @world_app.command("build")
@@ -162,7 +162,7 @@ def pope_fixture_cmd(
 def demo_cmd(
     out: Path = typer.Option(Path("reports/demo"), help="Folder for the world, the runs, the adapter and the reports."),
     quick: bool = typer.Option(False, help="A small world and short training: checks the pipeline in about a minute."),
-    no_progress: bool = typer.Option(False, help="Hide progress bars."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
 ) -> None:
     """The embedded default, offline on a CPU: shapes world → demo VLM → POPE/CHAIR/MME/FINER → DPO pairs →
     DPO (LoRA) → evaluate again → compare report."""

@@ -104,7 +104,8 @@ def test_a_plugin_that_fails_to_import_or_takes_a_builtin_name_is_one_error_line
     (clash / "task.py").write_text("from mmhallu_eval import task\n\n\n@task('pope')\ndef mine():\n    raise AssertionError\n")
     proc = _cli("score", "pope", "--help", "--include-path", str(clash.parent))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    assert "task 'pope' is registered twice" in proc.stderr and proc.stderr.rstrip().endswith("give one of them another name")
+    assert f"task 'pope' is registered twice: by {(clash / 'task.py').resolve()} and by mmhallu_tasks.pope.task" in proc.stderr
+    assert proc.stderr.rstrip().endswith("give one of them another name")
 
 
 def test_a_toy_task_runs_and_compares(toy_tasks, tiny_llava, tmp_path):
@@ -146,8 +147,28 @@ def test_the_commands_list_gives_each_command_one_paragraph():
 
     from mmhallu_eval.cli import build_app
 
-    listing = CliRunner().invoke(build_app([]), ["--help"], env={"COLUMNS": "200"}).output
-    assert "shapes world → demo VLM → POPE/CHAIR/MME/FINER → DPO pairs → DPO (LoRA) → evaluate again" in listing
+    listing = CliRunner().invoke(build_app([]), ["--help"], env={"COLUMNS": "80"}).output
+    assert "shapes world → demo VLM → POPE/CHAIR/MME/FINER → DPO pairs → DPO (LoRA) → evaluate again" in " ".join(listing.split())
+    commands = listing.split("Commands:")[1]
+    assert "..." not in commands  # click cuts a line to 45 characters with "..." unless it is given whole
+    score = CliRunner().invoke(build_app([]), ["score", "--help"], env={"COLUMNS": "80"}).output.split("Commands:")[1]
+    assert "..." not in score and "RePOPE's parser and metrics" in " ".join(score.split())
+
+
+def test_option_names_are_whole_in_an_80_column_terminal():
+    """Every flag of `mmhallu run` is printed whole (Rich's boxed help cut `--gpu-memory-utilization` to
+    `--gpu-memory-ut…` at 80 columns), and a boolean switch has no `--no-no-` twin."""
+    from typer.main import get_command
+    from typer.testing import CliRunner
+
+    from mmhallu_eval.cli import build_app
+
+    app = build_app([])
+    helped = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "80"}).output
+    run = get_command(app).commands["run"]  # type: ignore[attr-defined]
+    flags = [flag for param in run.params for flag in (*param.opts, *param.secondary_opts)]
+    assert "--gpu-memory-utilization" in flags and all(flag in helped for flag in flags), helped
+    assert "…" not in helped and "--no-no-" not in helped
 
 
 def test_every_option_is_described_and_no_help_text_is_taken_for_terminal_markup():

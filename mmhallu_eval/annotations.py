@@ -27,6 +27,15 @@ def _box_relation(a: list[float], b: list[float]) -> str | None:
     return "above" if dy > 0 else "below"
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+
+
+def _is_box(value: Any) -> bool:
+    """COCO's [x, y, width, height]: four finite numbers."""
+    return isinstance(value, list) and len(value) == 4 and all(_is_number(v) for v in value)
+
+
 def check_coco_instances(data: Any, path: str | Path) -> tuple[list[dict], list[dict], list[dict]]:
     """(images, annotations, categories) of a COCO instances file, each entry checked for what the builders and CHAIR
     read: a damaged or hand-made file is named with the entry at fault, not met as a KeyError in the middle of a
@@ -48,6 +57,10 @@ def check_coco_instances(data: Any, path: str | Path) -> tuple[list[dict], list[
             if entry["id"] in seen:
                 raise TaskError(f"{path}: {key}[{i}]: id {entry['id']!r} appears twice in {key}")
             seen.add(entry["id"])
+    files = Counter(im["file_name"] for im in images)
+    if files and max(files.values()) > 1:
+        twice = next(name for name, n in files.items() if n > 1)
+        raise TaskError(f"{path}: images: file_name {twice!r} appears {files[twice]} times; each image is one entry")
     image_ids, category_ids = {im["id"] for im in images}, {c["id"] for c in categories}
     for i, ann in enumerate(annotations):
         if ann.get("image_id") not in image_ids:
@@ -55,10 +68,11 @@ def check_coco_instances(data: Any, path: str | Path) -> tuple[list[dict], list[
         if ann.get("category_id") not in category_ids:
             raise TaskError(f"{path}: annotations[{i}]: category_id {ann.get('category_id')!r} is not among the categories")
         box = ann.get("bbox")
-        if box is not None and not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
+        if box is not None and not _is_box(box):
             raise TaskError(f"{path}: annotations[{i}]: bbox must be [x, y, width, height] (got {box!r:.60})")
-        if not isinstance(ann.get("attributes", {}), dict):
-            raise TaskError(f"{path}: annotations[{i}]: attributes must be an object such as {{\"color\": \"red\"}}")
+        attributes = ann.get("attributes", {})
+        if not isinstance(attributes, dict) or not all(isinstance(v, str) or _is_number(v) for v in attributes.values()):
+            raise TaskError(f"{path}: annotations[{i}]: attributes must be an object of text or numbers such as {{\"color\": \"red\"}}")
     return images, annotations, categories
 
 
@@ -105,14 +119,53 @@ def load_graphs(path: str | Path) -> list[SceneGraph]:
     graphs = data.get("images") if isinstance(data, dict) else data
     if not isinstance(graphs, list):
         raise TaskError(f"{path}: expected a scene graph ({{\"images\": [...]}}, or a list of images) or a COCO instances file")
+    return check_scene_graphs(graphs, path)
+
+
+def check_scene_graphs(graphs: list[Any], path: str | Path) -> list[SceneGraph]:
+    """Every entry of a scene-graph file checked for what the builders and pair strategies read, the first entry at
+    fault named; `image_id` (default: the file name) and object `id`s (default: 1, 2, … in order) filled in where a
+    file leaves them out, so that pair ids and relations always have them."""
+    files: dict[str, int] = {}
+    ids: dict[Any, int] = {}
     for i, g in enumerate(graphs):
         if not isinstance(g, dict) or "objects" not in g or "file_name" not in g:
             raise TaskError(f"{path}: image entry {i} needs 'file_name' and 'objects'")
-        if not isinstance(g["file_name"], str) or not isinstance(g["objects"], list):
+        if not isinstance(g["file_name"], str) or not g["file_name"] or not isinstance(g["objects"], list):
             raise TaskError(f"{path}: image entry {i}: 'file_name' must be text and 'objects' a list")
+        if g["file_name"] in files:
+            raise TaskError(f"{path}: image entries {files[g['file_name']]} and {i} both describe {g['file_name']}; merge them into one entry")
+        files[g["file_name"]] = i
+        g.setdefault("image_id", g["file_name"])
+        if not isinstance(g["image_id"], (int, str)) or isinstance(g["image_id"], bool):
+            raise TaskError(f"{path}: image entry {i}: 'image_id' must be a number or text (got {g['image_id']!r:.40})")
+        if g["image_id"] in ids:
+            raise TaskError(f"{path}: image entries {ids[g['image_id']]} and {i} have the same image_id {g['image_id']!r}")
+        ids[g["image_id"]] = i
+        for key in ("width", "height"):
+            if g.get(key) is not None and not (_is_number(g[key]) and g[key] > 0):
+                raise TaskError(f"{path}: image entry {i}: '{key}' must be a positive number of pixels (got {g[key]!r:.40})")
+        object_ids: set[Any] = set()
         for k, o in enumerate(g["objects"]):
-            if not isinstance(o, dict) or not isinstance(o.get("name"), str) or not isinstance(o.get("attributes", {}), dict):
-                raise TaskError(f"{path}: image entry {i}, object {k}: needs a \"name\" as text (and \"attributes\", if any, as an object)")
+            where = f"{path}: image entry {i}, object {k}"
+            if not isinstance(o, dict) or not isinstance(o.get("name"), str) or not o["name"].strip() or not isinstance(o.get("attributes", {}), dict):
+                raise TaskError(f"{where}: needs a \"name\" as text (and \"attributes\", if any, as an object)")
+            if not all(isinstance(v, str) or _is_number(v) for v in o.get("attributes", {}).values()):
+                raise TaskError(f"{where}: attribute values must be text or numbers, as in {{\"color\": \"red\"}}")
+            if o.get("bbox") is not None and not _is_box(o["bbox"]):
+                raise TaskError(f"{where}: bbox must be [x, y, width, height] (got {o['bbox']!r:.60})")
+            o.setdefault("id", k + 1)
+            if not isinstance(o["id"], (int, str)) or isinstance(o["id"], bool) or o["id"] in object_ids:
+                raise TaskError(f"{where}: 'id' must be a number or text that no other object of the image has (got {o['id']!r:.40})")
+            object_ids.add(o["id"])
+        relations = g.get("relations", [])
+        if not isinstance(relations, list):
+            raise TaskError(f"{path}: image entry {i}: 'relations' must be a list")
+        for k, r in enumerate(relations):
+            ends = (r.get("subject"), r.get("object")) if isinstance(r, dict) else (None, None)
+            if not isinstance(r, dict) or not isinstance(r.get("predicate"), str) or not all(isinstance(e, (int, str)) and e in object_ids for e in ends):
+                raise TaskError(f"{path}: image entry {i}, relation {k}: needs a \"predicate\" as text and a \"subject\" and an \"object\" "
+                                "that are ids of the image's objects")
     return graphs
 
 

@@ -84,7 +84,7 @@ def user_message(prompt: str, n_images: int = 1) -> list[dict[str, Any]]:
 class SceneObject(TypedDict, total=False):
     """One annotated object: `name` is its class; `bbox` is COCO's [x, y, width, height]."""
 
-    id: int
+    id: int | str
     name: str
     attributes: dict[str, Any]
     bbox: list[float]
@@ -93,7 +93,7 @@ class SceneObject(TypedDict, total=False):
 class SceneGraph(TypedDict, total=False):
     """One image's complete annotation, as scene-graph files and COCO instances are read (annotations.load_graphs)."""
 
-    image_id: int
+    image_id: int | str
     file_name: str
     width: int
     height: int

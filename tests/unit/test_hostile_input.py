@@ -340,6 +340,9 @@ def test_damaged_coco_annotations_name_the_entry_at_fault(world, tmp_path):
         (lambda d: d["images"].append(dict(d["images"][0])), f"images[{len(good['images'])}]: id {good['images'][0]['id']} appears twice in images"),
         (lambda d: d["categories"][0].update(name=5), 'categories[0] needs an "id" and "name" as text'),
         (lambda d: d["annotations"][0].update(bbox=[1, 2]), "annotations[0]: bbox must be [x, y, width, height]"),
+        (lambda d: d["images"][1].update(file_name=d["images"][0]["file_name"]),
+         f"images: file_name {good['images'][0]['file_name']!r} appears 2 times; each image is one entry"),
+        (lambda d: d["annotations"][0].update(attributes={"color": ["red"]}), "annotations[0]: attributes must be an object of text or numbers"),
         (lambda d: d["annotations"][0].update(attributes="red"), "annotations[0]: attributes must be an object"),
     )
     bad = tmp_path / "instances_test.json"
@@ -352,6 +355,57 @@ def test_damaged_coco_annotations_name_the_entry_at_fault(world, tmp_path):
     assert _error(_cli("build", "pope", "--coco-annotations", str(bad), "--out", str(tmp_path / "pope"))).startswith(f"error: {bad}: annotations[0]")
     assert not (tmp_path / "pope").exists()
     assert len(load_graphs(world / "instances_test.json")) == len(good["images"])
+
+
+def test_damaged_scene_graphs_name_the_entry_at_fault(world, tmp_path):
+    """A relation without a predicate or naming an object the image lacks, relations that are not a list, a bad box
+    or size, an object id twice, or an image described twice was a KeyError, TypeError or IndexError in `build
+    finer`/`build mme` and the pair strategies, or silently duplicated questions; each is one line naming the entry.
+    A file without image and object ids gets them filled in (the file name, then 1, 2, … in order)."""
+    from mmhallu_eval.annotations import load_graphs
+    from mmhallu_eval.errors import TaskError
+
+    good = json.loads((world / "scene_graph_test.json").read_text())
+    good["images"].sort(key=lambda g: len(g["objects"]) < 2)  # the first image has two objects or more, and relations
+    first = good["images"][0]
+    relation = "needs a \"predicate\" as text and a \"subject\" and an \"object\" that are ids of the image's objects"
+    damages = (
+        (lambda d: d["images"][0]["relations"][0].pop("predicate"), f"image entry 0, relation 0: {relation}"),
+        (lambda d: d["images"][0]["relations"].append({"subject": 1, "predicate": "near", "object": 99}),
+         f"image entry 0, relation {len(first['relations'])}: {relation}"),
+        (lambda d: d["images"][0]["relations"].append({"subject": [1], "predicate": "near", "object": 1}),
+         f"image entry 0, relation {len(first['relations'])}: {relation}"),
+        (lambda d: d["images"][0].update(relations="above"), "image entry 0: 'relations' must be a list"),
+        (lambda d: d["images"][0]["objects"][0].update(bbox=[1, 2]), "image entry 0, object 0: bbox must be [x, y, width, height]"),
+        (lambda d: d["images"][0]["objects"][0].update(attributes={"color": {"r": 1}}), "image entry 0, object 0: attribute values must be text or numbers"),
+        (lambda d: d["images"][0]["objects"][1].update(id=d["images"][0]["objects"][0]["id"]), "image entry 0, object 1: 'id' must be a number or text"),
+        (lambda d: d["images"][0].update(width="wide"), "image entry 0: 'width' must be a positive number of pixels (got 'wide')"),
+        (lambda d: d["images"].append(dict(d["images"][0], image_id="other")),
+         f"image entries 0 and {len(good['images'])} both describe {first['file_name']}; merge them into one entry"),
+        (lambda d: d["images"][1].update(image_id=first["image_id"]), f"image entries 0 and 1 have the same image_id {first['image_id']!r}"),
+    )
+    bad = tmp_path / "scene_graph_test.json"
+    for damage, why in damages:
+        data = json.loads(json.dumps(good))
+        damage(data)
+        bad.write_text(json.dumps(data))
+        with pytest.raises(TaskError, match=re.escape(f"{bad}: {why}")):
+            load_graphs(bad)
+    for command in (("build", "finer", "--annotations", str(bad), "--out", str(tmp_path / "finer")),
+                    ("pairs", "build", "--strategy", "finer", "--annotations", str(bad), "--images", str(world / "images"), "--out", str(tmp_path / "p.jsonl"))):
+        assert _error(_cli(*command)).startswith(f"error: {bad}: image entries 0 and 1 have the same image_id")
+    assert not (tmp_path / "finer").exists() and not (tmp_path / "p.jsonl").exists()
+    bare = json.loads(json.dumps(good))
+    for g in bare["images"]:
+        g.pop("image_id")
+        for o in g["objects"]:
+            o.pop("id")
+    bad.write_text(json.dumps(bare))
+    filled = load_graphs(bad)[0]
+    assert filled["image_id"] == first["file_name"] and [o["id"] for o in filled["objects"]] == list(range(1, len(first["objects"]) + 1))
+    # the shapes world numbers its objects 1, 2, … in order, so its relations name the same objects after filling in
+    assert _cli("pairs", "build", "--strategy", "finer,caption_swap", "--annotations", str(bad), "--images", str(world / "images"),
+                "--out", str(tmp_path / "p.jsonl")).returncode == 0
 
 
 def test_a_hub_dataset_without_network_says_where_local_files_go(tmp_path):

@@ -323,13 +323,26 @@ def test_benchmark_builders_replace_neither_their_input_nor_other_files(tmp_path
     assert {p.name: p.read_bytes() for p in mme.iterdir()} == {k: v[0] for k, v in written.items()}
 
 
+def _each_damage_is_named(good: dict, damages: tuple, bad: Path) -> None:
+    """Each damaged copy of an annotations file, written to `bad`, is refused by `load_graphs` with its line; `bad`
+    holds the last one afterwards."""
+    from mmhallu_eval.annotations import load_graphs
+    from mmhallu_eval.errors import TaskError
+
+    for damage, why in damages:
+        data = json.loads(json.dumps(good))
+        damage(data)
+        bad.write_text(json.dumps(data))
+        with pytest.raises(TaskError, match=re.escape(f"{bad}: {why}")):
+            load_graphs(bad)
+
+
 def test_damaged_coco_annotations_name_the_entry_at_fault(world, tmp_path):
     """A COCO instances file with an annotation of an unknown category or image, no categories, an image without a
     file name, an id twice or a name that is not text was a KeyError or TypeError traceback in every builder (and,
     for an unknown image, silently dropped); each is one line naming the entry, and the scene-graph path names what
     a COCO file lacks rather than calling it a bad scene graph."""
     from mmhallu_eval.annotations import load_graphs
-    from mmhallu_eval.errors import TaskError
 
     good = json.loads((world / "instances_test.json").read_text())
     damages = (
@@ -346,12 +359,7 @@ def test_damaged_coco_annotations_name_the_entry_at_fault(world, tmp_path):
         (lambda d: d["annotations"][0].update(attributes="red"), "annotations[0]: attributes must be an object"),
     )
     bad = tmp_path / "instances_test.json"
-    for damage, why in damages:
-        data = json.loads(json.dumps(good))
-        damage(data)
-        bad.write_text(json.dumps(data))
-        with pytest.raises(TaskError, match=re.escape(f"{bad}: {why}")):
-            load_graphs(bad)
+    _each_damage_is_named(good, damages, bad)
     assert _error(_cli("build", "pope", "--coco-annotations", str(bad), "--out", str(tmp_path / "pope"))).startswith(f"error: {bad}: annotations[0]")
     assert not (tmp_path / "pope").exists()
     assert len(load_graphs(world / "instances_test.json")) == len(good["images"])
@@ -363,7 +371,6 @@ def test_damaged_scene_graphs_name_the_entry_at_fault(world, tmp_path):
     finer`/`build mme` and the pair strategies, or silently duplicated questions; each is one line naming the entry.
     A file without image and object ids gets them filled in (the file name, then 1, 2, … in order)."""
     from mmhallu_eval.annotations import load_graphs
-    from mmhallu_eval.errors import TaskError
 
     good = json.loads((world / "scene_graph_test.json").read_text())
     good["images"].sort(key=lambda g: len(g["objects"]) < 2)  # the first image has two objects or more, and relations
@@ -385,12 +392,7 @@ def test_damaged_scene_graphs_name_the_entry_at_fault(world, tmp_path):
         (lambda d: d["images"][1].update(image_id=first["image_id"]), f"image entries 0 and 1 have the same image_id {first['image_id']!r}"),
     )
     bad = tmp_path / "scene_graph_test.json"
-    for damage, why in damages:
-        data = json.loads(json.dumps(good))
-        damage(data)
-        bad.write_text(json.dumps(data))
-        with pytest.raises(TaskError, match=re.escape(f"{bad}: {why}")):
-            load_graphs(bad)
+    _each_damage_is_named(good, damages, bad)
     for command in (("build", "finer", "--annotations", str(bad), "--out", str(tmp_path / "finer")),
                     ("pairs", "build", "--strategy", "finer", "--annotations", str(bad), "--images", str(world / "images"), "--out", str(tmp_path / "p.jsonl"))):
         assert _error(_cli(*command)).startswith(f"error: {bad}: image entries 0 and 1 have the same image_id")

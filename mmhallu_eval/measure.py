@@ -163,9 +163,31 @@ class UnitAccumulator:
         self.sizes: list[int] = []
         self.pending: dict[Hashable, list[Record]] = {}
         self.single = measure.unit_size == 1 or (measure.unit_size is None and measure.unit is by_id)
+        #: units that lost a record to a failure (or a missing answer): left out of the metrics whole
+        self.failed: set[Hashable] = set()
+        #: scored records left out with their unit
+        self.left_out = 0
+
+    def fail(self, record: Record) -> None:
+        """A record without a score (a failed generation, an answer the file lacks). A unit of several records loses
+        it whole: its statistics would be those of part of a unit (an MME image judged on one of its questions, a
+        FINER pair on its positive alone), which the metric's formulas do not describe. A single-record unit simply
+        has no record."""
+        if self.single:
+            return
+        key = self.measure.unit(record)
+        i = self.index.get(key)
+        if i is not None and self.rows[i] is not None:
+            raise self._size_error(key, self.sizes[i] + 1)
+        if key not in self.failed:
+            self.failed.add(key)
+            self.left_out += len(self.pending.pop(key, []))
 
     def add(self, record: Record) -> None:
         key = self.measure.unit(record)
+        if key in self.failed:
+            self.left_out += 1
+            return
         i = self.index.get(key)
         if i is None:
             i = self.index[key] = len(self.rows)
@@ -201,13 +223,17 @@ class UnitAccumulator:
             if self.validate and self.measure.unit_size is not None and len(members) != self.measure.unit_size:
                 raise self._size_error(key, len(members), members)
             self._finish(key)
-        rows = np.array(self.rows, dtype=np.float64).reshape(len(self.rows), len(self.measure.stats))
-        return UnitTable(list(self.index), self.groups, rows, self.measure, self.sizes)
+        keys, groups, unit_rows, sizes = list(self.index), self.groups, self.rows, self.sizes
+        if self.failed:
+            kept = [i for i, key in enumerate(keys) if key not in self.failed]
+            keys, groups, unit_rows, sizes = ([column[i] for i in kept] for column in (keys, groups, unit_rows, sizes))
+        rows = np.array(unit_rows, dtype=np.float64).reshape(len(unit_rows), len(self.measure.stats))
+        return UnitTable(keys, groups, rows, self.measure, sizes)
 
 
 def unit_table(measure: Measure, records: Iterable[Record], validate: bool = True) -> UnitTable:
     """The units of `records`; `validate` checks each unit's size and content (off for the common records of two
-    runs, where a unit can have lost a record to a generation error)."""
+    runs, which `compare` has already cut to whole units)."""
     acc = UnitAccumulator(measure, validate)
     for r in records:
         acc.add(r)

@@ -24,7 +24,7 @@ from .rundir import RunDir, now_iso
 from .files import iter_jsonl, json_encoder
 from .heap import frozen_heap
 from .options import is_count
-from .scoring import RecordStream, ResultBuilder, image_names
+from .scoring import RecordStream, ResultBuilder, check_units, image_names
 from .task import TaskError, TaskSpec
 from .types import Response, Sample
 
@@ -103,11 +103,10 @@ def load_task_samples(spec: TaskSpec, options: Any, limit: int | None) -> list[S
             raise TaskError(f"task {spec.name!r}: sample id {s.id!r} occurs more than once in the data (every sample is scored "
                             "once under its id): remove the repeated entry or give it an id of its own")
         seen.add(s.id)
-    if not limit:
-        return samples
-    if spec.limit_unit is not None:
-        return keep_whole_units(samples, spec.limit_unit, limit)
-    return samples[:limit]
+    if limit:
+        samples = keep_whole_units(samples, spec.limit_unit, limit) if spec.limit_unit is not None else samples[:limit]
+    check_units(spec, samples)
+    return samples
 
 
 def check_images(spec: TaskSpec, options: Any, samples: list[Sample]) -> None:

@@ -9,6 +9,7 @@ from typing import Any, Iterable
 
 from .files import iter_jsonl
 from .measure import EXTRA_HEAD, UnitAccumulator, summarize_table
+from .paired import group_units
 from .redact import redact
 from .reasoning import UNFINISHED, Reasoning, split_reasoning
 from .task import Parser, TaskError, TaskSpec
@@ -36,6 +37,16 @@ def _base_record(sample: Sample, response: Response) -> Record:
         "error": response.error,
         "metadata": sample.metadata,
     }
+
+
+def check_units(spec: TaskSpec, samples: Iterable[Sample]) -> None:
+    """Every unit of several questions (an MME image's two, a FINER pair, a HallusionBench set) whole and well formed
+    in the data, checked before any generation: a file with a pair's row missing or doubled is named now, not after
+    the model has answered everything."""
+    measure = spec.measure
+    if measure.unit_size == 1 or (measure.unit_size is None and measure.check_unit is None):
+        return
+    group_units((_base_record(s, Response(id=s.id)) for s in samples), measure.unit, measure.unit_size, measure.describe_unit, measure.check_unit)
 
 
 def make_records(
@@ -97,10 +108,16 @@ class ResultBuilder:
                 self.failed_ids.append(record["id"])
             if self.first_message is None:
                 self.first_message = f"{record['id']}: {record['error'][:300]}"
+            self.units.fail(record)
             return
         self.units.add(record)
         if len(self.head) < EXTRA_HEAD:
             self.head.append(record)
+
+    def unanswered(self, samples: Iterable[Sample]) -> None:
+        """Samples the answers file lacks (`score --allow-missing`): no record, and their units are left out whole."""
+        for s in samples:
+            self.units.fail(_base_record(s, Response(id=s.id)))
 
     def result(self, parser: Parser, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         agg = summarize_table(self.spec.measure, self.units.table(), self.head)
@@ -109,6 +126,10 @@ class ResultBuilder:
         if failed:
             errors["first_ids"] = self.failed_ids
             errors["first_message"] = self.first_message
+        if self.units.failed:
+            extra = {**(extra or {}), "units_left_out": {
+                "units": len(self.units.failed), "answered": self.units.left_out,
+                "why": "a question of each of these units failed or has no answer, so the unit's answered questions are left out with it"}}
         return redact({
             "schema_version": SCHEMA_VERSION,
             "task": self.spec.name,
@@ -209,6 +230,13 @@ class AnswerMatch:
     def finish(self, samples: Iterable[Sample]) -> "AnswerMatch":
         self.missing = [s.id for s in samples if s.id not in self._seen]
         return self
+
+    def unanswered(self, samples: Iterable[Sample]) -> list[Sample]:
+        """The samples the file was to answer and did not: missing, or answered with something that is not text (not
+        the questions a peer's dataset leaves out, nor those set aside on purpose)."""
+        missing = set(self.missing)
+        aside = {i for ids in self.set_aside.values() for i in ids}
+        return [s for s in samples if s.id in missing or (s.id in self._seen and s.id not in self.texts and s.id not in aside)]
 
     def problems(self) -> list[str]:
         out = []

@@ -63,6 +63,8 @@ def headline(result: dict[str, Any]) -> str:
     parts = [f"{k}={result['metrics'][k]:.4f}" for k in keys]
     if result["errors"].get("total"):
         parts.append(f"errors={result['errors']['total']}")
+    if result.get("units_left_out"):
+        parts.append(f"units_left_out={result['units_left_out']['units']}")
     return ", ".join(parts) + f" (n={result['n']}, parser={result['parser']})"
 
 

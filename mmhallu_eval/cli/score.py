@@ -46,7 +46,7 @@ def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, pa
     """Score a saved answers file and write result.json + <stem>.samples.jsonl beside it."""
     from ..files import atomic_write_json, atomic_write_jsonl
     from ..interop import peer_reported
-    from ..scoring import ResultBuilder, iter_scored_texts
+    from ..scoring import ResultBuilder, check_units, iter_scored_texts
 
     extra: dict[str, Any] = {"answers_file": str(answers)}
     samples_out = out.with_name(out.stem + ".samples.jsonl")
@@ -71,7 +71,9 @@ def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, pa
             fail("answers do not match the questions (see above); fix the file or pass --allow-missing to score what matches")
         extra.update(match.counts())
         peer = _peer(spec, peer_results, source) if peer_results is not None else None
+        check_units(spec, samples)
         builder = ResultBuilder(spec)
+        builder.unanswered(match.unanswered(samples))
         parsed: dict[str, Any] = {}
 
         def each(record: dict[str, Any]) -> None:

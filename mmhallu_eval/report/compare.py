@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import TaskError
-from ..measure import ALL, evaluate, unit_table
+from ..measure import ALL, by_id, evaluate, unit_table
 from ..registry import get_task
 from .rundata import RunData, TaskRun
 from .stats import bootstrap_p, mcnemar, paired_bootstrap
@@ -24,7 +24,9 @@ def _check_same_protocol(task: str, base: TaskRun, tuned: TaskRun) -> None:
             )
 
 
-def _common(task: str, base: TaskRun, tuned: TaskRun, intersect: bool) -> tuple[list[dict], list[dict], dict[str, int]]:
+def _common(task: str, base: TaskRun, tuned: TaskRun, intersect: bool) -> tuple[list[dict], list[dict], list[dict], dict[str, int]]:
+    """(base records, tuned records, the common samples that failed in either run, counts): the records of the
+    samples both runs answered, in base's order."""
     b = {r["id"]: r for r in base.samples}
     t = {r["id"]: r for r in tuned.samples}
     only_b, only_t = sorted(set(b) - set(t)), sorted(set(t) - set(b))
@@ -34,11 +36,12 @@ def _common(task: str, base: TaskRun, tuned: TaskRun, intersect: bool) -> tuple[
             f"{len(only_t)} only in tuned, e.g. {only_t[:3]}); pass --intersect to compare the common samples"
         )
     ids = [i for i in b if i in t and b[i].get("error") is None and t[i].get("error") is None]
+    failed = [b[i] for i in b if i in t and (b[i].get("error") is not None or t[i].get("error") is not None)]
     counts = {
         "n_common": len(ids), "n_base_only": len(only_b), "n_tuned_only": len(only_t),
-        "n_excluded_errors": sum(1 for i in b if i in t) - len(ids),
+        "n_excluded_errors": len(failed),
     }
-    return [b[i] for i in ids], [t[i] for i in ids], counts
+    return [b[i] for i in ids], [t[i] for i in ids], failed, counts
 
 
 def _entry(base: float | None, tuned: float | None, deltas: np.ndarray | None, direction: bool | None, test: str, p: float | None) -> dict[str, Any]:
@@ -63,12 +66,19 @@ def _mcnemar_entry(base_recs: list[dict], tuned_recs: list[dict]) -> tuple[float
 
 def compare_task(task: str, base: TaskRun, tuned: TaskRun, intersect: bool) -> dict[str, Any]:
     _check_same_protocol(task, base, tuned)
-    base_recs, tuned_recs, counts = _common(task, base, tuned, intersect)
+    base_recs, tuned_recs, failed, counts = _common(task, base, tuned, intersect)
     measure = get_task(task).measure
     out: dict[str, Any] = {**counts, "metrics": {}, "groups": {}, "flipped": {"fixed": [], "broken": []}}
     for x, y in zip(base_recs, tuned_recs):
         if x["correct"] is not None and bool(x["correct"]) != bool(y["correct"]):
             out["flipped"]["fixed" if y["correct"] else "broken"].append(x["id"])
+    if failed and measure.unit is not by_id:
+        # a unit that lost a question to a failure in either run is left out of both (metrics, intervals and tests),
+        # as each run's result.json leaves it out
+        lost = {measure.unit(r) for r in failed}
+        kept = [i for i, r in enumerate(base_recs) if measure.unit(r) not in lost]
+        base_recs, tuned_recs = [base_recs[i] for i in kept], [tuned_recs[i] for i in kept]
+        out["n_left_out_with_unit"] = counts["n_common"] - len(kept)
     if not base_recs:
         out["note"] = "no common samples"
         return out

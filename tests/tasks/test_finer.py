@@ -83,6 +83,21 @@ def test_bad_rows_fail_clearly(tmp_path, rows, message):
     assert "rows.jsonl:1" in proc.stderr or "FINER multi_attr image a.jpg" in proc.stderr
 
 
+def test_a_broken_pair_in_the_data_is_refused_before_the_model_loads(tmp_path, finer_fixture):
+    """A FINER file with a pair's row doubled was found only when result.json was built, after every question had
+    been generated; `run` now names it while reading the data (the model path here does not exist, so reaching the
+    model would be another error)."""
+    rows = [json.loads(l) for l in (finer_fixture / "multi_obj.jsonl").read_text().splitlines()]
+    folder = tmp_path / "finer"
+    folder.mkdir()
+    (folder / "multi_obj.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [rows[0], rows[0], *rows[2:]]))
+    proc = subprocess.run([*CLI, "run", "--model", str(tmp_path / "no-model"), "--tasks", "finer_comprecap", "--out", str(tmp_path / "run"),
+                           "--task-arg", f"finer_comprecap.data={folder}", "--task-arg", f"finer_comprecap.images={finer_fixture / 'images'}"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and not (tmp_path / "run").exists()
+    assert proc.stderr.startswith(f"error: FINER multi_obj image {rows[0]['image_filename']} qtype ") and "a pair needs one _pos and one _neg row" in proc.stderr
+
+
 def test_csv_folder_per_setting(tmp_path, finer_fixture):
     import pandas as pd
 

@@ -98,6 +98,51 @@ def test_quirk_fixture_hand_worked(tmp_path):
     assert r["subtasks_missing"] and "color" in r["subtasks_missing"]
 
 
+def test_a_failed_question_leaves_its_image_out_whole(tmp_path):
+    """A reasoning answer that never closes (`unfinished_reasoning`) on one of an image's two questions stopped the
+    whole score with "expected 2 questions, found 1". The image is left out of the metrics with its answered
+    question, said so in result.json, the report and the summary line, and the metrics are those of the other
+    images; `compare` leaves it out of both runs in the same way."""
+    from mmhallu_eval.report.compare import compare_runs
+    from mmhallu_eval.report.rundata import load_run
+
+    lines = ["a.jpg\tIs there a dog?\tYes\t<think>a dog, or a wolf", "a.jpg\tIs there a cat?\tNo\tNo",
+             "b.jpg\tIs there a dog?\tYes\tYes", "b.jpg\tIs there a cat?\tNo\tYes",
+             "c.jpg\tIs there a dog?\tYes\tYes", "c.jpg\tIs there a cat?\tNo\tNo"]
+    _write(tmp_path / "res", "existence", lines)
+    _write(tmp_path / "rest", "existence", lines[2:])
+    proc = subprocess.run([*CLI, "score", "mme", "--answers", str(tmp_path / "res"), "--out", str(tmp_path / "base" / "r.json")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "errors=1, units_left_out=1" in proc.stdout
+    subprocess.run([*CLI, "score", "mme", "--answers", str(tmp_path / "rest"), "--out", str(tmp_path / "rest.json")], check=True, capture_output=True)
+    r, rest = (json.loads((tmp_path / f).read_text()) for f in ("base/r.json", "rest.json"))
+    assert r["errors"]["unfinished_reasoning"] == 1 and r["units_left_out"]["units"] == 1 and r["units_left_out"]["answered"] == 1
+    assert r["groups"]["existence"] == rest["groups"]["existence"] and r["metrics"] == rest["metrics"]
+    assert (r["groups"]["existence"]["acc"], r["groups"]["existence"]["acc_plus"]) == (0.75, 0.5)
+    report = subprocess.run([*CLI, "report", str(tmp_path / "base" / "r.json")], capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    assert 'data-left-out="1">1 units' in (tmp_path / "base" / "r.report.html").read_text()
+    # the tuned run answers image a: its unit is still left out of the comparison, since base lost a question of it
+    _write(tmp_path / "tuned", "existence", ["a.jpg\tIs there a dog?\tYes\tYes", *lines[1:]])
+    subprocess.run([*CLI, "score", "mme", "--answers", str(tmp_path / "tuned"), "--out", str(tmp_path / "tuned.json")], check=True, capture_output=True)
+    compared = compare_runs(load_run(tmp_path / "base" / "r.json"), load_run(tmp_path / "tuned.json"))["tasks"]["mme"]
+    assert compared["n_excluded_errors"] == 1 and compared["n_left_out_with_unit"] == 1
+    assert compared["metrics"]["total"]["base"] == compared["metrics"]["total"]["tuned"] == rest["metrics"]["total"]
+    # an answer a file lacks (`score --allow-missing` on another tool's output) leaves its image out the same way
+    from mmhallu_eval.registry import get_task
+    from mmhallu_eval.scoring import ResultBuilder, iter_scored_texts
+
+    spec = get_task("mme")
+    samples, match = spec.read_answers(tmp_path / "tuned", spec.parse_options({}))
+    texts = {k: v for k, v in match.texts.items() if k != samples[0].id}
+    builder = ResultBuilder(spec)
+    builder.unanswered([samples[0]])
+    for record in iter_scored_texts(spec, spec.parser(None), samples, texts):
+        builder.add(record)
+    missing = builder.result(spec.parser(None))
+    assert missing["metrics"] == rest["metrics"] and missing["units_left_out"]["answered"] == 1 and missing["n"] == 5
+
+
 @pytest.mark.parametrize(
     "name,lines,message",
     [

@@ -63,10 +63,10 @@ def check_coco_instances(data: Any, path: str | Path) -> tuple[list[dict], list[
         raise TaskError(f"{path}: images: file_name {twice!r} appears {files[twice]} times; each image is one entry")
     image_ids, category_ids = {im["id"] for im in images}, {c["id"] for c in categories}
     for i, ann in enumerate(annotations):
-        if ann.get("image_id") not in image_ids:
-            raise TaskError(f"{path}: annotations[{i}]: image_id {ann.get('image_id')!r} is not among the images")
-        if ann.get("category_id") not in category_ids:
-            raise TaskError(f"{path}: annotations[{i}]: category_id {ann.get('category_id')!r} is not among the categories")
+        for key, known, what in (("image_id", image_ids, "images"), ("category_id", category_ids, "categories")):
+            value = ann.get(key)
+            if not isinstance(value, (int, str)) or value not in known:
+                raise TaskError(f"{path}: annotations[{i}]: {key} {value!r:.40} is not among the {what}")
         box = ann.get("bbox")
         if box is not None and not _is_box(box):
             raise TaskError(f"{path}: annotations[{i}]: bbox must be [x, y, width, height] (got {box!r:.60})")

@@ -83,6 +83,68 @@ def test_annotations(tmp_path_factory, data):
     _only_user_errors(load_graphs, path)
 
 
+object_ids = st.integers(0, 3) | st.sampled_from(["1", ""]) | json_values
+scene_objects = st.fixed_dictionaries({}, optional={
+    "id": object_ids, "name": st.sampled_from(["cat", "dog", "kite", ""]) | json_values,
+    "attributes": st.dictionaries(st.sampled_from(["color", "size"]), st.sampled_from(["red", "tiny", "large"]) | json_values, max_size=2) | json_values,
+    "bbox": st.lists(st.floats(-5, 100) | json_values, min_size=3, max_size=5) | json_values,
+})
+scene_relations = st.fixed_dictionaries({}, optional={
+    "subject": object_ids, "object": object_ids, "predicate": st.sampled_from(["above", "left of", "below", "near"]) | json_values})
+scene_images = st.fixed_dictionaries({}, optional={
+    "image_id": st.integers(0, 3) | json_values, "file_name": st.sampled_from(["a.png", "b.png", "c.png"]) | json_values,
+    "width": st.sampled_from([96, 0, -1, "wide"]) | json_values, "height": st.sampled_from([96, 0.5]) | json_values,
+    "objects": st.lists(scene_objects, max_size=4) | json_values, "relations": st.lists(scene_relations, max_size=4) | json_values,
+})
+
+
+@FUZZ
+@given(graphs=st.lists(scene_images, max_size=4))
+def test_scene_graphs_near_the_format_build_or_fail_clearly(tmp_path_factory, graphs):
+    """Scene graphs close to the format (the right keys, some of them damaged) through every builder and the FINER
+    pair strategy: each builds or gives a user error (a relation without a predicate, an unknown object id, a bad
+    box were KeyErrors and TypeErrors in the builders)."""
+    from mmhallu_eval.benchmarks.qa import build_finer, build_mme, build_mmhal
+    from mmhallu_eval.train.strategies.finer import finer_pairs
+
+    folder = tmp_path_factory.mktemp("sg")
+    path = folder / "scene_graph.json"
+    path.write_text(json.dumps({"images": graphs}))
+    for build in (build_mme, build_finer, build_mmhal):
+        _only_user_errors(build, path, folder / build.__name__)
+    try:
+        loaded = load_graphs(path)
+    except UserError:
+        return
+    finer_pairs(loaded, folder, {"obj": 1.0, "attr": 1.0, "rel": 1.0, "wh": 1.0}, both_polarities=True)
+
+
+coco_ids = st.integers(1, 3) | json_values
+coco_files = st.fixed_dictionaries({}, optional={
+    "images": st.lists(st.fixed_dictionaries({}, optional={"id": coco_ids, "file_name": st.sampled_from(["a.jpg", "b.jpg", ""]) | json_values}), max_size=4),
+    "categories": st.lists(st.fixed_dictionaries({}, optional={"id": coco_ids, "name": st.sampled_from(["cat", "dog", "kite"]) | json_values}), max_size=4),
+    "annotations": st.lists(st.fixed_dictionaries({}, optional={
+        "image_id": coco_ids, "category_id": coco_ids, "bbox": st.lists(st.floats(-5, 100) | json_values, min_size=3, max_size=5) | json_values,
+        "attributes": st.dictionaries(st.sampled_from(["color"]), st.sampled_from(["red"]) | json_values, max_size=1) | json_values}), max_size=8),
+})
+
+
+@FUZZ
+@given(data=coco_files)
+def test_coco_instances_near_the_format_build_or_fail_clearly(tmp_path_factory, data):
+    """COCO instances files close to the format through `build pope` and the scene-graph builders: each builds or
+    gives a user error."""
+    from mmhallu_eval.benchmarks.pope import build_pope
+    from mmhallu_eval.benchmarks.qa import build_finer, build_mme
+
+    folder = tmp_path_factory.mktemp("coco")
+    path = folder / "instances_val.json"
+    path.write_text(json.dumps(data))
+    _only_user_errors(build_pope, path, folder / "pope")
+    for build in (build_mme, build_finer):
+        _only_user_errors(build, path, folder / build.__name__)
+
+
 @FUZZ
 @given(data=raw_bytes)
 def test_answers_files(tmp_path_factory, pope_fixture, data):

@@ -145,6 +145,43 @@ def test_coco_instances_near_the_format_build_or_fail_clearly(tmp_path_factory, 
         _only_user_errors(build, path, folder / build.__name__)
 
 
+def _mutated(row: dict) -> st.SearchStrategy:
+    """A real row with each field kept, dropped or replaced by arbitrary JSON."""
+    return st.fixed_dictionaries({}, optional={k: st.just(v) | st.just(v) | json_values for k, v in row.items()})
+
+
+def _scored_in_process(task: str, path, options: dict, parser: str | None = None) -> None:
+    """What `mmhallu score TASK --allow-missing` does with an answers file that carries its questions."""
+    from mmhallu_eval.scoring import ResultBuilder, check_units, iter_scored_texts
+
+    spec = get_task(task)
+    typed = spec.parse_options(options)
+    samples, match = spec.read_answers(path, typed)
+    check_units(spec, samples)
+    builder = ResultBuilder(spec)
+    builder.unanswered(match.unanswered(samples))
+    for record in iter_scored_texts(spec, spec.parser(parser), samples, match.texts, typed):
+        builder.add(record)
+    builder.result(spec.parser(parser))
+
+
+@FUZZ
+@given(data=st.data())
+def test_official_answer_files_near_the_format_score_or_fail_clearly(tmp_path_factory, shared_benchmarks, finer_fixture, data):
+    """Real answer rows of HallusionBench's and FINER's official formats, some fields dropped or damaged, some rows
+    left out (a question set or a pair cut short): each file scores or gives a user error."""
+    hb = json.loads((shared_benchmarks / "hallusionbench" / "HallusionBench_result_sample.json").read_text())[:12]
+    finer = [{**json.loads(line), "text": "B"} for line in (finer_fixture / "multi_obj.jsonl").read_text().splitlines()][:8]
+    folder = tmp_path_factory.mktemp("answers")
+    for task, rows, options, parser in (("hallusionbench", hb, {"data": str(shared_benchmarks / "hallusionbench" / "HallusionBench.json")}, "yesno"),
+                                        ("finer_comprecap", finer, {}, None)):
+        picked = data.draw(st.lists(st.sampled_from(range(len(rows))), max_size=len(rows)).flatmap(
+            lambda idx, rows=rows: st.tuples(*(st.just(rows[i]) | _mutated(rows[i]) for i in idx))))
+        path = folder / f"{task}.json{'l' if task.startswith('finer') else ''}"
+        path.write_text("".join(json.dumps(r) + "\n" for r in picked) if task.startswith("finer") else json.dumps(list(picked)))
+        _only_user_errors(_scored_in_process, task, path, options, parser)
+
+
 @FUZZ
 @given(data=raw_bytes)
 def test_answers_files(tmp_path_factory, pope_fixture, data):

@@ -152,11 +152,15 @@ def _mutated(row: dict) -> st.SearchStrategy:
 
 def _scored_in_process(task: str, path, options: dict, parser: str | None = None) -> None:
     """What `mmhallu score TASK --allow-missing` does with an answers file that carries its questions."""
-    from mmhallu_eval.scoring import ResultBuilder, check_units, iter_scored_texts
-
     spec = get_task(task)
     typed = spec.parse_options(options)
-    samples, match = spec.read_answers(path, typed)
+    _score_matched(spec, typed, *spec.read_answers(path, typed), parser)
+
+
+def _score_matched(spec, typed, samples, match, parser: str | None = None) -> None:
+    """What `mmhallu score --allow-missing` does once the answers are matched to their questions."""
+    from mmhallu_eval.scoring import ResultBuilder, check_units, iter_scored_texts
+
     check_units(spec, samples)
     builder = ResultBuilder(spec)
     builder.unanswered(match.unanswered(samples))
@@ -180,6 +184,37 @@ def test_official_answer_files_near_the_format_score_or_fail_clearly(tmp_path_fa
         path = folder / f"{task}.json{'l' if task.startswith('finer') else ''}"
         path.write_text("".join(json.dumps(r) + "\n" for r in picked) if task.startswith("finer") else json.dumps(list(picked)))
         _only_user_errors(_scored_in_process, task, path, options, parser)
+
+
+@FUZZ
+@given(data=st.data())
+def test_lmms_eval_logs_near_the_format_score_or_fail_clearly(tmp_path_factory, shared_benchmarks, data):
+    """Real lmms-eval log lines (POPE's and MME's), some fields dropped or damaged, some lines left out: each log
+    scores or gives a user error."""
+    import gzip
+    from pathlib import Path
+
+    from mmhallu_eval.interop import read_lmms_eval_log
+
+    interop = shared_benchmarks / "interop" / "lmms-eval"
+    pope = (interop / "pope_b1_r1" / "20261202_040846_samples_pope.jsonl").read_text().splitlines()[:8]
+    mme_log = Path(__file__).resolve().parents[1] / "fixtures" / "parity" / "lmms_eval" / "20261203_000000_samples_mme.jsonl.gz"
+    mme = gzip.decompress(mme_log.read_bytes()).decode().splitlines()[:8]
+    folder = tmp_path_factory.mktemp("lmms")
+    for task, lines, options in (("pope", pope, {"data": str(interop)}), ("mme", mme, {"data": str(shared_benchmarks / "mme" / "questions")})):
+        rows = [json.loads(line) for line in lines]
+        picked = data.draw(st.lists(st.sampled_from(range(len(rows))), max_size=len(rows)).flatmap(
+            lambda idx, rows=rows: st.tuples(*(st.just(rows[i]) | _mutated(rows[i]) for i in idx))))
+        path = folder / f"samples_{task}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in picked))
+        spec = get_task(task)
+        typed = spec.parse_options(options)
+
+        def scored(spec=spec, typed=typed, path=path) -> None:
+            samples, match, _, _ = read_lmms_eval_log(path, lambda: spec.load(typed), spec.capabilities.lmms_eval, spec.name, typed)
+            _score_matched(spec, typed, samples, match)
+
+        _only_user_errors(scored)
 
 
 @FUZZ

@@ -165,7 +165,8 @@ class UnitAccumulator:
         self.single = measure.unit_size == 1 or (measure.unit_size is None and measure.unit is by_id)
         #: units that lost a record to a failure (or a missing answer): left out of the metrics whole
         self.failed: set[Hashable] = set()
-        #: scored records left out with their unit
+        #: the failed units that had scored records, and how many records these were (left out with their unit)
+        self.cut: set[Hashable] = set()
         self.left_out = 0
 
     def fail(self, record: Record) -> None:
@@ -181,11 +182,15 @@ class UnitAccumulator:
             raise self._size_error(key, self.sizes[i] + 1)
         if key not in self.failed:
             self.failed.add(key)
-            self.left_out += len(self.pending.pop(key, []))
+            dropped = self.pending.pop(key, [])
+            if dropped:
+                self.cut.add(key)
+                self.left_out += len(dropped)
 
     def add(self, record: Record) -> None:
         key = self.measure.unit(record)
         if key in self.failed:
+            self.cut.add(key)
             self.left_out += 1
             return
         i = self.index.get(key)

@@ -126,9 +126,9 @@ class ResultBuilder:
         if failed:
             errors["first_ids"] = self.failed_ids
             errors["first_message"] = self.first_message
-        if self.units.failed:
+        if self.units.cut:
             extra = {**(extra or {}), "units_left_out": {
-                "units": len(self.units.failed), "answered": self.units.left_out,
+                "units": len(self.units.cut), "answered": self.units.left_out,
                 "why": "a question of each of these units failed or has no answer, so the unit's answered questions are left out with it"}}
         return redact({
             "schema_version": SCHEMA_VERSION,

@@ -113,7 +113,8 @@ def _json_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise TaskError(f"{path}: expected VLMEvalKit's JSON predictions: a list of records with 'index' and 'prediction'")
     columns = list(dict.fromkeys(k for r in data for k in r))
-    return columns, [{k: "" if v is None else v if isinstance(v, str) else json.dumps(v) for k, v in r.items()} for r in data]
+    # a record without a key the others have is an empty cell, as in the xlsx and tsv forms of the same table
+    return columns, [{k: "" if (v := r.get(k)) is None else v if isinstance(v, str) else json.dumps(v) for k in columns} for r in data]
 
 
 def read_table(path: Path) -> tuple[list[str], list[tuple[str, dict[str, str]]]]:

@@ -218,6 +218,34 @@ def test_lmms_eval_logs_near_the_format_score_or_fail_clearly(tmp_path_factory, 
 
 
 @FUZZ
+@given(data=st.data())
+def test_vlmevalkit_predictions_near_the_format_score_or_fail_clearly(tmp_path_factory, shared_benchmarks, data):
+    """VLMEvalKit prediction rows of MME and HallusionBench (as its dump writes them), some cells dropped or damaged,
+    some rows left out: each file scores or gives a user error."""
+    import random
+
+    from mmhallu_eval.interop import read_vlmevalkit
+    from parity_cases import _vlmevalkit_rows
+
+    folder = tmp_path_factory.mktemp("vlmevalkit")
+    for task, name, options in (("mme", "MME", {"data": str(shared_benchmarks / "mme" / "questions")}),
+                                ("hallusionbench", "HallusionBench", {"data": str(shared_benchmarks / "hallusionbench" / "HallusionBench.json")})):
+        spec = get_task(task)
+        typed = spec.parse_options(options)
+        rows = [{**r, "prediction": "Yes"} for r in _vlmevalkit_rows(task, spec.load(typed)[:12], random.Random(0))][:8]
+        picked = data.draw(st.lists(st.sampled_from(range(len(rows))), max_size=len(rows)).flatmap(
+            lambda idx, rows=rows: st.tuples(*(st.just(rows[i]) | _mutated(rows[i]) for i in idx))))
+        path = folder / f"TinyModel_{name}.json"
+        path.write_text(json.dumps(list(picked)))
+
+        def scored(spec=spec, typed=typed, path=path) -> None:
+            samples, match, _, _ = read_vlmevalkit(path, lambda: spec.load(typed), spec.capabilities.vlmevalkit, spec.name)
+            _score_matched(spec, typed, samples, match, "yesno" if spec.name == "hallusionbench" else None)
+
+        _only_user_errors(scored)
+
+
+@FUZZ
 @given(data=raw_bytes)
 def test_answers_files(tmp_path_factory, pope_fixture, data):
     path = tmp_path_factory.mktemp("answers") / "answers.jsonl"

@@ -150,6 +150,12 @@ def _mutated(row: dict) -> st.SearchStrategy:
     return st.fixed_dictionaries({}, optional={k: st.just(v) | st.just(v) | json_values for k, v in row.items()})
 
 
+def _draw_rows(data, rows: list[dict]) -> list[dict]:
+    """Some of `rows` (any, in any order, repeats allowed), each kept or `_mutated`."""
+    return list(data.draw(st.lists(st.sampled_from(range(len(rows))), max_size=len(rows)).flatmap(
+        lambda idx: st.tuples(*(st.just(rows[i]) | _mutated(rows[i]) for i in idx)))))
+
+
 def _scored_in_process(task: str, path, options: dict, parser: str | None = None) -> None:
     """What `mmhallu score TASK --allow-missing` does with an answers file that carries its questions."""
     spec = get_task(task)
@@ -179,8 +185,7 @@ def test_official_answer_files_near_the_format_score_or_fail_clearly(tmp_path_fa
     folder = tmp_path_factory.mktemp("answers")
     for task, rows, options, parser in (("hallusionbench", hb, {"data": str(shared_benchmarks / "hallusionbench" / "HallusionBench.json")}, "yesno"),
                                         ("finer_comprecap", finer, {}, None)):
-        picked = data.draw(st.lists(st.sampled_from(range(len(rows))), max_size=len(rows)).flatmap(
-            lambda idx, rows=rows: st.tuples(*(st.just(rows[i]) | _mutated(rows[i]) for i in idx))))
+        picked = _draw_rows(data, rows)
         path = folder / f"{task}.json{'l' if task.startswith('finer') else ''}"
         path.write_text("".join(json.dumps(r) + "\n" for r in picked) if task.startswith("finer") else json.dumps(list(picked)))
         _only_user_errors(_scored_in_process, task, path, options, parser)
@@ -203,8 +208,7 @@ def test_lmms_eval_logs_near_the_format_score_or_fail_clearly(tmp_path_factory, 
     folder = tmp_path_factory.mktemp("lmms")
     for task, lines, options in (("pope", pope, {"data": str(interop)}), ("mme", mme, {"data": str(shared_benchmarks / "mme" / "questions")})):
         rows = [json.loads(line) for line in lines]
-        picked = data.draw(st.lists(st.sampled_from(range(len(rows))), max_size=len(rows)).flatmap(
-            lambda idx, rows=rows: st.tuples(*(st.just(rows[i]) | _mutated(rows[i]) for i in idx))))
+        picked = _draw_rows(data, rows)
         path = folder / f"samples_{task}.jsonl"
         path.write_text("".join(json.dumps(r) + "\n" for r in picked))
         spec = get_task(task)
@@ -233,8 +237,7 @@ def test_vlmevalkit_predictions_near_the_format_score_or_fail_clearly(tmp_path_f
         spec = get_task(task)
         typed = spec.parse_options(options)
         rows = [{**r, "prediction": "Yes"} for r in _vlmevalkit_rows(task, spec.load(typed)[:12], random.Random(0))][:8]
-        picked = data.draw(st.lists(st.sampled_from(range(len(rows))), max_size=len(rows)).flatmap(
-            lambda idx, rows=rows: st.tuples(*(st.just(rows[i]) | _mutated(rows[i]) for i in idx))))
+        picked = _draw_rows(data, rows)
         path = folder / f"TinyModel_{name}.json"
         path.write_text(json.dumps(list(picked)))
 
@@ -243,6 +246,33 @@ def test_vlmevalkit_predictions_near_the_format_score_or_fail_clearly(tmp_path_f
             _score_matched(spec, typed, samples, match, "yesno" if spec.name == "hallusionbench" else None)
 
         _only_user_errors(scored)
+
+
+@FUZZ
+@given(data=st.data())
+def test_pope_and_mmhal_files_near_the_format_load_or_fail_clearly(tmp_path_factory, shared_benchmarks, data):
+    """POPE's question file and LLaVA's answers for it, and MMHal-Bench's response template, from real rows with some
+    fields dropped or damaged and rows left out or repeated: each loads (and POPE scores) or gives a user error."""
+    from mmhallu_eval.scoring import match_answers
+
+    pope = shared_benchmarks / "pope"
+    questions = [json.loads(line) for line in (pope / "coco_pope_random.json").read_text().splitlines()[:8]]
+    answers = [json.loads(line) for line in (pope / "llava-1.5-13b" / "answers_llava-v1.5-13b.jsonl").read_text().splitlines()[:8]]
+    template = json.loads((shared_benchmarks / "mmhal" / "responses_llava_7b.json").read_text())[:6]
+    folder = tmp_path_factory.mktemp("near")
+    (folder / "coco_pope_random.json").write_text("".join(json.dumps(r) + "\n" for r in _draw_rows(data, questions)))
+    (folder / "answers.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _draw_rows(data, answers)))
+    (folder / "mmhal.json").write_text(json.dumps(_draw_rows(data, template)))
+    spec = get_task("pope")
+    typed = spec.parse_options({"data": str(folder / "coco_pope_random.json")})
+
+    def scored() -> None:
+        samples = spec.load(typed)
+        _score_matched(spec, typed, samples, match_answers(samples, folder / "answers.jsonl"))
+
+    _only_user_errors(scored)
+    _only_user_errors(get_task("mmhal").load, {"data": str(folder / "mmhal.json")})
+    _only_user_errors(get_task("mmhal").answers, folder / "mmhal.json")
 
 
 @FUZZ

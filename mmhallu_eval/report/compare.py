@@ -64,6 +64,16 @@ def _mcnemar_entry(base_recs: list[dict], tuned_recs: list[dict]) -> tuple[float
     return mcnemar(b, c)
 
 
+def _units(task: str, measure: Any, run: TaskRun, records: list[dict]) -> Any:
+    """The units of a run's common records. The task's statistics read fields of its own (POPE's parsed answer,
+    CHAIR's mentions) that a record edited by hand, or written by another version of the task, may lack."""
+    try:
+        return unit_table(measure, records, validate=False)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise TaskError(f"{run.samples_path}: a record lacks what {task}'s statistics read ({type(exc).__name__}: {exc}); "
+                        "restore the file or score the answers again") from None
+
+
 def compare_task(task: str, base: TaskRun, tuned: TaskRun, intersect: bool) -> dict[str, Any]:
     _check_same_protocol(task, base, tuned)
     base_recs, tuned_recs, failed, counts = _common(task, base, tuned, intersect)
@@ -82,7 +92,7 @@ def compare_task(task: str, base: TaskRun, tuned: TaskRun, intersect: bool) -> d
     if not base_recs:
         out["note"] = "no common samples"
         return out
-    table_b, table_t = unit_table(measure, base_recs, validate=False), unit_table(measure, tuned_recs, validate=False)
+    table_b, table_t = _units(task, measure, base, base_recs), _units(task, measure, tuned, tuned_recs)
     rows_t = dict(zip(table_t.keys, table_t.rows))
     size_t = dict(zip(table_t.keys, table_t.sizes))
     keys = [i for i, k in enumerate(table_b.keys) if k in rows_t and size_t[k] == table_b.sizes[i]]

@@ -39,7 +39,7 @@ def fmt_number(v: Any) -> str:
 
 
 def fmt_ci(ci: Any) -> str:
-    if not ci or ci[0] is None:
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2 or ci[0] is None:
         return ""
     return f"[{fmt_number(ci[0])}, {fmt_number(ci[1])}]"
 

@@ -33,7 +33,23 @@ class TaskRun:
         for lineno, row in iter_jsonl(self.samples_path):
             if not isinstance(row.get("id"), str):
                 raise TaskError(f"{self.samples_path}:{lineno}: a record needs its sample id as text (\"id\")")
+            wrong = next((k for k, ok in _RECORD_FIELDS.items() if k in row and not ok(row[k])), None)
+            if wrong or "correct" not in row:
+                raise TaskError(f"{self.samples_path}:{lineno}: not a record of a mmhallu run (\"{wrong or 'correct'}\" "
+                                f"{'is missing' if wrong is None else 'is damaged'}); restore the file or write the run again")
             yield row
+
+
+def _text_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+#: the fields of a samples.jsonl record that every page and comparison reads, and what each must be
+_RECORD_FIELDS = {
+    "correct": lambda v: v is None or isinstance(v, bool), "error": _text_or_none, "group": _text_or_none,
+    "prompt": _text_or_none, "response": _text_or_none, "metadata": lambda v: isinstance(v, dict),
+    "images": lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v),
+}
 
 
 @dataclass
@@ -100,10 +116,35 @@ def load_run(root: str | Path) -> RunData:
 
 def _add_task(run: RunData, result_path: Path, samples_path: Path) -> None:
     result = read_json(result_path)
-    if not isinstance(result, dict) or result.get("schema_version") != 1 or any(f not in result for f in ("task", "metrics", "groups")):
-        raise TaskError(f"{result_path}: not a mmhallu result.json (schema_version 1)")
-    _check_objects(result, result_path, "a mmhallu result.json", ("metrics", "groups", "ci"))
+    check_result(result, result_path)
     run.tasks[result["task"]] = TaskRun(result["task"], result, samples_path)
+
+
+#: what every result.json (schema_version 1) has
+RESULT_FIELDS = ("task", "task_version", "parser", "parser_version", "n", "n_scored", "metrics", "groups", "ci", "errors")
+
+
+def check_result(result: Any, path: Path) -> None:
+    """What the pages read of a result.json, checked: an edited or damaged file is named with the field at fault."""
+    if not isinstance(result, dict) or result.get("schema_version") != 1:
+        raise TaskError(f"{path}: not a mmhallu result.json (schema_version 1)")
+    lacking = [f for f in RESULT_FIELDS if f not in result]
+    if lacking:
+        raise TaskError(f"{path}: not a mmhallu result.json (no {', '.join(repr(f) for f in lacking)}); restore it or score the answers again")
+    _check_objects(result, path, "a mmhallu result.json", ("metrics", "groups", "ci", "errors", "peer_reported", "units_left_out"))
+    problem = None
+    if not isinstance(result["task"], str) or not result["task"]:
+        problem = "\"task\" is not a task name"
+    elif any(not isinstance(g, dict) or not isinstance(g.get("ci", {}), dict) for g in result["groups"].values()):
+        problem = "a group under \"groups\" is not an object of metrics"
+    elif any(not (isinstance(v, int) and not isinstance(v, bool) and v >= 0) for k, v in result.items() if k in ("n", "n_scored")) or \
+            not isinstance(result.get("errors", {}).get("total", 0), int):
+        problem = "\"n\", \"n_scored\" or the errors' \"total\" is not a count"
+    elif not isinstance(result.get("peer_reported", {}).get("metrics", {}), dict) or \
+            any(not isinstance(m, dict) for m in result.get("peer_reported", {}).get("metrics", {}).values()):
+        problem = "\"peer_reported\" has no object of metrics"
+    if problem:
+        raise TaskError(f"{path}: not a mmhallu result.json ({problem}); restore it or score the answers again")
 
 
 def _check_objects(obj: Any, path: Path, what: str, fields: tuple[str, ...]) -> None:

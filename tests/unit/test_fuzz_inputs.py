@@ -145,9 +145,18 @@ def test_coco_instances_near_the_format_build_or_fail_clearly(tmp_path_factory, 
         _only_user_errors(build, path, folder / build.__name__)
 
 
-def _mutated(row: dict) -> st.SearchStrategy:
-    """A real row with each field kept, dropped or replaced by arbitrary JSON."""
-    return st.fixed_dictionaries({}, optional={k: st.just(v) | st.just(v) | json_values for k, v in row.items()})
+_DROP = object()
+
+
+def _mutated(row: dict, drop: bool = True) -> st.SearchStrategy:
+    """A real row with up to three of its fields replaced by arbitrary JSON or (`drop`) left out: the rest intact,
+    so that a draw gets past the first check to the code behind it."""
+    if not row:
+        return st.just(row)
+    damage = (json_values | st.just(_DROP)) if drop else json_values
+    return st.lists(st.sampled_from(sorted(row)), max_size=3, unique=True).flatmap(
+        lambda hit: st.fixed_dictionaries({k: damage if k in hit else st.just(v) for k, v in row.items()})).map(
+        lambda d: {k: v for k, v in d.items() if v is not _DROP})
 
 
 def _draw_rows(data, rows: list[dict]) -> list[dict]:
@@ -288,6 +297,37 @@ def test_amber_and_chair_answers_near_the_format_score_or_fail_clearly(tmp_path_
     (folder / "chair.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _draw_rows(data, chair)))
     _only_user_errors(_scored_in_process, "amber", folder / "amber.json", {"data": str(shared_benchmarks / "amber"), "evaluation_type": "d"})
     _only_user_errors(_scored_in_process, "chair", folder / "chair.jsonl", {"gt": str(shared_benchmarks / "chair" / "opera_captions" / "gt_objects.json")})
+
+
+@FUZZ
+@given(data=st.data())
+def test_damaged_result_files_give_pages_or_clear_errors(tmp_path_factory, shared_benchmarks, data):
+    """A scored POPE result (result.json and its samples), fields of the records and of the result dropped or
+    damaged, records left out or repeated: `report`, `compare` against the intact result and `leaderboard` write
+    their pages or give a user error."""
+    from mmhallu_eval.files import atomic_write_json
+    from mmhallu_eval.report.pages import compare_report, leaderboard, run_report
+    from mmhallu_eval.scoring import ResultBuilder, iter_scored_texts, match_answers
+
+    pope = shared_benchmarks / "pope"
+    folder = tmp_path_factory.mktemp("pages")
+    (folder / "questions.json").write_text("".join((pope / "coco_pope_random.json").read_text().splitlines(keepends=True)[:12]))
+    spec = get_task("pope")
+    typed = spec.parse_options({"data": str(folder / "questions.json")})
+    samples = spec.load(typed)
+    match = match_answers(samples, pope / "llava-1.5-13b" / "answers_llava-v1.5-13b.jsonl")
+    builder = ResultBuilder(spec)
+    records = list(iter_scored_texts(spec, spec.parser(None), samples, match.texts, typed))
+    for record in records:
+        builder.add(record)
+    result = builder.result(spec.parser(None))
+    for name, rows, res in (("intact", records, result), ("damaged", _draw_rows(data, records), data.draw(_mutated(result)))):
+        atomic_write_json(folder / f"{name}.json", res)
+        (folder / f"{name}.samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _only_user_errors(run_report, folder / "damaged.json", folder / "damaged.html")
+    _only_user_errors(compare_report, folder / "intact.json", folder / "damaged.json", folder / "compare", True)
+    _only_user_errors(compare_report, folder / "damaged.json", folder / "intact.json", folder / "compare2", True)
+    _only_user_errors(leaderboard, [folder / "intact.json", folder / "damaged.json"], folder / "board")
 
 
 @FUZZ

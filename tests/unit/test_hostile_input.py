@@ -577,6 +577,10 @@ def test_damaged_run_folders_are_named_by_the_pages_and_skipped_by_the_leaderboa
         "line": ({"pope/samples.jsonl": "\n".join([lines[0], "{broken", *lines[2:]])}, "pope/samples.jsonl:2: not valid JSON"),
         "no-id": ({"pope/samples.jsonl": "\n".join([lines[0], json.dumps({"response": "Yes"})])}, "pope/samples.jsonl:2: a record needs its sample id"),
         "no-samples": ({"pope/samples.jsonl": None}, "pope/samples.jsonl: not found, so pope's per-sample records are missing"),
+        "task-list": ({"pope/result.json": json.dumps({**result, "task": ["pope"]})}, "pope/result.json: not a mmhallu result.json (\"task\" is not a task name)"),
+        "no-errors": ({"pope/result.json": json.dumps({k: v for k, v in result.items() if k != "errors"})}, "pope/result.json: not a mmhallu result.json (no 'errors')"),
+        "correct": ({"pope/samples.jsonl": "\n".join([lines[0], json.dumps({**json.loads(lines[1]), "correct": "yes"})])},
+                    "pope/samples.jsonl:2: not a record of a mmhallu run (\"correct\" is damaged)"),
     }
     for name, (files, why) in damages.items():
         run = tmp_path / name

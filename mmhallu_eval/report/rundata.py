@@ -98,9 +98,13 @@ def load_run(root: str | Path) -> RunData:
         raise TaskError(f"{root}: run folder (or result file) not found")
     manifest_path = root / "manifest.json"
     manifest = read_json(manifest_path) if manifest_path.exists() else {}
-    _check_objects(manifest, manifest_path, "a mmhallu manifest.json", ("model", "config", "tasks"))
+    _check_objects(manifest, manifest_path, "a mmhallu manifest.json", ("model", "config", "tasks", "versions"))
     if any(not isinstance(t, dict) for t in manifest.get("tasks", {}).values()):
         raise TaskError(f"{manifest_path}: not a mmhallu manifest.json (a task's entry under \"tasks\" is not an object)")
+    roots = [t.get("data_roots", []) for t in manifest.get("tasks", {}).values()]
+    if not isinstance(manifest.get("cwd", ""), str) or any(not isinstance(r, list) or not all(isinstance(x, str) for x in r) for r in roots):
+        raise TaskError(f"{manifest_path}: not a mmhallu manifest.json (\"cwd\" or a task's \"data_roots\" is not text); "
+                        "restore it or write the run again")
     run = RunData(root=root, manifest=manifest)
     # a run writes <task>/samples.jsonl; `mmhallu score --out X/result.json` writes X/result.samples.jsonl beside it,
     # so results scored into DIR/<task>/ (several tasks: one run) or into DIR itself read as a run too

@@ -328,6 +328,16 @@ def test_damaged_result_files_give_pages_or_clear_errors(tmp_path_factory, share
     _only_user_errors(compare_report, folder / "intact.json", folder / "damaged.json", folder / "compare", True)
     _only_user_errors(compare_report, folder / "damaged.json", folder / "intact.json", folder / "compare2", True)
     _only_user_errors(leaderboard, [folder / "intact.json", folder / "damaged.json"], folder / "board")
+    run = folder / "run"
+    (run / "pope").mkdir(parents=True)
+    (run / "pope" / "result.json").write_text(json.dumps(result))
+    (run / "pope" / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    manifest = {"schema_version": 1, "config": {"model": "m", "tasks": ["pope"]}, "cwd": str(folder), "versions": {"mmhallu-eval": "1"},
+                "model": {"model": "m", "backend": "transformers", "dtype": "float32", "device": "cpu", "model_fingerprint": "f"},
+                "tasks": {"pope": {"data_roots": [str(folder)], "n_samples": len(records)}}, "started": "2026-01-01T00:00:00+00:00"}
+    (run / "manifest.json").write_text(json.dumps(data.draw(_mutated(manifest))))
+    _only_user_errors(run_report, run, folder / "run.html")
+    _only_user_errors(compare_report, run, folder / "intact.json", folder / "compare3")
 
 
 @FUZZ

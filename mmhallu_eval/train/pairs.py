@@ -62,10 +62,16 @@ def read_pairs(path: str | Path) -> list[Pair]:
     return pairs
 
 
+def _is_part(part: Any) -> bool:
+    """One part of a message's content, as chat templates read it: {"type": "text", "text": ...} or {"type": "image"}."""
+    return isinstance(part, dict) and (part.get("type") == "image" or (part.get("type") == "text" and isinstance(part.get("text"), str)))
+
+
 def _check_turns(turns: Any, name: str, where: str) -> None:
     """A conversation: a list of {"role": ..., "content": text or a list of parts} messages."""
     ok = isinstance(turns, list) and bool(turns) and all(
-        isinstance(t, dict) and isinstance(t.get("role"), str) and isinstance(t.get("content"), (str, list)) for t in turns)
+        isinstance(t, dict) and isinstance(t.get("role"), str) and
+        (isinstance(t.get("content"), str) or (isinstance(t.get("content"), list) and all(_is_part(p) for p in t["content"]))) for t in turns)
     if not ok:
         raise TaskError(f"{where}: {name} must be a list of messages such as "
                         f"[{{\"role\": \"{'user' if name == 'prompt' else 'assistant'}\", \"content\": [{{\"type\": \"text\", \"text\": \"...\"}}]}}] "

@@ -114,7 +114,10 @@ def test_bad_pairs_file_is_clear(tiny_llava, pairs, tmp_path):
                         ({"images": [str(not_an_image)]}, f"{not_an_image}: cannot identify image file"),
                         ({"prompt": "Is there a star?"}, "prompt must be a list of messages"),
                         ({"chosen": "No."}, "chosen must be a list of messages"),
-                        ({"rejected": []}, "rejected must be a list of messages")):
+                        ({"rejected": []}, "rejected must be a list of messages"),
+                        ({"chosen": [{"role": "assistant", "content": [{"type": "text", "text": None}]}]}, "chosen must be a list of messages"),
+                        ({"chosen": [{"role": "assistant", "content": ["No."]}]}, "chosen must be a list of messages"),
+                        ({"prompt": [{"role": "user", "content": [{"type": "picture"}]}]}, "prompt must be a list of messages")):
         bad.write_text(json.dumps(good) + "\n" + json.dumps({**good, **change}) + "\n")
         with pytest.raises(TaskError, match=f"{bad}:2: {why}"):
             read_pairs(bad)

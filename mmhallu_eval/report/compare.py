@@ -64,14 +64,23 @@ def _mcnemar_entry(base_recs: list[dict], tuned_recs: list[dict]) -> tuple[float
     return mcnemar(b, c)
 
 
+#: what a task's unit and statistics functions raise on a record that lacks a field they read
+_UNREADABLE = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+
+
+def _unreadable(task: str, run: TaskRun, exc: Exception) -> TaskError:
+    """The task's statistics read fields of its own (POPE's parsed answer, MME's image, CHAIR's mentions) that a
+    record edited by hand, or written by another version of the task, may lack."""
+    return TaskError(f"{run.samples_path}: a record lacks what {task}'s statistics read ({type(exc).__name__}: {exc}); "
+                     "restore the file or score the answers again")
+
+
 def _units(task: str, measure: Any, run: TaskRun, records: list[dict]) -> Any:
-    """The units of a run's common records. The task's statistics read fields of its own (POPE's parsed answer,
-    CHAIR's mentions) that a record edited by hand, or written by another version of the task, may lack."""
+    """The units of a run's common records."""
     try:
         return unit_table(measure, records, validate=False)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise TaskError(f"{run.samples_path}: a record lacks what {task}'s statistics read ({type(exc).__name__}: {exc}); "
-                        "restore the file or score the answers again") from None
+    except _UNREADABLE as exc:
+        raise _unreadable(task, run, exc) from None
 
 
 def compare_task(task: str, base: TaskRun, tuned: TaskRun, intersect: bool) -> dict[str, Any]:
@@ -85,8 +94,11 @@ def compare_task(task: str, base: TaskRun, tuned: TaskRun, intersect: bool) -> d
     if failed and measure.unit is not by_id:
         # a unit that lost a question to a failure in either run is left out of both (metrics, intervals and tests),
         # as each run's result.json leaves it out
-        lost = {measure.unit(r) for r in failed}
-        kept = [i for i, r in enumerate(base_recs) if measure.unit(r) not in lost]
+        try:
+            lost = {measure.unit(r) for r in failed}
+            kept = [i for i, r in enumerate(base_recs) if measure.unit(r) not in lost]
+        except _UNREADABLE as exc:
+            raise _unreadable(task, base, exc) from None
         base_recs, tuned_recs = [base_recs[i] for i in kept], [tuned_recs[i] for i in kept]
         out["n_left_out_with_unit"] = counts["n_common"] - len(kept)
     if not base_recs:

@@ -300,24 +300,32 @@ def test_amber_and_chair_answers_near_the_format_score_or_fail_clearly(tmp_path_
 
 
 @FUZZ
-@given(data=st.data())
-def test_damaged_result_files_give_pages_or_clear_errors(tmp_path_factory, shared_benchmarks, data):
-    """A scored POPE result (result.json and its samples), fields of the records and of the result dropped or
-    damaged, records left out or repeated: `report`, `compare` against the intact result and `leaderboard` write
-    their pages or give a user error."""
+@given(data=st.data(), task=st.sampled_from(["pope", "mme"]))
+def test_damaged_result_files_give_pages_or_clear_errors(tmp_path_factory, shared_benchmarks, data, task):
+    """A scored POPE or MME result (result.json and its samples; MME's unit is an image's two questions), fields of
+    the records and of the result dropped or damaged, records left out or repeated: `report`, `compare` against the
+    intact result and `leaderboard` write their pages or give a user error."""
     from mmhallu_eval.files import atomic_write_json
     from mmhallu_eval.report.pages import compare_report, leaderboard, run_report
     from mmhallu_eval.scoring import ResultBuilder, iter_scored_texts, match_answers
 
-    pope = shared_benchmarks / "pope"
     folder = tmp_path_factory.mktemp("pages")
-    (folder / "questions.json").write_text("".join((pope / "coco_pope_random.json").read_text().splitlines(keepends=True)[:12]))
-    spec = get_task("pope")
-    typed = spec.parse_options({"data": str(folder / "questions.json")})
-    samples = spec.load(typed)
-    match = match_answers(samples, pope / "llava-1.5-13b" / "answers_llava-v1.5-13b.jsonl")
+    spec = get_task(task)
+    if task == "pope":
+        pope = shared_benchmarks / "pope"
+        (folder / "questions.json").write_text("".join((pope / "coco_pope_random.json").read_text().splitlines(keepends=True)[:12]))
+        typed = spec.parse_options({"data": str(folder / "questions.json")})
+        samples = spec.load(typed)
+        texts = match_answers(samples, pope / "llava-1.5-13b" / "answers_llava-v1.5-13b.jsonl").texts
+    else:
+        (folder / "mme").mkdir()
+        lines = (shared_benchmarks / "mme" / "example_results_LaVIN" / "existence.txt").read_text().splitlines(keepends=True)[:8]
+        (folder / "mme" / "existence.txt").write_text("".join(lines[:7]) + lines[7].rsplit("\t", 1)[0] + "\t<think>unfinished\n")
+        typed = spec.parse_options({})
+        samples, match = spec.answers(folder / "mme", typed)
+        texts = match.texts
     builder = ResultBuilder(spec)
-    records = list(iter_scored_texts(spec, spec.parser(None), samples, match.texts, typed))
+    records = list(iter_scored_texts(spec, spec.parser(None), samples, texts, typed))
     for record in records:
         builder.add(record)
     result = builder.result(spec.parser(None))
@@ -329,12 +337,12 @@ def test_damaged_result_files_give_pages_or_clear_errors(tmp_path_factory, share
     _only_user_errors(compare_report, folder / "damaged.json", folder / "intact.json", folder / "compare2", True)
     _only_user_errors(leaderboard, [folder / "intact.json", folder / "damaged.json"], folder / "board")
     run = folder / "run"
-    (run / "pope").mkdir(parents=True)
-    (run / "pope" / "result.json").write_text(json.dumps(result))
-    (run / "pope" / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    manifest = {"schema_version": 1, "config": {"model": "m", "tasks": ["pope"]}, "cwd": str(folder), "versions": {"mmhallu-eval": "1"},
+    (run / task).mkdir(parents=True)
+    (run / task / "result.json").write_text(json.dumps(result))
+    (run / task / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    manifest = {"schema_version": 1, "config": {"model": "m", "tasks": [task]}, "cwd": str(folder), "versions": {"mmhallu-eval": "1"},
                 "model": {"model": "m", "backend": "transformers", "dtype": "float32", "device": "cpu", "model_fingerprint": "f"},
-                "tasks": {"pope": {"data_roots": [str(folder)], "n_samples": len(records)}}, "started": "2026-01-01T00:00:00+00:00"}
+                "tasks": {task: {"data_roots": [str(folder)], "n_samples": len(records)}}, "started": "2026-01-01T00:00:00+00:00"}
     (run / "manifest.json").write_text(json.dumps(data.draw(_mutated(manifest))))
     _only_user_errors(run_report, run, folder / "run.html")
     _only_user_errors(compare_report, run, folder / "intact.json", folder / "compare3")

@@ -59,10 +59,11 @@ def _check_item(item: Any, where: str) -> None:
         raise TaskError(f"{where}: image_id and image_src must be text")
 
 
-def _sample(i: int, item: dict[str, Any], image: Any) -> Sample:
+def _sample(i: int, item: dict[str, Any], image: Any, items: int) -> Sample:
+    """Item `i` of `items` (saved judge replies are one per item, in item order)."""
     return Sample(
         id=str(i), prompt=item["question"], images=[image], target=item["gt_answer"], group=item["question_type"],
-        metadata={k: item.get(k) for k in FIELDS} | {"index": i},
+        metadata={k: item.get(k) for k in FIELDS} | {"index": i, "items": items},
     )
 
 
@@ -82,7 +83,8 @@ def load_samples(options: MmhalOptions) -> list[Sample]:
     if data.startswith("hf:"):
         ds = load_hf_dataset(data[3:], split="test", option="mmhal.data")
         return [
-            _sample(i, dict(row), row["image"] if row.get("image") is not None and not isinstance(row["image"], str) else _image_for(dict(row), options.images, f"{data}[{i}]"))
+            _sample(i, dict(row), row["image"] if row.get("image") is not None and not isinstance(row["image"], str) else _image_for(dict(row), options.images, f"{data}[{i}]"),
+                    len(ds))
             for i, row in enumerate(ds)
         ]
     items = read_json(data)
@@ -94,15 +96,17 @@ def load_samples(options: MmhalOptions) -> list[Sample]:
         if missing:
             raise TaskError(f"{data}: item {i}: missing field(s) {', '.join(missing)}")
         _check_item(item, f"{data}: item {i}")
-        samples.append(_sample(i, item, _image_for(item, options.images, f"{data}: item {i}")))
+        samples.append(_sample(i, item, _image_for(item, options.images, f"{data}: item {i}"), len(items)))
     return samples
 
 
-def _judge_replies(path: str, n: int) -> list[str]:
-    """Saved judge replies: the official evaluation file (a list of OpenAI responses), strings, or {content}."""
+def _judge_replies(path: str, items: int) -> list[str]:
+    """Saved judge replies: the official evaluation file (a list of OpenAI responses), strings, or {content}; one per
+    item of the answers file, in item order (an item that is not scored keeps its reply's place)."""
     data = read_json(path)
-    if not isinstance(data, list) or len(data) != n:
-        raise TaskError(f"{path}: expected a JSON list of {n} judge replies in item order")
+    if not isinstance(data, list) or len(data) != items:
+        found = f"{len(data)} replies" if isinstance(data, list) else "not a list"
+        raise TaskError(f"{path}: expected a JSON list of {items} judge replies, one per item of the answers file in item order ({found})")
     out = []
     for i, r in enumerate(data):
         text: object = None
@@ -130,7 +134,7 @@ def score_batch(samples: list[Sample], texts: list[str], parser: Parser, options
         verdicts = [(oracle.rate(s.metadata, t), None) for s, t in zip(samples, texts)]
         judge_info = oracle.describe()
     elif options.judge_replies:
-        replies = _judge_replies(options.judge_replies, len(samples))
+        replies = _judge_replies(options.judge_replies, int(samples[0].metadata["items"]) if samples else 0)
         replies = [replies[int(s.metadata["index"])] for s in samples]
         verdicts = [(r, None) for r in replies]
         judge_info = {"kind": "saved-replies", "file": options.judge_replies}
@@ -206,7 +210,7 @@ def read_answers(path: Any, options: MmhalOptions) -> tuple[list[Sample], Answer
             continue
         seen[key] = i
         _check_item(item, f"{path}: item {i}")
-        s = _sample(i, item, item.get("image_src") or str(item["image_id"]))
+        s = _sample(i, item, item.get("image_src") or str(item["image_id"]), len(items))
         if match.offer(s.id, item["model_answer"], f"item {i}"):
             samples.append(s)
     return samples, match

@@ -111,6 +111,18 @@ def test_score_from_saved_judge_replies_matches_official_averages(shared_benchma
         proc = subprocess.run([*CLI, "score", "mmhal", "--answers", str(path), "--judge-replies", str(saved), "--out", str(tmp_path / "bad.json")],
                               capture_output=True, text=True)
         assert proc.returncode == 2 and f"error: {saved}: reply 5 has no text" in proc.stderr, proc.stderr
+    # an item without a text answer, scored with --allow-missing, keeps its reply's place: the official file's 96
+    # replies still fit (before: "expected a JSON list of 95 judge replies", or an IndexError); 95 replies do not
+    saved.write_text(json.dumps([{"choices": [{"message": {"content": r}}]} for r in replies]))
+    path.write_text(json.dumps([{**item, "model_answer": None} if i == 3 else item for i, item in enumerate(items)]))
+    args = [*CLI, "score", "mmhal", "--answers", str(path), "--judge-replies", str(saved), "--allow-missing"]
+    proc = subprocess.run([*args, "--out", str(tmp_path / "partial.json")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    partial = json.loads((tmp_path / "partial.json").read_text())
+    assert partial["metrics"]["average_score"] == pytest.approx((sum(scores) - scores[3]) / 95)
+    saved.write_text(json.dumps([{"choices": [{"message": {"content": r}}]} for r in replies[:95]]))
+    proc = subprocess.run([*args, "--out", str(tmp_path / "short.json")], capture_output=True, text=True)
+    assert proc.returncode == 2 and f"error: {saved}: expected a JSON list of 96 judge replies, one per item of the answers file in item order (95 replies)" in proc.stderr
 
 
 def test_unreachable_judge_fails_fast(shared_benchmarks, tmp_path):

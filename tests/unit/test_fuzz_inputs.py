@@ -349,6 +349,19 @@ def test_damaged_result_files_give_pages_or_clear_errors(tmp_path_factory, share
 
 
 @FUZZ
+@given(data=st.data())
+def test_saved_mmhal_judge_replies_near_the_format_score_or_fail_clearly(tmp_path_factory, shared_benchmarks, data):
+    """MMHal-Bench answers with saved judge replies (the official evaluation file: OpenAI responses), replies and
+    answers damaged or left out: each scores or gives a user error."""
+    items = json.loads((shared_benchmarks / "mmhal" / "responses_llava_7b.json").read_text())[:6]
+    replies = [{"choices": [{"message": {"content": f"Explanation. Rating: {i}"}}]} for i in range(6)]
+    folder = tmp_path_factory.mktemp("mmhal")
+    (folder / "answers.json").write_text(json.dumps(_draw_rows(data, items)))
+    (folder / "replies.json").write_text(json.dumps(_draw_rows(data, replies)))
+    _only_user_errors(_scored_in_process, "mmhal", folder / "answers.json", {"judge_replies": str(folder / "replies.json")})
+
+
+@FUZZ
 @given(data=raw_bytes)
 def test_answers_files(tmp_path_factory, pope_fixture, data):
     path = tmp_path_factory.mktemp("answers") / "answers.jsonl"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .files import read_json
+from .options import is_number
 from .types import SceneGraph
 from .task import TaskError
 
@@ -27,13 +28,9 @@ def _box_relation(a: list[float], b: list[float]) -> str | None:
     return "above" if dy > 0 else "below"
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
-
-
 def _is_box(value: Any) -> bool:
     """COCO's [x, y, width, height]: four finite numbers."""
-    return isinstance(value, list) and len(value) == 4 and all(_is_number(v) for v in value)
+    return isinstance(value, list) and len(value) == 4 and all(is_number(v) for v in value)
 
 
 def check_coco_instances(data: Any, path: str | Path) -> tuple[list[dict], list[dict], list[dict]]:
@@ -71,7 +68,7 @@ def check_coco_instances(data: Any, path: str | Path) -> tuple[list[dict], list[
         if box is not None and not _is_box(box):
             raise TaskError(f"{path}: annotations[{i}]: bbox must be [x, y, width, height] (got {box!r:.60})")
         attributes = ann.get("attributes", {})
-        if not isinstance(attributes, dict) or not all(isinstance(v, str) or _is_number(v) for v in attributes.values()):
+        if not isinstance(attributes, dict) or not all(isinstance(v, str) or is_number(v) for v in attributes.values()):
             raise TaskError(f"{path}: annotations[{i}]: attributes must be an object of text or numbers such as {{\"color\": \"red\"}}")
     return images, annotations, categories
 
@@ -143,14 +140,14 @@ def check_scene_graphs(graphs: list[Any], path: str | Path) -> list[SceneGraph]:
             raise TaskError(f"{path}: image entries {ids[g['image_id']]} and {i} have the same image_id {g['image_id']!r}")
         ids[g["image_id"]] = i
         for key in ("width", "height"):
-            if g.get(key) is not None and not (_is_number(g[key]) and g[key] > 0):
+            if g.get(key) is not None and not (is_number(g[key]) and g[key] > 0):
                 raise TaskError(f"{path}: image entry {i}: '{key}' must be a positive number of pixels (got {g[key]!r:.40})")
         object_ids: set[Any] = set()
         for k, o in enumerate(g["objects"]):
             where = f"{path}: image entry {i}, object {k}"
             if not isinstance(o, dict) or not isinstance(o.get("name"), str) or not o["name"].strip() or not isinstance(o.get("attributes", {}), dict):
                 raise TaskError(f"{where}: needs a \"name\" as text (and \"attributes\", if any, as an object)")
-            if not all(isinstance(v, str) or _is_number(v) for v in o.get("attributes", {}).values()):
+            if not all(isinstance(v, str) or is_number(v) for v in o.get("attributes", {}).values()):
                 raise TaskError(f"{where}: attribute values must be text or numbers, as in {{\"color\": \"red\"}}")
             if o.get("bbox") is not None and not _is_box(o["bbox"]):
                 raise TaskError(f"{where}: bbox must be [x, y, width, height] (got {o['bbox']!r:.60})")

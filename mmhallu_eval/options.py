@@ -22,6 +22,11 @@ def is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
+def is_number(value: Any) -> bool:
+    """A finite int or float (not a bool, NaN or infinity): what a JSON or YAML value must be to stand for a number."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def opt(default: Any = None, help: str = "", flag: str | None = None) -> Any:
     """A declared option: its default and help (and, for the `mmhallu score` flags, another flag name)."""
     return field(default=default, metadata={"help": help, "flag": flag})

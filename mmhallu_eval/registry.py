@@ -28,9 +28,9 @@ def task(name: str) -> Callable[[Callable[[], TaskSpec]], Callable[[], TaskSpec]
     """Register a factory returning the `TaskSpec` of task `name`."""
 
     def decorator(factory: Callable[[], TaskSpec]) -> Callable[[], TaskSpec]:
-        module = getattr(factory, "__module__", "?")
-        # a task file given with --include-path is named by its path: its module name is made up on import
-        origin = getattr(sys.modules.get(module), "__file__", None) or module if module.startswith(_USER_PACKAGE + ".") else module
+        origin = getattr(factory, "__module__", "?")
+        if origin.startswith(_USER_PACKAGE + "."):  # a task file given with --include-path: named by its path, not its made-up module
+            origin = getattr(sys.modules.get(origin), "__file__", None) or origin
         if name in _FACTORIES and _ORIGINS.get(name) != origin:
             raise TaskError(f"task {name!r} is registered twice: by {_ORIGINS[name]} and by {origin}; give one of them another name")
         _FACTORIES[name] = factory

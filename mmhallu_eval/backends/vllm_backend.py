@@ -16,6 +16,7 @@ from typing import Any
 
 from ..data import open_image
 from ..files import read_json
+from ..options import is_count
 from ..types import GenerationConfig, Request, Response
 from .base import Backend, BackendError, OutputDecoder, check_adapter_base, model_fingerprint
 from .hf_model import load_config
@@ -41,7 +42,7 @@ def _lora_rank(adapter: str) -> int:
     cfg = read_json(path)
     pattern = cfg.get("rank_pattern") or {}
     ranks = [cfg.get("r", 8), *pattern.values()] if isinstance(pattern, dict) else [None]
-    if not all(isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in ranks):
+    if not all(is_count(r) for r in ranks):
         raise BackendError(f"{path}: the LoRA rank (\"r\", \"rank_pattern\") must be whole numbers of at least 1; train or copy the adapter again")
     rank = max(ranks)
     for size in (8, 16, 32, 64, 128, 256, 320, 512):

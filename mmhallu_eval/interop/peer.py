@@ -3,7 +3,6 @@ the official ones: `peer_reported` in result.json, with the delta per metric and
 between the two tools."""
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 from ..errors import TaskError
 from ..files import read_json
+from ..options import is_number
 from ..task import PeerMetric
 
 #: how many differing items result.json lists (all are counted)
@@ -39,7 +39,7 @@ def read_peer_results(path: Path, task: str) -> PeerNumbers:
     metrics = {}
     for key, value in results[task].items():
         name, _, filt = key.partition(",")
-        if filt == "none" and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and "_stderr" not in name:
+        if filt == "none" and is_number(value) and "_stderr" not in name:
             metrics[name] = float(value)
     if not metrics:
         raise TaskError(f"{path}: results[{task!r}] has no number under a \"<metric>,none\" key; pass the *_results.json lmms-eval wrote")
@@ -71,7 +71,7 @@ def read_vlmevalkit_scores(path: Path, dataset: str) -> PeerNumbers:
         if "split" not in row and i:
             raise TaskError(f"{path}: {len(frame)} rows and no 'split' column; not a VLMEvalKit score file of {dataset}")
         for column, value in row.items():
-            if column != "split" and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            if column != "split" and is_number(value):
                 metrics[f"{row['split']}/{column}" if "split" in row else str(column)] = float(value)
     if not metrics:
         raise TaskError(f"{path}: no numbers; pass the *_score.csv VLMEvalKit's evaluation wrote")

@@ -136,16 +136,16 @@ def check_result(result: Any, path: Path) -> None:
     if lacking:
         raise TaskError(f"{path}: not a mmhallu result.json (no {', '.join(repr(f) for f in lacking)}); restore it or score the answers again")
     _check_objects(result, path, "a mmhallu result.json", ("metrics", "groups", "ci", "errors", "peer_reported", "units_left_out"))
+    peer_metrics = result.get("peer_reported", {}).get("metrics", {})
     problem = None
     if not isinstance(result["task"], str) or not result["task"]:
         problem = "\"task\" is not a task name"
     elif any(not isinstance(g, dict) or not isinstance(g.get("ci", {}), dict) for g in result["groups"].values()):
         problem = "a group under \"groups\" is not an object of metrics"
-    elif any(not (isinstance(v, int) and not isinstance(v, bool) and v >= 0) for k, v in result.items() if k in ("n", "n_scored")) or \
-            not isinstance(result.get("errors", {}).get("total", 0), int):
+    elif any(not (isinstance(v, int) and not isinstance(v, bool) and v >= 0) for v in (result["n"], result["n_scored"])) or \
+            not isinstance(result["errors"].get("total", 0), int):
         problem = "\"n\", \"n_scored\" or the errors' \"total\" is not a count"
-    elif not isinstance(result.get("peer_reported", {}).get("metrics", {}), dict) or \
-            any(not isinstance(m, dict) for m in result.get("peer_reported", {}).get("metrics", {}).values()):
+    elif not isinstance(peer_metrics, dict) or any(not isinstance(m, dict) for m in peer_metrics.values()):
         problem = "\"peer_reported\" has no object of metrics"
     if problem:
         raise TaskError(f"{path}: not a mmhallu result.json ({problem}); restore it or score the answers again")

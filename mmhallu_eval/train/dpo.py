@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 import re
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write_json
-from ..options import is_count
+from ..options import is_count, is_number
 from ..outputs import folder_relation, refuse_foreign_folder
 from ..quiet import hide_library_progress_bars, library_renames_hidden
 from ..task import TaskError
@@ -55,7 +54,7 @@ class TrainConfig:
                     raise TaskError(f"train setting {name}={value!r}: give a number") from None
         positive = {"beta": self.beta, "learning_rate": self.learning_rate, "epochs": self.epochs}
         for name, value in positive.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0 or not math.isfinite(value):
+            if not is_number(value) or not value > 0:
                 raise TaskError(f"train setting {name}={value!r}: give a number above 0")
         if isinstance(self.loss_type, str):  # `loss_type: sigmoid` in a YAML file
             self.loss_type = [self.loss_type]
@@ -63,7 +62,7 @@ class TrainConfig:
             raise TaskError(f"train setting loss_type={self.loss_type!r}: give TRL loss type names, e.g. sigmoid or sigmoid,sft")
         if self.loss_weights is not None and (
             not isinstance(self.loss_weights, list)
-            or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in self.loss_weights)
+            or not all(is_number(w) for w in self.loss_weights)
         ):
             raise TaskError(f"train setting loss_weights={self.loss_weights!r}: give one number per loss type, e.g. 1,0.5")
         at_least_one = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "lora_r": self.lora_r, "logging_steps": self.logging_steps}

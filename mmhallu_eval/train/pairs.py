@@ -45,7 +45,7 @@ def read_pairs(path: str | Path) -> list[Pair]:
         if not isinstance(images, list) or not images or not all(isinstance(im, str) and im for im in images):
             raise TaskError(f"{where}: images must be a list of image file names, e.g. [\"images/0001.png\"] (got {images!r:.80})")
         placeholders = sum(1 for turn in row["prompt"] if isinstance(turn["content"], list)
-                           for part in turn["content"] if isinstance(part, dict) and part.get("type") == "image")
+                           for part in turn["content"] if part["type"] == "image")  # parts checked by _check_turns
         if placeholders != len(images):
             raise TaskError(f"{where}: the prompt has {placeholders} image placeholder(s) ({{\"type\": \"image\"}}) for {len(images)} image(s); "
                             "give one per image")

@@ -36,6 +36,24 @@ def load_config(model: str, revision: str | None, trust_remote_code: bool) -> An
         ) from None
 
 
+def context_length(config: Any) -> int | None:
+    """How many positions, prompt and answer together, the language model was built for: its text config's
+    `max_position_embeddings`, times the RoPE factor of a linear or dynamic scaling (which leaves that number
+    unscaled; YaRN, Llama 3 and LongRoPE configs state the scaled length). This is the length vLLM takes as its default
+    `--max-model-len`, so both backends stop an answer at the same token. None where the config does not say."""
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    positions = getattr(text, "max_position_embeddings", None)
+    if not isinstance(positions, int) or isinstance(positions, bool) or positions < 1:
+        return None
+    rope = getattr(text, "rope_parameters", None) or getattr(text, "rope_scaling", None) or {}
+    layers = list(rope.values()) if rope and all(isinstance(v, dict) for v in rope.values()) else [rope]
+    factor = 1.0
+    for params in layers:
+        if isinstance(params, dict) and params.get("rope_type", params.get("type")) in ("linear", "dynamic"):
+            factor = float(params.get("factor") or 1.0)
+    return int(positions * factor)
+
+
 def auto_class_name(config: Any, processor: Any) -> str:
     """The first auto class whose mapping (or the checkpoint's own auto_map) covers the model and can see images."""
     import transformers.models.auto.modeling_auto as mapping

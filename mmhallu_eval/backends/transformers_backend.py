@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from ..types import GenerationConfig, Request, Response
 from .base import Backend, BackendError, OutputDecoder, check_adapter_base, model_fingerprint
-from .hf_model import load_adapter, load_config, load_model
+from .hf_model import context_length, load_adapter, load_config, load_model
 from .hf_processor import load_processor
 from .hf_prompt import encode, prompt_format
 
@@ -90,6 +90,8 @@ class TransformersBackend(Backend):
         self.prefetch = prefetch
         self.dtype = _pick_dtype(dtype, self.device)
         config = load_config(model, revision, trust_remote_code)
+        #: prompt and answer together stop here, as in vLLM: an answer is cut at the context, a longer prompt fails
+        self.context = context_length(config)
         self.processor = load_processor(model, revision=revision, trust_remote_code=trust_remote_code)
         self.prompt_format = prompt_format(self.processor, model, getattr(config, "model_type", ""), chat_template)
         self.opens_reasoning = self.prompt_format.opens_reasoning
@@ -130,6 +132,7 @@ class TransformersBackend(Backend):
             "architecture": type(self.model).__name__,
             "dtype": str(self.dtype).replace("torch.", ""),
             "device": self.device,
+            "context": self.context,
             "prompt_format": self.prompt_format.describe(),
             "trust_remote_code": self.trust_remote_code,
         }
@@ -169,14 +172,24 @@ class TransformersBackend(Backend):
         return inputs
 
     def _generate_batch(self, batch: list[Request], gen: GenerationConfig, inputs: Any) -> list[Response]:
+        """One generate call. Each answer stops where its prompt and answer fill the model's context (vLLM's
+        length cap): the batch runs to its longest room and each row is cut to its own; a prompt that fills the context
+        alone fails, as vLLM refuses it."""
         n_prompt = inputs["attention_mask"].sum(-1).tolist()
-        with self._torch.inference_mode():
-            output = self.model.generate(**inputs, **self._gen_kwargs(gen))
-        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        room = [gen.max_new_tokens if self.context is None else min(gen.max_new_tokens, self.context - int(n)) for n in n_prompt]
+        rows: list[list[int]] = [[] for _ in batch]
+        if max(room) > 0:
+            with self._torch.inference_mode():
+                output = self.model.generate(**inputs, **(self._gen_kwargs(gen) | {"max_new_tokens": max(room)}))
+            rows = output[:, inputs["input_ids"].shape[1] :].tolist()
         responses = []
         with self._tokenizer_lock:
-            for r, row, n in zip(batch, new_tokens.tolist(), n_prompt):
-                text, n_tokens = self.decode(row)
+            for r, row, n, limit in zip(batch, rows, n_prompt, room):
+                if limit <= 0:
+                    responses.append(Response(id=r.id, n_prompt_tokens=int(n), error=f"invalid_request: the prompt ({int(n)} tokens) does not "
+                                              f"fit the model's context of {self.context} tokens (max_position_embeddings)"))
+                    continue
+                text, n_tokens = self.decode(row[:limit])
                 responses.append(Response(id=r.id, text=text, n_output_tokens=n_tokens, n_prompt_tokens=int(n)))
         return responses
 

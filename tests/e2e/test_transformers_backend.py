@@ -39,6 +39,41 @@ def test_describe_and_fingerprint(tiny_llava):
     assert info["model_fingerprint"] == backend.fingerprint() and len(backend.fingerprint()) == 32
 
 
+def test_answers_stop_at_the_models_context(tiny_llava, pope_requests):
+    """Prompt and answer together stop at the model's context, as vLLM stops them: each row of a batch is cut to its
+    own room (the greedy answer with that many new tokens), and a prompt that fills the context alone fails."""
+    import dataclasses
+
+    backend = create_backend("transformers", model=str(tiny_llava), device="cpu", dtype="auto")
+    assert backend.context == 1024 == backend.describe()["context"]
+    batch = pope_requests[:8]
+    lengths = [r.n_prompt_tokens for r in backend.generate(batch)]
+    assert len(set(lengths)) > 1, "the batch needs prompts of different lengths"
+    context = backend.context = sorted(lengths)[len(lengths) // 2] + 4
+    capped = backend.generate(batch)
+    backend.context = None
+    for req, resp, n in zip(batch, capped, lengths):
+        room = context - n
+        if room <= 0:
+            assert resp.error == f"invalid_request: the prompt ({n} tokens) does not fit the model's context of {context} tokens (max_position_embeddings)"
+            continue
+        alone = backend.generate([dataclasses.replace(req, generation=GenerationConfig(max_new_tokens=min(12, room)))])[0]
+        assert resp.error is None and (resp.text, resp.n_output_tokens) == (alone.text, alone.n_output_tokens)
+    assert any(r.error for r in capped) and any(r.error is None for r in capped)
+
+
+def test_context_length_from_the_config():
+    from transformers import Gemma3Config, LlamaConfig, Qwen2VLConfig
+
+    from mmhallu_eval.backends.hf_model import context_length
+
+    assert context_length(Qwen2VLConfig()) == 32768
+    assert context_length(Gemma3Config()) == 131072  # rope per layer type, stated already scaled
+    assert context_length(LlamaConfig(max_position_embeddings=4096, rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 1e4})) == 8192
+    yarn = {"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4, "original_max_position_embeddings": 4096}
+    assert context_length(LlamaConfig(max_position_embeddings=16384, rope_parameters=yarn)) == 16384
+
+
 def test_missing_model_folder_is_clear(tmp_path):
     with pytest.raises(BackendError, match="does not exist"):
         create_backend("transformers", model=str(tmp_path / "nope"))

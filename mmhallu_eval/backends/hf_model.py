@@ -36,11 +36,12 @@ def load_config(model: str, revision: str | None, trust_remote_code: bool) -> An
         ) from None
 
 
-def context_length(config: Any) -> int | None:
+def context_length(config: Any, tokenizer_max: int | None = None) -> int | None:
     """How many positions, prompt and answer together, the language model was built for: its text config's
     `max_position_embeddings`, times the RoPE factor of a linear or dynamic scaling (which leaves that number
-    unscaled; YaRN, Llama 3 and LongRoPE configs state the scaled length). This is the length vLLM takes as its default
-    `--max-model-len`, so both backends stop an answer at the same token. None where the config does not say."""
+    unscaled; YaRN, Llama 3 and LongRoPE configs state the scaled length), and no more than the tokenizer's
+    `model_max_length` where that is set. This is the length vLLM takes as its default `--max-model-len`, so both
+    backends stop an answer at the same token. None where the config does not say."""
     text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
     positions = getattr(text, "max_position_embeddings", None)
     if not isinstance(positions, int) or isinstance(positions, bool) or positions < 1:
@@ -51,7 +52,10 @@ def context_length(config: Any) -> int | None:
     for params in layers:
         if isinstance(params, dict) and params.get("rope_type", params.get("type")) in ("linear", "dynamic"):
             factor = float(params.get("factor") or 1.0)
-    return int(positions * factor)
+    context = int(positions * factor)
+    if isinstance(tokenizer_max, int) and not isinstance(tokenizer_max, bool) and tokenizer_max >= 1:
+        context = min(context, tokenizer_max)
+    return context
 
 
 def auto_class_name(config: Any, processor: Any) -> str:

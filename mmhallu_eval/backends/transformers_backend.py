@@ -90,8 +90,6 @@ class TransformersBackend(Backend):
         self.prefetch = prefetch
         self.dtype = _pick_dtype(dtype, self.device)
         config = load_config(model, revision, trust_remote_code)
-        #: prompt and answer together stop here, as in vLLM: an answer is cut at the context, a longer prompt fails
-        self.context = context_length(config)
         self.processor = load_processor(model, revision=revision, trust_remote_code=trust_remote_code)
         self.prompt_format = prompt_format(self.processor, model, getattr(config, "model_type", ""), chat_template)
         self.opens_reasoning = self.prompt_format.opens_reasoning
@@ -111,6 +109,8 @@ class TransformersBackend(Backend):
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.tokenizer = tokenizer
+        #: prompt and answer together stop here, as in vLLM: an answer is cut at the context, a longer prompt fails
+        self.context = context_length(config, getattr(tokenizer, "model_max_length", None))
         self.decode = OutputDecoder(tokenizer)
         # the next batch is encoded in a worker thread while this one decodes; a Rust tokenizer refuses to be used
         # from two threads at once ("Already borrowed")
@@ -187,7 +187,7 @@ class TransformersBackend(Backend):
             for r, row, n, limit in zip(batch, rows, n_prompt, room):
                 if limit <= 0:
                     responses.append(Response(id=r.id, n_prompt_tokens=int(n), error=f"invalid_request: the prompt ({int(n)} tokens) does not "
-                                              f"fit the model's context of {self.context} tokens (max_position_embeddings)"))
+                                              f"fit the model's context of {self.context} tokens"))
                     continue
                 text, n_tokens = self.decode(row[:limit])
                 responses.append(Response(id=r.id, text=text, n_output_tokens=n_tokens, n_prompt_tokens=int(n)))

@@ -55,7 +55,7 @@ def test_answers_stop_at_the_models_context(tiny_llava, pope_requests):
     for req, resp, n in zip(batch, capped, lengths):
         room = context - n
         if room <= 0:
-            assert resp.error == f"invalid_request: the prompt ({n} tokens) does not fit the model's context of {context} tokens (max_position_embeddings)"
+            assert resp.error == f"invalid_request: the prompt ({n} tokens) does not fit the model's context of {context} tokens"
             continue
         alone = backend.generate([dataclasses.replace(req, generation=GenerationConfig(max_new_tokens=min(12, room)))])[0]
         assert resp.error is None and (resp.text, resp.n_output_tokens) == (alone.text, alone.n_output_tokens)
@@ -72,6 +72,8 @@ def test_context_length_from_the_config():
     assert context_length(LlamaConfig(max_position_embeddings=4096, rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 1e4})) == 8192
     yarn = {"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4, "original_max_position_embeddings": 4096}
     assert context_length(LlamaConfig(max_position_embeddings=16384, rope_parameters=yarn)) == 16384
+    assert context_length(Qwen2VLConfig(), tokenizer_max=8192) == 8192  # tokenizer_config.json's model_max_length
+    assert context_length(Qwen2VLConfig(), tokenizer_max=int(1e30)) == 32768  # transformers' "not set"
 
 
 def test_missing_model_folder_is_clear(tmp_path):

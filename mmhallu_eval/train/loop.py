@@ -103,7 +103,7 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
     out = Path(cfg.out)
     # its values checked now (ours, then TRL's), not after the base run
     dpo_arguments(TrainConfig(model=cfg.model, pairs=str(out / PAIRS), out=str(out / ADAPTER), **cfg.train))
-    check_loop_out(out, cfg.model)
+    check_loop_out(out, cfg.model, (cfg.train_images, cfg.train_annotations))
     out.mkdir(parents=True, exist_ok=True)
     state = LoopState(out / "loop.json")
     state.data["config"] = json.loads(json.dumps(cfg.__dict__, default=str))
@@ -130,11 +130,16 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
     return state.data
 
 
-def check_loop_out(out: Path, model: str) -> None:
-    """A new folder or an earlier loop's (which the loop continues): not a file, not the model's folder (or inside it,
-    or holding it), not a folder of other files — the loop writes runs, pairs and an adapter there."""
+def check_loop_out(out: Path, model: str, training_data: tuple[str, ...] = ()) -> None:
+    """A new folder or an earlier loop's (which the loop continues): not a file, not the model's folder or a folder
+    of the training data (or inside one, or holding one), not a folder of other files — the loop writes runs, pairs,
+    images of its own and an adapter there."""
     if Path(model).expanduser().is_dir() and folder_relation(out, model):
         raise TaskError(f"--out {out} and the model's folder {model} overlap: the loop writes runs, pairs and an adapter there; give --out a new folder")
+    for data in training_data:
+        if Path(data).expanduser().exists() and folder_relation(out, data):
+            raise TaskError(f"--out {out} and the training data {data} overlap: the loop writes runs, pairs and an adapter there; "
+                            "give --out a folder outside the training data")
     refuse_foreign_folder(out, ["loop.json"], "a loop's", "an earlier loop's folder to continue it", note="; no loop.json")
 
 

@@ -375,7 +375,13 @@ def test_pairs_build_cli_contrast_and_loop_strategies(world, tmp_path):
     model.mkdir()
     with pytest.raises(TaskError, match="and the model's folder .* overlap"):
         run_loop(LoopConfig(model=str(model), train_annotations="a", train_images="i", tasks=["pope"], out=model / "loop", strategies=["contrast"]))
-    assert sorted(p.name for p in other.iterdir()) == ["README.md"] and not any(model.iterdir())
+    images = tmp_path / "train-images"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"png")
+    for out in (images / "loop", tmp_path):  # a new folder inside the images, and a loop folder holding them
+        with pytest.raises(TaskError, match="and the training data .*train-images overlap"):
+            run_loop(LoopConfig(model="m", train_annotations="a", train_images=str(images), tasks=["pope"], out=out, strategies=["contrast"]))
+    assert sorted(p.name for p in other.iterdir()) == ["README.md"] and not any(model.iterdir()) and [p.name for p in images.iterdir()] == ["a.png"]
     damaged = tmp_path / "damaged-loop"
     damaged.mkdir()
     for record in ("[]", '{"stages": 5}', '{"stages": {"base": "done"}}'):

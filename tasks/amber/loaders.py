@@ -101,6 +101,9 @@ def load_data(data: str) -> AmberData:
     for i, q in enumerate(queries):
         if not isinstance(q, dict) or not isinstance(q.get("query"), str) or not isinstance(q.get("image"), str):
             raise TaskError(f"{data_file(data, 'query/query_all.json')}: entry {i} needs \"id\", \"image\" and \"query\" (text), got {str(q)[:120]}")
+    for word, related in association.items():
+        if not isinstance(related, list) or not all(isinstance(w, str) for w in related):
+            raise TaskError(f"{data_file(data, 'relation.json')}: {word!r} needs a list of object words (text), got {str(related)[:120]}")
     vocabulary = frozenset(list(association) + [w for words in association.values() for w in words])
     return AmberData(annotations, queries, association, safe_words, vocabulary)
 

@@ -53,6 +53,8 @@ def check_row(row: Any, where: str) -> dict[str, Any]:
         raise TaskError(f"{where} ({key}): missing field(s) {', '.join(missing)}{hint}")
     if str(row["gt_answer"]) not in ("0", "1") or str(row["category"]) not in CATEGORIES or str(row["visual_input"]) not in ("0", "1", "2"):
         raise TaskError(f"{where} ({key}): gt_answer must be '0'/'1', category VD/VS, visual_input '0'/'1'/'2'")
+    if not str(row["figure_id"]).isdecimal():
+        raise TaskError(f"{where} ({key}): figure_id must be a figure number ('0' for the original figure), got {row['figure_id']!r}")
     for f in ("question", "gt_answer_details"):
         if not isinstance(row[f], str):
             raise TaskError(f"{where} ({key}): {f} must be text")

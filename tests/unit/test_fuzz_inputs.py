@@ -201,33 +201,43 @@ def test_official_answer_files_near_the_format_score_or_fail_clearly(tmp_path_fa
 
 
 @FUZZ
-@given(data=st.data())
-def test_lmms_eval_logs_near_the_format_score_or_fail_clearly(tmp_path_factory, shared_benchmarks, data):
-    """Real lmms-eval log lines (POPE's and MME's), some fields dropped or damaged, some lines left out: each log
-    scores or gives a user error."""
+@given(data=st.data(), task=st.sampled_from(["pope", "mme", "hallusionbench", "amber", "chair"]))
+def test_lmms_eval_logs_near_the_format_score_or_fail_clearly(tmp_path_factory, shared_benchmarks, data, task):
+    """Real lmms-eval log lines (POPE, MME, HallusionBench, AMBER's descriptions, COCO captions for CHAIR), some fields
+    dropped or damaged, some lines left out or repeated: each log scores or gives a user error."""
     import gzip
     from pathlib import Path
 
     from mmhallu_eval.interop import read_lmms_eval_log
+    from parity_cases import amber_vectors
 
     interop = shared_benchmarks / "interop" / "lmms-eval"
-    pope = (interop / "pope_b1_r1" / "20261202_040846_samples_pope.jsonl").read_text().splitlines()[:8]
-    mme_log = Path(__file__).resolve().parents[1] / "fixtures" / "parity" / "lmms_eval" / "20261203_000000_samples_mme.jsonl.gz"
-    mme = gzip.decompress(mme_log.read_bytes()).decode().splitlines()[:8]
+    logs = Path(__file__).resolve().parents[1] / "fixtures" / "parity" / "lmms_eval"
+    name, options = {
+        "pope": ("pope", {"data": str(interop)}),
+        "mme": ("mme", {"data": str(shared_benchmarks / "mme" / "questions")}),
+        "hallusionbench": ("hallusion_bench_image", {"data": str(shared_benchmarks / "hallusionbench" / "HallusionBench.json")}),
+        "amber": ("amber_g", {"data": str(shared_benchmarks / "amber"), "evaluation_type": "g"}),
+        "chair": ("coco_cap_chair", {"gt": str(shared_benchmarks / "chair" / "opera_captions" / "gt_objects.json")}),
+    }[task]
+    if task == "pope":
+        lines = (interop / "pope_b1_r1" / "20261202_040846_samples_pope.jsonl").read_text().splitlines()[:8]
+    else:
+        lines = gzip.decompress((logs / f"20261203_000000_samples_{name}.jsonl.gz").read_bytes()).decode().splitlines()[:8]
+    if task == "amber":
+        options["spacy_model"] = str(_amber_vectors(amber_vectors, shared_benchmarks / "amber", tmp_path_factory))
     folder = tmp_path_factory.mktemp("lmms")
-    for task, lines, options in (("pope", pope, {"data": str(interop)}), ("mme", mme, {"data": str(shared_benchmarks / "mme" / "questions")})):
-        rows = [json.loads(line) for line in lines]
-        picked = _draw_rows(data, rows)
-        path = folder / f"samples_{task}.jsonl"
-        path.write_text("".join(json.dumps(r) + "\n" for r in picked))
-        spec = get_task(task)
-        typed = spec.parse_options(options)
+    rows = [json.loads(line) for line in lines]
+    path = folder / f"samples_{name}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _draw_rows(data, rows)))
+    spec = get_task(task)
+    typed = spec.parse_options(options)
 
-        def scored(spec=spec, typed=typed, path=path) -> None:
-            samples, match, _, _ = read_lmms_eval_log(path, lambda: spec.load(typed), spec.capabilities.lmms_eval, spec.name, typed)
-            _score_matched(spec, typed, samples, match)
+    def scored() -> None:
+        samples, match, _, _ = read_lmms_eval_log(path, lambda: spec.load(typed), spec.capabilities.lmms_eval, spec.name, typed)
+        _score_matched(spec, typed, samples, match, "yesno" if task == "hallusionbench" else None)
 
-        _only_user_errors(scored)
+    _only_user_errors(scored)
 
 
 @FUZZ
@@ -428,3 +438,72 @@ def test_an_image_path_is_pathlibs_text(name, folder):
 
     expected = str(Path(name)) if folder is None or Path(name).is_absolute() else str(Path(folder) / Path(name))
     assert resolve_image(name, folder) == expected
+
+
+@FUZZ
+@given(data=st.data())
+def test_amber_data_near_the_format_scores_or_fails_clearly(tmp_path_factory, shared_benchmarks, data):
+    """A small AMBER data folder cut from the published one (three descriptions, three yes/no questions), its
+    annotations, queries and relation.json entries damaged, queries left out or repeated: answers to it score
+    (every evaluation type) or give a user error."""
+    import shutil
+
+    from parity_cases import amber_vectors
+
+    amber = shared_benchmarks / "amber"
+    annotations = json.loads((amber / "annotations.json").read_text())
+    queries = json.loads((amber / "query" / "query_all.json").read_text())
+    picked = [0, 1, 2, 1004, 1005, 1006]
+    rows = [{**annotations[i], "id": n} for n, i in enumerate(picked, 1)]
+    asked = [{**queries[i], "id": n} for n, i in enumerate(picked, 1)]
+    relation = json.loads((amber / "relation.json").read_text())
+    words = {w for r in rows if r["type"] == "generative" for w in r["truth"] + r["hallu"]}
+    folder = tmp_path_factory.mktemp("amber")
+    (folder / "query").mkdir()
+    for name in ("metrics.txt", "safe_words.txt"):
+        shutil.copy(amber / name, folder / name)
+    (folder / "annotations.json").write_text(json.dumps([data.draw(st.just(r) | _mutated(r)) for r in rows]))
+    (folder / "query" / "query_all.json").write_text(json.dumps(_draw_rows(data, asked)))
+    (folder / "relation.json").write_text(json.dumps(data.draw(_mutated({w: relation[w] for w in sorted(words)}))))
+    answers = [{"id": n, "response": "There is a sky and a dog near the forest." if n <= 3 else "Yes"} for n in range(1, 7)]
+    (folder / "answers.json").write_text(json.dumps(answers))
+    vectors = _amber_vectors(amber_vectors, amber, tmp_path_factory)
+    for evaluation_type in ("a", "g", "d"):
+        _only_user_errors(_scored_in_process, "amber", folder / "answers.json",
+                          {"data": str(folder), "evaluation_type": evaluation_type, "spacy_model": str(vectors)})
+
+
+_VECTORS: list = []
+
+
+def _amber_vectors(build, amber, tmp_path_factory):
+    """The stand-in spaCy pipeline, built once for all examples."""
+    if not _VECTORS:
+        _VECTORS.append(build(amber, tmp_path_factory.mktemp("spacy") / "vectors"))
+    return _VECTORS[0]
+
+
+@FUZZ
+@given(data=st.data())
+def test_hallusionbench_and_repope_data_near_the_format_load_or_fail_clearly(tmp_path_factory, shared_benchmarks, data):
+    """HallusionBench.json and RePOPE's label files (with the POPE file they relabel beside them) from real rows,
+    fields dropped or damaged, rows left out or repeated: each loads and scores yes-answers, or gives a user error."""
+    from mmhallu_eval.scoring import AnswerMatch
+
+    folder = tmp_path_factory.mktemp("data")
+    hb = json.loads((shared_benchmarks / "hallusionbench" / "HallusionBench.json").read_text())[:10]
+    (folder / "HallusionBench.json").write_text(json.dumps(_draw_rows(data, hb)))
+    repope = shared_benchmarks / "repope"
+    for kind in ("repope", "pope"):
+        rows = [json.loads(line) for line in (repope / f"coco_{kind}_random.json").read_text().splitlines()[:8]]
+        (folder / f"coco_{kind}_random.json").write_text("".join(json.dumps(r) + "\n" for r in _draw_rows(data, rows)))
+    for task, options, parser in (("hallusionbench", {"data": str(folder / "HallusionBench.json")}, "yesno"),
+                                  ("repope", {"data": str(folder / "coco_repope_random.json")}, None)):
+        spec = get_task(task)
+
+        def scored(spec=spec, options=options, parser=parser) -> None:
+            typed = spec.parse_options(options)
+            samples = spec.load(typed)
+            _score_matched(spec, typed, samples, AnswerMatch({s.id: "Yes" for s in samples}), parser)
+
+        _only_user_errors(scored)

@@ -96,13 +96,10 @@ def data_roots(samples: list[Sample]) -> list[str]:
 
 
 def load_task_samples(spec: TaskSpec, options: Any, limit: int | None) -> list[Sample]:
-    samples = spec.load(options)
-    seen: set[str] = set()
-    for s in samples:
-        if s.id in seen:
-            raise TaskError(f"task {spec.name!r}: sample id {s.id!r} occurs more than once in the data (every sample is scored "
-                            "once under its id): remove the repeated entry or give it an id of its own")
-        seen.add(s.id)
+    samples = spec.load(options)  # checked there: Samples, ids of their own
+    if not samples:
+        raise TaskError(f"task {spec.name!r}: its data has no samples (an empty file or folder?); check the task's data options "
+                        f"(mmhallu tasks {spec.name})")
     if limit:
         samples = keep_whole_units(samples, spec.limit_unit, limit) if spec.limit_unit is not None else samples[:limit]
     check_units(spec, samples)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from collections.abc import Hashable, Mapping
+from pathlib import Path
 from typing import Any, Callable
 
 from .errors import TaskError
@@ -33,6 +34,34 @@ Loader = Callable[[Any], list[Sample]]
 #: Scorer signature: (sample, response text, parser) → JSON-able record fields.
 Scorer = Callable[[Sample, str, Parser], dict[str, Any]]
 Record = dict[str, Any]
+
+
+def check_samples(task: str, samples: Any, source: str) -> list[Sample]:
+    """What a task's loader or answers reader hands the core, checked once: a list of `Sample`s, each with a text id
+    of its own, a text prompt, a list of images (file paths or PIL images), a text group or none, and its metadata as
+    a dict. A task whose code breaks this is named here with the sample, rather than met as a crash inside the run or
+    as records the run's own report refuses."""
+    from PIL import Image
+
+    if not isinstance(samples, list):
+        raise TaskError(f"task {task!r}: its {source} returned {type(samples).__name__}, not a list of Sample (a fault in the task's code)")
+    seen: set[str] = set()
+    for i, s in enumerate(samples):
+        problem = ("is a " + type(s).__name__ + ", not a Sample" if not isinstance(s, Sample)
+                   else "has an id that is not text" if not isinstance(s.id, str) or not s.id
+                   else "has a prompt that is not text" if not isinstance(s.prompt, str)
+                   else "has images that are not a list of file paths or PIL images"
+                   if not isinstance(s.images, list) or not all(isinstance(im, (str, Path, Image.Image)) for im in s.images)
+                   else "has a group that is neither text nor None" if s.group is not None and not isinstance(s.group, str)
+                   else "has metadata that is not a dict" if not isinstance(s.metadata, dict) else None)
+        if problem:
+            shown = repr(s.id) if isinstance(s, Sample) else repr(s)[:80]
+            raise TaskError(f"task {task!r}: item {i} of its {source} ({shown}) {problem} (a fault in the task's code)")
+        if s.id in seen:
+            raise TaskError(f"task {task!r}: sample id {s.id!r} occurs more than once in the data (every sample is scored "
+                            "once under its id): remove the repeated entry or give it an id of its own")
+        seen.add(s.id)
+    return samples
 
 
 @dataclass(frozen=True)
@@ -187,14 +216,15 @@ class TaskSpec:
         return parse(self.options, raw or {}, f"task {self.name!r}", prefix=f"--task-arg {self.name}.")
 
     def load(self, options: Mapping[str, Any] | Any = None) -> list[Sample]:
-        """The samples, from raw or typed options."""
-        return self.loader(self.parse_options(options))
+        """The samples, from raw or typed options, checked (`check_samples`)."""
+        return check_samples(self.name, self.loader(self.parse_options(options)), "loader")
 
     def answers(self, path: Any, options: Mapping[str, Any] | Any = None) -> tuple[list[Sample], Any]:
         """A saved-answers file that carries its questions (`read_answers`), with raw or typed options."""
         if self.read_answers is None:
             raise TaskError(f"task {self.name!r} matches saved answers against its data (no answers reader)")
-        return self.read_answers(path, self.parse_options(options))
+        samples, match = self.read_answers(path, self.parse_options(options))
+        return check_samples(self.name, samples, "answers reader"), match
 
     def parser(self, name: str | None) -> Parser:
         """Resolve a parser name (None → the task default) or fail with the valid choices."""

@@ -243,19 +243,24 @@ def test_lmms_eval_logs_near_the_format_score_or_fail_clearly(tmp_path_factory, 
 @FUZZ
 @given(data=st.data())
 def test_vlmevalkit_predictions_near_the_format_score_or_fail_clearly(tmp_path_factory, shared_benchmarks, data):
-    """VLMEvalKit prediction rows of MME and HallusionBench (as its dump writes them), some cells dropped or damaged,
-    some rows left out: each file scores or gives a user error."""
+    """VLMEvalKit prediction rows of MME, HallusionBench, POPE and AMBER's yes/no questions (as its dump writes them),
+    some cells dropped or damaged, some rows left out: each file scores or gives a user error."""
     import random
 
     from mmhallu_eval.interop import read_vlmevalkit
     from parity_cases import _vlmevalkit_rows
 
     folder = tmp_path_factory.mktemp("vlmevalkit")
+    (folder / "coco_pope_random.json").write_text("".join((shared_benchmarks / "pope" / "coco_pope_random.json").read_text().splitlines(keepends=True)[:12]))
     for task, name, options in (("mme", "MME", {"data": str(shared_benchmarks / "mme" / "questions")}),
-                                ("hallusionbench", "HallusionBench", {"data": str(shared_benchmarks / "hallusionbench" / "HallusionBench.json")})):
+                                ("hallusionbench", "HallusionBench", {"data": str(shared_benchmarks / "hallusionbench" / "HallusionBench.json")}),
+                                ("pope", "POPE", {"data": str(folder / "coco_pope_random.json")}),
+                                ("amber", "AMBER", {"data": str(shared_benchmarks / "amber"), "evaluation_type": "d"})):
         spec = get_task(task)
         typed = spec.parse_options(options)
-        rows = [{**r, "prediction": "Yes"} for r in _vlmevalkit_rows(task, spec.load(typed)[:12], random.Random(0))][:8]
+        loaded = spec.load(typed)
+        picked_samples = loaded[:12] if task != "amber" else [s for s in loaded if s.target is not None][:12]
+        rows = [{**r, "prediction": "Yes"} for r in _vlmevalkit_rows(task, picked_samples, random.Random(0))][:8]
         picked = _draw_rows(data, rows)
         path = folder / f"TinyModel_{name}.json"
         path.write_text(json.dumps(list(picked)))

@@ -4,6 +4,7 @@ declaration alone; a toy strategy found through the `mmhallu_eval.strategies` en
 `pairs build`."""
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -120,6 +121,45 @@ def test_a_toy_task_runs_and_compares(toy_tasks, tiny_llava, tmp_path):
     assert compared["test"].startswith("mcnemar") and compared["delta"] == 0
     wrong = _cli(*args, "--out", str(tmp_path / "c"), "--task-arg", "tox_echo.n=2")
     assert wrong.returncode == 2 and "--task-arg names task 'tox_echo', which is not in --tasks (toy_echo). Did you mean 'toy_echo'?" in wrong.stderr
+
+
+@pytest.mark.parametrize("returned, message", [
+    (None, "its loader returned NoneType, not a list of Sample"),
+    ([{"id": "1"}], "item 0 of its loader ({'id': '1'}) is a dict, not a Sample"),
+    ("sample:1", "its loader returned str, not a list of Sample"),
+    ("id:7", "item 1 of its loader (7) has an id that is not text"),
+    ("prompt:None", "item 1 of its loader ('b') has a prompt that is not text"),
+    ("images:a.png", "item 1 of its loader ('b') has images that are not a list of file paths or PIL images"),
+    ("group:3", "item 1 of its loader ('b') has a group that is neither text nor None"),
+    ("metadata:[]", "item 1 of its loader ('b') has metadata that is not a dict"),
+    ("id:a", "sample id 'a' occurs more than once in the data"),
+])
+def test_what_a_task_loader_returns_is_checked(returned, message):
+    """A loader that breaks the Sample contract is named with the item (a run of it used to crash, or to write
+    records that its own report refused: an id that is a number, a prompt that is not text)."""
+    import ast
+    import dataclasses
+
+    from mmhallu_eval import Sample, TaskError, get_task
+
+    good = [Sample(id="a", prompt="say a"), Sample(id="b", prompt="say b")]
+    if isinstance(returned, str) and ":" in returned and not returned.startswith("sample"):
+        key, value = returned.split(":", 1)
+        try:
+            value = ast.literal_eval(value)
+        except ValueError:
+            pass
+        returned = [good[0], dataclasses.replace(good[1], **{key: value})]
+    spec = dataclasses.replace(get_task("pope"), loader=lambda options: returned)
+    with pytest.raises(TaskError, match="^task 'pope': " + re.escape(message)):
+        spec.load({})
+
+
+def test_a_task_without_samples_is_refused_before_the_model_loads(toy_tasks, tmp_path):
+    proc = _cli("run", "--model", str(tmp_path / "no-model"), "--tasks", "toy_echo", "--include-path", str(toy_tasks), "--task-arg", "toy_echo.n=0",
+                "--out", str(tmp_path / "run"))
+    assert proc.returncode == 2 and "error: task 'toy_echo': its data has no samples (an empty file or folder?)" in proc.stderr, proc.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_toy_strategy_from_an_entry_point_gets_its_flag(world, tmp_path):

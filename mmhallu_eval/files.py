@@ -145,7 +145,12 @@ class JsonlWriter:
             self.discard()
 
     def write(self, row: dict[str, Any]) -> None:
-        self._fh.write(encode(row) + "\n")
+        try:
+            line = encode(row)
+        except (TypeError, ValueError) as exc:  # a set, an object, a circular value: named, not a traceback
+            raise TaskError(f"{self.path}: the row of {row.get('id')!r} cannot be written as JSON ({exc}); its values must be text, "
+                            "numbers, true/false, null, lists or objects (a task's scorer returns such values)") from None
+        self._fh.write(line + "\n")
         if self.each is not None:
             self.each(row)
 

@@ -76,11 +76,43 @@ def make_records(
         scores = spec.score_batch([s for s, _, _ in ok], [t for _, _, t in ok], parser, options or {})
     else:
         scores = [spec.score_sample(s, t, parser) for s, _, t in ok]
+    check_scores(spec, [s for s, _, _ in ok], scores)
     for (_, record, _), score in zip(ok, scores):
         record.update(score)
         if "judge" in record:  # a judge's description names its server: never its credentials
             record["judge"] = redact(record["judge"])
     return records
+
+
+#: the record fields the core fills from the sample and its response; a score may not set them
+CORE_FIELDS = frozenset(("id", "group", "prompt", "images", "response", "n_prompt_tokens", "n_output_tokens", "target", "metadata", "answer", "reasoning"))
+
+
+def check_scores(spec: TaskSpec, samples: list[Sample], scores: Any) -> None:
+    """A task's scores, one per answer (`score_sample` or `score_batch`), checked before they join the records: a dict
+    each, none of the core's fields, `correct` True, False or None and `error` text or None. A scorer that breaks this
+    is named with the sample here; before, a number id or a text `correct` ("yes" counted as correct) was written into
+    records that the run's own report refused."""
+    if not isinstance(scores, list) or len(scores) != len(samples):
+        got = f"{len(scores)} scores" if isinstance(scores, list) else type(scores).__name__
+        raise TaskError(f"task {spec.name!r}: its scorer returned {got} for {len(samples)} answers (a fault in the task's code)")
+    for sample, score in zip(samples, scores):
+        if not isinstance(score, dict):
+            problem = f"is a {type(score).__name__}, not a dict of record fields"
+        elif taken := CORE_FIELDS & score.keys():
+            problem = f"sets {', '.join(sorted(taken))}, which the record keeps for the sample and its response"
+        elif not _is_verdict(score.get("correct")):
+            problem = f"has \"correct\" {score['correct']!r}; it must be True, False or None"
+        elif not (score.get("error") is None or isinstance(score["error"], str)):
+            problem = f"has \"error\" {score['error']!r}; it must be text or None"
+        else:
+            continue
+        raise TaskError(f"task {spec.name!r}: the score of sample {sample.id!r} {problem} (a fault in the task's code)")
+
+
+def _is_verdict(value: Any) -> bool:
+    """None, a bool, or a numpy bool (written as true/false)."""
+    return value is None or isinstance(value, bool) or (hasattr(value, "dtype") and isinstance(getattr(value, "item", None) and value.item(), bool))
 
 
 def error_kind(message: str) -> str:

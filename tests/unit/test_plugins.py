@@ -155,6 +155,41 @@ def test_what_a_task_loader_returns_is_checked(returned, message):
         spec.load({})
 
 
+@pytest.mark.parametrize("score, message", [
+    (None, "the score of sample 'a' is a NoneType, not a dict of record fields"),
+    ({"parsed": "yes", "correct": "yes"}, "the score of sample 'a' has \"correct\" 'yes'; it must be True, False or None"),
+    ({"parsed": "yes", "correct": True, "id": 5, "response": ""}, "the score of sample 'a' sets id, response, which the record keeps"),
+    ({"correct": None, "error": 3}, "the score of sample 'a' has \"error\" 3; it must be text or None"),
+])
+def test_what_a_task_scorer_returns_is_checked(score, message):
+    """A scorer that breaks the record contract is named with the sample (a text "correct" counted as correct and
+    was written into records the run's own report refused; an "id" in the score replaced the sample's)."""
+    import dataclasses
+
+    from mmhallu_eval import Sample, TaskError, get_task
+    from mmhallu_eval.scoring import make_records
+    from mmhallu_eval.types import Response
+
+    spec = dataclasses.replace(get_task("pope"), score_sample=lambda sample, text, parser: score)
+    samples = [Sample(id="a", prompt="p", target="yes")]
+    with pytest.raises(TaskError, match="^task 'pope': " + re.escape(message)):
+        make_records(spec, spec.parser(None), samples, {"a": Response(id="a", text="Yes")})
+    batch = dataclasses.replace(spec, score_batch=lambda samples, texts, parser, options: [])
+    with pytest.raises(TaskError, match="^task 'pope': its scorer returned 0 scores for 1 answers"):
+        make_records(batch, spec.parser(None), samples, {"a": Response(id="a", text="Yes")})
+
+
+def test_a_record_that_is_not_json_is_named(tmp_path):
+    from mmhallu_eval import TaskError
+    from mmhallu_eval.files import JsonlWriter
+
+    with JsonlWriter(tmp_path / "samples.jsonl") as out:
+        out.write({"id": "a", "parsed": "yes"})
+        with pytest.raises(TaskError, match=r"samples.jsonl: the row of 'b' cannot be written as JSON \(not JSON serialisable: set\)"):
+            out.write({"id": "b", "parsed": {1, 2}})
+    assert not any(tmp_path.iterdir())  # nothing committed, no temp file left
+
+
 def test_a_task_without_samples_is_refused_before_the_model_loads(toy_tasks, tmp_path):
     proc = _cli("run", "--model", str(tmp_path / "no-model"), "--tasks", "toy_echo", "--include-path", str(toy_tasks), "--task-arg", "toy_echo.n=0",
                 "--out", str(tmp_path / "run"))

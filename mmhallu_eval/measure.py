@@ -203,7 +203,7 @@ class UnitAccumulator:
             raise self._size_error(key, self.sizes[i] + 1)
         self.sizes[i] += 1
         if self.single:
-            self.rows[i] = tuple(self.measure.unit_stats([record]))
+            self.rows[i] = self._stats(key, [record])
             return
         members = self.pending.setdefault(key, [])
         members.append(record)
@@ -220,7 +220,17 @@ class UnitAccumulator:
             problem = self.measure.check_unit(key, members)
             if problem:
                 raise TaskError(f"{self.measure.describe_unit(key)}: {problem}")
-        self.rows[self.index[key]] = tuple(self.measure.unit_stats(members))
+        self.rows[self.index[key]] = self._stats(key, members)
+
+    def _stats(self, key: Hashable, members: list[Record]) -> tuple[float, ...]:
+        """The unit's statistics, one number per declared statistic (a task's `unit_stats` that returns another count
+        or text is named with the unit, not met as a reshape error when the result is built)."""
+        row = tuple(self.measure.unit_stats(members))
+        if len(row) != len(self.measure.stats) or not all(isinstance(v, (int, float, np.number, np.bool_)) for v in row):
+            unit = f"sample {key!r}" if self.measure.describe_unit is str else self.measure.describe_unit(key)
+            raise TaskError(f"{unit}: the task's unit_stats returned {row!r:.100}; it must return "
+                            f"{len(self.measure.stats)} numbers, one per statistic ({', '.join(self.measure.stats)})")
+        return row
 
     def table(self) -> UnitTable:
         for key in list(self.pending):

@@ -211,6 +211,27 @@ class TaskSpec:
     #: Optional hook run after the records are written, e.g. to export an official-format file.
     export: Callable[[list[dict[str, Any]], Any], None] | None = None
 
+    def __post_init__(self) -> None:
+        """The declaration checked when the task is made, so that a fault in it is named before any model loads:
+        the default parser is one of the parsers, the accuracy metric one of the metrics, and every metric's formula
+        reads only declared statistics."""
+        if self.default_parser not in self.parsers:
+            raise TaskError(f"task {self.name!r}: default_parser {self.default_parser!r} is not one of its parsers ({', '.join(sorted(self.parsers))})")
+        names = [m.name for m in self.measure.metrics]
+        if len(set(names)) < len(names):
+            raise TaskError(f"task {self.name!r}: its Measure names a metric twice ({', '.join(sorted({n for n in names if names.count(n) > 1}))})")
+        if self.measure.accuracy_metric is not None and self.measure.accuracy_metric not in names:
+            raise TaskError(f"task {self.name!r}: accuracy_metric {self.measure.accuracy_metric!r} is not one of its metrics ({', '.join(names)})")
+        zeros = dict.fromkeys(self.measure.stats, 0.0)
+        for metric in self.measure.metrics:
+            try:
+                metric.formula(zeros)
+            except KeyError as exc:
+                raise TaskError(f"task {self.name!r}: metric {metric.name!r} reads the statistic {exc.args[0]!r}, which its Measure's stats "
+                                f"({', '.join(self.measure.stats)}) do not declare") from None
+            except Exception:  # noqa: BLE001 - other faults of a formula on all-zero sums are its own business (a division by zero)
+                pass
+
     def parse_options(self, raw: Mapping[str, Any] | Any) -> Any:
         """The typed options from `--task-arg` strings (or values); unknown keys and bad values are errors."""
         return parse(self.options, raw or {}, f"task {self.name!r}", prefix=f"--task-arg {self.name}.")

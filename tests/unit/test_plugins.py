@@ -190,6 +190,29 @@ def test_a_record_that_is_not_json_is_named(tmp_path):
     assert not any(tmp_path.iterdir())  # nothing committed, no temp file left
 
 
+def test_a_task_declaration_is_checked_when_the_task_is_made():
+    """A default parser, an accuracy metric or a statistic the declaration does not have is named when the task is
+    made (a metric reading an undeclared statistic was a KeyError after generation), and unit statistics that are
+    not one number per statistic are named with the unit (a reshape error when the result was built)."""
+    import dataclasses
+
+    from mmhallu_eval import Measure, Metric, TaskError, get_task, ratio
+    from mmhallu_eval.measure import UnitAccumulator
+
+    pope = get_task("pope")
+    with pytest.raises(TaskError, match="^task 'pope': default_parser 'pope-offical' is not one of its parsers"):
+        dataclasses.replace(pope, default_parser="pope-offical")
+    with pytest.raises(TaskError, match="^task 'pope': accuracy_metric 'acc' is not one of its metrics"):
+        dataclasses.replace(pope, measure=dataclasses.replace(pope.measure, accuracy_metric="acc"))
+    measure = Measure(stats=("right", "n"), unit_stats=lambda rs: (1, 1), metrics=(Metric("accuracy", ratio("right", "m")),))
+    with pytest.raises(TaskError, match=r"^task 'pope': metric 'accuracy' reads the statistic 'm', which its Measure's stats \(right, n\) do not declare"):
+        dataclasses.replace(pope, measure=measure)
+    for returned in ((1, 1, 1), ("a", 1), None):
+        units = UnitAccumulator(dataclasses.replace(measure, unit_stats=lambda rs, r=returned: r or ()))
+        with pytest.raises(TaskError, match=r"^sample 'x': the task's unit_stats returned .*; it must return 2 numbers, one per statistic \(right, n\)"):
+            units.add({"id": "x", "group": "g", "correct": True})
+
+
 def test_a_task_without_samples_is_refused_before_the_model_loads(toy_tasks, tmp_path):
     proc = _cli("run", "--model", str(tmp_path / "no-model"), "--tasks", "toy_echo", "--include-path", str(toy_tasks), "--task-arg", "toy_echo.n=0",
                 "--out", str(tmp_path / "run"))

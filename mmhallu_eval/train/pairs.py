@@ -29,27 +29,14 @@ def make_pair(pair_id: str, image: str, question: str, chosen: str, rejected: st
 
 
 def read_pairs(path: str | Path) -> list[Pair]:
-    """The pairs of a pairs.jsonl, each checked before any model loads: TRL's vision preference layout (a
-    conversational prompt with one image placeholder per image, chosen and rejected assistant turns) and images that
-    exist and decode. A bad line is named here, not met as an Arrow or processor error deep inside training."""
+    """The pairs of a pairs.jsonl, each checked before any model loads (`check_pair`) with images that exist and
+    decode. A bad line is named here, not met as an Arrow or processor error deep inside training."""
     pairs = []
     readable: set[str] = set()
     for lineno, row in iter_jsonl(path):
         where = f"{path}:{lineno}"
-        missing = [f for f in REQUIRED if f not in row]
-        if missing:
-            raise TaskError(f"{where}: a preference pair needs {', '.join(REQUIRED)} (missing {', '.join(missing)})")
-        for name in ("prompt", "chosen", "rejected"):
-            _check_turns(row[name], name, where)
-        images = row["images"]
-        if not isinstance(images, list) or not images or not all(isinstance(im, str) and im for im in images):
-            raise TaskError(f"{where}: images must be a list of image file names, e.g. [\"images/0001.png\"] (got {images!r:.80})")
-        placeholders = sum(1 for turn in row["prompt"] if isinstance(turn["content"], list)
-                           for part in turn["content"] if part["type"] == "image")  # parts checked by _check_turns
-        if placeholders != len(images):
-            raise TaskError(f"{where}: the prompt has {placeholders} image placeholder(s) ({{\"type\": \"image\"}}) for {len(images)} image(s); "
-                            "give one per image")
-        for im in images:
+        check_pair(row, where)
+        for im in row["images"]:
             if im not in readable:
                 try:
                     open_image(im)
@@ -60,6 +47,26 @@ def read_pairs(path: str | Path) -> list[Pair]:
     if not pairs:
         raise TaskError(f"{path}: no preference pairs")
     return pairs
+
+
+def check_pair(row: Any, where: str) -> None:
+    """TRL's vision preference layout: a conversational prompt with one image placeholder per image, chosen and
+    rejected assistant turns, and the images as a list of file names."""
+    if not isinstance(row, dict):
+        raise TaskError(f"{where}: a preference pair is an object with {', '.join(REQUIRED)} (got {type(row).__name__})")
+    missing = [f for f in REQUIRED if f not in row]
+    if missing:
+        raise TaskError(f"{where}: a preference pair needs {', '.join(REQUIRED)} (missing {', '.join(missing)})")
+    for name in ("prompt", "chosen", "rejected"):
+        _check_turns(row[name], name, where)
+    images = row["images"]
+    if not isinstance(images, list) or not images or not all(isinstance(im, str) and im for im in images):
+        raise TaskError(f"{where}: images must be a list of image file names, e.g. [\"images/0001.png\"] (got {images!r:.80})")
+    placeholders = sum(1 for turn in row["prompt"] if isinstance(turn["content"], list)
+                       for part in turn["content"] if part["type"] == "image")  # parts checked by _check_turns
+    if placeholders != len(images):
+        raise TaskError(f"{where}: the prompt has {placeholders} image placeholder(s) ({{\"type\": \"image\"}}) for {len(images)} image(s); "
+                        "give one per image")
 
 
 def _is_part(part: Any) -> bool:

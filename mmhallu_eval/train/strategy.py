@@ -132,9 +132,17 @@ def strategy_options(names: list[str], values: dict[str, Any]) -> dict[str, Any]
 
 
 def build_pairs(names: list[str], ctx: PairContext, options: dict[str, Any]) -> list[Pair]:
+    from .pairs import check_pair
+
     pairs: list[Pair] = []
     for name in names:
-        pairs += get_strategy(name).build(ctx, options[name])
+        built = get_strategy(name).build(ctx, options[name])
+        if not isinstance(built, list):
+            raise TaskError(f"pair strategy {name!r} returned {type(built).__name__}, not a list of pairs (a fault in the strategy's code)")
+        for i, pair in enumerate(built):  # a fault named with its strategy now, not as a line of pairs.jsonl when training starts
+            shown = f" ({pair['id']!r})" if isinstance(pair, dict) and "id" in pair else ""
+            check_pair(pair, f"pair strategy {name!r}: pair {i}{shown}")
+        pairs += built
     check_pair_images(pairs, ctx.log)
     return pairs
 

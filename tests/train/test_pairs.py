@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 
 from mmhallu_eval.train.strategies.finer import finer_pairs
 from mmhallu_eval.train.strategies.hadpo import hadpo_pairs
@@ -488,3 +489,27 @@ def test_mix_weights_and_shares_out_of_range_are_refused(world, tmp_path):
     with pytest.raises(TaskError, match="at least one type needs a weight above 0"):
         finer_pairs(load_graphs(world / "scene_graph_train.json"), world / "images", {"obj": 0.0})
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("built, message", [
+    (None, "pair strategy 'toy_faulty' returned NoneType, not a list of pairs"),
+    ([{"id": "p0", "images": ["a.png"], "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Q"}]}],
+       "chosen": "No"}], "pair strategy 'toy_faulty': pair 0 ('p0'): a preference pair needs images, prompt, chosen, rejected (missing rejected)"),
+    (["pair"], "pair strategy 'toy_faulty': pair 0: a preference pair is an object with images, prompt, chosen, rejected (got str)"),
+])
+def test_a_strategys_pairs_are_checked_as_it_builds_them(built, message, monkeypatch):
+    """A strategy that returns something other than pairs in TRL's layout is named with the pair when it builds,
+    not met as a line of pairs.jsonl when training starts (or as a TypeError for a strategy returning None)."""
+    from dataclasses import dataclass
+
+    from mmhallu_eval.task import TaskError
+    from mmhallu_eval.train import strategy
+
+    @dataclass
+    class NoOptions:
+        pass
+
+    toy = strategy.Strategy(name="toy_faulty", description="returns what it is given", options=NoOptions, build=lambda ctx, o: built)
+    monkeypatch.setitem(strategy._REGISTRY, "toy_faulty", toy)
+    with pytest.raises(TaskError, match="^" + re.escape(message)):
+        strategy.build_pairs(["toy_faulty"], strategy.PairContext(), {"toy_faulty": NoOptions()})

@@ -512,3 +512,34 @@ def test_hallusionbench_and_repope_data_near_the_format_load_or_fail_clearly(tmp
             _score_matched(spec, typed, samples, AnswerMatch({s.id: "Yes" for s in samples}), parser)
 
         _only_user_errors(scored)
+
+
+@FUZZ
+@given(data=st.data())
+def test_hallusionbench_saved_verdicts_near_the_format_score_or_fail_clearly(tmp_path_factory, shared_benchmarks, data):
+    """HallusionBench answers scored with saved judge replies (`--judge-replies`) or the official script's cache
+    files (`--official-cache`), replies and cached records damaged, left out or repeated: each scores or gives a user
+    error."""
+    import gzip
+    from pathlib import Path
+
+    from parity_cases import hallusion_case
+
+    folder = tmp_path_factory.mktemp("hb")
+    rows = json.loads((shared_benchmarks / "hallusionbench" / "HallusionBench.json").read_text())[:10]
+    (folder / "data.json").write_text(json.dumps(rows))
+    answers, replies = hallusion_case(folder / "data.json", folder / "answers.json", folder / "replies.json")
+    saved = json.loads(replies.read_text())
+    damaged = dict(zip(saved, _draw_rows(data, list(saved.values()))))
+    (folder / "replies.json").write_text(json.dumps(damaged))
+    keys = {"_".join(str(r[f]) for f in ("category", "subcategory", "set_id", "figure_id", "question_id")) for r in rows}
+    parity = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
+    cache = folder / "official"
+    cache.mkdir()
+    for name in ("hallusion_output_vd_model.json", "hallusion_output_vs_model.json"):
+        records = json.loads(gzip.decompress((parity / f"{name}.gz").read_bytes()))
+        mine = [r for r in records if "_".join(str(r[f]) for f in ("category", "subcategory", "set_id", "figure_id", "question_id")) in keys]
+        (cache / name).write_text(json.dumps(_draw_rows(data, mine) if mine else mine))
+    for options in ({"data": str(folder / "data.json"), "judge_replies": str(folder / "replies.json")},
+                    {"data": str(folder / "data.json"), "official_cache": str(cache)}):
+        _only_user_errors(_scored_in_process, "hallusionbench", answers, options)

@@ -21,14 +21,21 @@ _PREFIXES = ("model.vision_tower.", "vision_tower.")
 
 
 def _needs_published_tower_keys(folder: Path) -> bool:
+    """Whether the folder's config names one of those architectures with a CLIP or SigLIP tower. A folder without a
+    config.json is not judged here; a damaged one is named (it said "nothing to rename" before)."""
+    path = folder / "config.json"
+    if not path.is_file():
+        return False
     try:
-        cfg = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    if not isinstance(cfg, dict):  # loading the model names a damaged config.json
-        return False
-    vision = cfg.get("vision_config") or {}
-    return bool(_NESTED_TOWER_ARCHS & set(cfg.get("architectures") or [])) and vision.get("model_type", "clip_vision_model") in _TOWERS
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BackendError(f"{path}: not a readable JSON config ({exc}); download or save the model again") from None
+    if not isinstance(cfg, dict):
+        raise BackendError(f"{path}: not a model config (a JSON object); download or save the model again")
+    architectures, vision = cfg.get("architectures"), cfg.get("vision_config")
+    names = {a for a in architectures if isinstance(a, str)} if isinstance(architectures, list) else set()
+    tower = vision.get("model_type", "clip_vision_model") if isinstance(vision, dict) else "clip_vision_model" if vision is None else None
+    return bool(_NESTED_TOWER_ARCHS & names) and tower in _TOWERS
 
 
 def _published(key: str) -> str:

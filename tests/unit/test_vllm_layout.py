@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText
 
+from mmhallu_eval.backends import BackendError
 from mmhallu_eval.backends.vllm_layout import publish_tower_keys, unpublished_tower_keys
 
 CLI = [sys.executable, "-m", "mmhallu_eval.cli", "vllm-layout"]
@@ -67,6 +68,15 @@ def test_other_models_and_bad_folders_are_left_alone(tiny_idefics3, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().startswith(f"error: {broken / 'model.safetensors'}: not a readable safetensors file (")
     assert (broken / "model.safetensors").read_bytes() == b"<html>rate limited</html>"
+    # a damaged config.json is named (it read as "nothing to rename"); odd fields of a readable one are not a crash
+    (broken / "config.json").write_text("{bad")
+    with pytest.raises(BackendError, match=r"config.json: not a readable JSON config \("):
+        unpublished_tower_keys(broken)
+    (broken / "config.json").write_text("[1]")
+    with pytest.raises(BackendError, match=r"config.json: not a model config \(a JSON object\)"):
+        unpublished_tower_keys(broken)
+    (broken / "config.json").write_text(json.dumps({"architectures": 5, "vision_config": [1]}))
+    assert unpublished_tower_keys(broken) == []
 
 
 @pytest.mark.parametrize("family", ["llava_next", "llava_onevision", "gemma3", "paligemma"])

@@ -156,24 +156,29 @@ def load_processor(model: str, revision: str | None = None, trust_remote_code: b
         return AutoProcessor.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
     except ImportError as exc:
         raise BackendError(_missing_package_message(model, exc)) from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, AttributeError, TypeError, KeyError) as exc:
         damaged = _damaged_json(model)
+        if damaged is None and not isinstance(exc, (OSError, ValueError)):
+            raise  # not a damaged file: a fault of its own, shown whole
         why = f"{damaged}; download or save the model again" if damaged else f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
         raise BackendError(f"could not load the processor of {model!r}: {why}") from None
 
 
 def _damaged_json(model: str) -> str | None:
-    """`files.read_json`'s error for the first JSON file of a model folder that does not read: a loader's own error
-    says only "Expecting value: line 1 column 1", not which of the folder's files it was reading."""
+    """`files.read_json`'s error for the first JSON file of a model folder that does not read, or that is not a JSON
+    object (every JSON file of a checkpoint is one): a loader's own error says only "Expecting value: line 1 column
+    1", or "'list' object has no attribute 'get'", not which of the folder's files it was reading."""
     from ..errors import UserError
     from ..files import read_json
 
     folder = Path(model)
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
         try:
-            read_json(path)
+            value = read_json(path)
         except UserError as exc:
             return str(exc)
+        if not isinstance(value, dict):
+            return f"{path}: not a JSON object (a {type(value).__name__})"
     return None
 
 

@@ -72,6 +72,7 @@ def test_a_damaged_weights_file_is_one_line_and_the_run_untouched(llava_dir, tmp
 @pytest.mark.parametrize("damage,says", [
     (("tokenizer.json", "<html>503</html>"), "could not load the processor of {model!r}: {model}/tokenizer.json:1: not valid JSON ("),
     (("processor_config.json", '{"image_processor": '), "could not load the processor of {model!r}: {model}/processor_config.json:1: not valid JSON ("),
+    (("tokenizer_config.json", "[]"), "could not load the processor of {model!r}: {model}/tokenizer_config.json: not a JSON object (a list); download"),
     (("chat_template.jinja", "{% for m in messages %}{{ m.content }}"), "the chat template of {model} does not render a user turn with an image (line 1): TemplateSyntaxError"),
 ])
 def test_a_damaged_processor_file_or_template_is_named_in_one_line(llava_dir, tmp_path, existing_run, pope_fixture, damage, says):

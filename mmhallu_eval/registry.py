@@ -7,6 +7,7 @@ import hashlib
 import importlib
 import importlib.util
 import pkgutil
+import re
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -18,6 +19,8 @@ from .task import TaskError, TaskSpec
 ENTRY_POINT_GROUP = "mmhallu_eval.tasks"
 #: the package the task files of `--include-path` folders are imported into
 _USER_PACKAGE = "mmhallu_user_tasks"
+#: what a task name may be: a folder name on every system, and free of the "." and "=" of --task-arg TASK.KEY=VALUE
+TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _FACTORIES: dict[str, Callable[[], TaskSpec]] = {}
 _ORIGINS: dict[str, str] = {}
 _loaded_builtin = False
@@ -31,6 +34,9 @@ def task(name: str) -> Callable[[Callable[[], TaskSpec]], Callable[[], TaskSpec]
         origin = getattr(factory, "__module__", "?")
         if origin.startswith(_USER_PACKAGE + "."):  # a task file given with --include-path: named by its path, not its made-up module
             origin = getattr(sys.modules.get(origin), "__file__", None) or origin
+        if not isinstance(name, str) or not TASK_NAME.fullmatch(name):
+            raise TaskError(f"task name {name!r} (in {origin}): use letters, digits, _ and - (it names the task's folder in a run and "
+                            "the TASK of --task-arg TASK.KEY=VALUE)")
         if name in _FACTORIES and _ORIGINS.get(name) != origin:
             raise TaskError(f"task {name!r} is registered twice: by {_ORIGINS[name]} and by {origin}; give one of them another name")
         _FACTORIES[name] = factory

@@ -213,6 +213,17 @@ def test_a_task_declaration_is_checked_when_the_task_is_made():
             units.add({"id": "x", "group": "g", "correct": True})
 
 
+@pytest.mark.parametrize("name", ["ec ho<b>", "my.task", "a=b", "", "-x", "../up"])
+def test_a_task_name_is_a_folder_name_and_a_task_arg_prefix(name):
+    """A task's name names its folder in a run and the TASK of --task-arg TASK.KEY=VALUE: spaces, markup, "." and
+    "=" are refused when the task registers."""
+    from mmhallu_eval import TaskError
+    from mmhallu_eval.registry import task
+
+    with pytest.raises(TaskError, match="use letters, digits, _ and -"):
+        task(name)(lambda: None)
+
+
 def test_a_task_without_samples_is_refused_before_the_model_loads(toy_tasks, tmp_path):
     proc = _cli("run", "--model", str(tmp_path / "no-model"), "--tasks", "toy_echo", "--include-path", str(toy_tasks), "--task-arg", "toy_echo.n=0",
                 "--out", str(tmp_path / "run"))

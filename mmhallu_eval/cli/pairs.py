@@ -44,6 +44,8 @@ def parse_mix(value: str | None) -> dict[str, float]:
         key, _, weight = part.partition("=")
         if key.strip() not in DEFAULT_MIX:
             fail(f"--mix {part!r}: pair types are {', '.join(DEFAULT_MIX)}")
+        if key.strip() in mix:
+            fail(f"--mix {value!r}: {key.strip()} is given twice; give each pair type once")
         try:
             mix[key.strip()] = float(weight)
         except ValueError:

@@ -482,6 +482,7 @@ def test_mix_weights_and_shares_out_of_range_are_refused(world, tmp_path):
     for extra, why in ((["--strategy", "finer", "--mix", "obj=-1"], "--mix 'obj=-1': a weight is a finite number, 0 or more"),
                        (["--strategy", "finer", "--mix", "obj=inf"], "--mix 'obj=inf': a weight is a finite number, 0 or more"),
                        (["--strategy", "finer", "--mix", "obj=0,attr=0"], "at least one pair type needs a weight above 0"),
+                       (["--strategy", "finer", "--mix", "obj=1,obj=2"], "--mix 'obj=1,obj=2': obj is given twice; give each pair type once"),
                        (["--strategy", "finer", "--neg-ratio", "2"], "neg_ratio 2.0: choose a share in [0, 1]"),
                        (["--strategy", "povid", "--noise-strength", "1.5"], "noise_strength 1.5: choose a level in (0, 1)")):
         proc = subprocess.run([*args, *extra], capture_output=True, text=True)

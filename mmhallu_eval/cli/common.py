@@ -36,7 +36,10 @@ def parse_task_args(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, s
         task, dot, opt = key.partition(".")
         if not sep or not dot or not task or not opt:
             fail(f"--task-arg {item!r}: expected TASK.KEY=VALUE, e.g. pope.data=coco_pope_random.json")
-        out.setdefault(task, {})[opt] = value
+        given_before = out.setdefault(task, {}).get(opt)
+        if given_before is not None:
+            fail(f"--task-arg {task}.{opt} is given twice ({given_before!r}, then {value!r}); give it once")
+        out[task][opt] = value
     return out
 
 
@@ -49,6 +52,8 @@ def parse_parsers(value: str | None, tasks: list[str]) -> dict[str, str]:
     out = {}
     for part in value.split(","):
         task, _, name = part.partition("=")
+        if task.strip() in out:
+            fail(f"--parser {value!r}: {task.strip()} is given twice; give each task one parser")
         out[task.strip()] = name.strip()
     return out
 

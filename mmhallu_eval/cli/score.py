@@ -141,7 +141,9 @@ def _register(app: typer.Typer, name: str, spec_options: type, alias: TaskAlias 
             fail(f"--reasoning {values['reasoning']!r}: choose strip or keep")
         options = {k: v for k, v in given(values).items() if k not in COMMON}
         for key, value in parse_task_args(values["task_arg"]).get(task, {}).items():
-            options.setdefault(key, value)
+            if key in options:
+                fail(f"{task}.{key} is given both as --{key.replace('_', '-')} and as --task-arg {task}.{key}; give it once")
+            options[key] = value
         out = file_in(values["out"], "result.json")
         if get_task(task).capabilities.judged and "judge_cache" not in options:  # judge replies cached beside the result
             options["judge_cache"] = str(out.parent / "judge_cache.sqlite")

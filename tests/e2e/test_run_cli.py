@@ -162,11 +162,13 @@ def test_different_run_in_same_folder_is_refused(tiny_llava, pope_fixture, tmp_p
         (("--backend", "transformer"), "unknown backend 'transformer'. Did you mean: transformers?"),
         (("--parser", "pope-oficial"), "has no parser 'pope-oficial'"),
         (("--model", "/nonexistent/model"), "model path /nonexistent/model does not exist"),
+        (("--parser", "pope=strict,pope=pope-opera"), "--parser 'pope=strict,pope=pope-opera': pope is given twice; give each task one parser"),
+        (("--task-arg", "pope.prompt_suffix=x", "--task-arg", "pope.prompt_suffix=y"), "--task-arg pope.prompt_suffix is given twice ('x', then 'y')"),
     ],
 )
 def test_bad_input_fails_clearly(tiny_llava, pope_fixture, tmp_path, change, message):
     args = run_args(tiny_llava, pope_fixture, tmp_path / "run")
-    if change[0] in args:
+    if change[0] in args and len(change) == 2:
         args[args.index(change[0]) + 1] = change[1]
     else:
         args += list(change)

@@ -120,6 +120,9 @@ def test_bad_label_and_missing_field(tmp_path):
     qfile.write_text('{"question_id": 1, "text": "Is there a cat?", "label": "yes"}\n')
     proc = run_cli("score", "pope", "--data", str(qfile), "--answers", str(qfile), "--out", str(tmp_path / "r.json"))
     assert proc.returncode == 2 and "missing field(s) image" in proc.stderr
+    # an option given as its flag and as --task-arg: refused, not the flag taken silently
+    proc = run_cli("score", "pope", "--data", str(qfile), "--task-arg", "pope.data=other.json", "--answers", str(qfile), "--out", str(tmp_path / "r.json"))
+    assert proc.returncode == 2 and "pope.data is given both as --data and as --task-arg pope.data; give it once" in proc.stderr
 
 
 def test_hf_layout_loader_with_embedded_images(tmp_path):

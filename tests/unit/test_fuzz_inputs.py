@@ -302,15 +302,20 @@ def test_pope_and_mmhal_files_near_the_format_load_or_fail_clearly(tmp_path_fact
 @FUZZ
 @given(data=st.data())
 def test_amber_and_chair_answers_near_the_format_score_or_fail_clearly(tmp_path_factory, shared_benchmarks, data):
-    """AMBER's answers (the discriminative half) and OPERA's CHAIR captions from real rows, fields dropped or damaged,
+    """AMBER's answers (descriptions and yes/no questions) and OPERA's CHAIR captions from real rows, fields dropped or damaged,
     rows left out or repeated: each scores or gives a user error."""
-    amber_queries = json.loads((shared_benchmarks / "amber" / "query" / "query_discriminative.json").read_text())[:8]
-    amber = [{"id": q["id"], "response": "Yes"} for q in amber_queries]
+    from parity_cases import amber_vectors
+
+    amber_queries = json.loads((shared_benchmarks / "amber" / "query" / "query_discriminative.json").read_text())[:6]
+    amber = [{"id": q["id"], "response": "Yes"} for q in amber_queries] + [
+        {"id": i, "response": "A sky over a forest, two dogs and a car by the lake."} for i in (1, 2, 3)]
     chair = [json.loads(line) for line in (shared_benchmarks / "chair" / "opera_captions" / "llava-1.5" / "greedy.jsonl").read_text().splitlines()[:4]]
     folder = tmp_path_factory.mktemp("near")
     (folder / "amber.json").write_text(json.dumps(_draw_rows(data, amber)))
     (folder / "chair.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _draw_rows(data, chair)))
-    _only_user_errors(_scored_in_process, "amber", folder / "amber.json", {"data": str(shared_benchmarks / "amber"), "evaluation_type": "d"})
+    vectors = _amber_vectors(amber_vectors, shared_benchmarks / "amber", tmp_path_factory)
+    _only_user_errors(_scored_in_process, "amber", folder / "amber.json", {"data": str(shared_benchmarks / "amber"), "evaluation_type": "a",
+                                                                           "spacy_model": str(vectors)})
     _only_user_errors(_scored_in_process, "chair", folder / "chair.jsonl", {"gt": str(shared_benchmarks / "chair" / "opera_captions" / "gt_objects.json")})
 
 

@@ -102,6 +102,22 @@ def _finite(number: float, where: str) -> float:
     return number
 
 
+#: the types an option may be declared with (each also as `X | None`, and `tuple[X, ...]` for a repeatable one)
+OPTION_TYPES = (str, int, float, bool, Path)
+
+
+def check_option_types(cls: type, owner: str) -> None:
+    """Every option of `cls` declared with a type a command line can give: anything else (a `list`, a `dict`, a
+    class) would reach the task as the command line's text, unconverted."""
+    for f, kind in fields_of(cls):
+        inner, _ = unwrap(kind)
+        if typing.get_origin(inner) is tuple:
+            inner = typing.get_args(inner)[0]
+        if inner not in OPTION_TYPES and typing.get_origin(inner) is not Literal:
+            raise TaskError(f"{owner}: option {f.name!r} is declared as {getattr(inner, '__name__', inner)}; an option is text, integer, "
+                            "number, true|false, path, a Literal of choices, a tuple[X, ...] of one of these (repeatable), or any of them | None")
+
+
 def fields_of(cls: type) -> list[tuple[dataclasses.Field, Any]]:
     hints = typing.get_type_hints(cls)
     return [(f, hints[f.name]) for f in dataclasses.fields(cls)]

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from .errors import TaskError
 from .measure import Measure
-from .options import TaskOptions, parse
+from .options import TaskOptions, check_option_types, parse
 from .types import GenerationConfig, Request, Sample, user_message
 
 __all__ = ["Capabilities", "Loader", "LmmsEvalTask", "MixProbe", "PeerMetric", "Parser", "Scorer", "TaskError", "TaskOptions", "TaskSpec", "VlmevalkitDataset", "single_image_request"]
@@ -215,6 +215,7 @@ class TaskSpec:
         """The declaration checked when the task is made, so that a fault in it is named before any model loads:
         the default parser is one of the parsers, the accuracy metric one of the metrics, and every metric's formula
         reads only declared statistics."""
+        check_option_types(self.options, f"task {self.name!r}")
         if self.default_parser not in self.parsers:
             raise TaskError(f"task {self.name!r}: default_parser {self.default_parser!r} is not one of its parsers ({', '.join(sorted(self.parsers))})")
         names = [m.name for m in self.measure.metrics]

@@ -16,7 +16,7 @@ from typing import Any, Callable, Literal
 from ..annotations import load_graphs
 from ..data import missing_files
 from ..errors import TaskError
-from ..options import fields_of, parse
+from ..options import check_option_types, fields_of, parse
 
 ENTRY_POINT_GROUP = "mmhallu_eval.strategies"
 #: what a strategy builds its pairs from: training annotations (+ images), a run on training images, the model
@@ -74,6 +74,7 @@ _loaded = False
 
 
 def register(strategy: Strategy) -> Strategy:
+    check_option_types(strategy.options, f"pair strategy {strategy.name!r}")
     known = _REGISTRY.get(strategy.name)
     if known is not None and known is not strategy:
         raise TaskError(f"pair strategy {strategy.name!r} is registered twice")

@@ -196,7 +196,7 @@ def test_a_task_declaration_is_checked_when_the_task_is_made():
     not one number per statistic are named with the unit (a reshape error when the result was built)."""
     import dataclasses
 
-    from mmhallu_eval import Measure, Metric, TaskError, get_task, ratio
+    from mmhallu_eval import Measure, Metric, TaskError, TaskOptions, get_task, opt, ratio
     from mmhallu_eval.measure import UnitAccumulator
 
     pope = get_task("pope")
@@ -207,6 +207,12 @@ def test_a_task_declaration_is_checked_when_the_task_is_made():
     measure = Measure(stats=("right", "n"), unit_stats=lambda rs: (1, 1), metrics=(Metric("accuracy", ratio("right", "m")),))
     with pytest.raises(TaskError, match=r"^task 'pope': metric 'accuracy' reads the statistic 'm', which its Measure's stats \(right, n\) do not declare"):
         dataclasses.replace(pope, measure=measure)
+    @dataclasses.dataclass
+    class ListOptions(TaskOptions):
+        weights: list = opt(None, "a list")
+
+    with pytest.raises(TaskError, match="^task 'pope': option 'weights' is declared as list; an option is text, integer, number"):
+        dataclasses.replace(pope, options=ListOptions)
     for returned in ((1, 1, 1), ("a", 1), None):
         units = UnitAccumulator(dataclasses.replace(measure, unit_stats=lambda rs, r=returned: r or ()))
         with pytest.raises(TaskError, match=r"^sample 'x': the task's unit_stats returned .*; it must return 2 numbers, one per statistic \(right, n\)"):

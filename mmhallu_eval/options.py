@@ -89,6 +89,8 @@ def _convert(kind: Any, value: Any, where: str) -> Any:
             return int(value)
         if inner is float:
             return _finite(float(value), where)
+        if inner is Path:
+            return Path(value)
     except ValueError:
         raise TaskError(f"{where}={value!r}: expected {'a whole number' if inner is int else type_name(kind)}") from None
     return value

@@ -213,6 +213,12 @@ def test_a_task_declaration_is_checked_when_the_task_is_made():
 
     with pytest.raises(TaskError, match="^task 'pope': option 'weights' is declared as list; an option is text, integer, number"):
         dataclasses.replace(pope, options=ListOptions)
+
+    @dataclasses.dataclass
+    class PathOptions(TaskOptions):
+        folder: Path | None = opt(None, "a folder")
+
+    assert dataclasses.replace(pope, options=PathOptions).parse_options({"folder": "a/b"}).folder == Path("a/b")  # a Path, not the text
     for returned in ((1, 1, 1), ("a", 1), None):
         units = UnitAccumulator(dataclasses.replace(measure, unit_stats=lambda rs, r=returned: r or ()))
         with pytest.raises(TaskError, match=r"^sample 'x': the task's unit_stats returned .*; it must return 2 numbers, one per statistic \(right, n\)"):

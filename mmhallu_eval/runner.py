@@ -239,14 +239,3 @@ def _run_task(spec, parser, options: Any, samples: list[Sample], config: RunConf
         file=sys.stderr,
     )
     return result
-
-
-def all_failed(results: dict[str, dict[str, Any]]) -> list[str]:
-    """One line per task that scored nothing although it had samples: the run produced no number for it."""
-    lines = []
-    for name, result in results.items():
-        if result["n"] and not result["n_scored"]:
-            errors = result["errors"]
-            kinds = ", ".join(f"{k} {v}" for k, v in errors.items() if k not in ("total", "first_ids", "first_message"))
-            lines.append(f"task {name}: all {result['n']} samples failed ({kinds}); first: {errors.get('first_message', '?')}")
-    return lines

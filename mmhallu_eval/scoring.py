@@ -115,6 +115,17 @@ def _is_verdict(value: Any) -> bool:
     return value is None or isinstance(value, bool) or (hasattr(value, "dtype") and isinstance(getattr(value, "item", None) and value.item(), bool))
 
 
+def all_failed(results: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per task that scored nothing although it had samples: the run produced no number for it."""
+    lines = []
+    for name, result in results.items():
+        if result["n"] and not result["n_scored"]:
+            errors = result["errors"]
+            kinds = ", ".join(f"{k} {v}" for k, v in errors.items() if k not in ("total", "first_ids", "first_message"))
+            lines.append(f"task {name}: all {result['n']} samples failed ({kinds}); first: {errors.get('first_message', '?')}")
+    return lines
+
+
 def error_kind(message: str) -> str:
     return message.split(":", 1)[0].strip().replace(" ", "_") if message else "error"
 

@@ -82,7 +82,8 @@ def run_cmd(
 ) -> None:
     """Evaluate a model on one or more tasks; re-running the same command resumes from the cache."""
     from ..reasoning import REASONING_MODES
-    from ..runner import RunConfig, all_failed, run
+    from ..runner import RunConfig, run
+    from ..scoring import all_failed
 
     if reasoning not in REASONING_MODES:
         fail(f"--reasoning {reasoning!r}: choose {' or '.join(REASONING_MODES)}")

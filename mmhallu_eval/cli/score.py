@@ -46,7 +46,7 @@ def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, pa
     """Score a saved answers file and write result.json + <stem>.samples.jsonl beside it."""
     from ..files import atomic_write_json, atomic_write_jsonl
     from ..interop import peer_reported
-    from ..scoring import ResultBuilder, check_units, iter_scored_texts
+    from ..scoring import ResultBuilder, all_failed, check_units, iter_scored_texts
 
     extra: dict[str, Any] = {"answers_file": str(answers)}
     samples_out = out.with_name(out.stem + ".samples.jsonl")
@@ -91,6 +91,10 @@ def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, pa
     atomic_write_json(out, result)
     typer.echo(f"{task}: {headline(result)}")
     typer.echo(f"wrote {out}")
+    failed = all_failed({task: result})
+    if failed:  # as `run` ends: the result is written, but it holds no number
+        typer.secho(f"error: {failed[0]}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
 
 
 def _peer(spec: Any, path: Path, source: Any) -> tuple[Any, Any, bool]:

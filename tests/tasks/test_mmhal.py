@@ -1,5 +1,6 @@
 """MMHal-Bench: official prompt and rating rule, a real OpenAI client against a local scripted server."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -165,7 +166,18 @@ def test_local_model_as_judge(tiny_llava, shared_benchmarks, tmp_path):
     path = tmp_path / "response.json"
     path.write_text(json.dumps(items))
     out = tmp_path / "r.json"
-    proc = subprocess.run([*CLI, "score", "mmhal", "--answers", str(path), "--out", str(out), "--judge-backend", "transformers", "--judge-model", str(tiny_llava)], capture_output=True, text=True)
+    # the official prompt is ≈ 4,100 tokens with the tiny model's small vocabulary, past its 1,024 positions: every
+    # judge call fails, counted, and the command ends as a run that scored nothing does
+    args = [*CLI, "score", "mmhal", "--answers", str(path), "--out", str(out), "--judge-backend", "transformers"]
+    proc = subprocess.run([*args, "--judge-model", str(tiny_llava)], capture_output=True, text=True)
+    assert proc.returncode == 1 and "error: task mmhal: all 96 samples failed (judge_error 96); first: 0: judge_error: invalid_request: the prompt (" in proc.stderr
+    assert json.loads(out.read_text())["errors"]["judge_error"] == 96
+    judge = tmp_path / "judge"  # the same model with room for the prompt
+    shutil.copytree(tiny_llava, judge)
+    config = json.loads((judge / "config.json").read_text())
+    config["text_config"]["max_position_embeddings"] = 8192
+    (judge / "config.json").write_text(json.dumps(config))
+    proc = subprocess.run([*args, "--judge-model", str(judge)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["judge"]["kind"] == "local" and result["n_scored"] == 96

@@ -7,6 +7,8 @@ from pathlib import Path
 from collections.abc import Iterator, Mapping
 from typing import Any, Iterable
 
+import numpy as np
+
 from .files import iter_jsonl
 from .measure import EXTRA_HEAD, UnitAccumulator, summarize_table
 from .paired import group_units
@@ -84,8 +86,8 @@ def make_records(
     return records
 
 
-#: the record fields the core fills from the sample and its response; a score may not set them
-CORE_FIELDS = frozenset(("id", "group", "prompt", "images", "response", "n_prompt_tokens", "n_output_tokens", "target", "metadata", "answer", "reasoning"))
+#: the record fields the core fills from the sample and its response (and the reasoning split); a score may not set them
+CORE_FIELDS = frozenset(_base_record(Sample(id="", prompt=""), Response(id=""))) - {"parsed", "correct", "error"} | {"answer", "reasoning"}
 
 
 def check_scores(spec: TaskSpec, samples: list[Sample], scores: Any) -> None:
@@ -112,7 +114,7 @@ def check_scores(spec: TaskSpec, samples: list[Sample], scores: Any) -> None:
 
 def _is_verdict(value: Any) -> bool:
     """None, a bool, or a numpy bool (written as true/false)."""
-    return value is None or isinstance(value, bool) or (hasattr(value, "dtype") and isinstance(getattr(value, "item", None) and value.item(), bool))
+    return value is None or isinstance(value, (bool, np.bool_))
 
 
 def all_failed(results: dict[str, dict[str, Any]]) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..options import is_count
 from ..quiet import library_renames_hidden
 from .base import BackendError
 
@@ -44,7 +45,7 @@ def context_length(config: Any, tokenizer_max: int | None = None) -> int | None:
     backends stop an answer at the same token. None where the config does not say."""
     text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
     positions = getattr(text, "max_position_embeddings", None)
-    if not isinstance(positions, int) or isinstance(positions, bool) or positions < 1:
+    if not is_count(positions):
         return None
     rope = getattr(text, "rope_parameters", None) or getattr(text, "rope_scaling", None) or {}
     layers = list(rope.values()) if rope and all(isinstance(v, dict) for v in rope.values()) else [rope]
@@ -53,7 +54,7 @@ def context_length(config: Any, tokenizer_max: int | None = None) -> int | None:
         if isinstance(params, dict) and params.get("rope_type", params.get("type")) in ("linear", "dynamic"):
             factor = float(params.get("factor") or 1.0)
     context = int(positions * factor)
-    if isinstance(tokenizer_max, int) and not isinstance(tokenizer_max, bool) and tokenizer_max >= 1:
+    if is_count(tokenizer_max):
         context = min(context, tokenizer_max)
     return context
 

@@ -137,8 +137,8 @@ class TransformersBackend(Backend):
             "trust_remote_code": self.trust_remote_code,
         }
 
-    def _gen_kwargs(self, gen: GenerationConfig) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"max_new_tokens": gen.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+    def _gen_kwargs(self, gen: GenerationConfig, max_new_tokens: int) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
         if gen.greedy:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
@@ -180,7 +180,7 @@ class TransformersBackend(Backend):
         rows: list[list[int]] = [[] for _ in batch]
         if max(room) > 0:
             with self._torch.inference_mode():
-                output = self.model.generate(**inputs, **(self._gen_kwargs(gen) | {"max_new_tokens": max(room)}))
+                output = self.model.generate(**inputs, **self._gen_kwargs(gen, max(room)))
             rows = output[:, inputs["input_ids"].shape[1] :].tolist()
         responses = []
         with self._tokenizer_lock:

@@ -17,6 +17,7 @@ from ..annotations import load_graphs
 from ..data import missing_files
 from ..errors import TaskError
 from ..options import check_option_types, fields_of, parse
+from .pairs import check_pair
 
 ENTRY_POINT_GROUP = "mmhallu_eval.strategies"
 #: what a strategy builds its pairs from: training annotations (+ images), a run on training images, the model
@@ -133,8 +134,6 @@ def strategy_options(names: list[str], values: dict[str, Any]) -> dict[str, Any]
 
 
 def build_pairs(names: list[str], ctx: PairContext, options: dict[str, Any]) -> list[Pair]:
-    from .pairs import check_pair
-
     pairs: list[Pair] = []
     for name in names:
         built = get_strategy(name).build(ctx, options[name])

@@ -5,6 +5,7 @@ import json
 import os
 import string
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,14 @@ keys = st.sampled_from(["question_id", "id", "image", "text", "label", "category
 rows = st.dictionaries(keys, json_values, max_size=8)
 raw_bytes = st.binary(max_size=300) | st.text(max_size=200).map(lambda t: t.encode("utf-8")) | st.lists(rows, max_size=5).map(
     lambda rs: "".join(json.dumps(r) + "\n" for r in rs).encode())
+
+
+@pytest.fixture(scope="module")
+def amber_pipeline(shared_benchmarks, tmp_path_factory):
+    """The stand-in spaCy pipeline for AMBER's synonym check, built once for all examples of this module."""
+    from parity_cases import amber_vectors
+
+    return amber_vectors(shared_benchmarks / "amber", tmp_path_factory.mktemp("spacy") / "vectors")
 
 
 def _only_user_errors(fn, *args):
@@ -202,15 +211,13 @@ def test_official_answer_files_near_the_format_score_or_fail_clearly(tmp_path_fa
 
 @FUZZ
 @given(data=st.data(), task=st.sampled_from(["pope", "mme", "hallusionbench", "amber", "chair"]))
-def test_lmms_eval_logs_near_the_format_score_or_fail_clearly(tmp_path_factory, shared_benchmarks, data, task):
+def test_lmms_eval_logs_near_the_format_score_or_fail_clearly(tmp_path_factory, shared_benchmarks, amber_pipeline, data, task):
     """Real lmms-eval log lines (POPE, MME, HallusionBench, AMBER's descriptions, COCO captions for CHAIR), some fields
     dropped or damaged, some lines left out or repeated: each log scores or gives a user error."""
     import gzip
     from pathlib import Path
 
     from mmhallu_eval.interop import read_lmms_eval_log
-    from parity_cases import amber_vectors
-
     interop = shared_benchmarks / "interop" / "lmms-eval"
     logs = Path(__file__).resolve().parents[1] / "fixtures" / "parity" / "lmms_eval"
     name, options = {
@@ -225,7 +232,7 @@ def test_lmms_eval_logs_near_the_format_score_or_fail_clearly(tmp_path_factory, 
     else:
         lines = gzip.decompress((logs / f"20261203_000000_samples_{name}.jsonl.gz").read_bytes()).decode().splitlines()[:8]
     if task == "amber":
-        options["spacy_model"] = str(_amber_vectors(amber_vectors, shared_benchmarks / "amber", tmp_path_factory))
+        options["spacy_model"] = str(amber_pipeline)
     folder = tmp_path_factory.mktemp("lmms")
     rows = [json.loads(line) for line in lines]
     path = folder / f"samples_{name}.jsonl"
@@ -301,11 +308,9 @@ def test_pope_and_mmhal_files_near_the_format_load_or_fail_clearly(tmp_path_fact
 
 @FUZZ
 @given(data=st.data())
-def test_amber_and_chair_answers_near_the_format_score_or_fail_clearly(tmp_path_factory, shared_benchmarks, data):
+def test_amber_and_chair_answers_near_the_format_score_or_fail_clearly(tmp_path_factory, shared_benchmarks, amber_pipeline, data):
     """AMBER's answers (descriptions and yes/no questions) and OPERA's CHAIR captions from real rows, fields dropped or damaged,
     rows left out or repeated: each scores or gives a user error."""
-    from parity_cases import amber_vectors
-
     amber_queries = json.loads((shared_benchmarks / "amber" / "query" / "query_discriminative.json").read_text())[:6]
     amber = [{"id": q["id"], "response": "Yes"} for q in amber_queries] + [
         {"id": i, "response": "A sky over a forest, two dogs and a car by the lake."} for i in (1, 2, 3)]
@@ -313,9 +318,8 @@ def test_amber_and_chair_answers_near_the_format_score_or_fail_clearly(tmp_path_
     folder = tmp_path_factory.mktemp("near")
     (folder / "amber.json").write_text(json.dumps(_draw_rows(data, amber)))
     (folder / "chair.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _draw_rows(data, chair)))
-    vectors = _amber_vectors(amber_vectors, shared_benchmarks / "amber", tmp_path_factory)
     _only_user_errors(_scored_in_process, "amber", folder / "amber.json", {"data": str(shared_benchmarks / "amber"), "evaluation_type": "a",
-                                                                           "spacy_model": str(vectors)})
+                                                                           "spacy_model": str(amber_pipeline)})
     _only_user_errors(_scored_in_process, "chair", folder / "chair.jsonl", {"gt": str(shared_benchmarks / "chair" / "opera_captions" / "gt_objects.json")})
 
 
@@ -452,13 +456,11 @@ def test_an_image_path_is_pathlibs_text(name, folder):
 
 @FUZZ
 @given(data=st.data())
-def test_amber_data_near_the_format_scores_or_fails_clearly(tmp_path_factory, shared_benchmarks, data):
+def test_amber_data_near_the_format_scores_or_fails_clearly(tmp_path_factory, shared_benchmarks, amber_pipeline, data):
     """A small AMBER data folder cut from the published one (three descriptions, three yes/no questions), its
     annotations, queries and relation.json entries damaged, queries left out or repeated: answers to it score
     (every evaluation type) or give a user error."""
     import shutil
-
-    from parity_cases import amber_vectors
 
     amber = shared_benchmarks / "amber"
     annotations = json.loads((amber / "annotations.json").read_text())
@@ -477,20 +479,9 @@ def test_amber_data_near_the_format_scores_or_fails_clearly(tmp_path_factory, sh
     (folder / "relation.json").write_text(json.dumps(data.draw(_mutated({w: relation[w] for w in sorted(words)}))))
     answers = [{"id": n, "response": "There is a sky and a dog near the forest." if n <= 3 else "Yes"} for n in range(1, 7)]
     (folder / "answers.json").write_text(json.dumps(answers))
-    vectors = _amber_vectors(amber_vectors, amber, tmp_path_factory)
     for evaluation_type in ("a", "g", "d"):
         _only_user_errors(_scored_in_process, "amber", folder / "answers.json",
-                          {"data": str(folder), "evaluation_type": evaluation_type, "spacy_model": str(vectors)})
-
-
-_VECTORS: list = []
-
-
-def _amber_vectors(build, amber, tmp_path_factory):
-    """The stand-in spaCy pipeline, built once for all examples."""
-    if not _VECTORS:
-        _VECTORS.append(build(amber, tmp_path_factory.mktemp("spacy") / "vectors"))
-    return _VECTORS[0]
+                          {"data": str(folder), "evaluation_type": evaluation_type, "spacy_model": str(amber_pipeline)})
 
 
 @FUZZ

@@ -95,10 +95,11 @@ def _file_digest(path: Path, head: int = 1 << 22) -> str:
 
 
 def model_fingerprint(model: str, revision: str | None = None, adapter: str | None = None, chat_template: str | None = None,
-                      adapter_merged: bool = False) -> str:
+                      adapter_merged: bool = False, generation_config_ignored: dict[str, Any] | None = None) -> str:
     """Content fingerprint of a local model folder, or `hub-id@revision` for a hub id; a user's chat template file
     changes every prompt, so it is part of the fingerprint too, and so is an adapter merged into the weights (its
-    answers can differ from the unmerged adapter's in floating-point rounding)."""
+    answers can differ from the unmerged adapter's in floating-point rounding). Decoding settings of the checkpoint
+    that a backend leaves out are part of it as well: answers cached while they applied are not reused."""
     parts: dict[str, Any] = {}
     path = Path(model)
     if path.is_dir():
@@ -114,6 +115,8 @@ def model_fingerprint(model: str, revision: str | None = None, adapter: str | No
         parts["chat_template"] = _file_digest(Path(chat_template)) if Path(chat_template).is_file() else chat_template
     if adapter and adapter_merged:
         parts["adapter_merged"] = True
+    if generation_config_ignored:
+        parts["generation_config_ignored"] = generation_config_ignored
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 

@@ -37,6 +37,69 @@ def load_config(model: str, revision: str | None, trust_remote_code: bool) -> An
         ) from None
 
 
+#: generation-config entries that name tokens: kept, as vLLM keeps the stop tokens (`eos_token_id`) of the checkpoint
+TOKEN_ID_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+#: entries that change how generate runs, not what it answers (and the file's own bookkeeping)
+_RUNTIME_KEYS = {"use_cache", "cache_implementation", "cache_config", "max_cache_len", "output_attentions", "output_hidden_states",
+                 "output_scores", "output_logits", "return_dict_in_generate", "compile_config", "disable_compile",
+                 "transformers_version", "_from_model_config"}
+
+
+def _is_token_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def read_generation_config(model: str, revision: str | None) -> Any:
+    """Read the checkpoint's generation_config.json before an engine loads it. transformers and vLLM both pass over a
+    damaged one without a word, and their stop tokens then come from config.json alone, which may name fewer; a token id that is not a whole number ends every sample in a TypeError (transformers) or stops
+    vLLM's engine. None for a hub model or a folder without the file."""
+    from pathlib import Path
+
+    from transformers import GenerationConfig
+
+    local = Path(model).is_dir()
+    path = Path(model) / "generation_config.json"
+    if local and not path.is_file():
+        return None
+    where = str(path) if local else f"the generation_config.json of {model!r}"
+    try:
+        gen = GenerationConfig.from_pretrained(model, revision=revision)
+    except OSError as exc:  # unreadable JSON in a folder; on the hub also "there is none"
+        if not local:
+            return None
+        raise BackendError(f"{where}: not a readable JSON file ({str(exc).splitlines()[0][:200]}); download or save the model "
+                           "again, or delete the file to take the token ids from config.json") from None
+    except (TypeError, ValueError, AttributeError) as exc:  # a JSON list or a value GenerationConfig refuses
+        raise BackendError(f"{where}: not a generation config ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                           "download or save the model again") from None
+    for key in TOKEN_ID_KEYS:
+        value = getattr(gen, key, None)
+        ids = value if isinstance(value, list) else [value]
+        if value is not None and not (ids and all(_is_token_id(i) for i in ids)):
+            raise BackendError(f"{where}: {key} is {value!r}; it must be a token id (a whole number) or a list of them. "
+                               "Download or save the model again, or correct the file")
+    return gen
+
+
+def plain_generation_config(gen: Any, tokenizer_eos: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """The checkpoint's generation config cut to its token ids, and what was cut. transformers fills every setting a
+    generate call leaves out from the checkpoint's config (Qwen2-VL's asks for `repetition_penalty` 1.05 and
+    `top_k` 1), while vLLM, given its sampling settings, applies only the stop tokens: cut the same way, both backends
+    decode the same greedy answer. What was cut is written into the manifest. vLLM also stops at the tokenizer's
+    end-of-sequence token where the config names another: `tokenizer_eos` joins the stop tokens so."""
+    from transformers import GenerationConfig
+
+    diff = gen.to_diff_dict()
+    kept = {k: v for k, v in diff.items() if k in TOKEN_ID_KEYS or k in _RUNTIME_KEYS and not k.startswith("_")}
+    kept.pop("transformers_version", None)
+    stops = kept.get("eos_token_id")
+    stops = [] if stops is None else list(stops) if isinstance(stops, list) else [stops]
+    if _is_token_id(tokenizer_eos) and tokenizer_eos not in stops:
+        kept["eos_token_id"] = [*stops, tokenizer_eos] if stops else tokenizer_eos
+    ignored = {k: v for k, v in diff.items() if k not in TOKEN_ID_KEYS and k not in _RUNTIME_KEYS}
+    return GenerationConfig(**kept), ignored
+
+
 def context_length(config: Any, tokenizer_max: int | None = None) -> int | None:
     """How many positions, prompt and answer together, the language model was built for: its text config's
     `max_position_embeddings`, times the RoPE factor of a linear or dynamic scaling (which leaves that number

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from ..types import GenerationConfig, Request, Response
 from .base import Backend, BackendError, OutputDecoder, check_adapter_base, model_fingerprint
-from .hf_model import context_length, load_adapter, load_config, load_model
+from .hf_model import context_length, load_adapter, load_config, load_model, plain_generation_config, read_generation_config
 from .hf_processor import load_processor
 from .hf_prompt import encode, prompt_format
 
@@ -39,6 +39,8 @@ def _pick_device(device: str) -> str:
 
 #: the dtypes `--dtype` takes besides auto
 DTYPES = ("float32", "bfloat16", "float16")
+#: decoding settings `_gen_kwargs` passes on every call, whatever the checkpoint's generation config says
+_SET_PER_CALL = {"do_sample", "temperature", "top_p", "top_k", "max_new_tokens"}
 
 
 def _pick_dtype(dtype: str, device: str) -> Any:
@@ -93,7 +95,12 @@ class TransformersBackend(Backend):
         self.processor = load_processor(model, revision=revision, trust_remote_code=trust_remote_code)
         self.prompt_format = prompt_format(self.processor, model, getattr(config, "model_type", ""), chat_template)
         self.opens_reasoning = self.prompt_format.opens_reasoning
+        read_generation_config(model, revision)  # a damaged file is named before the weights load
         self.model = load_model(model, config, self.processor, revision, self.dtype, trust_remote_code)
+        # the checkpoint's own decoding settings (penalties, top-k, beams) left out and the tokenizer's end token a stop
+        # token, as in vLLM; set before an adapter wraps the model (PEFT generates with the wrapped model's config)
+        tokenizer_eos = getattr(getattr(self.processor, "tokenizer", self.processor), "eos_token_id", None)
+        self.model.generation_config, self.generation_config_ignored = plain_generation_config(self.model.generation_config, tokenizer_eos)
         if adapter:
             try:
                 from peft import PeftModel
@@ -116,7 +123,9 @@ class TransformersBackend(Backend):
         # from two threads at once ("Already borrowed")
         self._tokenizer_lock = threading.Lock()
         self._torch = torch
-        self._fingerprint = model_fingerprint(model, revision, adapter, chat_template, self.adapter_merged)
+        # settings every generate call sets anyway left aside: only those whose dropping changes an answer renew the cache
+        changed = {k: v for k, v in self.generation_config_ignored.items() if k not in _SET_PER_CALL}
+        self._fingerprint = model_fingerprint(model, revision, adapter, chat_template, self.adapter_merged, changed)
 
     def fingerprint(self) -> str:
         return self._fingerprint
@@ -133,6 +142,7 @@ class TransformersBackend(Backend):
             "dtype": str(self.dtype).replace("torch.", ""),
             "device": self.device,
             "context": self.context,
+            **({"generation_config_ignored": self.generation_config_ignored} if self.generation_config_ignored else {}),
             "prompt_format": self.prompt_format.describe(),
             "trust_remote_code": self.trust_remote_code,
         }
@@ -142,7 +152,7 @@ class TransformersBackend(Backend):
         if gen.greedy:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
-            kwargs.update(do_sample=True, temperature=gen.temperature, top_p=gen.top_p)
+            kwargs.update(do_sample=True, temperature=gen.temperature, top_p=gen.top_p, top_k=0)  # no top-k, as in vLLM
         return kwargs
 
     def generate(self, requests: list[Request]) -> list[Response]:

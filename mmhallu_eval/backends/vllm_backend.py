@@ -19,7 +19,7 @@ from ..files import read_json
 from ..options import is_count
 from ..types import GenerationConfig, Request, Response
 from .base import Backend, BackendError, OutputDecoder, check_adapter_base, model_fingerprint
-from .hf_model import load_config
+from .hf_model import load_config, plain_generation_config, read_generation_config
 from .hf_processor import load_processor
 from .hf_prompt import prompt_format, render
 from .vllm_layout import unpublished_tower_keys
@@ -137,6 +137,9 @@ class VLLMBackend(Backend):
         self.processor = load_processor(model, revision=revision, trust_remote_code=trust_remote_code)
         self.prompt_format = prompt_format(self.processor, model, getattr(config, "model_type", ""), chat_template)
         self.opens_reasoning = self.prompt_format.opens_reasoning
+        checkpoint_gen = read_generation_config(model, revision)  # vLLM would stop at a damaged one only in the first request
+        #: what vLLM leaves out of the checkpoint's generation config when it is given sampling settings (all but stop tokens)
+        self.generation_config_ignored = plain_generation_config(checkpoint_gen)[1] if checkpoint_gen is not None else {}
         self.decode = OutputDecoder(getattr(self.processor, "tokenizer", self.processor))
         self.trust_remote_code = trust_remote_code
         self.model_name, self.revision, self.adapter = model, revision, adapter
@@ -174,6 +177,7 @@ class VLLMBackend(Backend):
         return {"backend": self.name, "model": self.model_name, "revision": self.revision, "adapter": self.adapter,
                 "model_fingerprint": self.fingerprint(), "architecture": archs[0] if archs else "unknown",
                 "vllm_version": vllm.__version__, "prompt_format": self.prompt_format.describe(), "trust_remote_code": self.trust_remote_code,
+                **({"generation_config_ignored": self.generation_config_ignored} if self.generation_config_ignored else {}),
                 **{k: v for k, v in self.settings.items() if v is not None}}
 
     def _sampling(self, gen: GenerationConfig) -> Any:

@@ -89,6 +89,27 @@ def test_a_damaged_processor_file_or_template_is_named_in_one_line(llava_dir, tm
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.parametrize("text,says", [
+    ('{"eos_token_id": 2,', "{model}/generation_config.json: not a readable JSON file ("),
+    ("[2]", "{model}/generation_config.json: not a generation config (TypeError: "),
+    ('{"eos_token_id": "2"}', "{model}/generation_config.json: eos_token_id is '2'; it must be a token id"),
+    ('{"eos_token_id": [2, 7.5]}', "{model}/generation_config.json: eos_token_id is [2, 7.5]; it must be a token id"),
+    ('{"pad_token_id": true}', "{model}/generation_config.json: pad_token_id is True; it must be a token id"),
+])
+def test_a_damaged_generation_config_is_named_in_one_line(llava_dir, tmp_path, existing_run, pope_fixture, text, says):
+    """transformers and vLLM pass over an unreadable generation_config.json (its stop tokens are lost without a word),
+    and a token id that is not a whole number failed every sample with a TypeError."""
+    import shutil
+
+    model = tmp_path / "damaged"
+    shutil.copytree(llava_dir, model)
+    (model / "generation_config.json").write_text(text)
+    out, before = existing_run
+    line = _error_line(_run(model, out, pope_fixture))
+    assert line.startswith("error: " + says.format(model=str(model))), line
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_no_chat_template_needs_one_and_a_file_works(llava_dir, tmp_path, pope_fixture):
     import shutil
 

@@ -39,6 +39,36 @@ def test_describe_and_fingerprint(tiny_llava):
     assert info["model_fingerprint"] == backend.fingerprint() and len(backend.fingerprint()) == 32
 
 
+def test_the_checkpoints_decoding_settings_are_left_out_as_in_vllm(tiny_llava, pope_requests, tmp_path):
+    """A checkpoint's generation_config.json may ask for a repetition penalty or top-k (Qwen2-VL's does). vLLM, given
+    sampling settings, applies only its stop tokens; transformers applied everything. Left out here too, the greedy
+    answers are the plain model's, and what was left out is written into the manifest."""
+    import json
+    import shutil
+
+    from transformers import GenerationConfig as HFGenerationConfig
+
+    model = tmp_path / "with-settings"
+    shutil.copytree(tiny_llava, model)
+    cfg = json.loads((model / "generation_config.json").read_text())
+    settings = {"do_sample": True, "temperature": 0.1, "top_k": 1, "repetition_penalty": 3.0, "no_repeat_ngram_size": 1}
+    (model / "generation_config.json").write_text(json.dumps({**cfg, **settings}))
+    batch = pope_requests[:6]
+    plain = create_backend("transformers", model=str(tiny_llava), device="cpu", dtype="float32")
+    assert "generation_config_ignored" not in plain.describe()
+    expected = [r.text for r in plain.generate(batch)]
+    backend = create_backend("transformers", model=str(model), device="cpu", dtype="float32")
+    assert backend.describe()["generation_config_ignored"] == settings
+    assert backend.model.generation_config.eos_token_id == cfg["eos_token_id"]
+    assert [r.text for r in backend.generate(batch)] == expected
+    backend.model.generation_config = HFGenerationConfig.from_pretrained(model)  # what transformers applied before
+    assert [r.text for r in backend.generate(batch)] != expected, "the settings must change the answers for this test to mean anything"
+    # a config whose end token is not the tokenizer's: vLLM stops at both, and so does the backend
+    (model / "generation_config.json").write_text(json.dumps({**cfg, "eos_token_id": 5}))
+    backend = create_backend("transformers", model=str(model), device="cpu", dtype="float32")
+    assert backend.model.generation_config.eos_token_id == [5, backend.tokenizer.eos_token_id] != [5, 5]
+
+
 def test_answers_stop_at_the_models_context(tiny_llava, pope_requests):
     """Prompt and answer together stop at the model's context, as vLLM stops them: each row of a batch is cut to its
     own room (the greedy answer with that many new tokens), and a prompt that fills the context alone fails."""

@@ -41,6 +41,16 @@ def pope_args(task_args):
 
 
 def test_vllm_matches_transformers_and_resumes(tiny_idefics3, task_args, tmp_path):
+    """On a checkpoint whose generation_config.json asks for a repetition penalty and top-k (as Qwen2-VL's does):
+    vLLM applies only its stop tokens, and so does the transformers backend."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_idefics3, model)
+    cfg = json.loads((model / "generation_config.json").read_text())
+    settings = {"do_sample": True, "top_k": 1, "repetition_penalty": 3.0}
+    (model / "generation_config.json").write_text(json.dumps({**cfg, **settings}))
+    tiny_idefics3 = model
     hf, vl = tmp_path / "hf", tmp_path / "vllm"
     proc = _run("--model", str(tiny_idefics3), "--tasks", "pope,mme", "--out", str(hf), "--device", "cpu", "--dtype", "float32", *task_args)
     assert proc.returncode == 0, proc.stderr
@@ -51,6 +61,8 @@ def test_vllm_matches_transformers_and_resumes(tiny_idefics3, task_args, tmp_pat
         assert json.loads((hf / task / "result.json").read_text())["metrics"] == json.loads((vl / task / "result.json").read_text())["metrics"]
     manifest = json.loads((vl / "manifest.json").read_text())
     assert manifest["model"]["backend"] == "vllm" and manifest["model"]["architecture"] == "Idefics3ForConditionalGeneration"
+    assert manifest["model"]["generation_config_ignored"] == settings
+    assert json.loads((hf / "manifest.json").read_text())["model"]["generation_config_ignored"] == settings
     # the same command again: everything comes from the cache
     proc = _run("--model", str(tiny_idefics3), "--tasks", "pope,mme", "--out", str(vl), "--backend", "vllm", "--dtype", "float32", "--enforce-eager", *task_args)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -37,6 +37,20 @@ def load_config(model: str, revision: str | None, trust_remote_code: bool) -> An
         ) from None
 
 
+def checkpoint_dtype(config: Any) -> Any:
+    """The dtype the checkpoint was saved in (config.json's `dtype`, which transformers also reads from the older
+    `torch_dtype`; the text config's where the top level has none), as a torch dtype; None where the config does not say."""
+    import torch
+
+    for cfg in (config, config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else None):
+        value = getattr(cfg, "dtype", None)
+        if isinstance(value, str):
+            value = getattr(torch, value.removeprefix("torch."), None)
+        if isinstance(value, torch.dtype):
+            return value
+    return None
+
+
 #: generation-config entries that name tokens: kept, as vLLM keeps the stop tokens (`eos_token_id`) of the checkpoint
 TOKEN_ID_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
 #: entries that change how generate runs, not what it answers (and the file's own bookkeeping)

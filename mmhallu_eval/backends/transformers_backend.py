@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from ..types import GenerationConfig, Request, Response
 from .base import Backend, BackendError, OutputDecoder, check_adapter_base, model_fingerprint
-from .hf_model import context_length, load_adapter, load_config, load_model, plain_generation_config, read_generation_config
+from .hf_model import checkpoint_dtype, context_length, load_adapter, load_config, load_model, plain_generation_config, read_generation_config
 from .hf_processor import load_processor
 from .hf_prompt import encode, prompt_format
 
@@ -43,10 +43,15 @@ DTYPES = ("float32", "bfloat16", "float16")
 _SET_PER_CALL = {"do_sample", "temperature", "top_p", "top_k", "max_new_tokens"}
 
 
-def _pick_dtype(dtype: str, device: str) -> Any:
+def _pick_dtype(dtype: str, device: str, config: Any = None) -> Any:
+    """`auto`: on CUDA a float16 checkpoint runs in float16, as published and as vLLM's `auto` runs it (llava-hf's
+    LLaVA-1.5 is saved so; bfloat16 rounds otherwise and can change an answer), anything else in
+    bfloat16 where the GPU has it; float32 on other devices."""
     import torch
 
     if dtype == "auto":
+        if device.startswith("cuda") and checkpoint_dtype(config) == torch.float16:
+            return torch.float16
         if device.startswith("cuda") and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float32
@@ -90,8 +95,8 @@ class TransformersBackend(Backend):
         # encode the next batch in a worker thread while this one generates: opt-in, since it was measured no faster on
         # a 2-core CPU (the model's threads use every core) nor on an H200 (docs/benchmarks.md)
         self.prefetch = prefetch
-        self.dtype = _pick_dtype(dtype, self.device)
         config = load_config(model, revision, trust_remote_code)
+        self.dtype = _pick_dtype(dtype, self.device, config)
         self.processor = load_processor(model, revision=revision, trust_remote_code=trust_remote_code)
         self.prompt_format = prompt_format(self.processor, model, getattr(config, "model_type", ""), chat_template)
         self.opens_reasoning = self.prompt_format.opens_reasoning

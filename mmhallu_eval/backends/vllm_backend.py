@@ -178,7 +178,9 @@ class VLLMBackend(Backend):
                 "model_fingerprint": self.fingerprint(), "architecture": archs[0] if archs else "unknown",
                 "vllm_version": vllm.__version__, "prompt_format": self.prompt_format.describe(), "trust_remote_code": self.trust_remote_code,
                 **({"generation_config_ignored": self.generation_config_ignored} if self.generation_config_ignored else {}),
-                **{k: v for k, v in self.settings.items() if v is not None}}
+                **{k: v for k, v in self.settings.items() if v is not None},
+                # the dtype vLLM chose (for `auto`: the checkpoint's, float32 checkpoints in bfloat16), as the transformers backend reports its own
+                "dtype": str(self.llm.model_config.dtype).replace("torch.", "")}
 
     def _sampling(self, gen: GenerationConfig) -> Any:
         """One SamplingParams per setting (vLLM copies it for each request). No detokenizing in vLLM: responses are

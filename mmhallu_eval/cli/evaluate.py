@@ -53,7 +53,7 @@ def run_cmd(
     parser: Optional[str] = typer.Option(None, help="Parser for all tasks, or TASK=PARSER,..."),
     task_arg: list[str] = typer.Option([], "--task-arg", help="Task option TASK.KEY=VALUE (repeatable)."),
     include: list[Path] = typer.Option([], "--include-path", help="Folder with user task plugins."),
-    dtype: str = typer.Option("auto", help="auto (bf16 on CUDA, else fp32), float32, bfloat16, float16."),
+    dtype: str = typer.Option("auto", help="auto (on CUDA a float16 checkpoint in fp16, others in bf16; fp32 elsewhere), float32, bfloat16, float16."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
     revision: Optional[str] = typer.Option(None, help="Model revision for hub ids."),
     adapter: Optional[str] = typer.Option(None, help="PEFT adapter folder to evaluate on top of --model."),

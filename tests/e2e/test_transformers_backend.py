@@ -106,6 +106,24 @@ def test_context_length_from_the_config():
     assert context_length(Qwen2VLConfig(), tokenizer_max=int(1e30)) == 32768  # transformers' "not set"
 
 
+def test_auto_dtype_keeps_a_float16_checkpoint_in_float16_on_cuda():
+    """llava-hf's LLaVA-1.5 is published in float16, and vLLM's `auto` runs it so; bfloat16
+    rounds differently. Read from `dtype` or the older `torch_dtype`, top level or text config."""
+    import torch
+    from transformers import LlavaConfig
+
+    from mmhallu_eval.backends.hf_model import checkpoint_dtype
+    from mmhallu_eval.backends.transformers_backend import _pick_dtype
+
+    old_style = LlavaConfig.from_dict({"torch_dtype": "float16"})
+    text_only = LlavaConfig(text_config={"model_type": "llama", "dtype": "bfloat16"})
+    assert checkpoint_dtype(old_style) == torch.float16 and checkpoint_dtype(text_only) == torch.bfloat16
+    assert checkpoint_dtype(LlavaConfig()) is None
+    assert _pick_dtype("auto", "cuda:0", old_style) == torch.float16
+    assert _pick_dtype("auto", "cpu", old_style) == torch.float32
+    assert _pick_dtype("bfloat16", "cuda", old_style) == torch.bfloat16
+
+
 def test_missing_model_folder_is_clear(tmp_path):
     with pytest.raises(BackendError, match="does not exist"):
         create_backend("transformers", model=str(tmp_path / "nope"))

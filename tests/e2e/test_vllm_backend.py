@@ -62,6 +62,7 @@ def test_vllm_matches_transformers_and_resumes(tiny_idefics3, task_args, tmp_pat
     manifest = json.loads((vl / "manifest.json").read_text())
     assert manifest["model"]["backend"] == "vllm" and manifest["model"]["architecture"] == "Idefics3ForConditionalGeneration"
     assert manifest["model"]["generation_config_ignored"] == settings
+    assert manifest["model"]["dtype"] == "float32"  # what vLLM ran, not only what was asked for
     assert json.loads((hf / "manifest.json").read_text())["model"]["generation_config_ignored"] == settings
     # the same command again: everything comes from the cache
     proc = _run("--model", str(tiny_idefics3), "--tasks", "pope,mme", "--out", str(vl), "--backend", "vllm", "--dtype", "float32", "--enforce-eager", *task_args)

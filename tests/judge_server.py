@@ -1,7 +1,7 @@
 """A scripted OpenAI-compatible chat server on 127.0.0.1 for judge and API-backend tests.
 
 The model answer inside the prompt steers the reply: RATE=k → "Rating: k"; NORATING; MULTI (two ratings);
-RAW=<text> → that exact reply; NOCHOICES → a 200 reply with an empty choices list; FAIL500:n / FAIL429:n / SLOW:n → the first n calls for that prompt fail with a
+RAW=<text> → that exact reply (`reply_fn`/`chat_fn` may return a whole choice, a dict); NOCHOICES → a 200 reply with an empty choices list; FAIL500:n / FAIL429:n / SLOW:n → the first n calls for that prompt fail with a
 500, a 429, or answer after `slow_seconds` (a client timeout). Calls are counted per prompt."""
 from __future__ import annotations
 
@@ -75,10 +75,13 @@ class JudgeServer:
                 else:
                     m = re.search(r"RATE=(\d)", answer)
                     reply = f"The response is judged. Rating: {m.group(1) if m else 4}, done."
+                # a dict is a whole choice: {"message": {...}, "finish_reason": ...} (a reasoning parser's reply)
+                choice = reply if isinstance(reply, dict) else {"message": {"content": reply}, "finish_reason": "stop"}
+                words = len(str(choice["message"].get("content") or "").split())
                 self._send(200, {
                     "id": "x", "object": "chat.completion", "created": 0, "model": body.get("model", "judge"),
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": len(reply.split()), "total_tokens": 1},
+                    "choices": [{"index": 0, "message": {"role": "assistant", **choice["message"]}, "finish_reason": choice.get("finish_reason", "stop")}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": words, "total_tokens": 1},
                 })
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

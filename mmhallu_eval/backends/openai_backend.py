@@ -8,10 +8,11 @@ import io
 from typing import Any
 
 from ..data import open_image
+from ..reasoning import THINK_CLOSE, THINK_OPEN
+from ..redact import redact_url
 from ..types import Request, Response
 from .base import Backend
-from ..redact import redact_url
-from .openai_chat import ChatClient
+from .openai_chat import ChatClient, ChatResult
 
 
 def data_url(image: Any) -> str:
@@ -37,6 +38,19 @@ def to_openai_messages(request: Request) -> list[dict[str, Any]]:
                 parts.append({"type": "text", "text": part.get("text", "")})
         out.append({"role": message["role"], "content": parts})
     return out
+
+
+def _raw_text(reply: ChatResult) -> str:
+    """The reply as a local engine would have written it. A server with a reasoning parser hands the reasoning back
+    apart from the answer: it goes back inside `<think>…</think>`, so `--reasoning` treats it as for a local model (the
+    answer parsed, the reasoning kept in samples.jsonl), and a reply cut at max_tokens before any answer stays an
+    open block, counted as unfinished reasoning rather than scored as an empty answer."""
+    text = (reply.text or "").strip()
+    if reply.reasoning is None:
+        return text
+    if not text and reply.finish_reason == "length":
+        return f"{THINK_OPEN}{reply.reasoning}"
+    return f"{THINK_OPEN}{reply.reasoning}{THINK_CLOSE}{text}"
 
 
 class OpenAIBackend(Backend):
@@ -67,6 +81,6 @@ class OpenAIBackend(Backend):
             batch = [to_openai_messages(requests[i]) for i in idx]
             replies = self.client.complete(batch, temperature=gen.temperature, max_tokens=gen.max_new_tokens, top_p=gen.top_p)
             for i, rep in zip(idx, replies):
-                results[i] = Response(id=requests[i].id, text=(rep.text or "").strip(), n_output_tokens=rep.n_output_tokens, n_prompt_tokens=rep.n_prompt_tokens,
+                results[i] = Response(id=requests[i].id, text=_raw_text(rep), n_output_tokens=rep.n_output_tokens, n_prompt_tokens=rep.n_prompt_tokens,
                                       error=None if rep.error is None else f"api_error: {rep.error}")
         return [results[i] for i in range(len(requests))]

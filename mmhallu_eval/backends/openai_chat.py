@@ -24,6 +24,10 @@ class ChatResult:
     n_output_tokens: int | None = None
     n_prompt_tokens: int | None = None
     attempts: int = 0
+    #: what a server with a reasoning parser (`vllm serve --reasoning-parser`, SGLang, DeepSeek's API) returns apart
+    #: from the answer, and why the answer ended ("length": cut at max_tokens)
+    reasoning: str | None = None
+    finish_reason: str | None = None
 
 
 def resolve_api_key(api_key_env: str | None) -> str:
@@ -89,8 +93,12 @@ class ChatClient:
                 usage = getattr(resp, "usage", None)
                 if not getattr(resp, "choices", None):  # a proxy's or server's reply without an answer in it
                     return ChatResult(error="the server replied without choices (no answer in the reply)", attempts=attempt + 1)
-                return ChatResult(text=resp.choices[0].message.content or "", n_output_tokens=getattr(usage, "completion_tokens", None),
-                                  n_prompt_tokens=getattr(usage, "prompt_tokens", None), attempts=attempt + 1)
+                choice = resp.choices[0]
+                # `reasoning_content` (vLLM before 0.11, SGLang, DeepSeek) or `reasoning` (vLLM since): extra fields
+                reasoning = getattr(choice.message, "reasoning_content", None) or getattr(choice.message, "reasoning", None)
+                return ChatResult(text=choice.message.content or "", n_output_tokens=getattr(usage, "completion_tokens", None),
+                                  n_prompt_tokens=getattr(usage, "prompt_tokens", None), attempts=attempt + 1,
+                                  reasoning=reasoning if isinstance(reasoning, str) else None, finish_reason=getattr(choice, "finish_reason", None))
             except Exception as exc:  # noqa: BLE001 - classified below
                 if not self._retryable(exc) or attempt == self.max_retries:
                     status = getattr(exc, "status_code", None)

@@ -79,3 +79,42 @@ def test_api_errors_are_recorded_per_sample(pope_fixture):
     assert ok.text == "Yes" and ok.error is None
     assert bad.error.startswith("api_error: InternalServerError 500") and bad.text == ""
     assert empty.error == "api_error: the server replied without choices (no answer in the reply)" and empty.text == ""
+
+
+def test_a_reasoning_parsers_reply_is_read_as_a_local_reasoning_model(pope_fixture, tmp_path):
+    """`vllm serve --reasoning-parser` returns the reasoning apart from the answer (`reasoning_content`, or `reasoning`
+    since vLLM 0.11). It goes back inside <think>…</think>: the answer is parsed and the reasoning kept, and a reply cut
+    at max_tokens while still reasoning is counted as unfinished, not scored as an empty answer."""
+    def reply(prompt):
+        if "star" in prompt:
+            return {"message": {"content": "No", "reasoning_content": "Yes, I see a circle."}, "finish_reason": "stop"}
+        if "ring" in prompt:
+            return {"message": {"content": None, "reasoning": "Let me look at the"}, "finish_reason": "length"}
+        return {"message": {"content": "\nYes", "reasoning": "A square is there."}, "finish_reason": "stop"}
+
+    data = tmp_path / "data"
+    data.mkdir()
+    image = sorted((pope_fixture / "images").iterdir())[0].name
+    rows = [{"question_id": i + 1, "image": image, "text": f"Is there a {obj} in the image?", "label": label}
+            for i, (obj, label) in enumerate([("star", "no"), ("ring", "yes"), ("square", "yes")])]
+    (data / "shapes_pope_adversarial.json").write_text("\n".join(json.dumps(r) for r in rows))
+    common = ["--tasks", "pope", "--no-progress", "--task-arg", f"pope.data={data}", "--task-arg", f"pope.images={pope_fixture / 'images'}"]
+    with JudgeServer() as server:
+        server.reply_fn = reply
+        out = tmp_path / "strip"
+        proc = subprocess.run([*CLI, "run", "--backend", "openai", "--base-url", server.url, "--model", "m", "--out", str(out), *common],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        kept = tmp_path / "keep"
+        proc = subprocess.run([*CLI, "run", "--backend", "openai", "--base-url", server.url, "--model", "m", "--out", str(kept),
+                               "--reasoning", "keep", *common], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    samples = {r["metadata"]["question"].split()[3]: r for r in map(json.loads, (out / "pope/samples.jsonl").read_text().splitlines())}
+    assert samples["star"]["answer"] == "No" and samples["star"]["reasoning"] == "Yes, I see a circle." and samples["star"]["parsed"] == "no"
+    assert samples["star"]["response"] == "<think>Yes, I see a circle.</think>No"
+    assert samples["square"]["answer"] == "Yes" and samples["square"]["parsed"] == "yes"
+    assert samples["ring"]["error"].startswith("unfinished_reasoning: ") and samples["ring"]["parsed"] is None
+    result = json.loads((out / "pope/result.json").read_text())
+    assert result["errors"]["unfinished_reasoning"] == 1 and result["n_scored"] == 2
+    keep = {r["metadata"]["question"].split()[3]: r for r in map(json.loads, (kept / "pope/samples.jsonl").read_text().splitlines())}
+    assert keep["star"]["parsed"] == "yes"  # the raw text, reasoning first, as for a local model with --reasoning keep

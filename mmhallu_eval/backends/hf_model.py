@@ -52,7 +52,8 @@ def checkpoint_dtype(config: Any) -> Any:
 
 
 #: generation-config entries that name tokens: kept, as vLLM keeps the stop tokens (`eos_token_id`) of the checkpoint
-TOKEN_ID_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+#: (the first two an encoder-decoder model's decoder starts with, too)
+TOKEN_ID_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id", "forced_bos_token_id")
 #: entries that change how generate runs, not what it answers (and the file's own bookkeeping)
 _RUNTIME_KEYS = {"use_cache", "cache_implementation", "cache_config", "max_cache_len", "output_attentions", "output_hidden_states",
                  "output_scores", "output_logits", "return_dict_in_generate", "compile_config", "disable_compile",
@@ -89,7 +90,7 @@ def read_generation_config(model: str, revision: str | None) -> Any:
     for key in TOKEN_ID_KEYS:
         value = getattr(gen, key, None)
         ids = value if isinstance(value, list) else [value]
-        if value is not None and not (ids and all(_is_token_id(i) for i in ids)):
+        if value is not None and not all(_is_token_id(i) for i in ids):
             raise BackendError(f"{where}: {key} is {value!r}; it must be a token id (a whole number) or a list of them. "
                                "Download or save the model again, or correct the file")
     return gen

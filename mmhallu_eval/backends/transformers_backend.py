@@ -5,7 +5,7 @@ import threading
 from pathlib import Path
 from typing import Any, Literal
 
-from ..types import GenerationConfig, Request, Response
+from ..types import GenerationConfig, Request, Response, user_message
 from .base import Backend, BackendError, OutputDecoder, check_adapter_base, model_fingerprint
 from .hf_model import checkpoint_dtype, context_length, load_adapter, load_config, load_model, plain_generation_config, read_generation_config
 from .hf_processor import load_processor
@@ -128,9 +128,29 @@ class TransformersBackend(Backend):
         # from two threads at once ("Already borrowed")
         self._tokenizer_lock = threading.Lock()
         self._torch = torch
+        self._check_an_image_prompt(model)
         # settings every generate call sets anyway left aside: only those whose dropping changes an answer renew the cache
         changed = {k: v for k, v in self.generation_config_ignored.items() if k not in _SET_PER_CALL}
         self._fingerprint = model_fingerprint(model, revision, adapter, chat_template, self.adapter_merged, changed)
+
+    def _check_an_image_prompt(self, model: str) -> None:
+        """One plain image and question, encoded and answered with one token before any task runs, as vLLM's start-up
+        profiling does with its dummy images: a processor file that does not fit the model (an image size, a patch
+        size, a count of image tokens) is one error naming those files, not the same failure on every sample."""
+        from PIL import Image
+
+        probe = Request("probe", user_message("What is in the image?"), [Image.new("RGB", (336, 336), (128, 128, 128))], GenerationConfig(max_new_tokens=1))
+        try:
+            self.generate([probe])
+        except (MemoryError, self._torch.OutOfMemoryError) as exc:
+            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise BackendError(f"{model} does not fit in memory on {self.device} ({first}); try --dtype bfloat16, another --device, "
+                               "or a machine with more memory") from None
+        except Exception as exc:  # noqa: BLE001 - whatever the processor or model raises, it is the checkpoint's files
+            first = " ".join(str(exc).split())[:300]
+            raise BackendError(f"{model}: its processor cannot prepare an image prompt this model takes ({type(exc).__name__}: {first}); "
+                               "its processor_config.json or preprocessor_config.json may be damaged or belong to another model: "
+                               "download or save the model again") from None
 
     def fingerprint(self) -> str:
         return self._fingerprint

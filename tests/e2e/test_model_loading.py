@@ -110,6 +110,29 @@ def test_a_damaged_generation_config_is_named_in_one_line(llava_dir, tmp_path, e
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.parametrize("change,says", [
+    ({"num_additional_image_tokens": 5}, "ValueError: Image features and image tokens do not match"),
+    ({"patch_size": 0}, "ZeroDivisionError"),
+    ({"image_processor": {"size": {"shortest_edge": 0}}}, "ValueError: Size must contain"),
+])
+def test_a_processor_that_does_not_fit_the_model_is_named_before_any_sample(llava_dir, tmp_path, existing_run, pope_fixture, change, says):
+    """A processor_config.json that loads but does not fit the model failed every sample with the same error, after a
+    whole run; one plain image question is answered first, as vLLM's start-up profiling does."""
+    import shutil
+
+    model = tmp_path / "misfit"
+    shutil.copytree(llava_dir, model)
+    cfg = json.loads((model / "processor_config.json").read_text())
+    for key, value in change.items():
+        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) else value
+    (model / "processor_config.json").write_text(json.dumps(cfg))
+    out, before = existing_run
+    line = _error_line(_run(model, out, pope_fixture))
+    assert line.startswith(f"error: {model}: its processor cannot prepare an image prompt this model takes ({says}"), line
+    assert "processor_config.json or preprocessor_config.json" in line
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_no_chat_template_needs_one_and_a_file_works(llava_dir, tmp_path, pope_fixture):
     import shutil
 

@@ -163,14 +163,23 @@ def load_model(model: str, config: Any, processor: Any, revision: str | None, dt
     import transformers
     from safetensors import SafetensorError
 
+    import torch
+
     name = auto_class_name(config, processor)
     cls = getattr(transformers, name)
     try:
         return cls.from_pretrained(model, revision=revision, dtype=dtype, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, SafetensorError) as exc:
-        # SafetensorError: a weights file that is cut short or not safetensors at all (a failed download)
-        damaged = "; a weights file is damaged or not safetensors: download or save the model again" if isinstance(exc, SafetensorError) else ""
-        raise BackendError(f"could not load the weights of {model!r} with {name} ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}){damaged}") from None
+    except (MemoryError, torch.OutOfMemoryError) as exc:
+        raise BackendError(f"{model!r} does not fit in memory ({type(exc).__name__}); try --dtype bfloat16, another --device, "
+                           "or a machine with more memory") from None
+    except (OSError, ValueError, SafetensorError, TypeError, KeyError, AttributeError, RuntimeError) as exc:
+        # SafetensorError: a weights file that is cut short or not safetensors at all (a failed download); TypeError and
+        # the rest: a config.json value the model's code cannot build with (a RoPE factor written as text)
+        first = str(exc).splitlines()[0][:300] if str(exc) else ""
+        damaged = ("; a weights file is damaged or not safetensors: download or save the model again" if isinstance(exc, SafetensorError)
+                   else "; config.json holds a value the model cannot be built with: download or save the model again"
+                   if isinstance(exc, (TypeError, KeyError, AttributeError)) else "")
+        raise BackendError(f"could not load the weights of {model!r} with {name} ({type(exc).__name__}: {first}){damaged}") from None
 
 
 def load_adapter(peft_model: Any, model: Any, adapter: str, model_name: str) -> Any:

@@ -69,6 +69,23 @@ def test_a_damaged_weights_file_is_one_line_and_the_run_untouched(llava_dir, tmp
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
+def test_a_config_value_the_model_cannot_be_built_with_is_one_line(llava_dir, tmp_path, existing_run, pope_fixture):
+    """config.json loads, but the model's code fails on a value (a RoPE factor written as text): one line naming
+    config.json, not a TypeError traceback from inside the model's constructor."""
+    import shutil
+
+    model = tmp_path / "damaged"
+    shutil.copytree(llava_dir, model)
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["text_config"]["rope_parameters"] = {"rope_type": "linear", "factor": "two", "rope_theta": 10000.0}
+    (model / "config.json").write_text(json.dumps(cfg))
+    out, before = existing_run
+    line = _error_line(_run(model, out, pope_fixture))
+    assert line.startswith(f"error: could not load the weights of {str(model)!r}") and "(TypeError: " in line, line
+    assert "config.json holds a value the model cannot be built with" in line
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 @pytest.mark.parametrize("damage,says", [
     (("tokenizer.json", "<html>503</html>"), "could not load the processor of {model!r}: {model}/tokenizer.json:1: not valid JSON ("),
     (("processor_config.json", '{"image_processor": '), "could not load the processor of {model!r}: {model}/processor_config.json:1: not valid JSON ("),

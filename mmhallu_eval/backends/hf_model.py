@@ -25,10 +25,17 @@ def load_config(model: str, revision: str | None, trust_remote_code: bool) -> An
     if Path(model).is_dir() and not (Path(model) / "config.json").is_file():
         raise BackendError(f"could not load {model!r}: the folder has no config.json (give a folder written by save_pretrained)")
     try:
+        from huggingface_hub.errors import StrictDataclassError
+    except ImportError:  # huggingface_hub before 1.0 checks no config fields
+        StrictDataclassError = ValueError  # noqa: N806
+    try:
         return AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
-    except ValueError as exc:
-        first = (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:300].rstrip(".")
-        hint = " If the checkpoint ships its own modelling code, add --trust-remote-code." if "trust_remote_code" in str(exc) else ""
+    except (ValueError, TypeError, StrictDataclassError) as exc:  # StrictDataclassError: a field of the wrong type, or values that do not fit together
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        first = (text if len(text) <= 300 else text[:300].rsplit(". ", 1)[0] if ". " in text[:300] else text[:300] + "…").rstrip(".")
+        hint = (" If the checkpoint ships its own modelling code, add --trust-remote-code." if "trust_remote_code" in str(exc)
+                else " Upgrade transformers, or add --trust-remote-code if the checkpoint ships its own modelling code."
+                if "does not recognize this architecture" in str(exc) else " Download or save the model again.")
         raise BackendError(f"could not read the config of {model!r}: {first}.{hint}") from None
     except OSError as exc:
         raise BackendError(

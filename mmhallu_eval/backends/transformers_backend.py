@@ -149,8 +149,8 @@ class TransformersBackend(Backend):
         except Exception as exc:  # noqa: BLE001 - whatever the processor or model raises, it is the checkpoint's files
             first = " ".join(str(exc).split())[:300]
             raise BackendError(f"{model}: its processor cannot prepare an image prompt this model takes ({type(exc).__name__}: {first}); "
-                               "its processor_config.json or preprocessor_config.json may be damaged or belong to another model: "
-                               "download or save the model again") from None
+                               "its processor_config.json or preprocessor_config.json may be damaged, or not belong with its "
+                               "config.json: download or save the model again") from None
 
     def fingerprint(self) -> str:
         return self._fingerprint

@@ -69,6 +69,28 @@ def test_a_damaged_weights_file_is_one_line_and_the_run_untouched(llava_dir, tmp
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.parametrize("change,says", [
+    (("vision_config", "hidden_size", "x"), "Validation error for field 'hidden_size': TypeError: Field 'hidden_size' expected int, got str"),
+    (("text_config", "num_attention_heads", 3), "ValueError: The hidden size (64) is not a multiple of the number of attention heads (3)"),
+])
+def test_a_config_field_transformers_refuses_is_one_line(llava_dir, tmp_path, existing_run, pope_fixture, change, says):
+    """transformers 5 checks config fields as it reads them (huggingface_hub's StrictDataclassError, not a
+    ValueError): one line naming the field, not a traceback."""
+    import shutil
+
+    model = tmp_path / "damaged"
+    shutil.copytree(llava_dir, model)
+    cfg = json.loads((model / "config.json").read_text())
+    section, key, value = change
+    cfg[section][key] = value
+    (model / "config.json").write_text(json.dumps(cfg))
+    out, before = existing_run
+    line = _error_line(_run(model, out, pope_fixture))
+    assert line.startswith(f"error: could not read the config of {str(model)!r}: ") and says in line, line
+    assert line.endswith("Download or save the model again.")
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_a_config_value_the_model_cannot_be_built_with_is_one_line(llava_dir, tmp_path, existing_run, pope_fixture):
     """config.json loads, but the model's code fails on a value (a RoPE factor written as text): one line naming
     config.json, not a TypeError traceback from inside the model's constructor."""

@@ -119,6 +119,9 @@ class TransformersBackend(Backend):
         tokenizer = getattr(self.processor, "tokenizer", self.processor)
         tokenizer.padding_side = "left"
         if tokenizer.pad_token_id is None:
+            if tokenizer.eos_token is None:
+                raise BackendError(f"the tokenizer of {model} has neither a padding nor an end-of-sequence token, so a batch cannot be padded "
+                                   "nor an answer end: its tokenizer_config.json is damaged or incomplete; download or save the model again")
             tokenizer.pad_token = tokenizer.eos_token
         self.tokenizer = tokenizer
         #: prompt and answer together stop here, as in vLLM: an answer is cut at the context, a longer prompt fails

@@ -91,6 +91,20 @@ def test_a_config_field_transformers_refuses_is_one_line(llava_dir, tmp_path, ex
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
+def test_a_tokenizer_without_padding_or_end_token_is_one_line(llava_dir, tmp_path, existing_run, pope_fixture):
+    import shutil
+
+    model = tmp_path / "damaged"
+    shutil.copytree(llava_dir, model)
+    cfg = json.loads((model / "tokenizer_config.json").read_text())
+    cfg.update(pad_token=None, eos_token=None)
+    (model / "tokenizer_config.json").write_text(json.dumps(cfg))
+    out, before = existing_run
+    line = _error_line(_run(model, out, pope_fixture))
+    assert line.startswith(f"error: the tokenizer of {model} has neither a padding nor an end-of-sequence token"), line
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_a_config_value_the_model_cannot_be_built_with_is_one_line(llava_dir, tmp_path, existing_run, pope_fixture):
     """config.json loads, but the model's code fails on a value (a RoPE factor written as text): one line naming
     config.json, not a TypeError traceback from inside the model's constructor."""

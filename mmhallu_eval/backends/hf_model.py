@@ -73,8 +73,9 @@ def _is_token_id(value: Any) -> bool:
 
 def read_generation_config(model: str, revision: str | None) -> Any:
     """Read the checkpoint's generation_config.json before an engine loads it. transformers and vLLM both pass over a
-    damaged one without a word, and their stop tokens then come from config.json alone, which may name fewer; a token id that is not a whole number ends every sample in a TypeError (transformers) or stops
-    vLLM's engine. None for a hub model or a folder without the file."""
+    damaged one without a word, and their stop tokens then come from config.json alone, which may name fewer; a token
+    id that is not a whole number ends every sample in a TypeError (transformers) or stops vLLM's engine. None for a
+    hub model or a folder without the file."""
     from pathlib import Path
 
     from transformers import GenerationConfig
@@ -167,16 +168,15 @@ def auto_class_name(config: Any, processor: Any) -> str:
 
 
 def load_model(model: str, config: Any, processor: Any, revision: str | None, dtype: Any, trust_remote_code: bool) -> Any:
+    import torch
     import transformers
     from safetensors import SafetensorError
-
-    import torch
 
     name = auto_class_name(config, processor)
     cls = getattr(transformers, name)
     try:
         return cls.from_pretrained(model, revision=revision, dtype=dtype, trust_remote_code=trust_remote_code)
-    except (MemoryError, torch.OutOfMemoryError) as exc:
+    except (MemoryError, torch.cuda.OutOfMemoryError) as exc:
         raise BackendError(f"{model!r} does not fit in memory ({type(exc).__name__}); try --dtype bfloat16, another --device, "
                            "or a machine with more memory") from None
     except (OSError, ValueError, SafetensorError, TypeError, KeyError, AttributeError, RuntimeError) as exc:

@@ -145,7 +145,7 @@ class TransformersBackend(Backend):
         probe = Request("probe", user_message("What is in the image?"), [Image.new("RGB", (336, 336), (128, 128, 128))], GenerationConfig(max_new_tokens=1))
         try:
             self.generate([probe])
-        except (MemoryError, self._torch.OutOfMemoryError) as exc:
+        except (MemoryError, self._torch.cuda.OutOfMemoryError) as exc:
             first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise BackendError(f"{model} does not fit in memory on {self.device} ({first}); try --dtype bfloat16, another --device, "
                                "or a machine with more memory") from None

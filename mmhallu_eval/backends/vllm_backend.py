@@ -137,7 +137,8 @@ class VLLMBackend(Backend):
         self.processor = load_processor(model, revision=revision, trust_remote_code=trust_remote_code)
         self.prompt_format = prompt_format(self.processor, model, getattr(config, "model_type", ""), chat_template)
         self.opens_reasoning = self.prompt_format.opens_reasoning
-        checkpoint_gen = read_generation_config(model, revision)  # vLLM would stop at a damaged one only in the first request
+        # named before the engine starts: vLLM passes over an unreadable file, and stops on a bad token id at the first request
+        checkpoint_gen = read_generation_config(model, revision)
         #: what vLLM leaves out of the checkpoint's generation config when it is given sampling settings (all but stop tokens)
         self.generation_config_ignored = plain_generation_config(checkpoint_gen)[1] if checkpoint_gen is not None else {}
         self.decode = OutputDecoder(getattr(self.processor, "tokenizer", self.processor))

@@ -31,8 +31,10 @@ def load_config(model: str, revision: str | None, trust_remote_code: bool) -> An
     try:
         return AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
     except (ValueError, TypeError, StrictDataclassError) as exc:  # StrictDataclassError: a field of the wrong type, or values that do not fit together
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        first = (text if len(text) <= 300 else text[:300].rsplit(". ", 1)[0] if ". " in text[:300] else text[:300] + "…").rstrip(".")
+        first = " ".join(str(exc).split()) or type(exc).__name__
+        if len(first) > 300:  # whole sentences where they fit
+            first = first[:300].rsplit(". ", 1)[0] if ". " in first[:300] else first[:300] + "…"
+        first = first.rstrip(".")
         hint = (" If the checkpoint ships its own modelling code, add --trust-remote-code." if "trust_remote_code" in str(exc)
                 else " Upgrade transformers, or add --trust-remote-code if the checkpoint ships its own modelling code."
                 if "does not recognize this architecture" in str(exc) else " Download or save the model again.")
@@ -61,10 +63,11 @@ def checkpoint_dtype(config: Any) -> Any:
 #: generation-config entries that name tokens: kept, as vLLM keeps the stop tokens (`eos_token_id`) of the checkpoint
 #: (the first two an encoder-decoder model's decoder starts with, too)
 TOKEN_ID_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id", "forced_bos_token_id")
-#: entries that change how generate runs, not what it answers (and the file's own bookkeeping)
+#: entries that change how generate runs, not what it answers: kept
 _RUNTIME_KEYS = {"use_cache", "cache_implementation", "cache_config", "max_cache_len", "output_attentions", "output_hidden_states",
-                 "output_scores", "output_logits", "return_dict_in_generate", "compile_config", "disable_compile",
-                 "transformers_version", "_from_model_config"}
+                 "output_scores", "output_logits", "return_dict_in_generate", "compile_config", "disable_compile"}
+#: the file's own bookkeeping: neither kept nor reported
+_BOOKKEEPING_KEYS = {"transformers_version", "_from_model_config"}
 
 
 def _is_token_id(value: Any) -> bool:
@@ -113,13 +116,12 @@ def plain_generation_config(gen: Any, tokenizer_eos: int | None = None) -> tuple
     from transformers import GenerationConfig
 
     diff = gen.to_diff_dict()
-    kept = {k: v for k, v in diff.items() if k in TOKEN_ID_KEYS or k in _RUNTIME_KEYS and not k.startswith("_")}
-    kept.pop("transformers_version", None)
+    kept = {k: v for k, v in diff.items() if k in TOKEN_ID_KEYS or k in _RUNTIME_KEYS}
     stops = kept.get("eos_token_id")
     stops = [] if stops is None else list(stops) if isinstance(stops, list) else [stops]
     if _is_token_id(tokenizer_eos) and tokenizer_eos not in stops:
         kept["eos_token_id"] = [*stops, tokenizer_eos] if stops else tokenizer_eos
-    ignored = {k: v for k, v in diff.items() if k not in TOKEN_ID_KEYS and k not in _RUNTIME_KEYS}
+    ignored = {k: v for k, v in diff.items() if k not in TOKEN_ID_KEYS and k not in _RUNTIME_KEYS and k not in _BOOKKEEPING_KEYS}
     return GenerationConfig(**kept), ignored
 
 
@@ -177,8 +179,7 @@ def load_model(model: str, config: Any, processor: Any, revision: str | None, dt
     try:
         return cls.from_pretrained(model, revision=revision, dtype=dtype, trust_remote_code=trust_remote_code)
     except (MemoryError, torch.cuda.OutOfMemoryError) as exc:
-        raise BackendError(f"{model!r} does not fit in memory ({type(exc).__name__}); try --dtype bfloat16, another --device, "
-                           "or a machine with more memory") from None
+        raise out_of_memory(model, exc) from None
     except (OSError, ValueError, SafetensorError, TypeError, KeyError, AttributeError, RuntimeError) as exc:
         # SafetensorError: a weights file that is cut short or not safetensors at all (a failed download); TypeError and
         # the rest: a config.json value the model's code cannot build with (a RoPE factor written as text)
@@ -187,6 +188,13 @@ def load_model(model: str, config: Any, processor: Any, revision: str | None, dt
                    else "; config.json holds a value the model cannot be built with: download or save the model again"
                    if isinstance(exc, (TypeError, KeyError, AttributeError)) else "")
         raise BackendError(f"could not load the weights of {model!r} with {name} ({type(exc).__name__}: {first}){damaged}") from None
+
+
+def out_of_memory(model: str, exc: BaseException, device: str | None = None) -> BackendError:
+    """The one-line error for a model that ran out of memory while loading or answering its first question."""
+    first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    where = f" on {device}" if device else ""
+    return BackendError(f"{model} does not fit in memory{where} ({first}); try --dtype bfloat16, another --device, or a machine with more memory")
 
 
 def load_adapter(peft_model: Any, model: Any, adapter: str, model_name: str) -> Any:

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from ..types import GenerationConfig, Request, Response, user_message
 from .base import Backend, BackendError, OutputDecoder, check_adapter_base, model_fingerprint
-from .hf_model import checkpoint_dtype, context_length, load_adapter, load_config, load_model, plain_generation_config, read_generation_config
+from .hf_model import (checkpoint_dtype, context_length, load_adapter, load_config, load_model, out_of_memory, plain_generation_config,
+                       read_generation_config)
 from .hf_processor import load_processor
 from .hf_prompt import encode, prompt_format
 
@@ -39,8 +40,6 @@ def _pick_device(device: str) -> str:
 
 #: the dtypes `--dtype` takes besides auto
 DTYPES = ("float32", "bfloat16", "float16")
-#: decoding settings `_gen_kwargs` passes on every call, whatever the checkpoint's generation config says
-_SET_PER_CALL = {"do_sample", "temperature", "top_p", "top_k", "max_new_tokens"}
 
 
 def _pick_dtype(dtype: str, device: str, config: Any = None) -> Any:
@@ -100,12 +99,19 @@ class TransformersBackend(Backend):
         self.processor = load_processor(model, revision=revision, trust_remote_code=trust_remote_code)
         self.prompt_format = prompt_format(self.processor, model, getattr(config, "model_type", ""), chat_template)
         self.opens_reasoning = self.prompt_format.opens_reasoning
+        tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token_id is None:
+            if tokenizer.eos_token is None:
+                raise BackendError(f"the tokenizer of {model} has neither a padding nor an end-of-sequence token, so a batch cannot be padded "
+                                   "nor an answer end: its tokenizer_config.json is damaged or incomplete; download or save the model again")
+            tokenizer.pad_token = tokenizer.eos_token
+        self.tokenizer = tokenizer
         read_generation_config(model, revision)  # a damaged file is named before the weights load
         self.model = load_model(model, config, self.processor, revision, self.dtype, trust_remote_code)
         # the checkpoint's own decoding settings (penalties, top-k, beams) left out and the tokenizer's end token a stop
         # token, as in vLLM; set before an adapter wraps the model (PEFT generates with the wrapped model's config)
-        tokenizer_eos = getattr(getattr(self.processor, "tokenizer", self.processor), "eos_token_id", None)
-        self.model.generation_config, self.generation_config_ignored = plain_generation_config(self.model.generation_config, tokenizer_eos)
+        self.model.generation_config, self.generation_config_ignored = plain_generation_config(self.model.generation_config, tokenizer.eos_token_id)
         if adapter:
             try:
                 from peft import PeftModel
@@ -116,14 +122,6 @@ class TransformersBackend(Backend):
                 self.model = self.model.merge_and_unload()
         self.adapter_merged = bool(adapter and merge_adapter)
         self.model.to(self.device).eval()
-        tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        tokenizer.padding_side = "left"
-        if tokenizer.pad_token_id is None:
-            if tokenizer.eos_token is None:
-                raise BackendError(f"the tokenizer of {model} has neither a padding nor an end-of-sequence token, so a batch cannot be padded "
-                                   "nor an answer end: its tokenizer_config.json is damaged or incomplete; download or save the model again")
-            tokenizer.pad_token = tokenizer.eos_token
-        self.tokenizer = tokenizer
         #: prompt and answer together stop here, as in vLLM: an answer is cut at the context, a longer prompt fails
         self.context = context_length(config, getattr(tokenizer, "model_max_length", None))
         self.decode = OutputDecoder(tokenizer)
@@ -132,8 +130,10 @@ class TransformersBackend(Backend):
         self._tokenizer_lock = threading.Lock()
         self._torch = torch
         self._check_an_image_prompt(model)
-        # settings every generate call sets anyway left aside: only those whose dropping changes an answer renew the cache
-        changed = {k: v for k, v in self.generation_config_ignored.items() if k not in _SET_PER_CALL}
+        # settings every generate call sets anyway (greedy or sampling) left aside: only those whose dropping changes an
+        # answer renew the cache
+        set_per_call = {*self._gen_kwargs(GenerationConfig(), 1), *self._gen_kwargs(GenerationConfig(temperature=1.0), 1)}
+        changed = {k: v for k, v in self.generation_config_ignored.items() if k not in set_per_call}
         self._fingerprint = model_fingerprint(model, revision, adapter, chat_template, self.adapter_merged, changed)
 
     def _check_an_image_prompt(self, model: str) -> None:
@@ -146,9 +146,7 @@ class TransformersBackend(Backend):
         try:
             self.generate([probe])
         except (MemoryError, self._torch.cuda.OutOfMemoryError) as exc:
-            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            raise BackendError(f"{model} does not fit in memory on {self.device} ({first}); try --dtype bfloat16, another --device, "
-                               "or a machine with more memory") from None
+            raise out_of_memory(model, exc, self.device) from None
         except Exception as exc:  # noqa: BLE001 - whatever the processor or model raises, it is the checkpoint's files
             first = " ".join(str(exc).split())[:300]
             raise BackendError(f"{model}: its processor cannot prepare an image prompt this model takes ({type(exc).__name__}: {first}); "

@@ -95,11 +95,13 @@ def _file_digest(path: Path, head: int = 1 << 22) -> str:
 
 
 def model_fingerprint(model: str, revision: str | None = None, adapter: str | None = None, chat_template: str | None = None,
-                      adapter_merged: bool = False, generation_config_ignored: dict[str, Any] | None = None) -> str:
+                      adapter_merged: bool = False, generation_config_ignored: dict[str, Any] | None = None,
+                      dtype: str | None = None) -> str:
     """Content fingerprint of a local model folder, or `hub-id@revision` for a hub id; a user's chat template file
     changes every prompt, so it is part of the fingerprint too, and so is an adapter merged into the weights (its
     answers can differ from the unmerged adapter's in floating-point rounding). Decoding settings of the checkpoint
-    that a backend leaves out are part of it as well: answers cached while they applied are not reused."""
+    that a backend leaves out are part of it as well: answers cached while they applied are not reused. So is the
+    dtype the weights run in: a run resumed in bfloat16 does not take the float32 answers it cached."""
     parts: dict[str, Any] = {}
     path = Path(model)
     if path.is_dir():
@@ -117,6 +119,8 @@ def model_fingerprint(model: str, revision: str | None = None, adapter: str | No
         parts["adapter_merged"] = True
     if generation_config_ignored:
         parts["generation_config_ignored"] = generation_config_ignored
+    if dtype:
+        parts["dtype"] = dtype
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 

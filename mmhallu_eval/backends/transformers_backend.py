@@ -96,6 +96,7 @@ class TransformersBackend(Backend):
         self.prefetch = prefetch
         config = load_config(model, revision, trust_remote_code)
         self.dtype = _pick_dtype(dtype, self.device, config)
+        self.dtype_name = str(self.dtype).replace("torch.", "")
         self.processor = load_processor(model, revision=revision, trust_remote_code=trust_remote_code)
         self.prompt_format = prompt_format(self.processor, model, getattr(config, "model_type", ""), chat_template)
         self.opens_reasoning = self.prompt_format.opens_reasoning
@@ -134,7 +135,7 @@ class TransformersBackend(Backend):
         # answer renew the cache
         set_per_call = {*self._gen_kwargs(GenerationConfig(), 1), *self._gen_kwargs(GenerationConfig(temperature=1.0), 1)}
         changed = {k: v for k, v in self.generation_config_ignored.items() if k not in set_per_call}
-        self._fingerprint = model_fingerprint(model, revision, adapter, chat_template, self.adapter_merged, changed)
+        self._fingerprint = model_fingerprint(model, revision, adapter, chat_template, self.adapter_merged, changed, self.dtype_name)
 
     def _check_an_image_prompt(self, model: str) -> None:
         """One plain image and question, encoded and answered with one token before any task runs, as vLLM's start-up
@@ -165,7 +166,7 @@ class TransformersBackend(Backend):
             **({"adapter_merged": True} if self.adapter_merged else {}),
             "model_fingerprint": self._fingerprint,
             "architecture": type(self.model).__name__,
-            "dtype": str(self.dtype).replace("torch.", ""),
+            "dtype": self.dtype_name,
             "device": self.device,
             "context": self.context,
             **({"generation_config_ignored": self.generation_config_ignored} if self.generation_config_ignored else {}),

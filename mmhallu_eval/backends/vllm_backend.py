@@ -165,7 +165,9 @@ class VLLMBackend(Backend):
             from vllm.lora.request import LoRARequest
 
             self.lora = LoRARequest("adapter", 1, str(Path(adapter).resolve()))
-        self._fingerprint = model_fingerprint(model, revision, adapter, chat_template)
+        #: the dtype vLLM chose (for `auto`: the checkpoint's, float32 checkpoints in bfloat16)
+        self.dtype_name = str(self.llm.model_config.dtype).replace("torch.", "")
+        self._fingerprint = model_fingerprint(model, revision, adapter, chat_template, dtype=self.dtype_name)
 
     def fingerprint(self) -> str:
         # a different engine can round differently: its responses are cached apart from the transformers backend's
@@ -180,8 +182,7 @@ class VLLMBackend(Backend):
                 "vllm_version": vllm.__version__, "prompt_format": self.prompt_format.describe(), "trust_remote_code": self.trust_remote_code,
                 **({"generation_config_ignored": self.generation_config_ignored} if self.generation_config_ignored else {}),
                 **{k: v for k, v in self.settings.items() if v is not None},
-                # the dtype vLLM chose (for `auto`: the checkpoint's, float32 checkpoints in bfloat16), as the transformers backend reports its own
-                "dtype": str(self.llm.model_config.dtype).replace("torch.", "")}
+                "dtype": self.dtype_name}
 
     def _sampling(self, gen: GenerationConfig) -> Any:
         """One SamplingParams per setting (vLLM copies it for each request). No detokenizing in vLLM: responses are

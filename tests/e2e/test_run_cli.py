@@ -48,6 +48,12 @@ def test_run_writes_layout_and_rerun_generates_nothing(tiny_llava, pope_fixture,
     assert manifest(out)["tasks"]["pope"]["stats"]["generated"] == 0
     assert manifest(out)["tasks"]["pope"]["stats"]["cached"] == 40
     assert (out / "pope/result.json").read_text() == first
+    # resumed in another dtype: the answers cached in float32 are not taken for bfloat16 ones
+    proc = subprocess.run(run_args(tiny_llava, pope_fixture, out, "--max-new-tokens", "6", "--limit", "40", "--dtype", "bfloat16", "--resume"),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    stats = manifest(out)["tasks"]["pope"]["stats"]
+    assert stats["cached"] == 0 and stats["generated"] + stats["shared"] == 40 and manifest(out)["model"]["dtype"] == "bfloat16"
 
 
 def _cached_rows(db: Path) -> int:

@@ -158,10 +158,30 @@ def load_processor(model: str, revision: str | None = None, trust_remote_code: b
         raise BackendError(_missing_package_message(model, exc)) from None
     except (OSError, ValueError, AttributeError, TypeError, KeyError) as exc:
         damaged = _damaged_json(model)
+        raised = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
         if damaged is None and not isinstance(exc, (OSError, ValueError)):
-            raise  # not a damaged file: a fault of its own, shown whole
-        why = f"{damaged}; download or save the model again" if damaged else f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            if _raised_here(exc):
+                raise  # a fault of this package, shown whole
+            # a value of the wrong type in a file that reads (`model_max_length: "x"`), met deep in transformers' code
+            raise BackendError(f"could not load the processor of {model!r} ({raised}): a value in {_processor_files(model)} may be of the "
+                               "wrong type; correct it, or download or save the model again") from None
+        why = f"{damaged}; download or save the model again" if damaged else raised
         raise BackendError(f"could not load the processor of {model!r}: {why}") from None
+
+
+def _raised_here(exc: BaseException) -> bool:
+    """Whether the innermost frame of `exc` is this package's code (not transformers' reading a checkpoint's values)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(Path(__file__).resolve().parents[1])
+
+
+def _processor_files(model: str) -> str:
+    """The processor and tokenizer files of a model folder, named for an error."""
+    names = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json", "special_tokens_map.json")
+    found = [name for name in names if (Path(model) / name).is_file()]
+    return f"{model}'s {', '.join(found)}" if found else f"the processor files of {model}"
 
 
 def _damaged_json(model: str) -> str | None:

@@ -142,6 +142,21 @@ def test_a_damaged_processor_file_or_template_is_named_in_one_line(llava_dir, tm
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
+def test_a_processor_value_of_the_wrong_type_is_named_in_one_line(llava_dir, tmp_path, existing_run, pope_fixture):
+    """A file that reads but holds a value transformers trips over deep in its own code (a TypeError there)."""
+    import shutil
+
+    model = tmp_path / "damaged"
+    shutil.copytree(llava_dir, model)
+    settings = json.loads((model / "tokenizer_config.json").read_text())
+    (model / "tokenizer_config.json").write_text(json.dumps({**settings, "model_max_length": "x"}))
+    out, before = existing_run
+    line = _error_line(_run(model, out, pope_fixture))
+    assert line.startswith(f"error: could not load the processor of {str(model)!r} (TypeError: "), line
+    assert "tokenizer_config.json may be of the wrong type" in line
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 @pytest.mark.parametrize("text,says", [
     ('{"eos_token_id": 2,', "{model}/generation_config.json: not a readable JSON file ("),
     ("[2]", "{model}/generation_config.json: not a generation config (TypeError: "),

@@ -38,6 +38,18 @@ def _must_be_file(path: Path) -> None:
         raise TaskError(f"{path}: file not found")
 
 
+def written_from(name: str, folder: str | Path | None) -> str:
+    """A file name a record holds, read as its writer meant it: a relative name is relative to the folder the writer
+    ran in (`folder`, e.g. a run manifest's `cwd`), so it is given under that folder when it is not the current one
+    and the file is there; otherwise the name as it is (a record without a folder, or moved with its files)."""
+    if folder is None or Path(name).is_absolute():
+        return name
+    there = Path(folder) / name
+    if Path(folder).resolve() == Path.cwd().resolve() or not there.is_file():
+        return name
+    return str(there)
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for each non-blank line, streaming; a malformed line names file and line."""
     path = Path(path)

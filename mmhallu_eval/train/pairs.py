@@ -1,12 +1,13 @@
 """The preference-pair format (TRL's vision preference layout + provenance), I/O and the contamination guard."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..data import MISSING, image_digest, open_image
-from ..files import atomic_write_json, atomic_write_jsonl, iter_jsonl
+from ..files import atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, written_from
 from ..registry import get_task
 from ..task import TaskError
 from ..types import Pair, user_message
@@ -33,20 +34,36 @@ def read_pairs(path: str | Path) -> list[Pair]:
     decode. A bad line is named here, not met as an Arrow or processor error deep inside training."""
     pairs = []
     readable: set[str] = set()
+    built_in = _built_in(path)
     for lineno, row in iter_jsonl(path):
         where = f"{path}:{lineno}"
         check_pair(row, where)
+        row["images"] = [written_from(im, built_in) for im in row["images"]]
         for im in row["images"]:
             if im not in readable:
                 try:
                     open_image(im)
-                except OSError as exc:  # FileNotFoundError or UnreadableImage, naming the file
-                    raise TaskError(f"{where}: {'image not found: ' + im if isinstance(exc, FileNotFoundError) else exc}") from None
+                except FileNotFoundError:
+                    relative = "" if Path(im).is_absolute() else (f" (a relative name is read from the folder the pairs were built in, {built_in}, "
+                                                                 f"or else from the current folder)" if built_in else " (read from the current folder)")
+                    raise TaskError(f"{where}: image not found: {im}{relative}") from None
+                except OSError as exc:  # UnreadableImage, naming the file
+                    raise TaskError(f"{where}: {exc}") from None
                 readable.add(im)
         pairs.append(row)
     if not pairs:
         raise TaskError(f"{path}: no preference pairs")
     return pairs
+
+
+def _built_in(path: str | Path) -> str | None:
+    """The folder `pairs build` ran in, from the pairs' .meta.json (None for pairs written some other way)."""
+    meta = Path(path).with_suffix(".meta.json")
+    if not meta.is_file():
+        return None
+    found = read_json(meta)
+    cwd = found.get("cwd") if isinstance(found, dict) else None
+    return cwd if isinstance(cwd, str) and cwd else None
 
 
 def check_pair(row: Any, where: str) -> None:
@@ -101,6 +118,8 @@ class PairSet:
             counts[key] = counts.get(key, 0) + 1
         atomic_write_json(out.with_suffix(".meta.json"), {
             "n_pairs": len(self.pairs), "counts": counts, "dropped_contaminated": self.dropped_contaminated, "mix": self.mix, **self.info,
+            #: relative image names in the pairs are relative to this folder (`read_pairs` resolves them there)
+            "cwd": os.getcwd(),
         })
 
 

@@ -156,6 +156,7 @@ def check_pair_images(pairs: list[Pair], log: Callable[[str], None]) -> None:
         return
     if len(missing) == len(named):
         raise TaskError(f"none of the {len(named)} images the pairs show is there (first: {missing[0]}); give the folder the annotations' "
-                        "file names are relative to (--images; --train-images for mmhallu loop)")
+                        "file names are relative to (--images; --train-images for mmhallu loop), or, for hadpo, a run whose images are "
+                        "still where it read them")
     log(f"warning: {len(missing)} of {len(named)} images the pairs show are missing (first: {missing[0]}); "
         "`mmhallu train dpo` needs every one")

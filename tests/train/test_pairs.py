@@ -514,3 +514,48 @@ def test_a_strategys_pairs_are_checked_as_it_builds_them(built, message, monkeyp
     monkeypatch.setitem(strategy._REGISTRY, "toy_faulty", toy)
     with pytest.raises(TaskError, match="^" + re.escape(message)):
         strategy.build_pairs(["toy_faulty"], strategy.PairContext(), {"toy_faulty": NoOptions()})
+
+
+def test_relative_image_names_are_read_from_the_folder_they_were_written_in(world, shared_benchmarks, tmp_path, monkeypatch):
+    """Pairs built, or a run evaluated, in one folder and used from another: a relative image name is the writer's
+    (pairs.meta.json's and the run manifest's `cwd`), not the current folder's."""
+    import os
+    import shutil
+
+    from mmhallu_eval import get_task
+    from mmhallu_eval.task import TaskError
+    from mmhallu_eval.train.pairs import read_pairs
+    from report_helpers import write_run
+
+    built_in, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    built_in.mkdir()
+    elsewhere.mkdir()
+    shutil.copytree(world / "images", built_in / "images")
+    shutil.copy(world / "scene_graph_train.json", built_in)
+    proc = subprocess.run([*CLI, "pairs", "build", "--strategy", "finer", "--annotations", "scene_graph_train.json", "--images", "images",
+                           "--out", "pairs.jsonl"], capture_output=True, text=True, cwd=built_in)
+    assert proc.returncode == 0, proc.stderr
+    written = [json.loads(line) for line in (built_in / "pairs.jsonl").read_text().splitlines()]
+    assert not os.path.isabs(written[0]["images"][0])  # the file keeps the names as built: portable with its folder
+    monkeypatch.chdir(elsewhere)
+    pairs = read_pairs(built_in / "pairs.jsonl")
+    assert [p["images"] for p in pairs] == [[str(built_in / im) for im in p["images"]] for p in written]
+    # moved with its images (the folder it was built in gone): read from the current folder, as written
+    moved = tmp_path / "moved"
+    shutil.move(built_in, moved)
+    monkeypatch.chdir(moved)
+    assert [p["images"] for p in read_pairs("pairs.jsonl")] == [p["images"] for p in written]
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(TaskError, match=re.escape(f"image not found: {written[0]['images'][0]} (a relative name is read from the folder the "
+                                                  f"pairs were built in, {built_in}, or else from the current folder)")):
+        read_pairs(moved / "pairs.jsonl")
+
+    # a run evaluated in `moved` with relative image names, its failures paired from another folder
+    pope = get_task("pope")
+    samples = pope.load({"data": str(shared_benchmarks / "pope/coco_pope_adversarial.json")})[:6]
+    for s in samples:
+        s.images = [written[0]["images"][0]]
+    run = write_run(tmp_path / "run", "pope", samples, {s.id: "Yes" for s in samples})
+    manifest = json.loads((run / "manifest.json").read_text())
+    (run / "manifest.json").write_text(json.dumps({**manifest, "cwd": str(moved)}))
+    assert {im for p in hadpo_pairs(run) for im in p["images"]} == {str(moved / written[0]["images"][0])}

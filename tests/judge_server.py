@@ -22,6 +22,8 @@ class JudgeServer:
         self.reply_fn = None  # optional: prompt → reply text (overrides the scripting)
         self.chat_fn = None  # optional: full request body → reply text (a model behind the API)
         self.bodies: list[dict] = []
+        #: refuse `max_tokens` as OpenAI does for its reasoning models (a 400 naming the parameter)
+        self.refuse_max_tokens = False
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -52,6 +54,10 @@ class JudgeServer:
                     n = server.calls.get(key, 0) + 1
                     server.calls[key] = n
                     server.total += 1
+                if server.refuse_max_tokens and "max_tokens" in body:
+                    return self._send(400, {"error": {"message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+                                                      "'max_completion_tokens' instead.", "type": "invalid_request_error", "param": "max_tokens",
+                                                      "code": "unsupported_parameter"}})
                 answer = prompt.split("### LMM Response to Evaluate", 1)[-1]
                 for kind in ("FAIL500", "FAIL429", "SLOW"):
                     m = re.search(kind + r":(\d+)", answer)

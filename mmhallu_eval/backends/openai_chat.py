@@ -65,6 +65,9 @@ class ChatClient:
         self.max_retries = max_retries
         self.backoff = backoff
         self.client = openai.OpenAI(base_url=base_url, api_key=resolve_api_key(api_key_env), max_retries=0, timeout=timeout)
+        #: the request field of the answer's token cap: OpenAI's reasoning models (o-series, GPT-5) refuse `max_tokens`
+        #: and take `max_completion_tokens`, which older servers do not know; switched once a server refuses the first
+        self.tokens_field = "max_tokens"
 
     def check_reachable(self) -> None:
         """Fail fast, naming the URL, when the server cannot be reached at all."""
@@ -83,13 +86,11 @@ class ChatClient:
 
     def complete_one(self, messages: list[dict[str, Any]], temperature: float = 0.0, max_tokens: int | None = None, top_p: float | None = None) -> ChatResult:
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": temperature}
-        if max_tokens is not None:
-            kwargs["max_tokens"] = max_tokens
         if top_p is not None and top_p < 1.0:
             kwargs["top_p"] = top_p
         for attempt in range(self.max_retries + 1):
             try:
-                resp = self.client.chat.completions.create(**kwargs)
+                resp = self._create(kwargs, max_tokens)
                 usage = getattr(resp, "usage", None)
                 if not getattr(resp, "choices", None):  # a proxy's or server's reply without an answer in it
                     return ChatResult(error="the server replied without choices (no answer in the reply)", attempts=attempt + 1)
@@ -105,6 +106,17 @@ class ChatClient:
                     return ChatResult(error=f"{type(exc).__name__}{f' {status}' if status else ''}: {exc}"[:500], attempts=attempt + 1)
                 time.sleep(min(self.backoff * 2**attempt, 60.0) * (1 + random.random() * 0.1))
         return ChatResult(error="unreachable")  # pragma: no cover
+
+    def _create(self, kwargs: dict[str, Any], max_tokens: int | None) -> Any:
+        """One chat completion, the token cap under the field this server takes."""
+        field = self.tokens_field
+        try:
+            return self.client.chat.completions.create(**kwargs, **({field: max_tokens} if max_tokens is not None else {}))
+        except self._openai.BadRequestError as exc:
+            if max_tokens is None or field != "max_tokens" or getattr(exc, "param", None) != "max_tokens":
+                raise
+        self.tokens_field = "max_completion_tokens"
+        return self.client.chat.completions.create(**kwargs, max_completion_tokens=max_tokens)
 
     def complete(self, batch: list[list[dict[str, Any]]], **kwargs: Any) -> list[ChatResult]:
         """Results in input order; at most `concurrency` requests in flight."""

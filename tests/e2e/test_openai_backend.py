@@ -81,6 +81,23 @@ def test_api_errors_are_recorded_per_sample(pope_fixture):
     assert empty.error == "api_error: the server replied without choices (no answer in the reply)" and empty.text == ""
 
 
+def test_a_server_that_refuses_max_tokens_gets_max_completion_tokens(pope_fixture):
+    """OpenAI's reasoning models answer 400 to `max_tokens` (they take `max_completion_tokens`): every sample failed."""
+    from mmhallu_eval.backends.openai_backend import OpenAIBackend
+    from mmhallu_eval.types import user_message
+
+    image = sorted((pope_fixture / "images").iterdir())[0]
+    with JudgeServer() as server:
+        server.reply_fn = lambda prompt: "Yes"
+        server.refuse_max_tokens = True
+        backend = OpenAIBackend("m", base_url=server.url, max_retries=0)
+        reqs = [Request(str(i), user_message(f"Is there a {obj}?"), [str(image)], GenerationConfig(max_new_tokens=4)) for i, obj in enumerate(["star", "moon"])]
+        first = backend.generate(reqs[:1])
+        second = backend.generate(reqs[1:])
+    assert [r.text for r in first + second] == ["Yes", "Yes"] and all(r.error is None for r in first + second)
+    assert [("max_tokens" in b, b.get("max_completion_tokens")) for b in server.bodies] == [(True, None), (False, 4), (False, 4)]
+
+
 def test_a_reasoning_parsers_reply_is_read_as_a_local_reasoning_model(pope_fixture, tmp_path):
     """`vllm serve --reasoning-parser` returns the reasoning apart from the answer (`reasoning_content`, or `reasoning`
     since vLLM 0.11). It goes back inside <think>…</think>: the answer is parsed and the reasoning kept, and a reply cut

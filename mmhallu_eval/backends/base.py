@@ -96,9 +96,10 @@ def _file_digest(path: Path, head: int = 1 << 22) -> str:
 
 def model_fingerprint(model: str, revision: str | None = None, adapter: str | None = None, chat_template: str | None = None,
                       adapter_merged: bool = False, generation_config_ignored: dict[str, Any] | None = None,
-                      dtype: str | None = None) -> str:
+                      dtype: str | None = None, template_args: dict[str, Any] | None = None) -> str:
     """Content fingerprint of a local model folder, or `hub-id@revision` for a hub id; a user's chat template file
-    changes every prompt, so it is part of the fingerprint too, and so is an adapter merged into the weights (its
+    changes every prompt, so it is part of the fingerprint too (with the variables it is rendered with), and so is an
+    adapter merged into the weights (its
     answers can differ from the unmerged adapter's in floating-point rounding). Decoding settings of the checkpoint
     that a backend leaves out are part of it as well: answers cached while they applied are not reused. So is the
     dtype the weights run in: a run resumed in bfloat16 does not take the float32 answers it cached."""
@@ -115,6 +116,8 @@ def model_fingerprint(model: str, revision: str | None = None, adapter: str | No
         parts["adapter"] = {str(f.relative_to(apath)): _file_digest(f) for f in sorted(apath.rglob("*")) if f.is_file()}
     if chat_template:
         parts["chat_template"] = _file_digest(Path(chat_template)) if Path(chat_template).is_file() else chat_template
+    if template_args:
+        parts["template_args"] = template_args
     if adapter and adapter_merged:
         parts["adapter_merged"] = True
     if generation_config_ignored:

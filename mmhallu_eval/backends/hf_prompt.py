@@ -4,7 +4,8 @@ gives Gemma 3, Mllama, Aya Vision and Mistral 3 a second BOS). Checkpoints witho
 format their processor documents (PaliGemma's), or one the user gives (`--chat-template FILE`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,15 @@ class PromptFormat:
     source: str  # "checkpoint", "file:<path>" or the family whose processor documents the format
     #: the generation prompt opens a <think> block (Qwen3-VL-Thinking): the answer follows the model's </think>
     opens_reasoning: bool = False
+    #: variables the chat template is rendered with (`--chat-template-arg`, e.g. enable_thinking=false)
+    template_args: Mapping[str, Any] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "source": self.source, "opens_reasoning": self.opens_reasoning}
         if self.kind == "processor":
             out["format"] = PROCESSOR_PROMPT_FAMILIES.get(self.source, "")
+        if self.template_args:
+            out["template_args"] = dict(self.template_args)
         return out
 
 
@@ -49,27 +54,66 @@ def _render_probe(processor: Any, template_name: str, way_on: str, **template: A
         raise BackendError(f"{template_name} does not render a user turn with an image{where}: {type(exc).__name__}: {exc}{way_on}") from None
 
 
-def prompt_format(processor: Any, model: str, model_type: str, chat_template: str | Path | None = None) -> PromptFormat:
+def prompt_format(processor: Any, model: str, model_type: str, chat_template: str | Path | None = None,
+                  template_args: Mapping[str, Any] | None = None) -> PromptFormat:
     """Choose (and for a user file, install and check) the prompt format, or refuse with what to do."""
+    args = dict(template_args or {})
     if chat_template is not None:
         path = Path(chat_template)
         if not path.is_file():
             raise BackendError(f"--chat-template {path}: file not found")
         template = read_text(path)  # UTF-8 (BOM dropped); another encoding is named, not a UnicodeDecodeError
-        text = _render_probe(processor, f"--chat-template {path}", "", chat_template=template)
+        _check_template_args(template, args, f"--chat-template {path}")
+        text = _render_probe(processor, f"--chat-template {path}", "", chat_template=template, **args)
         if not isinstance(text, str) or "cat" not in text:
             raise BackendError(f"--chat-template {path} renders no text for a user turn (got {text!r})")
         processor.chat_template = template
-        return PromptFormat("chat_template", f"file:{path}", opens_reasoning(text))
+        return PromptFormat("chat_template", f"file:{path}", opens_reasoning(text), args)
     if _has_template(processor):
-        text = _render_probe(processor, f"the chat template of {model}", "; fix the checkpoint's template, or give one with --chat-template FILE")
-        return PromptFormat("chat_template", "checkpoint", opens_reasoning(text))
+        name = f"the chat template of {model}"
+        _check_template_args(_template_source(processor), args, name)
+        text = _render_probe(processor, name, "; fix the checkpoint's template, or give one with --chat-template FILE", **args)
+        return PromptFormat("chat_template", "checkpoint", opens_reasoning(text), args)
+    if args:
+        raise BackendError(f"--chat-template-arg: {model} has no chat template to pass {', '.join(args)} to")
     if model_type in PROCESSOR_PROMPT_FAMILIES:
         return PromptFormat("processor", model_type)
     raise BackendError(
         f"{model} has no chat template and transformers documents no prompt format for its family ({model_type or 'unknown'}): "
         "give the template the model was trained with, --chat-template FILE (a Jinja file)"
     )
+
+
+#: what transformers itself passes to every chat template
+_TEMPLATE_OWN = {"messages", "add_generation_prompt", "tools", "documents", "continue_final_message", "bos_token", "eos_token",
+                 "pad_token", "unk_token", "raise_exception", "strftime_now"}
+
+
+def _template_source(processor: Any) -> str:
+    """The processor's chat template (the default one where a checkpoint names several), else its tokenizer's."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    template = getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):
+        template = template.get("default") or next(iter(template.values()), "")
+    return template if isinstance(template, str) else ""
+
+
+def _check_template_args(template: str, args: Mapping[str, Any], name: str) -> None:
+    """Each argument is a variable the template reads: Jinja passes over one it does not know, so a misspelt
+    `enable_thinkng` would silently leave the prompt as it was."""
+    if not args:
+        return
+    import jinja2
+    from jinja2 import meta
+
+    try:
+        reads = meta.find_undeclared_variables(jinja2.Environment().parse(template)) - _TEMPLATE_OWN
+    except jinja2.TemplateSyntaxError:
+        return  # the render below names the syntax error
+    unknown = [key for key in args if key not in reads]
+    if unknown:
+        known = ", ".join(sorted(reads)) or "none besides the messages"
+        raise BackendError(f"--chat-template-arg {unknown[0]}: {name} reads no variable of that name (the variables it reads: {known})")
 
 
 def with_images(request: Request) -> list[dict[str, Any]]:
@@ -101,7 +145,7 @@ def encode(processor: Any, fmt: PromptFormat, requests: list[Request]) -> Any:
             kwargs["images"] = images
         return processor(**kwargs)
     return processor.apply_chat_template([with_images(r) for r in requests], add_generation_prompt=True, tokenize=True, return_dict=True,
-                                         return_tensors="pt", processor_kwargs={"padding": True})
+                                         return_tensors="pt", processor_kwargs={"padding": True}, **fmt.template_args)
 
 
 def render(processor: Any, fmt: PromptFormat, requests: list[Request]) -> list[tuple[str, bool]]:
@@ -113,6 +157,6 @@ def render(processor: Any, fmt: PromptFormat, requests: list[Request]) -> list[t
         return [(prompt_text(r), True) for r in requests]
     if not requests:
         return []
-    texts = processor.apply_chat_template([r.messages for r in requests], add_generation_prompt=True, tokenize=False)
+    texts = processor.apply_chat_template([r.messages for r in requests], add_generation_prompt=True, tokenize=False, **fmt.template_args)
     bos = getattr(getattr(processor, "tokenizer", processor), "bos_token", None)
     return [(text, not (bos is not None and text.startswith(bos))) for text in texts]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 from typing import Any
 
 from ..data import open_image
@@ -58,19 +59,26 @@ class OpenAIBackend(Backend):
     default_batch_size = 64  # requests handed to the client at once; `concurrency` bounds what is in flight
 
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str | None = None, concurrency: int = 8,
-                 max_retries: int = 5, timeout: float = 300.0, revision: str | None = None, **_: Any):
+                 max_retries: int = 5, timeout: float = 300.0, revision: str | None = None, chat_template_args: dict[str, Any] | None = None,
+                 **_: Any):
         self.model_name = model
         self.revision = revision
-        self.client = ChatClient(base_url, model, api_key_env, concurrency, max_retries, timeout)
+        #: sent as `chat_template_kwargs`, the field vLLM's and SGLang's servers render the model's template with
+        self.template_args = dict(chat_template_args or {})
+        self.client = ChatClient(base_url, model, api_key_env, concurrency, max_retries, timeout,
+                                 extra_body={"chat_template_kwargs": self.template_args} if self.template_args else None)
         self.client.check_reachable()
 
     def fingerprint(self) -> str:
         ident = f"openai|{self.client.base_url}|{self.model_name}|{self.revision or ''}"
+        if self.template_args:
+            ident += "|" + json.dumps(self.template_args, sort_keys=True)
         return hashlib.sha256(ident.encode()).hexdigest()[:32]
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "model": self.model_name, "base_url": redact_url(self.client.base_url) if self.client.base_url else None, "revision": self.revision,
-                "model_fingerprint": self.fingerprint(), "architecture": "remote"}
+                "model_fingerprint": self.fingerprint(), "architecture": "remote",
+                **({"chat_template_args": self.template_args} if self.template_args else {})}
 
     def generate(self, requests: list[Request]) -> list[Response]:
         by_gen: dict[Any, list[int]] = {}

@@ -53,6 +53,7 @@ class ChatClient:
         max_retries: int = 5,
         timeout: float = 120.0,
         backoff: float = 1.0,
+        extra_body: dict[str, Any] | None = None,
     ):
         try:
             import openai
@@ -64,6 +65,8 @@ class ChatClient:
         self.concurrency = max(1, concurrency)
         self.max_retries = max_retries
         self.backoff = backoff
+        #: fields a server takes beyond OpenAI's own (vLLM's and SGLang's `chat_template_kwargs`)
+        self.extra_body = extra_body or None
         self.client = openai.OpenAI(base_url=base_url, api_key=resolve_api_key(api_key_env), max_retries=0, timeout=timeout)
         #: the request field of the answer's token cap: OpenAI's reasoning models (o-series, GPT-5) refuse `max_tokens`
         #: and take `max_completion_tokens`, which older servers do not know; switched once a server refuses the first
@@ -88,6 +91,8 @@ class ChatClient:
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": temperature}
         if top_p is not None and top_p < 1.0:
             kwargs["top_p"] = top_p
+        if self.extra_body:
+            kwargs["extra_body"] = self.extra_body
         for attempt in range(self.max_retries + 1):
             try:
                 resp = self._create(kwargs, max_tokens)

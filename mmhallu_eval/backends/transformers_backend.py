@@ -75,6 +75,7 @@ class TransformersBackend(Backend):
         device: str = "auto",
         trust_remote_code: bool = False,
         chat_template: str | None = None,
+        chat_template_args: dict[str, Any] | None = None,
         prefetch: bool = False,
         merge_adapter: bool = False,
         **_: Any,
@@ -98,7 +99,7 @@ class TransformersBackend(Backend):
         self.dtype = _pick_dtype(dtype, self.device, config)
         self.dtype_name = str(self.dtype).replace("torch.", "")
         self.processor = load_processor(model, revision=revision, trust_remote_code=trust_remote_code)
-        self.prompt_format = prompt_format(self.processor, model, getattr(config, "model_type", ""), chat_template)
+        self.prompt_format = prompt_format(self.processor, model, getattr(config, "model_type", ""), chat_template, chat_template_args)
         self.opens_reasoning = self.prompt_format.opens_reasoning
         tokenizer = getattr(self.processor, "tokenizer", self.processor)
         tokenizer.padding_side = "left"
@@ -135,7 +136,8 @@ class TransformersBackend(Backend):
         # answer renew the cache
         set_per_call = {*self._gen_kwargs(GenerationConfig(), 1), *self._gen_kwargs(GenerationConfig(temperature=1.0), 1)}
         changed = {k: v for k, v in self.generation_config_ignored.items() if k not in set_per_call}
-        self._fingerprint = model_fingerprint(model, revision, adapter, chat_template, self.adapter_merged, changed, self.dtype_name)
+        self._fingerprint = model_fingerprint(model, revision, adapter, chat_template, self.adapter_merged, changed, self.dtype_name,
+                                              dict(self.prompt_format.template_args))
 
     def _check_an_image_prompt(self, model: str) -> None:
         """One plain image and question, encoded and answered with one token before any task runs, as vLLM's start-up

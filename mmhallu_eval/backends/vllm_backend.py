@@ -112,6 +112,7 @@ class VLLMBackend(Backend):
         seed: int = 0,
         enforce_eager: bool = False,
         chat_template: str | None = None,
+        chat_template_args: dict[str, Any] | None = None,
         **_: Any,
     ):
         try:
@@ -135,7 +136,7 @@ class VLLMBackend(Backend):
         # the prompt side first: a checkpoint without a usable processor or template fails before the engine starts
         config = load_config(model, revision, trust_remote_code)
         self.processor = load_processor(model, revision=revision, trust_remote_code=trust_remote_code)
-        self.prompt_format = prompt_format(self.processor, model, getattr(config, "model_type", ""), chat_template)
+        self.prompt_format = prompt_format(self.processor, model, getattr(config, "model_type", ""), chat_template, chat_template_args)
         self.opens_reasoning = self.prompt_format.opens_reasoning
         # named before the engine starts: vLLM passes over an unreadable file, and stops on a bad token id at the first request
         checkpoint_gen = read_generation_config(model, revision)
@@ -167,7 +168,8 @@ class VLLMBackend(Backend):
             self.lora = LoRARequest("adapter", 1, str(Path(adapter).resolve()))
         #: the dtype vLLM chose (for `auto`: the checkpoint's, float32 checkpoints in bfloat16)
         self.dtype_name = str(self.llm.model_config.dtype).replace("torch.", "")
-        self._fingerprint = model_fingerprint(model, revision, adapter, chat_template, dtype=self.dtype_name)
+        self._fingerprint = model_fingerprint(model, revision, adapter, chat_template, dtype=self.dtype_name,
+                                              template_args=dict(self.prompt_format.template_args))
 
     def fingerprint(self) -> str:
         # a different engine can round differently: its responses are cached apart from the transformers backend's

@@ -3,6 +3,7 @@ click options generated from options dataclasses (tasks' and pair strategies' de
 from __future__ import annotations
 
 import inspect
+import json
 import typing
 from typing import Any, Callable, Literal, Optional
 
@@ -40,6 +41,24 @@ def parse_task_args(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, s
         if given_before is not None:
             fail(f"--task-arg {task}.{opt} is given twice ({given_before!r}, then {value!r}); give it once")
         out[task][opt] = value
+    return out
+
+
+def parse_template_args(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """`enable_thinking=false` → {"enable_thinking": False}: a value that reads as JSON (true, false, null, a number,
+    a quoted string, a list or object) is that value, anything else the text as given."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            fail(f"--chat-template-arg {item!r}: expected NAME=VALUE with NAME a template variable, e.g. enable_thinking=false")
+        if key in out:
+            fail(f"--chat-template-arg {key} is given twice; give it once")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
     return out
 
 

@@ -8,7 +8,7 @@ import typer
 
 from ..options import describe
 from ..registry import get_task, include_path, task_names
-from .common import fail, group, headline, parse_parsers, parse_task_args, split, user_errors
+from .common import fail, group, headline, parse_parsers, parse_task_args, parse_template_args, split, user_errors
 
 app = group()
 
@@ -60,6 +60,7 @@ def run_cmd(
     merge_adapter: bool = typer.Option(False, "--merge-adapter", help="--backend transformers: add the adapter's LoRA weights into the model before evaluating (faster; answers can differ from the unmerged adapter's in floating-point rounding); written into the manifest."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Run modelling/processor code shipped with the checkpoint (transformers, vllm); written into the manifest."),
     chat_template: Optional[Path] = typer.Option(None, help="Jinja chat template for a checkpoint that has none (or to replace its own); written into the manifest."),
+    chat_template_arg: list[str] = typer.Option([], "--chat-template-arg", help="A variable the chat template is rendered with, NAME=VALUE (repeatable; JSON values), e.g. enable_thinking=false for a hybrid reasoning model; sent as chat_template_kwargs with --backend openai; written into the manifest."),
     reasoning: str = typer.Option("strip", help="strip: parse the answer after </think> (reasoning models); keep: parse the raw text. The raw text is always kept."),
     base_url: Optional[str] = typer.Option(None, help="--backend openai: the server's base URL, e.g. http://localhost:8000/v1."),
     api_key_env: Optional[str] = typer.Option(None, help="--backend openai: environment variable holding the API key."),
@@ -93,6 +94,7 @@ def run_cmd(
     if not task_list:
         fail(f"--tasks {tasks!r}: name at least one task (mmhallu tasks lists them)")
     task_args = parse_task_args(task_arg)
+    template_args = parse_template_args(chat_template_arg)
     judge = {"judge_model": judge_model, "judge_base_url": judge_base_url, "judge_api_key_env": judge_api_key_env, "judge_backend": judge_backend}
     try:
         for path in include:
@@ -116,6 +118,7 @@ def run_cmd(
         backend_args=_backend_args(backend, dtype=dtype, device=device, revision=revision, adapter=adapter, merge_adapter=merge_adapter or None,
                                    base_url=base_url, api_key_env=api_key_env,
                                    trust_remote_code=trust_remote_code or None, chat_template=str(chat_template) if chat_template else None,
+                                   chat_template_args=template_args or None,
                                    concurrency=concurrency, max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
                                    tensor_parallel_size=tensor_parallel_size, max_images=max_images,
                                    enforce_eager=enforce_eager),
@@ -148,9 +151,9 @@ def run_cmd(
 def _backend_args(backend: str, **kwargs: Any) -> dict[str, Any]:
     """Only the options that concern the chosen backend go into the run's identity."""
     keys = {
-        "openai": ("base_url", "api_key_env", "concurrency", "revision"),
+        "openai": ("base_url", "api_key_env", "concurrency", "revision", "chat_template_args"),
         "vllm": ("dtype", "revision", "adapter", "max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "max_images", "enforce_eager",
-                 "trust_remote_code", "chat_template"),
-    }.get(backend, ("dtype", "device", "revision", "adapter", "merge_adapter", "trust_remote_code", "chat_template"))
+                 "trust_remote_code", "chat_template", "chat_template_args"),
+    }.get(backend, ("dtype", "device", "revision", "adapter", "merge_adapter", "trust_remote_code", "chat_template", "chat_template_args"))
     return {k: v for k, v in kwargs.items() if k in keys and v is not None}
 

@@ -132,3 +132,40 @@ def test_reasoning_strip_keep_and_unfinished(family_dir, pope_fixture, tmp_path)
     result = json.loads((tmp_path / "cut/pope/result.json").read_text())
     assert result["errors"]["unfinished_reasoning"] == 6 and result["n_scored"] == 0
     assert runner.invoke(app, [*args, "--out", str(tmp_path / "bad"), "--reasoning", "drop"]).exit_code == 2
+
+
+def test_template_args_turn_a_hybrid_models_reasoning_off(family_dir, pope_fixture, tmp_path):
+    """Qwen3.5 opens <think> by default; `--chat-template-arg enable_thinking=false` renders the block closed, so the
+    model answers at once. The ids are the processor's own with that variable, the manifest and the model fingerprint
+    carry it (answers cached with reasoning on are not reused), and a name the template does not read is refused."""
+    from mmhallu_eval.backends.transformers_backend import TransformersBackend
+
+    model_dir = family_dir("qwen3_5")
+    spec = get_task("pope")
+    request = spec.build_request(spec.load({"data": str(pope_fixture), "images": str(pope_fixture / "images")})[0], GenerationConfig(max_new_tokens=40))
+    on = TransformersBackend(str(model_dir), device="cpu")
+    off = TransformersBackend(str(model_dir), device="cpu", chat_template_args={"enable_thinking": False})
+    assert on.prompt_format.opens_reasoning and not off.prompt_format.opens_reasoning
+    own = off.processor.apply_chat_template(with_images(request), add_generation_prompt=True, tokenize=True, return_dict=True, enable_thinking=False)
+    assert off.encode([request])["input_ids"][0].tolist() == list(own["input_ids"][0])
+    assert off.tokenizer.decode(own["input_ids"][0][-6:]).endswith("<think>\n\n</think>\n\n")
+    assert render(off.processor, off.prompt_format, [request])[0][0].endswith("<think>\n\n</think>\n\n")
+    assert off.fingerprint() != on.fingerprint()
+    assert off.describe()["prompt_format"]["template_args"] == {"enable_thinking": False}
+    assert "</think>" in on.generate([request])[0].text and "</think>" not in off.generate([request])[0].text
+
+    args = ["run", "--model", str(model_dir), "--tasks", "pope", "--no-progress", "--device", "cpu", "--limit", "4", "--max-new-tokens", "40",
+            "--task-arg", f"pope.data={pope_fixture}", "--task-arg", f"pope.images={pope_fixture / 'images'}"]
+    runner = CliRunner()
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "off"), "--chat-template-arg", "enable_thinking=false"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "off/manifest.json").read_text())
+    assert manifest["config"]["backend_args"]["chat_template_args"] == {"enable_thinking": False}
+    assert manifest["model"]["prompt_format"]["template_args"] == {"enable_thinking": False}
+    rows = [json.loads(line) for line in (tmp_path / "off/pope/samples.jsonl").read_text().splitlines()]
+    assert all(r["response"] == "No" and r["parsed"] == "no" for r in rows)
+    for given, says in (("enable_thinkng=false", "--chat-template-arg enable_thinkng: the chat template of"),
+                        ("enable_thinking", "--chat-template-arg 'enable_thinking': expected NAME=VALUE")):
+        result = runner.invoke(app, [*args, "--out", str(tmp_path / "bad"), "--chat-template-arg", given])
+        assert result.exit_code == 2 and says in result.output, result.output
+    assert not (tmp_path / "bad").exists()

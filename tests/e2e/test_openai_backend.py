@@ -98,6 +98,22 @@ def test_a_server_that_refuses_max_tokens_gets_max_completion_tokens(pope_fixtur
     assert [("max_tokens" in b, b.get("max_completion_tokens")) for b in server.bodies] == [(True, None), (False, 4), (False, 4)]
 
 
+def test_template_args_go_to_the_server_as_chat_template_kwargs(pope_fixture):
+    """vLLM's and SGLang's servers render the model's template with `chat_template_kwargs` (enable_thinking=false)."""
+    from mmhallu_eval.backends.openai_backend import OpenAIBackend
+    from mmhallu_eval.types import user_message
+
+    image = sorted((pope_fixture / "images").iterdir())[0]
+    request = Request("0", user_message("Is there a star?"), [str(image)], GenerationConfig(max_new_tokens=4))
+    with JudgeServer() as server:
+        server.reply_fn = lambda prompt: "No"
+        plain = OpenAIBackend("m", base_url=server.url)
+        off = OpenAIBackend("m", base_url=server.url, chat_template_args={"enable_thinking": False})
+        assert [r.text for r in plain.generate([request]) + off.generate([request])] == ["No", "No"]
+    assert "chat_template_kwargs" not in server.bodies[0] and server.bodies[1]["chat_template_kwargs"] == {"enable_thinking": False}
+    assert plain.fingerprint() != off.fingerprint() and off.describe()["chat_template_args"] == {"enable_thinking": False}
+
+
 def test_a_reasoning_parsers_reply_is_read_as_a_local_reasoning_model(pope_fixture, tmp_path):
     """`vllm serve --reasoning-parser` returns the reasoning apart from the answer (`reasoning_content`, or `reasoning`
     since vLLM 0.11). It goes back inside <think>…</think>: the answer is parsed and the reasoning kept, and a reply cut

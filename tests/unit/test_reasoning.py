@@ -22,3 +22,16 @@ def test_opens_reasoning():
     assert opens_reasoning("<|im_start|>assistant\n<think>\n")
     assert not opens_reasoning("<|im_start|>assistant\n")
     assert not opens_reasoning("<think>x</think><|im_start|>assistant\n")
+
+
+def test_template_args_read_json_values_and_refuse_what_is_not_a_name():
+    import pytest
+    import typer
+
+    from mmhallu_eval.cli.common import parse_template_args
+
+    assert parse_template_args(["enable_thinking=false", "budget=256", "system=Be brief.", "tags=[\"a\"]", 'quoted="x"']) == {
+        "enable_thinking": False, "budget": 256, "system": "Be brief.", "tags": ["a"], "quoted": "x"}
+    for bad in (["enable thinking=false"], ["enable_thinking"], ["a=1", "a=2"]):
+        with pytest.raises(typer.Exit):
+            parse_template_args(bad)

@@ -1,4 +1,4 @@
-"""Qwen2-VL, Qwen2.5-VL, Qwen3-VL (and its Thinking variant) and GLM-4V: dynamic-resolution vision towers whose
+"""Qwen2-VL, Qwen2.5-VL, Qwen3-VL (and its Thinking variant), Qwen3.5 and GLM-4V: dynamic-resolution vision towers whose
 images become a variable number of pad tokens between vision start/end markers, ChatML-style or GLM turns."""
 from __future__ import annotations
 
@@ -78,6 +78,12 @@ def build_qwen3_vl(out: Path, seed: int = 0, template: str = QWEN3_TEMPLATE) -> 
     return save(out, Qwen3VLForConditionalGeneration, config, processor, tok, seed, {**_QWEN_VIDEO, "video_processor_type": "Qwen3VLVideoProcessor", "patch_size": 16})
 
 
+#: Qwen3.5 (hybrid thinking): the generation prompt opens the reasoning block, or with the template argument
+#: `enable_thinking` false writes it closed and empty, so the answer comes at once
+QWEN3_5_TEMPLATE = QWEN3_TEMPLATE.replace(
+    "<|im_start|>assistant\n{% endif %}",
+    "<|im_start|>assistant\n{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% else %}<think>\n{% endif %}{% endif %}")
+
 #: what the tiny Thinking model is taught to write after its generation prompt's `<think>`
 THINKING_REPLY = "Yes, a dog would fit here. Looking closer, it is only a shape.\n</think>\n\nNo<|im_end|>"
 
@@ -85,6 +91,24 @@ THINKING_REPLY = "Yes, a dog would fit here. Looking closer, it is only a shape.
 def build_qwen3_vl_thinking(out: Path, seed: int = 0) -> Path:
     """Qwen3-VL-Thinking's layout, taught to reason, close `</think>` and answer "No" (tests `--reasoning`)."""
     build_qwen3_vl(out, seed, QWEN3_THINKING_TEMPLATE)
+    return teach(out, THINKING_REPLY, seed=seed)
+
+
+def build_qwen3_5(out: Path, seed: int = 0) -> Path:
+    """Qwen3.5's layout: Qwen3-VL's vision tower and processor before a hybrid decoder, Gated DeltaNet (linear
+    attention, a recurrent state that left padding must not reach) and full-attention layers, partial rotary; taught
+    to close its reasoning and answer, as the Thinking build is."""
+    from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration, Qwen3_5TextConfig, Qwen3VLProcessor
+
+    tok = family_tokenizer(QWEN_TOKENS, QWEN3_5_TEMPLATE)
+    text = text_config(Qwen3_5TextConfig, tok, layer_types=["linear_attention", "full_attention"], linear_num_key_heads=2, linear_num_value_heads=2,
+                       linear_key_head_dim=32, linear_value_head_dim=32,
+                       rope_parameters={**_ROPE, "mrope_section": [2, 3, 3], "mrope_interleaved": True, "partial_rotary_factor": 0.5}).to_dict()
+    vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64, "patch_size": 16,
+              "spatial_merge_size": 2, "temporal_patch_size": 2, "num_position_embeddings": 64}
+    config = Qwen3_5Config(text_config=text, vision_config=vision, tie_word_embeddings=False, **_qwen_ids(tok))
+    processor = image_only(Qwen3VLProcessor)(image_processor=_qwen_image_processor(16), tokenizer=tok, chat_template=QWEN3_5_TEMPLATE)
+    save(out, Qwen3_5ForConditionalGeneration, config, processor, tok, seed, {**_QWEN_VIDEO, "video_processor_type": "Qwen3VLVideoProcessor", "patch_size": 16})
     return teach(out, THINKING_REPLY, seed=seed)
 
 

@@ -107,9 +107,9 @@ def _check_template_args(template: str, args: Mapping[str, Any], name: str) -> N
     from jinja2 import meta
 
     try:
-        reads = meta.find_undeclared_variables(jinja2.Environment().parse(template)) - _TEMPLATE_OWN
+        reads = meta.find_undeclared_variables(jinja2.Environment(extensions=["jinja2.ext.loopcontrols"]).parse(template)) - _TEMPLATE_OWN
     except jinja2.TemplateSyntaxError:
-        return  # the render below names the syntax error
+        return  # a tag of transformers' own ({% generation %}), or an error the render below names
     unknown = [key for key in args if key not in reads]
     if unknown:
         known = ", ".join(sorted(reads)) or "none besides the messages"

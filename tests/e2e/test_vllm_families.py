@@ -19,6 +19,8 @@ from mmhallu_eval.world.families import FAMILIES, build_family, missing_packages
 #: Mllama: vLLM 0.32 has no implementation of it and its Transformers fallback cannot use Mllama's processor
 RUNS_ON_VLLM_CPU = set(FAMILIES) - {"mllama"} if torchvision_available() else {"idefics3"}
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+#: vLLM's CPU kernel for Gated DeltaNet layers (Qwen3.5) runs in bfloat16 only; both engines run that family in it
+DTYPES = {"qwen3_5": "bfloat16"}
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +42,13 @@ def test_vllm_feeds_the_processors_ids_and_matches_transformers(family, requests
         pytest.skip(f"{family}: transformers' processor for this family needs {', '.join(missing)}, which is not installed")
     model = build_family(family, tmp_path / family)
     try:
-        engine = VLLMBackend(str(model), dtype="float32", enforce_eager=True, max_model_len=1024)
+        engine = VLLMBackend(str(model), dtype=DTYPES.get(family, "float32"), enforce_eager=True, max_model_len=1024)
     except BackendError as exc:
         if family in RUNS_ON_VLLM_CPU:
             raise
         pytest.skip(f"{family}: {exc}")
     try:
-        hf = TransformersBackend(str(model), device="cpu", dtype="float32")
+        hf = TransformersBackend(str(model), device="cpu", dtype=DTYPES.get(family, "float32"))
         expected = hf.generate(requests_)
         try:
             got = engine.generate(requests_)

@@ -102,7 +102,7 @@ def build_qwen3_5(out: Path, seed: int = 0) -> Path:
 
     tok = family_tokenizer(QWEN_TOKENS, QWEN3_5_TEMPLATE)
     text = text_config(Qwen3_5TextConfig, tok, layer_types=["linear_attention", "full_attention"], linear_num_key_heads=2, linear_num_value_heads=2,
-                       linear_key_head_dim=32, linear_value_head_dim=32,
+                       linear_key_head_dim=128, linear_value_head_dim=128,
                        rope_parameters={**_ROPE, "mrope_section": [2, 3, 3], "mrope_interleaved": True, "partial_rotary_factor": 0.5}).to_dict()
     vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64, "patch_size": 16,
               "spatial_merge_size": 2, "temporal_patch_size": 2, "num_position_embeddings": 64}

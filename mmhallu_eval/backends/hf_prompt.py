@@ -71,7 +71,7 @@ def prompt_format(processor: Any, model: str, model_type: str, chat_template: st
         return PromptFormat("chat_template", f"file:{path}", opens_reasoning(text), args)
     if _has_template(processor):
         name = f"the chat template of {model}"
-        _check_template_args(_template_source(processor), args, name)
+        check_template_args(processor, args, name)
         text = _render_probe(processor, name, "; fix the checkpoint's template, or give one with --chat-template FILE", **args)
         return PromptFormat("chat_template", "checkpoint", opens_reasoning(text), args)
     if args:
@@ -96,6 +96,11 @@ def _template_source(processor: Any) -> str:
     if isinstance(template, dict):
         template = template.get("default") or next(iter(template.values()), "")
     return template if isinstance(template, str) else ""
+
+
+def check_template_args(processor: Any, args: Mapping[str, Any], name: str) -> None:
+    """`_check_template_args` against the processor's own chat template (training renders its pairs with it)."""
+    _check_template_args(_template_source(processor), args, name)
 
 
 def _check_template_args(template: str, args: Mapping[str, Any], name: str) -> None:

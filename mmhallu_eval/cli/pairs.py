@@ -11,7 +11,7 @@ import typer
 
 from ..options import fields_of
 from ..train.dpo import TRAIN_DEFAULTS as D
-from .common import command, declared_options, fail, given, option, parse_task_args, split, user_errors
+from .common import command, declared_options, fail, given, option, parse_task_args, parse_template_args, split, user_errors
 
 
 def strategy_params() -> list[inspect.Parameter]:
@@ -127,13 +127,15 @@ def _loop(**values: Any) -> None:
     """Evaluate → pairs from the base run's failures → DPO → evaluate the adapter → compare (resumable)."""
     from ..train.loop import LoopConfig, run_loop
 
+    template_args = parse_template_args(values["chat_template_arg"])
     cfg = LoopConfig(
         model=values["model"], train_annotations=str(values["train_data"]), train_images=str(values["train_images"]), tasks=split(values["tasks"]),
         out=values["out"], task_args=parse_task_args(values["task_arg"]), strategies=split(values["strategy"]), pair_options=strategy_values(values),
-        limit=values["limit"], max_new_tokens=values["max_new_tokens"], backend_args={"device": values["device"]}, merge_adapter=values["merge_adapter"],
+        limit=values["limit"], max_new_tokens=values["max_new_tokens"], backend_args={"device": values["device"], **({"chat_template_args": template_args} if template_args else {})},
+        merge_adapter=values["merge_adapter"],
         mix=parse_mix(values["mix"]) if values["mix"] else None,
         train={"epochs": values["epochs"], "learning_rate": values["lr"], "beta": values["beta"], "batch_size": values["batch_size"],
-               "loss_type": split(values["loss_type"])},
+               "loss_type": split(values["loss_type"]), **({"chat_template_args": template_args} if template_args else {})},
         show_progress=not values["no_progress"],
     )
     try:
@@ -164,6 +166,8 @@ def register_loop(app: typer.Typer) -> None:
         option("batch_size", int, D["batch_size"], "Pairs per device per step.", min=1),
         option("loss_type", str, ",".join(D["loss_type"]), "TRL loss types, comma-separated, e.g. sigmoid,sft."),
         option("device", str, "auto", "auto, cpu, cuda, cuda:1, ... for the evaluations and the base model's sampled captions (training uses CUDA when there is one)."),
+        option("chat_template_arg", list[str], [], "A variable the chat template is rendered with, NAME=VALUE (repeatable; JSON values), in "
+               "both evaluations, the sampled captions and training, e.g. enable_thinking=false."),
         option("merge_adapter", bool, False, "Evaluate the tuned model with the adapter merged into the weights (faster; answers can differ from the unmerged adapter's in floating-point rounding)."),
         option("no_progress", bool, False, "Hide progress bars.", ("--no-progress",)),
         *strategy_params(),

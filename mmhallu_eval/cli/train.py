@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ..train.dpo import TRAIN_DEFAULTS as D  # a light module: TRL and torch load when training starts
-from .common import fail, group, user_errors
+from .common import fail, group, parse_template_args, user_errors
 
 train_app = group(no_args_is_help=True, help="Preference tuning with TRL.")
 
@@ -29,6 +29,7 @@ def train_dpo_cmd(
     loss_weights: Optional[str] = typer.Option(None, help="Weights for the loss types, e.g. 1,0.5."),
     lora_r: Optional[int] = typer.Option(None, min=1, help=f"LoRA rank (alpha {D['lora_alpha']}, dropout {D['lora_dropout']}; --config sets those). (default: {D['lora_r']})"),
     seed: Optional[int] = typer.Option(None, help=f"Seed of the adapter's initialisation and the pairs' order. (default: {D['seed']})"),
+    chat_template_arg: list[str] = typer.Option([], "--chat-template-arg", help="A variable the chat template renders the pairs with, NAME=VALUE (repeatable; JSON values), as `mmhallu run --chat-template-arg` renders the prompts, e.g. enable_thinking=false."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar or per-step metrics on stdout (train_log.jsonl has them)."),
 ) -> None:
     """DPO on preference pairs with TRL (LoRA by default). Multi-GPU: `accelerate launch -m mmhallu_eval.cli train dpo ...`."""
@@ -45,6 +46,7 @@ def train_dpo_cmd(
         "grad_accum": grad_accum, "lora_r": lora_r, "seed": seed,
         "loss_type": loss_type.split(",") if loss_type else None,
         "loss_weights": weights,
+        "chat_template_args": parse_template_args(chat_template_arg) or None,
     }
     try:
         if config:

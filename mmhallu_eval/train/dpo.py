@@ -41,6 +41,9 @@ class TrainConfig:
     lora_target_modules: str = "all-linear"
     seed: int = 0
     logging_steps: int = 1
+    #: variables the chat template renders the pairs with (`--chat-template-arg`, e.g. enable_thinking: false), as the
+    #: evaluations render their prompts: TRL's `chat_template_kwargs` column
+    chat_template_args: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # any other DPOConfig field (from --config YAML)
 
     def __post_init__(self) -> None:
@@ -73,6 +76,9 @@ class TrainConfig:
             raise TaskError(f"train setting max_steps={self.max_steps!r}: give a whole number of at least 1, or -1 for --epochs")
         if not 0 <= self.lora_dropout < 1:
             raise TaskError(f"train setting lora_dropout={self.lora_dropout!r}: give a share from 0 to below 1")
+        if not isinstance(self.chat_template_args, dict) or not all(isinstance(k, str) and k.isidentifier() for k in self.chat_template_args):
+            raise TaskError(f"train setting chat_template_args={self.chat_template_args!r}: give a mapping of template variable names to values, "
+                            "e.g. {enable_thinking: false}")
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
@@ -140,11 +146,13 @@ class JsonlLogger:
         self.callback = _CB()
 
 
-def to_dataset(pairs: list[dict[str, Any]]):
-    """TRL's vision preference dataset: images decoded by `datasets` from the paths (`read_pairs` has checked them)."""
+def to_dataset(pairs: list[dict[str, Any]], template_args: dict[str, Any] | None = None):
+    """TRL's vision preference dataset: images decoded by `datasets` from the paths (`read_pairs` has checked them),
+    and the chat template's variables, where there are any, in TRL's `chat_template_kwargs` column."""
     from datasets import Dataset, Image, Sequence
 
-    rows = [{"images": p["images"], "prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs]
+    extra = {"chat_template_kwargs": dict(template_args)} if template_args else {}
+    rows = [{"images": p["images"], "prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"], **extra} for p in pairs]
     return Dataset.from_list(rows).cast_column("images", Sequence(Image()))
 
 
@@ -215,6 +223,7 @@ def train_dpo(cfg: TrainConfig, show_progress: bool = True) -> Path:
     from trl import DPOTrainer
 
     from ..backends.hf_processor import load_processor
+    from ..backends.hf_prompt import check_template_args
 
     check_train_out(cfg)
     args = dpo_arguments(cfg)
@@ -222,8 +231,9 @@ def train_dpo(cfg: TrainConfig, show_progress: bool = True) -> Path:
         hide_library_progress_bars()
     out = Path(cfg.out)
     pairs = read_pairs(cfg.pairs)
-    dataset = to_dataset(pairs)
+    dataset = to_dataset(pairs, cfg.chat_template_args)
     processor = load_processor(cfg.model)  # as the backends load it: no torchvision needed for image pairs
+    check_template_args(processor, cfg.chat_template_args, f"the chat template of {cfg.model}")
     model = AutoModelForImageTextToText.from_pretrained(cfg.model)
     peft_config = None
     if not cfg.full:

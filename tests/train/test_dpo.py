@@ -222,3 +222,38 @@ def test_lora_targets_that_match_nothing_are_named(tiny_llava, pairs, tmp_path):
 
     with pytest.raises(TaskError, match="lora_target_modules='q_prj' names no module of LlavaForConditionalGeneration"):
         train_dpo(TrainConfig(model=str(tiny_llava), pairs=str(pairs), out=str(tmp_path / "o"), lora_target_modules="q_prj", max_steps=1), show_progress=False)
+
+
+@pytest.mark.slow  # builds and trains a model without a model fixture
+def test_template_args_render_the_pairs_as_the_evaluation_renders_its_prompts(pairs, tmp_path):
+    """`train dpo --chat-template-arg enable_thinking=false`: TRL renders each pair with the variable (its
+    `chat_template_kwargs` column), so a hybrid reasoning model is tuned on the context its evaluation with the same
+    variable shows it, the `<think>` block closed; the setting is recorded, and a name the template does not read is
+    refused before the model loads."""
+    from trl.data_utils import apply_chat_template
+
+    from mmhallu_eval.backends.hf_processor import load_processor
+    from mmhallu_eval.train.dpo import to_dataset
+    from mmhallu_eval.train.pairs import read_pairs
+    from mmhallu_eval.world.families import build_family
+
+    model = build_family("qwen3_5", tmp_path / "qwen3_5")
+    processor = load_processor(str(model))
+    some = read_pairs(pairs)[:2]
+    for args, prompt_end, chosen_start in (({"enable_thinking": False}, "assistant\n<think>\n\n</think>\n\n", some[0]["chosen"][0]["content"][0]["text"]),
+                                           (None, "assistant\n<think>\n", "\n</think>\n\n")):
+        dataset = to_dataset(some, args)
+        assert ("chat_template_kwargs" in dataset.column_names) == bool(args)
+        row = {k: v for k, v in dataset[0].items() if k != "images"}
+        rendered = apply_chat_template(row, processor)
+        assert rendered["prompt"].endswith(prompt_end) and rendered["chosen"].startswith(chosen_start), rendered
+
+    out = tmp_path / "adapter"
+    proc = subprocess.run([*CLI, "train", "dpo", "--model", str(model), "--pairs", str(pairs), "--out", str(out), "--max-steps", "1",
+                           "--batch-size", "2", "--no-progress", "--chat-template-arg", "enable_thinking=false"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "mmhallu_train.json").read_text())["chat_template_args"] == {"enable_thinking": False}
+    proc = subprocess.run([*CLI, "train", "dpo", "--model", str(model), "--pairs", str(pairs), "--out", str(tmp_path / "bad"), "--max-steps", "1",
+                           "--chat-template-arg", "enable_thinkng=false"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "--chat-template-arg enable_thinkng: the chat template of" in proc.stderr, proc.stderr
+    assert not (tmp_path / "bad").exists()

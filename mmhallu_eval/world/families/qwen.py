@@ -79,10 +79,14 @@ def build_qwen3_vl(out: Path, seed: int = 0, template: str = QWEN3_TEMPLATE) -> 
 
 
 #: Qwen3.5 (hybrid thinking): the generation prompt opens the reasoning block, or with the template argument
-#: `enable_thinking` false writes it closed and empty, so the answer comes at once
-QWEN3_5_TEMPLATE = QWEN3_TEMPLATE.replace(
-    "<|im_start|>assistant\n{% endif %}",
-    "<|im_start|>assistant\n{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% else %}<think>\n{% endif %}{% endif %}")
+#: `enable_thinking` false writes it closed and empty, so the answer comes at once; an assistant turn without
+#: reasoning is written after an empty closed block, as Qwen3's template writes the turn after the last question
+#: (so a prompt with thinking off is the start of prompt + answer, which is how TRL finds where an answer begins)
+QWEN3_5_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{% if message['role'] == 'assistant' %}<think>\n\n</think>\n\n{% endif %}"
+    + _QWEN_CONTENT + "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is defined and enable_thinking is false %}"
+    "<think>\n\n</think>\n\n{% else %}<think>\n{% endif %}{% endif %}"
+)
 
 #: what the tiny Thinking model is taught to write after its generation prompt's `<think>`
 THINKING_REPLY = "Yes, a dog would fit here. Looking closer, it is only a shape.\n</think>\n\nNo<|im_end|>"

@@ -38,6 +38,17 @@ def _must_be_file(path: Path) -> None:
         raise TaskError(f"{path}: file not found")
 
 
+def recorded_cwd(path: str | Path) -> str | None:
+    """The folder the writer of a JSON record file ran in (its `cwd`: a run manifest, a pairs.meta.json), where the
+    relative file names of the records it describes are relative to; None where the file or the entry is missing."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    found = read_json(path)
+    cwd = found.get("cwd") if isinstance(found, dict) else None
+    return cwd if isinstance(cwd, str) and cwd else None
+
+
 def written_from(name: str, folder: str | Path | None) -> str:
     """A file name a record holds, read as its writer meant it: a relative name is relative to the folder the writer
     ran in (`folder`, e.g. a run manifest's `cwd`), so it is given under that folder when it is not the current one

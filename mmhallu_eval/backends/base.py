@@ -99,10 +99,10 @@ def model_fingerprint(model: str, revision: str | None = None, adapter: str | No
                       dtype: str | None = None, template_args: dict[str, Any] | None = None) -> str:
     """Content fingerprint of a local model folder, or `hub-id@revision` for a hub id; a user's chat template file
     changes every prompt, so it is part of the fingerprint too (with the variables it is rendered with), and so is an
-    adapter merged into the weights (its
-    answers can differ from the unmerged adapter's in floating-point rounding). Decoding settings of the checkpoint
-    that a backend leaves out are part of it as well: answers cached while they applied are not reused. So is the
-    dtype the weights run in: a run resumed in bfloat16 does not take the float32 answers it cached."""
+    adapter merged into the weights (its answers can differ from the unmerged adapter's in floating-point rounding).
+    Decoding settings of the checkpoint that a backend leaves out are part of it as well: answers cached while they
+    applied are not reused. So is the dtype the weights run in: a run resumed in bfloat16 does not take the float32
+    answers it cached."""
     parts: dict[str, Any] = {}
     path = Path(model)
     if path.is_dir():

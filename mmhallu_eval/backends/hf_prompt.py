@@ -63,7 +63,7 @@ def prompt_format(processor: Any, model: str, model_type: str, chat_template: st
         if not path.is_file():
             raise BackendError(f"--chat-template {path}: file not found")
         template = read_text(path)  # UTF-8 (BOM dropped); another encoding is named, not a UnicodeDecodeError
-        _check_template_args(template, args, f"--chat-template {path}")
+        check_template_args(processor, args, f"--chat-template {path}", template)
         text = _render_probe(processor, f"--chat-template {path}", "", chat_template=template, **args)
         if not isinstance(text, str) or "cat" not in text:
             raise BackendError(f"--chat-template {path} renders no text for a user turn (got {text!r})")
@@ -98,21 +98,18 @@ def _template_source(processor: Any) -> str:
     return template if isinstance(template, str) else ""
 
 
-def check_template_args(processor: Any, args: Mapping[str, Any], name: str) -> None:
-    """`_check_template_args` against the processor's own chat template (training renders its pairs with it)."""
-    _check_template_args(_template_source(processor), args, name)
-
-
-def _check_template_args(template: str, args: Mapping[str, Any], name: str) -> None:
-    """Each argument is a variable the template reads: Jinja passes over one it does not know, so a misspelt
-    `enable_thinkng` would silently leave the prompt as it was."""
+def check_template_args(processor: Any, args: Mapping[str, Any], name: str, template: str | None = None) -> None:
+    """Each argument is a variable the chat template reads (`template`, else the processor's own, which training
+    renders its pairs with too): Jinja passes over one it does not know, so a misspelt `enable_thinkng` would silently
+    leave the prompt as it was."""
     if not args:
         return
     import jinja2
     from jinja2 import meta
 
+    source = _template_source(processor) if template is None else template
     try:
-        reads = meta.find_undeclared_variables(jinja2.Environment(extensions=["jinja2.ext.loopcontrols"]).parse(template)) - _TEMPLATE_OWN
+        reads = meta.find_undeclared_variables(jinja2.Environment(extensions=["jinja2.ext.loopcontrols"]).parse(source)) - _TEMPLATE_OWN
     except jinja2.TemplateSyntaxError:
         return  # a tag of transformers' own ({% generation %}), or an error the render below names
     unknown = [key for key in args if key not in reads]

@@ -136,8 +136,9 @@ class TransformersBackend(Backend):
         # answer renew the cache
         set_per_call = {*self._gen_kwargs(GenerationConfig(), 1), *self._gen_kwargs(GenerationConfig(temperature=1.0), 1)}
         changed = {k: v for k, v in self.generation_config_ignored.items() if k not in set_per_call}
-        self._fingerprint = model_fingerprint(model, revision, adapter, chat_template, self.adapter_merged, changed, self.dtype_name,
-                                              dict(self.prompt_format.template_args))
+        self._fingerprint = model_fingerprint(model, revision, adapter, chat_template, adapter_merged=self.adapter_merged,
+                                              generation_config_ignored=changed, dtype=self.dtype_name,
+                                              template_args=dict(self.prompt_format.template_args))
 
     def _check_an_image_prompt(self, model: str) -> None:
         """One plain image and question, encoded and answered with one token before any task runs, as vLLM's start-up

@@ -127,15 +127,17 @@ def _loop(**values: Any) -> None:
     """Evaluate → pairs from the base run's failures → DPO → evaluate the adapter → compare (resumable)."""
     from ..train.loop import LoopConfig, run_loop
 
-    template_args = parse_template_args(values["chat_template_arg"])
+    # the same chat template variables for the evaluations, the sampled captions (backend_args) and training
+    given_args = parse_template_args(values["chat_template_arg"])
+    template_args = {"chat_template_args": given_args} if given_args else {}
     cfg = LoopConfig(
         model=values["model"], train_annotations=str(values["train_data"]), train_images=str(values["train_images"]), tasks=split(values["tasks"]),
         out=values["out"], task_args=parse_task_args(values["task_arg"]), strategies=split(values["strategy"]), pair_options=strategy_values(values),
-        limit=values["limit"], max_new_tokens=values["max_new_tokens"], backend_args={"device": values["device"], **({"chat_template_args": template_args} if template_args else {})},
+        limit=values["limit"], max_new_tokens=values["max_new_tokens"], backend_args={"device": values["device"], **template_args},
         merge_adapter=values["merge_adapter"],
         mix=parse_mix(values["mix"]) if values["mix"] else None,
         train={"epochs": values["epochs"], "learning_rate": values["lr"], "beta": values["beta"], "batch_size": values["batch_size"],
-               "loss_type": split(values["loss_type"]), **({"chat_template_args": template_args} if template_args else {})},
+               "loss_type": split(values["loss_type"]), **template_args},
         show_progress=not values["no_progress"],
     )
     try:

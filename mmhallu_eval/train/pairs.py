@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import MISSING, image_digest, open_image
-from ..files import atomic_write_json, atomic_write_jsonl, iter_jsonl, read_json, written_from
+from ..files import atomic_write_json, atomic_write_jsonl, iter_jsonl, recorded_cwd, written_from
 from ..registry import get_task
 from ..task import TaskError
 from ..types import Pair, user_message
@@ -34,7 +34,7 @@ def read_pairs(path: str | Path) -> list[Pair]:
     decode. A bad line is named here, not met as an Arrow or processor error deep inside training."""
     pairs = []
     readable: set[str] = set()
-    built_in = _built_in(path)
+    built_in = recorded_cwd(Path(path).with_suffix(".meta.json"))  # the folder `pairs build` ran in
     for lineno, row in iter_jsonl(path):
         where = f"{path}:{lineno}"
         check_pair(row, where)
@@ -54,16 +54,6 @@ def read_pairs(path: str | Path) -> list[Pair]:
     if not pairs:
         raise TaskError(f"{path}: no preference pairs")
     return pairs
-
-
-def _built_in(path: str | Path) -> str | None:
-    """The folder `pairs build` ran in, from the pairs' .meta.json (None for pairs written some other way)."""
-    meta = Path(path).with_suffix(".meta.json")
-    if not meta.is_file():
-        return None
-    found = read_json(meta)
-    cwd = found.get("cwd") if isinstance(found, dict) else None
-    return cwd if isinstance(cwd, str) and cwd else None
 
 
 def check_pair(row: Any, where: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...annotations import check_coco_captions
 from ...errors import TaskError
-from ...files import iter_jsonl, read_json, written_from
+from ...files import iter_jsonl, read_json, recorded_cwd, written_from
 from ...options import opt
 from ...registry import get_task, task_names
 from ..pairs import make_pair
@@ -30,16 +30,6 @@ def _references(path: str | None) -> dict[int, str]:
     return refs
 
 
-def _started_in(run_dir: Path) -> str | None:
-    """The folder the run was started in (its manifest's `cwd`): its samples' relative image names are relative to it."""
-    manifest = run_dir / "manifest.json"
-    if not manifest.is_file():
-        return None
-    found = read_json(manifest)
-    cwd = found.get("cwd") if isinstance(found, dict) else None
-    return cwd if isinstance(cwd, str) and cwd else None
-
-
 def hadpo_pairs(run_dir: str | Path, reference_captions: dict[int, str] | None = None) -> list[dict[str, Any]]:
     """Failures of every task in the run that can pair them, task by task in name order."""
     run_dir = Path(run_dir)
@@ -50,7 +40,7 @@ def hadpo_pairs(run_dir: str | Path, reference_captions: dict[int, str] | None =
     tasks = sorted(p.parent for p in run_dir.glob("*/result.json"))
     if not tasks:
         raise TaskError(f"{run_dir}: no <task>/result.json inside; give --run a run folder written by `mmhallu run`")
-    started_in = _started_in(run_dir)
+    started_in = recorded_cwd(run_dir / "manifest.json")  # the run's relative image names are relative to it
     pairs = []
     for folder in tasks:
         task = folder.name

@@ -163,14 +163,34 @@ class OutputDecoder:
     """(text, number of generated tokens) from a generation's token ids, decoded the same way for every local
     engine: padding dropped, special tokens skipped, whitespace stripped (so backends compare equal). The pad and
     special ids are read from the tokenizer once: transformers recomputes those properties on every access (3–4 µs),
-    which, read per token, cost four times the decoding itself."""
+    which, read per token, cost four times the decoding itself. A reasoning delimiter that is a special token (Gemma
+    4's `<|channel>`, `<channel|>`) is kept as its text, or the reasoning would run into the answer."""
 
     def __init__(self, tokenizer: Any):
+        from ..reasoning import BLOCKS
+
         self.tokenizer = tokenizer
         self.pad_id = tokenizer.pad_token_id
         self.special_ids = frozenset(tokenizer.all_special_ids)
+        self.delimiters: dict[int, str] = {}
+        for text in (t for pair in BLOCKS for t in pair):
+            token = tokenizer.convert_tokens_to_ids(text)
+            if isinstance(token, int) and token != tokenizer.unk_token_id and tokenizer.decode([token]) == text \
+                    and tokenizer.decode([token], skip_special_tokens=True) == "":
+                self.delimiters[token] = text
 
     def __call__(self, token_ids: list[int]) -> tuple[str, int]:
         pad, special = self.pad_id, self.special_ids
         kept = [t for t in token_ids if t != pad]
-        return self.tokenizer.decode([t for t in kept if t not in special], skip_special_tokens=True).strip(), len(kept)
+        ids = [t for t in kept if t not in special]
+        if self.delimiters.keys().isdisjoint(ids):
+            return self.tokenizer.decode(ids, skip_special_tokens=True).strip(), len(kept)
+        parts, run = [], []
+        for t in ids:
+            if t in self.delimiters:
+                parts += [self.tokenizer.decode(run, skip_special_tokens=True), self.delimiters[t]]
+                run = []
+            else:
+                run.append(t)
+        parts.append(self.tokenizer.decode(run, skip_special_tokens=True))
+        return "".join(parts).strip(), len(kept)

@@ -63,7 +63,17 @@ def image_only(cls: type) -> type:
     position = list(parameters).index("video_processor") - 1  # without self
     required = parameters["video_processor"].default is inspect.Parameter.empty
 
-    class ImageOnly(cls):  # type: ignore[misc, valid-type]
+    from transformers.processing_utils import ProcessorMixin
+
+    class WithoutVideo(ProcessorMixin):
+        """Between `cls` and ProcessorMixin: drops the `video_processor` that `cls.__init__` hands on by name
+        (Gemma 4's does; others pass it by position, which the attribute list already leaves out)."""
+
+        def __init__(self, *args: Any, **kwargs: Any):
+            kwargs.pop("video_processor", None)
+            super().__init__(*args, **kwargs)
+
+    class ImageOnly(cls, WithoutVideo):  # type: ignore[misc, valid-type]
         @classmethod
         def get_attributes(klass) -> list[str]:
             return [a for a in super().get_attributes() if a != "video_processor"]

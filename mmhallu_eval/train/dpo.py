@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import sys
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -146,14 +147,72 @@ class JsonlLogger:
         self.callback = _CB()
 
 
-def to_dataset(pairs: list[dict[str, Any]], template_args: dict[str, Any] | None = None):
+def to_dataset(pairs: list[dict[str, Any]], template_args: dict[str, Any] | None = None, rendered: list[dict[str, str]] | None = None):
     """TRL's vision preference dataset: images decoded by `datasets` from the paths (`read_pairs` has checked them),
-    and the chat template's variables, where there are any, in TRL's `chat_template_kwargs` column."""
+    and the chat template's variables, where there are any, in TRL's `chat_template_kwargs` column; or, where
+    `rendered` is given (`evaluation_prompts`), each pair's prompt and answers as the text TRL is to train on."""
     from datasets import Dataset, Image, Sequence
 
-    extra = {"chat_template_kwargs": dict(template_args)} if template_args else {}
-    rows = [{"images": p["images"], "prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"], **extra} for p in pairs]
+    if rendered is not None:
+        rows = [{"images": p["images"], **texts} for p, texts in zip(pairs, rendered, strict=True)]
+    else:
+        extra = {"chat_template_kwargs": dict(template_args)} if template_args else {}
+        rows = [{"images": p["images"], "prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"], **extra} for p in pairs]
     return Dataset.from_list(rows).cast_column("images", Sequence(Image()))
+
+
+def check_chat_template(processor: Any, model: str) -> None:
+    """TRL's DPO trainer renders the pairs with the model's chat template, and its collator tokenises the answers
+    without images. PaliGemma's processor has no template (it builds its prompt itself) and refuses text without
+    images, so such a model is refused before it loads (or, in `loop`, before the base evaluation)."""
+    if not getattr(processor, "chat_template", None):
+        raise TaskError(f"{model} has no chat template (its processor builds the prompt itself, as PaliGemma's does); TRL's DPO trainer "
+                        "renders the pairs with a chat template, so it cannot tune this model; tune it with another trainer")
+
+
+def evaluation_prompts(pairs: list[dict[str, Any]], processor: Any, template_args: dict[str, Any]) -> tuple[list[dict[str, str]] | None, str, str]:
+    """How the pairs reach TRL: as conversations (None), or, where TRL would train on a prompt other than the one an
+    evaluation shows, as each pair's text with the evaluation's prompt; then the first such prompt's end that TRL's
+    lacks, and the way taken: `conversation`, `generation-prompt` or `conversation-differs` (recorded as `prompts`).
+
+    TRL takes as the prompt what "prompt + generation prompt" and "prompt + answer" have in common, and as the answer
+    the rest of "prompt + answer". Where a template writes an answered turn's start otherwise than its generation
+    prompt, that is a context no evaluation shows: Gemma 4's generation prompt writes its reasoning channel closed and
+    empty (`<|channel>thought\\n<channel|>`), its answered turns no channel; LLaVA-OneVision's ends in `assistant\\n`,
+    its answered turns begin `assistant \\n`. There the pairs are given as text: the prompt is the generation prompt,
+    and an answer is what the template writes from the answer's first word to the end of its turn. A generation
+    prompt that leaves a reasoning block open is left to TRL (an answer written into the open block would teach the
+    model to answer without closing it): `conversation-differs`, and the caller says so."""
+    from trl.data_utils import apply_chat_template, prepare_multimodal_messages
+
+    from ..reasoning import opens_reasoning
+
+    rendered, beyond, opened = [], "", False
+    for pair in pairs:
+        example = {"prompt": prepare_multimodal_messages(pair["prompt"], images=pair["images"]),
+                   "chosen": prepare_multimodal_messages(pair["chosen"]), "rejected": prepare_multimodal_messages(pair["rejected"])}
+        trl = apply_chat_template(example, processor, **template_args)
+        asked = processor.apply_chat_template(example["prompt"], add_generation_prompt=True, tokenize=False, **template_args)
+        if asked != trl["prompt"] and not beyond:
+            beyond = asked[len(trl["prompt"]):] if asked.startswith(trl["prompt"]) else asked
+            opened = opens_reasoning(asked)
+        rendered.append((pair, example, trl, asked))
+    if not beyond:
+        return None, "", "conversation"
+    if opened:
+        return None, beyond, "conversation-differs"
+    rows: list[dict[str, str]] = []
+    for pair, example, trl, asked in rendered:
+        row = {"prompt": asked}
+        for side in ("chosen", "rejected"):
+            words = " ".join(part["text"] for message in example[side] for part in message["content"] if part["type"] == "text").strip()
+            start = trl[side].find(words) if words else -1
+            if start < 0:
+                raise TaskError(f"pair {pair.get('id')!r}: the chat template does not write its {side} answer {words[:60]!r} as given "
+                                "(it changes the text), so where the answer begins cannot be found; give the answer as the template writes it")
+            row[side] = trl[side][start:]
+        rows.append(row)
+    return rows, beyond, "generation-prompt"
 
 
 def lora_targets(model: Any, spec: str) -> str | list[str]:
@@ -231,9 +290,19 @@ def train_dpo(cfg: TrainConfig, show_progress: bool = True) -> Path:
         hide_library_progress_bars()
     out = Path(cfg.out)
     pairs = read_pairs(cfg.pairs)
-    dataset = to_dataset(pairs, cfg.chat_template_args)
     processor = load_processor(cfg.model)  # as the backends load it: no torchvision needed for image pairs
+    check_chat_template(processor, cfg.model)
     check_template_args(processor, cfg.chat_template_args, f"the chat template of {cfg.model}")
+    rendered, beyond, prompts = evaluation_prompts(pairs, processor, cfg.chat_template_args)
+    if prompts == "generation-prompt":
+        print(f"note: the chat template of {cfg.model} writes {beyond!r} in a generation prompt but not in an answered turn; the pairs "
+              "go to TRL as text that starts with the evaluation's prompt, so the answers are tuned in the context an evaluation shows",
+              file=sys.stderr)
+    elif prompts == "conversation-differs":
+        print(f"warning: the chat template of {cfg.model} opens a reasoning block in a generation prompt ({beyond!r}) but writes answered "
+              "turns without it, so TRL tunes the answers in a context an evaluation does not show; give the model a template that "
+              "writes an answered turn after a closed reasoning block, as Qwen3's does", file=sys.stderr)
+    dataset = to_dataset(pairs, cfg.chat_template_args, rendered)
     model = AutoModelForImageTextToText.from_pretrained(cfg.model)
     peft_config = None
     if not cfg.full:
@@ -263,7 +332,8 @@ def train_dpo(cfg: TrainConfig, show_progress: bool = True) -> Path:
     checkpoints = out / "checkpoints"
     if checkpoints.is_dir() and not any(checkpoints.iterdir()):
         checkpoints.rmdir()
-    atomic_write_json(out / "mmhallu_train.json", {**asdict(cfg), "n_pairs": len(pairs), "adapter": not cfg.full})
+    atomic_write_json(out / "mmhallu_train.json", {**asdict(cfg), "n_pairs": len(pairs), "adapter": not cfg.full,
+                                                   "prompts": prompts, "generation_prompt_beyond_turn": beyond})
     atomic_write_json(out / "dpo_config.json", json.loads(args.to_json_string()))
     return out
 

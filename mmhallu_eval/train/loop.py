@@ -16,7 +16,7 @@ from ..options import as_strings
 from ..outputs import folder_relation, refuse_foreign_folder
 from ..rundir import now_iso
 from ..runner import RunConfig, run
-from .dpo import TrainConfig, check_dpo_settings, dpo_arguments, train_dpo
+from .dpo import TrainConfig, check_chat_template, check_dpo_settings, dpo_arguments, train_dpo
 from .mix import mix_from_run
 from .pairs import PairSet, drop_contaminated
 from .strategy import PairContext, build_pairs, get_strategy, strategy_options
@@ -103,6 +103,7 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
     out = Path(cfg.out)
     # its values checked now (ours, then TRL's), not after the base run
     dpo_arguments(TrainConfig(model=cfg.model, pairs=str(out / PAIRS), out=str(out / ADAPTER), **cfg.train))
+    _check_trainable(cfg.model)
     check_loop_out(out, cfg.model, (cfg.train_images, cfg.train_annotations))
     out.mkdir(parents=True, exist_ok=True)
     state = LoopState(out / "loop.json")
@@ -128,6 +129,19 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
     state.data["stages"].pop("compare", None)  # always rewritten: it reads the two runs
     state.execute(_compare_stage(cfg, base, tuned, log), log)
     return state.data
+
+
+def _check_trainable(model: str) -> None:
+    """A model TRL cannot tune (no chat template) is refused now, not after the base evaluation; a model whose
+    processor does not load is left to that evaluation, which says why."""
+    from ..backends.base import BackendError
+    from ..backends.hf_processor import load_processor
+
+    try:
+        processor = load_processor(model)
+    except BackendError:
+        return
+    check_chat_template(processor, model)
 
 
 def check_loop_out(out: Path, model: str, training_data: tuple[str, ...] = ()) -> None:

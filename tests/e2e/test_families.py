@@ -169,3 +169,29 @@ def test_template_args_turn_a_hybrid_models_reasoning_off(family_dir, pope_fixtu
         result = runner.invoke(app, [*args, "--out", str(tmp_path / "bad"), "--chat-template-arg", given])
         assert result.exit_code == 2 and says in result.output, result.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_gemma4_reasoning_channel_is_read_apart_from_the_answer(family_dir, pope_fixture, tmp_path):
+    """Gemma 4 reasons, with `enable_thinking`, in `<|channel>thought\\n…<channel|>`: special tokens, which a plain
+    decode drops, running the reasoning into the answer. The response keeps them, the parser reads the answer after
+    `<channel|>`, and the reasoning is recorded without the channel's name; without the variable the template writes
+    the channel closed and empty, and the model answers at once."""
+    from mmhallu_eval.world.families.gemma import GEMMA4_THINKING_REPLY
+
+    model_dir = family_dir("gemma4")
+    args = ["run", "--model", str(model_dir), "--tasks", "pope", "--no-progress", "--device", "cpu", "--limit", "6", "--max-new-tokens", "48",
+            "--task-arg", f"pope.data={pope_fixture}", "--task-arg", f"pope.images={pope_fixture / 'images'}"]
+    runner = CliRunner()
+    runner.invoke(app, [*args, "--out", str(tmp_path / "on"), "--chat-template-arg", "enable_thinking=true"])
+    rows = [json.loads(line) for line in (tmp_path / "on/pope/samples.jsonl").read_text().splitlines()]
+    closed = [r for r in rows if "<channel|>" in r["response"]]
+    assert len(closed) >= 4, [r["response"] for r in rows]
+    taught = GEMMA4_THINKING_REPLY.removesuffix("<turn|>")
+    assert all(r["response"] == taught and r["answer"] == "No" and r["parsed"] == "no" for r in closed)
+    assert all(r["reasoning"] == "Yes, a dog would fit here. Looking closer, it is only a shape." for r in closed)
+    result = json.loads((tmp_path / "on/pope/result.json").read_text())
+    assert result["n_scored"] == len(closed) and result["errors"].get("unfinished_reasoning", 0) == len(rows) - len(closed)
+
+    assert runner.invoke(app, [*args, "--out", str(tmp_path / "off")]).exit_code == 0
+    rows = [json.loads(line) for line in (tmp_path / "off/pope/samples.jsonl").read_text().splitlines()]
+    assert all(r["response"] == "No" and "reasoning" not in r for r in rows)

@@ -257,3 +257,62 @@ def test_template_args_render_the_pairs_as_the_evaluation_renders_its_prompts(pa
                            "--chat-template-arg", "enable_thinkng=false"], capture_output=True, text=True)
     assert proc.returncode == 2 and "--chat-template-arg enable_thinkng: the chat template of" in proc.stderr, proc.stderr
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow
+def test_pairs_are_tuned_after_the_prompt_an_evaluation_shows(tiny_llava, pairs, tmp_path):
+    """TRL takes as the prompt what "prompt + generation prompt" and "prompt + answer" share. Gemma 4's generation
+    prompt writes an empty closed reasoning channel that its answered turns lack, LLaVA-OneVision's ends in
+    `assistant\\n` where its answered turns begin `assistant \\n`: TRL would tune the answers in a context no
+    evaluation shows. There the pairs go to TRL as text, and the ids TRL's collator trains on are the evaluation's
+    own prompt ids followed by the answer and the end of its turn; a template without the difference is unchanged."""
+    from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
+
+    from mmhallu_eval.backends.hf_processor import load_processor
+    from mmhallu_eval.train.dpo import evaluation_prompts, to_dataset
+    from mmhallu_eval.train.pairs import read_pairs
+    from mmhallu_eval.world.families import build_family
+
+    some = read_pairs(pairs)[:2]
+    assert evaluation_prompts(some, load_processor(str(tiny_llava)), {}) == (None, "", "conversation")
+    for family, beyond, turn_end in (("gemma4", "<|channel>thought\n<channel|>", "<turn|>\n"), ("llava_onevision", "\n", "<|im_end|>\n")):
+        model = build_family(family, tmp_path / family)
+        processor = load_processor(str(model))
+        rendered, got, how = evaluation_prompts(some, processor, {})
+        assert (got, how) == (beyond, "generation-prompt")
+        row = dict(to_dataset(some, {}, rendered)[0])
+        batch = DataCollatorForVisionPreference(processor)([row])
+        ids, mask, completion = (batch[k][0].tolist() for k in ("input_ids", "attention_mask", "completion_mask"))
+        prompt_ids = [t for t, m, c in zip(ids, mask, completion) if m and not c]
+        chosen_ids = [t for t, c in zip(ids, completion) if c]
+        messages = [{"role": "user", "content": [{"type": "image", "image": row["images"][0]}, {"type": "text", "text": some[0]["prompt"][0]["content"][1]["text"]}]}]
+        own = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"][0]
+        assert prompt_ids == list(own)
+        assert processor.tokenizer.decode(chosen_ids) == some[0]["chosen"][0]["content"][0]["text"] + turn_end
+
+    out = tmp_path / "adapter"
+    proc = subprocess.run([*CLI, "train", "dpo", "--model", str(tmp_path / "gemma4"), "--pairs", str(pairs), "--out", str(out), "--max-steps", "1",
+                           "--batch-size", "2", "--no-progress"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "the pairs go to TRL as text that starts with the evaluation's prompt" in proc.stderr
+    saved = json.loads((out / "mmhallu_train.json").read_text())
+    assert (saved["prompts"], saved["generation_prompt_beyond_turn"]) == ("generation-prompt", "<|channel>thought\n<channel|>")
+
+
+@pytest.mark.slow
+def test_a_model_without_a_chat_template_is_refused_before_it_loads(world, pairs, pope_fixture, tmp_path):
+    """PaliGemma has no chat template and its processor refuses answers without images, which is how TRL's collator
+    tokenises them: `train dpo` and `loop` say so in one line before loading the model or evaluating it."""
+    from mmhallu_eval.world.families import build_family
+
+    model = build_family("paligemma", tmp_path / "paligemma")
+    says = "has no chat template (its processor builds the prompt itself, as PaliGemma's does); TRL's DPO trainer"
+    proc = subprocess.run([*CLI, "train", "dpo", "--model", str(model), "--pairs", str(pairs), "--out", str(tmp_path / "adapter"), "--max-steps", "1"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "adapter").exists()
+    proc = subprocess.run([*CLI, "loop", "--model", str(model), "--train-data", str(world / "scene_graph_train.json"), "--train-images",
+                           str(world / "images"), "--out", str(tmp_path / "loop"), "--tasks", "pope", "--task-arg", f"pope.data={pope_fixture}",
+                           "--task-arg", f"pope.images={pope_fixture / 'images'}", "--no-progress"], capture_output=True, text=True)
+    assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+    assert not (tmp_path / "loop").exists()

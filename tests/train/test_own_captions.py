@@ -91,3 +91,21 @@ def test_sample_captions_and_the_loop_stage(world, tmp_path):
     logs.clear()
     run_loop(cfg, log=logs.append)
     assert "[loop] own_captions: up to date, skipped" in logs
+
+
+@pytest.mark.slow
+def test_a_reasoning_models_caption_is_its_answer(world, tmp_path):
+    """A reasoning model writes `<think>…</think>` before its caption: the caption judged and paired is the answer
+    after it, and a caption whose reasoning never closes is a failed sample, not a caption."""
+    from mmhallu_eval.annotations import load_graphs
+    from mmhallu_eval.train.strategies.own_captions import sample_captions
+    from mmhallu_eval.world.families import build_family
+
+    model = build_family("qwen3_vl_thinking", tmp_path / "thinking")
+    graphs = load_graphs(world / "scene_graph_train.json")[:3]
+    judge = caption_judge(["chair"], {"chair": {"synonyms": str(world / "synonyms.txt")}})
+    args = {"device": "cpu", "dtype": "float32"}
+    rows = sample_captions(str(model), graphs, world / "images", judge, n=2, temperature=0.1, backend_args=args, max_new_tokens=48, log=lambda _: None)
+    assert [r["caption"] for r in rows] == ["No"] * 6  # what the model is taught to answer after its reasoning
+    cut = sample_captions(str(model), graphs, world / "images", judge, n=2, temperature=0.1, backend_args=args, max_new_tokens=3, log=lambda _: None)
+    assert all(r["error"].startswith("unfinished_reasoning") and "caption" not in r for r in cut)

@@ -229,6 +229,20 @@ def test_hadpo_from_a_runs_failures(shared_benchmarks, tmp_path):
     assert _references(str(refs)) == {7: "A cat."}
 
 
+def test_hadpo_pairs_a_reasoning_models_answer_not_its_reasoning(shared_benchmarks, tmp_path):
+    """A reasoning model's record keeps the raw response (reasoning and all) beside the `answer` that was scored:
+    the rejected side of its pair is that answer, as a model without reasoning would have written it."""
+    from mmhallu_eval import get_task
+    from report_helpers import write_run
+
+    pope = get_task("pope")
+    samples = pope.load({"data": str(shared_benchmarks / "pope/coco_pope_adversarial.json")})[:20]
+    run = write_run(tmp_path / "run", "pope", samples, {s.id: "<think>a dog would fit here</think>\n\nYes" for s in samples})
+    pairs = hadpo_pairs(run)
+    assert pairs and len(pairs) == sum(1 for s in samples if s.target == "no")
+    assert all(p["rejected"][0]["content"][0]["text"] == "Yes" and p["chosen"][0]["content"][0]["text"] == "No" for p in pairs)
+
+
 def test_mix_from_a_runs_weakest_slices(shared_benchmarks, world, tmp_path):
     """POPE's adversarial accuracy (and its gap to random) speaks for the obj pairs; a run without such a task, a
     folder that is not a run, or none at all is refused rather than read as the default mix."""

@@ -35,3 +35,22 @@ def test_a_tokenizer_without_padding_keeps_every_token(tokenizer) -> None:
     decode = OutputDecoder(tokenizer)
     ids = tokenizer.encode(" two cats", add_special_tokens=False)
     assert decode(ids) == ("two cats", len(ids))
+
+
+def test_a_reasoning_delimiter_that_is_a_special_token_is_kept() -> None:
+    """Gemma 4 reasons in `<|channel>thought\\n…<channel|>`, both special tokens: skipped like the others, the
+    reasoning would run into the answer ("thought\\nmaybe a dogNo") and no parser could tell them apart."""
+    from mmhallu_eval.reasoning import split_reasoning
+    from mmhallu_eval.world.families.common import family_tokenizer
+    from mmhallu_eval.world.families.gemma import GEMMA4_TOKENS
+
+    tokenizer = family_tokenizer(GEMMA4_TOKENS, None)
+    decode = OutputDecoder(tokenizer)
+    ids = tokenizer.encode("<|channel>thought\nmaybe a dog<channel|>No<turn|>", add_special_tokens=False)
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "thought\nmaybe a dogNo"
+    text, n = decode([*ids, tokenizer.pad_token_id])
+    assert (text, n) == ("<|channel>thought\nmaybe a dog<channel|>No", len(ids))
+    assert split_reasoning(text).answer == "No" and split_reasoning(text).reasoning == "maybe a dog"
+    # other special tokens are still skipped, and text without a delimiter decodes as before
+    plain = tokenizer.encode("<|turn>a red car<turn|>", add_special_tokens=False)
+    assert decode(plain) == (tokenizer.decode(plain, skip_special_tokens=True).strip(), len(plain))

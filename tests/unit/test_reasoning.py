@@ -1,4 +1,5 @@
-"""Splitting a reasoning model's answer from its <think> block."""
+"""Splitting a reasoning model's answer from its reasoning block: `<think>…</think>`, Gemma 4's
+`<|channel>thought\n…<channel|>`."""
 import pytest
 
 from mmhallu_eval.reasoning import opens_reasoning, split_reasoning
@@ -12,6 +13,9 @@ from mmhallu_eval.reasoning import opens_reasoning, split_reasoning
     ("still thinking", True, "", "still thinking", True),                   # opened by the prompt, never closed
     ("No, there is no dog.", False, "No, there is no dog.", None, False),   # not a reasoning model
     ("", True, "", "", True),
+    ("<|channel>thought\nmaybe a dog<channel|>No", False, "No", "maybe a dog", False),  # Gemma 4, its channel name left out
+    ("<|channel>thought\nstill thinking", False, "", "still thinking", True),
+    ("<|channel>thought\n<channel|>Yes", False, "Yes", "", False),                     # an empty channel
 ])
 def test_split_reasoning(text, opened, answer, reasoning, unfinished):
     split = split_reasoning(text, opened)
@@ -22,6 +26,8 @@ def test_opens_reasoning():
     assert opens_reasoning("<|im_start|>assistant\n<think>\n")
     assert not opens_reasoning("<|im_start|>assistant\n")
     assert not opens_reasoning("<think>x</think><|im_start|>assistant\n")
+    assert not opens_reasoning("<|turn>model\n<|channel>thought\n<channel|>")  # Gemma 4, thinking off: written closed
+    assert opens_reasoning("<|turn>model\n<|channel>thought\n")
 
 
 def test_template_args_read_json_values_and_refuse_what_is_not_a_name():

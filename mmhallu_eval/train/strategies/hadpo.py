@@ -57,6 +57,8 @@ def hadpo_pairs(run_dir: str | Path, reference_captions: dict[int, str] | None =
             if not isinstance(r.get("id"), str) or not isinstance(r.get("prompt"), str) or not isinstance(r["images"], list) \
                     or not isinstance(r["images"][0], str):
                 raise TaskError(f"{samples}:{lineno}: a record needs its id and prompt as text and images as a list of file names")
+            if isinstance(r.get("answer"), str):  # a reasoning model's: the answer after its reasoning, which was scored
+                r = {**r, "response": r["answer"]}
             try:
                 made = pair_of(r, context)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a record not as `mmhallu run` wrote it

@@ -19,6 +19,7 @@ from ...errors import TaskError
 from ...files import atomic_write_jsonl, iter_jsonl
 from ...options import opt
 from ...prompts import DESCRIBE
+from ...reasoning import UNFINISHED, split_reasoning
 from ...registry import get_task
 from ...types import GenerationConfig, Request, user_message
 from ..pairs import make_pair
@@ -88,8 +89,13 @@ def sample_captions(model: str, graphs: list[dict[str, Any]], images: str | Path
                 if resp.error:
                     rows.append({"image_id": g["image_id"], "sample": k, "image": req.images[0], "error": resp.error})
                     continue
-                named, gt = judge(resp.text), truth(g)
-                rows.append({"image_id": g["image_id"], "sample": k, "image": req.images[0], "prompt": prompt, "caption": resp.text,
+                caption = split_reasoning(resp.text, be.opens_reasoning)  # a reasoning model's caption is its answer
+                if caption.unfinished:
+                    rows.append({"image_id": g["image_id"], "sample": k, "image": req.images[0],
+                                 "error": f"{UNFINISHED}: the caption's reasoning block never closes"})
+                    continue
+                named, gt = judge(caption.answer), truth(g)
+                rows.append({"image_id": g["image_id"], "sample": k, "image": req.images[0], "prompt": prompt, "caption": caption.answer,
                              "objects": named, "truth": sorted(gt), "hallucinated": sorted({c for c in named if c not in gt})})
             if (start // batch_size) % 20 == 0:
                 log(f"[own_captions] sampled {min(start + batch_size, len(todo))}/{len(todo)} captions")

@@ -29,6 +29,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("qwen3_5", qwen.build_qwen3_5),
     Family("glm4v", qwen.build_glm4v),
     Family("gemma3", gemma.build_gemma3),
+    Family("gemma4", gemma.build_gemma4),
     Family("paligemma", gemma.build_paligemma),
     Family("idefics3", idefics.build_idefics3),
     Family("smolvlm", idefics.build_smolvlm, needs=("num2words",)),

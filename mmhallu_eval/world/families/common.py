@@ -68,11 +68,12 @@ def text_config(cls: Any, tok: Any, **overrides: Any) -> Any:
 
 
 def save(out: str | Path, model_cls: Any, config: Any, processor: Any, tok: Any, seed: int,
-         video_processor: dict[str, Any] | None = None) -> Path:
+         video_processor: dict[str, Any] | None = None, stop_tokens: tuple[str, ...] = ()) -> Path:
     """Seeded random weights, the processor, and (for families with one) the video processor config a published
     checkpoint carries beside the image processor — the file that makes `AutoProcessor` need torchvision. A CLIP or
     SigLIP tower is saved under the published `vision_tower.vision_model.*` names (transformers 5 drops the
-    `vision_model`; vLLM loads only the published names)."""
+    `vision_model`; vLLM loads only the published names). `stop_tokens` join the end-of-sequence token in the
+    generation config, as a published checkpoint lists its end-of-turn token there."""
     import torch
 
     from ...backends.vllm_layout import publish_tower_keys
@@ -81,7 +82,7 @@ def save(out: str | Path, model_cls: Any, config: Any, processor: Any, tok: Any,
     torch.manual_seed(seed)
     model = model_cls(config).eval()
     model.generation_config.pad_token_id = tok.pad_token_id
-    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.eos_token_id = [tok.eos_token_id, *ids(tok, *stop_tokens)] if stop_tokens else tok.eos_token_id
     model.generation_config.bos_token_id = tok.bos_token_id
     model.save_pretrained(out)
     if processor is not None:
@@ -95,10 +96,12 @@ def save(out: str | Path, model_cls: Any, config: Any, processor: Any, tok: Any,
 Builder = Callable[[Path, int], Path]
 
 
-def teach(out: str | Path, reply: str, prompts: tuple[str, ...] = ("Is there a dog in the image?", "Is there a cat in the image?"),
-          steps: int = 60, seed: int = 0) -> Path:
-    """Overfit a saved tiny model to answer every prompt with `reply` (a second or two): a random model never writes a
-    closing `</think>`, and the reasoning tests need one that does."""
+def teach(out: str | Path, lessons: tuple[tuple[str, dict[str, Any]], ...],
+          prompts: tuple[str, ...] = ("Is there a dog in the image?", "Is there a cat in the image?"), steps: int = 60, seed: int = 0) -> Path:
+    """Overfit a saved tiny model to answer every prompt with a lesson's reply (a second or two): a random model never
+    writes a closing `</think>`, and the reasoning tests need one that does. A lesson is (reply, chat template
+    variables the prompts are rendered with), so that one model can answer one way with `enable_thinking` and
+    another way without."""
     import numpy as np
     import torch
     from PIL import Image
@@ -112,22 +115,24 @@ def teach(out: str | Path, reply: str, prompts: tuple[str, ...] = ("Is there a d
     model = AutoModelForImageTextToText.from_pretrained(out).train()
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    reply_ids = processor.tokenizer(reply, add_special_tokens=False, return_tensors="pt")["input_ids"]
     batches = []
-    for i, text in enumerate(prompts):
-        image = Image.fromarray(rng.integers(0, 255, (30 + 5 * i, 40 + 7 * i, 3), dtype=np.uint8))
-        request = Request(str(i), user_message(text), [image], GenerationConfig())
-        enc = processor.apply_chat_template(with_images(request), add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt")
-        n = enc["input_ids"].shape[1]
-        inputs = {}
-        for key, value in enc.items():  # per-token tensors grow by the reply; image tensors stay
-            if value.dim() == 2 and value.shape[1] == n:
-                fill = reply_ids if key == "input_ids" else torch.ones_like(reply_ids) if key == "attention_mask" else torch.zeros_like(reply_ids)
-                value = torch.cat([value, fill], 1)
-            inputs[key] = value
-        labels = inputs["input_ids"].clone()
-        labels[:, :n] = -100
-        batches.append((inputs, labels))
+    for reply, template_args in lessons:
+        reply_ids = processor.tokenizer(reply, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        for i, text in enumerate(prompts):
+            image = Image.fromarray(rng.integers(0, 255, (30 + 5 * i, 40 + 7 * i, 3), dtype=np.uint8))
+            request = Request(str(i), user_message(text), [image], GenerationConfig())
+            enc = processor.apply_chat_template(with_images(request), add_generation_prompt=True, tokenize=True, return_dict=True,
+                                                return_tensors="pt", **template_args)
+            n = enc["input_ids"].shape[1]
+            inputs = {}
+            for key, value in enc.items():  # per-token tensors grow by the reply; image tensors stay
+                if value.dim() == 2 and value.shape[1] == n:
+                    fill = reply_ids if key == "input_ids" else torch.ones_like(reply_ids) if key == "attention_mask" else torch.zeros_like(reply_ids)
+                    value = torch.cat([value, fill], 1)
+                inputs[key] = value
+            labels = inputs["input_ids"].clone()
+            labels[:, :n] = -100
+            batches.append((inputs, labels))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(steps):
         for inputs, labels in batches:

@@ -23,8 +23,12 @@ QWEN2_TEMPLATE = (
 )
 #: Qwen3-VL Instruct: no default system turn
 QWEN3_TEMPLATE = "{% for message in messages %}<|im_start|>{{ message['role'] }}\n" + _QWEN_CONTENT + "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-#: Qwen3-VL Thinking: the generation prompt opens the reasoning block; the model closes it before answering
-QWEN3_THINKING_TEMPLATE = QWEN3_TEMPLATE.replace("<|im_start|>assistant\n{% endif %}", "<|im_start|>assistant\n<think>\n{% endif %}")
+#: Qwen3-VL Thinking: the generation prompt opens the reasoning block; the model closes it before answering. An
+#: answered turn is written after an empty closed block, as Qwen3's template writes the turn after the last question
+QWEN3_THINKING_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{% if message['role'] == 'assistant' %}<think>\n\n</think>\n\n{% endif %}"
+    + _QWEN_CONTENT + "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}"
+)
 
 _ROPE = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]}
 _QWEN_VIDEO = {"video_processor_type": "Qwen2VLVideoProcessor", "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2}
@@ -95,7 +99,7 @@ THINKING_REPLY = "Yes, a dog would fit here. Looking closer, it is only a shape.
 def build_qwen3_vl_thinking(out: Path, seed: int = 0) -> Path:
     """Qwen3-VL-Thinking's layout, taught to reason, close `</think>` and answer "No" (tests `--reasoning`)."""
     build_qwen3_vl(out, seed, QWEN3_THINKING_TEMPLATE)
-    return teach(out, THINKING_REPLY, seed=seed)
+    return teach(out, ((THINKING_REPLY, {}),), seed=seed)
 
 
 def build_qwen3_5(out: Path, seed: int = 0) -> Path:
@@ -113,7 +117,7 @@ def build_qwen3_5(out: Path, seed: int = 0) -> Path:
     config = Qwen3_5Config(text_config=text, vision_config=vision, tie_word_embeddings=False, **_qwen_ids(tok))
     processor = image_only(Qwen3VLProcessor)(image_processor=_qwen_image_processor(16), tokenizer=tok, chat_template=QWEN3_5_TEMPLATE)
     save(out, Qwen3_5ForConditionalGeneration, config, processor, tok, seed, {**_QWEN_VIDEO, "video_processor_type": "Qwen3VLVideoProcessor", "patch_size": 16})
-    return teach(out, THINKING_REPLY, seed=seed)
+    return teach(out, ((THINKING_REPLY, {}),), seed=seed)
 
 
 GLM_TOKENS = Tokens(eos="<|endoftext|>", pad="<|endoftext|>", special=("[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>", "<|begin_of_image|>",

@@ -68,3 +68,26 @@ def test_vllm_feeds_the_processors_ids_and_matches_transformers(family, requests
         assert json.dumps(engine.describe()["prompt_format"]) == json.dumps(hf.describe()["prompt_format"])
     finally:
         engine.close()
+
+
+def test_gemma4_reasoning_channel_is_kept_on_vllm(requests_, tmp_path):
+    """With `enable_thinking`, Gemma 4 reasons between two special tokens, `<|channel>` and `<channel|>`: vLLM's
+    answers keep them as the transformers backend's do (the same decoder), so the reasoning is read apart."""
+    from dataclasses import replace
+
+    if "gemma4" not in RUNS_ON_VLLM_CPU:
+        pytest.skip("vLLM's Gemma 4 module imports torchvision, which is not installed")
+    from mmhallu_eval.backends.transformers_backend import TransformersBackend
+    from mmhallu_eval.backends.vllm_backend import VLLMBackend
+
+    model = str(build_family("gemma4", tmp_path / "gemma4"))
+    args = {"enable_thinking": True}
+    requests = [replace(r, generation=GenerationConfig(max_new_tokens=40)) for r in requests_]
+    expected = TransformersBackend(model, device="cpu", chat_template_args=args).generate(requests)
+    engine = VLLMBackend(model, dtype="float32", enforce_eager=True, max_model_len=1024, chat_template_args=args)
+    try:
+        got = engine.generate(requests)
+    finally:
+        engine.close()
+    assert [r.text for r in got] == [r.text for r in expected]
+    assert all(r.text.startswith("<|channel>thought\n") for r in got), [r.text for r in got]

@@ -13,7 +13,7 @@ from .files import iter_jsonl
 from .measure import EXTRA_HEAD, UnitAccumulator, summarize_table
 from .paired import group_units
 from .redact import redact
-from .reasoning import UNFINISHED, Reasoning, split_reasoning
+from .reasoning import BLOCKS, UNFINISHED, Reasoning, split_reasoning
 from .task import Parser, TaskError, TaskSpec
 from .types import Record, Response, Sample
 
@@ -56,8 +56,8 @@ def make_records(
     reasoning: Reasoning = "strip", opens_reasoning: bool = False,
 ) -> list[Record]:
     """samples.jsonl lines, in sample order. Failed generations keep their error and get no score. With
-    `reasoning="strip"` the parser reads the answer after the reasoning block (the raw response stays); a reasoning block that
-    never closes is an `unfinished_reasoning` error, not a score."""
+    `reasoning="strip"` the parser reads the answer after the reasoning block (the raw response stays); a reasoning
+    block that never closes is an `unfinished_reasoning` error, not a score."""
     records = [_base_record(s, responses[s.id]) for s in samples]
     answers: dict[int, str] = {}
     for i, record in enumerate(records):
@@ -70,7 +70,7 @@ def make_records(
         if split.reasoning is not None:
             record.update(answer=split.answer, reasoning=split.reasoning)
         if split.unfinished:
-            record["error"] = f"{UNFINISHED}: the reasoning block never closes (no </think> or <channel|>), so there is no answer to parse"
+            record["error"] = f"{UNFINISHED}: the reasoning block never closes (no {' or '.join(close for _, close in BLOCKS)}), so there is no answer to parse"
         else:
             answers[i] = split.answer
     ok = [(samples[i], records[i], text) for i, text in answers.items()]

@@ -86,13 +86,10 @@ def sample_captions(model: str, graphs: list[dict[str, Any]], images: str | Path
             requests = [Request(id=f"{g['image_id']}-{k}", messages=user_message(prompt, 1), images=[str(Path(images) / g["file_name"])], generation=gen)
                         for g, k in chunk]
             for (g, k), req, resp in zip(chunk, requests, be.generate(requests)):
-                if resp.error:
-                    rows.append({"image_id": g["image_id"], "sample": k, "image": req.images[0], "error": resp.error})
-                    continue
                 caption = split_reasoning(resp.text, be.opens_reasoning)  # a reasoning model's caption is its answer
-                if caption.unfinished:
-                    rows.append({"image_id": g["image_id"], "sample": k, "image": req.images[0],
-                                 "error": f"{UNFINISHED}: the caption's reasoning block never closes"})
+                error = resp.error or (f"{UNFINISHED}: the caption's reasoning block never closes" if caption.unfinished else None)
+                if error:
+                    rows.append({"image_id": g["image_id"], "sample": k, "image": req.images[0], "error": error})
                     continue
                 named, gt = judge(caption.answer), truth(g)
                 rows.append({"image_id": g["image_id"], "sample": k, "image": req.images[0], "prompt": prompt, "caption": caption.answer,

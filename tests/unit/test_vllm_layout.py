@@ -1,6 +1,8 @@
 """LLaVA checkpoints saved by transformers 5 name the CLIP tower `vision_tower.embeddings...`, which vLLM's loader
-cannot map (seen on an H100 with vLLM 0.26: "no module or parameter named 'vision_tower.embeddings'"). The check
-finds those names from the file headers; the fix renames them so that transformers still loads the same weights."""
+cannot map (seen on an H100 with vLLM 0.26: "no module or parameter named 'vision_tower.embeddings'"); a Qwen3-VL-MoE
+saved by transformers 5 holds its fused experts transposed from the published layout vLLM's loader reads. The check
+finds both from the file headers; the fix renames or transposes them so that transformers still loads the same
+weights."""
 import json
 import shutil
 import subprocess
@@ -11,7 +13,7 @@ import torch
 from transformers import AutoModelForImageTextToText
 
 from mmhallu_eval.backends import BackendError
-from mmhallu_eval.backends.vllm_layout import publish_tower_keys, unpublished_tower_keys
+from mmhallu_eval.backends.vllm_layout import publish_weights, unpublished_weights
 
 CLI = [sys.executable, "-m", "mmhallu_eval.cli", "vllm-layout"]
 
@@ -19,7 +21,7 @@ CLI = [sys.executable, "-m", "mmhallu_eval.cli", "vllm-layout"]
 def test_llava_clip_keys_found_renamed_and_loaded_alike(tiny_llava, tmp_path):
     model = tmp_path / "llava"
     shutil.copytree(tiny_llava, model)
-    keys = unpublished_tower_keys(model)
+    keys = [u.key for u in unpublished_weights(model)]
     # as a sharded checkpoint would have it: the index must be renamed with the files
     from safetensors import safe_open
 
@@ -29,7 +31,7 @@ def test_llava_clip_keys_found_renamed_and_loaded_alike(tiny_llava, tmp_path):
     assert keys and all(k.startswith("vision_tower.") and not k.startswith("vision_tower.vision_model.") for k in keys)
 
     check = subprocess.run([*CLI, str(model)], capture_output=True, text=True)
-    assert check.returncode == 1 and f"{len(keys)} vision-tower weights" in check.stdout and "--fix" in check.stdout
+    assert check.returncode == 1 and f"{len(keys)} weights vLLM cannot load as saved ({len(keys)} to rename;" in check.stdout and "--fix" in check.stdout
     # a damaged index stops the fix before any weights file is rewritten (it used to rename them, then fail on the index)
     index = (model / "model.safetensors.index.json").read_text()
     weights = (model / "model.safetensors").read_bytes()
@@ -40,13 +42,13 @@ def test_llava_clip_keys_found_renamed_and_loaded_alike(tiny_llava, tmp_path):
     (model / "model.safetensors.index.json").write_text(index)
     fixed = subprocess.run([*CLI, str(model), "--fix"], capture_output=True, text=True)
     assert fixed.returncode == 0, fixed.stderr
-    assert f"renamed {len(keys)} weights" in fixed.stdout
-    assert unpublished_tower_keys(model) == []
+    assert f"{len(keys)} weights put into the published layout ({len(keys)} to rename)" in fixed.stdout
+    assert unpublished_weights(model) == []
     with safe_open(str(model / "model.safetensors"), framework="pt") as fh:
         assert sorted(json.loads((model / "model.safetensors.index.json").read_text())["weight_map"]) == sorted(fh.keys())
-    assert publish_tower_keys(model) == 0  # idempotent: nothing left to rename, files untouched
+    assert publish_weights(model) == 0  # idempotent: nothing left to rename, files untouched
     again = subprocess.run([*CLI, str(model)], capture_output=True, text=True)
-    assert again.returncode == 0 and "nothing to rename" in again.stdout
+    assert again.returncode == 0 and "nothing to change" in again.stdout
 
     before = AutoModelForImageTextToText.from_pretrained(tiny_llava).state_dict()
     after = AutoModelForImageTextToText.from_pretrained(model).state_dict()
@@ -55,8 +57,8 @@ def test_llava_clip_keys_found_renamed_and_loaded_alike(tiny_llava, tmp_path):
 
 
 def test_other_models_and_bad_folders_are_left_alone(tiny_idefics3, tmp_path):
-    assert unpublished_tower_keys(tiny_idefics3) == []  # not a LLaVA/CLIP checkpoint
-    assert unpublished_tower_keys(tmp_path / "missing") == []  # a hub id or a missing folder: vLLM reports it itself
+    assert unpublished_weights(tiny_idefics3) == []  # not a LLaVA/CLIP checkpoint
+    assert unpublished_weights(tmp_path / "missing") == []  # a hub id or a missing folder: vLLM reports it itself
     proc = subprocess.run([*CLI, str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "no config.json" in proc.stderr
     # a LLaVA folder whose weights file is not safetensors (a failed download): one error line naming the file
@@ -68,15 +70,15 @@ def test_other_models_and_bad_folders_are_left_alone(tiny_idefics3, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().startswith(f"error: {broken / 'model.safetensors'}: not a readable safetensors file (")
     assert (broken / "model.safetensors").read_bytes() == b"<html>rate limited</html>"
-    # a damaged config.json is named (it read as "nothing to rename"); odd fields of a readable one are not a crash
+    # a damaged config.json is named (it read as "nothing to change"); odd fields of a readable one are not a crash
     (broken / "config.json").write_text("{bad")
     with pytest.raises(BackendError, match=r"config.json: not a readable JSON config \("):
-        unpublished_tower_keys(broken)
+        unpublished_weights(broken)
     (broken / "config.json").write_text("[1]")
     with pytest.raises(BackendError, match=r"config.json: not a model config \(a JSON object\)"):
-        unpublished_tower_keys(broken)
+        unpublished_weights(broken)
     (broken / "config.json").write_text(json.dumps({"architectures": 5, "vision_config": [1]}))
-    assert unpublished_tower_keys(broken) == []
+    assert unpublished_weights(broken) == []
 
 
 @pytest.mark.parametrize("family", ["llava_next", "llava_onevision", "gemma3", "paligemma"])
@@ -89,10 +91,45 @@ def test_family_builds_carry_the_published_tower_names_and_load_whole(family, tm
     from mmhallu_eval.world.families import build_family
 
     model = build_family(family, tmp_path / family)
-    assert unpublished_tower_keys(model) == []
+    assert unpublished_weights(model) == []
     with safe_open(str(model / "model.safetensors"), framework="pt") as fh:
         assert any(".vision_tower.vision_model." in f".{k}" for k in fh.keys())
     loaded, info = AutoModelForImageTextToText.from_pretrained(model, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"], info
     type(loaded)(loaded.config).save_pretrained(tmp_path / "fresh")  # built from its config, as `world tiny-model` does
-    assert unpublished_tower_keys(tmp_path / "fresh")
+    assert unpublished_weights(tmp_path / "fresh")
+
+
+@pytest.mark.slow
+def test_qwen3_vl_moe_experts_found_transposed_and_loaded_alike(tmp_path):
+    """Qwen3-VL-MoE as transformers 5 saves it: fused experts as `[E, 2I, H]` and `[E, H, I]`, where the published
+    checkpoints (and vLLM's loader, which transposes them unconditionally) have `[E, H, 2I]` and `[E, I, H]`. The
+    tiny build is saved the published way; a fresh save is caught, and the fix gives back the same weights."""
+    from safetensors import safe_open
+
+    from mmhallu_eval.world.families import build_family
+
+    built = build_family("qwen3_vl_moe", tmp_path / "built")
+    cfg = json.loads((built / "config.json").read_text())["text_config"]
+    hidden, inter = cfg["hidden_size"], cfg["moe_intermediate_size"]
+    assert unpublished_weights(built) == []
+    with safe_open(str(built / "model.safetensors"), framework="pt") as fh:
+        shapes = {k.rsplit(".", 1)[1]: fh.get_slice(k).get_shape() for k in fh.keys() if ".layers.0.mlp.experts." in k}
+    assert shapes == {"gate_up_proj": [4, hidden, 2 * inter], "down_proj": [4, inter, hidden]}
+    loaded, info = AutoModelForImageTextToText.from_pretrained(built, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+
+    model = tmp_path / "saved"
+    loaded.save_pretrained(model)  # what a user's own save (a merged fine-tune) writes
+    found = unpublished_weights(model)
+    assert found and all(u.transpose and u.key == u.published and ".mlp.experts." in u.key for u in found)
+    assert len(found) == 2 * cfg["num_hidden_layers"]
+    assert "(the transformers 5 layout) where vLLM's loader expects [4, 64, 96]" in next(u for u in found if u.key.endswith("gate_up_proj")).describe()
+    check = subprocess.run([*CLI, str(model)], capture_output=True, text=True)
+    assert check.returncode == 1 and f"{len(found)} weights vLLM cannot load as saved ({len(found)} to transpose;" in check.stdout, check.stdout
+    fixed = subprocess.run([*CLI, str(model), "--fix"], capture_output=True, text=True)
+    assert fixed.returncode == 0 and f"{len(found)} weights put into the published layout" in fixed.stdout, fixed.stderr
+    assert unpublished_weights(model) == [] and publish_weights(model) == 0
+    again = AutoModelForImageTextToText.from_pretrained(model).state_dict()
+    before = loaded.state_dict()
+    assert before.keys() == again.keys() and all(torch.equal(before[k], again[k]) for k in before)

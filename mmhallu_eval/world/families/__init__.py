@@ -26,6 +26,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("qwen2_5_vl", qwen.build_qwen2_5_vl),
     Family("qwen3_vl", qwen.build_qwen3_vl),
     Family("qwen3_vl_thinking", qwen.build_qwen3_vl_thinking),
+    Family("qwen3_vl_moe", qwen.build_qwen3_vl_moe),
     Family("qwen3_5", qwen.build_qwen3_5),
     Family("glm4v", qwen.build_glm4v),
     Family("gemma3", gemma.build_gemma3),

@@ -72,11 +72,12 @@ def save(out: str | Path, model_cls: Any, config: Any, processor: Any, tok: Any,
     """Seeded random weights, the processor, and (for families with one) the video processor config a published
     checkpoint carries beside the image processor — the file that makes `AutoProcessor` need torchvision. A CLIP or
     SigLIP tower is saved under the published `vision_tower.vision_model.*` names (transformers 5 drops the
-    `vision_model`; vLLM loads only the published names). `stop_tokens` join the end-of-sequence token in the
+    `vision_model`; vLLM loads only the published names), and fused expert weights in the published shapes (see
+    `backends.vllm_layout`). `stop_tokens` join the end-of-sequence token in the
     generation config, as a published checkpoint lists its end-of-turn token there."""
     import torch
 
-    from ...backends.vllm_layout import publish_tower_keys
+    from ...backends.vllm_layout import publish_weights
 
     out = Path(out)
     torch.manual_seed(seed)
@@ -89,7 +90,7 @@ def save(out: str | Path, model_cls: Any, config: Any, processor: Any, tok: Any,
         processor.save_pretrained(out)
     if video_processor is not None:
         (out / "video_preprocessor_config.json").write_text(json.dumps(video_processor, indent=2) + "\n")
-    publish_tower_keys(out)
+    publish_weights(out)
     return out
 
 
@@ -108,6 +109,7 @@ def teach(out: str | Path, lessons: tuple[tuple[str, dict[str, Any]], ...],
 
     from ...backends.hf_processor import load_processor
     from ...backends.hf_prompt import with_images
+    from ...backends.vllm_layout import publish_weights
     from ...types import GenerationConfig, Request, user_message
     from transformers import AutoModelForImageTextToText
 
@@ -140,6 +142,7 @@ def teach(out: str | Path, lessons: tuple[tuple[str, dict[str, Any]], ...],
             optimizer.step()
             optimizer.zero_grad()
     model.eval().save_pretrained(out)
+    publish_weights(out)  # saved again: in the published layout, as save() leaves it
     return Path(out)
 
 

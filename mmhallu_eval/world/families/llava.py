@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...backends.hf_processor import image_only
-from ...backends.vllm_layout import publish_tower_keys
+from ...backends.vllm_layout import publish_weights
 from ..tiny_models import build_llava
 from .common import Tokens, family_tokenizer, ids, save, text_config
 
@@ -56,7 +56,7 @@ def build_llava_family(out: Path, seed: int = 0) -> Path:
     processor = LlavaProcessor.from_pretrained(built)
     processor.chat_template = LLAVA_TEMPLATE
     processor.save_pretrained(built)
-    publish_tower_keys(built)  # as save() does for the other families
+    publish_weights(built)  # as save() does for the other families
     return built
 
 

@@ -1,4 +1,4 @@
-"""Qwen2-VL, Qwen2.5-VL, Qwen3-VL (and its Thinking variant), Qwen3.5 and GLM-4V: dynamic-resolution vision towers whose
+"""Qwen2-VL, Qwen2.5-VL, Qwen3-VL (its Thinking variant, its MoE), Qwen3.5 and GLM-4V: dynamic-resolution vision towers whose
 images become a variable number of pad tokens between vision start/end markers, ChatML-style or GLM turns."""
 from __future__ import annotations
 
@@ -80,6 +80,24 @@ def build_qwen3_vl(out: Path, seed: int = 0, template: str = QWEN3_TEMPLATE) -> 
     config = Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False, **_qwen_ids(tok))
     processor = image_only(Qwen3VLProcessor)(image_processor=_qwen_image_processor(16), tokenizer=tok, chat_template=template)
     return save(out, Qwen3VLForConditionalGeneration, config, processor, tok, seed, {**_QWEN_VIDEO, "video_processor_type": "Qwen3VLVideoProcessor", "patch_size": 16})
+
+
+def build_qwen3_vl_moe(out: Path, seed: int = 0) -> Path:
+    """Qwen3-VL-30B-A3B's layout: Qwen3-VL's vision tower, processor and template before a sparse mixture-of-experts
+    decoder (8 of 128 experts per token in the published config; 2 of 4 here, every layer sparse), whose router sees
+    the pad tokens of a left-padded batch as tokens, which must not change a real token's experts."""
+    from transformers import Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration, Qwen3VLMoeTextConfig, Qwen3VLProcessor
+
+    tok = family_tokenizer(QWEN_TOKENS, QWEN3_TEMPLATE)
+    text = text_config(Qwen3VLMoeTextConfig, tok, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=48, decoder_sparse_step=1,
+                       mlp_only_layers=[], rope_parameters={**_ROPE, "mrope_interleaved": True},
+                       norm_topk_prob=True).to_dict()  # the published config's field, which vLLM reads (transformers always normalises)
+    vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64, "patch_size": 16,
+              "spatial_merge_size": 2, "temporal_patch_size": 2, "num_position_embeddings": 64, "deepstack_visual_indexes": [0]}
+    config = Qwen3VLMoeConfig(text_config=text, vision_config=vision, tie_word_embeddings=False, **_qwen_ids(tok))
+    processor = image_only(Qwen3VLProcessor)(image_processor=_qwen_image_processor(16), tokenizer=tok, chat_template=QWEN3_TEMPLATE)
+    return save(out, Qwen3VLMoeForConditionalGeneration, config, processor, tok, seed,
+                {**_QWEN_VIDEO, "video_processor_type": "Qwen3VLVideoProcessor", "patch_size": 16})
 
 
 #: Qwen3.5 (hybrid thinking): the generation prompt opens the reasoning block, or with the template argument

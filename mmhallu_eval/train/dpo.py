@@ -328,6 +328,10 @@ def train_dpo(cfg: TrainConfig, show_progress: bool = True) -> Path:
     trainer.save_model(str(out))
     if peft_config is not None:
         _sort_target_modules(out / "adapter_config.json")
+    else:  # a whole model, written the way its family's checkpoints are published, so that vLLM loads it too
+        from ..backends.vllm_layout import publish_weights
+
+        publish_weights(out)
     processor.save_pretrained(str(out))
     checkpoints = out / "checkpoints"
     if checkpoints.is_dir() and not any(checkpoints.iterdir()):

@@ -91,6 +91,9 @@ def test_full_dpo_changes_weights(tiny_llava, pairs, tmp_path):
     changed = [k for k in before if k in after and not torch.equal(before[k], after[k])]
     assert changed
     from mmhallu_eval.backends import create_backend
+    from mmhallu_eval.backends.vllm_layout import unpublished_weights
+
+    assert unpublished_weights(tiny_llava) and unpublished_weights(out) == []  # written under the published names vLLM loads
 
     assert create_backend("transformers", model=str(out), device="cpu").describe()["architecture"] == "LlavaForConditionalGeneration"
 

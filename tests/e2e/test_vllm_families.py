@@ -19,8 +19,8 @@ from mmhallu_eval.world.families import FAMILIES, build_family, missing_packages
 #: Mllama: vLLM 0.32 has no implementation of it and its Transformers fallback cannot use Mllama's processor
 RUNS_ON_VLLM_CPU = set(FAMILIES) - {"mllama"} if torchvision_available() else {"idefics3"}
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-#: vLLM's CPU kernel for Gated DeltaNet layers (Qwen3.5) runs in bfloat16 only; both engines run that family in it
-DTYPES = {"qwen3_5": "bfloat16"}
+#: vLLM's CPU kernel for Gated DeltaNet layers (Qwen3.5 and its MoE) runs in bfloat16 only; both engines run those families in it
+DTYPES = {"qwen3_5": "bfloat16", "qwen3_5_moe": "bfloat16"}
 
 
 @pytest.fixture(scope="module")

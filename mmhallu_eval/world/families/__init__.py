@@ -28,6 +28,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("qwen3_vl_thinking", qwen.build_qwen3_vl_thinking),
     Family("qwen3_vl_moe", qwen.build_qwen3_vl_moe),
     Family("qwen3_5", qwen.build_qwen3_5),
+    Family("qwen3_5_moe", qwen.build_qwen3_5_moe),
     Family("glm4v", qwen.build_glm4v),
     Family("gemma3", gemma.build_gemma3),
     Family("gemma4", gemma.build_gemma4),

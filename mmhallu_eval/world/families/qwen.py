@@ -1,4 +1,4 @@
-"""Qwen2-VL, Qwen2.5-VL, Qwen3-VL (its Thinking variant, its MoE), Qwen3.5 and GLM-4V: dynamic-resolution vision towers whose
+"""Qwen2-VL, Qwen2.5-VL, Qwen3-VL (its Thinking variant, its MoE), Qwen3.5 (and its MoE) and GLM-4V: dynamic-resolution vision towers whose
 images become a variable number of pad tokens between vision start/end markers, ChatML-style or GLM turns."""
 from __future__ import annotations
 
@@ -120,22 +120,30 @@ def build_qwen3_vl_thinking(out: Path, seed: int = 0) -> Path:
     return teach(out, ((THINKING_REPLY, {}),), seed=seed)
 
 
-def build_qwen3_5(out: Path, seed: int = 0) -> Path:
+def build_qwen3_5(out: Path, seed: int = 0, moe: bool = False) -> Path:
     """Qwen3.5's layout: Qwen3-VL's vision tower and processor before a hybrid decoder, Gated DeltaNet (linear
     attention, a recurrent state that left padding must not reach) and full-attention layers, partial rotary; taught
-    to close its reasoning and answer, as the Thinking build is."""
-    from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration, Qwen3_5TextConfig, Qwen3VLProcessor
+    to close its reasoning and answer, as the Thinking build is. `moe`: Qwen3.5-MoE's (35B-A3B and larger), whose
+    decoder layers route each token to experts beside a shared expert."""
+    import transformers
 
+    prefix = "Qwen3_5Moe" if moe else "Qwen3_5"
+    config_cls, text_cls, model_cls = (getattr(transformers, prefix + name) for name in ("Config", "TextConfig", "ForConditionalGeneration"))
     tok = family_tokenizer(QWEN_TOKENS, QWEN3_5_TEMPLATE)
-    text = text_config(Qwen3_5TextConfig, tok, layer_types=["linear_attention", "full_attention"], linear_num_key_heads=2, linear_num_value_heads=2,
-                       linear_key_head_dim=128, linear_value_head_dim=128,
+    experts = {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 48, "shared_expert_intermediate_size": 48} if moe else {}
+    text = text_config(text_cls, tok, layer_types=["linear_attention", "full_attention"], linear_num_key_heads=2, linear_num_value_heads=2,
+                       linear_key_head_dim=128, linear_value_head_dim=128, **experts,
                        rope_parameters={**_ROPE, "mrope_section": [2, 3, 3], "mrope_interleaved": True, "partial_rotary_factor": 0.5}).to_dict()
     vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64, "patch_size": 16,
               "spatial_merge_size": 2, "temporal_patch_size": 2, "num_position_embeddings": 64}
-    config = Qwen3_5Config(text_config=text, vision_config=vision, tie_word_embeddings=False, **_qwen_ids(tok))
-    processor = image_only(Qwen3VLProcessor)(image_processor=_qwen_image_processor(16), tokenizer=tok, chat_template=QWEN3_5_TEMPLATE)
-    save(out, Qwen3_5ForConditionalGeneration, config, processor, tok, seed, {**_QWEN_VIDEO, "video_processor_type": "Qwen3VLVideoProcessor", "patch_size": 16})
+    config = config_cls(text_config=text, vision_config=vision, tie_word_embeddings=False, **_qwen_ids(tok))
+    processor = image_only(transformers.Qwen3VLProcessor)(image_processor=_qwen_image_processor(16), tokenizer=tok, chat_template=QWEN3_5_TEMPLATE)
+    save(out, model_cls, config, processor, tok, seed, {**_QWEN_VIDEO, "video_processor_type": "Qwen3VLVideoProcessor", "patch_size": 16})
     return teach(out, ((THINKING_REPLY, {}),), seed=seed)
+
+
+def build_qwen3_5_moe(out: Path, seed: int = 0) -> Path:
+    return build_qwen3_5(out, seed, moe=True)
 
 
 GLM_TOKENS = Tokens(eos="<|endoftext|>", pad="<|endoftext|>", special=("[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>", "<|begin_of_image|>",

@@ -195,3 +195,26 @@ def test_gemma4_reasoning_channel_is_read_apart_from_the_answer(family_dir, pope
     assert runner.invoke(app, [*args, "--out", str(tmp_path / "off")]).exit_code == 0
     rows = [json.loads(line) for line in (tmp_path / "off/pope/samples.jsonl").read_text().splitlines()]
     assert all(r["response"] == "No" and "reasoning" not in r for r in rows)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_a_model_saved_by_transformers_is_in_a_layout_vllm_loads_or_is_caught(family, family_dir, tmp_path):
+    """What a user's own save writes (a fine-tune loaded from the published layout and saved whole): every family's
+    weights come back under the published names and shapes, which vLLM loads (`test_vllm_families.py` runs vLLM on
+    such a save), but for Qwen3-VL-MoE's fused experts, which transformers 5 writes transposed: those are caught
+    before vLLM starts, and the fix restores the same weights."""
+    from transformers import AutoModelForImageTextToText
+
+    from mmhallu_eval.backends.vllm_layout import publish_weights, unpublished_weights
+
+    model = AutoModelForImageTextToText.from_pretrained(family_dir(family))
+    saved = tmp_path / "saved"
+    model.save_pretrained(saved)
+    found = unpublished_weights(saved)
+    if family != "qwen3_vl_moe":
+        assert found == [], [u.key for u in found]
+        return
+    assert found and all(u.transpose and ".mlp.experts." in u.key for u in found)
+    assert publish_weights(saved) == len(found) and unpublished_weights(saved) == []
+    again = AutoModelForImageTextToText.from_pretrained(saved).state_dict()
+    assert all(torch.equal(value, again[key]) for key, value in model.state_dict().items())

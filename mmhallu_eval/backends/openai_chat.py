@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import random
 import re
+import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -71,6 +73,11 @@ class ChatClient:
         #: the request field of the answer's token cap: OpenAI's reasoning models (o-series, GPT-5) refuse `max_tokens`
         #: and take `max_completion_tokens`, which older servers do not know; switched once a server refuses the first
         self.tokens_field = "max_tokens"
+        #: the server's refusal of a sampling setting (OpenAI's reasoning models take no temperature but their own 1,
+        #: and no top_p): from then on requests go without them, so the model samples at its own default, as
+        #: lmms-eval and VLMEvalKit send them; None while the server takes them
+        self.sampling_refused: str | None = None
+        self._note_lock = threading.Lock()
 
     def check_reachable(self) -> None:
         """Fail fast, naming the URL, when the server cannot be reached at all."""
@@ -112,16 +119,43 @@ class ChatClient:
                 time.sleep(min(self.backoff * 2**attempt, 60.0) * (1 + random.random() * 0.1))
         return ChatResult(error="unreachable")  # pragma: no cover
 
+    def sampling(self) -> dict[str, str]:
+        """What a run records about sampling when the server refused its settings (nothing while it takes them)."""
+        if self.sampling_refused is None:
+            return {}
+        return {"sampling": f"the model's own default: the server refused the requested sampling settings ({self.sampling_refused}), "
+                            "so requests went without temperature and top_p"}
+
     def _create(self, kwargs: dict[str, Any], max_tokens: int | None) -> Any:
-        """One chat completion, the token cap under the field this server takes."""
-        field = self.tokens_field
-        try:
-            return self.client.chat.completions.create(**kwargs, **({field: max_tokens} if max_tokens is not None else {}))
-        except self._openai.BadRequestError as exc:
-            if max_tokens is None or field != "max_tokens" or getattr(exc, "param", None) != "max_tokens":
-                raise
-        self.tokens_field = "max_completion_tokens"
-        return self.client.chat.completions.create(**kwargs, max_completion_tokens=max_tokens)
+        """One chat completion: the token cap under the field this server takes, and the sampling settings unless the
+        server refused them. Each refusal is learnt once (a 400 naming the parameter) and the request sent again."""
+        while True:
+            sent = dict(kwargs)
+            if self.sampling_refused is not None:
+                sent.pop("temperature", None)
+                sent.pop("top_p", None)
+            if max_tokens is not None:
+                sent[self.tokens_field] = max_tokens
+            try:
+                return self.client.chat.completions.create(**sent)
+            except self._openai.BadRequestError as exc:
+                param = getattr(exc, "param", None)
+                if param == "max_tokens" and "max_tokens" in sent:
+                    self.tokens_field = "max_completion_tokens"
+                elif param in ("temperature", "top_p") and param in sent:
+                    self._refuse_sampling(param, exc)
+                else:
+                    raise
+
+    def _refuse_sampling(self, param: str, exc: Exception) -> None:
+        with self._note_lock:
+            if self.sampling_refused is not None:
+                return
+            message = getattr(exc, "body", None)
+            message = message.get("message") if isinstance(message, dict) else None
+            self.sampling_refused = f"{param}: {message or exc}"[:300]
+        print(f"note: {self.model} refuses {param} ({self.sampling_refused}); its requests now go without temperature and top_p, "
+              "so it samples at its own default (recorded in the run's manifest)", file=sys.stderr)
 
     def complete(self, batch: list[list[dict[str, Any]]], **kwargs: Any) -> list[ChatResult]:
         """Results in input order; at most `concurrency` requests in flight."""

@@ -151,3 +151,46 @@ def test_a_reasoning_parsers_reply_is_read_as_a_local_reasoning_model(pope_fixtu
     assert result["errors"]["unfinished_reasoning"] == 1 and result["n_scored"] == 2
     keep = {r["metadata"]["question"].split()[3]: r for r in map(json.loads, (kept / "pope/samples.jsonl").read_text().splitlines())}
     assert keep["star"]["parsed"] == "yes"  # the raw text, reasoning first, as for a local model with --reasoning keep
+
+
+def test_a_model_that_refuses_temperature_0_samples_at_its_own_default(pope_fixture, tmp_path):
+    """OpenAI's reasoning models (o-series, GPT-5) refuse `temperature` 0 and `top_p` with a 400 naming the parameter,
+    and `max_tokens` too: every sample failed. The refusals are learnt once each, later requests go without them
+    (as lmms-eval and VLMEvalKit send them), a note says so, and the manifest records how the model sampled."""
+    with JudgeServer() as server:
+        server.reply_fn = lambda prompt: "Yes"
+        server.refuse_sampling = server.refuse_max_tokens = True
+        out = tmp_path / "r"
+        proc = subprocess.run([*CLI, "run", "--backend", "openai", "--base-url", server.url, "--model", "reasoner", "--tasks", "pope", "--out", str(out),
+                               "--no-progress", "--limit", "6", "--concurrency", "1", "--task-arg", f"pope.data={pope_fixture}",
+                               "--task-arg", f"pope.images={pope_fixture / 'images'}"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        bodies = list(server.bodies)
+    rows = [json.loads(line) for line in (out / "pope/samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all(r["response"] == "Yes" and r["error"] is None for r in rows)
+    assert proc.stderr.count("note: reasoner refuses temperature") == 1, proc.stderr
+    refused = [b for b in bodies if "temperature" in b or "max_tokens" in b]
+    assert len(refused) == 2 and len(bodies) == 6 + 2  # one refusal of each, then every request went without them
+    assert all("temperature" not in b and "top_p" not in b and b["max_completion_tokens"] > 0 for b in bodies[2:])
+    sampling = json.loads((out / "manifest.json").read_text())["model"]["sampling"]
+    assert sampling.startswith("the model's own default: the server refused") and "Only the default (1) value is supported" in sampling
+
+
+def test_a_judge_that_refuses_temperature_0_keeps_its_cache_keys(tmp_path):
+    """An OpenAI judge on a reasoning model: the verdicts come back; what the judge records says how it sampled, while
+    the cache keys stay those of the judge itself (a resumed run finds its verdicts)."""
+    from mmhallu_eval.backends.judge import OpenAIJudge, judge_cache
+
+    with JudgeServer() as server:
+        server.reply_fn = lambda prompt: "rating: 5"
+        server.refuse_sampling = True
+        judge = OpenAIJudge("reasoner", base_url=server.url)
+        key = judge.key("Rate this.")
+        cache = judge_cache(tmp_path / "judge.sqlite")
+        [verdict] = judge.judge(["Rate this."], cache)
+        assert verdict.reply == "rating: 5" and verdict.error is None
+        assert "sampling" in judge.describe() and "sampling" not in judge.identity() and judge.key("Rate this.") == key
+        again = OpenAIJudge("reasoner", base_url=server.url)
+        [cached] = again.judge(["Rate this."], cache)
+        cache.close()
+    assert cached.cached and cached.reply == "rating: 5"

@@ -90,14 +90,12 @@ def _published(key: str) -> str:
     return key
 
 
-def _transformers_expert_shape(key: str, shape: tuple[int, ...], hidden: int, inter: int) -> bool:
-    """Whether a fused expert weight has transformers' shape rather than the published one: `[E, 2I, H]` for
-    gate_up_proj, `[E, H, I]` for down_proj. Square ones (2I = H, I = H) cannot be told apart and are left alone."""
-    match = _EXPERTS.search(key)
-    if not match or len(shape) != 3:
-        return False
-    rows, cols = (2 * inter, hidden) if match.group(2) == "gate_up_proj" else (hidden, inter)
-    return rows != cols and shape[1:] == (rows, cols)
+def _transformers_expert_shape(kind: str, shape: tuple[int, ...], hidden: int, inter: int) -> bool:
+    """Whether a fused expert weight (`kind` gate_up_proj or down_proj) has transformers' shape rather than the
+    published one: `[E, 2I, H]` for gate_up_proj, `[E, H, I]` for down_proj. Square ones (2I = H, I = H) cannot be
+    told apart and are left alone."""
+    rows, cols = (2 * inter, hidden) if kind == "gate_up_proj" else (hidden, inter)
+    return len(shape) == 3 and rows != cols and shape[1:] == (rows, cols)
 
 
 def unpublished_weights(model: str | Path) -> list[Unpublished]:
@@ -119,9 +117,9 @@ def unpublished_weights(model: str | Path) -> list[Unpublished]:
                 for key in fh.keys():
                     if tower and _published(key) != key:
                         found.append(Unpublished(key, _published(key)))
-                    elif experts is not None and _EXPERTS.search(key):
+                    elif experts is not None and (match := _EXPERTS.search(key)):
                         shape = tuple(fh.get_slice(key).get_shape())
-                        if _transformers_expert_shape(key, shape, *experts):
+                        if _transformers_expert_shape(match.group(2), shape, *experts):
                             found.append(Unpublished(key, key, shape, transpose=True))
         except (SafetensorError, OSError) as exc:
             raise BackendError(f"{f}: not a readable safetensors file ({exc}); download or save the model again") from None
@@ -144,7 +142,8 @@ def publish_weights(model: str | Path) -> int:
     changed = 0
     for f in sorted(folder.glob("*.safetensors")):
         state = load_file(str(f))
-        if not fixes.keys() & state.keys():
+        here = fixes.keys() & state.keys()
+        if not here:
             continue
         new = {}
         for key, value in state.items():
@@ -153,7 +152,7 @@ def publish_weights(model: str | Path) -> int:
         tmp = f.with_name(f.name + ".tmp")
         save_file(new, str(tmp), metadata={"format": "pt"})
         tmp.replace(f)  # a crash mid-write leaves the original file whole
-        changed += len(fixes.keys() & state.keys())
+        changed += len(here)
     if data is not None:
         data["weight_map"] = {(fixes[k].published if k in fixes else k): v for k, v in data.get("weight_map", {}).items()}
         atomic_write_json(index, data)

@@ -139,21 +139,14 @@ def test_moe_experts_in_the_transformers_5_layout_are_refused_up_front_then_fixe
     published layout, on which vLLM 0.32 fails deep in start-up ("The size of tensor a (48) must match the size of
     tensor b (64)"). Refused before vLLM starts, naming the fix; after `mmhallu vllm-layout --fix`, vLLM gives the
     transformers backend's answers (where this vLLM runs Qwen3-VL-MoE: its module needs torchvision)."""
-    import shutil
-
-    from transformers import AutoModelForImageTextToText
-
     from mmhallu_eval.backends.hf_processor import torchvision_available
     from mmhallu_eval.world.families import build_family
+    from model_saves import saved_by_transformers
 
     if not torchvision_available():
         pytest.skip("vLLM's Qwen3-VL-MoE module imports torchvision, which is not installed")
     built = build_family("qwen3_vl_moe", tmp_path / "built")
-    model = tmp_path / "saved"
-    AutoModelForImageTextToText.from_pretrained(built).save_pretrained(model)
-    for f in built.iterdir():
-        if not (model / f.name).exists():
-            shutil.copy(f, model / f.name)
+    model = saved_by_transformers(built, tmp_path / "saved")
     out = tmp_path / "r"
     proc = _run("--model", str(model), "--tasks", "pope", "--out", str(out), "--backend", "vllm", "--enforce-eager", "--dtype", "float32", *pope_args)
     assert proc.returncode == 2, proc.stderr[-3000:]

@@ -15,7 +15,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 from mmhallu_eval import GenerationConfig, get_task  # noqa: E402
 from mmhallu_eval.backends.base import BackendError  # noqa: E402
 from mmhallu_eval.backends.hf_processor import torchvision_available  # noqa: E402
+from mmhallu_eval.backends.vllm_layout import publish_weights  # noqa: E402
 from mmhallu_eval.world.families import FAMILIES, build_family, missing_packages  # noqa: E402
+from model_saves import saved_by_transformers  # noqa: E402
 
 #: Mllama: vLLM 0.32 has no implementation of it and its Transformers fallback cannot use Mllama's processor
 RUNS_ON_VLLM_CPU = set(FAMILIES) - {"mllama"} if torchvision_available() else {"idefics3"}
@@ -33,23 +35,6 @@ def requests_(pope_fixture):
     return [spec.build_request(s, GenerationConfig(max_new_tokens=8)) for s in samples]
 
 
-def _saved_by_transformers(model, out):
-    """The model as a user's own save writes it (loaded, then saved whole by transformers), with the processor's
-    files beside it and `mmhallu vllm-layout --fix` applied (it changes only Qwen3-VL-MoE's experts)."""
-    import shutil
-
-    from transformers import AutoModelForImageTextToText
-
-    from mmhallu_eval.backends.vllm_layout import publish_weights
-
-    AutoModelForImageTextToText.from_pretrained(model).save_pretrained(out)
-    for f in model.iterdir():
-        if not (out / f.name).exists():
-            shutil.copy(f, out / f.name)
-    publish_weights(out)
-    return out
-
-
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_vllm_feeds_the_processors_ids_and_matches_transformers(family, requests_, tmp_path):
     from mmhallu_eval.backends.transformers_backend import TransformersBackend
@@ -59,7 +44,8 @@ def test_vllm_feeds_the_processors_ids_and_matches_transformers(family, requests
     if missing:
         pytest.skip(f"{family}: transformers' processor for this family needs {', '.join(missing)}, which is not installed")
     model = build_family(family, tmp_path / family)
-    saved = _saved_by_transformers(model, tmp_path / "saved")
+    saved = saved_by_transformers(model, tmp_path / "saved")
+    publish_weights(saved)  # `mmhallu vllm-layout --fix`: it changes only Qwen3-VL-MoE's experts
     try:
         engine = VLLMBackend(str(saved), dtype=DTYPES.get(family, "float32"), enforce_eager=True, max_model_len=1024)
     except BackendError as exc:

@@ -32,6 +32,7 @@ QWEN3_THINKING_TEMPLATE = (
 
 _ROPE = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]}
 _QWEN_VIDEO = {"video_processor_type": "Qwen2VLVideoProcessor", "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2}
+_QWEN3_VIDEO = {**_QWEN_VIDEO, "video_processor_type": "Qwen3VLVideoProcessor", "patch_size": 16}
 
 
 def _qwen_image_processor(patch: int = 14):
@@ -70,34 +71,29 @@ def build_qwen2_5_vl(out: Path, seed: int = 0) -> Path:
     return save(out, Qwen2_5_VLForConditionalGeneration, config, processor, tok, seed, _QWEN_VIDEO)
 
 
-def build_qwen3_vl(out: Path, seed: int = 0, template: str = QWEN3_TEMPLATE) -> Path:
-    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLTextConfig
+def build_qwen3_vl(out: Path, seed: int = 0, template: str = QWEN3_TEMPLATE, moe: bool = False) -> Path:
+    """Qwen3-VL's layout; `moe`: Qwen3-VL-30B-A3B's, a sparse mixture-of-experts decoder (8 of 128 experts per token in
+    the published config; 2 of 4 here, every layer sparse) whose router sees the pad tokens of a left-padded batch as
+    tokens, which must not change a real token's experts."""
+    from transformers import (Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration,
+                              Qwen3VLMoeTextConfig, Qwen3VLProcessor, Qwen3VLTextConfig)
 
+    config_cls, text_cls, model_cls = ((Qwen3VLMoeConfig, Qwen3VLMoeTextConfig, Qwen3VLMoeForConditionalGeneration) if moe
+                                       else (Qwen3VLConfig, Qwen3VLTextConfig, Qwen3VLForConditionalGeneration))
+    # `norm_topk_prob`: the published MoE config's field, which vLLM reads (transformers always normalises)
+    experts = {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 48, "decoder_sparse_step": 1, "mlp_only_layers": [],
+               "norm_topk_prob": True} if moe else {}
     tok = family_tokenizer(QWEN_TOKENS, template)
-    text = text_config(Qwen3VLTextConfig, tok, rope_parameters={**_ROPE, "mrope_section": [4, 6, 6], "mrope_interleaved": True}).to_dict()
+    text = text_config(text_cls, tok, rope_parameters={**_ROPE, "mrope_section": [4, 6, 6], "mrope_interleaved": True}, **experts).to_dict()
     vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64, "patch_size": 16,
               "spatial_merge_size": 2, "temporal_patch_size": 2, "num_position_embeddings": 64, "deepstack_visual_indexes": [0]}
-    config = Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False, **_qwen_ids(tok))
+    config = config_cls(text_config=text, vision_config=vision, tie_word_embeddings=False, **_qwen_ids(tok))
     processor = image_only(Qwen3VLProcessor)(image_processor=_qwen_image_processor(16), tokenizer=tok, chat_template=template)
-    return save(out, Qwen3VLForConditionalGeneration, config, processor, tok, seed, {**_QWEN_VIDEO, "video_processor_type": "Qwen3VLVideoProcessor", "patch_size": 16})
+    return save(out, model_cls, config, processor, tok, seed, _QWEN3_VIDEO)
 
 
 def build_qwen3_vl_moe(out: Path, seed: int = 0) -> Path:
-    """Qwen3-VL-30B-A3B's layout: Qwen3-VL's vision tower, processor and template before a sparse mixture-of-experts
-    decoder (8 of 128 experts per token in the published config; 2 of 4 here, every layer sparse), whose router sees
-    the pad tokens of a left-padded batch as tokens, which must not change a real token's experts."""
-    from transformers import Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration, Qwen3VLMoeTextConfig, Qwen3VLProcessor
-
-    tok = family_tokenizer(QWEN_TOKENS, QWEN3_TEMPLATE)
-    text = text_config(Qwen3VLMoeTextConfig, tok, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=48, decoder_sparse_step=1,
-                       mlp_only_layers=[], rope_parameters={**_ROPE, "mrope_interleaved": True},
-                       norm_topk_prob=True).to_dict()  # the published config's field, which vLLM reads (transformers always normalises)
-    vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64, "patch_size": 16,
-              "spatial_merge_size": 2, "temporal_patch_size": 2, "num_position_embeddings": 64, "deepstack_visual_indexes": [0]}
-    config = Qwen3VLMoeConfig(text_config=text, vision_config=vision, tie_word_embeddings=False, **_qwen_ids(tok))
-    processor = image_only(Qwen3VLProcessor)(image_processor=_qwen_image_processor(16), tokenizer=tok, chat_template=QWEN3_TEMPLATE)
-    return save(out, Qwen3VLMoeForConditionalGeneration, config, processor, tok, seed,
-                {**_QWEN_VIDEO, "video_processor_type": "Qwen3VLVideoProcessor", "patch_size": 16})
+    return build_qwen3_vl(out, seed, moe=True)
 
 
 #: Qwen3.5 (hybrid thinking): the generation prompt opens the reasoning block, or with the template argument
@@ -125,10 +121,11 @@ def build_qwen3_5(out: Path, seed: int = 0, moe: bool = False) -> Path:
     attention, a recurrent state that left padding must not reach) and full-attention layers, partial rotary; taught
     to close its reasoning and answer, as the Thinking build is. `moe`: Qwen3.5-MoE's (35B-A3B and larger), whose
     decoder layers route each token to experts beside a shared expert."""
-    import transformers
+    from transformers import (Qwen3_5Config, Qwen3_5ForConditionalGeneration, Qwen3_5MoeConfig, Qwen3_5MoeForConditionalGeneration,
+                              Qwen3_5MoeTextConfig, Qwen3_5TextConfig, Qwen3VLProcessor)
 
-    prefix = "Qwen3_5Moe" if moe else "Qwen3_5"
-    config_cls, text_cls, model_cls = (getattr(transformers, prefix + name) for name in ("Config", "TextConfig", "ForConditionalGeneration"))
+    config_cls, text_cls, model_cls = ((Qwen3_5MoeConfig, Qwen3_5MoeTextConfig, Qwen3_5MoeForConditionalGeneration) if moe
+                                       else (Qwen3_5Config, Qwen3_5TextConfig, Qwen3_5ForConditionalGeneration))
     tok = family_tokenizer(QWEN_TOKENS, QWEN3_5_TEMPLATE)
     experts = {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 48, "shared_expert_intermediate_size": 48} if moe else {}
     text = text_config(text_cls, tok, layer_types=["linear_attention", "full_attention"], linear_num_key_heads=2, linear_num_value_heads=2,
@@ -137,8 +134,8 @@ def build_qwen3_5(out: Path, seed: int = 0, moe: bool = False) -> Path:
     vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64, "patch_size": 16,
               "spatial_merge_size": 2, "temporal_patch_size": 2, "num_position_embeddings": 64}
     config = config_cls(text_config=text, vision_config=vision, tie_word_embeddings=False, **_qwen_ids(tok))
-    processor = image_only(transformers.Qwen3VLProcessor)(image_processor=_qwen_image_processor(16), tokenizer=tok, chat_template=QWEN3_5_TEMPLATE)
-    save(out, model_cls, config, processor, tok, seed, {**_QWEN_VIDEO, "video_processor_type": "Qwen3VLVideoProcessor", "patch_size": 16})
+    processor = image_only(Qwen3VLProcessor)(image_processor=_qwen_image_processor(16), tokenizer=tok, chat_template=QWEN3_5_TEMPLATE)
+    save(out, model_cls, config, processor, tok, seed, _QWEN3_VIDEO)
     return teach(out, ((THINKING_REPLY, {}),), seed=seed)
 
 

@@ -185,6 +185,8 @@ class RunDir:
             ]
             if previous.get("run_fingerprint") == fingerprint:
                 manifest["tasks"] = previous.get("tasks", {})
+            if isinstance(previous.get("model"), dict):
+                manifest["model"] = previous["model"]  # what the answers it keeps were made with (the runner updates it)
         self.write_manifest(manifest)
         return manifest
 

@@ -162,7 +162,7 @@ def run(config: RunConfig, backend: Backend | None = None) -> dict[str, dict[str
     try:
         with rundir.lock():
             manifest = rundir.prepare(config.identity(backend.fingerprint()), config.resume, config.overwrite)
-            manifest["model"] = backend.describe()
+            manifest["model"] = described_model(backend, manifest.get("model"))
             if config.rebuild_cache:
                 ResponseCache.remove(rundir.cache_path)
             cache = ResponseCache(rundir.cache_path)
@@ -178,6 +178,15 @@ def run(config: RunConfig, backend: Backend | None = None) -> dict[str, dict[str
         if own_backend:
             backend.close()
     return results
+
+
+def described_model(backend: Backend, before: dict[str, Any] | None) -> dict[str, Any]:
+    """The manifest's record of the model, with how it sampled: a server that refused the requested temperature (learnt
+    while running) answered at its own default, and so did the answers a resumed run keeps from the run before."""
+    described = backend.describe()
+    if "sampling" not in described and before and "sampling" in before and before.get("model") == described.get("model"):
+        described["sampling"] = before["sampling"]
+    return described
 
 
 def _make_backend(config: RunConfig) -> Backend:
@@ -214,7 +223,9 @@ def _run_task(spec, parser, options: Any, samples: list[Sample], config: RunConf
         )
         for record in records.rest(responses):
             out.write(record)
-        result = out.commit(meanwhile=lambda: builder.result(parser, extra={"generation": generation.to_dict(), "reasoning": config.reasoning}))
+        manifest["model"] = described_model(backend, manifest.get("model"))  # with what was learnt while it ran
+        sampling = {"sampling": manifest["model"]["sampling"]} if "sampling" in manifest["model"] else {}
+        result = out.commit(meanwhile=lambda: builder.result(parser, extra={"generation": generation.to_dict(), **sampling, "reasoning": config.reasoning}))
     assert result is not None
     rundir.write_result(spec.name, result)
     if spec.export is not None:  # official-format files, from the records just written
@@ -227,12 +238,12 @@ def _run_task(spec, parser, options: Any, samples: list[Sample], config: RunConf
         "parser_version": parser.version,
         "reasoning": config.reasoning,
         "generation": generation.to_dict(),
+        **sampling,
         **data,
         **({"judge": result["judge"], "prompt_version": result.get("prompt_version")} if result.get("judge") else {}),
         "stats": {**asdict(stats), "total_seconds": round(total, 3), "backend_seconds": round(stats.backend_seconds, 3)},
         "finished": now_iso(),
     }
-    manifest["model"] = backend.describe()  # with what was learnt while it ran (a server that refused the temperature)
     rundir.write_manifest(manifest)
     print(
         f"[{spec.name}] {len(samples)} samples: {stats.generated} generated, {stats.cached} cached, "

@@ -166,14 +166,24 @@ def test_a_model_that_refuses_temperature_0_samples_at_its_own_default(pope_fixt
                                "--task-arg", f"pope.images={pope_fixture / 'images'}"], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         bodies = list(server.bodies)
+        # resumed: every answer comes from the cache, so this process learns no refusal; the record still says how
+        # the answers it keeps were sampled
+        again = subprocess.run([*CLI, "run", "--backend", "openai", "--base-url", server.url, "--model", "reasoner", "--tasks", "pope", "--out", str(out),
+                                "--no-progress", "--limit", "6", "--concurrency", "1", "--task-arg", f"pope.data={pope_fixture}",
+                                "--task-arg", f"pope.images={pope_fixture / 'images'}", "--resume"], capture_output=True, text=True)
+        assert again.returncode == 0 and "6 cached" in again.stderr and "note:" not in again.stderr, again.stderr
+        assert len(server.bodies) == len(bodies)
     rows = [json.loads(line) for line in (out / "pope/samples.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and all(r["response"] == "Yes" and r["error"] is None for r in rows)
     assert proc.stderr.count("note: reasoner refuses temperature") == 1, proc.stderr
     refused = [b for b in bodies if "temperature" in b or "max_tokens" in b]
     assert len(refused) == 2 and len(bodies) == 6 + 2  # one refusal of each, then every request went without them
     assert all("temperature" not in b and "top_p" not in b and b["max_completion_tokens"] > 0 for b in bodies[2:])
-    sampling = json.loads((out / "manifest.json").read_text())["model"]["sampling"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    sampling = manifest["model"]["sampling"]
     assert sampling.startswith("the model's own default: the server refused") and "Only the default (1) value is supported" in sampling
+    result = json.loads((out / "pope/result.json").read_text())  # a reader of the result alone sees it too
+    assert result["sampling"] == manifest["tasks"]["pope"]["sampling"] == sampling and result["generation"]["temperature"] == 0.0
 
 
 def test_a_judge_that_refuses_temperature_0_keeps_its_cache_keys(tmp_path):

@@ -259,6 +259,12 @@ def test_mix_from_a_runs_weakest_slices(shared_benchmarks, world, tmp_path):
     weights, evidence = mix_from_run(run)
     assert evidence["evidence"]["obj"] == {"pope/adversarial/accuracy": 0.5, "pope random−adversarial accuracy gap": 0.0}
     assert weights["obj"] == weights["attr"] == pytest.approx(0.25, abs=1e-4)  # error 0.5 each (no evidence: 0.5 too)
+    # right on every random question, always yes on adversarial: obj's error is 1 − 0.5 plus the 0.5 gap, so obj
+    # weighs 1.0 against 0.5 for each of the three types without evidence: 1.0 / 2.5 and 0.5 / 2.5
+    answers = {s.id: "Yes" if s.group == "adversarial" or s.target == "yes" else "No" for s in samples}
+    weights, evidence = mix_from_run(write_run(tmp_path / "weak", "pope", samples, answers))
+    assert evidence["evidence"]["obj"] == {"pope/adversarial/accuracy": 0.5, "pope random−adversarial accuracy gap": 0.5}
+    assert weights == {"obj": 0.4, "attr": 0.2, "rel": 0.2, "wh": 0.2}
     chair = get_task("chair")
     base = shared_benchmarks / "chair/opera_captions"
     csamples, match = chair.answers(base / "llava-1.5/greedy.jsonl", {"gt": str(base / "gt_objects.json")})

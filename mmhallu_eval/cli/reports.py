@@ -49,6 +49,10 @@ def compare_cmd(
 
     compared = json.loads(js.read_text())
     typer.echo(format_scorecard(compared["scorecard"]))
+    for task, entry in compared["tasks"].items():
+        for key, values in entry.get("settings_differ", {}).items():
+            typer.secho(f"note: {task}: the runs' answers were made with different {key} (base {json.dumps(values['base'])}, "
+                        f"tuned {json.dumps(values['tuned'])}); the deltas include that difference", fg=typer.colors.YELLOW, err=True)
     for side, run in (("base", base), ("tuned", tuned)):
         if compared[f"tasks_only_in_{side}"]:
             typer.secho(f"not compared (only in {run}): {', '.join(compared[f'tasks_only_in_{side}'])}", fg=typer.colors.YELLOW, err=True)

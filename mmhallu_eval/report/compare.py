@@ -24,6 +24,20 @@ def _check_same_protocol(task: str, base: TaskRun, tuned: TaskRun) -> None:
             )
 
 
+#: what a run's result.json records of how its answers were made; runs that differ in them are compared, with a note
+SETTINGS = ("generation", "sampling", "reasoning")
+
+
+def settings_differ(base: TaskRun, tuned: TaskRun) -> dict[str, dict[str, Any]]:
+    """The settings two runs of a task made their answers with where they differ (greedy against sampled decoding,
+    another token cap, a server that refused the temperature): a delta then mixes the tuning with the settings.
+    Only between two runs of `mmhallu run` (a rescored file records no decoding)."""
+    if "generation" not in base.result or "generation" not in tuned.result:
+        return {}
+    return {key: {"base": base.result.get(key), "tuned": tuned.result.get(key)} for key in SETTINGS
+            if base.result.get(key) != tuned.result.get(key)}
+
+
 def _common(task: str, base: TaskRun, tuned: TaskRun, intersect: bool) -> tuple[list[dict], list[dict], list[dict], dict[str, int]]:
     """(base records, tuned records, the common samples that failed in either run, counts): the records of the
     samples both runs answered, in base's order."""
@@ -88,6 +102,9 @@ def compare_task(task: str, base: TaskRun, tuned: TaskRun, intersect: bool) -> d
     base_recs, tuned_recs, failed, counts = _common(task, base, tuned, intersect)
     measure = get_task(task).measure
     out: dict[str, Any] = {**counts, "metrics": {}, "groups": {}, "flipped": {"fixed": [], "broken": []}}
+    differ = settings_differ(base, tuned)
+    if differ:
+        out["settings_differ"] = differ
     for x, y in zip(base_recs, tuned_recs):
         if x["correct"] is not None and bool(x["correct"]) != bool(y["correct"]):
             out["flipped"]["fixed" if y["correct"] else "broken"].append(x["id"])

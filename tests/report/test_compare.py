@@ -173,3 +173,28 @@ def test_compare_and_leaderboard_amber_hallusionbench_repope(shared_benchmarks, 
     header = (tmp_path / "board.csv").read_text().splitlines()[0]
     for column in ("amber_score", "qacc", "facc", "repope"):
         assert column in header, header
+
+
+def test_compare_says_when_the_runs_decoded_differently(pope_runs, tmp_path):
+    """A base run decoded greedily against a tuned run sampled (or a server that refused the temperature): the deltas
+    mix the tuning with the decoding, so compare.json, the command and the page say which settings differ; runs with
+    the same settings get no note."""
+    base_dir, _, samples, base, tuned = pope_runs
+    greedy = {"max_new_tokens": 128, "temperature": 0.0, "top_p": 1.0}
+    runs = {}
+    for name, answers, extra in (("a", base, {"generation": greedy, "reasoning": "strip"}),
+                                 ("b", tuned, {"generation": greedy, "reasoning": "strip"}),
+                                 ("c", tuned, {"generation": {**greedy, "temperature": 0.7}, "reasoning": "strip", "sampling": XSS})):
+        runs[name] = write_run(tmp_path / name, "pope", samples, answers)
+        result_path = runs[name] / "pope/result.json"
+        result_path.write_text(json.dumps({**json.loads(result_path.read_text()), **extra}))
+    same = subprocess.run([*CLI, "compare", str(runs["a"]), str(runs["b"]), "--out", str(tmp_path / "same")], capture_output=True, text=True)
+    assert same.returncode == 0 and "note:" not in same.stderr, same.stderr
+    assert "settings_differ" not in json.loads((tmp_path / "same/compare.json").read_text())["tasks"]["pope"]
+    proc = subprocess.run([*CLI, "compare", str(runs["a"]), str(runs["c"]), "--out", str(tmp_path / "differ")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    differ = json.loads((tmp_path / "differ/compare.json").read_text())["tasks"]["pope"]["settings_differ"]
+    assert differ == {"generation": {"base": greedy, "tuned": {**greedy, "temperature": 0.7}}, "sampling": {"base": None, "tuned": XSS}}
+    assert "note: pope: the runs' answers were made with different generation" in proc.stderr and '"temperature": 0.7' in proc.stderr
+    html = (tmp_path / "differ/compare.html").read_text()
+    assert "made with different generation" in html and "made with different sampling" in html and "<script>" not in html

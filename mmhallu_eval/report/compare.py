@@ -31,11 +31,12 @@ SETTINGS = ("generation", "sampling", "reasoning")
 def settings_differ(base: TaskRun, tuned: TaskRun) -> dict[str, dict[str, Any]]:
     """The settings two runs of a task made their answers with where they differ (greedy against sampled decoding,
     another token cap, a server that refused the temperature): a delta then mixes the tuning with the settings.
-    Only between two runs of `mmhallu run` (a rescored file records no decoding)."""
-    if "generation" not in base.result or "generation" not in tuned.result:
-        return {}
+    The decoding only between two runs of `mmhallu run` (a rescored file records none, only how it read reasoning)."""
+    recorded = [key for key in SETTINGS if key in base.result and key in tuned.result]
+    if "generation" in recorded:
+        recorded.append("sampling")  # recorded only where a server refused the requested settings
     return {key: {"base": base.result.get(key), "tuned": tuned.result.get(key)} for key in SETTINGS
-            if base.result.get(key) != tuned.result.get(key)}
+            if key in recorded and base.result.get(key) != tuned.result.get(key)}
 
 
 def _common(task: str, base: TaskRun, tuned: TaskRun, intersect: bool) -> tuple[list[dict], list[dict], list[dict], dict[str, int]]:

@@ -196,5 +196,10 @@ def test_compare_says_when_the_runs_decoded_differently(pope_runs, tmp_path):
     differ = json.loads((tmp_path / "differ/compare.json").read_text())["tasks"]["pope"]["settings_differ"]
     assert differ == {"generation": {"base": greedy, "tuned": {**greedy, "temperature": 0.7}}, "sampling": {"base": None, "tuned": XSS}}
     assert "note: pope: the runs' answers were made with different generation" in proc.stderr and '"temperature": 0.7' in proc.stderr
+    kept = write_run(tmp_path / "kept", "pope", samples, tuned)  # as `mmhallu score --reasoning keep` records it
+    result_path = kept / "pope/result.json"
+    result_path.write_text(json.dumps({**json.loads(result_path.read_text()), "reasoning": "keep"}))
+    rescored = subprocess.run([*CLI, "compare", str(runs["a"]), str(kept), "--out", str(tmp_path / "kept_cmp")], capture_output=True, text=True)
+    assert rescored.returncode == 0 and "different reasoning" in rescored.stderr and "different generation" not in rescored.stderr
     html = (tmp_path / "differ/compare.html").read_text()
     assert "made with different generation" in html and "made with different sampling" in html and "<script>" not in html

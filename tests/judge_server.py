@@ -22,19 +22,24 @@ class JudgeServer:
         self.reply_fn = None  # optional: prompt → reply text (overrides the scripting)
         self.chat_fn = None  # optional: full request body → reply text (a model behind the API)
         self.bodies: list[dict] = []
+        self.limited_at: list[float] = []  # when each scripted 429 went out
         #: refuse `max_tokens` as OpenAI does for its reasoning models (a 400 naming the parameter)
         self.refuse_max_tokens = False
         #: as OpenAI's reasoning models: a temperature other than 1, or any top_p, is refused
         self.refuse_sampling = False
+        #: headers a scripted 429 carries (`{"retry-after": "0.5"}`: how long a rate limit asks the client to wait)
+        self.limit_headers: dict[str, str] = {}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
 
-            def _send(self, code: int, body: dict) -> None:
+            def _send(self, code: int, body: dict, headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(code)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -74,7 +79,11 @@ class JudgeServer:
                         if kind == "SLOW":
                             time.sleep(server.slow_seconds)
                         else:
-                            return self._send(500 if kind == "FAIL500" else 429, {"error": {"message": f"scripted {kind}"}})
+                            if kind == "FAIL500":
+                                return self._send(500, {"error": {"message": "scripted FAIL500"}})
+                            with server.lock:
+                                server.limited_at.append(time.monotonic())
+                            return self._send(429, {"error": {"message": "scripted FAIL429"}}, server.limit_headers)
                 if "NOCHOICES" in answer:
                     return self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": "judge", "choices": []})
                 if server.chat_fn is not None:

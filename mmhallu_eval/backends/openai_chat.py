@@ -1,7 +1,8 @@
 """OpenAI-compatible chat completions with bounded concurrency and retries (OpenAI, `vllm serve`, SGLang, ...).
 
 The `openai` client's own retries are off so that the policy is ours and visible: exponential backoff on
-timeouts, connection errors, 429 and 5xx; other errors (400, 401, 404) fail at once.
+timeouts, connection errors, 429 and 5xx, or the wait a 429 or 503 asks for in `Retry-After` (up to a minute);
+other errors (400, 401, 404) fail at once.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ..redact import KEY_SHAPED
@@ -43,6 +45,32 @@ def resolve_api_key(api_key_env: str | None) -> str:
     if not os.environ.get(api_key_env):
         raise BackendError(f"--api-key-env {api_key_env}: that environment variable is not set (export it, or leave the option out for a server without auth)")
     return os.environ[api_key_env]
+
+
+#: the longest `Retry-After` honoured; a server asking for more gets the backoff instead (as the openai client does)
+MAX_RETRY_AFTER = 60.0
+
+
+def retry_after(exc: Exception) -> float | None:
+    """The seconds a refusal asks the client to wait (`retry-after-ms`, or `retry-after` in seconds or as an HTTP
+    date: OpenAI's and Azure's rate limits, a proxy's 503), or None where it asks for nothing usable."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    seconds: float | None = None
+    try:
+        if headers.get("retry-after-ms") is not None:
+            seconds = float(headers["retry-after-ms"]) / 1000
+        elif headers.get("retry-after") is not None:
+            value = headers["retry-after"].strip()
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return max(seconds, 0.0) if seconds is not None and seconds == seconds and seconds <= MAX_RETRY_AFTER else None
 
 
 class ChatClient:
@@ -116,7 +144,8 @@ class ChatClient:
                 if not self._retryable(exc) or attempt == self.max_retries:
                     status = getattr(exc, "status_code", None)
                     return ChatResult(error=f"{type(exc).__name__}{f' {status}' if status else ''}: {exc}"[:500], attempts=attempt + 1)
-                time.sleep(min(self.backoff * 2**attempt, 60.0) * (1 + random.random() * 0.1))
+                asked = retry_after(exc)
+                time.sleep(asked if asked is not None else min(self.backoff * 2**attempt, 60.0) * (1 + random.random() * 0.1))
         return ChatResult(error="unreachable")  # pragma: no cover
 
     def sampling(self) -> dict[str, str]:

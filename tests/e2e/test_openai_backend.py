@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 
 from PIL import Image
 
@@ -204,3 +205,31 @@ def test_a_judge_that_refuses_temperature_0_keeps_its_cache_keys(tmp_path):
         [cached] = again.judge(["Rate this."], cache)
         cache.close()
     assert cached.cached and cached.reply == "rating: 5"
+
+
+def test_a_rate_limit_is_waited_out_as_its_retry_after_asks():
+    """A 429 (or 503) with `Retry-After` is retried after the wait it asks for, not the backoff: OpenAI's and Azure's
+    rate limits say how long; a longer backoff idles, a shorter one spends a retry. Seconds, milliseconds and HTTP
+    dates are read; a wait over a minute, or a header that says nothing usable, falls back to the backoff."""
+    from email.utils import formatdate
+    from types import SimpleNamespace
+
+    from mmhallu_eval.backends.openai_chat import ChatClient, retry_after
+
+    def refusal(headers):
+        return SimpleNamespace(response=SimpleNamespace(headers=headers))
+
+    assert retry_after(refusal({"retry-after": "2"})) == 2.0 and retry_after(refusal({"retry-after-ms": "250", "retry-after": "9"})) == 0.25
+    assert 3 < retry_after(refusal({"retry-after": formatdate(time.time() + 5, usegmt=True)})) <= 5
+    assert retry_after(refusal({"retry-after": formatdate(time.time() - 5, usegmt=True)})) == 0.0
+    for headers in ({"retry-after": "3600"}, {"retry-after": "soon"}, {"retry-after-ms": "nan"}, {}):
+        assert retry_after(refusal(headers)) is None, headers
+    assert retry_after(ValueError("no response")) is None
+    with JudgeServer() as server:
+        server.limit_headers = {"retry-after": "0.4"}
+        client = ChatClient(server.url, "judge", backoff=30.0)  # the backoff alone would wait 30 s
+        started = time.monotonic()
+        [reply] = client.complete([[{"role": "user", "content": "### LMM Response to Evaluate RATE=2 FAIL429:1"}]])
+        took = time.monotonic() - started
+    assert reply.error is None and "Rating: 2" in reply.text and reply.attempts == 2
+    assert 0.4 <= took < 10 and len(server.limited_at) == 1

@@ -185,6 +185,10 @@ def test_a_model_that_refuses_temperature_0_samples_at_its_own_default(pope_fixt
     assert sampling.startswith("the model's own default: the server refused") and "Only the default (1) value is supported" in sampling
     result = json.loads((out / "pope/result.json").read_text())  # a reader of the result alone sees it too
     assert result["sampling"] == manifest["tasks"]["pope"]["sampling"] == sampling and result["generation"]["temperature"] == 0.0
+    page = subprocess.run([*CLI, "report", str(out)], capture_output=True, text=True)
+    assert page.returncode == 0, page.stderr
+    html = (out / "report.html").read_text()
+    assert "<th>sampling</th><td class=\"bad\" data-sampling>the model&#39;s own default" in html and "Only the default (1) value is supported" in html
 
 
 def test_a_judge_that_refuses_temperature_0_keeps_its_cache_keys(tmp_path):

@@ -127,7 +127,9 @@ def get_task(name: str) -> TaskSpec:
     if name not in _FACTORIES:
         close = difflib.get_close_matches(name, list(_FACTORIES), n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise TaskError(f"unknown task {name!r}.{hint} Known tasks: {', '.join(sorted(_FACTORIES)) or 'none'}.")
+        raise TaskError(f"unknown task {name!r}.{hint} Known tasks: {', '.join(sorted(_FACTORIES)) or 'none'}. "
+                        "A task of your own is found with --include-path FOLDER (the folder holding its folder with task.py) "
+                        "or by installing the package that registers it.")
     spec = _FACTORIES[name]()
     if spec.name != name:
         raise TaskError(f"task registered as {name!r} returns a spec named {spec.name!r}")

@@ -119,6 +119,8 @@ def test_a_toy_task_runs_and_compares(toy_tasks, tiny_llava, tmp_path):
     assert proc.returncode == 0, proc.stderr
     compared = json.loads((tmp_path / "cmp/compare.json").read_text())["tasks"]["toy_echo"]["metrics"]["accuracy"]
     assert compared["test"].startswith("mcnemar") and compared["delta"] == 0
+    unfound = _cli("compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "cmp2"))  # the plugin's folder not named
+    assert unfound.returncode == 2 and "unknown task 'toy_echo'" in unfound.stderr and "--include-path FOLDER" in unfound.stderr
     wrong = _cli(*args, "--out", str(tmp_path / "c"), "--task-arg", "tox_echo.n=2")
     assert wrong.returncode == 2 and "--task-arg names task 'tox_echo', which is not in --tasks (toy_echo). Did you mean 'toy_echo'?" in wrong.stderr
 

@@ -70,7 +70,8 @@ def leaderboard_cmd(
 
     try:
         _include(include)
-        paths = leaderboard(runs, out, skipped=lambda run, why: typer.secho(f"skipped {run}: {why}", fg=typer.colors.YELLOW, err=True))
+        paths = leaderboard(runs, out, skipped=lambda run, why: typer.secho(f"skipped {run}: {why}", fg=typer.colors.YELLOW, err=True),
+                            noted=lambda line: typer.secho(f"note: {line}", fg=typer.colors.YELLOW, err=True))
     except user_errors() as exc:
         fail(str(exc))
     typer.echo("wrote " + ", ".join(map(str, paths)))

@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import TaskError
 from ..measure import ALL, by_id, evaluate, unit_table
 from ..registry import get_task
+from .protocol import PROTOCOL, comparable_settings, differing
 from .rundata import RunData, TaskRun
 from .stats import bootstrap_p, mcnemar, paired_bootstrap
 
@@ -16,27 +17,19 @@ ALPHA = 0.05
 
 
 def _check_same_protocol(task: str, base: TaskRun, tuned: TaskRun) -> None:
-    for key in ("task_version", "parser", "parser_version"):
-        if base.result.get(key) != tuned.result.get(key):
-            raise TaskError(
-                f"{task}: the runs used different {key.replace('_', ' ')}s ({base.result.get(key)!r} vs "
-                f"{tuned.result.get(key)!r}); rescore one of them so both use the same before comparing"
-            )
-
-
-#: what a run's result.json records of how its answers were made; runs that differ in them are compared, with a note
-SETTINGS = ("generation", "sampling", "reasoning")
+    differ = differing({"base": base.result, "tuned": tuned.result}, PROTOCOL)
+    if differ:
+        key, values = next(iter(differ.items()))
+        raise TaskError(
+            f"{task}: the runs used different {key.replace('_', ' ')}s ({values['base']!r} vs "
+            f"{values['tuned']!r}); rescore one of them so both use the same before comparing"
+        )
 
 
 def settings_differ(base: TaskRun, tuned: TaskRun) -> dict[str, dict[str, Any]]:
     """The settings two runs of a task made their answers with where they differ (greedy against sampled decoding,
-    another token cap, a server that refused the temperature): a delta then mixes the tuning with the settings.
-    The decoding only between two runs of `mmhallu run` (a rescored file records none, only how it read reasoning)."""
-    recorded = [key for key in SETTINGS if key in base.result and key in tuned.result]
-    if "generation" in recorded:
-        recorded.append("sampling")  # recorded only where a server refused the requested settings
-    return {key: {"base": base.result.get(key), "tuned": tuned.result.get(key)} for key in SETTINGS
-            if key in recorded and base.result.get(key) != tuned.result.get(key)}
+    another token cap, a server that refused the temperature): a delta then mixes the tuning with the settings."""
+    return differing({"base": base.result, "tuned": tuned.result}, comparable_settings([base.result, tuned.result]))
 
 
 def _common(task: str, base: TaskRun, tuned: TaskRun, intersect: bool) -> tuple[list[dict], list[dict], list[dict], dict[str, int]]:

@@ -14,6 +14,7 @@ from ..registry import get_task, task_names
 from ..task import TaskError
 from .charts import Bar, bar_chart
 from .compare import compare_runs
+from .protocol import PROTOCOL, comparable_settings, differing
 from .render import fmt_number, thumbnail, write_page
 from .scorecard import scorecard
 from .rundata import RunData, load_run
@@ -188,9 +189,24 @@ def _distinct_labels(runs: list[RunData]) -> dict[Path, str]:
     return {run.source: run.label if counts[run.label] == 1 else f"{run.label} [{run.source}]" for run in runs}
 
 
-def leaderboard(run_dirs: list[str | Path], out: str | Path, skipped: Callable[[str, str], None] | None = None) -> tuple[Path, Path, Path]:
+def protocol_notes(runs: list[RunData], labels: dict[Path, str]) -> list[str]:
+    """One line per task and field in which the board's runs differ: numbers scored by another parser or task version,
+    or answers made with other decoding settings, stand in one column."""
+    notes = []
+    for name in dict.fromkeys(n for run in runs for n in run.tasks):
+        results = {labels[run.source]: run.tasks[name].result for run in runs if name in run.tasks}
+        for key, values in differing(results, PROTOCOL + comparable_settings(list(results.values()))).items():
+            shown = "; ".join(f"{label}: {json.dumps(v, sort_keys=True)}" for label, v in values.items())
+            notes.append(f"{name}: the runs differ in {key} ({shown}); its column sets numbers side by side that were "
+                         f"{'scored' if key in PROTOCOL else 'made'} differently")
+    return notes
+
+
+def leaderboard(run_dirs: list[str | Path], out: str | Path, skipped: Callable[[str, str], None] | None = None,
+                noted: Callable[[str], None] | None = None) -> tuple[Path, Path, Path]:
     """The leaderboard of the run folders that can be read, each once however often it is named; the others are
-    listed on the page, skipped, and each handed to `skipped(run, why)`."""
+    listed on the page, skipped, and each handed to `skipped(run, why)`. Each task whose runs were scored or made
+    differently gets a note on the page, each handed to `noted(line)`."""
     import pandas as pd
 
     out = file_in(out, "leaderboard.html")
@@ -239,6 +255,10 @@ def leaderboard(run_dirs: list[str | Path], out: str | Path, skipped: Callable[[
     for name, m in columns:
         measure = get_task(name).measure if name in known else None
         directions[(name, m)] = measure.directions(pooled=True).get(m) if measure else None
+    notes = protocol_notes(runs, labels)
+    for note in notes:
+        if noted is not None:
+            noted(note)
     charts = []
     for name in dict.fromkeys(n for n, _ in columns):
         bars = []
@@ -255,5 +275,5 @@ def leaderboard(run_dirs: list[str | Path], out: str | Path, skipped: Callable[[
     md["run"] = md["run"].map(_markdown_cell)
     md.columns = [_markdown_cell(c) for c in md.columns]
     atomic_write_text(md_path, md.to_markdown(index=False, floatfmt=".4f") + "\n")
-    write_page("leaderboard.html.j2", out, columns=columns, rows=rows, directions=directions, charts=charts, broken=broken)
+    write_page("leaderboard.html.j2", out, columns=columns, rows=rows, directions=directions, charts=charts, broken=broken, notes=notes)
     return out, csv_path, md_path

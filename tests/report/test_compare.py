@@ -203,3 +203,30 @@ def test_compare_says_when_the_runs_decoded_differently(pope_runs, tmp_path):
     assert rescored.returncode == 0 and "different reasoning" in rescored.stderr and "different generation" not in rescored.stderr
     html = (tmp_path / "differ/compare.html").read_text()
     assert "made with different generation" in html and "made with different sampling" in html and "<script>" not in html
+
+
+def test_a_leaderboard_notes_runs_scored_or_made_differently(pope_runs, tmp_path):
+    """A column of one task holds every run's number: where the runs were scored by other parsers, or their answers
+    made with other decoding, the page and stderr say which runs differ in what; alike runs get no note."""
+    base_dir, tuned_dir, samples, base, tuned = pope_runs
+    opera = write_run(tmp_path / "opera", "pope", samples, tuned, parser="pope-opera")
+    alike = subprocess.run([*CLI, "leaderboard", str(base_dir), str(tuned_dir), "--out", str(tmp_path / "alike")], capture_output=True, text=True)
+    assert alike.returncode == 0 and "note:" not in alike.stderr, alike.stderr
+    assert 'class="notes"' not in (tmp_path / "alike/leaderboard.html").read_text()
+    proc = subprocess.run([*CLI, "leaderboard", str(base_dir), str(opera), "--out", str(tmp_path / "board")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert 'note: pope: the runs differ in parser (model (base): "pope-official"; model (opera): "pope-opera")' in proc.stderr
+    html = (tmp_path / "board/leaderboard.html").read_text()
+    assert "the runs differ in parser" in html and "were scored differently" in html
+    greedy = {"max_new_tokens": 128, "temperature": 0.0, "top_p": 1.0}
+    for run, generation in ((base_dir, greedy), (tuned_dir, {**greedy, "max_new_tokens": 16})):
+        copy = tmp_path / "made" / run.name
+        copy.mkdir(parents=True)
+        for f in ("manifest.json", "pope/samples.jsonl", "pope/result.json"):
+            (copy / f).parent.mkdir(exist_ok=True)
+            (copy / f).write_bytes((run / f).read_bytes())
+        result_path = copy / "pope/result.json"
+        result_path.write_text(json.dumps({**json.loads(result_path.read_text()), "generation": generation, "reasoning": "strip"}))
+    made = subprocess.run([*CLI, "leaderboard", str(tmp_path / "made/base"), str(tmp_path / "made/tuned"), "--out", str(tmp_path / "made_board")],
+                          capture_output=True, text=True)
+    assert made.returncode == 0 and made.stderr.count("note:") == 1 and "differ in generation" in made.stderr and "were made differently" in made.stderr

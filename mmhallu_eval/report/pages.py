@@ -274,6 +274,7 @@ def leaderboard(run_dirs: list[str | Path], out: str | Path, skipped: Callable[[
     md = frame.copy()
     md["run"] = md["run"].map(_markdown_cell)
     md.columns = [_markdown_cell(c) for c in md.columns]
-    atomic_write_text(md_path, md.to_markdown(index=False, floatfmt=".4f") + "\n")
+    footnotes = "".join(f"\n- {_markdown_cell(note)}" for note in notes)  # under the table, where a paper's reader looks
+    atomic_write_text(md_path, md.to_markdown(index=False, floatfmt=".4f") + "\n" + (f"\nNotes:\n{footnotes}\n" if notes else ""))
     write_page("leaderboard.html.j2", out, columns=columns, rows=rows, directions=directions, charts=charts, broken=broken, notes=notes)
     return out, csv_path, md_path

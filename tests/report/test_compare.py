@@ -218,6 +218,9 @@ def test_a_leaderboard_notes_runs_scored_or_made_differently(pope_runs, tmp_path
     assert 'note: pope: the runs differ in parser (model (base): "pope-official"; model (opera): "pope-opera")' in proc.stderr
     html = (tmp_path / "board/leaderboard.html").read_text()
     assert "the runs differ in parser" in html and "were scored differently" in html
+    md = (tmp_path / "board/leaderboard.md").read_text()
+    assert md.count("\n- pope: the runs differ in parser") == 1 and "Notes:" in md
+    assert "Notes:" not in (tmp_path / "alike/leaderboard.md").read_text()
     greedy = {"max_new_tokens": 128, "temperature": 0.0, "top_p": 1.0}
     for run, generation in ((base_dir, greedy), (tuned_dir, {**greedy, "max_new_tokens": 16})):
         copy = tmp_path / "made" / run.name

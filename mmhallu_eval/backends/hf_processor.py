@@ -212,16 +212,27 @@ def _damaged_json(model: str) -> str | None:
     return None
 
 
+def _import_failures(exc: BaseException) -> str:
+    """The messages of an import error and of the errors behind it: transformers' lazy import says only "Could not
+    import module 'Gemma4Processor'", with the missing package in the error it was raised from."""
+    seen: list[str] = []
+    while exc is not None and len(seen) < 8:
+        seen.append(" ".join(str(exc).split()) + (f" (module {exc.name})" if isinstance(exc, ModuleNotFoundError) and exc.name else ""))
+        exc = exc.__cause__ or exc.__context__
+    return " ← ".join(seen)
+
+
 def _missing_package_message(model: str, exc: ImportError) -> str:
-    text = " ".join(str(exc).split())
+    text = _import_failures(exc)
     for package, extra in PROCESSOR_EXTRAS.items():
         if package in text:
             return f"the processor of {model} needs the package {package}: pip install 'mmhallu-eval[{extra}]'"
     if "torchvision" in text.lower():
-        found = re.search(r"(\w+) requires the \w+ library", text)
+        found = re.search(r"(\w+) requires the \w+ library", text) or re.search(r"Could not import module '(\w+)'", text)
         who = f" ({found.group(1)})" if found else ""
         return (f"the processor of {model}{who} needs torchvision, which is not installed (transformers has no image path "
-                "without it for this family): install the torchvision build that matches your torch")
+                "without it for this family in this release): install the torchvision build that matches your torch, or a "
+                "newer transformers if its image processor for this family does without it (Gemma 4's since 5.21)")
     return f"the processor of {model} needs a package that is not installed: {text[:200]}"
 
 

@@ -256,9 +256,8 @@ def leaderboard(run_dirs: list[str | Path], out: str | Path, skipped: Callable[[
         measure = get_task(name).measure if name in known else None
         directions[(name, m)] = measure.directions(pooled=True).get(m) if measure else None
     notes = protocol_notes(runs, labels)
-    for note in notes:
-        if noted is not None:
-            noted(note)
+    for note in notes if noted is not None else ():
+        noted(note)
     charts = []
     for name in dict.fromkeys(n for n, _ in columns):
         bars = []

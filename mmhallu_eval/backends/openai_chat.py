@@ -6,6 +6,7 @@ other errors (400, 401, 404) fail at once.
 """
 from __future__ import annotations
 
+import math
 import os
 import random
 import re
@@ -70,7 +71,9 @@ def retry_after(exc: Exception) -> float | None:
                 seconds = parsedate_to_datetime(value).timestamp() - time.time()
     except (TypeError, ValueError, OverflowError):
         return None
-    return max(seconds, 0.0) if seconds is not None and seconds == seconds and seconds <= MAX_RETRY_AFTER else None
+    if seconds is None or math.isnan(seconds) or seconds > MAX_RETRY_AFTER:
+        return None
+    return max(seconds, 0.0)
 
 
 class ChatClient:

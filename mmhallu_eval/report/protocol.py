@@ -16,10 +16,8 @@ SETTINGS = ("generation", "sampling", "reasoning")
 def comparable_settings(results: list[dict[str, Any]]) -> tuple[str, ...]:
     """The settings every one of `results` records: the decoding only if all came from `mmhallu run` (a rescored file
     records none, only how it read reasoning)."""
-    recorded = [key for key in SETTINGS if all(key in r for r in results)]
-    if "generation" in recorded:
-        recorded.append("sampling")
-    return tuple(key for key in SETTINGS if key in recorded)
+    runs = all("generation" in r for r in results)
+    return tuple(key for key in SETTINGS if all(key in r for r in results) or (key == "sampling" and runs))
 
 
 def differing(results: Mapping[str, dict[str, Any]], keys: tuple[str, ...]) -> dict[str, dict[str, Any]]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .task import TaskError, TaskSpec
+from .terminal import warn
 
 ENTRY_POINT_GROUP = "mmhallu_eval.tasks"
 #: the package the task files of `--include-path` folders are imported into
@@ -79,7 +80,7 @@ def _load_builtin() -> None:
         try:
             ep.load()
         except Exception as exc:  # a broken third-party plugin must not hide the others
-            print(f"warning: task plugin {ep.name!r} ({ep.value}) failed to load: {exc}", file=sys.stderr)
+            warn(f"warning: task plugin {ep.name!r} ({ep.value}) failed to load: {exc}")
     try:
         mmhallu_tasks = importlib.import_module("mmhallu_tasks")
     except ImportError:
@@ -90,7 +91,7 @@ def _load_builtin() -> None:
                 importlib.import_module(f"mmhallu_tasks.{mod.name}.task")
             except ModuleNotFoundError as exc:
                 if exc.name != f"mmhallu_tasks.{mod.name}.task":  # a folder without task.py is not a plugin; a missing dependency is reported
-                    print(f"warning: task plugin mmhallu_tasks.{mod.name} failed to import: {exc}", file=sys.stderr)
+                    warn(f"warning: task plugin mmhallu_tasks.{mod.name} failed to import: {exc}")
 
 
 def include_path(path: str | Path) -> None:

@@ -5,7 +5,6 @@ import difflib
 import functools
 import hashlib
 import os
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -26,6 +25,7 @@ from .heap import frozen_heap
 from .options import is_count
 from .scoring import RecordStream, ResultBuilder, check_units, image_names
 from .task import TaskError, TaskSpec
+from .terminal import warn
 from .types import Response, Sample
 
 
@@ -117,8 +117,8 @@ def check_images(spec: TaskSpec, options: Any, samples: list[Sample]) -> None:
         fix = (f"give the folder that holds them as --task-arg {spec.name}.images=FOLDER" if hasattr(options, "images")
                else f"check the task's data options (mmhallu tasks {spec.name})")
         raise TaskError(f"task {spec.name!r}: none of its {len(named)} image files is there (first: {missing[0]}); {fix}")
-    print(f"[{spec.name}] {len(missing)} of {len(named)} image files are missing (first: {missing[0]}): their samples are "
-          "recorded as missing_image failures", file=sys.stderr)
+    warn(f"[{spec.name}] {len(missing)} of {len(named)} image files are missing (first: {missing[0]}): their samples are "
+         "recorded as missing_image failures")
 
 
 def check_task_options(specs: list[TaskSpec], task_args: dict[str, dict[str, Any]], parsers: dict[str, str]) -> dict[str, Any]:
@@ -245,9 +245,6 @@ def _run_task(spec, parser, options: Any, samples: list[Sample], config: RunConf
         "finished": now_iso(),
     }
     rundir.write_manifest(manifest)
-    print(
-        f"[{spec.name}] {len(samples)} samples: {stats.generated} generated, {stats.cached} cached, "
-        f"{stats.failed} failed → {rundir.task_dir(spec.name) / 'result.json'}",
-        file=sys.stderr,
-    )
+    warn(f"[{spec.name}] {len(samples)} samples: {stats.generated} generated, {stats.cached} cached, "
+         f"{stats.failed} failed → {rundir.task_dir(spec.name) / 'result.json'}")
     return result

@@ -27,6 +27,8 @@ class JudgeServer:
         self.refuse_max_tokens = False
         #: as OpenAI's reasoning models: a temperature other than 1, or any top_p, is refused
         self.refuse_sampling = False
+        #: appended to the refusal's message (a server's own words, which the client prints)
+        self.refusal_text = ""
         #: headers a scripted 429 carries (`{"retry-after": "0.5"}`: how long a rate limit asks the client to wait)
         self.limit_headers: dict[str, str] = {}
         server = self
@@ -67,7 +69,7 @@ class JudgeServer:
                                                       "code": "unsupported_parameter"}})
                 if server.refuse_sampling and body.get("temperature", 1) != 1:
                     return self._send(400, {"error": {"message": f"Unsupported value: 'temperature' does not support {body['temperature']} with this model. "
-                                                      "Only the default (1) value is supported.", "type": "invalid_request_error", "param": "temperature",
+                                                      "Only the default (1) value is supported." + server.refusal_text, "type": "invalid_request_error", "param": "temperature",
                                                       "code": "unsupported_value"}})
                 if server.refuse_sampling and "top_p" in body:
                     return self._send(400, {"error": {"message": "Unsupported parameter: 'top_p' is not supported with this model.",

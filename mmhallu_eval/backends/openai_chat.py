@@ -10,7 +10,6 @@ import math
 import os
 import random
 import re
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from ..redact import KEY_SHAPED
+from ..terminal import warn
 from .base import BackendError
 
 
@@ -186,8 +186,8 @@ class ChatClient:
             message = getattr(exc, "body", None)
             message = message.get("message") if isinstance(message, dict) else None
             self.sampling_refused = f"{param}: {message or exc}"[:300]
-        print(f"note: {self.model} refuses {param} ({self.sampling_refused}); its requests now go without temperature and top_p, "
-              "so it samples at its own default (recorded in the run's manifest)", file=sys.stderr)
+        warn(f"note: {self.model} refuses {param} ({self.sampling_refused}); its requests now go without temperature and top_p, "
+             "so it samples at its own default (recorded in the run's manifest)")
 
     def complete(self, batch: list[list[dict[str, Any]]], **kwargs: Any) -> list[ChatResult]:
         """Results in input order; at most `concurrency` requests in flight."""

@@ -9,7 +9,7 @@ import sys
 import typer
 
 from . import evaluate, reports, train, world
-from .common import group
+from .common import group, say
 from .pairs import register_loop, register_pairs_build
 from .score import score_app
 
@@ -63,8 +63,7 @@ def main() -> None:
         if exc.errno not in (*_PATH_ERRORS, errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
             raise
         where = exc.filename2 if exc.errno == errno.EISDIR and exc.filename2 else exc.filename
-        typer.secho(f"error: {where or ''}{': ' if where else ''}{exc.strerror or exc}{_PATH_ERRORS.get(exc.errno or 0, '')}",
-                    fg=typer.colors.RED, err=True)
+        say(f"error: {where or ''}{': ' if where else ''}{exc.strerror or exc}{_PATH_ERRORS.get(exc.errno or 0, '')}", typer.colors.RED)
         raise SystemExit(2) from None
 
 

@@ -11,6 +11,7 @@ import typer
 
 from ..errors import UserError
 from ..options import fields_of, type_name, unwrap
+from ..terminal import printable
 
 
 def group(**kwargs: Any) -> typer.Typer:
@@ -19,8 +20,14 @@ def group(**kwargs: Any) -> typer.Typer:
     return typer.Typer(rich_markup_mode=None, **kwargs)
 
 
+def say(line: str, color: Optional[str] = None) -> None:
+    """One line on stderr (a note, a warning, an error), its control characters shown as escapes: it may quote a
+    server, a file or an id the user did not write."""
+    typer.secho(printable(line), fg=color, err=True)
+
+
 def fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    say(f"error: {message}", typer.colors.RED)
     raise typer.Exit(code)
 
 

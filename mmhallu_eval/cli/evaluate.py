@@ -8,7 +8,7 @@ import typer
 
 from ..options import describe
 from ..registry import get_task, include_path, task_names
-from .common import fail, group, headline, parse_parsers, parse_task_args, parse_template_args, split, user_errors
+from .common import fail, group, headline, parse_parsers, parse_task_args, parse_template_args, say, split, user_errors
 
 app = group()
 
@@ -144,7 +144,7 @@ def run_cmd(
     failed = all_failed(results)
     if failed:
         for line in failed:
-            typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
+            say(f"error: {line}", typer.colors.RED)
         raise typer.Exit(1)
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import fail, group, user_errors
+from .common import fail, group, say, user_errors
 
 app = group()
 
@@ -51,11 +51,11 @@ def compare_cmd(
     typer.echo(format_scorecard(compared["scorecard"]))
     for task, entry in compared["tasks"].items():
         for key, values in entry.get("settings_differ", {}).items():
-            typer.secho(f"note: {task}: the runs' answers were made with different {key} (base {json.dumps(values['base'])}, "
-                        f"tuned {json.dumps(values['tuned'])}); the deltas include that difference", fg=typer.colors.YELLOW, err=True)
+            say(f"note: {task}: the runs' answers were made with different {key} (base {json.dumps(values['base'])}, "
+                f"tuned {json.dumps(values['tuned'])}); the deltas include that difference", typer.colors.YELLOW)
     for side, run in (("base", base), ("tuned", tuned)):
         if compared[f"tasks_only_in_{side}"]:
-            typer.secho(f"not compared (only in {run}): {', '.join(compared[f'tasks_only_in_{side}'])}", fg=typer.colors.YELLOW, err=True)
+            say(f"not compared (only in {run}): {', '.join(compared[f'tasks_only_in_{side}'])}", typer.colors.YELLOW)
     typer.echo(f"wrote {html} and {js}")
 
 
@@ -70,8 +70,8 @@ def leaderboard_cmd(
 
     try:
         _include(include)
-        paths = leaderboard(runs, out, skipped=lambda run, why: typer.secho(f"skipped {run}: {why}", fg=typer.colors.YELLOW, err=True),
-                            noted=lambda line: typer.secho(f"note: {line}", fg=typer.colors.YELLOW, err=True))
+        paths = leaderboard(runs, out, skipped=lambda run, why: say(f"skipped {run}: {why}", typer.colors.YELLOW),
+                            noted=lambda line: say(f"note: {line}", typer.colors.YELLOW))
     except user_errors() as exc:
         fail(str(exc))
     typer.echo("wrote " + ", ".join(map(str, paths)))

@@ -11,7 +11,7 @@ import typer
 
 from ..outputs import check_outputs, file_in
 from ..registry import TaskAlias, get_task, include_path, task_aliases, task_names
-from .common import command, declared_options, fail, given, group, headline, option, parse_task_args, user_errors
+from .common import command, declared_options, fail, given, group, headline, option, parse_task_args, say, user_errors
 
 COMMON = {"answers", "out", "parser", "allow_missing", "reasoning", "task_arg", "include_path", "format", "peer_results"}
 
@@ -25,7 +25,7 @@ def _read(spec: Any, typed: Any, answers: Path, fmt: str) -> tuple[list[Any], An
         fail(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     if fmt == "auto":
         fmt, why = detect_format(answers)
-        typer.secho(f"{answers}: read as {fmt} ({why})", err=True)
+        say(f"{answers}: read as {fmt} ({why})")
     if fmt == "lmms-eval":
         samples, match, labels, lmms_task = read_lmms_eval_log(answers, lambda: spec.load(typed), spec.capabilities.lmms_eval, spec.name, typed)
         return samples, match, labels, lmms_task, f"lmms-eval:{lmms_task.name}"
@@ -63,10 +63,10 @@ def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, pa
         if not match.texts and not match.invalid:
             fail(f"{answers}: no answers in the file")
         for note in match.notes:
-            typer.secho(f"{answers}: {note}", fg=typer.colors.YELLOW, err=True)
+            say(f"{answers}: {note}", typer.colors.YELLOW)
         problems = match.problems()
         for p in problems:
-            typer.secho(f"{answers}: {p}", fg=typer.colors.YELLOW, err=True)
+            say(f"{answers}: {p}", typer.colors.YELLOW)
         if problems and not allow_missing:
             fail("answers do not match the questions (see above); fix the file or pass --allow-missing to score what matches")
         extra.update(match.counts())
@@ -93,7 +93,7 @@ def score_saved(task: str, options: dict[str, Any], answers: Path, out: Path, pa
     typer.echo(f"wrote {out}")
     failed = all_failed({task: result})
     if failed:  # as `run` ends: the result is written, but it holds no number
-        typer.secho(f"error: {failed[0]}", fg=typer.colors.RED, err=True)
+        say(f"error: {failed[0]}", typer.colors.RED)
         raise typer.Exit(1)
 
 

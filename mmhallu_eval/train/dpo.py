@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import json
 import re
-import sys
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -16,6 +15,7 @@ from ..options import is_count, is_number
 from ..outputs import folder_relation, refuse_foreign_folder
 from ..quiet import hide_library_progress_bars, library_renames_hidden
 from ..task import TaskError
+from ..terminal import warn
 from .pairs import read_pairs
 
 
@@ -295,13 +295,12 @@ def train_dpo(cfg: TrainConfig, show_progress: bool = True) -> Path:
     check_template_args(processor, cfg.chat_template_args, f"the chat template of {cfg.model}")
     rendered, beyond, prompts = evaluation_prompts(pairs, processor, cfg.chat_template_args)
     if prompts == "generation-prompt":
-        print(f"note: the chat template of {cfg.model} writes {beyond!r} in a generation prompt but not in an answered turn; the pairs "
-              "go to TRL as text that starts with the evaluation's prompt, so the answers are tuned in the context an evaluation shows",
-              file=sys.stderr)
+        warn(f"note: the chat template of {cfg.model} writes {beyond!r} in a generation prompt but not in an answered turn; the pairs "
+             "go to TRL as text that starts with the evaluation's prompt, so the answers are tuned in the context an evaluation shows")
     elif prompts == "conversation-differs":
-        print(f"warning: the chat template of {cfg.model} opens a reasoning block in a generation prompt ({beyond!r}) but writes answered "
-              "turns without it, so TRL tunes the answers in a context an evaluation does not show; give the model a template that "
-              "writes an answered turn after a closed reasoning block, as Qwen3's does", file=sys.stderr)
+        warn(f"warning: the chat template of {cfg.model} opens a reasoning block in a generation prompt ({beyond!r}) but writes answered "
+             "turns without it, so TRL tunes the answers in a context an evaluation does not show; give the model a template that "
+             "writes an answered turn after a closed reasoning block, as Qwen3's does")
     dataset = to_dataset(pairs, cfg.chat_template_args, rendered)
     model = AutoModelForImageTextToText.from_pretrained(cfg.model)
     peft_config = None

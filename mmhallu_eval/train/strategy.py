@@ -7,7 +7,6 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
-import sys
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -17,6 +16,7 @@ from ..annotations import load_graphs
 from ..data import missing_files
 from ..errors import TaskError
 from ..options import check_option_types, fields_of, parse
+from ..terminal import warn
 from .pairs import check_pair
 
 ENTRY_POINT_GROUP = "mmhallu_eval.strategies"
@@ -99,7 +99,7 @@ def _load() -> None:
         try:
             found = ep.load()
         except Exception as exc:  # reported, not skipped silently: a broken plugin must not hide the others
-            print(f"warning: pair strategy plugin {ep.name!r} ({ep.value}) failed to load: {type(exc).__name__}: {exc}", file=sys.stderr)
+            warn(f"warning: pair strategy plugin {ep.name!r} ({ep.value}) failed to load: {type(exc).__name__}: {exc}")
             continue
         register(getattr(found, "STRATEGY", found))
 

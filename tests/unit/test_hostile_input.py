@@ -634,3 +634,27 @@ def test_library_renames_are_hidden_and_other_warnings_are_not():
             warnings.warn("`use_cache` is deprecated", FutureWarning)
             warnings.warn("`gradient_checkpointing` is deprecated", UserWarning)
     assert [str(w.message) for w in seen] == ["`use_cache` is deprecated", "`gradient_checkpointing` is deprecated"]
+
+
+def test_terminal_control_sequences_in_quoted_text_are_shown_not_obeyed(scored, tmp_path, capsys):
+    """A server's error message, a folder name from an unpacked archive or a plugin's exception reach the terminal in
+    `note:`, `skipped` and `error:` lines; an escape sequence in them could set the clipboard (OSC 52), erase the line
+    above or reorder the text (a bidirectional override). They are printed as escapes; newlines and tabs stay."""
+    from mmhallu_eval.backends.judge import OpenAIJudge
+    from mmhallu_eval.terminal import printable
+
+    hostile = "\x1b]52;c;ZWNobyBoaQ==\x07\x1b[1A\x1b[2K\r\x9b31m\u202etxt.exe"
+    assert printable(hostile) == r"\x1b]52;c;ZWNobyBoaQ==\x07\x1b[1A\x1b[2K\r\x9b31m\u202etxt.exe"
+    assert printable("two\tcolumns\nnext line, é 日本") == "two\tcolumns\nnext line, é 日本"
+    with JudgeServer() as server:
+        server.reply_fn = lambda prompt: "rating: 5"
+        server.refuse_sampling = True
+        server.refusal_text = hostile
+        OpenAIJudge("reasoner", base_url=server.url).judge(["Rate this."], None)
+    note = capsys.readouterr().err
+    assert "note: reasoner refuses temperature" in note and r"\x1b]52;c;" in note and "\x1b" not in note and "\u202e" not in note
+    run = tmp_path / f"shared{hostile}"  # a run folder named by someone else
+    shutil.copytree(scored, run)
+    (run / "pope" / "result.json").write_text("[1]")
+    for proc in (_cli("leaderboard", str(scored), str(run), "--out", str(tmp_path / "board")), _cli("report", str(run), "--out", str(tmp_path / "r.html"))):
+        assert printable(str(run)) in proc.stderr and "\x1b" not in proc.stderr and "\x9b" not in proc.stderr and "\r" not in proc.stderr, proc.stderr

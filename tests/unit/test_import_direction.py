@@ -6,7 +6,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "mmhallu_eval"
 
 LAYERS = {
-    "types": 0, "errors": 0, "reasoning": 0, "prompts": 0, "redact": 0, "heap": 0, "outputs": 1,
+    "types": 0, "errors": 0, "terminal": 0, "reasoning": 0, "prompts": 0, "redact": 0, "heap": 0, "outputs": 1,
     "metrics": 1, "paired": 1, "resample": 1,
     "measure": 2, "options": 2,
     "task": 3,

@@ -49,16 +49,17 @@ def _whole_short_help(app: typer.Typer) -> None:
             _whole_short_help(sub)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The `mmhallu` command on `argv` (the process's arguments when None); it ends by raising SystemExit."""
     from ..heap import tune_malloc
 
     tune_malloc()  # this process is the command's own: keep freed tensor memory for reuse
     try:
-        app = build_app()
+        app = build_app(argv)
     except typer.Exit as exc:  # a plugin folder that cannot be read: its error line is out, no traceback after it
         raise SystemExit(exc.exit_code) from None
     try:
-        app(prog_name="mmhallu")
+        app(args=argv, prog_name="mmhallu")
     except OSError as exc:  # a full disk, a read-only folder, a permission, a file in a folder's place: one line naming the path
         if exc.errno not in (*_PATH_ERRORS, errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM):
             raise

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import math
@@ -16,7 +17,10 @@ from ..files import atomic_write_text
 THUMB_PX = 96
 
 
+@functools.cache
 def environment() -> Environment:
+    """One environment per process, so each template is compiled once however many pages are written (a leaderboard
+    over many runs, the demo's pages, a test's hundreds)."""
     env = Environment(loader=PackageLoader("mmhallu_eval.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
     env.filters["num"] = fmt_number
     env.filters["ci"] = fmt_ci

@@ -278,13 +278,13 @@ def _documented_loss_types(dpo_config: type) -> list[str]:
 def train_dpo(cfg: TrainConfig, show_progress: bool = True) -> Path:
     """Train and save; with show_progress False nothing is printed per step (the losses still go to
     train_log.jsonl), as `--no-progress` promises for the rest of a run."""
+    check_train_out(cfg)  # a wrong --out is refused at once, not after seconds of importing TRL and transformers
     from transformers import AutoModelForImageTextToText
     from trl import DPOTrainer
 
     from ..backends.hf_processor import load_processor
     from ..backends.hf_prompt import check_template_args
 
-    check_train_out(cfg)
     args = dpo_arguments(cfg)
     if not show_progress:  # the weight-loading and dataset-mapping bars too
         hide_library_progress_bars()

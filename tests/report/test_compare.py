@@ -1,6 +1,5 @@
 """`mmhallu compare` on run folders built from real POPE answers and from every task's fixtures."""
 import json
-import subprocess
 import sys
 
 import pytest
@@ -8,6 +7,7 @@ from scipy import stats
 
 from mmhallu_eval import get_task
 from report_helpers import write_run
+from cli_in_process import mmhallu
 
 CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -34,7 +34,7 @@ def pope_runs(shared_benchmarks, tmp_path_factory):
 
 def test_compare_pope_verdicts(pope_runs, tmp_path):
     base_dir, tuned_dir, samples, base, tuned = pope_runs
-    proc = subprocess.run([*CLI, "compare", str(base_dir), str(tuned_dir), "--out", str(tmp_path)], capture_output=True, text=True)
+    proc = mmhallu("compare", str(base_dir), str(tuned_dir), "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "compare.json").read_text())
     t = data["tasks"]["pope"]
@@ -69,13 +69,12 @@ def test_result_files_written_by_score_are_runs_for_every_page(pope_runs, shared
     ids = [json.loads(line)["question_id"] for line in qfile.read_text().splitlines()]
     for name, answers in (("base", base), ("tuned", tuned)):
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"question_id": q, "text": answers[s.id]}) + "\n" for q, s in zip(ids, samples)))
-        done = subprocess.run([*CLI, "score", "pope", "--data", str(qfile), "--answers", str(tmp_path / f"{name}.jsonl"), "--out", str(scores / f"{name}.json")],
-                              capture_output=True, text=True)
+        done = mmhallu("score", "pope", "--data", str(qfile), "--answers", str(tmp_path / f"{name}.jsonl"), "--out", str(scores / f"{name}.json"))
         assert done.returncode == 0, done.stderr
     for args in (["report", str(scores / "base.json")], ["compare", str(scores / "base.json"), str(scores / "tuned.json")],
                  ["leaderboard", str(scores / "base.json"), str(scores / "tuned.json"), "--out", str(tmp_path / "board")],
                  ["compare", str(base_dir), str(tuned_dir), "--out", str(tmp_path / "folders")]):
-        done = subprocess.run([*CLI, *args], capture_output=True, text=True)
+        done = mmhallu(*args)
         assert done.returncode == 0, done.stderr
     assert (scores / "base.report.html").is_file() and (scores / "tuned.report.html").is_file()  # the leaderboard's links
     from_files = json.loads((scores / "compare.json").read_text())
@@ -89,12 +88,12 @@ def test_result_files_written_by_score_are_runs_for_every_page(pope_runs, shared
 def test_compare_refuses_different_parser_and_sample_sets(pope_runs, tmp_path):
     base_dir, _, samples, base, tuned = pope_runs
     other = write_run(tmp_path / "opera", "pope", samples, tuned, parser="pope-opera")
-    proc = subprocess.run([*CLI, "compare", str(base_dir), str(other), "--out", str(tmp_path)], capture_output=True, text=True)
+    proc = mmhallu("compare", str(base_dir), str(other), "--out", str(tmp_path))
     assert proc.returncode == 2 and "different parsers ('pope-official' vs 'pope-opera')" in proc.stderr
     fewer = write_run(tmp_path / "fewer", "pope", samples[:500], tuned)
-    proc = subprocess.run([*CLI, "compare", str(base_dir), str(fewer), "--out", str(tmp_path)], capture_output=True, text=True)
+    proc = mmhallu("compare", str(base_dir), str(fewer), "--out", str(tmp_path))
     assert proc.returncode == 2 and "100 only in base" in proc.stderr and "--intersect" in proc.stderr
-    proc = subprocess.run([*CLI, "compare", str(base_dir), str(fewer), "--out", str(tmp_path), "--intersect"], capture_output=True, text=True)
+    proc = mmhallu("compare", str(base_dir), str(fewer), "--out", str(tmp_path), "--intersect")
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "compare.json").read_text())
     assert data["intersect"] and data["tasks"]["pope"]["n_common"] == 500 and data["tasks"]["pope"]["n_base_only"] == 100
@@ -116,7 +115,7 @@ def test_compare_mme_finer_chair(shared_benchmarks, tmp_path):
     otexts = omatch.texts
     write_run(b, "chair", cs, ctexts)
     write_run(t, "chair", cs, otexts)
-    proc = subprocess.run([*CLI, "compare", str(b), str(t), "--out", str(tmp_path)], capture_output=True, text=True)
+    proc = mmhallu("compare", str(b), str(t), "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "compare.json").read_text())
     total = data["tasks"]["mme"]["metrics"]["total"]
@@ -160,7 +159,7 @@ def test_compare_and_leaderboard_amber_hallusionbench_repope(shared_benchmarks, 
     write_run(base, "hallusionbench", hs, hmatch.texts, parser="yesno", options=hoptions)
     write_run(tuned, "hallusionbench", hs, {s.id: "Yes" if s.target == "1" else "No" for s in hs}, parser="yesno", options=hoptions)
 
-    proc = subprocess.run([*CLI, "compare", str(base), str(tuned), "--out", str(tmp_path / "cmp")], capture_output=True, text=True)
+    proc = mmhallu("compare", str(base), str(tuned), "--out", str(tmp_path / "cmp"))
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert data["tasks"]["repope"]["metrics"]["accuracy"]["better"] == "tuned"
@@ -168,7 +167,7 @@ def test_compare_and_leaderboard_amber_hallusionbench_repope(shared_benchmarks, 
     assert data["tasks"]["amber"]["metrics"]["chair"]["higher_is_better"] is False
     assert data["tasks"]["hallusionbench"]["metrics"]["qacc"]["better"] == "tuned"
     assert data["tasks"]["hallusionbench"]["metrics"]["aacc"]["significant"]
-    proc = subprocess.run([*CLI, "leaderboard", str(base), str(tuned), "--out", str(tmp_path / "board.html")], capture_output=True, text=True)
+    proc = mmhallu("leaderboard", str(base), str(tuned), "--out", str(tmp_path / "board.html"))
     assert proc.returncode == 0, proc.stderr
     header = (tmp_path / "board.csv").read_text().splitlines()[0]
     for column in ("amber_score", "qacc", "facc", "repope"):
@@ -188,10 +187,10 @@ def test_compare_says_when_the_runs_decoded_differently(pope_runs, tmp_path):
         runs[name] = write_run(tmp_path / name, "pope", samples, answers)
         result_path = runs[name] / "pope/result.json"
         result_path.write_text(json.dumps({**json.loads(result_path.read_text()), **extra}))
-    same = subprocess.run([*CLI, "compare", str(runs["a"]), str(runs["b"]), "--out", str(tmp_path / "same")], capture_output=True, text=True)
+    same = mmhallu("compare", str(runs["a"]), str(runs["b"]), "--out", str(tmp_path / "same"))
     assert same.returncode == 0 and "note:" not in same.stderr, same.stderr
     assert "settings_differ" not in json.loads((tmp_path / "same/compare.json").read_text())["tasks"]["pope"]
-    proc = subprocess.run([*CLI, "compare", str(runs["a"]), str(runs["c"]), "--out", str(tmp_path / "differ")], capture_output=True, text=True)
+    proc = mmhallu("compare", str(runs["a"]), str(runs["c"]), "--out", str(tmp_path / "differ"))
     assert proc.returncode == 0, proc.stderr
     differ = json.loads((tmp_path / "differ/compare.json").read_text())["tasks"]["pope"]["settings_differ"]
     assert differ == {"generation": {"base": greedy, "tuned": {**greedy, "temperature": 0.7}}, "sampling": {"base": None, "tuned": XSS}}
@@ -199,7 +198,7 @@ def test_compare_says_when_the_runs_decoded_differently(pope_runs, tmp_path):
     kept = write_run(tmp_path / "kept", "pope", samples, tuned)  # as `mmhallu score --reasoning keep` records it
     result_path = kept / "pope/result.json"
     result_path.write_text(json.dumps({**json.loads(result_path.read_text()), "reasoning": "keep"}))
-    rescored = subprocess.run([*CLI, "compare", str(runs["a"]), str(kept), "--out", str(tmp_path / "kept_cmp")], capture_output=True, text=True)
+    rescored = mmhallu("compare", str(runs["a"]), str(kept), "--out", str(tmp_path / "kept_cmp"))
     assert rescored.returncode == 0 and "different reasoning" in rescored.stderr and "different generation" not in rescored.stderr
     html = (tmp_path / "differ/compare.html").read_text()
     assert "made with different generation" in html and "made with different sampling" in html and "<script>" not in html
@@ -210,10 +209,10 @@ def test_a_leaderboard_notes_runs_scored_or_made_differently(pope_runs, tmp_path
     made with other decoding, the page and stderr say which runs differ in what; alike runs get no note."""
     base_dir, tuned_dir, samples, base, tuned = pope_runs
     opera = write_run(tmp_path / "opera", "pope", samples, tuned, parser="pope-opera")
-    alike = subprocess.run([*CLI, "leaderboard", str(base_dir), str(tuned_dir), "--out", str(tmp_path / "alike")], capture_output=True, text=True)
+    alike = mmhallu("leaderboard", str(base_dir), str(tuned_dir), "--out", str(tmp_path / "alike"))
     assert alike.returncode == 0 and "note:" not in alike.stderr, alike.stderr
     assert 'class="notes"' not in (tmp_path / "alike/leaderboard.html").read_text()
-    proc = subprocess.run([*CLI, "leaderboard", str(base_dir), str(opera), "--out", str(tmp_path / "board")], capture_output=True, text=True)
+    proc = mmhallu("leaderboard", str(base_dir), str(opera), "--out", str(tmp_path / "board"))
     assert proc.returncode == 0, proc.stderr
     assert 'note: pope: the runs differ in parser (model (base): "pope-official"; model (opera): "pope-opera")' in proc.stderr
     html = (tmp_path / "board/leaderboard.html").read_text()
@@ -230,6 +229,5 @@ def test_a_leaderboard_notes_runs_scored_or_made_differently(pope_runs, tmp_path
             (copy / f).write_bytes((run / f).read_bytes())
         result_path = copy / "pope/result.json"
         result_path.write_text(json.dumps({**json.loads(result_path.read_text()), "generation": generation, "reasoning": "strip"}))
-    made = subprocess.run([*CLI, "leaderboard", str(tmp_path / "made/base"), str(tmp_path / "made/tuned"), "--out", str(tmp_path / "made_board")],
-                          capture_output=True, text=True)
+    made = mmhallu("leaderboard", str(tmp_path / "made/base"), str(tmp_path / "made/tuned"), "--out", str(tmp_path / "made_board"))
     assert made.returncode == 0 and made.stderr.count("note:") == 1 and "differ in generation" in made.stderr and "were made differently" in made.stderr

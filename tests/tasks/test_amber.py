@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from parity_cases import amber_answers, amber_vectors
+from cli_in_process import mmhallu
 
 pytest.importorskip("spacy", reason="AMBER's synonym check needs spaCy (pip install 'mmhallu-eval[amber]')")
 
@@ -22,7 +23,7 @@ def vectors(shared_benchmarks, tmp_path_factory) -> Path:
 
 
 def score(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, "score", "amber", *args], capture_output=True, text=True)
+    return mmhallu("score", "amber", *args)
 
 
 @pytest.mark.parametrize("evaluation_type", ["a", "g", "d", "de", "da", "dr"])
@@ -127,10 +128,10 @@ def build_amber_world(pope_fixture: Path, out: Path, shared: Path) -> Path:
 def test_run_end_to_end(tiny_llava, pope_fixture, shared_benchmarks, vectors, tmp_path):
     data = build_amber_world(pope_fixture, tmp_path / "amber", shared_benchmarks)
     out = tmp_path / "run"
-    done = subprocess.run([*CLI, "run", "--model", str(tiny_llava), "--tasks", "amber", "--out", str(out),
+    done = mmhallu("run", "--model", str(tiny_llava), "--tasks", "amber", "--out", str(out),
                            "--task-arg", f"amber.data={data}", "--task-arg", f"amber.images={pope_fixture / 'images'}",
                            "--task-arg", f"amber.spacy_model={vectors}", "--task-arg", "amber.max_new_tokens=16",
-                           "--device", "cpu", "--dtype", "float32", "--no-progress"], capture_output=True, text=True)
+                           "--device", "cpu", "--dtype", "float32", "--no-progress")
     assert done.returncode == 0, done.stderr
     result = json.loads((out / "amber" / "result.json").read_text())
     assert result["n"] == 12 and result["errors"]["total"] == 0

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mmhallu_tasks.chair.normalize import Normalizer, Vocabulary, normalizer_for
+from cli_in_process import mmhallu
 
 CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -117,7 +118,7 @@ def test_metrics_match_official(shared_benchmarks, name):
 def test_score_chair_cli(shared_benchmarks, tmp_path):
     base = shared_benchmarks / "chair/opera_captions"
     out = tmp_path / "r.json"
-    proc = subprocess.run([*CLI, "score", "chair", "--answers", str(base / "llava-1.5/greedy.jsonl"), "--gt", str(base / "gt_objects.json"), "--out", str(out)], capture_output=True, text=True)
+    proc = mmhallu("score", "chair", "--answers", str(base / "llava-1.5/greedy.jsonl"), "--gt", str(base / "gt_objects.json"), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["metrics"]["chair_i"] == pytest.approx(OFFICIAL["llava-1.5/greedy.jsonl"][1], abs=1e-12)
@@ -160,7 +161,7 @@ def test_shipped_nltk_resources_score_chair_identically(shared_benchmarks, tmp_p
     bare = {**os.environ, "NLTK_DATA": str(tmp_path / "empty"), "HOME": str(tmp_path)}
     shipped = subprocess.run([*CLI, *args, "--out", str(tmp_path / "a" / "r.json")], capture_output=True, text=True, env=bare, cwd=tmp_path)
     assert shipped.returncode == 0, shipped.stderr
-    full = subprocess.run([*CLI, *args, "--out", str(tmp_path / "b" / "r.json")], capture_output=True, text=True)
+    full = mmhallu(*args, "--out", str(tmp_path / "b" / "r.json"))
     assert full.returncode == 0, full.stderr
     a, b = (json.loads((tmp_path / d / "r.json").read_text()) for d in "ab")
     assert a["metrics"] == b["metrics"] and a["ci"] == b["ci"]
@@ -237,7 +238,7 @@ def test_run_chair_end_to_end(tiny_llava, coco_fixture, tmp_path):
     assert {"mentions", "hallucinated", "covered"} <= set(sample["parsed"])
     # the written captions score to the same numbers, and the id list reproduces the sample set
     rescored = tmp_path / "rescored.json"
-    proc = subprocess.run([*CLI, "score", "chair", "--answers", str(out / "chair/captions.jsonl"), "--coco-annotations", str(coco_fixture), "--out", str(rescored)], capture_output=True, text=True)
+    proc = mmhallu("score", "chair", "--answers", str(out / "chair/captions.jsonl"), "--coco-annotations", str(coco_fixture), "--out", str(rescored))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(rescored.read_text())["metrics"] == result["metrics"]
 

@@ -8,6 +8,7 @@ import pytest
 from mmhallu_eval import TaskError, get_task
 from mmhallu_tasks.finer.loaders import build_prompt
 from mmhallu_tasks.finer.parsers import finer_official, letter_strict
+from cli_in_process import mmhallu
 
 CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
 
@@ -44,7 +45,7 @@ def _score(tmp_path, rows, *extra):
     answers = tmp_path / "rows.jsonl"
     answers.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "r.json"
-    proc = subprocess.run([*CLI, "score", "finer", "--answers", str(answers), "--out", str(out), *extra], capture_output=True, text=True)
+    proc = mmhallu("score", "finer", "--answers", str(answers), "--out", str(out), *extra)
     return proc, (json.loads(out.read_text()) if out.exists() else None)
 
 
@@ -91,9 +92,8 @@ def test_a_broken_pair_in_the_data_is_refused_before_the_model_loads(tmp_path, f
     folder = tmp_path / "finer"
     folder.mkdir()
     (folder / "multi_obj.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [rows[0], rows[0], *rows[2:]]))
-    proc = subprocess.run([*CLI, "run", "--model", str(tmp_path / "no-model"), "--tasks", "finer_comprecap", "--out", str(tmp_path / "run"),
-                           "--task-arg", f"finer_comprecap.data={folder}", "--task-arg", f"finer_comprecap.images={finer_fixture / 'images'}"],
-                          capture_output=True, text=True)
+    proc = mmhallu("run", "--model", str(tmp_path / "no-model"), "--tasks", "finer_comprecap", "--out", str(tmp_path / "run"),
+                           "--task-arg", f"finer_comprecap.data={folder}", "--task-arg", f"finer_comprecap.images={finer_fixture / 'images'}")
     assert proc.returncode == 2 and not (tmp_path / "run").exists()
     assert proc.stderr.startswith(f"error: FINER multi_obj image {rows[0]['image_filename']} qtype ") and "a pair needs one _pos and one _neg row" in proc.stderr
 

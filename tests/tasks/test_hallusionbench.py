@@ -12,6 +12,7 @@ from PIL import Image
 
 from judge_server import JudgeServer
 from parity_cases import hallusion_case
+from cli_in_process import mmhallu
 
 CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
 PARITY = Path(__file__).parents[1] / "fixtures" / "parity"
@@ -26,7 +27,7 @@ def case(shared_benchmarks, tmp_path):
 
 
 def score(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, "score", "hallusionbench", *args], capture_output=True, text=True)
+    return mmhallu("score", "hallusionbench", *args)
 
 
 def result_of(path: Path) -> dict:
@@ -158,10 +159,10 @@ def test_run_end_to_end(tiny_llava, tmp_path):
     out = tmp_path / "run"
     with JudgeServer() as server:
         server.reply_fn = lambda prompt: "correct" if "Prediction answer:" in prompt and len(prompt) % 2 else "same"
-        done = subprocess.run([*CLI, "run", "--model", str(tiny_llava), "--tasks", "hallusionbench", "--out", str(out),
+        done = mmhallu("run", "--model", str(tiny_llava), "--tasks", "hallusionbench", "--out", str(out),
                                "--task-arg", f"hallusionbench.data={data}", "--task-arg", f"hallusionbench.images={images}",
                                "--judge-base-url", server.url, "--judge-model", "judge-z", "--max-new-tokens", "8",
-                               "--device", "cpu", "--dtype", "float32", "--no-progress"], capture_output=True, text=True)
+                               "--device", "cpu", "--dtype", "float32", "--no-progress")
     assert done.returncode == 0, done.stderr
     result = result_of(out / "hallusionbench" / "result.json")
     assert result["n"] == 10 and result["errors"]["total"] == 0

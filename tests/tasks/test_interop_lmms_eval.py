@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from cli_in_process import mmhallu
 
 CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
 RUNS = {"pope_b1_r1": "20261202_040846", "pope_b8_r1": "20261202_041543"}
@@ -16,7 +17,7 @@ def interop(shared_benchmarks):
 
 
 def score(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, "score", "pope", *args], capture_output=True, text=True)
+    return mmhallu("score", "pope", *args)
 
 
 def load(path):
@@ -57,7 +58,7 @@ def test_peer_page_shows_the_second_opinion(interop, tmp_path):
     done = score("--data", str(interop), "--format", "lmms-eval", "--answers", str(interop / run / f"{RUNS[run]}_samples_pope.jsonl"),
                  "--peer-results", str(interop / run / f"{RUNS[run]}_results.json"), "--out", str(tmp_path / "s" / "result.json"))
     assert done.returncode == 0, done.stderr
-    done = subprocess.run([*CLI, "report", str(tmp_path / "s"), "--out", str(tmp_path / "page.html")], capture_output=True, text=True)
+    done = mmhallu("report", str(tmp_path / "s"), "--out", str(tmp_path / "page.html"))
     assert done.returncode == 0, done.stderr
     page = (tmp_path / "page.html").read_text()
     assert "Second opinion: lmms-eval" in page and "pope_yes_ratio" in page

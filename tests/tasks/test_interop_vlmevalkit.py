@@ -16,6 +16,7 @@ import pytest
 from mmhallu_eval.interop.vlmevalkit import read_table, yorn_extraction
 from mmhallu_eval.registry import get_task
 from parity_cases import vlmevalkit_predictions
+from cli_in_process import mmhallu
 
 CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "parity" / "vlmevalkit"
@@ -45,7 +46,7 @@ def cases(shared_benchmarks, tmp_path_factory) -> dict[str, dict[str, Path]]:
 
 
 def score(task: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, "score", task, *args], capture_output=True, text=True)
+    return mmhallu("score", task, *args)
 
 
 def rows_of(path: Path) -> list[dict[str, str]]:

@@ -8,6 +8,7 @@ import pytest
 
 from mmhallu_tasks.mme.loaders import COGNITION, PERCEPTION
 from mmhallu_tasks.mme.parsers import mme_official
+from cli_in_process import mmhallu
 
 CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
 
@@ -55,7 +56,7 @@ def official_calculation(folder: Path) -> dict:
 def test_score_mme_matches_official_calculation(shared_benchmarks, tmp_path, results):
     folder = shared_benchmarks / "mme" / results
     out = tmp_path / "r.json"
-    proc = subprocess.run([*CLI, "score", "mme", "--answers", str(folder), "--out", str(out)], capture_output=True, text=True)
+    proc = mmhallu("score", "mme", "--answers", str(folder), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     expected = official_calculation(folder)
@@ -84,7 +85,7 @@ def test_quirk_fixture_hand_worked(tmp_path):
     ])
     _write(folder, "code_reasoning", ["c.png\tq1\tNo\tno", "d.png\tq1\tYes\tyes", "c.png\tq2\tYes\tYes, it is", "d.png\tq2\tNo\tyes"])
     out = tmp_path / "r.json"
-    proc = subprocess.run([*CLI, "score", "mme", "--answers", str(folder), "--out", str(out)], capture_output=True, text=True)
+    proc = mmhallu("score", "mme", "--answers", str(folder), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "12 subtask file(s) missing, scored the rest" in proc.stderr
     r = json.loads(out.read_text())
@@ -111,7 +112,7 @@ def test_a_failed_question_leaves_its_image_out_whole(tmp_path):
              "c.jpg\tIs there a dog?\tYes\tYes", "c.jpg\tIs there a cat?\tNo\tNo"]
     _write(tmp_path / "res", "existence", lines)
     _write(tmp_path / "rest", "existence", lines[2:])
-    proc = subprocess.run([*CLI, "score", "mme", "--answers", str(tmp_path / "res"), "--out", str(tmp_path / "base" / "r.json")], capture_output=True, text=True)
+    proc = mmhallu("score", "mme", "--answers", str(tmp_path / "res"), "--out", str(tmp_path / "base" / "r.json"))
     assert proc.returncode == 0, proc.stderr
     assert "errors=1, units_left_out=1" in proc.stdout
     subprocess.run([*CLI, "score", "mme", "--answers", str(tmp_path / "rest"), "--out", str(tmp_path / "rest.json")], check=True, capture_output=True)
@@ -119,7 +120,7 @@ def test_a_failed_question_leaves_its_image_out_whole(tmp_path):
     assert r["errors"]["unfinished_reasoning"] == 1 and r["units_left_out"]["units"] == 1 and r["units_left_out"]["answered"] == 1
     assert r["groups"]["existence"] == rest["groups"]["existence"] and r["metrics"] == rest["metrics"]
     assert (r["groups"]["existence"]["acc"], r["groups"]["existence"]["acc_plus"]) == (0.75, 0.5)
-    report = subprocess.run([*CLI, "report", str(tmp_path / "base" / "r.json")], capture_output=True, text=True)
+    report = mmhallu("report", str(tmp_path / "base" / "r.json"))
     assert report.returncode == 0, report.stderr
     assert 'data-left-out="1">1 units' in (tmp_path / "base" / "r.report.html").read_text()
     # the tuned run answers image a: its unit is still left out of the comparison, since base lost a question of it
@@ -155,7 +156,7 @@ def test_a_failed_question_leaves_its_image_out_whole(tmp_path):
 def test_bad_result_files_fail_clearly(tmp_path, name, lines, message):
     folder = tmp_path / "res"
     _write(folder, name, lines)
-    proc = subprocess.run([*CLI, "score", "mme", "--answers", str(folder), "--out", str(tmp_path / "r.json")], capture_output=True, text=True)
+    proc = mmhallu("score", "mme", "--answers", str(folder), "--out", str(tmp_path / "r.json"))
     assert proc.returncode == 2
     assert message in proc.stderr
 
@@ -175,7 +176,7 @@ def test_run_mme_end_to_end_writes_official_results(tiny_llava, mme_fixture, tmp
     assert len(official) == 8 and all(len(l.split("\t")) == 4 for l in official)
     # the official files written by the run score to the same result
     rescored = tmp_path / "rescored.json"
-    proc = subprocess.run([*CLI, "score", "mme", "--answers", str(out / "mme/official_results"), "--out", str(rescored)], capture_output=True, text=True)
+    proc = mmhallu("score", "mme", "--answers", str(out / "mme/official_results"), "--out", str(rescored))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(rescored.read_text())["groups"]["existence"]["score"] == pytest.approx(result["groups"]["existence"]["score"])
 

@@ -9,6 +9,7 @@ import pytest
 
 from judge_server import JudgeServer
 from mmhallu_tasks.mmhal.task import TEMPLATE, judge_prompt, mmhal_official
+from cli_in_process import mmhallu
 
 CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
 
@@ -91,7 +92,7 @@ def test_score_from_saved_judge_replies_matches_official_averages(shared_benchma
     path = tmp_path / "response.json"
     path.write_text(json.dumps(items))
     out = tmp_path / "r.json"
-    proc = subprocess.run([*CLI, "score", "mmhal", "--answers", str(path), "--judge-replies", str(saved), "--out", str(out)], capture_output=True, text=True)
+    proc = mmhallu("score", "mmhal", "--answers", str(path), "--judge-replies", str(saved), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     # eval_gpt4.py's summary, restated: scores, hallucination = score < 3, per type = index mod 8
@@ -109,8 +110,7 @@ def test_score_from_saved_judge_replies_matches_official_averages(shared_benchma
     # a reply without text (no choices, a null content: eval_gpt4.py fails on it too) is named, not an IndexError
     for damaged in ({"choices": []}, {"choices": [{"message": {"content": None}}]}, {"content": 3}):
         saved.write_text(json.dumps([{"choices": [{"message": {"content": r}}]} for r in replies[:5]] + [damaged] + [r for r in replies[6:]]))
-        proc = subprocess.run([*CLI, "score", "mmhal", "--answers", str(path), "--judge-replies", str(saved), "--out", str(tmp_path / "bad.json")],
-                              capture_output=True, text=True)
+        proc = mmhallu("score", "mmhal", "--answers", str(path), "--judge-replies", str(saved), "--out", str(tmp_path / "bad.json"))
         assert proc.returncode == 2 and f"error: {saved}: reply 5 has no text" in proc.stderr, proc.stderr
     # an item without a text answer, scored with --allow-missing, keeps its reply's place: the official file's 96
     # replies still fit (before: "expected a JSON list of 95 judge replies", or an IndexError); 95 replies do not
@@ -128,7 +128,7 @@ def test_score_from_saved_judge_replies_matches_official_averages(shared_benchma
 
 def test_unreachable_judge_fails_fast(shared_benchmarks, tmp_path):
     path = _responses(tmp_path, shared_benchmarks, ["x"] * 96)
-    proc = subprocess.run([*CLI, "score", "mmhal", "--answers", str(path), "--out", str(tmp_path / "r.json"), "--judge-base-url", "http://127.0.0.1:9/v1", "--judge-model", "m"], capture_output=True, text=True)
+    proc = mmhallu("score", "mmhal", "--answers", str(path), "--out", str(tmp_path / "r.json"), "--judge-base-url", "http://127.0.0.1:9/v1", "--judge-model", "m")
     assert proc.returncode == 2 and "cannot reach the OpenAI-compatible server at http://127.0.0.1:9/v1" in proc.stderr
 
 

@@ -1,7 +1,6 @@
 """The scene-graph oracle judge for MMHal-style items on synthetic data: its ratings follow the official 0–6 scale
 and reach the official rating parser unchanged."""
 import json
-import subprocess
 import sys
 
 import pytest
@@ -10,6 +9,7 @@ from mmhallu_eval.benchmarks.qa import build_mmhal
 from mmhallu_eval.world.shapes import build_world
 from mmhallu_tasks.mmhal.oracle import SceneGraphOracle
 from mmhallu_tasks.mmhal.task import mmhal_official
+from cli_in_process import mmhallu
 
 CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
 
@@ -115,11 +115,11 @@ def test_score_cli_with_the_oracle(world, tmp_path):
     answers = tmp_path / "response.json"
     answers.write_text(json.dumps(filled))
     result = tmp_path / "r.json"
-    proc = subprocess.run([*CLI, "score", "mmhal", "--answers", str(answers), "--out", str(result), "--judge-backend", "scene-graph-oracle",
-                           "--judge-scene-graph", str(out / "scene_graph_test.json"), "--judge-synonyms", str(out / "synonyms.txt")], capture_output=True, text=True)
+    proc = mmhallu("score", "mmhal", "--answers", str(answers), "--out", str(result), "--judge-backend", "scene-graph-oracle",
+                           "--judge-scene-graph", str(out / "scene_graph_test.json"), "--judge-synonyms", str(out / "synonyms.txt"))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(result.read_text())
     assert data["judge"]["kind"] == "scene-graph-oracle" and data["metrics"]["n"] == len(items)
     assert 0.2 < data["metrics"]["hallucination_rate"] <= 0.5
-    proc = subprocess.run([*CLI, "score", "mmhal", "--answers", str(answers), "--out", str(result), "--judge-backend", "scene-graph-oracle"], capture_output=True, text=True)
+    proc = mmhallu("score", "mmhal", "--answers", str(answers), "--out", str(result), "--judge-backend", "scene-graph-oracle")
     assert proc.returncode == 2 and "--judge-scene-graph FILE" in proc.stderr

@@ -1,10 +1,9 @@
 """`mmhallu score pope` against the official evaluation on real LLaVA-1.5-13B answers."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_in_process import mmhallu
 
 
 def official_eval_pope(answers: list[dict], label_file: Path) -> dict:
@@ -32,8 +31,7 @@ def official_eval_pope(answers: list[dict], label_file: Path) -> dict:
     }
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mmhallu_eval.cli", *args], capture_output=True, text=True)
+run_cli = mmhallu
 
 
 def test_score_matches_official_on_llava_answers(shared_benchmarks, tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from parity_cases import repope_answers
+from cli_in_process import mmhallu
 
 CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
 OFFICIAL = json.loads((Path(__file__).parents[1] / "fixtures" / "parity" / "repope_official.json").read_text())
@@ -16,7 +17,7 @@ NAMES = {"tp": "TP", "fp": "FP", "tn": "TN", "fn": "FN", "precision": "Precision
 
 
 def score(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, "score", "repope", *args], capture_output=True, text=True)
+    return mmhallu("score", "repope", *args)
 
 
 @pytest.mark.parametrize("variant, pattern", [("RePOPE", "coco_repope_{}.json"), ("POPE", "coco_pope_{}.json")])
@@ -85,9 +86,8 @@ def test_llava_answers_keyed_by_its_merged_questions_file(shared_benchmarks, tmp
 
 
 def test_questions_file_is_for_scoring_only(pope_fixture, tmp_path):
-    done = subprocess.run([*CLI, "run", "--model", str(tmp_path / "m"), "--tasks", "repope", "--out", str(tmp_path / "r"),
-                           "--task-arg", f"repope.data={pope_fixture}", "--task-arg", f"repope.questions={pope_fixture}/q.jsonl"],
-                          capture_output=True, text=True)
+    done = mmhallu("run", "--model", str(tmp_path / "m"), "--tasks", "repope", "--out", str(tmp_path / "r"),
+                           "--task-arg", f"repope.data={pope_fixture}", "--task-arg", f"repope.questions={pope_fixture}/q.jsonl")
     assert done.returncode == 2 and "repope.questions maps saved answers" in done.stderr
 
 
@@ -146,9 +146,9 @@ def test_run_end_to_end(tiny_llava, pope_fixture, tmp_path):
         (data / f"shapes_pope_{split}.json").write_text("\n".join(rows) + "\n")
         (data / f"shapes_repope_{split}.json").write_text("\n".join(rows[1:]) + "\n")  # RePOPE drops a question
     out = tmp_path / "run"
-    done = subprocess.run([*CLI, "run", "--model", str(tiny_llava), "--tasks", "repope", "--out", str(out),
+    done = mmhallu("run", "--model", str(tiny_llava), "--tasks", "repope", "--out", str(out),
                            "--task-arg", f"repope.data={data}", "--task-arg", f"repope.images={pope_fixture / 'images'}",
-                           "--device", "cpu", "--dtype", "float32", "--no-progress"], capture_output=True, text=True)
+                           "--device", "cpu", "--dtype", "float32", "--no-progress")
     assert done.returncode == 0, done.stderr
     result = json.loads((out / "repope" / "result.json").read_text())
     n = sum(len((data / f"shapes_repope_{s}.json").read_text().splitlines()) for s in ("random", "adversarial"))

@@ -1,12 +1,12 @@
 """DPO with TRL on the tiny model: LoRA and full fine-tuning change the weights and reload for generation."""
 import json
 import shutil
-import subprocess
 import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from cli_in_process import mmhallu
 
 pytest.importorskip("trl", reason="the [train] extra (trl, peft) is not installed")
 
@@ -16,8 +16,8 @@ CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
 @pytest.fixture(scope="module")
 def pairs(world, tmp_path_factory):
     out = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
-    proc = subprocess.run([*CLI, "pairs", "build", "--strategy", "finer", "--annotations", str(world / "scene_graph_train.json"),
-                           "--images", str(world / "images"), "--out", str(out)], capture_output=True, text=True)
+    proc = mmhallu("pairs", "build", "--strategy", "finer", "--annotations", str(world / "scene_graph_train.json"),
+                           "--images", str(world / "images"), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -26,8 +26,7 @@ def test_lora_dpo_trains_and_reloads(tiny_llava, pairs, tmp_path):
     out = tmp_path / "adapter"
     cfg = tmp_path / "dpo.yaml"
     cfg.write_text("beta: 0.2\nlearning_rate: 0.001\nmax_steps: 4\nbatch_size: 4\nloss_type: [sigmoid, sft]\nloss_weights: [1.0, 0.5]\nwarmup_steps: 1\nlora_target_modules: language-model\n")
-    proc = subprocess.run([*CLI, "train", "dpo", "--model", str(tiny_llava), "--pairs", str(pairs), "--out", str(out), "--config", str(cfg), "--no-progress"],
-                          capture_output=True, text=True)
+    proc = mmhallu("train", "dpo", "--model", str(tiny_llava), "--pairs", str(pairs), "--out", str(out), "--config", str(cfg), "--no-progress")
     assert proc.returncode == 0, proc.stderr
     # --no-progress: no bar and no per-step metrics dicts on stdout/stderr; the losses are in train_log.jsonl
     assert "'loss'" not in proc.stdout + proc.stderr
@@ -72,8 +71,7 @@ def test_lora_dpo_trains_and_reloads(tiny_llava, pairs, tmp_path):
         damage(damaged)
         with pytest.raises(BackendError, match=f"--adapter {damaged}.*{says}"):
             create_backend("transformers", model=str(tiny_llava), adapter=str(damaged), device="cpu")
-    proc = subprocess.run([*CLI, "run", "--model", str(tiny_llava), "--tasks", "pope", "--out", str(tmp_path / "r"), "--merge-adapter"],
-                          capture_output=True, text=True)
+    proc = mmhallu("run", "--model", str(tiny_llava), "--tasks", "pope", "--out", str(tmp_path / "r"), "--merge-adapter")
     assert proc.returncode == 2 and "--merge-adapter merges an --adapter" in proc.stderr and not (tmp_path / "r").exists()
 
 
@@ -83,8 +81,8 @@ def _edit_json(path, **changes):
 
 def test_full_dpo_changes_weights(tiny_llava, pairs, tmp_path):
     out = tmp_path / "full"
-    proc = subprocess.run([*CLI, "train", "dpo", "--model", str(tiny_llava), "--pairs", str(pairs), "--out", str(out), "--full",
-                           "--max-steps", "2", "--batch-size", "2", "--lr", "0.01"], capture_output=True, text=True)
+    proc = mmhallu("train", "dpo", "--model", str(tiny_llava), "--pairs", str(pairs), "--out", str(out), "--full",
+                           "--max-steps", "2", "--batch-size", "2", "--lr", "0.01")
     assert proc.returncode == 0, proc.stderr
     assert "'loss'" in proc.stdout + proc.stderr  # by default TRL's per-step metrics are shown
     before, after = load_file(tiny_llava / "model.safetensors"), load_file(out / "model.safetensors")
@@ -104,7 +102,7 @@ def test_bad_pairs_file_is_clear(tiny_llava, pairs, tmp_path):
 
     bad = tmp_path / "pairs.jsonl"
     bad.write_text('{"images": ["x.png"], "prompt": []}\n')
-    proc = subprocess.run([*CLI, "train", "dpo", "--model", str(tiny_llava), "--pairs", str(bad), "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    proc = mmhallu("train", "dpo", "--model", str(tiny_llava), "--pairs", str(bad), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2 and f"{bad}:1: a preference pair needs" in proc.stderr
     good = json.loads(pairs.read_text().splitlines()[0])
     not_an_image = tmp_path / "notes.png"
@@ -166,7 +164,7 @@ def test_an_output_folder_that_would_write_over_inputs_or_other_files_is_refused
     (earlier / "train_log.jsonl").write_text("")  # an earlier (here: interrupted) training output is replaced
     for out in (earlier, tmp_path / "new"):
         check_train_out(TrainConfig(model=str(model), pairs=str(pairs), out=str(out)))
-    proc = subprocess.run([*CLI, "train", "dpo", "--model", str(model), "--pairs", str(pairs), "--out", str(model)], capture_output=True, text=True)
+    proc = mmhallu("train", "dpo", "--model", str(model), "--pairs", str(pairs), "--out", str(model))
     assert proc.returncode == 2 and "is the model's folder" in proc.stderr and sorted(p.name for p in model.iterdir()) == ["config.json"]
 
 
@@ -184,7 +182,7 @@ def test_training_numbers_that_cannot_train_are_refused_and_yaml_exponents_read_
     cfg.write_text("learning_rate: 5e-5\nbeta: 1e-1\n")  # YAML 1.1 reads these as text
     loaded = TrainConfig.from_yaml(cfg, **base)
     assert loaded.learning_rate == 5e-5 and loaded.beta == 0.1
-    proc = subprocess.run([*CLI, "train", "dpo", "--model", "m", "--pairs", "p", "--out", str(tmp_path / "o"), "--epochs", "0"], capture_output=True, text=True)
+    proc = mmhallu("train", "dpo", "--model", "m", "--pairs", "p", "--out", str(tmp_path / "o"), "--epochs", "0")
     assert proc.returncode == 2 and proc.stderr.strip() == "error: train setting epochs=0.0: give a number above 0"
 
 
@@ -211,11 +209,9 @@ def test_settings_trl_would_refuse_late_are_refused_before_the_model_loads(tmp_p
     broken = tmp_path / "dpo.yaml"
     broken.write_text("beta: 0.1\nloss_type: [sigmoid\n")
     for config, why in ((broken, f"{broken}:3: not valid YAML"), (tmp_path / "none.yaml", f"--config {tmp_path / 'none.yaml'}: cannot read it")):
-        proc = subprocess.run([*CLI, "train", "dpo", "--model", "m", "--pairs", "p", "--out", str(tmp_path / "o"), "--config", str(config)],
-                              capture_output=True, text=True)
+        proc = mmhallu("train", "dpo", "--model", "m", "--pairs", "p", "--out", str(tmp_path / "o"), "--config", str(config))
         assert proc.returncode == 2 and proc.stderr.startswith(f"error: {why}"), proc.stderr
-    proc = subprocess.run([*CLI, "train", "dpo", "--model", "m", "--pairs", "p", "--out", str(tmp_path / "o"), "--loss-weights", "1,half"],
-                          capture_output=True, text=True)
+    proc = mmhallu("train", "dpo", "--model", "m", "--pairs", "p", "--out", str(tmp_path / "o"), "--loss-weights", "1,half")
     assert proc.returncode == 2 and proc.stderr.startswith("error: --loss-weights '1,half': give numbers separated by commas")
 
 
@@ -252,12 +248,12 @@ def test_template_args_render_the_pairs_as_the_evaluation_renders_its_prompts(pa
         assert rendered["prompt"].endswith(prompt_end) and rendered["chosen"].startswith(chosen_start), rendered
 
     out = tmp_path / "adapter"
-    proc = subprocess.run([*CLI, "train", "dpo", "--model", str(model), "--pairs", str(pairs), "--out", str(out), "--max-steps", "1",
-                           "--batch-size", "2", "--no-progress", "--chat-template-arg", "enable_thinking=false"], capture_output=True, text=True)
+    proc = mmhallu("train", "dpo", "--model", str(model), "--pairs", str(pairs), "--out", str(out), "--max-steps", "1",
+                           "--batch-size", "2", "--no-progress", "--chat-template-arg", "enable_thinking=false")
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "mmhallu_train.json").read_text())["chat_template_args"] == {"enable_thinking": False}
-    proc = subprocess.run([*CLI, "train", "dpo", "--model", str(model), "--pairs", str(pairs), "--out", str(tmp_path / "bad"), "--max-steps", "1",
-                           "--chat-template-arg", "enable_thinkng=false"], capture_output=True, text=True)
+    proc = mmhallu("train", "dpo", "--model", str(model), "--pairs", str(pairs), "--out", str(tmp_path / "bad"), "--max-steps", "1",
+                           "--chat-template-arg", "enable_thinkng=false")
     assert proc.returncode == 2 and "--chat-template-arg enable_thinkng: the chat template of" in proc.stderr, proc.stderr
     assert not (tmp_path / "bad").exists()
 
@@ -294,8 +290,8 @@ def test_pairs_are_tuned_after_the_prompt_an_evaluation_shows(tiny_llava, pairs,
         assert processor.tokenizer.decode(chosen_ids) == some[0]["chosen"][0]["content"][0]["text"] + turn_end
 
     out = tmp_path / "adapter"
-    proc = subprocess.run([*CLI, "train", "dpo", "--model", str(tmp_path / "gemma4"), "--pairs", str(pairs), "--out", str(out), "--max-steps", "1",
-                           "--batch-size", "2", "--no-progress"], capture_output=True, text=True)
+    proc = mmhallu("train", "dpo", "--model", str(tmp_path / "gemma4"), "--pairs", str(pairs), "--out", str(out), "--max-steps", "1",
+                           "--batch-size", "2", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert "the pairs go to TRL as text that starts with the evaluation's prompt" in proc.stderr
     saved = json.loads((out / "mmhallu_train.json").read_text())
@@ -310,12 +306,11 @@ def test_a_model_without_a_chat_template_is_refused_before_it_loads(world, pairs
 
     model = build_family("paligemma", tmp_path / "paligemma")
     says = "has no chat template (its processor builds the prompt itself, as PaliGemma's does); TRL's DPO trainer"
-    proc = subprocess.run([*CLI, "train", "dpo", "--model", str(model), "--pairs", str(pairs), "--out", str(tmp_path / "adapter"), "--max-steps", "1"],
-                          capture_output=True, text=True)
+    proc = mmhallu("train", "dpo", "--model", str(model), "--pairs", str(pairs), "--out", str(tmp_path / "adapter"), "--max-steps", "1")
     assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert not (tmp_path / "adapter").exists()
-    proc = subprocess.run([*CLI, "loop", "--model", str(model), "--train-data", str(world / "scene_graph_train.json"), "--train-images",
+    proc = mmhallu("loop", "--model", str(model), "--train-data", str(world / "scene_graph_train.json"), "--train-images",
                            str(world / "images"), "--out", str(tmp_path / "loop"), "--tasks", "pope", "--task-arg", f"pope.data={pope_fixture}",
-                           "--task-arg", f"pope.images={pope_fixture / 'images'}", "--no-progress"], capture_output=True, text=True)
+                           "--task-arg", f"pope.images={pope_fixture / 'images'}", "--no-progress")
     assert proc.returncode == 2 and says in proc.stderr, proc.stderr
     assert not (tmp_path / "loop").exists()

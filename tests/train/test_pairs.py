@@ -11,6 +11,7 @@ from mmhallu_eval.train.strategies.hadpo import hadpo_pairs
 from mmhallu_eval.train.strategies.povid import povid_pairs
 from mmhallu_eval.train.pairs import drop_contaminated
 from mmhallu_eval.annotations import OPPOSITE, from_coco, load_graphs
+from cli_in_process import mmhallu
 
 CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
 
@@ -157,8 +158,8 @@ def test_pairs_build_cli_with_exclusion(world, tmp_path):
 
 def test_a_wrong_images_folder_is_an_error_before_any_pairs_are_written(world, tmp_path):
     out = tmp_path / "pairs.jsonl"
-    proc = subprocess.run([*CLI, "pairs", "build", "--strategy", "finer", "--annotations", str(world / "scene_graph_train.json"),
-                           "--images", str(world / "images" / "train"), "--out", str(out)], capture_output=True, text=True)
+    proc = mmhallu("pairs", "build", "--strategy", "finer", "--annotations", str(world / "scene_graph_train.json"),
+                           "--images", str(world / "images" / "train"), "--out", str(out))
     first = world / "images" / "train" / load_graphs(world / "scene_graph_train.json")[0]["file_name"]  # train/train/…: one level too deep
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: none of the ") and f"(first: {first})" in proc.stderr
     assert "--images" in proc.stderr and not out.exists()
@@ -271,8 +272,8 @@ def test_mix_from_a_runs_weakest_slices(shared_benchmarks, world, tmp_path):
     captions_only = write_run(tmp_path / "captions", "chair", csamples[:5], match.texts)
     assert not any(mix_from_run(captions_only)[1]["evidence"].values())
     out = tmp_path / "pairs.jsonl"
-    proc = subprocess.run([*CLI, "pairs", "build", "--strategy", "finer", "--annotations", str(world / "scene_graph_train.json"),
-                           "--images", str(world / "images"), "--mix-from-run", str(captions_only), "--out", str(out)], capture_output=True, text=True)
+    proc = mmhallu("pairs", "build", "--strategy", "finer", "--annotations", str(world / "scene_graph_train.json"),
+                           "--images", str(world / "images"), "--mix-from-run", str(captions_only), "--out", str(out))
     assert proc.returncode == 2 and "none of its tasks measures a pair type" in proc.stderr and "mme, pope" in proc.stderr and not out.exists()
     for folder, why in ((tmp_path / "gone", "folder not found"), (world, "no <task>/result.json inside")):
         with pytest.raises(TaskError, match=why):
@@ -368,12 +369,12 @@ def test_pairs_build_cli_contrast_and_loop_strategies(world, tmp_path):
     from mmhallu_eval.train.loop import LoopConfig, run_loop
 
     out = tmp_path / "pairs.jsonl"
-    proc = subprocess.run([*CLI, "pairs", "build", "--strategy", "contrast", "--annotations", str(world / "instances_train.json"), "--images", str(world / "images"),
-                           "--out", str(out), "--answer-style", "short", "--small-quantile", "0.5", "--partners", "2"], capture_output=True, text=True)
+    proc = mmhallu("pairs", "build", "--strategy", "contrast", "--annotations", str(world / "instances_train.json"), "--images", str(world / "images"),
+                           "--out", str(out), "--answer-style", "short", "--small-quantile", "0.5", "--partners", "2")
     assert proc.returncode == 0, proc.stderr
     meta = json.loads(out.with_suffix(".meta.json").read_text())
     assert meta["counts"]["contrast/obj"] == meta["n_pairs"] > 0
-    bad = subprocess.run([*CLI, "pairs", "build", "--strategy", "contrast,hallu", "--annotations", "x", "--images", "y", "--out", str(out)], capture_output=True, text=True)
+    bad = mmhallu("pairs", "build", "--strategy", "contrast,hallu", "--annotations", "x", "--images", "y", "--out", str(out))
     assert bad.returncode == 2 and "unknown pair strategy 'hallu'" in bad.stderr
     with pytest.raises(TaskError, match="hadpo read"):
         run_loop(LoopConfig(model="m", train_annotations="a", train_images="i", tasks=["pope"], out=tmp_path / "loop", strategies=["finer", "hadpo"]))
@@ -486,8 +487,8 @@ def test_caption_swap_pairs_differ_in_one_class_in_place(world, tmp_path):
     with pytest.raises(TaskError, match="kinds"):
         caption_swap_pairs(graphs, world / "images", kinds=("inject",))
     out = tmp_path / "caps.jsonl"
-    proc = subprocess.run([*CLI, "pairs", "build", "--strategy", "caption_swap", "--annotations", str(world / "scene_graph_train.json"), "--images", str(world / "images"),
-                           "--swap-kinds", "swap", "--caption-template", "There is {names} in this image.", "--out", str(out)], capture_output=True, text=True)
+    proc = mmhallu("pairs", "build", "--strategy", "caption_swap", "--annotations", str(world / "scene_graph_train.json"), "--images", str(world / "images"),
+                           "--swap-kinds", "swap", "--caption-template", "There is {names} in this image.", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows and {r["kind"] for r in rows} == {"swap"} and all(text(r["chosen"]).startswith("There is a") for r in rows)

@@ -247,18 +247,17 @@ def test_lmms_eval_logs_near_the_format_score_or_fail_clearly(tmp_path_factory, 
     _only_user_errors(scored)
 
 
-@FUZZ
-@given(data=st.data())
-def test_vlmevalkit_predictions_near_the_format_score_or_fail_clearly(tmp_path_factory, shared_benchmarks, data):
-    """VLMEvalKit prediction rows of MME, HallusionBench, POPE and AMBER's yes/no questions (as its dump writes them),
-    some cells dropped or damaged, some rows left out: each file scores or gives a user error."""
+@pytest.fixture(scope="module")
+def vlmevalkit_cases(shared_benchmarks, tmp_path_factory) -> list[tuple]:
+    """Per task (spec, options, its questions, VLMEvalKit's prediction rows for 8 of them), loaded once for all
+    examples: the examples damage the rows, not the datasets."""
     import random
 
-    from mmhallu_eval.interop import read_vlmevalkit
     from parity_cases import _vlmevalkit_rows
 
-    folder = tmp_path_factory.mktemp("vlmevalkit")
+    folder = tmp_path_factory.mktemp("vlmevalkit-data")
     (folder / "coco_pope_random.json").write_text("".join((shared_benchmarks / "pope" / "coco_pope_random.json").read_text().splitlines(keepends=True)[:12]))
+    cases = []
     for task, name, options in (("mme", "MME", {"data": str(shared_benchmarks / "mme" / "questions")}),
                                 ("hallusionbench", "HallusionBench", {"data": str(shared_benchmarks / "hallusionbench" / "HallusionBench.json")}),
                                 ("pope", "POPE", {"data": str(folder / "coco_pope_random.json")}),
@@ -268,12 +267,25 @@ def test_vlmevalkit_predictions_near_the_format_score_or_fail_clearly(tmp_path_f
         loaded = spec.load(typed)
         picked_samples = loaded[:12] if task != "amber" else [s for s in loaded if s.target is not None][:12]
         rows = [{**r, "prediction": "Yes"} for r in _vlmevalkit_rows(task, picked_samples, random.Random(0))][:8]
+        cases.append((spec, typed, name, tuple(loaded), rows))
+    return cases
+
+
+@FUZZ
+@given(data=st.data())
+def test_vlmevalkit_predictions_near_the_format_score_or_fail_clearly(tmp_path_factory, vlmevalkit_cases, data):
+    """VLMEvalKit prediction rows of MME, HallusionBench, POPE and AMBER's yes/no questions (as its dump writes them),
+    some cells dropped or damaged, some rows left out: each file scores or gives a user error."""
+    from mmhallu_eval.interop import read_vlmevalkit
+
+    folder = tmp_path_factory.mktemp("vlmevalkit")
+    for spec, typed, name, loaded, rows in vlmevalkit_cases:
         picked = _draw_rows(data, rows)
         path = folder / f"TinyModel_{name}.json"
         path.write_text(json.dumps(list(picked)))
 
-        def scored(spec=spec, typed=typed, path=path) -> None:
-            samples, match, _, _ = read_vlmevalkit(path, lambda: spec.load(typed), spec.capabilities.vlmevalkit, spec.name)
+        def scored(spec=spec, typed=typed, path=path, loaded=loaded) -> None:
+            samples, match, _, _ = read_vlmevalkit(path, lambda: list(loaded), spec.capabilities.vlmevalkit, spec.name)
             _score_matched(spec, typed, samples, match, "yesno" if spec.name == "hallusionbench" else None)
 
         _only_user_errors(scored)

@@ -6,20 +6,18 @@ import re
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from cli_in_process import mmhallu
 from judge_server import JudgeServer
 from mmhallu_eval.redact import redact, redact_argv, redact_url
 
-CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
 
 
-def _cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})})
+_cli = mmhallu
 
 
 def _error(proc: subprocess.CompletedProcess) -> str:

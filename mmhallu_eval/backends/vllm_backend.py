@@ -7,7 +7,6 @@ rendered); finished responses are handed back in groups while the engine runs on
 run stopped part-way keeps them) and the progress bar moves."""
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -22,17 +21,7 @@ from .base import Backend, BackendError, OutputDecoder, check_adapter_base, mode
 from .hf_model import load_config, plain_generation_config, read_generation_config
 from .hf_processor import load_processor
 from .hf_prompt import prompt_format, render
-from .vllm_layout import unpublished_weights
-
-
-def _architectures(model: str) -> list[str]:
-    cfg = Path(model) / "config.json"
-    if cfg.is_file():
-        try:
-            return list(json.loads(cfg.read_text()).get("architectures") or [])
-        except (OSError, ValueError):
-            return []
-    return []
+from .vllm_layout import model_architectures, unpublished_weights
 
 
 def _lora_rank(adapter: str) -> int:
@@ -127,7 +116,7 @@ class VLLMBackend(Backend):
         unpublished = unpublished_weights(model)
         if unpublished:
             raise BackendError(
-                f"vLLM cannot load {model} ({', '.join(_architectures(model))}): {unpublished[0].describe()}. Put the {len(unpublished)} "
+                f"vLLM cannot load {model} ({', '.join(model_architectures(model))}): {unpublished[0].describe()}. Put the {len(unpublished)} "
                 f"weights into the published layout in place with `mmhallu vllm-layout {model} --fix` (transformers loads either layout), "
                 "or use --backend transformers."
             )
@@ -155,9 +144,9 @@ class VLLMBackend(Backend):
         try:
             self.llm = LLM(**kwargs)
         except Exception as exc:  # vLLM raises many types here; all mean "this engine cannot run this model"
-            archs = ", ".join(_architectures(model)) or "unknown architecture"
+            archs = ", ".join(model_architectures(model)) or "unknown architecture"
             raise BackendError(
-                f"vLLM could not load {model!r} ({archs}): {_cause(exc, _architectures(model))}. "
+                f"vLLM could not load {model!r} ({archs}): {_cause(exc, model_architectures(model))}. "
                 "If vLLM does not support this architecture (on this hardware), use --backend transformers."
             ) from exc
         self._params: dict[GenerationConfig, Any] = {}
@@ -178,7 +167,7 @@ class VLLMBackend(Backend):
     def describe(self) -> dict[str, Any]:
         import vllm
 
-        archs = _architectures(self.model_name)
+        archs = model_architectures(self.model_name)
         return {"backend": self.name, "model": self.model_name, "revision": self.revision, "adapter": self.adapter,
                 "model_fingerprint": self.fingerprint(), "architecture": archs[0] if archs else "unknown",
                 "vllm_version": vllm.__version__, "prompt_format": self.prompt_format.describe(), "trust_remote_code": self.trust_remote_code,

@@ -61,22 +61,34 @@ def _config(folder: Path) -> dict[str, Any] | None:
     return cfg
 
 
-def _architectures(cfg: dict[str, Any]) -> set[str]:
+def architectures(cfg: dict[str, Any]) -> list[str]:
+    """The architecture names a config lists, in its order; whatever else the field holds is left out."""
     names = cfg.get("architectures")
-    return {a for a in names if isinstance(a, str)} if isinstance(names, list) else set()
+    return [a for a in names if isinstance(a, str)] if isinstance(names, list) else []
+
+
+def model_architectures(model: str) -> list[str]:
+    """`architectures` of a local model folder's config.json, for messages and records: empty for a hub name or a
+    config that cannot be read (loading the model names that fault)."""
+    path = Path(model) / "config.json"
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        return []
+    return architectures(cfg) if isinstance(cfg, dict) else []
 
 
 def _nested_tower(cfg: dict[str, Any]) -> bool:
     """Whether the config names an architecture whose vLLM loader wants the tower nested, with a CLIP or SigLIP tower."""
     vision = cfg.get("vision_config")
     tower = vision.get("model_type", "clip_vision_model") if isinstance(vision, dict) else "clip_vision_model" if vision is None else None
-    return bool(_NESTED_TOWER_ARCHS & _architectures(cfg)) and tower in _TOWERS
+    return bool(_NESTED_TOWER_ARCHS.intersection(architectures(cfg))) and tower in _TOWERS
 
 
 def _expert_sizes(cfg: dict[str, Any]) -> tuple[int, int] | None:
     """(hidden size, expert intermediate size) of an architecture whose fused experts vLLM transposes, else None."""
     text = cfg.get("text_config")
-    if not (_TRANSPOSED_EXPERT_ARCHS & _architectures(cfg)) or not isinstance(text, dict):
+    if not _TRANSPOSED_EXPERT_ARCHS.intersection(architectures(cfg)) or not isinstance(text, dict):
         return None
     hidden, inter = text.get("hidden_size"), text.get("moe_intermediate_size")
     return (hidden, inter) if isinstance(hidden, int) and isinstance(inter, int) else None

@@ -133,3 +133,16 @@ def test_qwen3_vl_moe_experts_found_transposed_and_loaded_alike(tmp_path):
     again = AutoModelForImageTextToText.from_pretrained(model).state_dict()
     before = loaded.state_dict()
     assert before.keys() == again.keys() and all(torch.equal(before[k], again[k]) for k in before)
+
+
+def test_architectures_read_from_any_config_without_failing(tmp_path):
+    """The architecture named in vLLM's messages and records comes from one reader: a hub name, a damaged config, a
+    JSON list or non-text entries give no name rather than an exception in the middle of reporting another fault."""
+    from mmhallu_eval.backends.vllm_layout import model_architectures
+
+    assert model_architectures("org/hub-model") == []
+    for name, text, expected in (("ok", '{"architectures": ["LlavaForConditionalGeneration", 3, null]}', ["LlavaForConditionalGeneration"]),
+                                 ("list", "[1, 2]", []), ("broken", "{", []), ("odd", '{"architectures": "Llava"}', [])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(text)
+        assert model_architectures(str(tmp_path / name)) == expected, name

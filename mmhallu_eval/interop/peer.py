@@ -61,7 +61,9 @@ def read_vlmevalkit_scores(path: Path, dataset: str) -> PeerNumbers:
     import pandas as pd
 
     try:
-        frame = pd.DataFrame(read_json(path)) if path.suffix.lower() == ".json" else pd.read_csv(path)
+        # cells as text, made numbers by Python: each the float nearest what the file writes (pandas 2's own parser can be
+        # a unit in the last place off)
+        frame = pd.DataFrame(read_json(path)) if path.suffix.lower() == ".json" else pd.read_csv(path, dtype=str, keep_default_na=False)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise TaskError(f"{path}: not a VLMEvalKit score file ({type(exc).__name__}: {str(exc)[:200]})") from None
     if frame.empty:
@@ -71,11 +73,22 @@ def read_vlmevalkit_scores(path: Path, dataset: str) -> PeerNumbers:
         if "split" not in row and i:
             raise TaskError(f"{path}: {len(frame)} rows and no 'split' column; not a VLMEvalKit score file of {dataset}")
         for column, value in row.items():
-            if column != "split" and is_number(value):
-                metrics[f"{row['split']}/{column}" if "split" in row else str(column)] = float(value)
+            number = _number(value)
+            if column != "split" and number is not None:
+                metrics[f"{row['split']}/{column}" if "split" in row else str(column)] = number
     if not metrics:
         raise TaskError(f"{path}: no numbers; pass the *_score.csv VLMEvalKit's evaluation wrote")
     return PeerNumbers("VLMEvalKit", None, str(path), dataset, metrics)
+
+
+def _number(value: Any) -> float | None:
+    """A cell's finite number (a JSON number, or text that reads as one), else None."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    return float(value) if is_number(value) else None
 
 
 def _at(result: dict[str, Any], path: tuple[str, ...]) -> Any:

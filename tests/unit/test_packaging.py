@@ -2,8 +2,12 @@
 imports, so the list is checked against the source tree here."""
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+try:
+    import tomllib  # novermin (tomli below on 3.10)
+except ImportError:  # Python 3.10: the same parser as a package
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 

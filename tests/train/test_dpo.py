@@ -270,11 +270,12 @@ def test_pairs_are_tuned_after_the_prompt_an_evaluation_shows(tiny_llava, pairs,
     from mmhallu_eval.backends.hf_processor import load_processor
     from mmhallu_eval.train.dpo import evaluation_prompts, to_dataset
     from mmhallu_eval.train.pairs import read_pairs
-    from mmhallu_eval.world.families import build_family
+    from mmhallu_eval.world.families import build_family, missing_packages
 
     some = read_pairs(pairs)[:2]
     assert evaluation_prompts(some, load_processor(str(tiny_llava)), {}) == (None, "", "conversation")
-    for family, beyond, turn_end in (("gemma4", "<|channel>thought\n<channel|>", "<turn|>\n"), ("llava_onevision", "\n", "<|im_end|>\n")):
+    cases = (("llava_onevision", "\n", "<|im_end|>\n"), ("gemma4", "<|channel>thought\n<channel|>", "<turn|>\n"))
+    for family, beyond, turn_end in cases[:1] if missing_packages("gemma4") else cases:
         model = build_family(family, tmp_path / family)
         processor = load_processor(str(model))
         rendered, got, how = evaluation_prompts(some, processor, {})
@@ -289,6 +290,8 @@ def test_pairs_are_tuned_after_the_prompt_an_evaluation_shows(tiny_llava, pairs,
         assert prompt_ids == list(own)
         assert processor.tokenizer.decode(chosen_ids) == some[0]["chosen"][0]["content"][0]["text"] + turn_end
 
+    if missing_packages("gemma4"):
+        pytest.skip(f"Gemma 4 (tuned here with a reasoning channel) needs {', '.join(missing_packages('gemma4'))} in this transformers")
     out = tmp_path / "adapter"
     proc = mmhallu("train", "dpo", "--model", str(tmp_path / "gemma4"), "--pairs", str(pairs), "--out", str(out), "--max-steps", "1",
                            "--batch-size", "2", "--no-progress")

@@ -16,6 +16,8 @@ class Family:
     build: Callable[[Path, int], Path]
     #: packages the family's processor cannot do without in this transformers (checked before building)
     needs: tuple[str, ...] = ()
+    #: the transformers release from which the family's processor does without torchvision (before it, it needs it)
+    torchvision_until: str | None = None
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
@@ -31,7 +33,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("qwen3_5_moe", qwen.build_qwen3_5_moe),
     Family("glm4v", qwen.build_glm4v),
     Family("gemma3", gemma.build_gemma3),
-    Family("gemma4", gemma.build_gemma4),
+    Family("gemma4", gemma.build_gemma4, torchvision_until="5.21"),
     Family("paligemma", gemma.build_paligemma),
     Family("idefics3", idefics.build_idefics3),
     Family("smolvlm", idefics.build_smolvlm, needs=("num2words",)),
@@ -43,13 +45,19 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
 
 
 def missing_packages(name: str) -> list[str]:
-    """The packages FAMILIES[name].needs that this install lacks (its processor cannot be built without them)."""
+    """The packages FAMILIES[name] needs that this install lacks (its processor cannot be built without them)."""
     import importlib.util
+
+    import transformers
+    from packaging.version import Version
 
     from ...backends.hf_processor import torchvision_available
 
-    return [p for p in FAMILIES[name].needs
-            if not (torchvision_available() if p == "torchvision" else importlib.util.find_spec(p) is not None)]
+    family = FAMILIES[name]
+    needs = list(family.needs)
+    if family.torchvision_until and Version(transformers.__version__) < Version(family.torchvision_until):
+        needs.append("torchvision")
+    return [p for p in needs if not (torchvision_available() if p == "torchvision" else importlib.util.find_spec(p) is not None)]
 
 
 def build_family(name: str, out: str | Path, seed: int = 0) -> Path:

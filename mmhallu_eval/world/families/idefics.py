@@ -45,8 +45,10 @@ def build_smolvlm(out: Path, seed: int = 0) -> Path:
     from transformers import LlamaConfig, SmolVLMConfig, SmolVLMForConditionalGeneration, SmolVLMImageProcessorPil, SmolVLMProcessor
 
     tok = family_tokenizer(SMOLVLM_TOKENS, SMOLVLM_TEMPLATE)
-    config = SmolVLMConfig(vision_config=_VISION, text_config=text_config(LlamaConfig, tok).to_dict(), image_token_id=ids(tok, "<image>")[0],
-                           scale_factor=2, tie_word_embeddings=False)
+    # as in the published checkpoints, an image's tokens ((32 / 4)² / 2² = 16) are a multiple of the tower's patch size
+    # (4): transformers 5.20 cuts the image features into blocks of the patch size
+    config = SmolVLMConfig(vision_config={**_VISION, "patch_size": 4}, text_config=text_config(LlamaConfig, tok).to_dict(),
+                           image_token_id=ids(tok, "<image>")[0], scale_factor=2, tie_word_embeddings=False)
     image_processor = SmolVLMImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32}, do_image_splitting=True)
-    processor = image_only(SmolVLMProcessor)(image_processor, tok, None, image_seq_len=4, chat_template=SMOLVLM_TEMPLATE)
+    processor = image_only(SmolVLMProcessor)(image_processor, tok, None, image_seq_len=16, chat_template=SMOLVLM_TEMPLATE)
     return save(out, SmolVLMForConditionalGeneration, config, processor, tok, seed, {"video_processor_type": "SmolVLMVideoProcessor"})

@@ -45,14 +45,14 @@ def compare_cmd(
         html, js = compare_report(base, tuned, out, intersect=intersect)
     except user_errors() as exc:
         fail(str(exc))
+    from ..report.compare import settings_notes
     from ..report.scorecard import format_scorecard
 
     compared = json.loads(js.read_text())
     typer.echo(format_scorecard(compared["scorecard"]))
     for task, entry in compared["tasks"].items():
-        for key, values in entry.get("settings_differ", {}).items():
-            say(f"note: {task}: the runs' answers were made with different {key} (base {json.dumps(values['base'])}, "
-                f"tuned {json.dumps(values['tuned'])}); the deltas include that difference", typer.colors.YELLOW)
+        for line in settings_notes(entry):
+            say(f"note: {task}: {line}", typer.colors.YELLOW)
     for side, run in (("base", base), ("tuned", tuned)):
         if compared[f"tasks_only_in_{side}"]:
             say(f"not compared (only in {run}): {', '.join(compared[f'tasks_only_in_{side}'])}", typer.colors.YELLOW)

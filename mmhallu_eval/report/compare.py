@@ -2,6 +2,7 @@
 paired-bootstrap 95% CI, and a p-value (McNemar for per-sample accuracy, paired bootstrap otherwise)."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,14 @@ def settings_differ(base: TaskRun, tuned: TaskRun) -> dict[str, dict[str, Any]]:
     """The settings two runs of a task made their answers with where they differ (greedy against sampled decoding,
     another token cap, a server that refused the temperature): a delta then mixes the tuning with the settings."""
     return differing({"base": base.result, "tuned": tuned.result}, comparable_settings([base.result, tuned.result]))
+
+
+def settings_notes(entry: dict[str, Any]) -> list[str]:
+    """One line per setting a compared task's runs differ in (its `settings_differ`), worded once for the command's
+    notes and the page."""
+    return [f"the runs' answers were made with different {key} (base {json.dumps(v['base'])}, tuned "
+            f"{json.dumps(v['tuned'])}); the deltas include that difference"
+            for key, v in entry.get("settings_differ", {}).items()]
 
 
 def _common(task: str, base: TaskRun, tuned: TaskRun, intersect: bool) -> tuple[list[dict], list[dict], list[dict], dict[str, int]]:

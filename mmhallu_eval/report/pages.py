@@ -13,7 +13,7 @@ from ..outputs import check_outputs, file_in
 from ..registry import get_task, task_names
 from ..task import TaskError
 from .charts import Bar, bar_chart
-from .compare import compare_runs
+from .compare import compare_runs, settings_notes
 from .protocol import PROTOCOL, comparable_settings, differing
 from .render import fmt_number, thumbnail, write_page
 from .scorecard import scorecard
@@ -158,7 +158,7 @@ def compare_report(base_dir: str | Path, tuned_dir: str | Path, out_dir: str | P
         charts[t] = bar_chart(bars, f"{t}: base vs tuned")
     pages = {t: {k: [v[i:i + FLIP_PAGE] for i in range(0, len(v), FLIP_PAGE)] for k, v in f.items()} for t, f in flips.items()}
     html_path = write_page("compare.html.j2", out_dir / "compare.html", data=serialisable, flips=flips, pages=pages, page_size=FLIP_PAGE,
-                           charts=charts, headline=headline)
+                           charts=charts, headline=headline, settings_notes=settings_notes)
     return html_path, json_path
 
 

@@ -113,10 +113,12 @@ class VLLMBackend(Backend):
             ) from exc
         if not Path(model).is_dir() and (model.startswith((".", "/", "~")) or Path(model).exists()):
             raise BackendError(f"model path {model} does not exist (or is not a folder)")
+        #: the config's architecture names, read once for the messages and describe()
+        self.architectures = model_architectures(model)
         unpublished = unpublished_weights(model)
         if unpublished:
             raise BackendError(
-                f"vLLM cannot load {model} ({', '.join(model_architectures(model))}): {unpublished[0].describe()}. Put the {len(unpublished)} "
+                f"vLLM cannot load {model} ({', '.join(self.architectures)}): {unpublished[0].describe()}. Put the {len(unpublished)} "
                 f"weights into the published layout in place with `mmhallu vllm-layout {model} --fix` (transformers loads either layout), "
                 "or use --backend transformers."
             )
@@ -144,9 +146,9 @@ class VLLMBackend(Backend):
         try:
             self.llm = LLM(**kwargs)
         except Exception as exc:  # vLLM raises many types here; all mean "this engine cannot run this model"
-            archs = ", ".join(model_architectures(model)) or "unknown architecture"
+            archs = ", ".join(self.architectures) or "unknown architecture"
             raise BackendError(
-                f"vLLM could not load {model!r} ({archs}): {_cause(exc, model_architectures(model))}. "
+                f"vLLM could not load {model!r} ({archs}): {_cause(exc, self.architectures)}. "
                 "If vLLM does not support this architecture (on this hardware), use --backend transformers."
             ) from exc
         self._params: dict[GenerationConfig, Any] = {}
@@ -167,9 +169,8 @@ class VLLMBackend(Backend):
     def describe(self) -> dict[str, Any]:
         import vllm
 
-        archs = model_architectures(self.model_name)
         return {"backend": self.name, "model": self.model_name, "revision": self.revision, "adapter": self.adapter,
-                "model_fingerprint": self.fingerprint(), "architecture": archs[0] if archs else "unknown",
+                "model_fingerprint": self.fingerprint(), "architecture": self.architectures[0] if self.architectures else "unknown",
                 "vllm_version": vllm.__version__, "prompt_format": self.prompt_format.describe(), "trust_remote_code": self.trust_remote_code,
                 **({"generation_config_ignored": self.generation_config_ignored} if self.generation_config_ignored else {}),
                 **{k: v for k, v in self.settings.items() if v is not None},

@@ -17,6 +17,8 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from mmhallu_eval.files import atomic_write_bytes
+
 ANNOTATIONS_URL = "http://images.cocodataset.org/annotations/annotations_trainval2014.zip"
 VAL_IMAGES_URL = "http://images.cocodataset.org/zips/val2014.zip"
 EXPECTED_IMAGES = {"val2014": 40504, "train2014": 82783}
@@ -24,10 +26,13 @@ FILES = ("instances_val2014.json", "captions_val2014.json", "instances_train2014
 
 
 def download(url: str, dest: Path) -> None:
+    """Into DEST.part, renamed when complete: an interrupted download is never taken for a finished one."""
     print(f"downloading {url} → {dest}")
-    with urllib.request.urlopen(url) as response, dest.open("wb") as fh:
+    part = dest.with_name(dest.name + ".part")
+    with urllib.request.urlopen(url) as response, part.open("wb") as fh:
         while block := response.read(1 << 20):
             fh.write(block)
+    part.replace(dest)
 
 
 def fetch(out: Path, with_images: bool) -> None:
@@ -37,8 +42,8 @@ def fetch(out: Path, with_images: bool) -> None:
         download(ANNOTATIONS_URL, archive)
         with zipfile.ZipFile(archive) as zf:
             for member in zf.namelist():
-                if Path(member).name in FILES:
-                    (out / Path(member).name).write_bytes(zf.read(member))
+                if Path(member).name in FILES:  # written whole or not at all: a later run skips files that exist
+                    atomic_write_bytes(out / Path(member).name, zf.read(member))
         archive.unlink()
     if with_images and not (out / "val2014").is_dir():
         images = out / "val2014.zip"
@@ -57,8 +62,12 @@ def verify(out: Path, images: Path | None) -> list[str]:
         if not path.exists():
             problems.append(f"{path}: missing" + (" (train files are optional for CHAIR on val2014)" if "train" in name else ""))
             continue
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco = COCO(str(path))
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                coco = COCO(str(path))
+        except (ValueError, KeyError, TypeError, AssertionError) as exc:  # not JSON, or not COCO's layout (pycocotools asserts a dict)
+            problems.append(f"{path}: not a COCO annotation file ({type(exc).__name__}: {exc}); delete it and run without --verify to download it again")
+            continue
         split = name.split("_")[1].removesuffix(".json")
         n = len(coco.getImgIds())
         status = "ok" if n == EXPECTED_IMAGES[split] else f"expected {EXPECTED_IMAGES[split]} images"
@@ -68,7 +77,8 @@ def verify(out: Path, images: Path | None) -> list[str]:
         if images and name == "instances_val2014.json":
             absent = [img["file_name"] for img in coco.imgs.values() if not (images / img["file_name"]).exists()]
             if absent:
-                problems.append(f"{images}: {len(absent)} val2014 images missing (first: {', '.join(absent[:3])})")
+                problems.append(f"{images}: {len(absent)} val2014 images missing (first: {', '.join(absent[:3])}); "
+                                "delete the folder and run with --with-images to download them again")
     return problems
 
 

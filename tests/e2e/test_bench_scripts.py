@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,10 +19,17 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _script(name: str, *args: str) -> str:
+def _script(name: str, *args: str, code: int = 0) -> str:
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 0, f"{name} exited {proc.returncode}:\n{proc.stderr[-3000:]}"
-    return proc.stdout
+    assert proc.returncode == code, f"{name} exited {proc.returncode}:\n{proc.stderr[-3000:]}"
+    return proc.stdout if code == 0 else proc.stderr
+
+
+def _module(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_bench_chair_times_the_whole_command_cold_and_warm(shared_benchmarks):
@@ -57,9 +65,7 @@ def test_bench_vs_peers_our_answers_are_those_lmms_eval_gave(shared_benchmarks, 
     """The script's data preparation and its run of this harness, at both of its settings, against lmms-eval's own
     logs of the same model and questions (batch 1 float32 with `llava_hf`, batch 8 bfloat16 with `huggingface`):
     the same answer to every question and the same accuracy, precision, recall and F1."""
-    spec = importlib.util.spec_from_file_location("bench_vs_peers", ROOT / "scripts" / "bench_vs_peers.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _module("bench_vs_peers")
     interop = shared_benchmarks / "interop" / "lmms-eval"
     questions, images, cwd = script.prepare_data(interop, tmp_path)
     assert (cwd / "lmms-lab-encoder" / "POPE" / "data" / "test-00000-of-00001.parquet").is_file()
@@ -72,6 +78,37 @@ def test_bench_vs_peers_our_answers_are_those_lmms_eval_gave(shared_benchmarks, 
         assert len(peer) == 306 and {i: t.strip() for i, t in peer.items()} == {i: ours[i].strip() for i in peer}, peer_run
         for ours_name, peer_name in (("accuracy", "pope_accuracy"), ("precision", "pope_precision"), ("recall", "pope_recall"), ("f1", "pope_f1_score")):
             assert result["metrics"][ours_name] == pytest.approx(peer_metrics[peer_name], abs=1e-12), (peer_run, ours_name)
+
+
+def test_bench_demo_times_the_demo_and_finds_what_differs_from_a_reference(tmp_path):
+    """A quick demo through the script (the full demo takes minutes: docs/benchmarks.md), then its comparison with
+    a reference: an unchanged copy matches, a changed pair and a changed metric are named."""
+    pytest.importorskip("trl", reason="the [train] extra (trl, peft) is not installed")
+    out = _script("bench_demo.py", "--out", str(tmp_path / "a"), "--quick")
+    report = json.loads((tmp_path / "a" / "bench_demo.json").read_text())
+    assert report["quick"] and report["fresh_home"]
+    (run,) = report["runs"]
+    assert run["exit"] == 0 and run["wall_s"] > 0 and run["peak_rss_gb"] > 0 and run["user_s"] > 0
+    assert list(run["stages_s"]) == ["before the loop", "base", "own_captions", "pairs", "train", "tuned", "compare"]
+    assert sum(run["stages_s"].values()) <= run["wall_s"] + len(run["stages_s"])  # to the second
+    assert set(run["tasks_s"]["base"]) == set(run["tasks_s"]["tuned"]) == {"pope", "mme", "finer_comprecap", "mmhal", "chair"}
+    assert {(r["task"], r["group"], r["metric"]) for r in run["scorecard"][:2]} == {("pope", "adversarial", "f1"), ("pope", "adversarial", "accuracy")}
+    assert "stages (s): before the loop" in out and "per task, base / tuned (s): pope" in out
+    assert "is not empty" in _script("bench_demo.py", "--out", str(tmp_path / "a"), "--quick", code=1)
+
+    script = _module("bench_demo")
+    demo = tmp_path / "a" / "run1" / "demo"
+    copy = tmp_path / "b" / "demo"
+    shutil.copytree(demo, copy)
+    first = script.read_run(demo)
+    assert script.differences(copy, script.read_run(copy), demo, first) == []
+    pairs = (copy / "loop" / "pairs.jsonl").read_text().splitlines(keepends=True)
+    (copy / "loop" / "pairs.jsonl").write_text("".join(pairs[1:]))
+    result = copy / "loop" / "tuned" / "pope" / "result.json"
+    changed = json.loads(result.read_text())
+    changed["metrics"]["accuracy"] += 0.001
+    result.write_text(json.dumps(changed))
+    assert script.differences(copy, script.read_run(copy), demo, first) == ["loop/pairs.jsonl", "tuned/pope metrics"]
 
 
 @pytest.mark.vllm

@@ -25,6 +25,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from mmhallu_eval.demo import DESIGNED_SCOPES
+from mmhallu_eval.report.scorecard import format_scorecard
+
 #: files of a demo run that must be identical between runs of the same code (relative to the demo's folder)
 SAME_BYTES = ("loop/pairs.jsonl", "loop/own_captions.jsonl")
 #: what a user's environment can change about a run, unset for a fresh-machine run
@@ -49,7 +52,7 @@ def run_demo(folder: Path, user_home: bool, quick: bool = False) -> dict:
                                 stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: Popen must not wait for it again
     return {"folder": str(folder), "launched": launched.isoformat(timespec="seconds"), "exit": proc.returncode, "wall_s": round(wall, 1), "peak_rss_gb": round(usage.ru_maxrss / 1024 / 1024, 2),
             "user_s": round(usage.ru_utime, 1), "system_s": round(usage.ru_stime, 1), "log": str(log)}
 
@@ -70,8 +73,7 @@ def read_run(demo: Path, launched: str | None = None) -> dict:
         for result in sorted((demo / "loop" / side).glob("*/result.json")):
             metrics[f"{side}/{result.parent.name}"] = json.loads(result.read_text())["metrics"]
     compare = json.loads((demo / "loop" / "compare" / "compare.json").read_text())
-    scorecard = [{k: row[k] for k in ("task", "group", "metric", "base", "tuned", "p_value", "verdict")} for row in compare["scorecard"]]
-    return {"stages_s": stages, "tasks_s": tasks, "scorecard": scorecard, "metrics": metrics}
+    return {"stages_s": stages, "tasks_s": tasks, "scorecard": compare["scorecard"], "metrics": metrics}
 
 
 def differences(demo: Path, run: dict, reference_demo: Path, reference: dict) -> list[str]:
@@ -136,12 +138,8 @@ def main() -> None:
         for key in ("differs_from_run1", "differs_from_reference"):
             if key in row:
                 print(f"  {key.replace('_', ' ')}: {', '.join(row[key]) or 'nothing (pairs, captions, every metric and the scorecard identical)'}")
-        designed = [r for r in row["scorecard"] if (r["task"], r["group"], r["metric"]) in (("pope", "adversarial", "accuracy"), ("chair", None, "chair_i"))]
-        for r in designed:
-            if None in (r["base"], r["tuned"], r["p_value"]):
-                print(f"  {r['task']}{' / ' + r['group'] if r['group'] else ''} {r['metric']}: not computed ({r['verdict']})")
-                continue
-            print(f"  {r['task']}{' / ' + r['group'] if r['group'] else ''} {r['metric']}: {r['base']:.4f} → {r['tuned']:.4f}, p {r['p_value']:.3g} ({r['verdict']})")
+        designed = [r for r in row["scorecard"] if (r["task"], r["group"]) in DESIGNED_SCOPES]
+        print("  " + format_scorecard(designed).replace("\n", "\n  "))
     sys.exit(0 if all(r["exit"] == 0 and not r.get("differs_from_run1") and not r.get("differs_from_reference") for r in runs) else 1)
 
 

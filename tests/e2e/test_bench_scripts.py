@@ -5,7 +5,6 @@ scripts check besides time (answers identical across batch sizes, metrics read b
 lmms-eval 0.7.3 gave in ../shared/benchmarks/interop/lmms-eval."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -14,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from scripts_module import load_script
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,13 +23,6 @@ def _script(name: str, *args: str, code: int = 0) -> str:
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == code, f"{name} exited {proc.returncode}:\n{proc.stderr[-3000:]}"
     return proc.stdout if code == 0 else proc.stderr
-
-
-def _module(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_bench_chair_times_the_whole_command_cold_and_warm(shared_benchmarks):
@@ -65,7 +58,7 @@ def test_bench_vs_peers_our_answers_are_those_lmms_eval_gave(shared_benchmarks, 
     """The script's data preparation and its run of this harness, at both of its settings, against lmms-eval's own
     logs of the same model and questions (batch 1 float32 with `llava_hf`, batch 8 bfloat16 with `huggingface`):
     the same answer to every question and the same accuracy, precision, recall and F1."""
-    script = _module("bench_vs_peers")
+    script = load_script("bench_vs_peers")
     interop = shared_benchmarks / "interop" / "lmms-eval"
     questions, images, cwd = script.prepare_data(interop, tmp_path)
     assert (cwd / "lmms-lab-encoder" / "POPE" / "data" / "test-00000-of-00001.parquet").is_file()
@@ -96,7 +89,7 @@ def test_bench_demo_times_the_demo_and_finds_what_differs_from_a_reference(tmp_p
     assert "stages (s): before the loop" in out and "per task, base / tuned (s): pope" in out
     assert "is not empty" in _script("bench_demo.py", "--out", str(tmp_path / "a"), "--quick", code=1)
 
-    script = _module("bench_demo")
+    script = load_script("bench_demo")
     demo = tmp_path / "a" / "run1" / "demo"
     copy = tmp_path / "b" / "demo"
     shutil.copytree(demo, copy)

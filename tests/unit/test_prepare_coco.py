@@ -3,24 +3,20 @@ size or a damaged one named with what to do, missing val2014 images counted; a d
 finished before it is complete."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from scripts_module import SCRIPTS, load_script
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "prepare_coco.py"
+SCRIPT = SCRIPTS / "prepare_coco.py"
 
 
 @pytest.fixture
 def prepare_coco():
-    spec = importlib.util.spec_from_file_location("prepare_coco", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("prepare_coco")
 
 
 def _coco(path: Path, n_images: int, split: str = "val2014") -> None:

@@ -43,6 +43,7 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -320,7 +321,9 @@ def main() -> None:
             _print_row(row)
     if "openai" in wanted:
         port = _free_port()
-        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+        # the server's ZeroMQ socket files (vLLM leaves them behind) go to a folder removed when it stops
+        sockets = tempfile.TemporaryDirectory(prefix="bench-vllm-serve-", ignore_cleanup_errors=True)
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"), "VLLM_RPC_BASE_PATH": sockets.name}
         log = (out / "vllm_serve.log").open("w")
         # the module entry point of `vllm serve` (vllm-cpu's `vllm` CLI looks up package metadata named "vllm" and exits)
         proc = subprocess.Popen([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--port", str(port), "--dtype", args.dtype,
@@ -333,6 +336,7 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(60)
+            sockets.cleanup()
     ref = next((r["answers"] for r in rows if "answers" in r), [])
     for r in rows:
         r["same_answers_as_first"] = r.pop("answers") == ref if "answers" in r else None

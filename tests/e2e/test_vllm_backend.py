@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -19,8 +20,8 @@ CLI = [sys.executable, "-m", "mmhallu_eval.cli"]
 ENV = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
 
 
-def _run(*args):
-    proc = subprocess.run([*CLI, "run", "--no-progress", *args], capture_output=True, text=True, env=ENV)
+def _run(*args, env=None):
+    proc = subprocess.run([*CLI, "run", "--no-progress", *args], capture_output=True, text=True, env={**ENV, **(env or {})})
     return proc
 
 
@@ -42,8 +43,10 @@ def pope_args(task_args):
 
 def test_vllm_matches_transformers_and_resumes(tiny_idefics3, task_args, tmp_path):
     """On a checkpoint whose generation_config.json asks for a repetition penalty and top-k (as Qwen2-VL's does):
-    vLLM applies only its stop tokens, and so does the transformers backend."""
+    vLLM applies only its stop tokens, and so does the transformers backend. The engine's socket files (vLLM leaves
+    them in the temp folder) are gone when the run ends."""
     import shutil
+    import tempfile
 
     model = tmp_path / "model"
     shutil.copytree(tiny_idefics3, model)
@@ -54,8 +57,12 @@ def test_vllm_matches_transformers_and_resumes(tiny_idefics3, task_args, tmp_pat
     hf, vl = tmp_path / "hf", tmp_path / "vllm"
     proc = _run("--model", str(tiny_idefics3), "--tasks", "pope,mme", "--out", str(hf), "--device", "cpu", "--dtype", "float32", *task_args)
     assert proc.returncode == 0, proc.stderr
-    proc = _run("--model", str(tiny_idefics3), "--tasks", "pope,mme", "--out", str(vl), "--backend", "vllm", "--dtype", "float32", "--enforce-eager", *task_args)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # a short temp folder: a socket's path must fit in 107 bytes
+    with tempfile.TemporaryDirectory(prefix="vt") as temp:
+        proc = _run("--model", str(tiny_idefics3), "--tasks", "pope,mme", "--out", str(vl), "--backend", "vllm", "--dtype", "float32", "--enforce-eager",
+                    *task_args, env={"TMPDIR": temp})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert [p for p in Path(temp).rglob("*") if p.is_socket() or p.name.startswith("mmhallu-vllm-")] == []
     for task in ("pope", "mme"):
         assert _responses(hf, task) == _responses(vl, task)
         assert json.loads((hf / task / "result.json").read_text())["metrics"] == json.loads((vl / task / "result.json").read_text())["metrics"]

@@ -3,6 +3,7 @@ paired-bootstrap 95% CI, and a p-value (McNemar for per-sample accuracy, paired 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,30 @@ def settings_notes(entry: dict[str, Any]) -> list[str]:
             for key, v in entry.get("settings_differ", {}).items()]
 
 
+def _question(record: dict) -> tuple[Any, list[str]]:
+    """What makes a sample the same question in two runs: its target and its images' file names (the folders may
+    differ between machines)."""
+    return record.get("target"), [os.path.basename(str(im)) for im in record.get("images") or []]
+
+
+def _check_same_questions(task: str, base: TaskRun, tuned: TaskRun, b: dict[str, dict], t: dict[str, dict]) -> None:
+    """Samples are paired by id; an id that names another question in the other run (another copy of the benchmark,
+    corrected labels, other images) would make every paired test compare unrelated answers."""
+    for i, x in b.items():
+        y = t.get(i)
+        if y is None or _question(x) == _question(y):
+            continue
+        (tx, ix), (ty, iy) = _question(x), _question(y)
+        what = f"target {_short(tx)} vs {_short(ty)}" if tx != ty else f"images {_short(ix)} vs {_short(iy)}"
+        raise TaskError(f"{task}: sample {i!r} is another question in each run ({what}; {base.samples_path} and {tuned.samples_path}): "
+                        "the runs evaluated different data; compare runs made on the same benchmark files")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _common(task: str, base: TaskRun, tuned: TaskRun, intersect: bool) -> tuple[list[dict], list[dict], list[dict], dict[str, int]]:
     """(base records, tuned records, the common samples that failed in either run, counts): the records of the
     samples both runs answered, in base's order."""
@@ -52,6 +77,7 @@ def _common(task: str, base: TaskRun, tuned: TaskRun, intersect: bool) -> tuple[
             f"{task}: the runs evaluated different samples ({len(only_b)} only in base, e.g. {only_b[:3]}; "
             f"{len(only_t)} only in tuned, e.g. {only_t[:3]}); pass --intersect to compare the common samples"
         )
+    _check_same_questions(task, base, tuned, b, t)
     ids = [i for i in b if i in t and b[i].get("error") is None and t[i].get("error") is None]
     failed = [b[i] for i in b if i in t and (b[i].get("error") is not None or t[i].get("error") is not None)]
     counts = {

@@ -1,6 +1,7 @@
 """`mmhallu compare` on run folders built from real POPE answers and from every task's fixtures."""
 import json
 import sys
+from pathlib import Path
 
 import pytest
 from scipy import stats
@@ -98,6 +99,25 @@ def test_compare_refuses_different_parser_and_sample_sets(pope_runs, tmp_path):
     data = json.loads((tmp_path / "compare.json").read_text())
     assert data["intersect"] and data["tasks"]["pope"]["n_common"] == 500 and data["tasks"]["pope"]["n_base_only"] == 100
     assert "intersection of the two sample sets" in (tmp_path / "compare.html").read_text()
+
+
+def test_compare_refuses_runs_whose_ids_name_other_questions(pope_runs, tmp_path):
+    """Samples are paired by id: the same ids over other labels or other images (another copy of the benchmark) are
+    refused, with --intersect too; the same files in another folder are the same questions."""
+    import dataclasses
+
+    base_dir, _, samples, base, tuned = pope_runs
+    relabelled = [dataclasses.replace(s, target="no" if s.target == "yes" else "yes") if k == 7 else s for k, s in enumerate(samples)]
+    other_images = [dataclasses.replace(s, images=[f"/elsewhere/other_{k}.jpg"]) if k == 3 else s for k, s in enumerate(samples)]
+    moved = [dataclasses.replace(s, images=[f"/elsewhere/{Path(str(im)).name}" for im in s.images]) for s in samples]
+    for name, changed, said in (("relabelled", relabelled, f"sample {samples[7].id!r} is another question in each run (target"),
+                                ("images", other_images, f"sample {samples[3].id!r} is another question in each run (images")):
+        run = write_run(tmp_path / name, "pope", changed, tuned)
+        for extra in ((), ("--intersect",)):
+            proc = mmhallu("compare", str(base_dir), str(run), "--out", str(tmp_path / "out"), *extra)
+            assert proc.returncode == 2 and said in proc.stderr and "different data" in proc.stderr, proc.stderr
+    proc = mmhallu("compare", str(base_dir), str(write_run(tmp_path / "moved", "pope", moved, tuned)), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_compare_mme_finer_chair(shared_benchmarks, tmp_path):

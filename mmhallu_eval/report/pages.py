@@ -191,7 +191,7 @@ def _distinct_labels(runs: list[RunData]) -> dict[Path, str]:
 
 def protocol_notes(runs: list[RunData], labels: dict[Path, str]) -> list[str]:
     """One line per task and field in which the board's runs differ: numbers scored by another parser or task version,
-    or answers made with other decoding settings, stand in one column."""
+    answers made with other decoding settings, or measured on another number of samples, stand in one column."""
     notes = []
     for name in dict.fromkeys(n for run in runs for n in run.tasks):
         results = {labels[run.source]: run.tasks[name].result for run in runs if name in run.tasks}
@@ -199,6 +199,10 @@ def protocol_notes(runs: list[RunData], labels: dict[Path, str]) -> list[str]:
             shown = "; ".join(f"{label}: {json.dumps(v, sort_keys=True)}" for label, v in values.items())
             notes.append(f"{name}: the runs differ in {key} ({shown}); its column sets numbers side by side that were "
                          f"{'scored' if key in PROTOCOL else 'made'} differently")
+        for values in differing(results, ("n",)).values():  # a run with --limit, or on another split, beside a full one
+            shown = "; ".join(f"{label}: {v}" for label, v in values.items())
+            notes.append(f"{name}: the runs evaluated different numbers of samples ({shown}); its column sets numbers side by side "
+                         "that were measured on different sample sets")
     return notes
 
 

@@ -251,3 +251,8 @@ def test_a_leaderboard_notes_runs_scored_or_made_differently(pope_runs, tmp_path
         result_path.write_text(json.dumps({**json.loads(result_path.read_text()), "generation": generation, "reasoning": "strip"}))
     made = mmhallu("leaderboard", str(tmp_path / "made/base"), str(tmp_path / "made/tuned"), "--out", str(tmp_path / "made_board"))
     assert made.returncode == 0 and made.stderr.count("note:") == 1 and "differ in generation" in made.stderr and "were made differently" in made.stderr
+    fewer = write_run(tmp_path / "fewer", "pope", samples[:500], tuned)
+    sized = mmhallu("leaderboard", str(base_dir), str(fewer), "--out", str(tmp_path / "sized_board"))
+    assert sized.returncode == 0 and sized.stderr.count("note:") == 1, sized.stderr
+    assert "note: pope: the runs evaluated different numbers of samples (model (base): 600; model (fewer): 500)" in sized.stderr
+    assert "measured on different sample sets" in (tmp_path / "sized_board/leaderboard.md").read_text()

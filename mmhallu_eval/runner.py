@@ -23,7 +23,7 @@ from .rundir import RunDir, now_iso
 from .files import iter_jsonl, json_encoder
 from .heap import frozen_heap
 from .options import is_count
-from .scoring import RecordStream, ResultBuilder, check_units, image_names
+from .scoring import RecordStream, ResultBuilder, check_units, file_names, image_names
 from .task import TaskError, TaskSpec
 from .terminal import warn
 from .types import Response, Sample
@@ -82,10 +82,11 @@ _encode_sample = json_encoder(default=str, ensure_ascii=True)
 
 
 def samples_hash(samples: list[Sample]) -> str:
-    """Identifies the evaluated set (ids, prompts, targets, image names) for manifests and compare."""
+    """Identifies the evaluated set in the manifest (ids, prompts, targets, image file names): the same data in another
+    folder or on another machine has the same hash."""
     h = hashlib.sha256()
     for s in samples:
-        h.update(_encode_sample([s.id, s.prompt, s.target, image_names(s)]).encode())
+        h.update(_encode_sample([s.id, s.prompt, s.target, file_names(image_names(s))]).encode())
     return h.hexdigest()[:16]
 
 

@@ -1,6 +1,7 @@
 """Turning responses into records and records into result.json; shared by `run` and `score`."""
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,12 @@ SCHEMA_VERSION = 1
 
 def image_names(sample: Sample) -> list[str]:
     return [str(im) if isinstance(im, (str, Path)) else f"<embedded {im.size[0]}x{im.size[1]}>" for im in sample.images]
+
+
+def file_names(names: Iterable[str]) -> list[str]:
+    """Image names without their folders: what stays the same when the same data sits elsewhere (another machine,
+    another mount), for telling whether two runs evaluated the same questions."""
+    return [os.path.basename(str(name)) for name in names]
 
 
 def _base_record(sample: Sample, response: Response) -> Record:

@@ -3,7 +3,6 @@ paired-bootstrap 95% CI, and a p-value (McNemar for per-sample accuracy, paired 
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import numpy as np
@@ -11,6 +10,7 @@ import numpy as np
 from ..errors import TaskError
 from ..measure import ALL, by_id, evaluate, unit_table
 from ..registry import get_task
+from ..scoring import file_names
 from .protocol import PROTOCOL, comparable_settings, differing
 from .rundata import RunData, TaskRun
 from .stats import bootstrap_p, mcnemar, paired_bootstrap
@@ -45,7 +45,7 @@ def settings_notes(entry: dict[str, Any]) -> list[str]:
 def _question(record: dict) -> tuple[Any, list[str]]:
     """What makes a sample the same question in two runs: its target and its images' file names (the folders may
     differ between machines)."""
-    return record.get("target"), [os.path.basename(str(im)) for im in record.get("images") or []]
+    return record.get("target"), file_names(record.get("images") or [])
 
 
 def _check_same_questions(task: str, base: TaskRun, tuned: TaskRun, b: dict[str, dict], t: dict[str, dict]) -> None:

@@ -2,6 +2,7 @@
 rest: the records, their order and result.json are those of scoring every answer at the end."""
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +162,17 @@ def test_the_manifest_names_the_evaluated_data_whether_groups_come_or_every_answ
     assert again["stats"]["cached"] == 10
     for entry in (first, again):
         assert {k: entry[k] for k in want} == want
+
+
+def test_the_sample_set_hash_names_the_data_not_its_folder(pope_fixture):
+    """The manifest's `samples_hash` is the same for the same files in another folder, and changes with a label."""
+    from mmhallu_eval.registry import get_task
+    from mmhallu_eval.runner import load_task_samples, samples_hash
+
+    spec = get_task("pope")
+    samples = load_task_samples(spec, spec.parse_options({"data": str(pope_fixture), "images": str(pope_fixture / "images")}), 10)
+    moved = [dataclasses.replace(s, images=[f"/mnt/elsewhere/{Path(str(im)).name}" for im in s.images]) for s in samples]
+    relabelled = [dataclasses.replace(s, target="no" if s.target == "yes" else "yes") if i == 4 else s for i, s in enumerate(samples)]
+    renamed = [dataclasses.replace(s, images=["/mnt/elsewhere/other.jpg"]) if i == 2 else s for i, s in enumerate(samples)]
+    assert samples_hash(moved) == samples_hash(samples)
+    assert len({samples_hash(samples), samples_hash(relabelled), samples_hash(renamed)}) == 3

@@ -42,10 +42,17 @@ def settings_notes(entry: dict[str, Any]) -> list[str]:
             for key, v in entry.get("settings_differ", {}).items()]
 
 
-def _question(record: dict) -> tuple[Any, list[str]]:
-    """What makes a sample the same question in two runs: its target and its images' file names (the folders may
-    differ between machines)."""
-    return record.get("target"), file_names(record.get("images") or [])
+def _differs(x: dict, y: dict) -> str | None:
+    """How two records of one id are different questions: another target, or images with other file names (the
+    folders may differ between machines). A side that names none (captions scored from another tool's file carry no
+    image) says nothing."""
+    tx, ty = x.get("target"), y.get("target")
+    if tx is not None and ty is not None and tx != ty:
+        return f"target {_short(tx)} vs {_short(ty)}"
+    ix, iy = file_names(x.get("images") or []), file_names(y.get("images") or [])
+    if ix and iy and ix != iy:
+        return f"images {_short(ix)} vs {_short(iy)}"
+    return None
 
 
 def _check_same_questions(task: str, base: TaskRun, tuned: TaskRun, b: dict[str, dict], t: dict[str, dict]) -> None:
@@ -53,12 +60,10 @@ def _check_same_questions(task: str, base: TaskRun, tuned: TaskRun, b: dict[str,
     corrected labels, other images) would make every paired test compare unrelated answers."""
     for i, x in b.items():
         y = t.get(i)
-        if y is None or _question(x) == _question(y):
-            continue
-        (tx, ix), (ty, iy) = _question(x), _question(y)
-        what = f"target {_short(tx)} vs {_short(ty)}" if tx != ty else f"images {_short(ix)} vs {_short(iy)}"
-        raise TaskError(f"{task}: sample {i!r} is another question in each run ({what}; {base.samples_path} and {tuned.samples_path}): "
-                        "the runs evaluated different data; compare runs made on the same benchmark files")
+        what = None if y is None else _differs(x, y)
+        if what:
+            raise TaskError(f"{task}: sample {i!r} is another question in each run ({what}; {base.samples_path} and {tuned.samples_path}): "
+                            "the runs evaluated different data; compare runs made on the same benchmark files")
 
 
 def _short(value: Any) -> str:

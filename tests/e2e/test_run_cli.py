@@ -100,8 +100,10 @@ def test_kill_mid_run_then_resume_matches_uninterrupted(tiny_llava, pope_fixture
 
 def test_ctrl_c_says_how_to_continue_and_keeps_finished_batches(tiny_llava, pope_fixture, tmp_path):
     out = tmp_path / "run"
+    # started in the background by a script, the tests inherit SIGINT ignored, and so would the run: Ctrl-C as in a terminal
     proc = subprocess.Popen(run_args(tiny_llava, pope_fixture, out, "--max-new-tokens", "48", "--batch-size", "1"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and _cached_rows(out / "cache.sqlite") < 3:
         time.sleep(0.02)

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from ..annotations import OPPOSITE, SIZE_ORDER, absent_ranked, cooccurrence, load_graphs, vocabulary
+from ..errors import TaskError
 from ..prompts import YES_NO
 from .writing import write_built_files
-
 
 
 def build_mme(annotations: str | Path, out: str | Path, seed: int = 0) -> dict[str, Path]:
@@ -60,14 +60,20 @@ def _mcq(question: str, correct: str, distractors: list[str], rng: random.Random
     return {"question": question, **{f"choice{i + 1}": c for i, c in enumerate(choices)}, "gt_index": choices.index(correct)}
 
 
-def build_finer(annotations: str | Path, out: str | Path, seed: int = 0) -> dict[str, Path]:
-    """Per image and setting a positive MCQ and its one-slot negative (`qtype` <base>_pos / <base>_neg)."""
+def build_finer(annotations: str | Path, out: str | Path, seed: int = 0, n_images: int | None = None) -> dict[str, Path]:
+    """Per image and setting a positive MCQ and its one-slot negative (`qtype` <base>_pos / <base>_neg).
+
+    `n_images`: ask about the first N images of the file only (all by default). Distractors and absent objects still
+    come from every image's classes, colours and co-occurrences, so the questions are those a build on all images
+    writes for those images (each file's first rows)."""
+    if n_images is not None and n_images < 1:
+        raise TaskError(f"build finer: n_images {n_images}; give 1 or more, or leave it out for every image")
     graphs = load_graphs(annotations)
     classes, values = vocabulary(graphs)
     co = cooccurrence(graphs)
     rng = random.Random(seed)
     rows: dict[str, list[dict]] = {"multi_obj": [], "multi_attr": [], "multi_rel": [], "wh": []}
-    for g in graphs:
+    for g in graphs[:n_images]:
         objs = g["objects"]
         if not objs:
             continue

@@ -90,12 +90,13 @@ def build_mme_cmd(annotations: Path = _ANNOTATIONS, out: Path = typer.Option(...
 
 @build_app.command("finer")
 def build_finer_cmd(annotations: Path = _ANNOTATIONS, out: Path = typer.Option(..., help="Folder for the FINER question files."),
-                    split: str = _SPLIT, seed: int = _SEED) -> None:
+                    split: str = _SPLIT, seed: int = _SEED,
+                    n_images: Optional[int] = typer.Option(None, min=1, help="Ask about the first N images only (default: every image); distractors still come from all of them.")) -> None:
     """FINER-style 5-way MCQ pairs (positive + one-slot negative) for multi_obj, multi_attr, multi_rel, wh."""
     from ..benchmarks.qa import build_finer
 
     try:
-        paths = build_finer(_annotations_arg(annotations, split), out, seed)
+        paths = build_finer(_annotations_arg(annotations, split), out, seed, n_images)
     except user_errors() as exc:
         fail(str(exc))
     typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -112,3 +112,28 @@ def test_mme_finer_mmhal_builders_load_in_their_tasks(world, tmp_path):
     items = get_task("mmhal").load({"data": str(tmp_path / "mmhal.json"), "images": str(world / "images")})
     assert [s.group for s in items[:8]] == ["attribute", "adversarial", "comparison", "counting", "relation", "environment", "holistic", "other"]
     assert all(__import__("pathlib").Path(s.images[0]).is_file() for s in items)
+
+
+def test_finer_on_the_first_images_writes_the_full_builds_first_rows(world, tmp_path):
+    """`n_images` (the demo asks about 500 of its 1,000 test images) keeps the questions a build on every image writes
+    for those images: distractors and absent objects still come from all of them."""
+    import pytest
+    from cli_in_process import mmhallu
+
+    from mmhallu_eval.errors import TaskError
+
+    graphs = load_graphs(world / "scene_graph_test.json")
+    first = {g["file_name"] for g in graphs[:5]}
+    full = build_finer(world / "scene_graph_test.json", tmp_path / "all")
+    part = build_finer(world / "scene_graph_test.json", tmp_path / "part", n_images=5)
+    assert set(part) == set(full)
+    for setting, path in part.items():
+        rows = path.read_text().splitlines()
+        whole = full[setting].read_text().splitlines()
+        assert rows and rows == [r for r in whole if json.loads(r)["image_filename"] in first]
+        assert len(rows) < len(whole)
+    with pytest.raises(TaskError, match="n_images 0"):
+        build_finer(world / "scene_graph_test.json", tmp_path / "none", n_images=0)
+    proc = mmhallu("build", "finer", "--annotations", str(world), "--out", str(tmp_path / "cli"), "--n-images", "5")
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / "cli").iterdir()} == {p.name: p.read_bytes() for p in part.values()}

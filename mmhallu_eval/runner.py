@@ -107,6 +107,14 @@ def load_task_samples(spec: TaskSpec, options: Any, limit: int | None) -> list[S
     return samples
 
 
+def task_data_hashes(tasks: list[str], task_args: dict[str, dict[str, Any]], limit: int | None) -> dict[str, str]:
+    """Each task's `samples_hash` for the data it loads now (what a run's manifest records for the data it ran on):
+    a resumed pipeline compares the two to see a data file changed in place, which its paths do not show."""
+    specs = [get_task(name) for name in tasks]
+    options = check_task_options(specs, task_args, {})
+    return {spec.name: samples_hash(load_task_samples(spec, options[spec.name], limit)) for spec in specs}
+
+
 def check_images(spec: TaskSpec, options: Any, samples: list[Sample]) -> None:
     """Each distinct image file looked up once before the model loads. None of them there is a wrong images folder
     (or images not downloaded): an error now, not a model load followed by every sample failing. Some missing: one

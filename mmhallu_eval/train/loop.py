@@ -4,6 +4,7 @@ and outputs; `run_loop` composes them, records them in DIR/loop.json, and skips 
 inputs have not changed and its outputs are there."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from ..files import atomic_write_json, read_json
 from ..options import as_strings
 from ..outputs import folder_relation, refuse_foreign_folder
 from ..rundir import now_iso
-from ..runner import RunConfig, run
+from ..runner import RunConfig, run, task_data_hashes
 from .dpo import TrainConfig, check_chat_template, check_dpo_settings, dpo_arguments, train_dpo
 from .mix import mix_from_run
 from .pairs import PairSet, drop_contaminated
@@ -68,6 +69,9 @@ class Stage:
     inputs: dict[str, Any]
     files: list[Path]
     run: Callable[[], dict[str, Any]]
+    #: given the outputs recorded when it last ran, why they are out of date although the inputs are the same
+    #: (a data file changed in place), or None; asked only when the stage would otherwise be skipped
+    stale: Callable[[dict[str, Any]], str | None] | None = None
 
 
 class LoopState:
@@ -83,8 +87,11 @@ class LoopState:
         fp = _fingerprint(stage.inputs)
         known = self.data["stages"].get(stage.name)
         if known and known.get("status") == "done" and known.get("fingerprint") == fp and all(p.exists() for p in stage.files):
-            log(f"[loop] {stage.name}: up to date, skipped")
-            return known["outputs"]
+            reason = stage.stale(known.get("outputs") or {}) if stage.stale is not None else None
+            if reason is None:
+                log(f"[loop] {stage.name}: up to date, skipped")
+                return known["outputs"]
+            log(f"[loop] {stage.name}: {reason}; running it again")
         started = now_iso()
         outputs = stage.run()
         self.data["stages"][stage.name] = {"status": "done", "fingerprint": fp, "inputs": stage.inputs, "outputs": outputs, "started": started,
@@ -112,7 +119,8 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
     ctx = PairContext(annotations=cfg.train_annotations, images=cfg.train_images, seed=cfg.seed, model=cfg.model, backend_args=cfg.backend_args,
                       batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, tasks=cfg.tasks, task_args=cfg.task_args, work_dir=out, log=log)
 
-    base = Path(state.execute(_evaluate_stage(cfg, "base", None, log), log)["run"])
+    data_now = functools.cache(lambda: task_data_hashes(cfg.tasks, cfg.task_args, cfg.limit))  # read only to check a finished stage
+    base = Path(state.execute(_evaluate_stage(cfg, "base", None, data_now, log), log)["run"])
     for name in cfg.strategies:
         strategy = get_strategy(name)
         if strategy.prepare is not None:
@@ -123,9 +131,9 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
     adaptive, evidence = mix_from_run(base)
     ctx.mix = dict(cfg.mix) if cfg.mix else adaptive
     evidence["mix_source"] = ("fixed (LoopConfig.mix / --mix); the adaptive mix would be " + json.dumps(adaptive)) if cfg.mix else "adaptive (base run's failures)"
-    state.execute(_pairs_stage(cfg, ctx, options, evidence, log), log)
+    state.execute(_pairs_stage(cfg, ctx, options, evidence, base, log), log)
     state.execute(_train_stage(cfg, log), log)
-    tuned = Path(state.execute(_evaluate_stage(cfg, "tuned", str(out / ADAPTER), log), log)["run"])
+    tuned = Path(state.execute(_evaluate_stage(cfg, "tuned", str(out / ADAPTER), data_now, log), log)["run"])
     state.data["stages"].pop("compare", None)  # always rewritten: it reads the two runs
     state.execute(_compare_stage(cfg, base, tuned, log), log)
     return state.data
@@ -157,8 +165,25 @@ def check_loop_out(out: Path, model: str, training_data: tuple[str, ...] = ()) -
     refuse_foreign_folder(out, ["loop.json"], "a loop's", "an earlier loop's folder to continue it", note="; no loop.json")
 
 
-def _evaluate_stage(cfg: LoopConfig, name: str, adapter: str | None, log: Callable[[str], None]) -> Stage:
-    """The tasks evaluated on the model (`adapter`: with the tuned LoRA adapter) into DIR/NAME, resumable."""
+def _evaluated_data(run_dir: Path) -> dict[str, Any]:
+    """The `samples_hash` of each task a run folder's manifest records (empty when it cannot be read)."""
+    try:
+        tasks = read_json(run_dir / "manifest.json").get("tasks", {})
+        return {name: t.get("samples_hash") for name, t in tasks.items()}
+    except (TaskError, OSError, AttributeError):
+        return {}
+
+
+def _changed(recorded: dict[str, Any], now: dict[str, str]) -> str | None:
+    changed = [t for t in now if recorded.get(t) != now[t]]
+    return f"the data of {', '.join(changed)} changed since it ran" if changed else None
+
+
+def _evaluate_stage(cfg: LoopConfig, name: str, adapter: str | None, data_now: Callable[[], dict[str, str]],
+                    log: Callable[[str], None]) -> Stage:
+    """The tasks evaluated on the model (`adapter`: with the tuned LoRA adapter) into DIR/NAME, resumable. Its
+    inputs name the data by path; a finished stage is run again (from the response cache) when a task's data now
+    differs from what its run recorded."""
     out = Path(cfg.out)
     inputs = {"model": cfg.model, "adapter": adapter, "tasks": cfg.tasks, "task_args": cfg.task_args, "limit": cfg.limit,
               "max_new_tokens": cfg.max_new_tokens, "adapter_hash": _dir_hash(adapter) if adapter else None}
@@ -173,12 +198,15 @@ def _evaluate_stage(cfg: LoopConfig, name: str, adapter: str | None, log: Callab
                       task_args=cfg.task_args, backend_args=backend_args, resume=True, show_progress=cfg.show_progress))
         return {"run": str(out / name)}
 
-    return Stage(name, inputs, [out / name / t / "result.json" for t in cfg.tasks], go)
+    return Stage(name, inputs, [out / name / t / "result.json" for t in cfg.tasks], go,
+                 stale=lambda _: _changed(_evaluated_data(out / name), data_now()))
 
 
-def _pairs_stage(cfg: LoopConfig, ctx: PairContext, options: dict[str, Any], evidence: dict[str, Any], log: Callable[[str], None]) -> Stage:
+def _pairs_stage(cfg: LoopConfig, ctx: PairContext, options: dict[str, Any], evidence: dict[str, Any], base: Path,
+                 log: Callable[[str], None]) -> Stage:
     """The strategies' pairs at `ctx.mix`, evaluation images left out, into DIR/pairs.jsonl (and the mix, with its
-    evidence, into DIR/mix.json)."""
+    evidence, into DIR/mix.json). Built again when the evaluation data (as the base run, checked just before,
+    records it) is not the data whose images were left out."""
     out = Path(cfg.out)
     pairs_path = out / PAIRS
 
@@ -188,12 +216,15 @@ def _pairs_stage(cfg: LoopConfig, ctx: PairContext, options: dict[str, Any], evi
         PairSet(pairs, dropped, ctx.mix, {"mix_evidence": evidence, "strategies": cfg.strategies}).write(pairs_path)
         atomic_write_json(out / "mix.json", {"mix": ctx.mix, **evidence})
         log(f"[loop] pairs: {len(pairs)} pairs (mix {ctx.mix}; {dropped} dropped as evaluation images)")
-        return {"pairs": str(pairs_path), "n_pairs": len(pairs), "dropped_contaminated": dropped, "mix": ctx.mix}
+        return {"pairs": str(pairs_path), "n_pairs": len(pairs), "dropped_contaminated": dropped, "mix": ctx.mix,
+                "evaluation_data": _evaluated_data(base)}
 
     prepared = {n: _file_hash(out / f"{n}.jsonl") for n in cfg.strategies if get_strategy(n).prepare is not None}
     inputs = {"annotations": cfg.train_annotations, "images": cfg.train_images, "strategies": cfg.strategies, "mix": ctx.mix, "seed": cfg.seed,
               "options": {n: as_strings(o) for n, o in options.items()}, "prepared": prepared}
-    return Stage("pairs", inputs, [pairs_path], make_pairs)
+    return Stage("pairs", inputs, [pairs_path], make_pairs,
+                 stale=lambda known: "the evaluation data whose images it leaves out changed since it ran"
+                 if _changed(known.get("evaluation_data") or {}, _evaluated_data(base)) else None)
 
 
 def _train_stage(cfg: LoopConfig, log: Callable[[str], None]) -> Stage:

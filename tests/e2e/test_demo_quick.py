@@ -37,3 +37,17 @@ def test_quick_demo_runs_the_loop(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mmhallu_eval.cli", "demo", "--quick", "--out", str(out), "--no-progress"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("up to date, skipped") == 5
+    # a benchmark file changed in place (its path the same): the evaluations run again from the response cache, the
+    # pairs are built again (they leave the evaluation images out), not reported from the runs made on the old data
+    n_before = json.loads((out / "loop/base/pope/result.json").read_text())["metrics"]["n"]
+    for split in (out / "assets/benchmarks/pope").glob("*.json"):
+        lines = split.read_text().splitlines(keepends=True)
+        split.write_text("".join(lines[: len(lines) // 2]))
+    proc = subprocess.run([sys.executable, "-m", "mmhallu_eval.cli", "demo", "--quick", "--out", str(out), "--no-progress"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for stage in ("base", "tuned"):
+        assert f"[loop] {stage}: the data of pope changed since it ran; running it again" in proc.stdout
+        assert json.loads((out / f"loop/{stage}/pope/result.json").read_text())["metrics"]["n"] == n_before // 2
+    assert "[loop] pairs: the evaluation data whose images it leaves out changed since it ran; running it again" in proc.stdout
+    assert (proc.stdout + proc.stderr).count(f"[pope] {n_before // 2} samples: 0 generated, {n_before // 2} cached") == 2
+    assert "[loop] own_captions: up to date, skipped" in proc.stdout

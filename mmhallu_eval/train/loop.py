@@ -1,7 +1,7 @@
 """`mmhallu loop`: evaluate base → the chosen strategies' own stages (e.g. sampling the base model) → pairs (mix from
 the base run's failures) → DPO → evaluate the adapter → compare. Each stage declares its inputs (the fingerprint)
 and outputs; `run_loop` composes them, records them in DIR/loop.json, and skips a stage on a rerun when its
-inputs have not changed and its outputs are there."""
+inputs have not changed, its outputs are there and (evaluations, pairs) the evaluation data is what it ran on."""
 from __future__ import annotations
 
 import functools

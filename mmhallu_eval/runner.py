@@ -107,12 +107,19 @@ def load_task_samples(spec: TaskSpec, options: Any, limit: int | None) -> list[S
     return samples
 
 
+def load_tasks(tasks: list[str], task_args: dict[str, dict[str, Any]], parsers: dict[str, str], limit: int | None
+               ) -> tuple[list[TaskSpec], dict[str, Any], dict[str, list[Sample]]]:
+    """The tasks, their typed options and their samples, each checked as it is read."""
+    specs = [get_task(name) for name in tasks]
+    options = check_task_options(specs, task_args, parsers)
+    return specs, options, {spec.name: load_task_samples(spec, options[spec.name], limit) for spec in specs}
+
+
 def task_data_hashes(tasks: list[str], task_args: dict[str, dict[str, Any]], limit: int | None) -> dict[str, str]:
     """Each task's `samples_hash` for the data it loads now (what a run's manifest records for the data it ran on):
     a resumed pipeline compares the two to see a data file changed in place, which its paths do not show."""
-    specs = [get_task(name) for name in tasks]
-    options = check_task_options(specs, task_args, {})
-    return {spec.name: samples_hash(load_task_samples(spec, options[spec.name], limit)) for spec in specs}
+    _, _, samples = load_tasks(tasks, task_args, {}, limit)
+    return {name: samples_hash(task_samples) for name, task_samples in samples.items()}
 
 
 def check_images(spec: TaskSpec, options: Any, samples: list[Sample]) -> None:
@@ -154,10 +161,8 @@ def run(config: RunConfig, backend: Backend | None = None) -> dict[str, dict[str
     mistake costs no model load and leaves nothing behind (and `--overwrite` deletes nothing)."""
     for path in config.include_paths:
         include_path(path)
-    specs = [get_task(name) for name in config.tasks]
-    options = check_task_options(specs, config.task_args, config.parsers)
+    specs, options, samples = load_tasks(config.tasks, config.task_args, config.parsers, config.limit)
     parsers = {spec.name: spec.parser(config.parsers.get(spec.name)) for spec in specs}
-    samples = {spec.name: load_task_samples(spec, options[spec.name], config.limit) for spec in specs}
     for spec in specs:
         check_images(spec, options[spec.name], samples[spec.name])
     rundir = RunDir(config.out)

@@ -15,7 +15,7 @@ from ..errors import TaskError
 from ..files import atomic_write_json, read_json
 from ..options import as_strings
 from ..outputs import folder_relation, refuse_foreign_folder
-from ..rundir import now_iso
+from ..rundir import MANIFEST, now_iso
 from ..runner import RunConfig, run, task_data_hashes
 from .dpo import TrainConfig, check_chat_template, check_dpo_settings, dpo_arguments, train_dpo
 from .mix import mix_from_run
@@ -168,7 +168,7 @@ def check_loop_out(out: Path, model: str, training_data: tuple[str, ...] = ()) -
 def _evaluated_data(run_dir: Path) -> dict[str, Any]:
     """The `samples_hash` of each task a run folder's manifest records (empty when it cannot be read)."""
     try:
-        tasks = read_json(run_dir / "manifest.json").get("tasks", {})
+        tasks = read_json(run_dir / MANIFEST).get("tasks", {})
         return {name: t.get("samples_hash") for name, t in tasks.items()}
     except (TaskError, OSError, AttributeError):
         return {}

@@ -1,12 +1,14 @@
 """`mmhallu loop`: evaluate base → the chosen strategies' own stages (e.g. sampling the base model) → pairs (mix from
 the base run's failures) → DPO → evaluate the adapter → compare. Each stage declares its inputs (the fingerprint)
 and outputs; `run_loop` composes them, records them in DIR/loop.json, and skips a stage on a rerun when its
-inputs have not changed, its outputs are there and (evaluations, pairs) the evaluation data is what it ran on."""
+inputs have not changed, its outputs are there and the data it read is what it ran on (evaluations and pairs: the
+evaluation data; the strategies' own stages, pairs and training: the training annotations and images)."""
 from __future__ import annotations
 
 import functools
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -120,19 +122,22 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
                       batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, tasks=cfg.tasks, task_args=cfg.task_args, work_dir=out, log=log)
 
     data_now = functools.cache(lambda: task_data_hashes(cfg.tasks, cfg.task_args, cfg.limit))  # read only to check a finished stage
+    training_now = functools.cache(lambda: training_data_identity(cfg.train_annotations, cfg.train_images))
     base = Path(state.execute(_evaluate_stage(cfg, "base", None, data_now, log), log)["run"])
     for name in cfg.strategies:
         strategy = get_strategy(name)
         if strategy.prepare is not None:
             inputs = {"model": cfg.model, "annotations": cfg.train_annotations, "images": cfg.train_images, "seed": cfg.seed, "tasks": cfg.tasks,
                       "task_args": cfg.task_args, "max_new_tokens": cfg.max_new_tokens, "options": as_strings(options[name])}
-            state.execute(Stage(name, inputs, [out / f"{name}.jsonl"], lambda s=strategy, o=options[name]: s.prepare(ctx, o)), log)
+            state.execute(Stage(name, inputs, [out / f"{name}.jsonl"],
+                                lambda s=strategy, o=options[name]: {"training_data": training_now(), **s.prepare(ctx, o)},
+                                stale=lambda known: _training_changed(known, training_now)), log)
 
     adaptive, evidence = mix_from_run(base)
     ctx.mix = dict(cfg.mix) if cfg.mix else adaptive
     evidence["mix_source"] = ("fixed (LoopConfig.mix / --mix); the adaptive mix would be " + json.dumps(adaptive)) if cfg.mix else "adaptive (base run's failures)"
-    state.execute(_pairs_stage(cfg, ctx, options, evidence, base, log), log)
-    state.execute(_train_stage(cfg, log), log)
+    state.execute(_pairs_stage(cfg, ctx, options, evidence, base, training_now, log), log)
+    state.execute(_train_stage(cfg, training_now, log), log)
     tuned = Path(state.execute(_evaluate_stage(cfg, "tuned", str(out / ADAPTER), data_now, log), log)["run"])
     state.data["stages"].pop("compare", None)  # always rewritten: it reads the two runs
     state.execute(_compare_stage(cfg, base, tuned, log), log)
@@ -179,6 +184,34 @@ def _changed(recorded: dict[str, Any], now: dict[str, str]) -> str | None:
     return f"the data of {', '.join(changed)} changed since it ran" if changed else None
 
 
+def training_data_identity(annotations: str, images: str) -> dict[str, str]:
+    """What the training data is now: the annotations file by its bytes, and the images folder by each file's path,
+    size and modification time (reading every image of a COCO-size folder on each rerun would cost minutes)."""
+    h = hashlib.sha256()
+    root = Path(images).expanduser()
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for f in sorted(files):
+            path = os.path.join(folder, f)
+            try:
+                st = os.stat(path)
+                seen = f"{st.st_size}\0{st.st_mtime_ns}"
+            except OSError:  # a link to nothing: the pairs that name it are refused or warned about where they are built
+                seen = "unreadable"
+            h.update(f"{os.path.relpath(path, root)}\0{seen}\n".encode())
+    return {"annotations": _file_hash(Path(annotations).expanduser()), "images": h.hexdigest()[:16] if root.is_dir() else "missing"}
+
+
+def _training_changed(known: dict[str, Any], now: Callable[[], dict[str, str]], read: tuple[str, ...] = ("annotations", "images")) -> str | None:
+    """Why a stage that read the training data (`read`: which of it) is out of date, or None (also for a record
+    made before the loop recorded that data's identity)."""
+    recorded = known.get("training_data")
+    if not isinstance(recorded, dict):
+        return None
+    changed = [k for k in read if recorded.get(k) != now()[k]]
+    return f"the training {' and '.join(changed)} changed since it ran" if changed else None
+
+
 def _evaluate_stage(cfg: LoopConfig, name: str, adapter: str | None, data_now: Callable[[], dict[str, str]],
                     log: Callable[[str], None]) -> Stage:
     """The tasks evaluated on the model (`adapter`: with the tuned LoRA adapter) into DIR/NAME, resumable. Its
@@ -203,40 +236,47 @@ def _evaluate_stage(cfg: LoopConfig, name: str, adapter: str | None, data_now: C
 
 
 def _pairs_stage(cfg: LoopConfig, ctx: PairContext, options: dict[str, Any], evidence: dict[str, Any], base: Path,
-                 log: Callable[[str], None]) -> Stage:
+                 training_now: Callable[[], dict[str, str]], log: Callable[[str], None]) -> Stage:
     """The strategies' pairs at `ctx.mix`, evaluation images left out, into DIR/pairs.jsonl (and the mix, with its
-    evidence, into DIR/mix.json). Built again when the evaluation data (as the base run, checked just before,
-    records it) is not the data whose images were left out."""
+    evidence, into DIR/mix.json). Built again when the training data changed, or when the evaluation data (as the
+    base run, checked just before, records it) is not the data whose images were left out."""
     out = Path(cfg.out)
     pairs_path = out / PAIRS
 
     def make_pairs() -> dict[str, Any]:
+        read = training_now()
         pairs = build_pairs(cfg.strategies, ctx, options)
         pairs, dropped = drop_contaminated(pairs, cfg.tasks, cfg.task_args)
         PairSet(pairs, dropped, ctx.mix, {"mix_evidence": evidence, "strategies": cfg.strategies}).write(pairs_path)
         atomic_write_json(out / "mix.json", {"mix": ctx.mix, **evidence})
         log(f"[loop] pairs: {len(pairs)} pairs (mix {ctx.mix}; {dropped} dropped as evaluation images)")
         return {"pairs": str(pairs_path), "n_pairs": len(pairs), "dropped_contaminated": dropped, "mix": ctx.mix,
-                "evaluation_data": _evaluated_data(base)}
+                "evaluation_data": _evaluated_data(base), "training_data": read}
+
+    def stale(known: dict[str, Any]) -> str | None:
+        if _changed(known.get("evaluation_data") or {}, _evaluated_data(base)):
+            return "the evaluation data whose images it leaves out changed since it ran"
+        return _training_changed(known, training_now)
 
     prepared = {n: _file_hash(out / f"{n}.jsonl") for n in cfg.strategies if get_strategy(n).prepare is not None}
     inputs = {"annotations": cfg.train_annotations, "images": cfg.train_images, "strategies": cfg.strategies, "mix": ctx.mix, "seed": cfg.seed,
               "options": {n: as_strings(o) for n, o in options.items()}, "prepared": prepared}
-    return Stage("pairs", inputs, [pairs_path], make_pairs,
-                 stale=lambda known: "the evaluation data whose images it leaves out changed since it ran"
-                 if _changed(known.get("evaluation_data") or {}, _evaluated_data(base)) else None)
+    return Stage("pairs", inputs, [pairs_path], make_pairs, stale=stale)
 
 
-def _train_stage(cfg: LoopConfig, log: Callable[[str], None]) -> Stage:
-    """DPO with a LoRA adapter on DIR/pairs.jsonl, into DIR/adapter."""
+def _train_stage(cfg: LoopConfig, training_now: Callable[[], dict[str, str]], log: Callable[[str], None]) -> Stage:
+    """DPO with a LoRA adapter on DIR/pairs.jsonl, into DIR/adapter; trained again when the training images changed
+    (the pairs name them by path, so the pairs file can be the same)."""
     pairs_path, adapter = Path(cfg.out) / PAIRS, Path(cfg.out) / ADAPTER
 
     def train() -> dict[str, Any]:
         log("[loop] train: DPO (LoRA) with TRL")
+        read = training_now()
         train_dpo(TrainConfig(model=cfg.model, pairs=str(pairs_path), out=str(adapter), **cfg.train), show_progress=cfg.show_progress)
-        return {"adapter": str(adapter), "log": str(adapter / "train_log.jsonl")}
+        return {"adapter": str(adapter), "log": str(adapter / "train_log.jsonl"), "training_data": read}
 
-    return Stage("train", {"model": cfg.model, "pairs_hash": _file_hash(pairs_path), **cfg.train}, [adapter / "adapter_config.json"], train)
+    return Stage("train", {"model": cfg.model, "pairs_hash": _file_hash(pairs_path), **cfg.train}, [adapter / "adapter_config.json"], train,
+                 stale=lambda known: _training_changed(known, training_now, ("images",)))
 
 
 def _compare_stage(cfg: LoopConfig, base: Path, tuned: Path, log: Callable[[str], None]) -> Stage:

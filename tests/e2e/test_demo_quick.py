@@ -51,3 +51,22 @@ def test_quick_demo_runs_the_loop(tmp_path):
     assert "[loop] pairs: the evaluation data whose images it leaves out changed since it ran; running it again" in proc.stdout
     assert (proc.stdout + proc.stderr).count(f"[pope] {n_before // 2} samples: 0 generated, {n_before // 2} cached") == 2
     assert "[loop] own_captions: up to date, skipped" in proc.stdout
+    # a training image rewritten in place (same bytes, a new modification time): the stages that read the training
+    # images run again — sampling, pairs, training — not skipped as up to date; the evaluation of the base model stays
+    image = out / "assets/world/images" / json.loads((out / "assets/world/scene_graph_train.json").read_text())["images"][0]["file_name"]
+    image.write_bytes(image.read_bytes())
+    proc = subprocess.run([sys.executable, "-m", "mmhallu_eval.cli", "demo", "--quick", "--out", str(out), "--no-progress"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[loop] base: up to date, skipped" in proc.stdout
+    assert "[loop] own_captions: the training images changed since it ran; running it again" in proc.stdout
+    for stage in ("pairs", "train"):
+        assert f"[loop] {stage}: up to date, skipped" not in proc.stdout
+    # the annotations rewritten with the same content in other bytes: sampling and pairs run again; training, whose
+    # pairs came out the same and whose images did not change, is skipped
+    annotations = out / "assets/world/scene_graph_train.json"
+    annotations.write_text(json.dumps(json.loads(annotations.read_text()), indent=1))
+    proc = subprocess.run([sys.executable, "-m", "mmhallu_eval.cli", "demo", "--quick", "--out", str(out), "--no-progress"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[loop] own_captions: the training annotations changed since it ran; running it again" in proc.stdout
+    assert "[loop] pairs: up to date, skipped" not in proc.stdout
+    assert "[loop] train: up to date, skipped" in proc.stdout

@@ -35,14 +35,18 @@ def compare_cmd(
     tuned: Path = typer.Argument(..., help="Run folder (or `mmhallu score` result file) of the tuned model."),
     out: Optional[Path] = typer.Option(None, help="Folder for compare.html and compare.json (default: TUNED)."),
     intersect: bool = typer.Option(False, help="Compare only the samples both runs evaluated."),
+    adjust: str = typer.Option("none", help="none: each scorecard verdict by its row's p; holm: by p adjusted with Holm's method for the number of rows (at most 5% chance of any false verdict among them)."),
     include: list[Path] = typer.Option([], "--include-path", help="Folder with user task plugins (runs of plugin tasks)."),
 ) -> None:
     """Paired before/after statistics per task, metric and group, with the samples that flipped."""
     from ..report.pages import compare_report
+    from ..report.scorecard import ADJUSTMENTS
 
+    if adjust not in ADJUSTMENTS:
+        fail(f"--adjust {adjust!r}: choose {' or '.join(ADJUSTMENTS)}")
     try:
         _include(include)
-        html, js = compare_report(base, tuned, out, intersect=intersect)
+        html, js = compare_report(base, tuned, out, intersect=intersect, adjust=adjust)
     except user_errors() as exc:
         fail(str(exc))
     from ..report.compare import settings_notes

@@ -130,9 +130,10 @@ def _flip_rows(task: str, base: RunData, tuned: RunData, ids: list[str], limit: 
 
 
 def compare_report(base_dir: str | Path, tuned_dir: str | Path, out_dir: str | Path | None = None, intersect: bool = False,
-                   first: Sequence[tuple[str, str | None]] = ()) -> tuple[Path, Path]:
+                   first: Sequence[tuple[str, str | None]] = (), adjust: str = "none") -> tuple[Path, Path]:
     """compare.html (scorecard first, then per task the details and the flipped samples, collapsed and paged) and
-    compare.json; `first`: (task, group) rows that lead the scorecard."""
+    compare.json; `first`: (task, group) rows that lead the scorecard; `adjust`: what its verdicts' p is
+    (`scorecard.ADJUSTMENTS`)."""
     base, tuned = load_run(base_dir), load_run(tuned_dir)
     out_dir = Path(out_dir) if out_dir else tuned.root
     json_path = out_dir / "compare.json"
@@ -143,7 +144,8 @@ def compare_report(base_dir: str | Path, tuned_dir: str | Path, out_dir: str | P
     for t in serialisable["tasks"].values():
         t["flipped"] = {k: {"n": len(v), "ids": v} for k, v in t["flipped"].items()}
     headline = {t: _headline(t, base.tasks[t].result) for t in data["tasks"]}
-    serialisable["scorecard"] = scorecard(serialisable, headline, first)
+    serialisable["adjust"] = adjust
+    serialisable["scorecard"] = scorecard(serialisable, headline, first, adjust)
     atomic_write_json(json_path, serialisable)
     charts = {}
     for t, v in data["tasks"].items():

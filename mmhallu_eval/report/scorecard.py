@@ -1,6 +1,7 @@
 """The verdict first: one row per headline metric of each task (and per split a task puts on the scorecard), with
-base, tuned, Δ and its CI, p, and a mark — improved, regressed, or no significant change. compare.json, the compare
-page and the CLI all show these rows, from the same list."""
+base, tuned, Δ and its CI, p, p adjusted for the scorecard's number of rows (Holm), and a mark — improved,
+regressed, or no significant change — by p or, asked for, by the adjusted p. compare.json, the compare page and the
+CLI all show these rows, from the same list."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -8,14 +9,18 @@ from typing import Any
 
 from ..errors import TaskError
 from ..registry import get_task
+from .stats import holm
 
 IMPROVED, REGRESSED, UNCHANGED = "improved", "regressed", "no significant change"
+#: what a verdict's p is: each row's own test (the default, as papers report one metric), or Holm's adjustment
+#: over the scorecard's rows (at most alpha chance of any false "improved"/"regressed" among them)
+ADJUSTMENTS = ("none", "holm")
 
 
-def _verdict(e: dict[str, Any]) -> str:
+def _verdict(e: dict[str, Any], significant: bool) -> str:
     if e.get("delta") is None or e.get("higher_is_better") is None:
         return "—"
-    if not e.get("significant"):
+    if not significant:
         return UNCHANGED
     return IMPROVED if e.get("better") == "tuned" else REGRESSED
 
@@ -27,21 +32,31 @@ def _groups_of(task: str) -> tuple[str, ...]:
         return ()
 
 
-def scorecard(data: dict[str, Any], headline: dict[str, list[str]], first: Sequence[tuple[str, str | None]] = ()) -> list[dict[str, Any]]:
+def scorecard(data: dict[str, Any], headline: dict[str, list[str]], first: Sequence[tuple[str, str | None]] = (),
+              adjust: str = "none") -> list[dict[str, Any]]:
     """Rows for every task of a compare result: its headline metrics pooled, then per scorecard group; the (task,
-    group) pairs in `first` lead, in that order (e.g. the split where a model's hallucination was designed to show)."""
-    rows = []
+    group) pairs in `first` lead, in that order (e.g. the split where a model's hallucination was designed to show).
+    `adjust`: "holm" marks a row significant by its Holm-adjusted p (`p_holm`, over the rows with a p and a verdict)
+    instead of its p."""
+    if adjust not in ADJUSTMENTS:
+        raise TaskError(f"adjust {adjust!r}: one of {', '.join(ADJUSTMENTS)}")
+    entries = []
     for task, t in data["tasks"].items():
         scopes: list[tuple[str | None, dict[str, Any]]] = [(None, t["metrics"])]
         scopes += [(g, t["groups"][g]) for g in _groups_of(task) if g in t.get("groups", {})]
         for group, metrics in scopes:
             for metric in headline.get(task, []):
                 e = metrics.get(metric)
-                if e is None:
-                    continue
-                rows.append({"task": task, "group": group, "metric": metric, "base": e["base"], "tuned": e["tuned"],
-                             "delta": e["delta"], "ci_low": e["ci_low"], "ci_high": e["ci_high"], "p_value": e["p_value"],
-                             "higher_is_better": e["higher_is_better"], "verdict": _verdict(e)})
+                if e is not None:
+                    entries.append((task, group, metric, e))
+    # the family: the rows a verdict is drawn from (a metric without a direction gets none)
+    adjusted = holm([e["p_value"] if _verdict(e, False) != "—" else None for *_, e in entries])
+    rows = []
+    for (task, group, metric, e), p_holm in zip(entries, adjusted):
+        significant = e["significant"] if adjust == "none" else p_holm is not None and p_holm < data["alpha"]
+        rows.append({"task": task, "group": group, "metric": metric, "base": e["base"], "tuned": e["tuned"],
+                     "delta": e["delta"], "ci_low": e["ci_low"], "ci_high": e["ci_high"], "p_value": e["p_value"],
+                     "p_holm": p_holm, "higher_is_better": e["higher_is_better"], "verdict": _verdict(e, significant)})
     lead = {key: i for i, key in enumerate(first)}
     return sorted(rows, key=lambda r: lead.get((r["task"], r["group"]), len(lead)))  # stable: the rest keep their order
 
@@ -52,13 +67,13 @@ def _num(value: Any) -> str:
 
 def format_scorecard(rows: list[dict[str, Any]]) -> str:
     """The rows as an aligned text table for the terminal."""
-    table = [("task / split", "metric", "base", "tuned", "Δ [95% CI]", "p", "verdict")]
+    table = [("task / split", "metric", "base", "tuned", "Δ [95% CI]", "p", "p (Holm)", "verdict")]
     for r in rows:
         scope = r["task"] + (f" / {r['group']}" if r["group"] else "")
         arrow = {True: " ↑", False: " ↓"}.get(r["higher_is_better"], "")
         ci = f" [{_num(r['ci_low'])}, {_num(r['ci_high'])}]" if r["ci_low"] is not None else ""
         delta = "—" if r["delta"] is None else f"{r['delta']:+.4f}{ci}"
-        p = "—" if r["p_value"] is None else f"{r['p_value']:.3g}"
-        table.append((scope, r["metric"] + arrow, _num(r["base"]), _num(r["tuned"]), delta, p, r["verdict"]))
+        p, p_holm = ("—" if v is None else f"{v:.3g}" for v in (r["p_value"], r.get("p_holm")))
+        table.append((scope, r["metric"] + arrow, _num(r["base"]), _num(r["tuned"]), delta, p, p_holm, r["verdict"]))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table)

@@ -26,6 +26,18 @@ def mcnemar(b: int, c: int) -> tuple[float, str]:
     return math.erfc(math.sqrt(stat / 2)), "mcnemar-chi2-cc"
 
 
+def holm(p_values: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment: each p-value made comparable to alpha for the whole family at once (the
+    chance of any false "significant" among them at most alpha, whatever their dependence); None stays None."""
+    order = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
 def bootstrap_p(deltas: np.ndarray) -> float:
     """Two-sided p of a paired percentile bootstrap: how often the resampled delta falls on either side of 0."""
     r = len(deltas)

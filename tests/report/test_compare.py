@@ -55,6 +55,16 @@ def test_compare_pope_verdicts(pope_runs, tmp_path):
     assert "adversarial" in t["groups"]
     html = (tmp_path / "compare.html").read_text()
     assert "&lt;script&gt;" in html and XSS not in html
+    # every scorecard row carries p adjusted for the number of rows; verdicts are by p unless --adjust holm
+    assert data["adjust"] == "none" and all(r["p_holm"] >= r["p_value"] for r in data["scorecard"])
+    assert "p (Holm)" in proc.stdout.splitlines()[0] and "<th>p (Holm)</th>" in html
+    proc = mmhallu("compare", str(base_dir), str(tuned_dir), "--out", str(tmp_path / "holm"), "--adjust", "holm")
+    assert proc.returncode == 0, proc.stderr
+    holm = json.loads((tmp_path / "holm/compare.json").read_text())
+    assert holm["adjust"] == "holm"
+    assert [r["verdict"] == "no significant change" for r in holm["scorecard"]] == [r["p_holm"] >= 0.05 for r in holm["scorecard"]]
+    proc = mmhallu("compare", str(base_dir), str(tuned_dir), "--out", str(tmp_path / "bad"), "--adjust", "bonferroni")
+    assert proc.returncode != 0 and "--adjust 'bonferroni': choose none or holm" in proc.stderr and not (tmp_path / "bad").exists()
 
 
 def test_result_files_written_by_score_are_runs_for_every_page(pope_runs, shared_benchmarks, tmp_path):

@@ -1,11 +1,13 @@
-"""McNemar and the paired bootstrap against hand-computed cases and scipy."""
+"""McNemar, the paired bootstrap and Holm's adjustment against hand-computed cases and scipy."""
 import numpy as np
 import pytest
 from scipy import stats
 
+from mmhallu_eval.errors import TaskError
 from mmhallu_eval.measure import Measure, Metric, ratio
 from mmhallu_eval.metrics import BOOTSTRAP_SEED
-from mmhallu_eval.report.stats import bootstrap_p, mcnemar, paired_bootstrap
+from mmhallu_eval.report.scorecard import format_scorecard, scorecard
+from mmhallu_eval.report.stats import bootstrap_p, holm, mcnemar, paired_bootstrap
 
 
 def test_mcnemar_hand_computed():
@@ -81,3 +83,27 @@ def test_paired_bootstrap_blocks_equal_the_resample_loop(kind):
     for name, per in want.items():
         for key, deltas in per.items():
             assert np.array_equal(got[name][key], deltas), (name, key)
+
+
+def test_holm_hand_computed():
+    # sorted 0.005, 0.01, 0.03, 0.04 (m = 4): 4·0.005 = 0.02; 3·0.01 = 0.03; 2·0.03 = 0.06; 1·0.04 = 0.04 → 0.06 (never below the step before)
+    assert holm([0.01, 0.04, 0.03, 0.005, None]) == pytest.approx([0.03, 0.06, 0.06, 0.02, None])
+    assert holm([0.5, 0.9]) == [1.0, 1.0] and holm([]) == [] and holm([None]) == [None]
+
+
+def _entry(p, delta=0.01):
+    return {"base": 0.5, "tuned": 0.5 + delta, "delta": delta, "ci_low": 0.0, "ci_high": 0.02, "p_value": p, "higher_is_better": True,
+            "better": "tuned", "significant": p < 0.05}
+
+
+def test_the_scorecard_adjusts_over_the_rows_with_a_verdict_and_draws_verdicts_by_the_adjusted_p_when_asked():
+    no_direction = {**_entry(0.0001), "higher_is_better": None, "better": None}  # no verdict: not in the family
+    data = {"alpha": 0.05, "tasks": {"mytask": {"metrics": {"a": _entry(0.001), "b": _entry(0.03), "c": _entry(0.04), "d": no_direction}, "groups": {}}}}
+    headline = {"mytask": ["a", "b", "c", "d"]}
+    plain, adjusted = scorecard(data, headline), scorecard(data, headline, adjust="holm")
+    assert [r["p_holm"] for r in plain] == pytest.approx([0.003, 0.06, 0.06, None])
+    assert [r["verdict"] for r in plain] == ["improved", "improved", "improved", "—"]
+    assert [r["verdict"] for r in adjusted] == ["improved", "no significant change", "no significant change", "—"]
+    assert format_scorecard(plain).splitlines()[0].split()[-3:] == ["p", "(Holm)", "verdict"]
+    with pytest.raises(TaskError, match="one of none, holm"):
+        scorecard(data, headline, adjust="bonferroni")

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from .benchmarks.pope import build_pope
 from .benchmarks.qa import build_finer, build_mme, build_mmhal
 from .errors import TaskError
-from .files import atomic_write_json
+from .files import atomic_write_json, read_json
 from .nltk_resources import download_nltk_resources, missing_nltk_resources
 from .quiet import hide_library_progress_bars
 from .options import fields_of
@@ -123,15 +123,22 @@ def prepare(out: Path, settings: DemoSettings, log: Callable[[str], None] = prin
                 shutil.rmtree(stale)
         log(f"building the shapes world ({settings.n_train} train / {settings.n_test} test images)")
         build_world(world, seed=settings.seed, n_train=settings.n_train, n_test=settings.n_test)
-    if not (bench / "done.json").exists():
+    # what the benchmarks are built with, recorded in done.json: a folder built with other settings is built again
+    built = {"seed": settings.seed, "pope": {"n_images": 500, "per_image": 3, "min_objects": 3}, "finer": {"n_images": settings.finer_images},
+             "mmhal": {"n_items": 96}}
+    done = bench / "done.json"
+    if done.exists() and read_json(done) != built:
+        log("building the benchmarks again: this folder's were built with other settings")
+        shutil.rmtree(bench)
+    if not done.exists():
         log("building POPE, MME-style, FINER-style and MMHal-style benchmarks on the test split")
-        build_pope(world / "instances_test.json", bench / "pope", name="shapes", n_images=500, per_image=3, min_objects=3, seed=settings.seed)
+        build_pope(world / "instances_test.json", bench / "pope", name="shapes", seed=settings.seed, **built["pope"])
         build_mme(world / "scene_graph_test.json", bench / "mme", seed=settings.seed)
-        build_finer(world / "scene_graph_test.json", bench / "finer", seed=settings.seed, n_images=settings.finer_images)
-        build_mmhal(world / "scene_graph_test.json", bench / "mmhal.json", n_items=96, seed=settings.seed)
+        build_finer(world / "scene_graph_test.json", bench / "finer", seed=settings.seed, **built["finer"])
+        build_mmhal(world / "scene_graph_test.json", bench / "mmhal.json", seed=settings.seed, **built["mmhal"])
         test_ids = [img["id"] for img in json.loads((world / "instances_test.json").read_text())["images"]]
         atomic_write_json(bench / "chair_image_ids.json", test_ids)
-        atomic_write_json(bench / "done.json", {"ok": True})
+        atomic_write_json(done, built)
     model = _model_for(world, settings, assets, log)
     images = str(world / "images")
     task_args = {

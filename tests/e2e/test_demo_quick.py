@@ -33,9 +33,13 @@ def test_quick_demo_runs_the_loop(tmp_path):
     assert any(line.startswith("chair") for line in card[2:6]) and "FINER-style MCQ" in proc.stdout
     # --no-progress: no bars (weight loading, dataset mapping, generation, training) and no per-step DPO metrics
     assert "it/s" not in proc.stdout + proc.stderr and "'loss'" not in proc.stdout + proc.stderr
-    # rerun: every stage is up to date
+    # rerun: every stage is up to date; benchmarks recorded as built with other settings (as before the settings were
+    # recorded) are built again, here to the same files, so no evaluation runs again
+    assert json.loads((out / "assets/benchmarks/done.json").read_text())["finer"] == {"n_images": 500}
+    (out / "assets/benchmarks/done.json").write_text('{"ok": true}')
     proc = subprocess.run([sys.executable, "-m", "mmhallu_eval.cli", "demo", "--quick", "--out", str(out), "--no-progress"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "building the benchmarks again: this folder's were built with other settings" in proc.stdout
     assert proc.stdout.count("up to date, skipped") == 5
     # a benchmark file changed in place (its path the same): the evaluations run again from the response cache, the
     # pairs are built again (they leave the evaluation images out), not reported from the runs made on the old data

@@ -17,8 +17,13 @@ IMPROVED, REGRESSED, UNCHANGED = "improved", "regressed", "no significant change
 ADJUSTMENTS = ("none", "holm")
 
 
+def _has_verdict(e: dict[str, Any]) -> bool:
+    """A delta and a metric direction: without either, a row is shown but no verdict is drawn from it."""
+    return e.get("delta") is not None and e.get("higher_is_better") is not None
+
+
 def _verdict(e: dict[str, Any], significant: bool) -> str:
-    if e.get("delta") is None or e.get("higher_is_better") is None:
+    if not _has_verdict(e):
         return "—"
     if not significant:
         return UNCHANGED
@@ -49,8 +54,7 @@ def scorecard(data: dict[str, Any], headline: dict[str, list[str]], first: Seque
                 e = metrics.get(metric)
                 if e is not None:
                     entries.append((task, group, metric, e))
-    # the family: the rows a verdict is drawn from (a metric without a direction gets none)
-    adjusted = holm([e["p_value"] if _verdict(e, False) != "—" else None for *_, e in entries])
+    adjusted = holm([e["p_value"] if _has_verdict(e) else None for *_, e in entries])  # the family: rows with a verdict
     rows = []
     for (task, group, metric, e), p_holm in zip(entries, adjusted):
         significant = e["significant"] if adjust == "none" else p_holm is not None and p_holm < data["alpha"]

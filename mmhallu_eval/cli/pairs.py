@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 
 from ..options import fields_of
+from ..report.scorecard import ADJUST_HELP, ADJUSTMENTS
 from ..train.dpo import TRAIN_DEFAULTS as D
 from .common import command, declared_options, fail, given, option, parse_task_args, parse_template_args, split, user_errors
 
@@ -128,6 +129,8 @@ def _loop(**values: Any) -> None:
     from ..train.loop import LoopConfig, run_loop
 
     # the same chat template variables for the evaluations, the sampled captions (backend_args) and training
+    if values["adjust"] not in ADJUSTMENTS:
+        fail(f"--adjust {values['adjust']!r}: choose {' or '.join(ADJUSTMENTS)}")
     given_args = parse_template_args(values["chat_template_arg"])
     template_args = {"chat_template_args": given_args} if given_args else {}
     cfg = LoopConfig(
@@ -138,7 +141,7 @@ def _loop(**values: Any) -> None:
         mix=parse_mix(values["mix"]) if values["mix"] else None,
         train={"epochs": values["epochs"], "learning_rate": values["lr"], "beta": values["beta"], "batch_size": values["batch_size"],
                "loss_type": split(values["loss_type"]), **template_args},
-        show_progress=not values["no_progress"],
+        show_progress=not values["no_progress"], adjust=values["adjust"],
     )
     try:
         state = run_loop(cfg, log=typer.echo)
@@ -171,6 +174,7 @@ def register_loop(app: typer.Typer) -> None:
         option("chat_template_arg", list[str], [], "A variable the chat template is rendered with, NAME=VALUE (repeatable; JSON values), in "
                "both evaluations, the sampled captions and training, e.g. enable_thinking=false."),
         option("merge_adapter", bool, False, "Evaluate the tuned model with the adapter merged into the weights (faster; answers can differ from the unmerged adapter's in floating-point rounding)."),
+        option("adjust", str, "none", "The compare stage's scorecard: " + ADJUST_HELP),
         option("no_progress", bool, False, "Hide progress bars.", ("--no-progress",)),
         *strategy_params(),
     ]

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..report.scorecard import ADJUST_HELP, ADJUSTMENTS
 from .common import fail, group, say, user_errors
 
 app = group()
@@ -35,12 +36,11 @@ def compare_cmd(
     tuned: Path = typer.Argument(..., help="Run folder (or `mmhallu score` result file) of the tuned model."),
     out: Optional[Path] = typer.Option(None, help="Folder for compare.html and compare.json (default: TUNED)."),
     intersect: bool = typer.Option(False, help="Compare only the samples both runs evaluated."),
-    adjust: str = typer.Option("none", help="none: each scorecard verdict by its row's p; holm: by p adjusted with Holm's method for the number of rows (at most 5% chance of any false verdict among them)."),
+    adjust: str = typer.Option("none", help=ADJUST_HELP),
     include: list[Path] = typer.Option([], "--include-path", help="Folder with user task plugins (runs of plugin tasks)."),
 ) -> None:
     """Paired before/after statistics per task, metric and group, with the samples that flipped."""
     from ..report.pages import compare_report
-    from ..report.scorecard import ADJUSTMENTS
 
     if adjust not in ADJUSTMENTS:
         fail(f"--adjust {adjust!r}: choose {' or '.join(ADJUSTMENTS)}")

@@ -15,6 +15,9 @@ IMPROVED, REGRESSED, UNCHANGED = "improved", "regressed", "no significant change
 #: what a verdict's p is: each row's own test (the default, as papers report one metric), or Holm's adjustment
 #: over the scorecard's rows (at most alpha chance of any false "improved"/"regressed" among them)
 ADJUSTMENTS = ("none", "holm")
+#: what `--adjust` means, for every command that draws a scorecard
+ADJUST_HELP = ("none: each scorecard verdict by its row's p; holm: by p adjusted with Holm's method for the number of rows "
+               "(at most 5% chance of any false verdict among them).")
 
 
 def _has_verdict(e: dict[str, Any]) -> bool:

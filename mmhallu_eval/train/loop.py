@@ -17,6 +17,7 @@ from ..errors import TaskError
 from ..files import atomic_write_json, read_json
 from ..options import as_strings
 from ..outputs import folder_relation, refuse_foreign_folder
+from ..report.scorecard import ADJUSTMENTS
 from ..rundir import MANIFEST, now_iso
 from ..runner import RunConfig, run, task_data_hashes
 from .dpo import TrainConfig, check_chat_template, check_dpo_settings, dpo_arguments, train_dpo
@@ -53,6 +54,8 @@ class LoopConfig:
     show_progress: bool = True
     #: (task, group) rows that lead the compare scorecard, e.g. the split where the hallucination is expected
     scorecard_first: list[tuple[str, str | None]] = field(default_factory=list)
+    #: what the compare scorecard's verdicts' p is (`report.scorecard.ADJUSTMENTS`)
+    adjust: str = "none"
 
 
 #: the pairs file and the adapter folder in the loop's folder
@@ -109,6 +112,8 @@ def run_loop(cfg: LoopConfig, log: Callable[[str], None] = print) -> dict[str, A
         raise TaskError(f"loop: {', '.join(needs_run)} read(s) a run on training images, which the loop does not make: build them with "
                         "`mmhallu pairs build --run RUN_DIR`, then `mmhallu train dpo`")
     check_dpo_settings(cfg.train)
+    if cfg.adjust not in ADJUSTMENTS:
+        raise TaskError(f"loop: adjust {cfg.adjust!r}: one of {', '.join(ADJUSTMENTS)}")
     out = Path(cfg.out)
     # its values checked now (ours, then TRL's), not after the base run
     dpo_arguments(TrainConfig(model=cfg.model, pairs=str(out / PAIRS), out=str(out / ADAPTER), **cfg.train))
@@ -283,11 +288,11 @@ def _compare_stage(cfg: LoopConfig, base: Path, tuned: Path, log: Callable[[str]
     from ..report.pages import compare_report
 
     def compare() -> dict[str, Any]:
-        html, js = compare_report(base, tuned, Path(cfg.out) / "compare", first=cfg.scorecard_first)
+        html, js = compare_report(base, tuned, Path(cfg.out) / "compare", first=cfg.scorecard_first, adjust=cfg.adjust)
         log(f"[loop] compare: {html}")
         return {"html": str(html), "json": str(js)}
 
-    return Stage("compare", {"base": str(base), "tuned": str(tuned)}, [], compare)
+    return Stage("compare", {"base": str(base), "tuned": str(tuned), "adjust": cfg.adjust}, [], compare)
 
 
 def _file_hash(path: Path) -> str:

@@ -269,3 +269,26 @@ def test_a_leaderboard_notes_runs_scored_or_made_differently(pope_runs, tmp_path
     assert sized.returncode == 0 and sized.stderr.count("note:") == 1, sized.stderr
     assert "note: pope: the runs evaluated different numbers of samples (model (base): 600; model (fewer): 500)" in sized.stderr
     assert "measured on different sample sets" in (tmp_path / "sized_board/leaderboard.md").read_text()
+
+
+def test_the_loops_compare_stage_takes_the_same_adjustment(pope_runs, tmp_path):
+    """`mmhallu loop --adjust holm` draws its compare stage's verdicts as `mmhallu compare --adjust holm` does; a
+    value it does not know is refused before the loop's folder is made."""
+    from mmhallu_eval.errors import TaskError
+    from mmhallu_eval.train.loop import LoopConfig, _compare_stage, run_loop
+
+    base_dir, tuned_dir, *_ = pope_runs
+    cfg = LoopConfig(model="m", train_annotations="a", train_images="i", tasks=["pope"], out=tmp_path / "loop", adjust="holm")
+    stage = _compare_stage(cfg, base_dir, tuned_dir, log=lambda line: None)
+    assert stage.inputs["adjust"] == "holm"
+    stage.run()
+    looped = json.loads((tmp_path / "loop/compare/compare.json").read_text())
+    proc = mmhallu("compare", str(base_dir), str(tuned_dir), "--out", str(tmp_path / "holm"), "--adjust", "holm")
+    assert proc.returncode == 0, proc.stderr
+    assert looped["adjust"] == "holm" and looped["scorecard"] == json.loads((tmp_path / "holm/compare.json").read_text())["scorecard"]
+    with pytest.raises(TaskError, match="loop: adjust 'bh': one of none, holm"):
+        run_loop(LoopConfig(model="m", train_annotations="a", train_images="i", tasks=["pope"], out=tmp_path / "l2", adjust="bh"))
+    proc = mmhallu("loop", "--model", "m", "--train-data", "a.json", "--train-images", "i", "--tasks", "pope", "--out", str(tmp_path / "l3"),
+                   "--adjust", "bh")
+    assert proc.returncode != 0 and "--adjust 'bh': choose none or holm" in proc.stderr
+    assert not (tmp_path / "l2").exists() and not (tmp_path / "l3").exists()

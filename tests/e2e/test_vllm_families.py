@@ -75,11 +75,10 @@ def test_vllm_feeds_the_processors_ids_and_matches_transformers(family, requests
         engine.close()
 
 
-def test_gemma4_reasoning_channel_is_kept_on_vllm(requests_, tmp_path):
+def test_gemma4_reasoning_channel_is_kept_on_vllm(pope_fixture, tmp_path):
     """With `enable_thinking`, Gemma 4 reasons between two special tokens, `<|channel>` and `<channel|>`: vLLM's
-    answers keep them as the transformers backend's do (the same decoder), so the reasoning is read apart."""
-    from dataclasses import replace
-
+    answers keep them as the transformers backend's do (the same decoder), so the reasoning is read apart. Asked the
+    fixture's questions as they are, which the tiny model was taught (`TAUGHT_PROMPTS`) to reason about."""
     if "gemma4" not in RUNS_ON_VLLM_CPU:
         pytest.skip("vLLM's Gemma 4 module imports torchvision, which is not installed")
     from mmhallu_eval.backends.transformers_backend import TransformersBackend
@@ -87,7 +86,9 @@ def test_gemma4_reasoning_channel_is_kept_on_vllm(requests_, tmp_path):
 
     model = str(build_family("gemma4", tmp_path / "gemma4"))
     args = {"enable_thinking": True}
-    requests = [replace(r, generation=GenerationConfig(max_new_tokens=40)) for r in requests_]
+    spec = get_task("pope")
+    samples = spec.load({"data": str(pope_fixture), "images": str(pope_fixture / "images")})[:6]
+    requests = [spec.build_request(s, GenerationConfig(max_new_tokens=40)) for s in samples]
     expected = TransformersBackend(model, device="cpu", chat_template_args=args).generate(requests)
     engine = VLLMBackend(model, dtype="float32", enforce_eager=True, max_model_len=1024, chat_template_args=args)
     try:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ...prompts import SHORT_ANSWER
+from ..fixtures import SHAPES
 from ..tiny_models import _corpus
 
 #: text model size shared by the families: head size 32 (vLLM's CPU attention needs ≥ 32), two layers
@@ -97,9 +99,17 @@ def save(out: str | Path, model_cls: Any, config: Any, processor: Any, tok: Any,
 Builder = Callable[[Path, int], Path]
 
 
-def teach(out: str | Path, lessons: tuple[tuple[str, dict[str, Any]], ...],
-          prompts: tuple[str, ...] = ("Is there a dog in the image?", "Is there a cat in the image?"), steps: int = 60, seed: int = 0) -> Path:
-    """Overfit a saved tiny model to answer every prompt with a lesson's reply (a second or two): a random model never
+#: what a taught model is asked by default: the POPE fixture's question about every shape it draws, in the short-answer
+#: form of its prompts, and two plain questions. Taught only a dog and a cat, some seeds' models (and one seed's on
+#: another CPU) went astray on an untaught word ("diamond", "cross"); taught these, every seed tried answers all 168
+#: fixture questions as taught (30 passes over the eight take a tiny Qwen3-VL 6–7 s on a 2-core CPU)
+TAUGHT_PROMPTS = (*(f"Is there a {shape} in the image?{SHORT_ANSWER}" for shape in SHAPES), "Is there a dog in the image?",
+                  "Is there a cat in the image?")
+
+
+def teach(out: str | Path, lessons: tuple[tuple[str, dict[str, Any]], ...], prompts: tuple[str, ...] = TAUGHT_PROMPTS, steps: int = 30,
+          seed: int = 0) -> Path:
+    """Overfit a saved tiny model to answer every prompt with a lesson's reply: a random model never
     writes a closing `</think>`, and the reasoning tests need one that does. A lesson is (reply, chat template
     variables the prompts are rendered with), so that one model can answer one way with `enable_thinking` and
     another way without."""

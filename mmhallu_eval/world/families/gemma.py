@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ...backends.hf_processor import image_only
 from ...prompts import DESCRIBE
-from .common import Tokens, family_tokenizer, ids, save, teach, text_config
+from .common import TAUGHT_PROMPTS, Tokens, family_tokenizer, ids, save, teach, text_config
 
 #: Gemma's vocabulary has runs of one to four newlines as single tokens (vLLM's Gemma 3 processor looks them up)
 NEWLINES = ("\n", "\n\n", "\n\n\n", "\n\n\n\n")
@@ -92,9 +92,8 @@ def build_gemma4(out: Path, seed: int = 0) -> Path:
                           tie_word_embeddings=False, vision_soft_tokens_per_image=70)
     save(out, Gemma4ForConditionalGeneration, config, processor, tok, seed, {"video_processor_type": "Gemma4VideoProcessor", "patch_size": 8},
          stop_tokens=("<turn|>",))
-    asked = ("Is there a dog in the image?", "Is there a cat in the image?")
-    prompts = (*asked, *(f"{q}\nAnswer the question using a single word or phrase." for q in asked), DESCRIBE)
-    return teach(out, ((GEMMA4_THINKING_REPLY, {"enable_thinking": True}), ("No<turn|>", {})), prompts, seed=seed)
+    # two lessons over nine prompts (every seed of 0–3 answers all 168 fixture questions as taught with 35 passes)
+    return teach(out, ((GEMMA4_THINKING_REPLY, {"enable_thinking": True}), ("No<turn|>", {})), (*TAUGHT_PROMPTS, DESCRIBE), steps=35, seed=seed)
 
 
 PALIGEMMA_TOKENS = Tokens(bos="<bos>", eos="<eos>", pad="<pad>", add_bos=True, named={"image_token": "<image>"}, plain=NEWLINES)

@@ -31,6 +31,12 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def require_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
+    """A flag whose value must be one of a few names: a wrong one is one line naming them, before anything runs."""
+    if value not in choices:
+        fail(f"{flag} {value!r}: choose {' or '.join(choices)}")
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
     """Every command catches these once and turns them into one `error:` line with exit 2."""
     return (UserError,)

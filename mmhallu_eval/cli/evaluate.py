@@ -8,7 +8,7 @@ import typer
 
 from ..options import describe
 from ..registry import get_task, include_path, task_names
-from .common import fail, group, headline, parse_parsers, parse_task_args, parse_template_args, say, split, user_errors
+from .common import fail, group, headline, parse_parsers, parse_task_args, parse_template_args, require_choice, say, split, user_errors
 
 app = group()
 
@@ -86,8 +86,7 @@ def run_cmd(
     from ..runner import RunConfig, run
     from ..scoring import all_failed
 
-    if reasoning not in REASONING_MODES:
-        fail(f"--reasoning {reasoning!r}: choose {' or '.join(REASONING_MODES)}")
+    require_choice("--reasoning", reasoning, REASONING_MODES)
     if merge_adapter and (backend != "transformers" or not adapter):
         fail("--merge-adapter merges an --adapter into the model of --backend transformers; give both (vLLM applies adapters unmerged)")
     task_list = split(tasks)

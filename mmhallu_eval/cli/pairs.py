@@ -12,7 +12,8 @@ import typer
 from ..options import fields_of
 from ..report.scorecard import ADJUST_HELP, ADJUSTMENTS
 from ..train.dpo import TRAIN_DEFAULTS as D
-from .common import command, declared_options, fail, given, option, parse_task_args, parse_template_args, split, user_errors
+from .common import (command, declared_options, fail, given, option, parse_task_args, parse_template_args, require_choice, split,
+                     user_errors)
 
 
 def strategy_params() -> list[inspect.Parameter]:
@@ -128,9 +129,8 @@ def _loop(**values: Any) -> None:
     """Evaluate → pairs from the base run's failures → DPO → evaluate the adapter → compare (resumable)."""
     from ..train.loop import LoopConfig, run_loop
 
+    require_choice("--adjust", values["adjust"], ADJUSTMENTS)
     # the same chat template variables for the evaluations, the sampled captions (backend_args) and training
-    if values["adjust"] not in ADJUSTMENTS:
-        fail(f"--adjust {values['adjust']!r}: choose {' or '.join(ADJUSTMENTS)}")
     given_args = parse_template_args(values["chat_template_arg"])
     template_args = {"chat_template_args": given_args} if given_args else {}
     cfg = LoopConfig(

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..report.scorecard import ADJUST_HELP, ADJUSTMENTS
-from .common import fail, group, say, user_errors
+from .common import fail, group, require_choice, say, user_errors
 
 app = group()
 
@@ -42,8 +42,7 @@ def compare_cmd(
     """Paired before/after statistics per task, metric and group, with the samples that flipped."""
     from ..report.pages import compare_report
 
-    if adjust not in ADJUSTMENTS:
-        fail(f"--adjust {adjust!r}: choose {' or '.join(ADJUSTMENTS)}")
+    require_choice("--adjust", adjust, ADJUSTMENTS)
     try:
         _include(include)
         html, js = compare_report(base, tuned, out, intersect=intersect, adjust=adjust)

@@ -10,8 +10,9 @@ from typing import Any, Optional
 import typer
 
 from ..outputs import check_outputs, file_in
+from ..reasoning import REASONING_MODES
 from ..registry import TaskAlias, get_task, include_path, task_aliases, task_names
-from .common import command, declared_options, fail, given, group, headline, option, parse_task_args, say, user_errors
+from .common import command, declared_options, fail, given, group, headline, option, parse_task_args, require_choice, say, user_errors
 
 COMMON = {"answers", "out", "parser", "allow_missing", "reasoning", "task_arg", "include_path", "format", "peer_results"}
 
@@ -141,8 +142,7 @@ def _register(app: typer.Typer, name: str, spec_options: type, alias: TaskAlias 
         if alias and chosen not in (None, *alias.tasks):
             fail(f"--{alias.option} {chosen!r}: use {' or '.join(alias.tasks)}")
         task = alias.tasks[chosen or alias.default] if alias else name
-        if values["reasoning"] not in ("strip", "keep"):
-            fail(f"--reasoning {values['reasoning']!r}: choose strip or keep")
+        require_choice("--reasoning", values["reasoning"], REASONING_MODES)
         options = {k: v for k, v in given(values).items() if k not in COMMON}
         for key, value in parse_task_args(values["task_arg"]).get(task, {}).items():
             if key in options:
